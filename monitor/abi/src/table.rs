@@ -1,0 +1,374 @@
+//! The binary partition table: a header followed by arrays of fixed-size entries.
+//!
+//! All integers are little-endian and every structure is `Unaligned`, so a table can be
+//! viewed in place from any byte buffer. Entries refer to each other by index only (never
+//! by pointer), and every index and range is checked by [`crate::validate`].
+
+use zerocopy::little_endian::{U16, U32, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+
+/// First bytes of every partition table.
+pub const TABLE_MAGIC: [u8; 8] = *b"QUESTPT\0";
+/// Version of the table format described by this crate.
+pub const TABLE_VERSION: u32 = 1;
+/// Length of every name field (NUL-padded UTF-8, at most `NAME_LEN - 1` bytes).
+pub const NAME_LEN: usize = 32;
+/// Alignment of the payload area that follows the table in an image.
+pub const PAYLOAD_ALIGN: u64 = 4096;
+/// Most vCPUs one sandbox may have (bounded so boot info has fixed size).
+pub const MAX_VCPUS_PER_SANDBOX: usize = 16;
+/// Most sandboxes one table may describe.
+pub const MAX_SANDBOXES: usize = 64;
+/// Most logical cores a system may declare.
+pub const MAX_CORES: u32 = 256;
+/// Guest pages are 4 KiB; every region is aligned to and sized in them.
+pub const PAGE_SIZE: u64 = 4096;
+/// Sandbox RAM is mapped with 2 MiB pages and must be a multiple of this.
+pub const LARGE_PAGE_SIZE: u64 = 2 * 1024 * 1024;
+/// Marker for "no index" in index fields.
+pub const NO_INDEX: u32 = u32::MAX;
+
+/// Location of one entry array inside the table.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    FromBytes,
+    IntoBytes,
+    KnownLayout,
+    Immutable,
+    Unaligned,
+)]
+#[repr(C)]
+pub struct ArrayRef {
+    /// Byte offset from the start of the table.
+    pub offset: U32,
+    /// Number of entries.
+    pub count: U32,
+    /// Size of one entry in bytes (must equal the size this crate defines).
+    pub entry_size: U32,
+    /// Reserved, zero.
+    pub reserved: U32,
+}
+
+/// The table header, at offset 0.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct Header {
+    /// [`TABLE_MAGIC`].
+    pub magic: [u8; 8],
+    /// [`TABLE_VERSION`].
+    pub version: U32,
+    /// `size_of::<Header>()`.
+    pub header_size: U32,
+    /// Size of the whole table (header and arrays) in bytes.
+    pub total_size: U32,
+    /// CRC-32 (IEEE) of the whole table computed with this field set to zero.
+    pub checksum: U32,
+    /// System name from the manifest.
+    pub system_name: [u8; NAME_LEN],
+    /// Logical cores the target machine must have.
+    pub system_cores: U32,
+    /// I/O base of the monitor's console UART (e.g. 0x3f8).
+    pub console_port: U16,
+    /// Reserved, zero.
+    pub reserved0: U16,
+    /// Host RAM the target machine must have, in bytes.
+    pub system_memory: U64,
+    /// Host RAM the monitor reserves for itself (image, stacks, VMCS, EPT), in bytes.
+    pub monitor_reserve: U64,
+    /// Size of the payload area that follows the table (aligned to [`PAYLOAD_ALIGN`]).
+    pub payload_area_size: U64,
+    /// Sandboxes, [`SandboxEntry`].
+    pub sandboxes: ArrayRef,
+    /// Virtual CPUs, [`VcpuEntry`], grouped by sandbox.
+    pub vcpus: ArrayRef,
+    /// Guest-physical regions, [`RegionEntry`], grouped by sandbox.
+    pub regions: ArrayRef,
+    /// Channels, [`ChannelEntry`].
+    pub channels: ArrayRef,
+    /// Passed-through devices, [`DeviceEntry`], grouped by sandbox.
+    pub devices: ArrayRef,
+    /// Initial guest memory contents, [`PayloadEntry`], grouped by sandbox.
+    pub payloads: ArrayRef,
+}
+
+/// A contiguous range `[first, first + count)` into one of the entry arrays.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    FromBytes,
+    IntoBytes,
+    KnownLayout,
+    Immutable,
+    Unaligned,
+)]
+#[repr(C)]
+pub struct IndexRange {
+    /// First index.
+    pub first: U32,
+    /// Number of entries.
+    pub count: U32,
+}
+
+impl IndexRange {
+    /// Builds a range.
+    pub fn new(first: u32, count: u32) -> Self {
+        Self {
+            first: first.into(),
+            count: count.into(),
+        }
+    }
+    /// The range as `usize` bounds, `None` on overflow.
+    pub fn bounds(&self) -> Option<core::ops::Range<usize>> {
+        let first = self.first.get() as usize;
+        let end = first.checked_add(self.count.get() as usize)?;
+        Some(first..end)
+    }
+}
+
+/// How a sandbox's application is run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u32)]
+pub enum Runtime {
+    /// Quest's small `no_std` runtime.
+    Bare = 0,
+    /// The Hermit library OS (std applications), booted like uhyve boots it.
+    Hermit = 1,
+}
+
+impl Runtime {
+    /// Decodes the table value.
+    pub fn from_u32(v: u32) -> Option<Self> {
+        match v {
+            0 => Some(Self::Bare),
+            1 => Some(Self::Hermit),
+            _ => None,
+        }
+    }
+}
+
+/// What the monitor does when a sandbox faults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u32)]
+pub enum OnFault {
+    /// Stop the sandbox; the others go on.
+    HaltSandbox = 0,
+    /// Reload the sandbox from its pristine image and start it again.
+    Restart = 1,
+    /// Stop the whole system.
+    HaltSystem = 2,
+}
+
+impl OnFault {
+    /// Decodes the table value.
+    pub fn from_u32(v: u32) -> Option<Self> {
+        match v {
+            0 => Some(Self::HaltSandbox),
+            1 => Some(Self::Restart),
+            2 => Some(Self::HaltSystem),
+            _ => None,
+        }
+    }
+}
+
+/// One sandbox.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct SandboxEntry {
+    /// Sandbox name (console prefix).
+    pub name: [u8; NAME_LEN],
+    /// [`Runtime`] as u32.
+    pub runtime: U32,
+    /// [`OnFault`] as u32.
+    pub on_fault: U32,
+    /// Its vCPUs in the vCPU array.
+    pub vcpus: IndexRange,
+    /// Its regions in the region array.
+    pub regions: IndexRange,
+    /// Its devices in the device array.
+    pub devices: IndexRange,
+    /// Its payloads in the payload array.
+    pub payloads: IndexRange,
+    /// Guest RAM size; RAM spans guest-physical `[0, ram_size)`.
+    pub ram_size: U64,
+    /// Guest-physical address of the boot information block.
+    pub boot_info_gpa: U64,
+    /// Guest-physical address of the initial PML4 (CR3 of every vCPU).
+    pub page_table_gpa: U64,
+    /// Guest-physical address of the channel directory (0: none).
+    pub directory_gpa: U64,
+    /// Guest-physical address where the monitor writes the TSC frequency in kHz as a
+    /// little-endian u32 at launch (0: none).
+    pub patch_tsc_khz_gpa: U64,
+    /// Guest-physical address where the monitor writes the boot time (microseconds since
+    /// the Unix epoch, little-endian u64) at launch (0: none).
+    pub patch_boot_time_gpa: U64,
+    /// Guest-physical address where the monitor writes the launch count (1 at first
+    /// boot, +1 per restart; little-endian u32) at launch (0: none).
+    pub patch_launch_count_gpa: U64,
+}
+
+/// One virtual CPU: which logical core runs it and its initial 64-bit register state.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct VcpuEntry {
+    /// Owning sandbox index.
+    pub sandbox: U32,
+    /// Index of this vCPU inside its sandbox (0..n; also its virtual APIC ID).
+    pub index: U32,
+    /// Logical core index (0 = boot core) that runs this vCPU.
+    pub core: U32,
+    /// Reserved, zero.
+    pub reserved: U32,
+    /// Initial RIP (guest-virtual = guest-physical: identity mapped at start).
+    pub rip: U64,
+    /// Initial RSP.
+    pub rsp: U64,
+    /// Initial RDI (boot info address).
+    pub rdi: U64,
+    /// Initial RSI (vCPU index).
+    pub rsi: U64,
+}
+
+/// Kind of a guest-physical region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u32)]
+pub enum RegionKind {
+    /// The sandbox's own RAM, private.
+    Ram = 0,
+    /// A channel's data area (writer read-write, reader read-only).
+    ChannelData = 1,
+    /// A channel's acknowledgement area (reader read-write, writer read-only).
+    ChannelAck = 2,
+    /// The sandbox's channel directory (read-only for the sandbox).
+    Directory = 3,
+}
+
+impl RegionKind {
+    /// Decodes the table value.
+    pub fn from_u32(v: u32) -> Option<Self> {
+        match v {
+            0 => Some(Self::Ram),
+            1 => Some(Self::ChannelData),
+            2 => Some(Self::ChannelAck),
+            3 => Some(Self::Directory),
+            _ => None,
+        }
+    }
+}
+
+/// Access bit: the guest may read.
+pub const ACCESS_READ: u32 = 1;
+/// Access bit: the guest may write.
+pub const ACCESS_WRITE: u32 = 2;
+/// Access bit: the guest may execute.
+pub const ACCESS_EXEC: u32 = 4;
+
+/// One guest-physical region of one sandbox, mapped by the monitor's EPT.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct RegionEntry {
+    /// Owning sandbox index.
+    pub sandbox: U32,
+    /// [`RegionKind`] as u32.
+    pub kind: U32,
+    /// Guest-physical start (page-aligned).
+    pub gpa: U64,
+    /// Size in bytes (page multiple).
+    pub size: U64,
+    /// `ACCESS_*` bits.
+    pub access: U32,
+    /// Channel index for channel regions, [`NO_INDEX`] otherwise.
+    pub channel: U32,
+}
+
+/// One channel: shared memory between exactly one writer and one reader sandbox.
+///
+/// Host memory of a channel is `[data (data_size)][ack (ack_size)]`, allocated by the
+/// monitor at boot and zeroed.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct ChannelEntry {
+    /// Channel name.
+    pub name: [u8; NAME_LEN],
+    /// Writer sandbox index.
+    pub writer: U32,
+    /// Reader sandbox index.
+    pub reader: U32,
+    /// Size of the data area (page multiple).
+    pub data_size: U64,
+    /// Size of the acknowledgement area (page multiple).
+    pub ack_size: U64,
+    /// Guest-physical address of the data area in the writer (ack follows it).
+    pub writer_gpa: U64,
+    /// Guest-physical address of the data area in the reader (ack follows it).
+    pub reader_gpa: U64,
+}
+
+/// Kind of a passed-through device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u32)]
+pub enum DeviceKind {
+    /// An inclusive range of I/O ports.
+    IoPorts = 0,
+}
+
+impl DeviceKind {
+    /// Decodes the table value.
+    pub fn from_u32(v: u32) -> Option<Self> {
+        match v {
+            0 => Some(Self::IoPorts),
+            _ => None,
+        }
+    }
+}
+
+/// One device passed through to a sandbox.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct DeviceEntry {
+    /// Owning sandbox index.
+    pub sandbox: U32,
+    /// [`DeviceKind`] as u32.
+    pub kind: U32,
+    /// First port (inclusive).
+    pub first: U64,
+    /// Last port (inclusive).
+    pub last: U64,
+}
+
+/// Initial contents of part of a sandbox's guest memory, stored in the payload area.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct PayloadEntry {
+    /// Owning sandbox index.
+    pub sandbox: U32,
+    /// Reserved, zero.
+    pub reserved: U32,
+    /// Guest-physical destination.
+    pub gpa: U64,
+    /// Offset from the start of the payload area.
+    pub offset: U64,
+    /// Length in bytes.
+    pub size: U64,
+    /// SHA-256 of the bytes.
+    pub sha256: [u8; 32],
+}
+
+/// Console UART base of the four PC serial ports, by name.
+pub const CONSOLE_PORTS: [(&str, u16); 4] = [
+    ("com1", 0x3f8),
+    ("com2", 0x2f8),
+    ("com3", 0x3e8),
+    ("com4", 0x2e8),
+];
+/// Number of I/O ports a UART occupies.
+pub const CONSOLE_PORT_SPAN: u16 = 8;

@@ -1,0 +1,2 @@
+//! Pure monitor logic, host-tested.
+#![no_std]

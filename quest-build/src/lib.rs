@@ -1,0 +1,1 @@
+//! quest-build library: manifest, plan, build, image, run.
