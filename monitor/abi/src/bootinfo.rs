@@ -62,6 +62,7 @@ pub const LAUNCH_COUNT_OFFSET: u64 = TSC_KHZ_OFFSET + 4;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use zerocopy::FromZeros;
 
     #[test]
     fn patch_offsets_match_the_struct() {
