@@ -1,1 +1,8 @@
-//! quest-build library: manifest, plan, build, image, run.
+//! `quest-build`: turns a partition manifest into one bootable multikernel image.
+//!
+//! Data flows one way: `manifest` (parse, validate) -> `plan` (pure layout) -> `build`
+//! (cargo per application) -> `image` (one multiboot2 ELF and a GRUB ISO) -> `run`.
+
+pub mod cli;
+pub mod manifest;
+pub mod plan;

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `quest-build` command.
+
+fn main() -> std::process::ExitCode {
+    quest_build::cli::main()
+}

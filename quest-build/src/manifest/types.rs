@@ -1,0 +1,163 @@
+//! The manifest model: what a partition manifest says, with the source span of every
+//! value so later stages (validation, planning) can point at the exact text.
+
+use std::ops::Range;
+use std::path::PathBuf;
+
+/// Byte range in the manifest source.
+pub type Span = Range<usize>;
+
+/// A value and where it was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spanned<T> {
+    /// The value.
+    pub value: T,
+    /// Where it was written (the value's text, or the key's when the value is defaulted).
+    pub span: Span,
+}
+
+impl<T> Spanned<T> {
+    /// Wraps a value with its span.
+    pub fn new(value: T, span: Span) -> Self {
+        Self { value, span }
+    }
+}
+
+/// A whole partition manifest.
+#[derive(Clone, Debug)]
+pub struct Manifest {
+    /// The manifest file as given (used in diagnostics).
+    pub path: PathBuf,
+    /// Directory `app` paths are relative to.
+    pub base_dir: PathBuf,
+    /// The source text (diagnostics quote it).
+    pub source: String,
+    /// `[system]`.
+    pub system: System,
+    /// `[[sandbox]]`, in manifest order.
+    pub sandboxes: Vec<Sandbox>,
+    /// `[[channel]]`, in manifest order.
+    pub channels: Vec<Channel>,
+}
+
+/// `[system]`: what the target machine must provide.
+#[derive(Clone, Debug)]
+pub struct System {
+    /// `name`.
+    pub name: Spanned<String>,
+    /// `cores`: logical cores the target must have.
+    pub cores: Spanned<u32>,
+    /// `memory`: RAM the target must have, in bytes.
+    pub memory: Spanned<u64>,
+    /// `console`: the monitor's serial port (default `com1`).
+    pub console: Spanned<Console>,
+}
+
+/// A PC serial port used as the monitor console.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Console {
+    /// COM1, I/O 0x3f8.
+    Com1,
+    /// COM2, I/O 0x2f8.
+    Com2,
+    /// COM3, I/O 0x3e8.
+    Com3,
+    /// COM4, I/O 0x2e8.
+    Com4,
+}
+
+impl Console {
+    /// The UART's I/O base port.
+    pub fn port(self) -> u16 {
+        match self {
+            Self::Com1 => 0x3f8,
+            Self::Com2 => 0x2f8,
+            Self::Com3 => 0x3e8,
+            Self::Com4 => 0x2e8,
+        }
+    }
+    /// The manifest spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Com1 => "com1",
+            Self::Com2 => "com2",
+            Self::Com3 => "com3",
+            Self::Com4 => "com4",
+        }
+    }
+}
+
+/// How a sandbox's application runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Runtime {
+    /// A std application in its own Hermit unikernel (default).
+    Hermit,
+    /// A `no_std` application on Quest's bare runtime.
+    Bare,
+}
+
+/// What the monitor does when the sandbox faults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnFault {
+    /// Stop this sandbox only (default).
+    HaltSandbox,
+    /// Reload it from its pristine image and start it again.
+    Restart,
+    /// Stop the whole system.
+    HaltSystem,
+}
+
+/// A device passed through to a sandbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Device {
+    /// `{ port = "0x2f8-0x2ff" }`: an inclusive I/O port range.
+    Ports {
+        /// First port.
+        first: u16,
+        /// Last port (inclusive).
+        last: u16,
+    },
+}
+
+/// `[[sandbox]]`.
+#[derive(Clone, Debug)]
+pub struct Sandbox {
+    /// `name`.
+    pub name: Spanned<String>,
+    /// `app`, as written (relative to the manifest's directory).
+    pub app: Spanned<PathBuf>,
+    /// `runtime`.
+    pub runtime: Spanned<Runtime>,
+    /// `cores`: logical core indices (the list's span, then each element's).
+    pub cores: Spanned<Vec<Spanned<u32>>>,
+    /// `memory` in bytes.
+    pub memory: Spanned<u64>,
+    /// `args`.
+    pub args: Vec<Spanned<String>>,
+    /// `env`, in manifest order.
+    pub env: Vec<(Spanned<String>, Spanned<String>)>,
+    /// `devices`.
+    pub devices: Vec<Spanned<Device>>,
+    /// `on_fault`.
+    pub on_fault: Spanned<OnFault>,
+}
+
+impl Sandbox {
+    /// The `app` path resolved against the manifest's directory.
+    pub fn app_dir(&self, manifest: &Manifest) -> PathBuf {
+        manifest.base_dir.join(&self.app.value)
+    }
+}
+
+/// `[[channel]]`.
+#[derive(Clone, Debug)]
+pub struct Channel {
+    /// `name`.
+    pub name: Spanned<String>,
+    /// `writer` sandbox name.
+    pub writer: Spanned<String>,
+    /// `reader` sandbox name.
+    pub reader: Spanned<String>,
+    /// `size` of the data area in bytes.
+    pub size: Spanned<u64>,
+}

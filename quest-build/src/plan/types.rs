@@ -1,0 +1,162 @@
+//! The plan: a complete, deterministic layout computed from a validated manifest.
+//!
+//! Guest-physical addresses are fixed here; host-physical placement is the monitor's job
+//! at boot (the plan only fixes sizes and alignment).
+
+use quest_abi::{OnFault, RegionKind, Runtime};
+use std::path::PathBuf;
+
+/// Everything the image stage and the monitor need to know about a system.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// `system.name`.
+    pub system_name: String,
+    /// Logical cores the target must have.
+    pub system_cores: u32,
+    /// RAM the target must have.
+    pub system_memory: u64,
+    /// Console UART base port.
+    pub console_port: u16,
+    /// Host RAM the monitor reserves for itself.
+    pub monitor_reserve: u64,
+    /// Host RAM the whole system needs (monitor reserve plus every 2 MiB-aligned
+    /// sandbox and channel allocation).
+    pub host_memory_needed: u64,
+    /// Sandboxes, in manifest order (their index is their table index).
+    pub sandboxes: Vec<SandboxPlan>,
+    /// Channels, in manifest order.
+    pub channels: Vec<ChannelPlan>,
+}
+
+/// One sandbox's plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SandboxPlan {
+    /// Name.
+    pub name: String,
+    /// Runtime.
+    pub runtime: Runtime,
+    /// Fault policy.
+    pub on_fault: OnFault,
+    /// The application's Cargo package directory (absolute or relative to the cwd).
+    pub app_dir: PathBuf,
+    /// Application arguments.
+    pub args: Vec<String>,
+    /// Application environment, in manifest order.
+    pub env: Vec<(String, String)>,
+    /// Guest RAM size; RAM is guest-physical `[0, ram_size)`.
+    pub ram_size: u64,
+    /// vCPUs, index order.
+    pub vcpus: Vec<VcpuPlan>,
+    /// Guest-physical regions: RAM first, then directory and channel regions by address.
+    pub regions: Vec<RegionPlan>,
+    /// Passed-through I/O port ranges (inclusive).
+    pub ports: Vec<(u16, u16)>,
+    /// Fixed boot addresses.
+    pub boot: BootLayout,
+    /// The channels this sandbox is an endpoint of, as listed in its directory.
+    pub channel_ends: Vec<ChannelEnd>,
+}
+
+/// One vCPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VcpuPlan {
+    /// Index inside the sandbox (also its virtual APIC ID).
+    pub index: u32,
+    /// Logical core that runs it.
+    pub core: u32,
+    /// Initial stack pointer.
+    pub stack_top: u64,
+}
+
+/// One guest-physical region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegionPlan {
+    /// Kind.
+    pub kind: RegionKind,
+    /// Guest-physical start.
+    pub gpa: u64,
+    /// Size.
+    pub size: u64,
+    /// `quest_abi::ACCESS_*` bits.
+    pub access: u32,
+    /// Channel index for channel regions.
+    pub channel: Option<usize>,
+}
+
+/// Fixed guest-physical boot addresses of a sandbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BootLayout {
+    /// Boot information block (RDI at entry).
+    pub boot_info_gpa: u64,
+    /// Initial PML4 (CR3).
+    pub page_table_gpa: u64,
+    /// Where the application (bare) or kernel (Hermit) image is loaded.
+    pub image_gpa: u64,
+    /// Channel directory, if the sandbox has channels.
+    pub directory_gpa: Option<u64>,
+    /// Where the monitor patches the TSC frequency (kHz, u32), if anywhere.
+    pub patch_tsc_khz_gpa: Option<u64>,
+    /// Where the monitor patches the boot time (µs since the epoch, u64), if anywhere.
+    pub patch_boot_time_gpa: Option<u64>,
+    /// Where the monitor patches the launch count (u32), if anywhere.
+    pub patch_launch_count_gpa: Option<u64>,
+}
+
+/// Which side of a channel a sandbox is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Writes messages (data read-write, acknowledgements read-only).
+    Writer,
+    /// Reads messages (data read-only, acknowledgements read-write).
+    Reader,
+}
+
+/// A channel as one endpoint sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelEnd {
+    /// Channel index.
+    pub channel: usize,
+    /// This sandbox's role.
+    pub role: Role,
+    /// Guest-physical address of the data area in this sandbox.
+    pub data_gpa: u64,
+    /// Guest-physical address of the acknowledgement area in this sandbox.
+    pub ack_gpa: u64,
+}
+
+/// One channel's plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelPlan {
+    /// Name.
+    pub name: String,
+    /// Writer sandbox index.
+    pub writer: usize,
+    /// Reader sandbox index.
+    pub reader: usize,
+    /// Data area size (the manifest's `size`, page-rounded).
+    pub data_size: u64,
+    /// Acknowledgement area size.
+    pub ack_size: u64,
+    /// Data area address in the writer.
+    pub writer_gpa: u64,
+    /// Data area address in the reader.
+    pub reader_gpa: u64,
+}
+
+/// What the build produced for one sandbox: its entry point and initial guest memory.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SandboxImage {
+    /// Entry point (guest RIP of every vCPU).
+    pub entry: u64,
+    /// Initial memory contents, by guest-physical address (non-overlapping).
+    pub payloads: Vec<Payload>,
+}
+
+/// Initial contents of part of guest memory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Payload {
+    /// Guest-physical destination.
+    pub gpa: u64,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+}
