@@ -50,7 +50,7 @@ pub fn name_str(field: &[u8; NAME_LEN]) -> Option<&str> {
 }
 
 #[cfg(test)]
-mod tests {
+mod name_tests {
     use super::*;
 
     #[test]
@@ -65,3 +65,6 @@ mod tests {
         assert_eq!(name_str(&bad), None, "bytes after the NUL are rejected");
     }
 }
+
+#[cfg(test)]
+mod tests;

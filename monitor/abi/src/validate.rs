@@ -314,8 +314,8 @@ pub fn validate(bytes: &[u8]) -> Result<Table<'_>, AbiError> {
     }
     check_sandboxes(&table)?;
     check_vcpus(&table)?;
-    check_regions(&table)?;
     check_channels(&table)?;
+    check_regions(&table)?;
     check_devices(&table)?;
     check_payloads(&table)?;
     Ok(table)

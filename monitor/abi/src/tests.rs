@@ -1,0 +1,363 @@
+//! Round-trip, invariant and robustness tests for the table format.
+
+extern crate std;
+
+use crate::layout::*;
+use crate::*;
+use proptest::prelude::*;
+use std::vec;
+use std::vec::Vec;
+use zerocopy::FromZeros;
+
+/// A small, valid system: two sandboxes, one channel from `a` to `b`, a device in `b`.
+struct Sample {
+    sandboxes: Vec<SandboxEntry>,
+    vcpus: Vec<VcpuEntry>,
+    regions: Vec<RegionEntry>,
+    channels: Vec<ChannelEntry>,
+    devices: Vec<DeviceEntry>,
+    payloads: Vec<PayloadEntry>,
+}
+
+fn region(
+    sandbox: u32,
+    kind: RegionKind,
+    gpa: u64,
+    size: u64,
+    access: u32,
+    channel: u32,
+) -> RegionEntry {
+    RegionEntry {
+        sandbox: sandbox.into(),
+        kind: (kind as u32).into(),
+        gpa: gpa.into(),
+        size: size.into(),
+        access: access.into(),
+        channel: channel.into(),
+    }
+}
+
+fn sample() -> Sample {
+    const MIB: u64 = 1 << 20;
+    let mut sandboxes = Vec::new();
+    for (i, name) in ["a", "b"].iter().enumerate() {
+        let mut s = SandboxEntry::new_zeroed();
+        s.name = name_field(name).unwrap();
+        s.runtime = (Runtime::Bare as u32).into();
+        s.on_fault = (OnFault::HaltSandbox as u32).into();
+        s.vcpus = IndexRange::new(i as u32, 1);
+        s.regions = IndexRange::new(3 * i as u32, 3);
+        s.devices = IndexRange::new(0, i as u32);
+        s.payloads = IndexRange::new(i as u32, 1);
+        s.ram_size = (8 * MIB).into();
+        s.boot_info_gpa = BOOT_INFO_GPA.into();
+        s.page_table_gpa = PAGE_TABLES_GPA.into();
+        s.directory_gpa = DIRECTORY_GPA.into();
+        s.patch_tsc_khz_gpa = (BOOT_INFO_GPA + bootinfo::TSC_KHZ_OFFSET).into();
+        sandboxes.push(s);
+    }
+    let vcpus = (0..2u32)
+        .map(|i| VcpuEntry {
+            sandbox: i.into(),
+            index: 0.into(),
+            core: i.into(),
+            reserved: 0.into(),
+            rip: BARE_IMAGE_GPA.into(),
+            rsp: (8 * MIB).into(),
+            rdi: BOOT_INFO_GPA.into(),
+            rsi: 0.into(),
+        })
+        .collect();
+    let chan_gpa = DIRECTORY_GPA + DIRECTORY_SIZE;
+    let data = 64 * 1024;
+    let rw = ACCESS_READ | ACCESS_WRITE;
+    let rwx = rw | ACCESS_EXEC;
+    let regions = vec![
+        region(0, RegionKind::Ram, 0, 8 * MIB, rwx, NO_INDEX),
+        region(
+            0,
+            RegionKind::Directory,
+            DIRECTORY_GPA,
+            DIRECTORY_SIZE,
+            ACCESS_READ,
+            NO_INDEX,
+        ),
+        region(0, RegionKind::ChannelData, chan_gpa, data, rw, 0),
+        // Sandbox a's ack area comes later in its list (order within a sandbox is free).
+        region(1, RegionKind::Ram, 0, 8 * MIB, rwx, NO_INDEX),
+        region(
+            1,
+            RegionKind::Directory,
+            DIRECTORY_GPA,
+            DIRECTORY_SIZE,
+            ACCESS_READ,
+            NO_INDEX,
+        ),
+        region(1, RegionKind::ChannelData, chan_gpa, data, ACCESS_READ, 0),
+    ];
+    let mut regions = regions;
+    regions.insert(
+        3,
+        region(
+            0,
+            RegionKind::ChannelAck,
+            chan_gpa + data,
+            CHANNEL_ACK_SIZE,
+            ACCESS_READ,
+            0,
+        ),
+    );
+    regions.push(region(
+        1,
+        RegionKind::ChannelAck,
+        chan_gpa + data,
+        CHANNEL_ACK_SIZE,
+        rw,
+        0,
+    ));
+    sandboxes[0].regions = IndexRange::new(0, 4);
+    sandboxes[1].regions = IndexRange::new(4, 4);
+    let mut channel = ChannelEntry::new_zeroed();
+    channel.name = name_field("a-to-b").unwrap();
+    channel.writer = 0.into();
+    channel.reader = 1.into();
+    channel.data_size = data.into();
+    channel.ack_size = CHANNEL_ACK_SIZE.into();
+    channel.writer_gpa = chan_gpa.into();
+    channel.reader_gpa = chan_gpa.into();
+    let devices = vec![DeviceEntry {
+        sandbox: 1.into(),
+        kind: 0.into(),
+        first: 0x2f8.into(),
+        last: 0x2ff.into(),
+    }];
+    let payloads = (0..2u32)
+        .map(|i| PayloadEntry {
+            sandbox: i.into(),
+            reserved: 0.into(),
+            gpa: BARE_IMAGE_GPA.into(),
+            offset: (i as u64 * 4096).into(),
+            size: 100.into(),
+            sha256: [i as u8; 32],
+        })
+        .collect();
+    Sample {
+        sandboxes,
+        vcpus,
+        regions,
+        channels: vec![channel],
+        devices,
+        payloads,
+    }
+}
+
+fn encode_sample(s: &Sample) -> Vec<u8> {
+    let parts = TableParts {
+        system_name: name_field("sample").unwrap(),
+        system_cores: 4,
+        console_port: 0x3f8,
+        system_memory: 256 << 20,
+        monitor_reserve: 32 << 20,
+        payload_area_size: 8192,
+        sandboxes: &s.sandboxes,
+        vcpus: &s.vcpus,
+        regions: &s.regions,
+        channels: &s.channels,
+        devices: &s.devices,
+        payloads: &s.payloads,
+    };
+    let mut buf = vec![0u8; encoded_len(&parts).unwrap()];
+    let n = encode(&parts, &mut buf).unwrap();
+    assert_eq!(n, buf.len());
+    buf
+}
+
+/// Re-encodes after `edit` so the checksum is right and only the edited invariant fails.
+fn with_edit(edit: impl FnOnce(&mut Sample)) -> Result<(), AbiError> {
+    let mut s = sample();
+    edit(&mut s);
+    validate(&encode_sample(&s)).map(|_| ())
+}
+
+#[test]
+fn sample_round_trips() {
+    let s = sample();
+    let bytes = encode_sample(&s);
+    let t = validate(&bytes).expect("valid");
+    assert_eq!(t.sandboxes.len(), 2);
+    assert_eq!(name_str(&t.sandboxes[1].name), Some("b"));
+    assert_eq!(t.sandbox_regions(0).len(), 4);
+    assert_eq!(t.sandbox_devices(1)[0].first.get(), 0x2f8);
+    assert_eq!(t.channels[0].data_size.get(), 64 * 1024);
+    assert_eq!(t.payload_area_offset() % PAYLOAD_ALIGN, 0);
+    assert_eq!(encode_sample(&s), bytes, "encoding is deterministic");
+}
+
+#[test]
+fn header_damage_is_detected() {
+    let bytes = encode_sample(&sample());
+    assert_eq!(validate(&bytes[..10]).unwrap_err(), AbiError::Truncated);
+    assert_eq!(
+        validate(&bytes[..bytes.len() - 1]).unwrap_err(),
+        AbiError::Truncated
+    );
+    let mut b = bytes.clone();
+    b[0] ^= 1;
+    assert_eq!(validate(&b).unwrap_err(), AbiError::BadMagic);
+    let mut b = bytes.clone();
+    b[8] = 9;
+    assert_eq!(validate(&b).unwrap_err(), AbiError::BadVersion(9));
+    let mut b = bytes.clone();
+    let last = b.len() - 1;
+    b[last] ^= 0x40;
+    assert!(matches!(
+        validate(&b).unwrap_err(),
+        AbiError::BadChecksum { .. }
+    ));
+}
+
+#[test]
+fn invariants_are_enforced() {
+    use AbiError::*;
+    assert_eq!(
+        with_edit(|s| s.vcpus[1].core = 0.into()),
+        Err(CoreUsedTwice(1))
+    );
+    assert_eq!(
+        with_edit(|s| s.vcpus[1].core = 4.into()),
+        Err(CoreOutOfRange(1))
+    );
+    assert_eq!(
+        with_edit(|s| s.vcpus[0].rip = (8u64 << 20).into()),
+        Err(VcpuState(0))
+    );
+    assert_eq!(
+        with_edit(|s| s.vcpus[0].sandbox = 1.into()),
+        Err(WrongOwner(array_vcpus(), 0))
+    );
+    assert_eq!(
+        with_edit(|s| s.sandboxes[1].name = name_field("a").unwrap()),
+        Err(DuplicateName(array_sandboxes(), 1))
+    );
+    assert_eq!(
+        with_edit(|s| s.sandboxes[0].runtime = 7.into()),
+        Err(BadEnum(array_sandboxes(), 0))
+    );
+    assert_eq!(
+        with_edit(|s| s.sandboxes[0].ram_size = (3u64 << 20).into()),
+        Err(Ram(0))
+    );
+    assert_eq!(
+        with_edit(|s| s.regions[1].gpa = (DIRECTORY_GPA + 1).into()),
+        Err(RegionShape(1))
+    );
+    assert_eq!(
+        with_edit(|s| s.regions[2].access = (ACCESS_READ).into()),
+        Err(RegionAccess(2))
+    );
+    assert_eq!(
+        with_edit(|s| s.regions[6].access = (ACCESS_READ | ACCESS_WRITE).into()),
+        Err(RegionAccess(6))
+    );
+    assert_eq!(
+        with_edit(|s| s.regions[3].gpa = s.regions[2].gpa),
+        Err(RegionOverlap(3))
+    );
+    assert_eq!(
+        with_edit(|s| s.channels[0].reader = 0.into()),
+        Err(ChannelShape(0))
+    );
+    assert_eq!(
+        with_edit(|s| {
+            s.devices[0].first = 0x3f0.into();
+            s.devices[0].last = 0x3fa.into()
+        }),
+        Err(DeviceConflict(0))
+    );
+    assert_eq!(
+        with_edit(|s| s.devices[0].last = 0x10000.into()),
+        Err(DevicePorts(0))
+    );
+    assert_eq!(
+        with_edit(|s| s.payloads[1].offset = 8150.into()),
+        Err(Payload(1))
+    );
+    assert_eq!(
+        with_edit(|s| s.payloads[0].gpa = (8u64 << 20).into()),
+        Err(Payload(0))
+    );
+    assert_eq!(
+        with_edit(|s| s.sandboxes[0].vcpus = IndexRange::new(0, 2)),
+        Err(BadRange(array_vcpus(), 1))
+    );
+    assert_eq!(
+        with_edit(|s| s.sandboxes[0].boot_info_gpa = (9u64 << 20).into()),
+        Err(SandboxAddress(0))
+    );
+}
+
+fn array_vcpus() -> crate::validate::Array {
+    crate::validate::Array::Vcpus
+}
+fn array_sandboxes() -> crate::validate::Array {
+    crate::validate::Array::Sandboxes
+}
+
+#[test]
+fn messages_name_the_entry() {
+    let e = with_edit(|s| s.vcpus[1].core = 0.into()).unwrap_err();
+    assert_eq!(
+        std::format!("{e}"),
+        "vcpu 1 runs on a core another vcpu already uses"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Arbitrary bytes never panic the validator.
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let _ = validate(&bytes);
+    }
+
+    /// Any single-byte change of a valid table, with the checksum repaired so the change
+    /// reaches the structural checks, is either rejected or still decodes consistently.
+    #[test]
+    fn mutated_tables_never_panic(pos in any::<prop::sample::Index>(), val in any::<u8>()) {
+        let mut bytes = encode_sample(&sample());
+        let i = pos.index(bytes.len());
+        bytes[i] = val;
+        let crc = crate::validate::checksum(&bytes);
+        bytes[20..24].copy_from_slice(&crc.to_le_bytes());
+        if let Ok(t) = validate(&bytes) {
+            for s in 0..t.sandboxes.len() {
+                let _ = (t.sandbox_vcpus(s), t.sandbox_regions(s), t.sandbox_devices(s), t.sandbox_payloads(s));
+            }
+        }
+    }
+
+    /// Encoding then validating gives back exactly the entries that went in.
+    #[test]
+    fn encode_validate_round_trip(cores in 2u32..=MAX_CORES, ram_mib in 2u64..512, hash in any::<[u8; 32]>()) {
+        let mut s = sample();
+        let ram = (ram_mib & !1).max(2) << 20;
+        for sb in &mut s.sandboxes { sb.ram_size = ram.into(); }
+        for r in &mut s.regions { if r.kind.get() == RegionKind::Ram as u32 { r.size = ram.into(); } }
+        for v in &mut s.vcpus { v.rsp = ram.into(); v.core = (cores - 1 - v.sandbox.get()).into(); v.rip = 0x1000.into(); }
+        for p in &mut s.payloads { p.sha256 = hash; p.gpa = 0x1000.into(); }
+        let parts = TableParts {
+            system_name: name_field("prop").unwrap(), system_cores: cores, console_port: 0x3f8,
+            system_memory: 1 << 30, monitor_reserve: 32 << 20, payload_area_size: 8192,
+            sandboxes: &s.sandboxes, vcpus: &s.vcpus, regions: &s.regions, channels: &s.channels,
+            devices: &s.devices, payloads: &s.payloads,
+        };
+        let mut buf = vec![0u8; encoded_len(&parts).unwrap()];
+        encode(&parts, &mut buf).unwrap();
+        let t = validate(&buf).unwrap();
+        prop_assert_eq!(t.header.system_cores.get(), cores);
+        prop_assert_eq!(t.sandboxes[1].ram_size.get(), ram);
+        prop_assert_eq!(t.payloads[0].sha256, hash);
+        prop_assert_eq!(zerocopy::IntoBytes::as_bytes(t.vcpus), zerocopy::IntoBytes::as_bytes(&s.vcpus[..]));
+    }
+}
