@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Every check CI runs: formatting, lints (host and bare-metal), unit, golden and boot
+# tests (Bochs), docs. Run ci/setup.sh first on a fresh machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\033[1;32m%12s\033[0m %s\n' "$1" "$2"; }
+BARE=(--target x86_64-unknown-none)
+# Bare-metal workspace crates (built for x86_64-unknown-none only).
+BARE_CRATES=(quest-monitor)
+[ -f unikernels/quest-rt/Cargo.toml ] && BARE_CRATES+=(quest-rt)
+
+step Checking "formatting"
+cargo fmt --all --check
+for app in unikernels/apps/*/Cargo.toml; do
+    [ -f "$app" ] && cargo fmt --manifest-path "$app" --check
+done
+
+step Linting "host crates"
+cargo clippy --all-targets -- -D warnings
+step Linting "bare-metal crates"
+for c in "${BARE_CRATES[@]}"; do
+    cargo clippy -p "$c" "${BARE[@]}" -- -D warnings
+done
+for app in unikernels/apps/*/Cargo.toml; do
+    [ -f "$app" ] || continue
+    grep -q 'quest-rt' "$app" || continue
+    cargo clippy --manifest-path "$app" "${BARE[@]}" --target-dir images/target/lint -- -D warnings
+done
+
+step Testing "unit, golden and boot tests"
+QUEST_REQUIRE_BOOT=1 cargo test --all-targets
+
+step Documenting "host crates"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
+step Finished "all checks passed"
