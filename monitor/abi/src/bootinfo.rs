@@ -1,8 +1,14 @@
 //! The boot information block a `bare` sandbox finds at [`crate::layout::BOOT_INFO_GPA`]
 //! (RDI at entry points to it).
+//!
+//! # Argument block
+//! The manifest's `args` and `env` reach a bare application as one block at
+//! [`crate::layout::BARE_ARGS_GPA`] (named by [`BootInfo::args_gpa`]): `argc` arguments,
+//! then `envc` environment entries written `KEY=VALUE`, each UTF-8 and terminated by one
+//! NUL byte, `args_size` bytes in all (at most [`crate::layout::BARE_ARGS_MAX_SIZE`]).
 
 use crate::table::{MAX_VCPUS_PER_SANDBOX, NAME_LEN};
-use zerocopy::little_endian::{U32, U64};
+use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 /// [`BootInfo::magic`].
@@ -50,6 +56,15 @@ pub struct BootInfo {
     pub directory_gpa: U64,
     /// Logical core index of each vCPU.
     pub cores: [U32; MAX_VCPUS_PER_SANDBOX],
+    /// Guest-physical address of the argument block (see the [argument block](self#argument-block);
+    /// 0: none).
+    pub args_gpa: U64,
+    /// Size of the argument block in bytes.
+    pub args_size: U32,
+    /// Number of arguments in the block.
+    pub argc: U16,
+    /// Number of environment entries in the block (they follow the arguments).
+    pub envc: U16,
 }
 
 /// Offset of [`BootInfo::tsc_khz`] inside the block (the monitor patches it).
@@ -63,6 +78,13 @@ pub const LAUNCH_COUNT_OFFSET: u64 = TSC_KHZ_OFFSET + 4;
 mod tests {
     use super::*;
     use zerocopy::FromZeros;
+
+    #[test]
+    fn boot_info_ends_before_the_argument_block() {
+        use crate::layout::{BARE_ARGS_GPA, BOOT_INFO_GPA};
+        let size = core::mem::size_of::<BootInfo>() as u64;
+        assert!(BOOT_INFO_GPA + size <= BARE_ARGS_GPA, "BootInfo is {size} bytes");
+    }
 
     #[test]
     fn patch_offsets_match_the_struct() {

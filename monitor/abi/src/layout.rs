@@ -15,6 +15,10 @@ pub const FDT_GPA: u64 = 0x5000;
 pub const FDT_MAX_SIZE: u64 = BOOT_INFO_GPA - FDT_GPA;
 /// Boot information block (`RawBootInfo` for Hermit, [`crate::bootinfo::BootInfo`] for bare).
 pub const BOOT_INFO_GPA: u64 = 0x9000;
+/// Argument block of a bare sandbox (`args`, then `env`; see [`crate::bootinfo`]).
+pub const BARE_ARGS_GPA: u64 = 0xA000;
+/// Largest argument block (it ends where the page tables start).
+pub const BARE_ARGS_MAX_SIZE: u64 = PAGE_TABLES_GPA - BARE_ARGS_GPA;
 /// Initial PML4; the page-table pages that follow it lie below [`PAGE_TABLES_END`].
 pub const PAGE_TABLES_GPA: u64 = 0x10000;
 /// End (exclusive) of the page-table area.
