@@ -2,7 +2,7 @@
 //! (RDI at entry points to it).
 //!
 //! # Argument block
-//! The manifest's `args` and `env` reach a bare application as one block at
+//! The manifest's `args` and `env` reach a bare application as one block ([`crate::args`]) at
 //! [`crate::layout::BARE_ARGS_GPA`] (named by [`BootInfo::args_gpa`]): `argc` arguments,
 //! then `envc` environment entries written `KEY=VALUE`, each UTF-8 and terminated by one
 //! NUL byte, `args_size` bytes in all (at most [`crate::layout::BARE_ARGS_MAX_SIZE`]).
@@ -83,7 +83,10 @@ mod tests {
     fn boot_info_ends_before_the_argument_block() {
         use crate::layout::{BARE_ARGS_GPA, BOOT_INFO_GPA};
         let size = core::mem::size_of::<BootInfo>() as u64;
-        assert!(BOOT_INFO_GPA + size <= BARE_ARGS_GPA, "BootInfo is {size} bytes");
+        assert!(
+            BOOT_INFO_GPA + size <= BARE_ARGS_GPA,
+            "BootInfo is {size} bytes"
+        );
     }
 
     #[test]

@@ -12,10 +12,12 @@
 //! - [`layout`]: every fixed guest-physical address, one doc line each.
 //! - [`hypercall`]: hypercall numbers and their register conventions.
 //! - [`bootinfo`]: the boot information block a `bare` sandbox receives.
+//! - [`args`]: the argument block (`args`, `env`) a `bare` sandbox receives.
 //! - [`directory`]: the channel directory every sandbox finds at a fixed address.
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod args;
 pub mod bootinfo;
 pub mod directory;
 pub mod encode;
