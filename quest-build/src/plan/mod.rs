@@ -1,6 +1,128 @@
 //! The planner: `Manifest -> Plan`, pure and deterministic, and the plan's encoding as
 //! the `quest-abi` partition table.
+//!
+//! - [`layout`]: each runtime's fixed boot addresses, stacks and RAM region.
+//! - [`channels`]: where every channel sits in both endpoints' channel windows.
+//! - [`budget`]: host memory the system needs.
+//! - [`table`]: the plan (and optionally the built images) as the binary table.
+//! - [`directory`]: each sandbox's channel directory page.
 
+pub mod budget;
+pub mod channels;
+pub mod directory;
+pub mod layout;
+pub mod table;
 pub mod types;
 
+#[cfg(test)]
+pub(crate) mod testing;
+
+pub use channels::{place_channels, ChannelRequest};
+pub use directory::directory_bytes;
+pub use table::{encode_table, EncodedTable, TableError};
 pub use types::*;
+
+use crate::manifest::{self, Manifest};
+
+/// Plans a validated manifest. Pure and deterministic: the same manifest always gives
+/// the same plan (and so a byte-identical table).
+///
+/// The manifest must have passed validation. On one that did not, the plan is
+/// meaningless but this still never panics: unknown channel endpoints and impossible
+/// sizes end up in the plan as they are, and [`encode_table`] rejects them.
+pub fn plan(m: &Manifest) -> Plan {
+    let index_of = |name: &str| {
+        m.sandboxes
+            .iter()
+            .position(|s| s.name.value == name)
+            .unwrap_or(usize::MAX)
+    };
+    let requests: Vec<ChannelRequest> = m
+        .channels
+        .iter()
+        .map(|c| ChannelRequest {
+            name: c.name.value.clone(),
+            writer: index_of(&c.writer.value),
+            reader: index_of(&c.reader.value),
+            size: c.size.value,
+        })
+        .collect();
+    let placement = place_channels(m.sandboxes.len(), &requests);
+
+    let sandboxes: Vec<SandboxPlan> = m
+        .sandboxes
+        .iter()
+        .zip(placement.windows)
+        .map(|(s, window)| {
+            let runtime = runtime(s.runtime.value);
+            let ram_size = s.memory.value;
+            let cores: Vec<u32> = s.cores.value.iter().map(|c| c.value).collect();
+            let mut regions = vec![layout::ram_region(ram_size)];
+            regions.extend(window.regions);
+            SandboxPlan {
+                name: s.name.value.clone(),
+                runtime,
+                on_fault: on_fault(s.on_fault.value),
+                app_dir: s.app_dir(m),
+                args: s.args.iter().map(|a| a.value.clone()).collect(),
+                env: s
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.value.clone(), v.value.clone()))
+                    .collect(),
+                ram_size,
+                vcpus: layout::vcpus(runtime, ram_size, &cores),
+                regions,
+                ports: s
+                    .devices
+                    .iter()
+                    .map(|d| match d.value {
+                        manifest::Device::Ports { first, last } => (first, last),
+                    })
+                    .collect(),
+                boot: layout::boot_layout(runtime, !window.ends.is_empty()),
+                channel_ends: window.ends,
+            }
+        })
+        .collect();
+
+    let monitor_reserve = budget::monitor_reserve(sandboxes.len());
+    let host_memory_needed = budget::host_memory_needed(
+        monitor_reserve,
+        sandboxes.iter().map(|s| s.ram_size),
+        placement
+            .channels
+            .iter()
+            .map(|c| c.data_size.saturating_add(c.ack_size)),
+    );
+    Plan {
+        system_name: m.system.name.value.clone(),
+        system_cores: m.system.cores.value,
+        system_memory: m.system.memory.value,
+        console_port: m.system.console.value.port(),
+        monitor_reserve,
+        host_memory_needed,
+        sandboxes,
+        channels: placement.channels,
+    }
+}
+
+/// The table's runtime for a manifest runtime.
+fn runtime(r: manifest::Runtime) -> quest_abi::Runtime {
+    match r {
+        manifest::Runtime::Bare => quest_abi::Runtime::Bare,
+        manifest::Runtime::Hermit => quest_abi::Runtime::Hermit,
+    }
+}
+
+/// The table's fault policy for a manifest policy.
+fn on_fault(f: manifest::OnFault) -> quest_abi::OnFault {
+    match f {
+        manifest::OnFault::HaltSandbox => quest_abi::OnFault::HaltSandbox,
+        manifest::OnFault::Restart => quest_abi::OnFault::Restart,
+        manifest::OnFault::HaltSystem => quest_abi::OnFault::HaltSystem,
+    }
+}
+
+#[cfg(test)]
+mod tests;
