@@ -1,0 +1,113 @@
+//! The attacks. Each returns `Ok(what happened)` only if it was *not* stopped.
+
+use crate::paging;
+use alloc::format;
+use alloc::string::String;
+use quest_rt::quest_abi::directory::ROLE_READER;
+use quest_rt::{println, Ctx};
+
+/// IA32_APIC_BASE: rewriting it could disable or move the core's local APIC.
+const IA32_APIC_BASE: u32 = 0x1b;
+/// The x2APIC interrupt command register.
+const X2APIC_ICR: u32 = 0x830;
+/// ICR: INIT delivery mode, level assert (SDM Vol. 3A, 11.6.1).
+const ICR_INIT_ASSERT: u64 = 0x4500;
+/// The monitor's console UART.
+const CONSOLE_PORT: u16 = 0x3f8;
+
+fn number(s: &str) -> Result<u64, &'static str> {
+    let parsed = match s.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => s.parse(),
+    };
+    parsed.map_err(|_| "bad number in attack argument")
+}
+
+fn wrmsr(msr: u32, value: u64) {
+    // SAFETY: deliberately unsound: the attack is that this privileged write must never
+    // reach the hardware; the monitor's MSR bitmap traps it.
+    unsafe {
+        core::arch::asm!("wrmsr", in("ecx") msr, in("eax") value as u32,
+            in("edx") (value >> 32) as u32, options(nostack));
+    }
+}
+
+/// Runs attack `name` (with its optional `value`).
+pub fn run(ctx: &Ctx, name: &str, value: Option<&str>) -> Result<String, &'static str> {
+    match name {
+        "read-outside" | "write-outside" => {
+            // RAM ends at `ram_size` (2 MiB aligned): the next 2 MiB page is not ours.
+            let gpa = ctx.boot_info().ram_size.get();
+            paging::map_large(gpa)?;
+            let ptr = gpa as *mut u64;
+            if name == "read-outside" {
+                println!("attacker: reading {gpa:#x}, past the end of its RAM");
+                // SAFETY: deliberately unsound: the page is mapped in our page tables but
+                // not in our EPT, so the monitor must stop us here.
+                let v = unsafe { ptr.read_volatile() };
+                Ok(format!("read {v:#x} at {gpa:#x}"))
+            } else {
+                println!("attacker: writing {gpa:#x}, past the end of its RAM");
+                // SAFETY: deliberately unsound, as above.
+                unsafe { ptr.write_volatile(0xbad) };
+                Ok(format!("wrote {gpa:#x}"))
+            }
+        }
+        "write-channel" => {
+            let channel = ctx
+                .channels()
+                .iter()
+                .find(|e| e.role.get() == ROLE_READER)
+                .ok_or("no channel this sandbox reads")?;
+            let gpa = channel.data_gpa.get();
+            paging::make_writable(gpa)?;
+            let channel_name = quest_rt::quest_abi::name_str(&channel.name).unwrap_or("?");
+            println!("attacker: writing channel {channel_name} at {gpa:#x} (read-only for us)");
+            // SAFETY: deliberately unsound: EPT maps this page read-only for the reader.
+            unsafe { (gpa as *mut u64).write_volatile(0xbad) };
+            Ok(format!("wrote channel {channel_name} at {gpa:#x}"))
+        }
+        "port" => {
+            let port = match value {
+                Some(v) => u16::try_from(number(v)?).map_err(|_| "port beyond 0xffff")?,
+                None => CONSOLE_PORT,
+            };
+            println!("attacker: out to port {port:#x}, which is not ours");
+            // SAFETY: deliberately unsound: the I/O bitmap must trap this port.
+            unsafe {
+                core::arch::asm!("out dx, al", in("dx") port, in("al") b'!', options(nostack));
+            }
+            Ok(format!("wrote port {port:#x}"))
+        }
+        "msr" => {
+            let msr = match value {
+                Some(v) => u32::try_from(number(v)?).map_err(|_| "MSR beyond 32 bits")?,
+                None => IA32_APIC_BASE,
+            };
+            println!("attacker: wrmsr {msr:#x} = 0");
+            wrmsr(msr, 0);
+            Ok(format!("wrote MSR {msr:#x}"))
+        }
+        "ipi" => {
+            // Our vCPUs have virtual APIC IDs 0..n, so n is the first one that is not ours.
+            let dest = match value {
+                Some(v) => u32::try_from(number(v)?).map_err(|_| "APIC ID beyond 32 bits")?,
+                None => ctx.num_vcpus(),
+            };
+            println!("attacker: INIT IPI to apic id {dest}, which is not ours");
+            wrmsr(X2APIC_ICR, (u64::from(dest) << 32) | ICR_INIT_ASSERT);
+            Ok(format!("sent INIT to apic id {dest}"))
+        }
+        "triple-fault" => {
+            println!("attacker: triple fault (empty IDT, then int3)");
+            let idtr = [0u16; 5];
+            // SAFETY: deliberately unsound: with a zero-limit IDT the breakpoint cannot be
+            // delivered, which escalates to a triple fault the monitor must contain.
+            unsafe {
+                core::arch::asm!("lidt [{}]", "int3", in(reg) idtr.as_ptr(), options(nostack));
+            }
+            Ok(String::from("survived a triple fault"))
+        }
+        _ => Err("unknown attack (see the attacker's documentation)"),
+    }
+}

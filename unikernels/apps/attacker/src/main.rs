@@ -1,0 +1,52 @@
+//! The attacker: tries one thing a sandbox must not be able to do, named by an argument,
+//! and reports if it got away with it (it never should: the monitor stops it first).
+//!
+//! Arguments are attack names, optionally `name:value`. With several, launch N does the
+//! Nth (run it with `on_fault = "restart"`), and a launch past the last exits 0.
+//! Attacks: `read-outside`, `write-outside` (RAM just past our own, mapped by editing our
+//! page tables), `write-channel` (a channel data area we only read, made writable in our
+//! page tables so only EPT stands in the way), `port[:PORT]` (`out` to a foreign port,
+//! default the monitor console 0x3f8), `msr[:MSR]` (`wrmsr`, default IA32_APIC_BASE),
+//! `ipi[:APIC]` (x2APIC ICR INIT to a core not ours), `triple-fault`.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+mod attacks;
+mod paging;
+
+use alloc::vec::Vec;
+use quest_rt::{println, Ctx};
+
+quest_rt::entry!(main);
+
+/// Exit status when an attack was not stopped.
+const NOT_CONTAINED: i32 = 3;
+
+fn main(ctx: &Ctx) -> i32 {
+    if ctx.vcpu() != 0 {
+        return 0;
+    }
+    let names: Vec<&str> = ctx.args().args().collect();
+    let launch = ctx.launch_count().max(1) as usize;
+    let Some(attack) = names.get(launch - 1) else {
+        println!("attacker: all {} attacks done", names.len());
+        return 0;
+    };
+    let (name, value) = match attack.split_once(':') {
+        Some((n, v)) => (n, Some(v)),
+        None => (*attack, None),
+    };
+    println!("attacker: launch {launch}: attack {attack}");
+    match attacks::run(ctx, name, value) {
+        Ok(what) => {
+            println!("attacker: NOT CONTAINED: {what}");
+            NOT_CONTAINED
+        }
+        Err(e) => {
+            println!("attacker: cannot run {attack}: {e}");
+            2
+        }
+    }
+}
