@@ -1,2 +1,17 @@
 //! Pure monitor logic, host-tested.
-#![no_std]
+#![cfg_attr(not(test), no_std)]
+
+pub mod console_line;
+pub mod cpuid_policy;
+pub mod ept;
+pub mod exit;
+pub mod guest_memory;
+pub mod io_bitmap;
+pub mod msr_policy;
+pub mod sandbox_ept;
+pub mod vmcs_fields;
+pub mod vmx_controls;
+pub mod x2apic_icr;
+
+#[cfg(test)]
+mod test_table;

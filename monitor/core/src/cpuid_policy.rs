@@ -1,0 +1,156 @@
+//! What CPUID tells a sandbox: the host's answer, filtered (Intel SDM Vol. 2A, CPUID).
+//!
+//! - Leaf 1: VMX and SMX cleared (no nested virtualisation), hypervisor bit set, the
+//!   initial APIC ID and logical-processor count describe the sandbox's vCPUs. x2APIC,
+//!   TSC-deadline, XSAVE, RDRAND stay visible.
+//! - Leaves 0xB/0x1F: the x2APIC ID is the virtual one (the vCPU index).
+//! - Leaf 0xA: no architectural PMU (its MSRs are trapped).
+//! - Leaves 0x4000_0000..: the Quest signature `QuestMonitor`, and leaf 0x4000_0010 with
+//!   the TSC frequency in kHz (the convention Hermit and Linux read).
+//!   Invariant TSC (0x8000_0007 EDX bit 8) is passed as the host reports it.
+
+/// Highest hypervisor leaf answered.
+pub const HYPERVISOR_MAX_LEAF: u32 = 0x4000_0010;
+/// The hypervisor signature in EBX, ECX, EDX of leaf 0x4000_0000.
+pub const SIGNATURE: &[u8; 12] = b"QuestMonitor";
+
+/// What the filter needs to know about the asking vCPU.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuidContext {
+    /// Index of the vCPU in its sandbox (its virtual APIC ID).
+    pub vcpu_index: u32,
+    /// Number of vCPUs of the sandbox.
+    pub vcpu_count: u32,
+    /// TSC frequency in kHz.
+    pub tsc_khz: u32,
+}
+
+/// CPUID result registers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct CpuidRegs {
+    /// EAX.
+    pub eax: u32,
+    /// EBX.
+    pub ebx: u32,
+    /// ECX.
+    pub ecx: u32,
+    /// EDX.
+    pub edx: u32,
+}
+
+const ECX_VMX: u32 = 1 << 5;
+const ECX_SMX: u32 = 1 << 6;
+const ECX_HYPERVISOR: u32 = 1 << 31;
+
+/// Whether `leaf` is answered by the monitor itself (no need to run the host CPUID).
+pub fn is_hypervisor_leaf(leaf: u32) -> bool {
+    (0x4000_0000..=0x4FFF_FFFF).contains(&leaf)
+}
+
+/// The guest's answer for `leaf`/`subleaf`, given the host's answer `host`.
+pub fn filter(leaf: u32, subleaf: u32, host: CpuidRegs, ctx: &CpuidContext) -> CpuidRegs {
+    let mut r = host;
+    match leaf {
+        1 => {
+            r.ecx = (r.ecx & !(ECX_VMX | ECX_SMX)) | ECX_HYPERVISOR;
+            let count = ctx.vcpu_count.min(255);
+            r.ebx = (r.ebx & 0x0000_FFFF) | (count << 16) | ((ctx.vcpu_index & 0xff) << 24);
+        }
+        0xA => r = CpuidRegs::default(),
+        0xB | 0x1F => {
+            let _ = subleaf;
+            r.edx = ctx.vcpu_index;
+        }
+        0x4000_0000 => {
+            let word = |i: usize| {
+                u32::from_le_bytes([
+                    SIGNATURE[i],
+                    SIGNATURE[i + 1],
+                    SIGNATURE[i + 2],
+                    SIGNATURE[i + 3],
+                ])
+            };
+            r = CpuidRegs {
+                eax: HYPERVISOR_MAX_LEAF,
+                ebx: word(0),
+                ecx: word(4),
+                edx: word(8),
+            };
+        }
+        0x4000_0010 => {
+            r = CpuidRegs {
+                eax: ctx.tsc_khz,
+                ..CpuidRegs::default()
+            };
+        }
+        l if is_hypervisor_leaf(l) => r = CpuidRegs::default(),
+        _ => {}
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CTX: CpuidContext = CpuidContext {
+        vcpu_index: 2,
+        vcpu_count: 3,
+        tsc_khz: 2_500_000,
+    };
+
+    #[test]
+    fn leaf1_hides_vmx_and_names_the_vcpu() {
+        let host = CpuidRegs {
+            eax: 0x906ea,
+            ebx: 0x0510_0800,
+            ecx: 0x7ffa_f3ff, // VMX, SMX, x2APIC, TSC-deadline set
+            edx: 0xbfeb_fbff,
+        };
+        let r = filter(1, 0, host, &CTX);
+        assert_eq!(r.ecx & (ECX_VMX | ECX_SMX), 0);
+        assert_ne!(r.ecx & ECX_HYPERVISOR, 0);
+        assert_ne!(r.ecx & (1 << 21), 0, "x2APIC stays");
+        assert_ne!(r.ecx & (1 << 24), 0, "TSC deadline stays");
+        assert_eq!(r.ebx >> 24, 2);
+        assert_eq!((r.ebx >> 16) & 0xff, 3);
+        assert_eq!(r.ebx & 0xffff, 0x0800, "CLFLUSH size kept");
+        assert_eq!((r.eax, r.edx), (host.eax, host.edx));
+    }
+
+    #[test]
+    fn hypervisor_leaves() {
+        let r = filter(0x4000_0000, 0, CpuidRegs::default(), &CTX);
+        let mut sig = [0u8; 12];
+        sig[..4].copy_from_slice(&r.ebx.to_le_bytes());
+        sig[4..8].copy_from_slice(&r.ecx.to_le_bytes());
+        sig[8..].copy_from_slice(&r.edx.to_le_bytes());
+        assert_eq!(&sig, b"QuestMonitor");
+        assert_eq!(r.eax, HYPERVISOR_MAX_LEAF);
+        assert_eq!(
+            filter(0x4000_0010, 0, CpuidRegs::default(), &CTX).eax,
+            2_500_000
+        );
+        let junk = CpuidRegs {
+            eax: 1,
+            ebx: 2,
+            ecx: 3,
+            edx: 4,
+        };
+        assert_eq!(filter(0x4000_0005, 0, junk, &CTX), CpuidRegs::default());
+    }
+
+    #[test]
+    fn topology_and_pmu() {
+        let host = CpuidRegs {
+            eax: 1,
+            ebx: 2,
+            ecx: 0x100,
+            edx: 99,
+        };
+        assert_eq!(filter(0xB, 0, host, &CTX).edx, 2);
+        assert_eq!(filter(0x1F, 1, host, &CTX).edx, 2);
+        assert_eq!(filter(0xA, 0, host, &CTX), CpuidRegs::default());
+        assert_eq!(filter(0x8000_0007, 0, host, &CTX), host, "passed unchanged");
+    }
+}

@@ -1,0 +1,162 @@
+//! The EPT of one sandbox, built from its regions in the partition table: RAM with 2 MiB
+//! pages (read/write/execute), its channel directory and channel areas with 4 KiB pages
+//! and exactly the access the table gives them, and nothing else.
+
+use crate::ept::{EptBuilder, EptError, EptMemory};
+use quest_abi::{RegionKind, Table};
+
+/// Host-physical placement of what one sandbox maps (chosen by the monitor at boot).
+#[derive(Clone, Copy, Debug)]
+pub struct HostPlacement<'a> {
+    /// Host-physical base of guest RAM (guest-physical 0).
+    pub ram_hpa: u64,
+    /// Host-physical base of the sandbox's channel directory page (0 if none).
+    pub directory_hpa: u64,
+    /// Host-physical base of each channel's data area, table order (ack follows data).
+    pub channel_hpas: &'a [u64],
+}
+
+/// Why a sandbox's EPT could not be built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SandboxEptError {
+    /// The EPT builder failed for region `region` (index in the table's region array).
+    Map {
+        /// Region index.
+        region: usize,
+        /// What went wrong.
+        error: EptError,
+    },
+    /// Region `region` has an unknown kind or refers to a channel without a placement.
+    Region(usize),
+}
+
+impl core::fmt::Display for SandboxEptError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Map { region, error } => write!(f, "region {region}: {error}"),
+            Self::Region(r) => write!(f, "region {r} has no host placement"),
+        }
+    }
+}
+
+/// Builds the EPT of sandbox `sandbox` (a valid index into a validated table).
+pub fn build_sandbox_ept<M: EptMemory>(
+    table: &Table<'_>,
+    sandbox: usize,
+    place: &HostPlacement<'_>,
+    mem: M,
+) -> Result<EptBuilder<M>, SandboxEptError> {
+    let first = table.sandboxes[sandbox].regions.first.get() as usize;
+    let mut ept = EptBuilder::new(mem).map_err(|error| SandboxEptError::Map {
+        region: first,
+        error,
+    })?;
+    for (pos, r) in table.sandbox_regions(sandbox).iter().enumerate() {
+        let idx = first + pos;
+        let kind = RegionKind::from_u32(r.kind.get()).ok_or(SandboxEptError::Region(idx))?;
+        let (hpa, large) = match kind {
+            RegionKind::Ram => (place.ram_hpa, true),
+            RegionKind::Directory => (place.directory_hpa, false),
+            RegionKind::ChannelData | RegionKind::ChannelAck => {
+                let c = r.channel.get() as usize;
+                let base = *place
+                    .channel_hpas
+                    .get(c)
+                    .ok_or(SandboxEptError::Region(idx))?;
+                let channel = table.channels.get(c).ok_or(SandboxEptError::Region(idx))?;
+                let off = if kind == RegionKind::ChannelAck {
+                    channel.data_size.get()
+                } else {
+                    0
+                };
+                let hpa = base.checked_add(off).ok_or(SandboxEptError::Region(idx))?;
+                (hpa, false)
+            }
+        };
+        if hpa == 0 {
+            return Err(SandboxEptError::Region(idx));
+        }
+        ept.map_range(r.gpa.get(), hpa, r.size.get(), r.access.get(), large)
+            .map_err(|error| SandboxEptError::Map { region: idx, error })?;
+    }
+    Ok(ept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ept::test_memory::VecMemory;
+    use crate::ept::{PAGE_2M, PAGE_4K};
+    use crate::test_table::{two_sandboxes, MIB};
+    use quest_abi::layout::{DIRECTORY_GPA, DIRECTORY_SIZE};
+    use quest_abi::{validate, ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE};
+
+    #[test]
+    fn maps_exactly_the_regions_with_their_access() {
+        let bytes = two_sandboxes();
+        let table = validate(&bytes).unwrap();
+        let chan = [0x9000_0000u64];
+        // Sandbox 1 is the reader of channel 0.
+        let place = HostPlacement {
+            ram_hpa: 0x4000_0000,
+            directory_hpa: 0x8000_0000,
+            channel_hpas: &chan,
+        };
+        let ept = build_sandbox_ept(&table, 1, &place, VecMemory::new(32)).unwrap();
+        let rwx = ACCESS_READ | ACCESS_WRITE | ACCESS_EXEC;
+        let ram = ept.translate(8 * MIB - 1).unwrap();
+        assert_eq!((ram.hpa, ram.access), (0x4000_0000 + 8 * MIB - 1, rwx));
+        assert_eq!(ram.page_size, PAGE_2M);
+        assert!(ept.translate(8 * MIB).is_none(), "RAM ends at ram_size");
+        let dir = ept.translate(DIRECTORY_GPA + 8).unwrap();
+        assert_eq!((dir.hpa, dir.access), (0x8000_0008, ACCESS_READ));
+        assert_eq!(dir.page_size, PAGE_4K);
+        let data_gpa = DIRECTORY_GPA + DIRECTORY_SIZE;
+        let data = ept.translate(data_gpa).unwrap();
+        assert_eq!((data.hpa, data.access), (0x9000_0000, ACCESS_READ));
+        let ack = ept.translate(data_gpa + 64 * 1024).unwrap();
+        assert_eq!(
+            (ack.hpa, ack.access),
+            (0x9000_0000 + 64 * 1024, ACCESS_READ | ACCESS_WRITE)
+        );
+        assert!(ept.translate(data_gpa + 64 * 1024 + PAGE_4K).is_none());
+        assert!(ept.translate(0x100_0000_0000).is_none());
+    }
+
+    #[test]
+    fn writer_side_gets_the_opposite_channel_access() {
+        let bytes = two_sandboxes();
+        let table = validate(&bytes).unwrap();
+        let chan = [0x9000_0000u64];
+        let place = HostPlacement {
+            ram_hpa: 0x4000_0000,
+            directory_hpa: 0x8000_0000,
+            channel_hpas: &chan,
+        };
+        let ept = build_sandbox_ept(&table, 0, &place, VecMemory::new(32)).unwrap();
+        let data_gpa = DIRECTORY_GPA + DIRECTORY_SIZE;
+        assert_eq!(
+            ept.translate(data_gpa).unwrap().access,
+            ACCESS_READ | ACCESS_WRITE
+        );
+        assert_eq!(
+            ept.translate(data_gpa + 64 * 1024).unwrap().access,
+            ACCESS_READ
+        );
+    }
+
+    #[test]
+    fn missing_placement_is_an_error() {
+        let bytes = two_sandboxes();
+        let table = validate(&bytes).unwrap();
+        let place = HostPlacement {
+            ram_hpa: 0x4000_0000,
+            directory_hpa: 0x8000_0000,
+            channel_hpas: &[],
+        };
+        assert!(matches!(
+            build_sandbox_ept(&table, 0, &place, VecMemory::new(32)),
+            Err(SandboxEptError::Region(_))
+        ));
+    }
+}
