@@ -14,6 +14,15 @@ use quest_abi::{RegionKind, ACCESS_READ, ACCESS_WRITE, PAGE_SIZE};
 /// Unmapped gap after the directory and after every channel in a window.
 pub const CHANNEL_GUARD_SIZE: u64 = PAGE_SIZE;
 
+/// Bytes at the start of a data area taken by the ring's header (one cache line).
+/// Provisional: the channel issue fixes the ring layout, and with it this number.
+pub const RING_HEADER_SIZE: u64 = 64;
+
+/// Bytes of messages a data area of `data_size` bytes can hold at once.
+pub fn capacity(data_size: u64) -> u64 {
+    data_size.saturating_sub(RING_HEADER_SIZE)
+}
+
 /// A channel to place: the manifest's channel with its endpoints resolved to indices.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChannelRequest {

@@ -6,13 +6,18 @@
 //! - [`budget`]: host memory the system needs.
 //! - [`table`]: the plan (and optionally the built images) as the binary table.
 //! - [`directory`]: each sandbox's channel directory page.
+//! - [`report`], [`json`], [`svg`]: the plan for people, for programs and as a picture.
 
 pub mod budget;
 pub mod channels;
 pub mod directory;
+pub mod json;
 pub mod layout;
+pub mod report;
+pub mod svg;
 pub mod table;
 pub mod types;
+pub mod units;
 
 #[cfg(test)]
 pub(crate) mod testing;
