@@ -3,6 +3,8 @@
 //! Data flows one way: `manifest` (parse, validate) -> `plan` (pure layout) -> `build`
 //! (cargo per application) -> `image` (one multiboot2 ELF and a GRUB ISO) -> `run`.
 
+pub mod build;
 pub mod cli;
+pub mod image;
 pub mod manifest;
 pub mod plan;
