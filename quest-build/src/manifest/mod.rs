@@ -1,6 +1,125 @@
 //! Partition manifests: parsing (with spans), validation (all errors at once) and
 //! diagnostics (`file:line:col`, the source line, a caret, a hint).
+//!
+//! - [`types`]: the model ([`Manifest`]) every later stage uses.
+//! - [`parse`]: TOML text to a draft (syntax, keys, types, value formats).
+//! - [`validate`]: the draft's meaning (cores, memory, channels, ports, apps).
+//! - [`diag`]: diagnostics and their rendering.
+//! - [`size`]: sizes, numbers and port ranges.
+//! - [`budget`]: host memory a system needs (shared with the planner).
+//! - [`app`]: whether an `app` is a Cargo package with a binary.
+//!
+//! The language itself is documented in `partition-manifests/README.md`.
 
+pub mod app;
+pub mod budget;
+pub mod diag;
+mod parse;
+pub mod size;
 pub mod types;
+pub mod validate;
 
+#[cfg(test)]
+mod tests;
+
+pub use app::{AppCheck, CargoAppCheck};
+pub use budget::{host_memory_needed, monitor_reserve};
+pub use diag::{Diagnostic, Diagnostics, Severity};
 pub use types::*;
+
+use parse::Draft;
+use std::path::Path;
+
+/// Reads, parses and validates the manifest at `path`, checking every `app` with cargo.
+/// A file that cannot be read is reported as a diagnostic too.
+pub fn load(path: &Path) -> Result<Manifest, Diagnostics> {
+    match std::fs::read_to_string(path) {
+        Ok(source) => parse_and_validate(path, &source, &CargoAppCheck::new()),
+        Err(e) => {
+            let mut diags = Diagnostics::new(path, "");
+            diags.push(
+                Diagnostic::file_error(format!("cannot read `{}`: {e}", path.display()))
+                    .hint("check the path of the manifest"),
+            );
+            Err(diags)
+        }
+    }
+}
+
+/// Parses and validates `source` (the text of the manifest at `path`; `app` paths are
+/// relative to its directory). Returns every problem at once, in source order.
+pub fn parse_and_validate(
+    path: &Path,
+    source: &str,
+    apps: &dyn AppCheck,
+) -> Result<Manifest, Diagnostics> {
+    let base_dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
+    let mut items = Vec::new();
+    let draft = parse::parse(source, &mut items);
+    if let Some(draft) = &draft {
+        validate::validate(draft, &base_dir, apps, &mut items);
+    }
+    let mut diags = Diagnostics::new(path, source);
+    diags.items = items;
+    diags.sort();
+    if diags.has_errors() {
+        return Err(diags);
+    }
+    match draft.and_then(complete) {
+        Some((system, sandboxes, channels)) => Ok(Manifest {
+            path: path.to_path_buf(),
+            base_dir,
+            source: source.to_owned(),
+            system,
+            sandboxes,
+            channels,
+        }),
+        // Unreachable by construction (a missing piece always has its diagnostic); still
+        // an error, never a panic.
+        None => {
+            diags.push(Diagnostic::file_error("incomplete manifest"));
+            Err(diags)
+        }
+    }
+}
+
+/// The model of a draft that has every required value.
+fn complete(d: Draft) -> Option<(System, Vec<Sandbox>, Vec<Channel>)> {
+    let s = d.system?;
+    let system = System {
+        name: s.name?,
+        cores: s.cores?,
+        memory: s.memory?,
+        console: s.console?,
+    };
+    let sandboxes = d
+        .sandboxes
+        .into_iter()
+        .map(|s| {
+            Some(Sandbox {
+                name: s.name?,
+                app: s.app?,
+                runtime: s.runtime?,
+                cores: s.cores?,
+                memory: s.memory?,
+                args: s.args,
+                env: s.env.1,
+                devices: s.devices,
+                on_fault: s.on_fault?,
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    let channels = d
+        .channels
+        .into_iter()
+        .map(|c| {
+            Some(Channel {
+                name: c.name?,
+                writer: c.writer?,
+                reader: c.reader?,
+                size: c.size?,
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some((system, sandboxes, channels))
+}

@@ -1,0 +1,521 @@
+//! Semantic checks on a [`Draft`]: names, cores, memory, channels, ports, the memory
+//! budget and the applications. Every check runs on whatever could be parsed, so one
+//! run reports every problem; a value that could not be read is simply not checked again.
+
+use super::app::AppCheck;
+use super::budget;
+use super::diag::Diagnostic;
+use super::parse::{did_you_mean, Draft, DraftChannel, DraftSandbox};
+use super::size::human;
+use super::types::*;
+use quest_abi::layout::{
+    BARE_ARGS_MAX_SIZE, CHANNEL_ACK_SIZE, CHANNEL_WINDOW_SIZE, DIRECTORY_SIZE, MAX_RAM,
+};
+use quest_abi::{
+    LARGE_PAGE_SIZE, MAX_CORES, MAX_SANDBOXES, MAX_VCPUS_PER_SANDBOX, NAME_LEN, PAGE_SIZE,
+};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Smallest RAM a bare sandbox runs in: image at 2 MiB, stack, heap.
+pub const MIN_BARE_MEMORY: u64 = 4 << 20;
+/// Smallest RAM a Hermit sandbox runs in: kernel, application and its heap.
+pub const MIN_HERMIT_MEMORY: u64 = 32 << 20;
+
+/// The smallest RAM a sandbox of `runtime` runs in.
+pub fn min_memory(runtime: Runtime) -> u64 {
+    match runtime {
+        Runtime::Bare => MIN_BARE_MEMORY,
+        Runtime::Hermit => MIN_HERMIT_MEMORY,
+    }
+}
+
+/// Runs every check, appending a diagnostic per problem.
+pub(crate) fn validate(
+    draft: &Draft,
+    base_dir: &Path,
+    apps: &dyn AppCheck,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let mut v = Validator { diags };
+    if let Some(sys) = &draft.system {
+        if let Some(name) = &sys.name {
+            v.name(name, "system");
+        }
+        if let Some(cores) = &sys.cores {
+            if cores.value == 0 || cores.value > MAX_CORES {
+                v.diags.push(
+                    Diagnostic::error(
+                        format!(
+                            "`cores` is {}, but a system has 1 to {MAX_CORES} cores",
+                            cores.value
+                        ),
+                        cores.span.clone(),
+                    )
+                    .label("out of range")
+                    .hint("the number of logical cores the target machine must have"),
+                );
+            }
+        }
+    }
+    v.sandbox_count(draft);
+    for s in &draft.sandboxes {
+        if let Some(name) = &s.name {
+            v.name(name, "sandbox");
+        }
+        v.memory(s);
+        v.args(s);
+    }
+    for c in &draft.channels {
+        if let Some(name) = &c.name {
+            v.name(name, "channel");
+        }
+        v.channel_size(c);
+    }
+    v.duplicates(draft.sandboxes.iter().map(|s| &s.name), "sandbox");
+    v.duplicates(draft.channels.iter().map(|c| &c.name), "channel");
+    v.cores(draft);
+    v.endpoints(draft);
+    v.channel_windows(draft);
+    v.ports(draft);
+    v.budget(draft);
+    v.apps(draft, base_dir, apps);
+}
+
+struct Validator<'d> {
+    diags: &'d mut Vec<Diagnostic>,
+}
+
+impl Validator<'_> {
+    fn name(&mut self, name: &Spanned<String>, what: &str) {
+        let n = &name.value;
+        let max = NAME_LEN - 1;
+        let problem = if n.is_empty() {
+            Some("is empty".to_owned())
+        } else if n.len() > max {
+            Some(format!("is {} bytes long, more than {max}", n.len()))
+        } else {
+            n.chars()
+                .find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '_' | '-'))
+                .map(|c| format!("contains {c:?}"))
+        };
+        if let Some(problem) = problem {
+            self.diags.push(
+                Diagnostic::error(format!("{what} name {problem}"), name.span.clone())
+                    .label("invalid name")
+                    .hint(format!(
+                        "names are 1 to {max} characters from `a-z`, `0-9`, `_` and `-`"
+                    )),
+            );
+        }
+    }
+
+    fn sandbox_count(&mut self, draft: &Draft) {
+        if let Some(extra) = draft.sandboxes.get(MAX_SANDBOXES) {
+            self.diags.push(
+                Diagnostic::error(
+                    format!(
+                        "{} sandboxes, but a system has at most {MAX_SANDBOXES}",
+                        draft.sandboxes.len()
+                    ),
+                    extra.header.clone(),
+                )
+                .label(format!("sandbox number {} is here", MAX_SANDBOXES + 1))
+                .hint("merge sandboxes or split the system"),
+            );
+        }
+    }
+
+    fn memory(&mut self, s: &DraftSandbox) {
+        let (Some(mem), Some(runtime)) = (&s.memory, &s.runtime) else {
+            return;
+        };
+        let min = min_memory(runtime.value);
+        let rt = match runtime.value {
+            Runtime::Bare => "bare",
+            Runtime::Hermit => "hermit",
+        };
+        let span = mem.span.clone();
+        if mem.value < min {
+            self.diags.push(
+                Diagnostic::error(
+                    format!(
+                        "sandbox memory {} is too small for a {rt} sandbox",
+                        human(mem.value)
+                    ),
+                    span,
+                )
+                .label(format!("at least {}", human(min)))
+                .hint(format!(
+                    "a {rt} sandbox needs at least `memory = \"{}\"`",
+                    human(min).replace(' ', "")
+                )),
+            );
+        } else if mem.value > MAX_RAM {
+            self.diags.push(
+                Diagnostic::error(
+                    format!(
+                        "sandbox memory {} is more than a sandbox can have",
+                        human(mem.value)
+                    ),
+                    span,
+                )
+                .label(format!("at most {}", human(MAX_RAM)))
+                .hint("guest RAM ends where the channel window starts (256 GiB)"),
+            );
+        } else if mem.value % LARGE_PAGE_SIZE != 0 {
+            let up = mem.value.next_multiple_of(LARGE_PAGE_SIZE);
+            self.diags.push(
+                Diagnostic::error(
+                    format!(
+                        "sandbox memory {} is not a multiple of 2 MiB",
+                        human(mem.value)
+                    ),
+                    span,
+                )
+                .label("not 2 MiB aligned")
+                .hint(format!(
+                    "sandbox RAM is mapped with 2 MiB pages; use `\"{}\"`",
+                    human(up).replace(' ', "")
+                )),
+            );
+        }
+    }
+
+    fn args(&mut self, s: &DraftSandbox) {
+        for a in &s.args {
+            if a.value.contains('\0') {
+                self.diags.push(
+                    Diagnostic::error("argument contains a NUL character", a.span.clone())
+                        .label("NUL here")
+                        .hint("arguments are C-style strings; remove the `\\u0000`"),
+                );
+            }
+        }
+        for (k, v) in &s.env.1 {
+            if k.value.is_empty() || k.value.contains(['=', '\0']) {
+                self.diags.push(
+                    Diagnostic::error(
+                        format!("invalid environment variable name {:?}", k.value),
+                        k.span.clone(),
+                    )
+                    .label("invalid name")
+                    .hint("environment names are non-empty and contain no `=` or NUL"),
+                );
+            }
+            if v.value.contains('\0') {
+                self.diags.push(
+                    Diagnostic::error("environment value contains a NUL character", v.span.clone())
+                        .label("NUL here")
+                        .hint("remove the `\\u0000`"),
+                );
+            }
+        }
+        let Some(Runtime::Bare) = s.runtime.as_ref().map(|r| r.value) else {
+            return;
+        };
+        let needed = s.args.iter().map(|a| a.value.len() as u64 + 1).sum::<u64>()
+            + s.env
+                .1
+                .iter()
+                .map(|(k, v)| (k.value.len() + v.value.len()) as u64 + 2)
+                .sum::<u64>();
+        if needed > BARE_ARGS_MAX_SIZE {
+            let span = s.args.first().map_or(s.env.0.clone(), |a| a.span.clone());
+            self.diags.push(
+                Diagnostic::error(format!("`args` and `env` need {needed} bytes, more than a bare sandbox's {BARE_ARGS_MAX_SIZE}"), span)
+                    .label("too much")
+                    .hint("pass large inputs through a channel instead"),
+            );
+        }
+    }
+
+    fn channel_size(&mut self, c: &DraftChannel) {
+        let Some(size) = &c.size else { return };
+        if size.value == 0 || size.value % PAGE_SIZE != 0 {
+            let up = size.value.max(1).next_multiple_of(PAGE_SIZE);
+            self.diags.push(
+                Diagnostic::error(
+                    format!(
+                        "channel size {} is not a positive multiple of 4 KiB",
+                        human(size.value)
+                    ),
+                    size.span.clone(),
+                )
+                .label("not a whole number of 4 KiB pages")
+                .hint(format!(
+                    "channels are mapped in 4 KiB pages; use `\"{}\"`",
+                    human(up).replace(' ', "")
+                )),
+            );
+        }
+    }
+
+    fn duplicates<'a>(
+        &mut self,
+        names: impl Iterator<Item = &'a Option<Spanned<String>>>,
+        what: &str,
+    ) {
+        let mut seen: HashMap<&str, &Span> = HashMap::new();
+        for name in names.flatten() {
+            if let Some(first) = seen.get(name.value.as_str()) {
+                self.diags.push(
+                    Diagnostic::error(
+                        format!("duplicate {what} name `{}`", name.value),
+                        name.span.clone(),
+                    )
+                    .label("defined again here")
+                    .related((*first).clone(), "first defined here")
+                    .hint(format!("every {what} needs its own name")),
+                );
+            } else {
+                seen.insert(&name.value, &name.span);
+            }
+        }
+    }
+
+    fn cores(&mut self, draft: &Draft) {
+        let system_cores = draft.system.as_ref().and_then(|s| s.cores.as_ref());
+        let mut owner: HashMap<u32, (&Span, &str)> = HashMap::new();
+        for s in &draft.sandboxes {
+            let Some(cores) = &s.cores else { continue };
+            let name = s.name.as_ref().map_or("?", |n| n.value.as_str());
+            if cores.value.is_empty() {
+                self.diags.push(
+                    Diagnostic::error(format!("sandbox `{name}` has no cores"), cores.span.clone())
+                        .label("empty list")
+                        .hint("give it at least one core, e.g. `cores = [1]`"),
+                );
+            }
+            if cores.value.len() > MAX_VCPUS_PER_SANDBOX {
+                self.diags.push(
+                    Diagnostic::error(
+                        format!(
+                            "sandbox `{name}` has {} cores, more than {MAX_VCPUS_PER_SANDBOX}",
+                            cores.value.len()
+                        ),
+                        cores.span.clone(),
+                    )
+                    .label("too many cores")
+                    .hint("split the work over several sandboxes"),
+                );
+            }
+            for core in &cores.value {
+                if let Some(sys) = system_cores {
+                    if core.value >= sys.value && sys.value > 0 {
+                        self.diags.push(
+                            Diagnostic::error(
+                                format!(
+                                    "core {} does not exist: the system has {} cores (0 to {})",
+                                    core.value,
+                                    sys.value,
+                                    sys.value - 1
+                                ),
+                                core.span.clone(),
+                            )
+                            .label("no such core")
+                            .related(sys.span.clone(), "system cores set here")
+                            .hint("use a lower core index or raise `system.cores`"),
+                        );
+                        continue;
+                    }
+                }
+                match owner.get(&core.value) {
+                    Some((first, other)) => {
+                        let msg = if *other == name {
+                            format!("core {} is listed twice in sandbox `{name}`", core.value)
+                        } else {
+                            format!("core {} is already used by sandbox `{other}`", core.value)
+                        };
+                        self.diags.push(
+                            Diagnostic::error(msg, core.span.clone())
+                                .label("used again here")
+                                .related((*first).clone(), "first used here")
+                                .hint("every core belongs to exactly one sandbox"),
+                        );
+                    }
+                    None => {
+                        owner.insert(core.value, (&core.span, name));
+                    }
+                }
+            }
+        }
+    }
+
+    fn endpoints(&mut self, draft: &Draft) {
+        let names: Vec<&str> = draft
+            .sandboxes
+            .iter()
+            .filter_map(|s| s.name.as_ref())
+            .map(|n| n.value.as_str())
+            .collect();
+        for c in &draft.channels {
+            for end in [&c.writer, &c.reader].into_iter().flatten() {
+                if names.contains(&end.value.as_str()) {
+                    continue;
+                }
+                let hint = match did_you_mean(&end.value, names.iter().copied()) {
+                    Some(m) => format!("did you mean `{m}`?"),
+                    None if names.is_empty() => "declare the sandbox with `[[sandbox]]`".to_owned(),
+                    None => format!(
+                        "sandboxes are: {}",
+                        names
+                            .iter()
+                            .map(|n| format!("`{n}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                };
+                self.diags.push(
+                    Diagnostic::error(
+                        format!("no sandbox named `{}`", end.value),
+                        end.span.clone(),
+                    )
+                    .label("unknown sandbox")
+                    .hint(hint),
+                );
+            }
+            if let (Some(w), Some(r)) = (&c.writer, &c.reader) {
+                if w.value == r.value {
+                    self.diags.push(
+                        Diagnostic::error(
+                            format!(
+                                "channel writer and reader are the same sandbox `{}`",
+                                r.value
+                            ),
+                            r.span.clone(),
+                        )
+                        .label("same as the writer")
+                        .related(w.span.clone(), "writer")
+                        .hint("a channel connects two different sandboxes"),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Each sandbox's channels must fit in its channel window (with the directory page).
+    fn channel_windows(&mut self, draft: &Draft) {
+        let limit = CHANNEL_WINDOW_SIZE - DIRECTORY_SIZE;
+        let mut used: HashMap<&str, u64> = HashMap::new();
+        for c in &draft.channels {
+            let Some(size) = &c.size else { continue };
+            let bytes = size
+                .value
+                .next_multiple_of(PAGE_SIZE)
+                .saturating_add(CHANNEL_ACK_SIZE);
+            let mut ends: Vec<&str> = [&c.writer, &c.reader]
+                .into_iter()
+                .flatten()
+                .map(|e| e.value.as_str())
+                .collect();
+            ends.dedup();
+            for end in ends {
+                let total = used.entry(end).or_insert(0);
+                let before = *total;
+                *total = total.saturating_add(bytes);
+                if before <= limit && *total > limit {
+                    self.diags.push(
+                        Diagnostic::error(format!("the channels of sandbox `{end}` do not fit in its {} channel window", human(CHANNEL_WINDOW_SIZE)), size.span.clone())
+                            .label("this channel goes over")
+                            .hint("make the channels smaller"),
+                    );
+                }
+            }
+        }
+    }
+
+    fn ports(&mut self, draft: &Draft) {
+        let console = draft.system.as_ref().and_then(|s| s.console.as_ref());
+        let mut taken: Vec<(u16, u16, &Span, &str)> = Vec::new();
+        for s in &draft.sandboxes {
+            let name = s.name.as_ref().map_or("?", |n| n.value.as_str());
+            for d in &s.devices {
+                let Device::Ports { first, last } = d.value;
+                if let Some(c) = console {
+                    let (cf, cl) = (
+                        c.value.port(),
+                        c.value.port() + (quest_abi::CONSOLE_PORT_SPAN - 1),
+                    );
+                    if first <= cl && cf <= last {
+                        self.diags.push(
+                            Diagnostic::error(format!("ports {first:#x}-{last:#x} collide with the monitor console {} ({cf:#x}-{cl:#x})", c.value.name()), d.span.clone())
+                                .label("the monitor's serial port")
+                                .hint("give the sandbox another serial port, or move the monitor with `system.console`"),
+                        );
+                        continue;
+                    }
+                }
+                if let Some((_, _, other_span, other)) =
+                    taken.iter().find(|(f, l, _, _)| first <= *l && *f <= last)
+                {
+                    self.diags.push(
+                        Diagnostic::error(
+                            format!(
+                                "ports {first:#x}-{last:#x} overlap ports of sandbox `{other}`"
+                            ),
+                            d.span.clone(),
+                        )
+                        .label("overlapping range")
+                        .related((*other_span).clone(), "already assigned here")
+                        .hint("a port belongs to at most one sandbox"),
+                    );
+                    continue;
+                }
+                taken.push((first, last, &d.span, name));
+            }
+        }
+    }
+
+    fn budget(&mut self, draft: &Draft) {
+        let Some(mem) = draft.system.as_ref().and_then(|s| s.memory.as_ref()) else {
+            return;
+        };
+        let rams: Option<Vec<u64>> = draft
+            .sandboxes
+            .iter()
+            .map(|s| s.memory.as_ref().map(|m| m.value))
+            .collect();
+        let chans: Option<Vec<u64>> = draft
+            .channels
+            .iter()
+            .map(|c| c.size.as_ref().map(|s| budget::channel_bytes(s.value)))
+            .collect();
+        let (Some(rams), Some(chans)) = (rams, chans) else {
+            return; // a size could not be read; its own diagnostic says so
+        };
+        let reserve = budget::monitor_reserve(rams.len());
+        let need = budget::host_memory_needed(reserve, rams.iter().copied(), chans.iter().copied());
+        if need > mem.value {
+            let alloc = |v: &[u64]| {
+                v.iter()
+                    .fold(0u64, |a, &b| a.saturating_add(budget::host_allocation(b)))
+            };
+            self.diags.push(
+                Diagnostic::error(format!("the system needs {} of memory, more than `system.memory` ({})", human(need), human(mem.value)), mem.span.clone())
+                    .label(format!("at least {} needed", human(need)))
+                    .hint(format!(
+                        "first MiB {} + monitor {} + sandboxes {} + channels {} (each rounded up to 2 MiB); raise `memory` or shrink sandboxes",
+                        human(budget::LOW_MEMORY_RESERVE), human(reserve), human(alloc(&rams)), human(alloc(&chans))
+                    )),
+            );
+        }
+    }
+
+    fn apps(&mut self, draft: &Draft, base_dir: &Path, apps: &dyn AppCheck) {
+        let mut checked: HashMap<&Path, Result<(), String>> = HashMap::new();
+        for s in &draft.sandboxes {
+            let Some(app) = &s.app else { continue };
+            let result = checked
+                .entry(&app.value)
+                .or_insert_with(|| apps.check(&base_dir.join(&app.value)));
+            if let Err(why) = result {
+                self.diags.push(
+                    Diagnostic::error(format!("`{}` is not a Cargo package with a binary target", app.value.display()), app.span.clone())
+                        .label(why.clone())
+                        .hint("`app` is the directory of a Cargo package (with a `src/main.rs` or a `[[bin]]`), relative to this manifest"),
+                );
+            }
+        }
+    }
+}
