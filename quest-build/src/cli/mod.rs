@@ -1,5 +1,8 @@
 //! Command-line interface. Exit status: 0 ok, 1 invalid input or failed run, 2 usage.
 
+pub mod check;
+pub mod plan;
+
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -57,7 +60,7 @@ pub fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Check(_args) => ExitCode::from(1),
-        Command::Plan(_args) => ExitCode::from(1),
+        Command::Check(args) => check::run(&args),
+        Command::Plan(args) => plan::run(&args),
     }
 }

@@ -3,11 +3,11 @@
 //! Keys come out in the order of the fields below (stable); addresses and sizes are plain
 //! integers in bytes; access is an `rwx` string.
 
-use super::budget::host_allocation;
 use super::channels::capacity;
 use super::table::EncodedTable;
 use super::types::{Plan, RegionPlan, Role, SandboxPlan};
 use super::units::{access, console};
+use crate::manifest::budget::{host_allocation, LOW_MEMORY_RESERVE};
 use quest_abi::{OnFault, RegionKind, Runtime};
 use serde::Serialize;
 use std::path::Path;
@@ -90,6 +90,7 @@ struct JsonChannel<'a> {
 
 #[derive(Serialize)]
 struct JsonHostMemory {
+    low_memory: u64,
     monitor_reserve: u64,
     allocations: Vec<JsonAllocation>,
     needed: u64,
@@ -226,6 +227,7 @@ pub fn render(plan: &Plan, table: &EncodedTable, base_dir: &Path) -> String {
             })
             .collect(),
         host_memory: JsonHostMemory {
+            low_memory: LOW_MEMORY_RESERVE,
             monitor_reserve: plan.monitor_reserve,
             allocations: plan
                 .sandboxes

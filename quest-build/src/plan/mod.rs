@@ -3,12 +3,10 @@
 //!
 //! - [`layout`]: each runtime's fixed boot addresses, stacks and RAM region.
 //! - [`channels`]: where every channel sits in both endpoints' channel windows.
-//! - [`budget`]: host memory the system needs.
 //! - [`table`]: the plan (and optionally the built images) as the binary table.
 //! - [`directory`]: each sandbox's channel directory page.
 //! - [`report`], [`json`], [`svg`]: the plan for people, for programs and as a picture.
 
-pub mod budget;
 pub mod channels;
 pub mod directory;
 pub mod json;
@@ -27,7 +25,7 @@ pub use directory::directory_bytes;
 pub use table::{encode_table, EncodedTable, TableError};
 pub use types::*;
 
-use crate::manifest::{self, Manifest};
+use crate::manifest::{self, budget, Manifest};
 
 /// Plans a validated manifest. Pure and deterministic: the same manifest always gives
 /// the same plan (and so a byte-identical table).
@@ -98,7 +96,7 @@ pub fn plan(m: &Manifest) -> Plan {
         placement
             .channels
             .iter()
-            .map(|c| c.data_size.saturating_add(c.ack_size)),
+            .map(|c| budget::channel_bytes(c.data_size)),
     );
     Plan {
         system_name: m.system.name.value.clone(),

@@ -1,10 +1,10 @@
 //! The plan as a report for people (`quest-build plan`).
 
-use super::budget::host_allocation;
 use super::channels::{capacity, RING_HEADER_SIZE};
 use super::table::EncodedTable;
 use super::types::{Plan, RegionPlan, Role, SandboxPlan};
 use super::units::{access, addr, console, size};
+use crate::manifest::budget::{host_allocation, LOW_MEMORY_RESERVE};
 use quest_abi::{RegionKind, Runtime};
 use std::fmt::Write;
 use std::path::Path;
@@ -248,11 +248,18 @@ fn host_memory(out: &mut String, plan: &Plan) {
         out,
         "host memory (placed by the monitor at boot, each allocation 2 MiB-aligned)"
     );
-    let mut rows = vec![vec![
-        "monitor reserve".to_owned(),
-        size(plan.monitor_reserve),
-        String::new(),
-    ]];
+    let mut rows = vec![
+        vec![
+            "low memory".to_owned(),
+            size(LOW_MEMORY_RESERVE),
+            "firmware's first MiB".to_owned(),
+        ],
+        vec![
+            "monitor reserve".to_owned(),
+            size(plan.monitor_reserve),
+            "image, stacks, VMCS, EPT tables, directories".to_owned(),
+        ],
+    ];
     for sb in &plan.sandboxes {
         rows.push(vec![
             format!("sandbox `{}`", sb.name),

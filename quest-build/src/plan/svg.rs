@@ -2,9 +2,9 @@
 //! a card with its memory, channels as arrows between the cards, and the host memory
 //! budget as one bar. Pure text output, deterministic; no fonts or scripts needed.
 
-use super::budget::host_allocation;
 use super::types::{Plan, Role};
 use super::units::{addr, size};
+use crate::manifest::budget::{host_allocation, LOW_MEMORY_RESERVE};
 use quest_abi::Runtime;
 use std::fmt::Write;
 
@@ -18,6 +18,7 @@ const COLORS: [&str; 10] = [
 ];
 const IDLE: &str = "#e8e8e8";
 const MONITOR: &str = "#555555";
+const LOW: &str = "#222222";
 const CHANNEL: &str = "#9aa7b8";
 
 const CORE_BOX_H: f64 = 40.0;
@@ -343,8 +344,10 @@ pub fn render(plan: &Plan) -> String {
     );
     y += 8.0;
     let total = plan.system_memory.max(plan.host_memory_needed).max(1) as f64;
-    let mut parts: Vec<(String, u64, &str)> =
-        vec![("monitor".to_owned(), plan.monitor_reserve, MONITOR)];
+    let mut parts: Vec<(String, u64, &str)> = vec![
+        ("low memory".to_owned(), LOW_MEMORY_RESERVE, LOW),
+        ("monitor".to_owned(), plan.monitor_reserve, MONITOR),
+    ];
     for (s, sb) in plan.sandboxes.iter().enumerate() {
         parts.push((sb.name.clone(), host_allocation(sb.ram_size), color(s)));
     }
@@ -441,7 +444,9 @@ mod tests {
             "one arrow per channel"
         );
         assert!(svg.contains(">64 MiB guest RAM</text>"));
-        assert!(svg.contains(">free 168 MiB</text>"), "{svg}");
+        let free = size(p.system_memory - p.host_memory_needed);
+        assert!(svg.contains(&format!(">free {free}</text>")), "{svg}");
+        assert!(svg.contains(">monitor 36 MiB</text>"), "{svg}");
         assert_eq!(svg, render(&p), "deterministic");
     }
 

@@ -59,10 +59,10 @@ fn pingpong_plan_has_the_documented_shape() {
     let c1 = &p.channels[1];
     assert_eq!((c1.writer, c1.reader, c1.data_size), (1, 0, 8192));
 
-    // Host memory: reserve + 64 + 8 MiB RAM + two channels of 2 MiB each.
+    // Host memory: low MiB + reserve + 64 + 8 MiB RAM + two channels of 2 MiB each.
     assert_eq!(
         p.host_memory_needed,
-        p.monitor_reserve + 64 * MIB + 8 * MIB + 2 * 2 * MIB
+        MIB + p.monitor_reserve + 64 * MIB + 8 * MIB + 2 * 2 * MIB
     );
     assert_eq!(p.monitor_reserve, budget::monitor_reserve(2));
 }

@@ -1,0 +1,166 @@
+//! The `check` and `plan` commands, run as the binary: output and exit statuses
+//! (0 ok, 1 invalid input, 2 usage).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A scratch directory with a two-sandbox manifest, its applications (minimal Cargo
+/// packages) and a broken manifest; removed on drop.
+struct Scratch {
+    dir: PathBuf,
+}
+
+impl Scratch {
+    fn new(test: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("quest-cli-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for app in ["ping", "pong"] {
+            let src = dir.join("apps").join(app).join("src");
+            std::fs::create_dir_all(&src).unwrap();
+            std::fs::write(
+                dir.join("apps").join(app).join("Cargo.toml"),
+                format!("[package]\nname = \"{app}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n"),
+            )
+            .unwrap();
+            std::fs::write(src.join("main.rs"), "fn main() {}\n").unwrap();
+        }
+        std::fs::write(
+            dir.join("good.toml"),
+            r#"[system]
+name = "pair"
+cores = 4
+memory = "512MiB"
+
+[[sandbox]]
+name = "ping"
+app = "apps/ping"
+runtime = "bare"
+cores = [0]
+memory = "16MiB"
+
+[[sandbox]]
+name = "pong"
+app = "apps/pong"
+cores = [1, 2]
+memory = "64MiB"
+
+[[channel]]
+name = "ping-to-pong"
+writer = "ping"
+reader = "pong"
+size = "64KiB"
+"#,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("bad.toml"),
+            "[system]\nname = \"bad\"\ncores = 2\nmemory = \"64MiB\"\n\n[[sandbox]]\nname = \"x\"\napp = \"apps/ping\"\ncores = [5]\nmemory = \"16MiB\"\n",
+        )
+        .unwrap();
+        Self { dir }
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn quest_build(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_quest-build"))
+        .args(args.iter().map(|a| a.as_ref()))
+        .output()
+        .expect("quest-build runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn check_reports_every_manifest_and_fails_if_one_is_invalid() {
+    let s = Scratch::new("check");
+    let (good, bad) = (s.path("good.toml"), s.path("bad.toml"));
+    let out = quest_build(&[&"check", &good]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("ok: {}: 2 sandboxes, 1 channel\n", good.display())
+    );
+
+    // The invalid one first: the valid one after it is still checked.
+    let out = quest_build(&[&"check", &bad, &good]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("ok: "), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("bad.toml:"),
+        "diagnostics name the file: {err}"
+    );
+    assert!(err.contains("1 of 2 manifests are invalid"), "{err}");
+}
+
+#[test]
+fn plan_prints_report_json_and_svg() {
+    let s = Scratch::new("plan");
+    let good = s.path("good.toml");
+    let out = quest_build(&[&"plan", &good]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report = text(&out.stdout);
+    assert!(
+        report.starts_with("system `pair`: 4 cores, 512 MiB RAM"),
+        "{report}"
+    );
+    assert!(
+        report.contains("channel `ping-to-pong` data (writer)"),
+        "{report}"
+    );
+    assert!(report.contains("partition table: "), "{report}");
+
+    let out = quest_build(&[&"plan", &"--json", &good]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    assert_eq!(v["sandboxes"][1]["vcpus"][1]["core"], 2);
+    assert_eq!(v["sandboxes"][0]["app"], "apps/ping");
+    assert_eq!(v["channels"][0]["data_size"], 65536);
+
+    let svg = s.path("pair.svg");
+    let out = quest_build(&[&"plan", &good, &"--svg", &svg]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let picture = std::fs::read_to_string(&svg).unwrap();
+    assert!(picture.starts_with("<svg "), "{picture}");
+    assert!(picture.contains(">ping-to-pong (64 KiB)</text>"));
+    assert_eq!(text(&out.stdout), report, "--svg still prints the report");
+}
+
+#[test]
+fn plan_fails_with_status_1_on_bad_input_and_2_on_usage() {
+    let s = Scratch::new("status");
+    let out = quest_build(&[&"plan", &s.path("bad.toml")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let out = quest_build(&[&"plan", &s.path("missing.toml")]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let unwritable = Path::new("/nonexistent-dir/x.svg");
+    let out = quest_build(&[&"plan", &s.path("good.toml"), &"--svg", &unwritable]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("cannot write"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    assert_eq!(quest_build(&[&"check"]).status.code(), Some(2));
+    assert_eq!(quest_build(&[&"plan"]).status.code(), Some(2));
+    assert_eq!(
+        quest_build(&[&"plan", &"--bogus", &"x.toml"]).status.code(),
+        Some(2)
+    );
+    let help = quest_build(&[&"plan", &"--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    assert!(text(&help.stdout).contains("--svg <FILE>"));
+}
