@@ -1,0 +1,4 @@
+//! PLACEHOLDER so that `partition-manifests/pingpong.toml` names a real Cargo package with
+//! a binary target; the channels engineer replaces it with the real pong application.
+
+fn main() {}
