@@ -89,6 +89,21 @@ pub fn filter(leaf: u32, subleaf: u32, host: CpuidRegs, ctx: &CpuidContext) -> C
     r
 }
 
+/// Whether `xcr0` is a value XSETBV may load (SDM Vol. 1, 13.3): only bits the CPU
+/// supports, x87 always on, AVX only with SSE, the three AVX-512 bits together and only
+/// with AVX.
+pub fn xcr0_allowed(xcr0: u64, supported: u64) -> bool {
+    const X87: u64 = 1;
+    const SSE: u64 = 1 << 1;
+    const AVX: u64 = 1 << 2;
+    const AVX512: u64 = 0b111 << 5;
+    let avx512 = xcr0 & AVX512;
+    xcr0 & !supported == 0
+        && xcr0 & X87 != 0
+        && (xcr0 & AVX == 0 || xcr0 & SSE != 0)
+        && (avx512 == 0 || (avx512 == AVX512 && xcr0 & AVX != 0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +153,18 @@ mod tests {
             edx: 4,
         };
         assert_eq!(filter(0x4000_0005, 0, junk, &CTX), CpuidRegs::default());
+    }
+
+    #[test]
+    fn xcr0_rules() {
+        let all = 0xe7;
+        assert!(xcr0_allowed(0b111, all));
+        assert!(xcr0_allowed(0b1, all));
+        assert!(!xcr0_allowed(0, all), "x87 must stay on");
+        assert!(!xcr0_allowed(0b101, all), "AVX needs SSE");
+        assert!(!xcr0_allowed(0b111, 0b11), "unsupported AVX");
+        assert!(!xcr0_allowed(0b0010_0111, all), "AVX-512 bits together");
+        assert!(xcr0_allowed(0xe7, all));
     }
 
     #[test]

@@ -1,0 +1,73 @@
+//! Checked access to a sandbox's RAM from the monitor. Every guest-physical address and
+//! length is checked against the sandbox's own RAM (checked arithmetic) before the
+//! host-physical address `ram_hpa + gpa` is touched.
+
+use crate::system::System;
+use quest_monitor_core::guest_memory::{ram_range, GuestRam};
+
+/// One sandbox's RAM as the monitor sees it (identity-mapped host memory).
+#[derive(Clone, Copy, Debug)]
+pub struct GuestMem {
+    ram_hpa: u64,
+    ram_size: u64,
+}
+
+impl GuestMem {
+    /// Sandbox `s`'s RAM.
+    pub fn of(sys: &System, s: usize) -> Self {
+        Self {
+            ram_hpa: sys.sandboxes[s].ram_hpa,
+            ram_size: sys.table.sandboxes[s].ram_size.get(),
+        }
+    }
+
+    /// Copies `buf.len()` bytes from guest-physical `gpa`; false if outside RAM.
+    pub fn read(&self, gpa: u64, buf: &mut [u8]) -> bool {
+        if ram_range(gpa, buf.len() as u64, self.ram_size).is_none() {
+            return false;
+        }
+        // SAFETY: the range lies inside the sandbox's placed, identity-mapped RAM (checked
+        // above). Its vCPUs may write it concurrently; a raw byte copy of such memory is
+        // what the monitor wants (a snapshot), and `buf` is not aliased.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                (self.ram_hpa + gpa) as *const u8,
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
+        true
+    }
+
+    /// Writes `bytes` at guest-physical `gpa`; false if outside RAM.
+    pub fn write(&self, gpa: u64, bytes: &[u8]) -> bool {
+        if ram_range(gpa, bytes.len() as u64, self.ram_size).is_none() {
+            return false;
+        }
+        // SAFETY: inside the sandbox's own RAM (checked above); monitor memory and other
+        // sandboxes are never in that range.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                (self.ram_hpa + gpa) as *mut u8,
+                bytes.len(),
+            )
+        };
+        true
+    }
+
+    /// Reads a little-endian u64; `None` if outside RAM.
+    pub fn read_u64(&self, gpa: u64) -> Option<u64> {
+        let mut b = [0u8; 8];
+        self.read(gpa, &mut b).then(|| u64::from_le_bytes(b))
+    }
+}
+
+impl GuestRam for GuestMem {
+    fn ram_size(&self) -> u64 {
+        self.ram_size
+    }
+    fn read_u64(&self, gpa: u64) -> u64 {
+        GuestMem::read_u64(self, gpa).unwrap_or(0)
+    }
+}

@@ -1,0 +1,79 @@
+//! RDMSR/WRMSR exits, decided by `quest_monitor_core::msr_policy`: virtual APIC IDs,
+//! checked and translated IPIs, #GP for unknown MSRs, and a contained fault for writes
+//! that could reach other cores or the platform.
+
+use crate::vmx::instructions::reg;
+use crate::vmx::vcpu::{Action, FaultKind, Vcpu};
+use quest_monitor_core::msr_policy::{
+    logical_apic_id, read_policy, write_policy, ReadPolicy, WritePolicy, X2APIC_ICR,
+};
+use quest_monitor_core::x2apic_icr::translate_icr;
+use x86_64::registers::model_specific::Msr;
+
+fn set_result(v: &mut Vcpu, value: u64) {
+    v.regs.0[reg::RAX] = value & 0xffff_ffff;
+    v.regs.0[reg::RDX] = value >> 32;
+}
+
+pub fn read(v: &mut Vcpu) -> Action {
+    let msr = v.regs.0[reg::RCX] as u32;
+    let value = match read_policy(msr) {
+        ReadPolicy::VirtualApicId => v.index as u64,
+        ReadPolicy::VirtualLogicalId => u64::from(logical_apic_id(v.index as u32)),
+        // A pass-through MSR only exits when outside the bitmap's ranges (none is), and
+        // an unknown one reads as on a CPU without it: #GP.
+        ReadPolicy::Pass | ReadPolicy::InjectGp => {
+            v.inject_exception(13, true);
+            return Action::Continue;
+        }
+    };
+    set_result(v, value);
+    v.skip_instruction();
+    Action::Continue
+}
+
+pub fn write(v: &mut Vcpu) -> Action {
+    let msr = v.regs.0[reg::RCX] as u32;
+    let value = (v.regs.0[reg::RDX] << 32) | (v.regs.0[reg::RAX] & 0xffff_ffff);
+    match write_policy(msr) {
+        WritePolicy::Icr => return send_ipi(v, value),
+        WritePolicy::SameValueOnly => {
+            // SAFETY: only IA32_APIC_BASE has this policy; reading it has no effect.
+            let current = unsafe { Msr::new(msr).read() };
+            if value != current {
+                return Action::fault_at(FaultKind::ForbiddenMsr(msr), u64::from(msr));
+            }
+        }
+        WritePolicy::InjectGp => {
+            v.inject_exception(13, true);
+            return Action::Continue;
+        }
+        WritePolicy::Pass | WritePolicy::Forbidden => {
+            return Action::fault_at(FaultKind::ForbiddenMsr(msr), u64::from(msr));
+        }
+    }
+    v.skip_instruction();
+    Action::Continue
+}
+
+/// A guest ICR write: checked, then one physical IPI per target vCPU's core.
+fn send_ipi(v: &mut Vcpu, icr: u64) -> Action {
+    let ipi = match translate_icr(icr, v.index, v.vcpu_count()) {
+        Ok(ipi) => ipi,
+        Err(e) => return Action::fault_at(FaultKind::BadIpi(e), icr >> 32),
+    };
+    let vcpus = v.sys.table.sandbox_vcpus(v.sandbox);
+    for t in ipi.target_indices() {
+        let Some(apic_id) = vcpus
+            .get(t)
+            .and_then(|e| v.sys.apic_ids.get(e.core.get() as usize))
+        else {
+            continue;
+        };
+        // SAFETY: a fixed-mode, physical-destination IPI with a legal vector to a core
+        // of this very sandbox (checked by `translate_icr` and the lookup above).
+        unsafe { Msr::new(X2APIC_ICR).write(ipi.icr_for(*apic_id)) };
+    }
+    v.skip_instruction();
+    Action::Continue
+}

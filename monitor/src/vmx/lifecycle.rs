@@ -1,0 +1,317 @@
+//! Launching, stopping, restarting and ending sandboxes, and the final summary.
+//!
+//! Protocol (all vCPUs of a sandbox run this on their own cores):
+//! - Launch generation `g` (= launch count) starts when `generation` becomes `g`: the
+//!   boot contents are in RAM and the launch values patched. vCPU 0 does that for g = 1,
+//!   the stopping core for restarts.
+//! - The first core to decide that the sandbox stops (exit hypercall or fault) wins the
+//!   `stop` flag and becomes the leader; every vCPU checks the flag before each VM
+//!   entry, and the leader sends NMI IPIs (NMI exiting is on) until every other vCPU
+//!   has parked (`parked[i] == g`). Only then does it reload memory (restart) or record
+//!   the final status, so no vCPU ever runs on memory being rewritten.
+//! - When the last sandbox ends, its leader prints the summary and shuts down.
+
+use super::console_out;
+use super::instructions as vmx;
+use super::sandbox::{self, state, SandboxState, STATUS_EXITED, STATUS_HALTED, STATUS_RUNNING};
+use super::vcpu::{Action, Fault, FaultKind, Vcpu};
+use crate::system::System;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use quest_abi::{name_str, OnFault};
+use quest_monitor_core::exit::{reason_name, REASON_COUNT};
+use quest_monitor_core::vmcs_fields::field32;
+use x86_64::registers::model_specific::Msr;
+
+/// A sandbox is launched at most this often (first boot + restarts).
+const MAX_LAUNCHES: u32 = 8;
+/// x2APIC ICR: delivery mode NMI, level assert.
+const ICR_NMI: u64 = 0x4400;
+const X2APIC_ICR: u32 = 0x830;
+/// TSC cycles to wait for a vCPU to park before sending the NMI again.
+const NMI_RETRY_CYCLES: u64 = 2_000_000;
+
+/// Sandboxes that have ended (exited or halted).
+static FINISHED: AtomicUsize = AtomicUsize::new(0);
+
+/// How a vCPU's run ended.
+enum Stopped {
+    /// This core decided the stop and must finish it.
+    Leader(Action),
+    /// Another core stopped the sandbox.
+    Follower,
+}
+
+/// Runs `v`'s vCPU for as long as its sandbox lives. Never returns.
+pub fn run(mut v: Vcpu) -> ! {
+    let st = state(v.sandbox);
+    let mut generation = 0u32;
+    if v.index == 0 && st.generation.load(Ordering::Acquire) == 0 {
+        patch_launch_values(&v, 1);
+        st.generation.store(1, Ordering::Release);
+    }
+    loop {
+        generation = wait_for_launch(st, generation);
+        if let Err(f) = prepare_vcpu(&mut v) {
+            crate::println!(
+                "quest: sandbox '{}' core {}: cannot set up its vCPU: {f:?}",
+                v.name,
+                v.core
+            );
+        }
+        let stopped = run_until_stop(&mut v, st);
+        v.line.flush(|l| console_out::print_line(v.name, l));
+        st.parked[v.index].store(generation, Ordering::Release);
+        if let Stopped::Leader(action) = stopped {
+            lead_stop(&v, st, action, generation);
+        }
+    }
+}
+
+fn wait_for_launch(st: &SandboxState, current: u32) -> u32 {
+    loop {
+        let g = st.generation.load(Ordering::Acquire);
+        if g > current && st.stop.load(Ordering::Acquire) == 0 {
+            return g;
+        }
+        if st.status.load(Ordering::Acquire) != STATUS_RUNNING {
+            park_forever();
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// Writes the launch state into the VMCS and drops stale translations.
+fn prepare_vcpu(v: &mut Vcpu) -> Result<(), vmx::VmFail> {
+    let sandbox = &v.sys.table.sandboxes[v.sandbox];
+    // SAFETY: this vCPU's VMCS is current on this core (made so in `run_core`).
+    unsafe { super::vmcs::write_guest_state(&v.caps, sandbox, v.entry)? };
+    v.regs = vmx::GuestRegs::default();
+    v.regs.0[vmx::reg::RDI] = v.entry.rdi.get();
+    v.regs.0[vmx::reg::RSI] = v.entry.rsi.get();
+    v.line.clear();
+    let res = sandbox::resources(v.sys, v.sandbox).map_err(|_| vmx::VmFail::Invalid)?;
+    // SAFETY: VMX is on; the CPU supports single-context INVEPT (checked in caps) and
+    // INVVPID when `caps.invvpid`.
+    unsafe {
+        vmx::invept_single(res.eptp)?;
+        if v.caps.invvpid {
+            vmx::invvpid_single(v.sandbox as u16 + 1)?;
+        }
+    }
+    Ok(())
+}
+
+fn run_until_stop(v: &mut Vcpu, st: &SandboxState) -> Stopped {
+    loop {
+        if st.stop.load(Ordering::Acquire) != 0 {
+            return Stopped::Follower;
+        }
+        // SAFETY: the VMCS is current and complete (controls, host and guest state).
+        let action = match unsafe { vmx::enter_guest(&mut v.regs, v.launched) } {
+            Ok(()) => {
+                v.launched = true;
+                // SAFETY: right after a VM exit with this VMCS current.
+                let raw = unsafe { vmx::read32(field32::EXIT_REASON) };
+                st.count_exit(raw);
+                super::handlers::handle(v, raw)
+            }
+            Err(e) => {
+                let error = match e {
+                    // SAFETY: VMfailValid leaves the error number in the current VMCS.
+                    vmx::VmFail::Valid => unsafe { vmx::read32(field32::VM_INSTRUCTION_ERROR) },
+                    vmx::VmFail::Invalid => 0,
+                };
+                Action::fault(FaultKind::EntryFailed { reason: 0, error })
+            }
+        };
+        match action {
+            Action::Continue => {}
+            Action::Exit(_) | Action::Fault(_) => {
+                if let Action::Fault(_) = action {
+                    st.faults.fetch_add(1, Ordering::Relaxed);
+                }
+                if st
+                    .stop
+                    .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    return Stopped::Leader(action);
+                }
+                if let Action::Fault(f) = action {
+                    report(v, &f, "sandbox already stopping");
+                }
+                return Stopped::Follower;
+            }
+        }
+    }
+}
+
+fn rdtsc() -> u64 {
+    // SAFETY: RDTSC has no side effects.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Sends NMIs to every other vCPU of the sandbox until each has parked.
+fn stop_others(v: &Vcpu, st: &SandboxState, generation: u32) {
+    let vcpus = v.sys.table.sandbox_vcpus(v.sandbox);
+    for (i, entry) in vcpus.iter().enumerate() {
+        if i == v.index {
+            continue;
+        }
+        let Some(&apic_id) = v.sys.apic_ids.get(entry.core.get() as usize) else {
+            continue;
+        };
+        while st.parked[i].load(Ordering::Acquire) < generation {
+            // SAFETY: an NMI to a core of this sandbox; vCPU cores handle NMIs in the
+            // guest (VM exit) and in the monitor (returning gate, `host::load_vcpu_idt`).
+            unsafe { Msr::new(X2APIC_ICR).write((u64::from(apic_id) << 32) | ICR_NMI) };
+            let start = rdtsc();
+            while st.parked[i].load(Ordering::Acquire) < generation
+                && rdtsc().wrapping_sub(start) < NMI_RETRY_CYCLES
+            {
+                core::hint::spin_loop();
+            }
+        }
+    }
+}
+
+fn report(v: &Vcpu, f: &Fault, outcome: &str) {
+    let rip = v.rip();
+    match f.addr {
+        Some(addr) => crate::println!(
+            "quest: sandbox '{}' core {}: {} at rip={rip:#x} addr={addr:#x} -> {outcome}",
+            v.name,
+            v.core,
+            f.kind
+        ),
+        None => crate::println!(
+            "quest: sandbox '{}' core {}: {} at rip={rip:#x} -> {outcome}",
+            v.name,
+            v.core,
+            f.kind
+        ),
+    }
+}
+
+/// The leader's part of a stop. Returns only when the sandbox relaunches.
+fn lead_stop(v: &Vcpu, st: &SandboxState, action: Action, generation: u32) {
+    stop_others(v, st, generation);
+    let fault = match action {
+        Action::Exit(code) => {
+            st.exit_code.store(code, Ordering::Relaxed);
+            st.status.store(STATUS_EXITED, Ordering::Release);
+            crate::println!("quest: sandbox '{}' exited with status {code}", v.name);
+            finish(v.sys);
+        }
+        Action::Fault(f) => f,
+        Action::Continue => return,
+    };
+    let policy = OnFault::from_u32(v.sys.table.sandboxes[v.sandbox].on_fault.get())
+        .unwrap_or(OnFault::HaltSandbox);
+    match policy {
+        OnFault::Restart if generation < MAX_LAUNCHES => {
+            report(v, &fault, "restarting");
+            v.sys.reload_sandbox(v.sandbox);
+            patch_launch_values(v, generation + 1);
+            st.stop.store(0, Ordering::Release);
+            st.generation.store(generation + 1, Ordering::Release);
+        }
+        OnFault::Restart => {
+            report(v, &fault, "halted (restart limit reached)");
+            st.status.store(STATUS_HALTED, Ordering::Release);
+            finish(v.sys);
+        }
+        OnFault::HaltSandbox => {
+            report(v, &fault, "halted");
+            st.status.store(STATUS_HALTED, Ordering::Release);
+            finish(v.sys);
+        }
+        OnFault::HaltSystem => {
+            report(v, &fault, "halting system");
+            st.status.store(STATUS_HALTED, Ordering::Release);
+            summary(v.sys);
+            crate::shutdown::shutdown(false);
+        }
+    }
+}
+
+/// Records one more finished sandbox; the last one prints the summary and shuts down.
+fn finish(sys: &System) -> ! {
+    let done = FINISHED.fetch_add(1, Ordering::AcqRel) + 1;
+    if done == sys.table.sandboxes.len() {
+        let ok = summary(sys);
+        crate::shutdown::shutdown(ok);
+    }
+    park_forever()
+}
+
+/// Prints the per-sandbox summary; returns whether every sandbox exited with status 0.
+pub fn summary(sys: &System) -> bool {
+    let mut all_ok = true;
+    crate::println!("quest: summary:");
+    for (s, entry) in sys.table.sandboxes.iter().enumerate() {
+        let st = state(s);
+        let name = name_str(&entry.name).unwrap_or("?");
+        let status = st.status.load(Ordering::Acquire);
+        let code = st.exit_code.load(Ordering::Relaxed);
+        all_ok &= status == STATUS_EXITED && code == 0;
+        let mut console = crate::console::lock();
+        use core::fmt::Write;
+        let _ = match status {
+            STATUS_EXITED => write!(console, "quest:   '{name}': exited {code}"),
+            STATUS_HALTED => write!(console, "quest:   '{name}': halted"),
+            _ => write!(console, "quest:   '{name}': running"),
+        };
+        let _ = write!(
+            console,
+            ", faults {}, launches {}, exits:",
+            st.faults.load(Ordering::Relaxed),
+            st.generation.load(Ordering::Relaxed)
+        );
+        let mut any = false;
+        for r in 0..REASON_COUNT {
+            let n = st.exits[r].load(Ordering::Relaxed);
+            if n != 0 {
+                let _ = write!(console, " {} {n}", reason_name(r));
+                any = true;
+            }
+        }
+        let _ = console.write_str(if any { "\n" } else { " none\n" });
+    }
+    if all_ok {
+        crate::println!("quest: all sandboxes exited 0");
+    } else {
+        crate::println!("quest: not every sandbox exited 0");
+    }
+    all_ok
+}
+
+/// Writes the launch values (TSC kHz, launch count, boot time) at the GPAs the table
+/// names; each address is checked against the sandbox's RAM.
+fn patch_launch_values(v: &Vcpu, launch: u32) {
+    let sandbox = &v.sys.table.sandboxes[v.sandbox];
+    let patches: [(u64, &[u8]); 3] = [
+        (
+            sandbox.patch_tsc_khz_gpa.get(),
+            &v.sys.tsc_khz.to_le_bytes(),
+        ),
+        (sandbox.patch_launch_count_gpa.get(), &launch.to_le_bytes()),
+        // The monitor has no wall clock yet: 0 means "unknown" (quest_abi::bootinfo).
+        (sandbox.patch_boot_time_gpa.get(), &0u64.to_le_bytes()),
+    ];
+    for (gpa, bytes) in patches {
+        if gpa != 0 && !v.mem.write(gpa, bytes) {
+            crate::println!(
+                "quest: sandbox '{}': launch value address {gpa:#x} is outside its RAM",
+                v.name
+            );
+        }
+    }
+}
+
+/// Halts this core for good (NMIs return to the halt).
+pub fn park_forever() -> ! {
+    loop {
+        x86_64::instructions::hlt();
+    }
+}

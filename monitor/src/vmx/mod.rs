@@ -1,0 +1,99 @@
+//! The VT-x half of the monitor: VMX root operation on every core that runs a vCPU, one
+//! VMCS per vCPU, per-sandbox EPT, I/O and MSR bitmaps, exit handling and fault
+//! containment.
+//!
+//! Entry points for the platform code:
+//! - [`check_support`] on the boot core before anything else VMX (it checks CPUID
+//!   before touching any VMX MSR);
+//! - [`run_core`] on every core that runs a vCPU (never returns).
+//!
+//! Steady state: external interrupts, the local APIC timer, TSC, TSC-deadline, EOI and
+//! HLT stay inside the sandbox without VM exits; only CPUID, hypercalls, trapped MSRs and
+//! ports, XSETBV and faults reach the monitor.
+
+mod caps;
+mod console_out;
+mod guest_mem;
+mod handlers;
+mod host;
+mod instructions;
+mod lifecycle;
+mod sandbox;
+mod vcpu;
+mod vmcs;
+
+pub use caps::{VmxCaps, VmxError};
+
+use crate::system::System;
+use quest_abi::name_str;
+use quest_monitor_core::console_line::LineBuffer;
+
+static CAPS: spin::Once<Result<VmxCaps, VmxError>> = spin::Once::new();
+
+/// Checks that this machine has VT-x with EPT and what Quest needs of it (see
+/// [`VmxError`] for the messages). The result is kept for [`run_core`].
+pub fn check_support() -> Result<VmxCaps, VmxError> {
+    *CAPS.call_once(caps::check_support)
+}
+
+/// Runs the vCPU assigned to logical core `core` for the life of the system.
+pub fn run_core(core: usize, sys: &'static System) -> ! {
+    let Some(entry) = sys
+        .table
+        .vcpus
+        .iter()
+        .find(|v| v.core.get() as usize == core)
+    else {
+        lifecycle::park_forever();
+    };
+    let s = entry.sandbox.get() as usize;
+    let name = name_str(&sys.table.sandboxes[s].name).unwrap_or("?");
+    let caps = match check_support() {
+        Ok(c) => c,
+        Err(e) => fatal(format_args!("{e}")),
+    };
+    // SAFETY: called once on this core with interrupts off (the monitor never enables
+    // them); the platform IDT and this core's GDT/TSS are loaded.
+    if let Err(e) = unsafe {
+        host::load_vcpu_idt();
+        host::enable_vmx(&caps)
+    } {
+        fatal(format_args!("core {core} cannot enter VMX operation: {e}"));
+    }
+    let res = match sandbox::resources(sys, s) {
+        Ok(r) => r,
+        Err(e) => fatal(format_args!("sandbox '{name}': {e}")),
+    };
+    // SAFETY: VMX is on; the VMCS made current here stays current on this core for
+    // good (one vCPU per core).
+    if let Err(e) = unsafe { host::new_current_vmcs(&caps) } {
+        fatal(format_args!("core {core}: cannot create a VMCS: {e}"));
+    }
+    // SAFETY: the VMCS is current; the host state describes this core, whose GDT, TSS
+    // and vCPU IDT stay loaded.
+    let setup = unsafe {
+        vmcs::write_controls(&caps, &res, s as u16 + 1).and_then(|()| host::write_host_state())
+    };
+    if let Err(e) = setup {
+        fatal(format_args!("core {core}: cannot write the VMCS: {e:?}"));
+    }
+    lifecycle::run(vcpu::Vcpu {
+        sys,
+        sandbox: s,
+        index: entry.index.get() as usize,
+        core,
+        name,
+        entry,
+        caps,
+        regs: instructions::GuestRegs::default(),
+        line: LineBuffer::new(),
+        mem: guest_mem::GuestMem::of(sys, s),
+        launched: false,
+    })
+}
+
+/// A monitor-side failure that no sandbox caused: report and stop the system.
+fn fatal(args: core::fmt::Arguments<'_>) -> ! {
+    crate::println!("quest: {args}");
+    crate::shutdown::shutdown(false)
+}
