@@ -3,12 +3,15 @@
 //! budget as one bar. Pure text output, deterministic; no fonts or scripts needed.
 
 use super::types::{Plan, Role};
-use super::units::{addr, size};
+use super::units::size;
 use crate::manifest::budget::{host_allocation, LOW_MEMORY_RESERVE};
 use quest_abi::Runtime;
 use std::fmt::Write;
 
-const WIDTH: f64 = 1000.0;
+/// Narrowest picture; it grows so that every sandbox card gets [`MIN_CARD_W`].
+const MIN_WIDTH: f64 = 1000.0;
+const MIN_CARD_W: f64 = 200.0;
+const CARD_GAP: f64 = 16.0;
 const MARGIN: f64 = 20.0;
 const FONT: &str = "DejaVu Sans, Helvetica, Arial, sans-serif";
 /// Sandbox colours (Tableau 10), cycled.
@@ -28,6 +31,14 @@ const ARC_STEP: f64 = 26.0;
 
 fn color(sandbox: usize) -> &'static str {
     COLORS[sandbox % COLORS.len()]
+}
+
+/// Text colour that reads on [`color`]`(sandbox)`: dark on the light ones.
+fn on_color(sandbox: usize) -> &'static str {
+    match COLORS[sandbox % COLORS.len()] {
+        "#edc948" | "#ff9da7" | "#bab0ac" | "#76b7b2" => "#222222",
+        _ => "#ffffff",
+    }
 }
 
 /// Escapes text for SVG content and attributes.
@@ -97,7 +108,7 @@ fn card_lines(plan: &Plan, s: usize) -> Vec<String> {
             Role::Writer => "→",
             Role::Reader => "←",
         };
-        lines.push(format!("{arrow} {name} @ {}", addr(end.data_gpa)));
+        lines.push(format!("{arrow} {name} @ {:#x}", end.data_gpa));
     }
     for (a, b) in &sb.ports {
         lines.push(format!("ports {a:#x}-{b:#x}"));
@@ -110,7 +121,9 @@ pub fn render(plan: &Plan) -> String {
     let mut svg = Svg {
         body: String::new(),
     };
-    let inner = WIDTH - 2.0 * MARGIN;
+    let n = plan.sandboxes.len().max(1);
+    let width = MIN_WIDTH.max(2.0 * MARGIN + n as f64 * (MIN_CARD_W + CARD_GAP) - CARD_GAP);
+    let inner = width - 2.0 * MARGIN;
     let mut y = MARGIN + 18.0;
     svg.text(
         MARGIN,
@@ -155,7 +168,7 @@ pub fn render(plan: &Plan) -> String {
                 } else {
                     fit(&sb.name, max_chars)
                 };
-                (color(s), label, "#ffffff")
+                (color(s), label, on_color(s))
             }
             None => (IDLE, "idle".to_owned(), "#666666"),
         };
@@ -191,8 +204,7 @@ pub fn render(plan: &Plan) -> String {
         "sandboxes and channels (arrows: writer → reader, data size)",
     );
     y += 8.0;
-    let n = plan.sandboxes.len().max(1);
-    let gap = 16.0;
+    let gap = CARD_GAP;
     let card_w = ((inner - gap * (n as f64 - 1.0)) / n as f64).min(300.0);
     let row_w = card_w * n as f64 + gap * (n as f64 - 1.0);
     let card_x = |s: usize| MARGIN + (inner - row_w) / 2.0 + s as f64 * (card_w + gap);
@@ -241,8 +253,8 @@ pub fn render(plan: &Plan) -> String {
             card_top + 17.0,
             14.0,
             "start",
-            r##"fill="#ffffff" font-weight="bold""##,
-            &fit(&sb.name, chars.saturating_sub(4)),
+            &format!(r#"fill="{}" font-weight="bold""#, on_color(s)),
+            &fit(&sb.name, ((card_w - 16.0) / 9.0).max(4.0) as usize),
         );
         let rt = match sb.runtime {
             Runtime::Bare => "bare",
@@ -253,7 +265,7 @@ pub fn render(plan: &Plan) -> String {
             card_top + 32.0,
             11.0,
             "start",
-            r##"fill="#ffffff""##,
+            &format!(r#"fill="{}""#, on_color(s)),
             &format!("{rt} runtime"),
         );
         // Guest RAM bar, scaled to the largest sandbox.
@@ -381,7 +393,7 @@ pub fn render(plan: &Plan) -> String {
     for (name, bytes, fill) in &parts {
         let label = format!("{} {}", fit(name, 24), size(*bytes));
         let w = label.chars().count() as f64 * 6.6 + 26.0;
-        if lx + w > WIDTH - MARGIN {
+        if lx + w > width - MARGIN {
             lx = MARGIN;
             y += 20.0;
         }
@@ -401,7 +413,7 @@ pub fn render(plan: &Plan) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height:.0}" viewBox="0 0 {WIDTH} {height:.0}" font-family="{FONT}">"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="{FONT}">"#
     );
     out.push_str("<defs>\n");
     for (i, c) in COLORS.iter().enumerate() {
