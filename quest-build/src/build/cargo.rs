@@ -34,6 +34,8 @@ pub fn build_app(
     app_dir: &Path,
     progress: &Progress,
 ) -> Result<PathBuf, BuildError> {
+    // Absolute, since cargo runs in the package's directory.
+    let app_dir = &std::path::absolute(app_dir).unwrap_or_else(|_| app_dir.to_path_buf());
     let manifest = app_dir.join("Cargo.toml");
     if !manifest.is_file() {
         return Err(BuildError::NoPackage(app_dir.to_path_buf()));

@@ -18,6 +18,8 @@ pub const BARE_TARGET: &str = "x86_64-unknown-none";
 pub struct Workspace {
     /// The Quest checkout (holds `monitor/`, `unikernels/`, `images/`).
     pub root: PathBuf,
+    /// The cargo target directory for applications and the monitor.
+    pub target: PathBuf,
 }
 
 impl Workspace {
@@ -30,7 +32,13 @@ impl Workspace {
                 .parent()
                 .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
         };
-        Self { root }
+        Self::at(root)
+    }
+
+    /// The checkout at `root`, building into `root/images/target`.
+    pub fn at(root: PathBuf) -> Self {
+        let target = root.join("images").join("target");
+        Self { root, target }
     }
 
     /// `images/`: every build output.
@@ -38,9 +46,10 @@ impl Workspace {
         self.root.join("images")
     }
 
-    /// `images/target/`: the cargo target directory for applications and the monitor.
+    /// The cargo target directory for applications and the monitor (`images/target/`
+    /// unless changed).
     pub fn target_dir(&self) -> PathBuf {
-        self.images().join("target")
+        self.target.clone()
     }
 
     /// The monitor's package directory.

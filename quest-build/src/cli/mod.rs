@@ -1,7 +1,11 @@
 //! Command-line interface. Exit status: 0 ok, 1 invalid input or failed run, 2 usage.
 
+pub mod bench;
 pub mod check;
+pub mod image;
+pub mod inspect;
 pub mod plan;
+pub mod run;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -22,6 +26,14 @@ pub enum Command {
     Check(CheckArgs),
     /// Print the plan of a manifest: cores, memory maps, channels, table.
     Plan(PlanArgs),
+    /// Build every application and the monitor into one bootable image (ELF and ISO).
+    Image(image::ImageArgs),
+    /// Boot a manifest or image in an emulator and stream its console.
+    Run(run::RunArgs),
+    /// Print the partition table and payload hashes embedded in an image.
+    Inspect(inspect::InspectArgs),
+    /// Print the benchmark table: sizes, build times, boot cost.
+    Bench(bench::BenchArgs),
 }
 
 /// `quest-build check`.
@@ -62,5 +74,9 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Plan(args) => plan::run(&args),
+        Command::Image(args) => image::run(&args),
+        Command::Run(args) => run::run(&args),
+        Command::Inspect(args) => inspect::run(&args),
+        Command::Bench(args) => bench::run(&args),
     }
 }

@@ -187,9 +187,7 @@ mod tests {
 
     #[test]
     fn outputs_default_to_images_named_after_the_manifest() {
-        let ws = Workspace {
-            root: PathBuf::from("/q"),
-        };
+        let ws = Workspace::at(PathBuf::from("/q"));
         let req = ImageRequest {
             manifest: PathBuf::from("partition-manifests/hello.toml"),
             iso: None,

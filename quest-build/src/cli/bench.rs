@@ -1,0 +1,217 @@
+//! `quest-build bench [MANIFEST]`: the benchmark table: monitor size and lines of code,
+//! image size, cold and no-op build times, and boot cost in Bochs.
+
+use crate::build::{self, Progress, Workspace};
+use crate::image::{self, ImageRequest};
+use crate::run::{self, console, Emulator, RunOptions};
+use goblin::elf::{program_header::PT_LOAD, Elf};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// `quest-build bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// The system to measure.
+    #[arg(
+        value_name = "MANIFEST",
+        default_value = "partition-manifests/hello.toml"
+    )]
+    pub manifest: PathBuf,
+    /// Skip the cold build (it rebuilds everything from scratch in its own target dir).
+    #[arg(long)]
+    pub no_cold: bool,
+    /// Skip booting (no boot cost).
+    #[arg(long)]
+    pub no_boot: bool,
+    /// Time limit for the boot, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub timeout: u64,
+}
+
+/// Lines of Rust in `dir` that are neither blank nor comments, leaving out `tests.rs`
+/// files and `#[cfg(test)]` modules' files named `tests`.
+pub fn lines_of_code(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut total = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if path.file_name().is_some_and(|n| n != "tests") {
+                total += lines_of_code(&path);
+            }
+        } else if path.extension().is_some_and(|e| e == "rs")
+            && path.file_name().is_some_and(|n| n != "tests.rs")
+        {
+            total += std::fs::read_to_string(&path).map_or(0, |text| count_code_lines(&text));
+        }
+    }
+    total
+}
+
+/// Non-blank lines that are not `//` comments.
+pub fn count_code_lines(text: &str) -> u64 {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("//"))
+        .count() as u64
+}
+
+/// Bytes the monitor loads (every `PT_LOAD` segment's file part).
+fn loaded_bytes(elf: &[u8]) -> Option<u64> {
+    let elf = Elf::parse(elf).ok()?;
+    Some(
+        elf.program_headers
+            .iter()
+            .filter(|p| p.p_type == PT_LOAD)
+            .map(|p| p.p_filesz)
+            .sum(),
+    )
+}
+
+fn kib(bytes: u64) -> String {
+    format!("{:.1} KiB", bytes as f64 / 1024.0)
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+/// Builds the image into `ws`'s target dir and returns how long it took.
+fn timed_build(
+    ws: &Workspace,
+    req: &ImageRequest,
+) -> Result<(Duration, image::BuiltImage), String> {
+    let started = Instant::now();
+    let built = image::build_image(ws, req, &Progress::quiet()).map_err(|e| match e {
+        image::ImageError::Manifest(d) => d.render(false),
+        other => other.to_string(),
+    })?;
+    Ok((started.elapsed(), built))
+}
+
+/// Measures and prints the table; status 1 if a measurement failed.
+pub fn run(args: &BenchArgs) -> ExitCode {
+    match measure(args) {
+        Ok(rows) => {
+            println!("| metric | value |\n|---|---|");
+            for (metric, value) in rows {
+                println!("| {metric} | {value} |");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn measure(args: &BenchArgs) -> Result<Vec<(String, String)>, String> {
+    let ws = Workspace::locate();
+    let progress = Progress::stderr();
+    let mut rows = Vec::new();
+    let stem = args
+        .manifest
+        .file_stem()
+        .map_or_else(|| "bench".into(), |s| s.to_string_lossy().into_owned());
+    let req = ImageRequest {
+        manifest: args.manifest.clone(),
+        iso: Some(ws.images().join("bench").join(format!("{stem}.iso"))),
+        make_iso: true,
+    };
+
+    if !args.no_cold {
+        // A cold build: an empty target directory of its own, so nothing is cached.
+        let mut cold = ws.clone();
+        cold.target = ws.images().join("bench").join("cold-target");
+        let _ = std::fs::remove_dir_all(&cold.target);
+        progress.step("Measuring", "cold build (everything from scratch)");
+        let (took, _) = timed_build(&cold, &req)?;
+        rows.push((
+            "cold build (monitor + apps + image + ISO)".into(),
+            secs(took),
+        ));
+        let _ = std::fs::remove_dir_all(&cold.target);
+    }
+    progress.step("Measuring", "no-op build");
+    timed_build(&ws, &req)?;
+    let (noop, built) = timed_build(&ws, &req)?;
+    rows.push(("no-op build".into(), secs(noop)));
+
+    let monitor = build::build_monitor(&ws, &Progress::quiet()).map_err(|e| e.to_string())?;
+    let monitor_bytes =
+        std::fs::read(&monitor).map_err(|e| format!("{}: {e}", monitor.display()))?;
+    rows.push((
+        "monitor ELF".into(),
+        format!(
+            "{} file, {} loaded",
+            kib(monitor_bytes.len() as u64),
+            kib(loaded_bytes(&monitor_bytes).unwrap_or(0))
+        ),
+    ));
+    let src = lines_of_code(&ws.root.join("monitor/src"));
+    let core = lines_of_code(&ws.root.join("monitor/core/src"));
+    let abi = lines_of_code(&ws.root.join("monitor/abi/src"));
+    rows.push((
+        "monitor lines of code (no blanks, comments, tests files)".into(),
+        format!(
+            "{} (monitor/src {src}, monitor/core {core}, quest-abi {abi})",
+            src + core + abi
+        ),
+    ));
+    let size_of = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    let iso = built.iso.clone().unwrap_or_default();
+    rows.push((
+        "image size".into(),
+        format!(
+            "ELF {}, ISO {}",
+            kib(size_of(&built.elf)),
+            kib(size_of(&iso))
+        ),
+    ));
+
+    if !args.no_boot {
+        progress.step(
+            "Measuring",
+            format!("boot cost of {} in Bochs", iso.display()),
+        );
+        let machine = run::machine_of(&built.elf).map_err(|e| e.to_string())?;
+        let opts = RunOptions {
+            emulator: Some(Emulator::Bochs),
+            timeout: Duration::from_secs(args.timeout),
+            echo: false,
+        };
+        let outcome = run::boot(&ws, &iso, machine, &opts, &mut std::io::sink())
+            .map_err(|e| e.to_string())?;
+        let cost = console::boot_cycles(&outcome.console).map_or_else(
+            || {
+                "not reported (no `quest: all sandboxes running after N TSC cycles` line)"
+                    .to_owned()
+            },
+            |c| format!("{c} TSC cycles"),
+        );
+        rows.push((
+            "boot: monitor entry to all sandboxes running (Bochs)".into(),
+            cost,
+        ));
+        rows.push((
+            "boot: wall time to the summary (Bochs)".into(),
+            format!("{} ({})", secs(outcome.elapsed), outcome.describe()),
+        ));
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_lines_leave_out_blanks_and_comments() {
+        let text = "//! doc\n\nfn main() {\n    // why\n    let x = 1; // trailing\n}\n";
+        assert_eq!(count_code_lines(text), 3);
+    }
+}

@@ -1,0 +1,94 @@
+//! What the host offers: VT-x for guests (KVM), Bochs, QEMU, network isolation.
+
+use crate::image::iso::find_program;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// Whether `/proc/cpuinfo` text lists the `vmx` flag.
+pub fn cpuinfo_has_vmx(cpuinfo: &str) -> bool {
+    cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("flags"))
+        .any(|l| l.split_whitespace().any(|f| f == "vmx"))
+}
+
+/// Whether this host can run a guest hypervisor at full speed: `/dev/kvm` is usable and
+/// the CPU has VT-x (a paravirtual `/dev/kvm` without it is far too slow, and QEMU's
+/// software emulation has no VT-x at all).
+pub fn kvm_with_vtx() -> bool {
+    let kvm = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
+    kvm && std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|c| cpuinfo_has_vmx(&c))
+}
+
+/// Files Bochs needs: its binary, BIOS and VGA BIOS, with the package that has each.
+pub const BOCHS_FILES: [(&str, &str); 3] = [
+    ("bochs-bin", "bochs"),
+    ("/usr/share/bochs/BIOS-bochs-latest", "bochsbios"),
+    ("/usr/share/vgabios/vgabios.bin", "vgabios"),
+];
+
+/// `None` if Bochs can run here, else the one line saying what to install.
+pub fn bochs_missing() -> Option<String> {
+    let missing: Vec<&str> = BOCHS_FILES
+        .iter()
+        .filter(|(file, _)| {
+            if file.starts_with('/') {
+                !Path::new(file).is_file()
+            } else {
+                find_program(file).is_none()
+            }
+        })
+        .map(|(_, package)| *package)
+        .collect();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "Bochs is not installed: apt install bochs bochsbios vgabios (missing: {})",
+            missing.join(", ")
+        )
+    })
+}
+
+/// `None` if QEMU can run here, else what to install.
+pub fn qemu_missing() -> Option<String> {
+    find_program("qemu-system-x86_64")
+        .is_none()
+        .then(|| "QEMU is not installed: apt install qemu-system-x86".to_owned())
+}
+
+/// The command prefix that runs a program in its own, empty network namespace (Bochs'
+/// VNC display must not listen on the machine), or `None` if this host cannot.
+pub fn network_isolation() -> Option<Vec<&'static str>> {
+    let candidates: [&[&'static str]; 2] = [
+        &["unshare", "--net"],
+        &["unshare", "--user", "--map-root-user", "--net"],
+    ];
+    candidates.into_iter().find_map(|prefix| {
+        let ok = Command::new(prefix[0])
+            .args(&prefix[1..])
+            .arg("true")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| prefix.to_vec())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_vmx_flag_is_found_as_a_whole_word() {
+        assert!(cpuinfo_has_vmx(
+            "processor : 0\nflags\t\t: fpu vme vmx sse\n"
+        ));
+        assert!(!cpuinfo_has_vmx("flags\t\t: fpu vmxfoo svm\n"));
+        assert!(!cpuinfo_has_vmx("model name : vmx\n"));
+    }
+}

@@ -1,0 +1,370 @@
+//! `quest-build run`: boot an image in an emulator, stream its console, and decide from
+//! the console whether the system succeeded.
+//!
+//! - [`console`]: the console contract and the verdict.
+//! - [`host`]: what this host offers (KVM with VT-x, Bochs, QEMU, network isolation).
+//! - [`bochs`], [`qemu`]: how each emulator is started.
+
+pub mod bochs;
+pub mod console;
+pub mod host;
+pub mod qemu;
+
+use crate::build::{Progress, Workspace};
+use crate::image::inspect::{read_table, InspectError};
+use crate::image::{self, ImageError, ImageRequest};
+use console::Verdict;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// Which emulator boots the image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Emulator {
+    /// Bochs (VT-x and EPT emulated; slow but available everywhere).
+    Bochs,
+    /// QEMU with the given acceleration.
+    Qemu(qemu::Accel),
+}
+
+impl std::fmt::Display for Emulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Bochs => f.write_str("Bochs"),
+            Self::Qemu(qemu::Accel::Kvm) => f.write_str("QEMU (KVM)"),
+            Self::Qemu(qemu::Accel::Tcg) => f.write_str("QEMU (software emulation, no VT-x)"),
+        }
+    }
+}
+
+/// The default emulator: QEMU with KVM where the host offers VT-x to guests, else Bochs.
+pub fn default_emulator() -> Emulator {
+    if host::kvm_with_vtx() && host::qemu_missing().is_none() {
+        Emulator::Qemu(qemu::Accel::Kvm)
+    } else {
+        Emulator::Bochs
+    }
+}
+
+/// The machine an image needs, from its partition table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Machine {
+    /// Logical cores.
+    pub cores: u32,
+    /// RAM in MiB.
+    pub memory_mib: u64,
+}
+
+/// How to run.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// The emulator (default: [`default_emulator`]).
+    pub emulator: Option<Emulator>,
+    /// Wall-clock limit for the boot.
+    pub timeout: Duration,
+    /// Copy the console to stdout as it arrives.
+    pub echo: bool,
+}
+
+/// How a boot ended.
+#[derive(Clone, Debug)]
+pub struct RunOutcome {
+    /// The emulator used.
+    pub emulator: Emulator,
+    /// Everything the console printed.
+    pub console: String,
+    /// What the console says.
+    pub verdict: Verdict,
+    /// Whether the boot was stopped at the time limit.
+    pub timed_out: bool,
+    /// Wall-clock time of the boot.
+    pub elapsed: Duration,
+    /// Where the emulator's configuration and logs are.
+    pub run_dir: PathBuf,
+}
+
+impl RunOutcome {
+    /// Whether the system succeeded: every sandbox exited 0.
+    pub fn passed(&self) -> bool {
+        self.verdict.passed()
+    }
+
+    /// One line explaining the outcome.
+    pub fn describe(&self) -> String {
+        match &self.verdict {
+            Verdict::Passed => format!("{}: every sandbox exited 0", self.emulator),
+            Verdict::Failed(line) => line.clone(),
+            Verdict::Unfinished if self.timed_out => format!(
+                "timed out after {:.0}s without a summary from the monitor (logs in {})",
+                self.elapsed.as_secs_f64(),
+                self.run_dir.display()
+            ),
+            Verdict::Unfinished => match console::last_monitor_line(&self.console) {
+                Some(line) => format!("the system stopped: {line}"),
+                None => format!(
+                    "the emulator ended without any monitor output (logs in {})",
+                    self.run_dir.display()
+                ),
+            },
+        }
+    }
+}
+
+/// Why a run could not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// An emulator or tool is missing (the message says what to install).
+    #[error("{0}")]
+    Missing(String),
+    /// Building the image failed.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// The image cannot be read.
+    #[error("{path}: {source}")]
+    Inspect {
+        /// The image.
+        path: PathBuf,
+        /// Why.
+        source: InspectError,
+    },
+    /// A file or process operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The argument is not a manifest, ISO or ELF.
+    #[error("{0}: give a manifest (.toml), an image (.iso) or its ELF (.elf)")]
+    UnknownInput(PathBuf),
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
+    let what = what.into();
+    move |source| RunError::Io { what, source }
+}
+
+/// The machine an image ELF needs.
+pub fn machine_of(elf: &Path) -> Result<Machine, RunError> {
+    let bytes = std::fs::read(elf).map_err(io_err(format!("reading {}", elf.display())))?;
+    let (table, _) = read_table(&bytes).map_err(|source| RunError::Inspect {
+        path: elf.to_path_buf(),
+        source,
+    })?;
+    Ok(Machine {
+        cores: table.header.system_cores.get(),
+        memory_mib: table.header.system_memory.get().div_ceil(1 << 20),
+    })
+}
+
+/// Resolves what `quest-build run` was given to an (ISO, ELF) pair, building the image
+/// from a manifest or the ISO from an ELF as needed.
+pub fn prepare(
+    ws: &Workspace,
+    target: &Path,
+    progress: &Progress,
+) -> Result<(PathBuf, PathBuf), RunError> {
+    match target.extension().and_then(|e| e.to_str()) {
+        Some("toml") => {
+            let req = ImageRequest {
+                manifest: target.to_path_buf(),
+                iso: None,
+                make_iso: true,
+            };
+            let built = image::build_image(ws, &req, progress)?;
+            let iso = built.iso.unwrap_or_else(|| built.elf.with_extension("iso"));
+            Ok((iso, built.elf))
+        }
+        Some("iso") => Ok((target.to_path_buf(), target.with_extension("elf"))),
+        Some("elf") => {
+            let iso = target.with_extension("iso");
+            let title = target
+                .file_stem()
+                .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+            image::iso::make_iso(target, &iso, &title).map_err(ImageError::from)?;
+            Ok((iso, target.to_path_buf()))
+        }
+        _ => Err(RunError::UnknownInput(target.to_path_buf())),
+    }
+}
+
+/// A fresh directory for one boot's configuration and logs.
+fn run_dir(ws: &Workspace, iso: &Path) -> Result<PathBuf, RunError> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let stem = iso
+        .file_stem()
+        .map_or_else(|| "image".into(), |s| s.to_string_lossy().into_owned());
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = ws
+        .images()
+        .join("run")
+        .join(format!("{stem}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
+    Ok(dir)
+}
+
+/// Boots `iso` on `machine` and follows its console until a verdict, the emulator's end,
+/// or the time limit.
+pub fn boot(
+    ws: &Workspace,
+    iso: &Path,
+    machine: Machine,
+    opts: &RunOptions,
+    out: &mut dyn Write,
+) -> Result<RunOutcome, RunError> {
+    let emulator = opts.emulator.unwrap_or_else(default_emulator);
+    let iso = std::path::absolute(iso).map_err(io_err("resolving the ISO path"))?;
+    if !iso.is_file() {
+        return Err(RunError::Io {
+            what: format!("reading {}", iso.display()),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        });
+    }
+    let dir =
+        std::path::absolute(run_dir(ws, &iso)?).map_err(io_err("resolving the run directory"))?;
+    let serial = dir.join("serial.log");
+    std::fs::write(&serial, b"").map_err(io_err("creating the serial log"))?;
+    let mut command = match emulator {
+        Emulator::Bochs => {
+            if let Some(line) = host::bochs_missing() {
+                return Err(RunError::Missing(line));
+            }
+            let rc = dir.join("bochsrc");
+            let text = bochs::bochsrc(
+                &iso,
+                machine.cores,
+                machine.memory_mib,
+                &serial,
+                &dir.join("bochs.log"),
+            );
+            std::fs::write(&rc, text).map_err(io_err("writing bochsrc"))?;
+            // The debugger's command file: continue, and quit at any later prompt (stdin
+            // is empty), so Bochs never waits for a person.
+            let cmds = dir.join("cmds");
+            std::fs::write(&cmds, "c\n").map_err(io_err("writing the Bochs command file"))?;
+            let isolation = host::network_isolation().ok_or_else(|| {
+                RunError::Missing(
+                    "cannot give Bochs its own network namespace (its VNC display would listen on this machine): `unshare --net` failed; install util-linux or run as root".into(),
+                )
+            })?;
+            let mut c = Command::new(isolation[0]);
+            c.args(&isolation[1..])
+                .arg("bochs-bin")
+                .arg("-q")
+                .arg("-f")
+                .arg(&rc)
+                .arg("-rc")
+                .arg(&cmds);
+            c
+        }
+        Emulator::Qemu(accel) => {
+            if let Some(line) = host::qemu_missing() {
+                return Err(RunError::Missing(line));
+            }
+            let mut c = Command::new("qemu-system-x86_64");
+            c.args(qemu::args(
+                &iso,
+                machine.cores,
+                machine.memory_mib,
+                accel,
+                &serial,
+            ));
+            c
+        }
+    };
+    let emulator_out = std::fs::File::create(dir.join("emulator.out"))
+        .map_err(io_err("creating the emulator's log"))?;
+    let emulator_err = emulator_out
+        .try_clone()
+        .map_err(io_err("creating the emulator's log"))?;
+    command
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(emulator_out)
+        .stderr(emulator_err);
+    let started = Instant::now();
+    let child = command
+        .spawn()
+        .map_err(io_err(format!("starting {emulator}")))?;
+    let (console, timed_out) = follow(child, &serial, opts, out)?;
+    let verdict = console::verdict(&console);
+    Ok(RunOutcome {
+        emulator,
+        console,
+        verdict,
+        timed_out,
+        elapsed: started.elapsed(),
+        run_dir: dir,
+    })
+}
+
+/// How long the emulator gets to end by itself after the monitor printed its verdict.
+const GRACE: Duration = Duration::from_secs(5);
+/// How often the serial log is polled.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Streams the serial log while `child` runs; stops it (by its PID, our own child) at the
+/// time limit or when it lingers after the verdict. Returns (console, timed out).
+fn follow(
+    mut child: Child,
+    serial: &Path,
+    opts: &RunOptions,
+    out: &mut dyn Write,
+) -> Result<(String, bool), RunError> {
+    let deadline = Instant::now() + opts.timeout;
+    let mut log = std::fs::File::open(serial).map_err(io_err("opening the serial log"))?;
+    let mut console = Vec::new();
+    let mut pos = 0u64;
+    let mut verdict_at: Option<Instant> = None;
+    let mut timed_out = false;
+    loop {
+        let exited = child
+            .try_wait()
+            .map_err(io_err("waiting for the emulator"))?
+            .is_some();
+        // Read after checking for exit, so nothing written before the exit is missed.
+        let mut fresh = Vec::new();
+        log.seek(SeekFrom::Start(pos))
+            .map_err(io_err("reading the serial log"))?;
+        log.read_to_end(&mut fresh)
+            .map_err(io_err("reading the serial log"))?;
+        pos += fresh.len() as u64;
+        if !fresh.is_empty() {
+            if opts.echo {
+                // The console copy is best effort; the run goes on if stdout is closed.
+                let _ = out.write_all(&fresh);
+                let _ = out.flush();
+            }
+            console.extend_from_slice(&fresh);
+            if verdict_at.is_none() && console::finished(&String::from_utf8_lossy(&console)) {
+                verdict_at = Some(Instant::now());
+            }
+        }
+        if exited {
+            break;
+        }
+        let lingering = verdict_at.is_some_and(|t| t.elapsed() > GRACE);
+        if lingering || Instant::now() > deadline {
+            timed_out = !lingering;
+            // Our own child, by its PID (the emulator itself: `unshare` execs it).
+            let _ = child.kill();
+            let _ = child.wait();
+            // One last read for whatever arrived in between.
+            let mut rest = Vec::new();
+            let _ = log
+                .seek(SeekFrom::Start(pos))
+                .and_then(|_| log.read_to_end(&mut rest));
+            if opts.echo {
+                let _ = out.write_all(&rest);
+            }
+            console.extend_from_slice(&rest);
+            break;
+        }
+        std::thread::sleep(POLL);
+    }
+    Ok((String::from_utf8_lossy(&console).into_owned(), timed_out))
+}
