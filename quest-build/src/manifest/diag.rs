@@ -278,7 +278,8 @@ mod tests {
         let mut d = diags("é = 1");
         d.push(Diagnostic::error("mid-char", 1..2));
         d.push(Diagnostic::error("past the end", 50..90));
-        d.push(Diagnostic::error("reversed", 4..2));
+        // A reversed span, as a buggy caller might build.
+        d.push(Diagnostic::error("reversed", Span { start: 4, end: 2 }));
         let out = d.render(false);
         assert!(out.contains("due to 3 previous errors"), "{out}");
     }

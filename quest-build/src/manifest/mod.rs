@@ -3,6 +3,7 @@
 //!
 //! - [`types`]: the model ([`Manifest`]) every later stage uses.
 //! - [`parse`]: TOML text to a draft (syntax, keys, types, value formats).
+//! - `schema`: the keys each table accepts.
 //! - [`validate`]: the draft's meaning (cores, memory, channels, ports, apps).
 //! - [`diag`]: diagnostics and their rendering.
 //! - [`size`]: sizes, numbers and port ranges.
@@ -15,6 +16,7 @@ pub mod app;
 pub mod budget;
 pub mod diag;
 mod parse;
+mod schema;
 pub mod size;
 pub mod types;
 pub mod validate;

@@ -4,72 +4,14 @@
 //! everything else and report all problems at once.
 
 use super::diag::Diagnostic;
+use super::schema::*;
 use super::size::{self, NumberError};
 use super::types::*;
 use std::path::PathBuf;
 use toml_edit::{Document, Item, TableLike, Value};
 
-/// A key a table accepts, and an example of it (used in hints).
-struct Key {
-    name: &'static str,
-    example: &'static str,
-    required: bool,
-}
-
-const fn key(name: &'static str, example: &'static str, required: bool) -> Key {
-    Key {
-        name,
-        example,
-        required,
-    }
-}
-
-const TOP_KEYS: [Key; 3] = [
-    key("system", "[system]", true),
-    key("sandbox", "[[sandbox]]", false),
-    key("channel", "[[channel]]", false),
-];
-
-const SYSTEM_KEYS: [Key; 4] = [
-    key("name", "name = \"demo\"", true),
-    key("cores", "cores = 4", true),
-    key("memory", "memory = \"512MiB\"", true),
-    key("console", "console = \"com1\"", false),
-];
-
-const SANDBOX_KEYS: [Key; 9] = [
-    key("name", "name = \"alpha\"", true),
-    key("app", "app = \"../apps/hello\"", true),
-    key("runtime", "runtime = \"bare\"", false),
-    key("cores", "cores = [1]", true),
-    key("memory", "memory = \"64MiB\"", true),
-    key("args", "args = [\"--verbose\"]", false),
-    key("env", "env = { RUST_LOG = \"info\" }", false),
-    key("devices", "devices = [{ port = \"0x2f8-0x2ff\" }]", false),
-    key("on_fault", "on_fault = \"restart\"", false),
-];
-
-const CHANNEL_KEYS: [Key; 4] = [
-    key("name", "name = \"ping-to-pong\"", true),
-    key("writer", "writer = \"ping\"", true),
-    key("reader", "reader = \"pong\"", true),
-    key("size", "size = \"64KiB\"", true),
-];
-
-const DEVICE_KEYS: [Key; 1] = [key("port", "{ port = \"0x2f8-0x2ff\" }", true)];
-
-const CONSOLES: [(&str, Console); 4] = [
-    ("com1", Console::Com1),
-    ("com2", Console::Com2),
-    ("com3", Console::Com3),
-    ("com4", Console::Com4),
-];
-const RUNTIMES: [(&str, Runtime); 2] = [("hermit", Runtime::Hermit), ("bare", Runtime::Bare)];
-const ON_FAULT: [(&str, OnFault); 3] = [
-    ("halt-sandbox", OnFault::HaltSandbox),
-    ("restart", OnFault::Restart),
-    ("halt-system", OnFault::HaltSystem),
-];
+/// One `env` entry: the variable and its value.
+pub(crate) type EnvEntry = (Spanned<String>, Spanned<String>);
 
 /// `[system]` as far as it could be read.
 #[derive(Clone, Debug)]
@@ -91,7 +33,7 @@ pub(crate) struct DraftSandbox {
     pub memory: Option<Spanned<u64>>,
     pub args: Vec<Spanned<String>>,
     /// The `env` table's span (or the header's), then each entry.
-    pub env: (Span, Vec<(Spanned<String>, Spanned<String>)>),
+    pub env: (Span, Vec<EnvEntry>),
     pub devices: Vec<Spanned<Device>>,
     pub on_fault: Option<Spanned<OnFault>>,
 }
@@ -221,6 +163,11 @@ impl Reader<'_> {
                 .key(name)
                 .and_then(|k| k.span())
                 .unwrap_or_else(|| span_of(item, Some(header.clone())));
+            let noun = if item.is_table() || item.is_array_of_tables() {
+                "table"
+            } else {
+                "key"
+            };
             let hint = match did_you_mean(name, known.iter().map(|k| k.name)) {
                 Some(k) => format!("did you mean `{k}`?"),
                 None => format!(
@@ -233,8 +180,8 @@ impl Reader<'_> {
                 ),
             };
             self.diags.push(
-                Diagnostic::error(format!("unknown key `{name}` in {what}"), span)
-                    .label("unknown key")
+                Diagnostic::error(format!("unknown {noun} `{name}` in {what}"), span)
+                    .label(format!("unknown {noun}"))
                     .hint(hint),
             );
         }
@@ -302,7 +249,7 @@ impl Reader<'_> {
     fn number_error(&mut self, e: NumberError, span: Span, key: &Key) {
         self.diags.push(
             Diagnostic::error(format!("invalid `{}`: {e}", key.name), span)
-                .label(e.to_string())
+                .label(e.label())
                 .hint(e.hint()),
         );
     }
@@ -540,13 +487,7 @@ impl Reader<'_> {
         out
     }
 
-    fn env(
-        &mut self,
-        t: &dyn TableLike,
-        h: &Span,
-        what: &str,
-        key: &Key,
-    ) -> (Span, Vec<(Spanned<String>, Spanned<String>)>) {
+    fn env(&mut self, t: &dyn TableLike, h: &Span, what: &str, key: &Key) -> (Span, Vec<EnvEntry>) {
         let Some((item, span)) = self.get(t, h, what, key) else {
             return (h.clone(), Vec::new());
         };
@@ -762,8 +703,8 @@ size = 4096
     fn suggestions() {
         assert_eq!(did_you_mean("coers", ["cores", "memory"]), Some("cores"));
         assert_eq!(
-            did_you_mean("halt", ["restart", "halt-system", "halt-sandbox"]).is_some(),
-            true
+            did_you_mean("halt-sandbx", ["restart", "halt-system", "halt-sandbox"]),
+            Some("halt-sandbox")
         );
         assert_eq!(did_you_mean("zzz", ["cores", "memory"]), None);
     }

@@ -44,6 +44,20 @@ pub enum NumberError {
 }
 
 impl NumberError {
+    /// A few words for the caret.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Empty => "empty",
+            Self::NotANumber(_) => "not a number",
+            Self::UnknownUnit { .. } => "unknown unit",
+            Self::HexWithUnit => "hexadecimal with a unit",
+            Self::Overflow(_) => "too large",
+            Self::Negative(_) => "negative",
+            Self::PortTooLarge(_) => "above 0xffff",
+            Self::Reversed { .. } => "reversed range",
+        }
+    }
+
     /// How to fix it.
     pub fn hint(&self) -> String {
         match self {

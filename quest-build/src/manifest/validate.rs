@@ -349,6 +349,13 @@ impl Validator<'_> {
             .filter_map(|s| s.name.as_ref())
             .map(|n| n.value.as_str())
             .collect();
+        // Names in manifest order, each once (duplicates have their own error).
+        let names: Vec<&str> = names
+            .iter()
+            .enumerate()
+            .filter(|&(i, n)| !names[..i].contains(n))
+            .map(|(_, n)| *n)
+            .collect();
         for c in &draft.channels {
             for end in [&c.writer, &c.reader].into_iter().flatten() {
                 if names.contains(&end.value.as_str()) {
