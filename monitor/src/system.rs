@@ -7,6 +7,8 @@
 //!   the rest zeroed). It is `'static` and immutable afterwards.
 //! - Every core that runs a vCPU calls `crate::vmx::run_core(core, &SYSTEM)` and never
 //!   returns. Cores without a vCPU park in `hlt`.
+//! - Frames for VMXON regions, VMCSs, EPT tables and bitmaps come from
+//!   `crate::frame_pool::alloc_zeroed`; host GS base is `crate::arch::cpu::gs_base()`.
 
 use quest_abi::Table;
 
@@ -31,6 +33,9 @@ pub struct ChannelPlacement {
 pub struct System {
     /// The validated partition table (lives in the monitor image).
     pub table: Table<'static>,
+    /// The payload area of the image (payload offsets are relative to it); kept so a
+    /// sandbox can be reloaded from its pristine image ([`System::reload_sandbox`]).
+    pub payload_area: &'static [u8],
     /// Per sandbox, table order.
     pub sandboxes: &'static [SandboxPlacement],
     /// Per channel, table order.
@@ -39,4 +44,21 @@ pub struct System {
     pub apic_ids: &'static [u32],
     /// TSC frequency in kHz, measured at boot.
     pub tsc_khz: u32,
+}
+
+impl System {
+    /// Puts sandbox `s`'s RAM and directory back to their pristine boot contents (RAM
+    /// zeroed, payloads copied). Its vCPUs must not be running. Channels are untouched.
+    pub fn reload_sandbox(&self, s: usize) {
+        crate::sandbox_memory::load_sandbox(&self.table, self.payload_area, self.sandboxes, s);
+    }
+
+    /// Whether logical core `core` runs a vCPU, and which sandbox's.
+    pub fn sandbox_on_core(&self, core: usize) -> Option<usize> {
+        self.table
+            .vcpus
+            .iter()
+            .find(|v| v.core.get() as usize == core)
+            .map(|v| v.sandbox.get() as usize)
+    }
 }

@@ -1,0 +1,9 @@
+//! x86-64 specifics: boot entry, AP trampoline, descriptor tables, APIC, TSC, paging.
+
+pub mod boot32;
+pub mod cpu;
+pub mod idt;
+pub mod paging;
+pub mod trampoline;
+pub mod tsc;
+pub mod x2apic;

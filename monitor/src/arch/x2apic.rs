@@ -1,0 +1,65 @@
+//! The local APIC in x2APIC mode: enabling it and sending the INIT and startup IPIs that
+//! wake application processors (SDM Vol. 3A, 10.12 and 8.4.4).
+
+use core::arch::x86_64::__cpuid;
+use x86_64::registers::model_specific::Msr;
+
+const IA32_APIC_BASE: u32 = 0x1b;
+const APIC_GLOBAL_ENABLE: u64 = 1 << 11;
+const APIC_X2APIC_ENABLE: u64 = 1 << 10;
+const X2APIC_ID: u32 = 0x802;
+const X2APIC_SVR: u32 = 0x80f;
+const X2APIC_ICR: u32 = 0x830;
+/// Spurious-interrupt vector; bit 8 software-enables the APIC.
+const SVR_VALUE: u64 = 0x1ff;
+/// ICR: delivery mode INIT, level assert.
+const ICR_INIT: u64 = 0x4500;
+/// ICR: delivery mode start-up, level assert; the low byte is the start page number.
+const ICR_STARTUP: u64 = 0x4600;
+
+/// Whether the CPU has an x2APIC (CPUID.1:ECX[21]).
+pub fn supported() -> bool {
+    let leaf1 = __cpuid(1);
+    leaf1.ecx & (1 << 21) != 0
+}
+
+/// Switches this core's local APIC to x2APIC mode and software-enables it.
+///
+/// # Safety
+/// `supported()` must be true. Interrupts must be disabled (the monitor never enables
+/// them), since the APIC's mode changes under any handler.
+pub unsafe fn enable() {
+    let mut base = Msr::new(IA32_APIC_BASE);
+    // SAFETY: IA32_APIC_BASE exists on every CPU with an APIC; setting EN then EXTD is
+    // the documented way into x2APIC mode (the SVR MSR only exists in that mode).
+    unsafe {
+        let value = base.read();
+        base.write(value | APIC_GLOBAL_ENABLE);
+        base.write(value | APIC_GLOBAL_ENABLE | APIC_X2APIC_ENABLE);
+        Msr::new(X2APIC_SVR).write(SVR_VALUE);
+    }
+}
+
+/// This core's x2APIC ID (x2APIC mode must be enabled).
+pub fn id() -> u32 {
+    // SAFETY: reading the ID register in x2APIC mode has no side effect.
+    unsafe { Msr::new(X2APIC_ID).read() as u32 }
+}
+
+/// Sends an INIT IPI to the core with x2APIC ID `apic_id`.
+///
+/// # Safety
+/// Resets the target core: it must be one the monitor means to (re)start.
+pub unsafe fn send_init(apic_id: u32) {
+    // SAFETY: per the contract; x2APIC ICR writes are a single MSR write.
+    unsafe { Msr::new(X2APIC_ICR).write((apic_id as u64) << 32 | ICR_INIT) };
+}
+
+/// Sends a start-up IPI: the target starts in real mode at `page << 12`.
+///
+/// # Safety
+/// The target must be in wait-for-SIPI state and `page` must hold start-up code.
+pub unsafe fn send_startup(apic_id: u32, page: u8) {
+    // SAFETY: per the contract.
+    unsafe { Msr::new(X2APIC_ICR).write((apic_id as u64) << 32 | ICR_STARTUP | page as u64) };
+}

@@ -1,0 +1,175 @@
+//! The boot sequence on the boot core: every check that can refuse the machine or the
+//! image comes first and ends with one clear line and a failing shutdown; then memory,
+//! cores and the hand-off to the vmx code.
+
+use crate::arch::{cpu, idt, paging, tsc, x2apic};
+use crate::blob::Blob;
+use crate::memory::{Layout, MAX_CHANNELS};
+use crate::system::{ChannelPlacement, SandboxPlacement, System};
+use crate::{bootinfo, cores, frame_pool, memory, sandbox_memory, smp};
+use core::cell::UnsafeCell;
+use core::fmt::Display;
+use quest_abi::{name_str, MAX_CORES, MAX_SANDBOXES};
+
+/// The boot core's emergency (IST) stack; APs get theirs from the frame pool.
+#[repr(C, align(16))]
+struct BootIstStack(UnsafeCell<[u8; 16384]>);
+// SAFETY: only the CPU uses it, as the boot core's IST stack.
+unsafe impl Sync for BootIstStack {}
+static BOOT_IST: BootIstStack = BootIstStack(UnsafeCell::new([0; 16384]));
+
+/// Where the placement and the core list live once `System` refers to them.
+struct Placed {
+    sandboxes: UnsafeCell<[SandboxPlacement; MAX_SANDBOXES]>,
+    channels: UnsafeCell<[ChannelPlacement; MAX_CHANNELS]>,
+    apic_ids: UnsafeCell<[u32; MAX_CORES as usize]>,
+}
+// SAFETY: written once by the boot core in `run` before `System` (the only reader)
+// is published to other cores; read-only afterwards.
+unsafe impl Sync for Placed {}
+static PLACED: Placed = Placed {
+    sandboxes: UnsafeCell::new(
+        [SandboxPlacement {
+            ram_hpa: 0,
+            directory_hpa: 0,
+        }; MAX_SANDBOXES],
+    ),
+    channels: UnsafeCell::new([ChannelPlacement { hpa: 0 }; MAX_CHANNELS]),
+    apic_ids: UnsafeCell::new([0; MAX_CORES as usize]),
+};
+
+/// Prints `quest: <why>` and stops the machine with a failure status.
+pub fn refuse(why: impl Display) -> ! {
+    crate::println!("quest: {why}");
+    crate::shutdown::shutdown(false)
+}
+
+/// Unwraps or refuses.
+fn check<T, E: Display>(r: Result<T, E>) -> T {
+    r.unwrap_or_else(|e| refuse(e))
+}
+
+/// The boot core's path from GRUB to its vCPU.
+///
+/// # Safety
+/// Called once, from the 64-bit entry, with GRUB's magic and boot information address.
+pub unsafe fn run(magic: u32, mbi_addr: u64) -> ! {
+    crate::console::init(crate::console::DEFAULT_PORT);
+    crate::println!("quest: monitor {} starting", env!("CARGO_PKG_VERSION"));
+    idt::init();
+    // SAFETY: first thing on the boot core, interrupts off; BOOT_IST is its own.
+    unsafe { cpu::init_core(0, BOOT_IST.0.get() as u64 + 16384) };
+
+    // SAFETY: per this function's contract.
+    let info = check(unsafe { bootinfo::read(magic, mbi_addr) });
+
+    // The CPU first: VMX (CPUID only, before any VMX MSR), then x2APIC.
+    check(crate::vmx::check_support());
+    if !x2apic::supported() {
+        refuse("this CPU has no x2APIC; Quest needs it");
+    }
+    // SAFETY: supported (checked above); interrupts are off.
+    unsafe { x2apic::enable() };
+
+    // SAFETY: `info.blob` is the loaded `.quest_blob` section, never written.
+    let blob = check(unsafe { crate::blob::open(info.blob) });
+    let table = blob.table;
+    let header = table.header;
+    if header.console_port.get() != crate::console::DEFAULT_PORT {
+        crate::console::init(header.console_port.get());
+    }
+    check(blob.check_hashes());
+    crate::println!(
+        "quest: table '{}' valid: {} sandboxes, {} vcpus, {} channels, {} payloads verified (SHA-256)",
+        name_str(&header.system_name).unwrap_or("?"),
+        table.sandboxes.len(),
+        table.vcpus.len(),
+        table.channels.len(),
+        table.payloads.len(),
+    );
+
+    // SAFETY: the root comes from GRUB's copy of the firmware RSDP.
+    let cores = check(unsafe { cores::discover(info.acpi_root, x2apic::id()) });
+    let want_cores = header.system_cores.get() as usize;
+    if cores.apic_ids().len() < want_cores {
+        refuse(format_args!(
+            "this machine has {} cores; the partition table needs {want_cores}",
+            cores.apic_ids().len()
+        ));
+    }
+    crate::println!(
+        "quest: {} cores enabled in the MADT, the table uses {want_cores}",
+        cores.apic_ids().len()
+    );
+
+    let ram_end = info
+        .areas()
+        .iter()
+        .filter(|a| a.usable)
+        .map(|a| a.range.end)
+        .max()
+        .unwrap_or(0);
+    // SAFETY: boot core, before any AP runs.
+    let mapped_limit = unsafe { paging::extend_identity_map(ram_end) };
+    let layout = check(memory::plan(&info, &table, mapped_limit));
+    memory::print(&layout, &table);
+    frame_pool::init(layout.pool);
+
+    let system_parts = publish(&layout, &blob, cores.apic_ids());
+    for s in 0..table.sandboxes.len() {
+        sandbox_memory::load_sandbox(&table, blob.payload_area, system_parts.0, s);
+    }
+    sandbox_memory::zero_channels(&table, system_parts.1);
+    crate::println!("quest: sandbox memory initialised (payloads copied, the rest zeroed)");
+
+    let (tsc_khz, source) =
+        tsc::calibrate().unwrap_or_else(|| refuse("cannot find the TSC frequency"));
+    crate::println!("quest: TSC {tsc_khz} kHz ({source})");
+
+    let mut needed = [false; MAX_CORES as usize];
+    for v in table.vcpus {
+        needed[v.core.get() as usize] = true;
+    }
+    check(smp::start_aps(
+        &info,
+        cores.apic_ids(),
+        &needed[..want_cores],
+    ));
+    crate::println!(
+        "quest: {} of {} cores running; {} KiB of monitor frames free",
+        needed.iter().filter(|&&n| n).count(),
+        cores.apic_ids().len(),
+        frame_pool::free_frames() * 4,
+    );
+
+    let system = smp::release(System {
+        table,
+        payload_area: blob.payload_area,
+        sandboxes: system_parts.0,
+        channels: system_parts.1,
+        apic_ids: system_parts.2,
+        tsc_khz,
+    });
+    smp::enter(0, system)
+}
+
+type Parts = (
+    &'static [SandboxPlacement],
+    &'static [ChannelPlacement],
+    &'static [u32],
+);
+
+/// Copies the placement and core list into their static homes.
+fn publish(layout: &Layout, blob: &Blob, apic_ids: &[u32]) -> Parts {
+    let (ns, nc) = (blob.table.sandboxes.len(), blob.table.channels.len());
+    // SAFETY: see `Placed`: boot core, once, before any other core can read.
+    unsafe {
+        let sandboxes = &mut *PLACED.sandboxes.get();
+        let channels = &mut *PLACED.channels.get();
+        let ids = &mut *PLACED.apic_ids.get();
+        sandboxes[..ns].copy_from_slice(&layout.sandboxes[..ns]);
+        channels[..nc].copy_from_slice(&layout.channels[..nc]);
+        ids[..apic_ids.len()].copy_from_slice(apic_ids);
+        (&sandboxes[..ns], &channels[..nc], &ids[..apic_ids.len()])
+    }
+}

@@ -1,0 +1,296 @@
+//! Host memory at boot: which RAM is usable, how much the table needs, and where each
+//! sandbox's RAM and directory page and each channel go (deterministic first fit, 2 MiB
+//! aligned; `quest_monitor_core::placement`). The result is printed, one line each.
+
+use crate::bootinfo::BootInfo;
+use crate::system::{ChannelPlacement, SandboxPlacement};
+use core::fmt;
+use quest_abi::layout::DIRECTORY_SIZE;
+use quest_abi::{name_str, Table, LARGE_PAGE_SIZE, MAX_SANDBOXES};
+use quest_monitor_core::placement::{align_up, place, PlacementError, Range};
+
+/// Most channels the monitor supports (a table may list more in theory: every sandbox's
+/// directory holds `MAX_DIRECTORY_ENTRIES`; such a table is refused with a clear line).
+pub const MAX_CHANNELS: usize = 256;
+/// Low memory is the firmware's and the AP trampoline's.
+const LOW_MEMORY: u64 = 1 << 20;
+/// The frame pool is at least this large whatever the table reserves.
+const MIN_POOL: u64 = 4 << 20;
+/// ... and at most this (the pool's bitmap size).
+const MAX_POOL: u64 = 128 << 20;
+const MAX_REQUESTS: usize = 1 + 2 * MAX_SANDBOXES + MAX_CHANNELS;
+const MAX_RESERVED: usize = crate::bootinfo::MAX_AREAS + 4;
+
+/// Where everything went.
+#[derive(Debug)]
+pub struct Layout {
+    /// The monitor's frame pool.
+    pub pool: Range,
+    /// Per sandbox, table order.
+    pub sandboxes: [SandboxPlacement; MAX_SANDBOXES],
+    /// Per channel, table order.
+    pub channels: [ChannelPlacement; MAX_CHANNELS],
+}
+
+/// Why the table does not fit this machine. Display gives the text after `quest: `.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemoryError {
+    /// The machine has less RAM than the manifest's `system.memory`.
+    SystemMemory {
+        /// RAM the firmware reports (MiB).
+        have_mib: u64,
+        /// `system.memory` (MiB).
+        want_mib: u64,
+    },
+    /// Less usable RAM than the monitor and all sandboxes and channels need.
+    NotEnough {
+        /// Usable RAM (MiB).
+        have_mib: u64,
+        /// Needed (MiB).
+        need_mib: u64,
+    },
+    /// Enough RAM in total, but no free 2 MiB-aligned range for one allocation.
+    NoFit {
+        /// What did not fit.
+        what: Request,
+        /// Its size in bytes.
+        size: u64,
+    },
+    /// More channels than [`MAX_CHANNELS`].
+    TooManyChannels,
+}
+
+/// One thing to place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// The monitor's frame pool.
+    Pool,
+    /// A sandbox's RAM.
+    Ram(usize),
+    /// A sandbox's channel directory page.
+    Directory(usize),
+    /// A channel's data and ack areas.
+    Channel(usize),
+}
+
+impl fmt::Display for MemoryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::SystemMemory { have_mib, want_mib } => write!(
+                f,
+                "this machine has {have_mib} MiB of RAM; the manifest's system.memory is {want_mib} MiB"
+            ),
+            Self::NotEnough { have_mib, need_mib } => write!(
+                f,
+                "this machine has {have_mib} MiB of usable RAM; the partition table needs {need_mib} MiB"
+            ),
+            Self::NoFit { what, size } => {
+                write!(f, "no free 2 MiB-aligned host range of {} for ", Size(size))?;
+                match what {
+                    Request::Pool => f.write_str("the monitor's frame pool"),
+                    Request::Ram(s) => write!(f, "the RAM of sandbox {s}"),
+                    Request::Directory(s) => write!(f, "the channel directory of sandbox {s}"),
+                    Request::Channel(c) => write!(f, "channel {c}"),
+                }
+            }
+            Self::TooManyChannels => write!(
+                f,
+                "the partition table has more than {MAX_CHANNELS} channels; this monitor supports at most that"
+            ),
+        }
+    }
+}
+
+/// A byte count as KiB or MiB.
+#[derive(Clone, Copy, Debug)]
+pub struct Size(pub u64);
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 >= 1 << 20 && self.0 % (1 << 20) == 0 {
+            write!(f, "{} MiB", self.0 >> 20)
+        } else {
+            write!(f, "{} KiB", self.0.div_ceil(1024))
+        }
+    }
+}
+
+struct Requests {
+    sizes: [u64; MAX_REQUESTS],
+    what: [Request; MAX_REQUESTS],
+    count: usize,
+}
+
+impl Requests {
+    fn push(&mut self, what: Request, size: u64) {
+        self.sizes[self.count] = size;
+        self.what[self.count] = what;
+        self.count += 1;
+    }
+}
+
+/// Places the frame pool, every sandbox and every channel in usable RAM below
+/// `mapped_limit`, away from everything `info` says is taken.
+pub fn plan(info: &BootInfo, table: &Table<'_>, mapped_limit: u64) -> Result<Layout, MemoryError> {
+    let header = table.header;
+    if table.channels.len() > MAX_CHANNELS {
+        return Err(MemoryError::TooManyChannels);
+    }
+    let mut usable = [Range { start: 0, end: 0 }; crate::bootinfo::MAX_AREAS];
+    let mut usable_count = 0;
+    let mut reserved = [Range { start: 0, end: 0 }; MAX_RESERVED];
+    let mut reserved_count = 0;
+    let mut reserve = |r: Range| {
+        reserved[reserved_count] = r;
+        reserved_count += 1;
+    };
+    reserve(Range {
+        start: 0,
+        end: LOW_MEMORY,
+    });
+    reserve(info.image);
+    reserve(info.mbi);
+    reserve(Range {
+        start: mapped_limit,
+        end: u64::MAX,
+    });
+    let mut usable_bytes = 0u64;
+    for area in info.areas() {
+        if area.usable {
+            usable[usable_count] = area.range;
+            usable_count += 1;
+            let start = area.range.start.max(LOW_MEMORY);
+            let end = area.range.end.min(mapped_limit);
+            usable_bytes += end.saturating_sub(start);
+        } else {
+            reserve(area.range);
+        }
+    }
+
+    // The firmware keeps a little RAM for itself (tables, SMM, BIOS areas), so allow
+    // 1/16 below the manifest's figure before calling the machine too small.
+    let want = header.system_memory.get();
+    let have = usable_bytes + LOW_MEMORY;
+    if have < want - want / 16 {
+        return Err(MemoryError::SystemMemory {
+            have_mib: have >> 20,
+            want_mib: want >> 20,
+        });
+    }
+
+    let image_size = info.image.size();
+    let pool_size = header
+        .monitor_reserve
+        .get()
+        .saturating_sub(image_size)
+        .clamp(MIN_POOL, MAX_POOL);
+    let mut requests = Requests {
+        sizes: [0; MAX_REQUESTS],
+        what: [Request::Pool; MAX_REQUESTS],
+        count: 0,
+    };
+    requests.push(Request::Pool, pool_size);
+    for (s, sandbox) in table.sandboxes.iter().enumerate() {
+        requests.push(Request::Ram(s), sandbox.ram_size.get());
+        if sandbox.directory_gpa.get() != 0 {
+            requests.push(Request::Directory(s), DIRECTORY_SIZE);
+        }
+    }
+    for (c, channel) in table.channels.iter().enumerate() {
+        let size = channel
+            .data_size
+            .get()
+            .saturating_add(channel.ack_size.get());
+        requests.push(Request::Channel(c), size);
+    }
+    let sizes = &requests.sizes[..requests.count];
+    let need: u64 = sizes
+        .iter()
+        .map(|&s| align_up(s, LARGE_PAGE_SIZE).unwrap_or(u64::MAX))
+        .fold(0u64, u64::saturating_add);
+    if usable_bytes < need {
+        return Err(MemoryError::NotEnough {
+            have_mib: usable_bytes >> 20,
+            need_mib: need.div_ceil(1 << 20),
+        });
+    }
+
+    let mut out = [0u64; MAX_REQUESTS];
+    place(
+        &usable[..usable_count],
+        &reserved[..reserved_count],
+        sizes,
+        LARGE_PAGE_SIZE,
+        &mut out,
+    )
+    .map_err(|e| match e {
+        PlacementError::NoFit { index, size } => MemoryError::NoFit {
+            what: requests.what[index],
+            size,
+        },
+        // Sizes come from a validated table (non-zero, bounded): report as not fitting.
+        _ => MemoryError::NoFit {
+            what: Request::Pool,
+            size: 0,
+        },
+    })?;
+
+    let mut layout = Layout {
+        pool: Range::sized(out[0], pool_size),
+        sandboxes: [SandboxPlacement {
+            ram_hpa: 0,
+            directory_hpa: 0,
+        }; MAX_SANDBOXES],
+        channels: [ChannelPlacement { hpa: 0 }; MAX_CHANNELS],
+    };
+    for (i, what) in requests.what[..requests.count].iter().enumerate() {
+        match *what {
+            Request::Pool => {}
+            Request::Ram(s) => layout.sandboxes[s].ram_hpa = out[i],
+            Request::Directory(s) => layout.sandboxes[s].directory_hpa = out[i],
+            Request::Channel(c) => layout.channels[c].hpa = out[i],
+        }
+    }
+    Ok(layout)
+}
+
+/// Prints the placement, one line per allocation.
+pub fn print(layout: &Layout, table: &Table<'_>) {
+    let line = |what: fmt::Arguments<'_>, start: u64, size: u64| {
+        crate::println!(
+            "quest: memory: {what} at {start:#x}-{:#x} ({})",
+            start + size,
+            Size(size)
+        );
+    };
+    line(
+        format_args!("monitor frame pool"),
+        layout.pool.start,
+        layout.pool.size(),
+    );
+    for (s, sandbox) in table.sandboxes.iter().enumerate() {
+        let name = name_str(&sandbox.name).unwrap_or("?");
+        let p = &layout.sandboxes[s];
+        line(
+            format_args!("sandbox '{name}' RAM"),
+            p.ram_hpa,
+            sandbox.ram_size.get(),
+        );
+        if p.directory_hpa != 0 {
+            line(
+                format_args!("sandbox '{name}' directory"),
+                p.directory_hpa,
+                DIRECTORY_SIZE,
+            );
+        }
+    }
+    for (c, channel) in table.channels.iter().enumerate() {
+        let name = name_str(&channel.name).unwrap_or("?");
+        let size = channel.data_size.get() + channel.ack_size.get();
+        line(
+            format_args!("channel '{name}'"),
+            layout.channels[c].hpa,
+            size,
+        );
+    }
+}

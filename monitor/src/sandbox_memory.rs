@@ -1,0 +1,71 @@
+//! Initial sandbox memory: RAM and directory pages zeroed, payloads copied to their
+//! guest-physical destinations, channels zeroed. Used at boot and to restart a sandbox
+//! from its pristine image.
+
+use crate::system::{ChannelPlacement, SandboxPlacement};
+use quest_abi::layout::DIRECTORY_SIZE;
+use quest_abi::Table;
+
+/// Zeroes `len` bytes of host memory at `hpa`.
+///
+/// # Safety
+/// The range must be identity-mapped RAM placed for a sandbox or channel, not in use.
+unsafe fn zero(hpa: u64, len: u64) {
+    // SAFETY: per the contract.
+    unsafe { core::ptr::write_bytes(hpa as *mut u8, 0, len as usize) };
+}
+
+/// Loads sandbox `s`: zeroes its RAM and directory page and copies its payloads.
+/// `payload_area` and `table` must be the validated, hash-checked blob.
+pub fn load_sandbox(
+    table: &Table<'_>,
+    payload_area: &[u8],
+    placements: &[SandboxPlacement],
+    s: usize,
+) {
+    let (Some(sandbox), Some(place)) = (table.sandboxes.get(s), placements.get(s)) else {
+        return;
+    };
+    let ram = sandbox.ram_size.get();
+    let directory_gpa = sandbox.directory_gpa.get();
+    // SAFETY: placement gave this sandbox `ram` bytes at `ram_hpa` and one directory
+    // page at `directory_hpa`, identity mapped, overlapping nothing else; its vCPUs are
+    // not running (boot, or a stopped sandbox being restarted).
+    unsafe {
+        zero(place.ram_hpa, ram);
+        if place.directory_hpa != 0 {
+            zero(place.directory_hpa, DIRECTORY_SIZE);
+        }
+    }
+    for p in table.sandbox_payloads(s) {
+        let (gpa, size) = (p.gpa.get(), p.size.get());
+        let start = p.offset.get() as usize;
+        let Some(bytes) = payload_area.get(start..start + size as usize) else {
+            continue;
+        };
+        // Validate put every payload inside RAM or the directory; check again anyway so
+        // a copy can never leave the sandbox's own memory.
+        let dest = if gpa.checked_add(size).is_some_and(|end| end <= ram) {
+            place.ram_hpa + gpa
+        } else if place.directory_hpa != 0
+            && gpa >= directory_gpa
+            && gpa - directory_gpa + size <= DIRECTORY_SIZE
+        {
+            place.directory_hpa + (gpa - directory_gpa)
+        } else {
+            continue;
+        };
+        // SAFETY: `dest..dest + size` lies inside this sandbox's placed memory (checked
+        // above); the source is the monitor image, which never overlaps placed memory.
+        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), dest as *mut u8, bytes.len()) };
+    }
+}
+
+/// Zeroes every channel's data and ack areas.
+pub fn zero_channels(table: &Table<'_>, placements: &[ChannelPlacement]) {
+    for (c, place) in table.channels.iter().zip(placements) {
+        // SAFETY: placement gave this channel `data_size + ack_size` bytes at `hpa`;
+        // no sandbox runs yet.
+        unsafe { zero(place.hpa, c.data_size.get() + c.ack_size.get()) };
+    }
+}

@@ -1,0 +1,165 @@
+//! Starting the application processors the table needs (INIT-SIPI-SIPI through the
+//! x2APIC, one at a time) and sending every core to its vCPU once `System` exists.
+
+use crate::arch::{cpu, paging, trampoline, tsc, x2apic};
+use crate::bootinfo::BootInfo;
+use crate::system::System;
+use core::fmt;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use quest_abi::MAX_CORES;
+use quest_monitor_core::frames::FRAME_SIZE;
+use quest_monitor_core::placement::Range;
+use spin::Once;
+
+/// Each core's stack (frames from the pool).
+const STACK_FRAMES: usize = 16;
+/// Each core's emergency (IST) stack for double faults and NMIs.
+const IST_FRAMES: usize = 4;
+/// How long an AP may take to report online after its SIPIs.
+const ONLINE_TIMEOUT_US: u64 = 200_000;
+
+static ONLINE: [AtomicBool; MAX_CORES as usize] =
+    [const { AtomicBool::new(false) }; MAX_CORES as usize];
+static IST_TOP: [AtomicU64; MAX_CORES as usize] = [const { AtomicU64::new(0) }; MAX_CORES as usize];
+/// Per core: x2APIC ID it must find itself to have.
+static EXPECTED_ID: [AtomicU64; MAX_CORES as usize] =
+    [const { AtomicU64::new(0) }; MAX_CORES as usize];
+static SYSTEM: Once<System> = Once::new();
+
+/// Why an AP could not be started. Display gives the text after `quest: `.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SmpError {
+    /// No free page below 1 MiB for the trampoline.
+    TrampolinePage,
+    /// The frame pool could not provide a stack.
+    StackMemory(usize),
+    /// The core did not report online in time.
+    NoResponse {
+        /// Logical core index.
+        core: usize,
+        /// Its x2APIC ID.
+        apic_id: u32,
+    },
+}
+
+impl fmt::Display for SmpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::TrampolinePage => {
+                f.write_str("no free page below 1 MiB to start the other cores")
+            }
+            Self::StackMemory(c) => write!(f, "out of monitor memory for the stacks of core {c}"),
+            Self::NoResponse { core, apic_id } => {
+                write!(f, "core {core} (x2APIC ID {apic_id}) did not come online")
+            }
+        }
+    }
+}
+
+/// A 4 KiB page in usable low memory, clear of the boot information.
+fn trampoline_page(info: &BootInfo) -> Option<u64> {
+    (8..0x9f).map(|p| p as u64 * FRAME_SIZE).find(|&base| {
+        let page = Range::sized(base, FRAME_SIZE);
+        info.areas()
+            .iter()
+            .any(|a| a.usable && a.range.start <= page.start && page.end <= a.range.end)
+            && !info.mbi.overlaps(&page)
+    })
+}
+
+/// Allocates a stack and returns its top.
+fn stack(frames: usize, core: usize) -> Result<u64, SmpError> {
+    crate::frame_pool::alloc_zeroed(frames)
+        .map(|base| base + frames as u64 * FRAME_SIZE)
+        .ok_or(SmpError::StackMemory(core))
+}
+
+/// Starts every core in `needed` except the boot core, one at a time, and waits for each
+/// to report online. `apic_ids` maps logical index to x2APIC ID.
+pub fn start_aps(info: &BootInfo, apic_ids: &[u32], needed: &[bool]) -> Result<(), SmpError> {
+    if !needed.iter().skip(1).any(|&n| n) {
+        return Ok(());
+    }
+    let page = trampoline_page(info).ok_or(SmpError::TrampolinePage)?;
+    let layout = trampoline::layout();
+    let write = |offset: usize, value: u64| {
+        // SAFETY: `page` is a free low-memory page owned by the monitor from now on,
+        // and the offset is inside the copied trampoline (an 8-byte aligned slot).
+        unsafe { core::ptr::write_volatile((page as usize + offset) as *mut u64, value) };
+    };
+    // SAFETY: see `write`; the trampoline is smaller than a page.
+    unsafe {
+        core::ptr::copy_nonoverlapping(layout.code.as_ptr(), page as *mut u8, layout.code.len())
+    };
+    write(layout.cr3, paging::root());
+    write(layout.entry, ap_main as *const () as u64);
+    for (core, &apic_id) in apic_ids.iter().enumerate().skip(1) {
+        if !needed.get(core).copied().unwrap_or(false) {
+            continue;
+        }
+        IST_TOP[core].store(stack(IST_FRAMES, core)?, Ordering::Relaxed);
+        EXPECTED_ID[core].store(apic_id as u64, Ordering::Relaxed);
+        write(layout.stack, stack(STACK_FRAMES, core)?);
+        write(layout.core, core as u64);
+        // SAFETY: `apic_id` is an enabled processor from the MADT that the monitor has
+        // not started (each is started once); the page holds the trampoline. Timing
+        // follows SDM Vol. 3A 8.4.4.1 (10 ms after INIT, 200 us between SIPIs).
+        unsafe {
+            x2apic::send_init(apic_id);
+            tsc::delay_us(10_000);
+            x2apic::send_startup(apic_id, (page >> 12) as u8);
+            tsc::delay_us(200);
+            if !ONLINE[core].load(Ordering::Acquire) {
+                x2apic::send_startup(apic_id, (page >> 12) as u8);
+            }
+        }
+        let deadline = tsc::now() + ONLINE_TIMEOUT_US * tsc::khz() as u64 / 1000;
+        while !ONLINE[core].load(Ordering::Acquire) {
+            if tsc::now() > deadline {
+                return Err(SmpError::NoResponse { core, apic_id });
+            }
+            core::hint::spin_loop();
+        }
+    }
+    Ok(())
+}
+
+/// Where an AP arrives from the trampoline, on its own stack.
+extern "C" fn ap_main(core: u64) -> ! {
+    let core = core as usize;
+    // SAFETY: first code on this core, interrupts off; the IST stack was allocated for
+    // this core alone before its SIPI; x2APIC support was checked on the boot core
+    // (all cores of one machine share it).
+    unsafe {
+        cpu::init_core(core, IST_TOP[core].load(Ordering::Relaxed));
+        x2apic::enable();
+    }
+    let id = x2apic::id();
+    let expected = EXPECTED_ID[core].load(Ordering::Relaxed) as u32;
+    if id != expected {
+        crate::println!("quest: core {core} woke with x2APIC ID {id}, expected {expected}");
+        park();
+    }
+    crate::println!("quest: core {core} online (x2APIC ID {id})");
+    ONLINE[core].store(true, Ordering::Release);
+    let system = SYSTEM.wait();
+    enter(core, system)
+}
+
+/// Publishes the finished `System` (boot core, once); waiting APs proceed.
+pub fn release(system: System) -> &'static System {
+    SYSTEM.call_once(|| system)
+}
+
+/// Runs this core's vCPU, or parks the core if it has none.
+pub fn enter(core: usize, system: &'static System) -> ! {
+    if system.sandbox_on_core(core).is_some() {
+        crate::vmx::run_core(core, system)
+    }
+    park()
+}
+
+/// Halts this core for good (interrupts off; an NMI is reported by the IDT).
+pub fn park() -> ! {
+    crate::shutdown::halt_forever()
+}
