@@ -368,3 +368,20 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn table_forms_of_devices_and_env() {
+    let src = format!(
+        "{VALID}\n[[sandbox]]\nname = \"third\"\napp = \"apps/third\"\nruntime = \"bare\"\ncores = [3]\nmemory = \"4MiB\"\n\n[sandbox.env]\nA = \"1\"\n\n[[sandbox.devices]]\nport = \"0x60\"\n"
+    );
+    let m = check(&src).unwrap();
+    let third = &m.sandboxes[2];
+    assert_eq!(third.env[0].0.value, "A");
+    assert_eq!(
+        third.devices[0].value,
+        Device::Ports {
+            first: 0x60,
+            last: 0x60
+        }
+    );
+}
