@@ -63,8 +63,7 @@ pub fn last_monitor_line(console: &str) -> Option<&str> {
     console
         .lines()
         .map(|l| l.trim_end_matches('\r'))
-        .filter(|l| l.starts_with("quest: "))
-        .last()
+        .rfind(|l| l.starts_with("quest: "))
 }
 
 /// Boot cost in TSC cycles, from the `all sandboxes running` line.

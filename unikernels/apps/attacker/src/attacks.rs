@@ -10,8 +10,8 @@ use quest_rt::{println, Ctx};
 const IA32_APIC_BASE: u32 = 0x1b;
 /// The x2APIC interrupt command register.
 const X2APIC_ICR: u32 = 0x830;
-/// ICR: INIT delivery mode, level assert (SDM Vol. 3A, 11.6.1).
-const ICR_INIT_ASSERT: u64 = 0x4500;
+/// ICR: fixed delivery mode, physical destination, vector 0x40 (SDM Vol. 3A, 11.6.1).
+const ICR_FIXED_VECTOR_0X40: u64 = 0x40;
 /// The monitor's console UART.
 const CONSOLE_PORT: u16 = 0x3f8;
 
@@ -94,9 +94,9 @@ pub fn run(ctx: &Ctx, name: &str, value: Option<&str>) -> Result<String, &'stati
                 Some(v) => u32::try_from(number(v)?).map_err(|_| "APIC ID beyond 32 bits")?,
                 None => ctx.num_vcpus(),
             };
-            println!("attacker: INIT IPI to apic id {dest}, which is not ours");
-            wrmsr(X2APIC_ICR, (u64::from(dest) << 32) | ICR_INIT_ASSERT);
-            Ok(format!("sent INIT to apic id {dest}"))
+            println!("attacker: IPI (vector 0x40) to apic id {dest}, which is not ours");
+            wrmsr(X2APIC_ICR, (u64::from(dest) << 32) | ICR_FIXED_VECTOR_0X40);
+            Ok(format!("sent an IPI to apic id {dest}"))
         }
         "triple-fault" => {
             println!("attacker: triple fault (empty IDT, then int3)");

@@ -7,7 +7,7 @@
 //! page tables), `write-channel` (a channel data area we only read, made writable in our
 //! page tables so only EPT stands in the way), `port[:PORT]` (`out` to a foreign port,
 //! default the monitor console 0x3f8), `msr[:MSR]` (`wrmsr`, default IA32_APIC_BASE),
-//! `ipi[:APIC]` (x2APIC ICR INIT to a core not ours), `triple-fault`.
+//! `ipi[:APIC]` (x2APIC ICR fixed IPI to an APIC ID not ours), `triple-fault`.
 #![no_std]
 #![no_main]
 

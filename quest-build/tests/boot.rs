@@ -1,0 +1,267 @@
+//! Boot tests: each example manifest is built into an image and booted in Bochs (VT-x with
+//! EPT, SMP), and its console is checked. Plus: a corrupted payload is refused, and QEMU
+//! without VT-x gets a clear refusal.
+//!
+//! They skip (loudly) only when Bochs is not installed and `QUEST_REQUIRE_BOOT` is unset;
+//! CI sets it, so there a missing emulator is a failure.
+
+use quest_build::build::{Progress, Workspace};
+use quest_build::image::inspect::{inspect, read_table};
+use quest_build::image::{build_image, iso, BuiltImage, ImageRequest};
+use quest_build::run::{self, console, qemu::Accel, Emulator, RunOptions, RunOutcome};
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+/// Wall-clock limit per boot (Bochs emulates every core on one host core).
+const BOOT_TIMEOUT: Duration = Duration::from_secs(600);
+/// Boots at a time: the machines this runs on have two cores.
+const PARALLEL_BOOTS: u32 = 2;
+
+/// `Some(reason)` if the boot tests must be skipped: only when Bochs is missing and the
+/// environment does not require booting.
+fn skip_reason() -> Option<String> {
+    let missing = run::host::bochs_missing()?;
+    if std::env::var_os("QUEST_REQUIRE_BOOT").is_some() {
+        panic!("QUEST_REQUIRE_BOOT is set, but {missing}");
+    }
+    Some(missing)
+}
+
+macro_rules! require_bochs {
+    () => {
+        if let Some(reason) = skip_reason() {
+            eprintln!("\n*** SKIPPED boot test: {reason} (set QUEST_REQUIRE_BOOT=1 to fail instead) ***\n");
+            return;
+        }
+    };
+}
+
+fn workspace() -> Workspace {
+    Workspace::locate()
+}
+
+fn manifest(name: &str) -> PathBuf {
+    workspace()
+        .root
+        .join("partition-manifests")
+        .join(format!("{name}.toml"))
+}
+
+/// Builds `partition-manifests/<name>.toml` into `images/tests/<output>.iso`.
+fn build(name: &str, output: &str) -> BuiltImage {
+    let ws = workspace();
+    let req = ImageRequest {
+        manifest: manifest(name),
+        iso: Some(ws.images().join("tests").join(format!("{output}.iso"))),
+        make_iso: true,
+    };
+    match build_image(&ws, &req, &Progress::stderr()) {
+        Ok(built) => built,
+        Err(e) => panic!("building {name}: {e}"),
+    }
+}
+
+/// Limits concurrent boots to [`PARALLEL_BOOTS`].
+struct BootSlots {
+    used: Mutex<u32>,
+    freed: Condvar,
+}
+
+static SLOTS: BootSlots = BootSlots {
+    used: Mutex::new(0),
+    freed: Condvar::new(),
+};
+
+fn boot_with(iso: &Path, elf: &Path, emulator: Emulator) -> RunOutcome {
+    {
+        let mut used = SLOTS.used.lock().unwrap_or_else(|e| e.into_inner());
+        while *used >= PARALLEL_BOOTS {
+            used = SLOTS.freed.wait(used).unwrap_or_else(|e| e.into_inner());
+        }
+        *used += 1;
+    }
+    let machine = run::machine_of(elf).expect("the image has a readable table");
+    let opts = RunOptions {
+        emulator: Some(emulator),
+        timeout: BOOT_TIMEOUT,
+        echo: false,
+    };
+    let result = run::boot(&workspace(), iso, machine, &opts, &mut std::io::sink());
+    *SLOTS.used.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+    SLOTS.freed.notify_one();
+    let outcome = result.expect("the emulator runs");
+    // Shown on failure (the test harness captures it otherwise).
+    println!(
+        "--- console of {} ({}) ---\n{}--- end: {} ---",
+        iso.display(),
+        outcome.emulator,
+        outcome.console,
+        outcome.describe()
+    );
+    outcome
+}
+
+fn boot(built: &BuiltImage) -> RunOutcome {
+    let iso = built.iso.as_ref().expect("an ISO was built");
+    boot_with(iso, &built.elf, Emulator::Bochs)
+}
+
+fn assert_line(console: &str, wanted: &str) {
+    assert!(
+        console.lines().any(|l| l.contains(wanted)),
+        "no console line contains {wanted:?}"
+    );
+}
+
+#[test]
+fn hello_prints_from_every_core_and_exits_0() {
+    require_bochs!();
+    let built = build("hello", "hello");
+    let out = boot(&built);
+    assert!(out.passed(), "{}", out.describe());
+    for sb in &built.plan.sandboxes {
+        for v in &sb.vcpus {
+            assert_line(
+                &out.console,
+                &format!(
+                    "[{0}] hello from {0} vcpu {1} on core {2} (apic id ",
+                    sb.name, v.index, v.core
+                ),
+            );
+        }
+        assert_line(
+            &out.console,
+            &format!("quest: sandbox '{}' exited with status 0", sb.name),
+        );
+        assert_line(
+            &out.console,
+            &format!("quest:   '{}': exited 0, faults 0", sb.name),
+        );
+    }
+    assert_line(
+        &out.console,
+        "[beta] args: [\"--greeting\", \"hello from beta\"]",
+    );
+    assert_line(&out.console, "[gamma] env: GREETING=hello from gamma");
+    assert_eq!(console::verdict(&out.console), console::Verdict::Passed);
+}
+
+#[test]
+fn isolation_contains_every_attack_and_the_victim_finishes() {
+    require_bochs!();
+    let built = build("isolation", "isolation");
+    let out = boot(&built);
+    let c = &out.console;
+    assert!(!c.contains("NOT CONTAINED"), "an attack got through");
+    assert_line(c, "[victim] victim: result ok ");
+    assert_line(c, "quest: sandbox 'victim' exited with status 0");
+    // Each attacker sandbox is named after its attack; the monitor's report names why.
+    let reasons = [
+        ("write-outside", "EPT violation"),
+        ("read-outside", "EPT violation"),
+        ("write-channel", "EPT violation"),
+        ("port", "forbidden I/O port 0x3f8 (out)"),
+        ("msr", "forbidden MSR write 0x1b"),
+        ("ipi", "outside the sandbox"),
+        ("triple-fault", "triple fault"),
+    ];
+    for (name, reason) in reasons {
+        assert_line(c, &format!("[{name}] attacker: launch 1: attack {name}"));
+        let report = c
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!("quest: sandbox '{name}' core ")) && l.ends_with("-> halted")
+            })
+            .unwrap_or_else(|| panic!("no containment report for `{name}`"));
+        assert!(
+            report.contains(reason),
+            "`{name}` was stopped for the wrong reason: {report}"
+        );
+        assert_line(c, &format!("quest:   '{name}': halted, faults 1"));
+    }
+    // Halted attackers make the system fail, which is the honest verdict.
+    assert!(!out.passed());
+    assert_line(c, "quest: not every sandbox exited 0");
+}
+
+#[test]
+fn a_restarted_sandbox_comes_back_and_exits_0() {
+    require_bochs!();
+    let built = build("restart", "restart");
+    let out = boot(&built);
+    let c = &out.console;
+    let crasher: Vec<&str> = console::sandbox_lines(c, "crasher").collect();
+    for launch in 1..=3 {
+        assert!(
+            crasher.contains(&format!("crasher: launch {launch}").as_str()),
+            "crasher never printed its launch {launch}: {crasher:?}"
+        );
+    }
+    assert!(crasher.contains(&"crasher: launch 3 survived, exiting cleanly"));
+    let restarts = c
+        .lines()
+        .filter(|l| l.starts_with("quest: sandbox 'crasher' core ") && l.ends_with("-> restarting"))
+        .count();
+    assert_eq!(restarts, 2, "two faults, two restarts");
+    assert_line(c, "quest:   'crasher': exited 0, faults 2, launches 3");
+    assert_line(c, "quest:   'steady': exited 0, faults 0, launches 1");
+    assert!(out.passed(), "{}", out.describe());
+}
+
+#[test]
+fn a_corrupted_payload_byte_is_refused() {
+    require_bochs!();
+    let built = build("hello", "corrupt-source");
+    let mut bytes = std::fs::read(&built.elf).expect("the image exists");
+    let (table, at) = read_table(&bytes).expect("the table is valid");
+    let payload = table.sandbox_payloads(1)[0];
+    let byte = at.payload_area(table.header.total_size.get()) + payload.offset.get() as usize;
+    bytes[byte] ^= 0x5a;
+    // The host sees it too, before anything boots.
+    assert_eq!(
+        inspect(&bytes)
+            .expect("the table is still valid")
+            .bad_payloads,
+        1
+    );
+
+    let elf = built.elf.with_file_name("corrupted.elf");
+    let iso_path = elf.with_extension("iso");
+    std::fs::write(&elf, &bytes).expect("writing the corrupted image");
+    iso::make_iso(&elf, &iso_path, "corrupted").expect("making the ISO");
+    let out = boot_with(&iso_path, &elf, Emulator::Bochs);
+    assert!(!out.passed());
+    assert_line(
+        &out.console,
+        "payload 0 of sandbox 'beta' is corrupt (SHA-256 mismatch); refusing to boot",
+    );
+    assert!(
+        !out.console.contains("[beta]"),
+        "no sandbox may run from a corrupt image"
+    );
+}
+
+#[test]
+fn qemu_without_vtx_refuses_clearly() {
+    if let Some(missing) = run::host::qemu_missing() {
+        if std::env::var_os("QUEST_REQUIRE_BOOT").is_some() {
+            panic!("QUEST_REQUIRE_BOOT is set, but {missing}");
+        }
+        eprintln!("\n*** SKIPPED QEMU boot test: {missing} ***\n");
+        return;
+    }
+    if run::host::bochs_missing().is_some() && std::env::var_os("QUEST_REQUIRE_BOOT").is_none() {
+        // Same rule as the other boot tests: GRUB tools come with the same setup.
+        require_bochs!();
+    }
+    let built = build("hello", "qemu-tcg");
+    let iso = built.iso.as_ref().expect("an ISO was built");
+    let out = boot_with(iso, &built.elf, Emulator::Qemu(Accel::Tcg));
+    assert!(!out.passed());
+    assert_line(
+        &out.console,
+        "quest: this CPU has no VT-x with EPT; Quest needs it",
+    );
+    assert!(!out.timed_out, "the monitor stops the machine itself");
+}
