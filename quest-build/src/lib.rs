@@ -5,7 +5,6 @@
 
 pub mod build;
 pub mod cli;
-pub mod hermit;
 pub mod image;
 pub mod manifest;
 pub mod plan;
