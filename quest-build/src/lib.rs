@@ -5,6 +5,7 @@
 
 pub mod build;
 pub mod cli;
+pub mod hermit;
 pub mod image;
 pub mod manifest;
 pub mod plan;

@@ -1,0 +1,157 @@
+//! A Hermit sandbox's whole initial guest memory, prepared on the host the way uhyve
+//! prepares it: GDT, identity page tables, FDT, boot info and the loaded image, each at
+//! its fixed address from [`quest_abi::layout`]. The monitor only copies these in, zeroes
+//! the rest of RAM and patches the TSC frequency (see [`super::bootinfo`]).
+
+use super::bootargs::bootargs;
+use super::bootinfo::{boot_info, BootInfoParams};
+use super::fdt::{device_tree, FdtParams};
+use super::load::load;
+use super::page_tables::identity_page_tables;
+use crate::plan::{Payload, SandboxImage, SandboxPlan};
+use anyhow::{bail, Context};
+use quest_abi::layout::{
+    BOOT_INFO_GPA, FDT_GPA, FDT_MAX_SIZE, GDT_GPA, HERMIT_KERNEL_GPA, PAGE_TABLES_END,
+    PAGE_TABLES_GPA,
+};
+use quest_abi::LARGE_PAGE_SIZE;
+use zerocopy::IntoBytes;
+
+/// The launch GDT: null, 64-bit code (selector 0x08), data (selector 0x10).
+pub const GDT: [u64; 3] = [0, 0x00AF_9B00_0000_FFFF, 0x00CF_9300_0000_FFFF];
+
+/// Room Hermit needs above its image: it takes RAM from the 2 MiB boundary after the
+/// image for page tables, heap and stacks, and panics at boot without enough.
+pub const MIN_FREE_RAM: u64 = 4 * LARGE_PAGE_SIZE;
+
+// The fixed areas lie in this order and are disjoint: GDT, FDT, boot info, page
+// tables, boot stack, image.
+const _: () = {
+    assert!(GDT_GPA + (GDT.len() as u64) * 8 <= FDT_GPA);
+    assert!(FDT_GPA + FDT_MAX_SIZE <= BOOT_INFO_GPA);
+    assert!(BOOT_INFO_GPA + super::bootinfo::BOOT_INFO_SIZE as u64 <= PAGE_TABLES_GPA);
+    assert!(PAGE_TABLES_END <= quest_abi::layout::HERMIT_BOOT_STACK_GPA);
+    assert!(quest_abi::layout::HERMIT_BOOT_STACK_GPA < HERMIT_KERNEL_GPA);
+};
+
+/// The initial memory of a Hermit sandbox running the unikernel `elf`.
+pub fn initial_memory(sandbox: &SandboxPlan, elf: &[u8]) -> anyhow::Result<SandboxImage> {
+    let ram = sandbox.ram_size;
+    let image = load(elf, HERMIT_KERNEL_GPA, ram)
+        .with_context(|| format!("loading the Hermit image of sandbox {}", sandbox.name))?;
+    let needed = image
+        .end()
+        .next_multiple_of(LARGE_PAGE_SIZE)
+        .saturating_add(MIN_FREE_RAM);
+    if ram < needed {
+        bail!(
+            "sandbox {} has {} MiB of RAM, but its Hermit image ends at {:#x} and Hermit \
+             needs at least {} MiB (more for threads and heap)",
+            sandbox.name,
+            ram >> 20,
+            image.end(),
+            needed.div_ceil(1 << 20)
+        );
+    }
+
+    let cmdline = bootargs(&sandbox.args, &sandbox.env)
+        .with_context(|| format!("the args/env of sandbox {}", sandbox.name))?;
+    let fdt = device_tree(&FdtParams {
+        ram_size: ram,
+        bootargs: &cmdline,
+        tsc_khz: None,
+    })?;
+    if fdt.len() as u64 > FDT_MAX_SIZE {
+        bail!(
+            "the args and env of sandbox {} make a {}-byte device tree; at most {} bytes fit",
+            sandbox.name,
+            fdt.len(),
+            FDT_MAX_SIZE
+        );
+    }
+    let tables = identity_page_tables(PAGE_TABLES_GPA, PAGE_TABLES_END - PAGE_TABLES_GPA, ram)
+        .with_context(|| format!("page tables of sandbox {}", sandbox.name))?;
+    let info = boot_info(&BootInfoParams {
+        ram_size: ram,
+        fdt_gpa: FDT_GPA,
+        image: (image.start, image.end()),
+        tls: image.tls,
+        num_cpus: sandbox.vcpus.len() as u64,
+    });
+
+    let payloads = vec![
+        Payload {
+            gpa: GDT_GPA,
+            bytes: GDT.iter().flat_map(|d| d.to_le_bytes()).collect(),
+        },
+        Payload {
+            gpa: FDT_GPA,
+            bytes: fdt,
+        },
+        Payload {
+            gpa: BOOT_INFO_GPA,
+            bytes: info.as_bytes().to_vec(),
+        },
+        Payload {
+            gpa: PAGE_TABLES_GPA,
+            bytes: tables,
+        },
+        Payload {
+            gpa: image.start,
+            bytes: image.bytes,
+        },
+    ];
+    check_payloads(&payloads, ram)?;
+    Ok(SandboxImage {
+        entry: image.entry,
+        payloads,
+    })
+}
+
+/// Every payload lies in RAM and no two overlap (they are listed by address).
+fn check_payloads(payloads: &[Payload], ram: u64) -> anyhow::Result<()> {
+    let mut previous_end = 0;
+    for p in payloads {
+        let end = p
+            .gpa
+            .checked_add(p.bytes.len() as u64)
+            .filter(|&e| e <= ram)
+            .with_context(|| format!("the payload at {:#x} does not fit in RAM", p.gpa))?;
+        if p.gpa < previous_end {
+            bail!("the payload at {:#x} overlaps the one before it", p.gpa);
+        }
+        previous_end = end;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gdt_descriptors_are_64bit_code_and_flat_data() {
+        // Code: present, DPL 0, code/exec+read, L=1 (bit 53), D=0.
+        let code = GDT[1];
+        assert_eq!((code >> 47) & 1, 1, "present");
+        assert_eq!((code >> 43) & 1, 1, "code");
+        assert_eq!((code >> 53) & 1, 1, "long mode");
+        assert_eq!((code >> 54) & 1, 0, "D must be 0 with L");
+        let data = GDT[2];
+        assert_eq!((data >> 47) & 1, 1, "present");
+        assert_eq!((data >> 43) & 1, 0, "data");
+        assert_eq!((data >> 41) & 1, 1, "writable");
+    }
+
+    #[test]
+    fn payload_checks_catch_overlap_and_overflow() {
+        let p = |gpa: u64, len: usize| Payload {
+            gpa,
+            bytes: vec![0; len],
+        };
+        assert!(check_payloads(&[p(0x1000, 24), p(0x5000, 100)], 1 << 20).is_ok());
+        assert!(check_payloads(&[p(0x1000, 0x5000), p(0x5000, 1)], 1 << 20).is_err());
+        assert!(check_payloads(&[p(0xff000, 0x2000)], 1 << 20).is_err());
+        assert!(check_payloads(&[p(u64::MAX - 1, 8)], u64::MAX).is_err());
+    }
+}
