@@ -16,6 +16,7 @@ pub(crate) type EnvEntry = (Spanned<String>, Spanned<String>);
 /// `[system]` as far as it could be read.
 #[derive(Clone, Debug)]
 pub(crate) struct DraftSystem {
+    pub header: Span,
     pub name: Option<Spanned<String>>,
     pub cores: Option<Spanned<u32>>,
     pub memory: Option<Spanned<u64>>,
@@ -389,6 +390,7 @@ impl Reader<'_> {
         let memory = self.size(t, &header, what, &SYSTEM_KEYS[2]);
         let console = self.choice(t, &header, what, &SYSTEM_KEYS[3], &CONSOLES, Console::Com1);
         DraftSystem {
+            header,
             name,
             cores,
             memory,

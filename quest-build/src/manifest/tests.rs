@@ -363,7 +363,12 @@ proptest! {
         }
         let src = lines.join("\n");
         match check(&src) {
-            Ok(m) => prop_assert_eq!(m.source, src),
+            Ok(m) => {
+                // What validation accepts, the planner and the ABI's validate accept too.
+                let table = crate::plan::encode_table(&crate::plan::plan(&m), None);
+                prop_assert!(table.is_ok(), "{:?}\n{}", table.err(), src);
+                prop_assert_eq!(m.source, src);
+            }
             Err(d) => { prop_assert!(d.has_errors()); let _ = d.render(false); }
         }
     }
@@ -384,4 +389,31 @@ fn table_forms_of_devices_and_env() {
             last: 0x60
         }
     );
+}
+
+#[test]
+fn a_system_needs_a_sandbox() {
+    let src = "[system]\nname = \"empty\"\ncores = 1\nmemory = \"64MiB\"\n";
+    assert_eq!(errors(src), ["the system has no sandboxes"]);
+}
+
+#[test]
+fn channel_directory_limit() {
+    let n = quest_abi::directory::MAX_DIRECTORY_ENTRIES;
+    let mut src = VALID.to_owned();
+    for i in 0..n {
+        src += &format!(
+            "[[channel]]\nname = \"c{i}\"\nwriter = \"pong\"\nreader = \"ping\"\nsize = 4096\n"
+        );
+    }
+    // `ping` and `pong` now have n + 1 channels each (with `ping-to-pong`).
+    assert_eq!(
+        errors(&src),
+        [
+            format!("sandbox `pong` has more than {n} channels"),
+            format!("sandbox `ping` has more than {n} channels")
+        ]
+    );
+    src.truncate(src.rfind("[[channel]]").unwrap());
+    check(&src).unwrap();
 }

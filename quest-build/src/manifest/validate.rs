@@ -8,6 +8,7 @@ use super::diag::Diagnostic;
 use super::parse::{did_you_mean, Draft, DraftChannel, DraftSandbox};
 use super::size::human;
 use super::types::*;
+use quest_abi::directory::MAX_DIRECTORY_ENTRIES;
 use quest_abi::layout::{
     BARE_ARGS_MAX_SIZE, CHANNEL_ACK_SIZE, CHANNEL_WINDOW_SIZE, DIRECTORY_SIZE, MAX_RAM,
 };
@@ -76,6 +77,7 @@ pub(crate) fn validate(
     v.duplicates(draft.channels.iter().map(|c| &c.name), "channel");
     v.cores(draft);
     v.endpoints(draft);
+    v.channel_counts(draft);
     v.channel_windows(draft);
     v.ports(draft);
     v.budget(draft);
@@ -111,6 +113,14 @@ impl Validator<'_> {
     }
 
     fn sandbox_count(&mut self, draft: &Draft) {
+        if draft.sandboxes.is_empty() {
+            let span = draft.system.as_ref().map_or(0..0, |s| s.header.clone());
+            self.diags.push(
+                Diagnostic::error("the system has no sandboxes", span)
+                    .label("no `[[sandbox]]` in this manifest")
+                    .hint("add a `[[sandbox]]` with `name`, `app`, `cores` and `memory`"),
+            );
+        }
         if let Some(extra) = draft.sandboxes.get(MAX_SANDBOXES) {
             self.diags.push(
                 Diagnostic::error(
@@ -395,6 +405,33 @@ impl Validator<'_> {
                         .label("same as the writer")
                         .related(w.span.clone(), "writer")
                         .hint("a channel connects two different sandboxes"),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Each sandbox's channels must fit in its channel directory page.
+    fn channel_counts(&mut self, draft: &Draft) {
+        let mut count: HashMap<&str, usize> = HashMap::new();
+        for c in &draft.channels {
+            let mut ends: Vec<&Spanned<String>> =
+                [&c.writer, &c.reader].into_iter().flatten().collect();
+            ends.dedup_by(|a, b| a.value == b.value);
+            for end in ends {
+                let n = count.entry(&end.value).or_insert(0);
+                *n += 1;
+                if *n == MAX_DIRECTORY_ENTRIES + 1 {
+                    self.diags.push(
+                        Diagnostic::error(
+                            format!(
+                                "sandbox `{}` has more than {MAX_DIRECTORY_ENTRIES} channels",
+                                end.value
+                            ),
+                            end.span.clone(),
+                        )
+                        .label("one channel too many")
+                        .hint("a sandbox's channel directory is one 4 KiB page; merge channels"),
                     );
                 }
             }
