@@ -123,7 +123,15 @@ fn kernel_source(toolchain: &Toolchain, dirs: &HermitDirs) -> anyhow::Result<Pat
     let out = toolchain
         .cargo()
         .current_dir(&wrapper)
-        .args(["metadata", "--format-version", "1", "--manifest-path"])
+        // Only the kernel target's dependencies: cargo downloads every package it lists.
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--filter-platform",
+            KERNEL_TARGET,
+        ])
+        .arg("--manifest-path")
         .arg(&manifest)
         .stderr(Stdio::inherit())
         .output()
