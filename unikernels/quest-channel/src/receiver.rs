@@ -1,0 +1,214 @@
+//! The reading end of a channel.
+
+use crate::directory::Claim;
+use crate::doorbell::{Doorbell, Spin};
+use crate::error::{LayoutError, RecvError};
+use crate::sender::DEFAULT_SPIN_LIMIT;
+use crate::shared::{ChannelMemory, Shared};
+use crate::wire::{self, record_len, record_size, RECORD_HEADER_SIZE, WORD};
+use core::sync::atomic::{fence, Ordering};
+
+/// The reading end of a channel: the only consumer of its ring.
+///
+/// Never trusts the writer: every shared value (the write index, a record header) is read
+/// once into a local and checked there; the write index must lie between the last one seen
+/// and one ring ahead of the read index, a header must carry the record tag and a length
+/// that fits in what was published. Anything else marks the channel corrupt, for good.
+/// Payload bytes are copied out word by word with atomic loads, so a writer that scribbles
+/// over them concurrently can garble a message but never cause undefined behaviour.
+#[derive(Debug)]
+pub struct Receiver<D: Doorbell = Spin> {
+    shared: Shared,
+    /// Our index; the acknowledgement area holds a copy for the writer.
+    read: u64,
+    /// The writer's index as last read and checked (`read <= write_seen`).
+    write_seen: u64,
+    poisoned: bool,
+    doorbell: D,
+    directory_index: usize,
+    /// The value we last wrote to our sleep counter.
+    sleep_count: u64,
+    /// The writer's sleep counter value we last rang for.
+    rung_for: u64,
+    spin_limit: u32,
+    _claim: Option<Claim>,
+}
+
+impl Receiver<Spin> {
+    /// Opens the channel `name`, which this sandbox reads, from the directory the monitor
+    /// maps at [`quest_abi::layout::DIRECTORY_GPA`].
+    ///
+    /// Only in a Quest sandbox (bare or Hermit); see [`crate::Directory::fixed`].
+    #[cfg(any(target_os = "none", target_os = "hermit"))]
+    pub fn open(name: &str) -> Result<Self, crate::OpenError> {
+        let directory = crate::Directory::fixed()?;
+        let (memory, index) = directory.endpoint(name, crate::Role::Reader)?;
+        let claim = Claim::take(index)?;
+        // SAFETY: the directory at the fixed address is the monitor's (see
+        // `Directory::fixed`): its entries name this sandbox's channel mappings, which stay
+        // mapped for the sandbox's life, writable where we write (the acknowledgement
+        // area), and are shared only with the peer endpoint, which uses this same atomic
+        // protocol. The claim makes this the only receiver of the channel in this sandbox.
+        let mut receiver = unsafe { Self::from_memory(memory) }?;
+        receiver.directory_index = index;
+        receiver._claim = Some(claim);
+        Ok(receiver)
+    }
+
+    /// A receiver over memory the caller provides.
+    ///
+    /// # Safety
+    /// `memory.ack` is valid for reads and writes of `memory.ack_len` bytes, and
+    /// `memory.data` for reads of `memory.data_len` bytes, for as long as the receiver
+    /// exists; both areas are accessed (by anyone) only through aligned atomic operations;
+    /// and no other receiver uses the same channel at the same time.
+    pub unsafe fn from_memory(memory: ChannelMemory) -> Result<Self, LayoutError> {
+        // SAFETY: forwarded from our caller.
+        let shared = unsafe { Shared::new(memory) }?;
+        // Our own index (only we write the acknowledgement area).
+        let read = shared.read_index().load(Ordering::Relaxed);
+        Ok(Self {
+            read,
+            write_seen: read,
+            poisoned: read % WORD as u64 != 0,
+            doorbell: Spin,
+            directory_index: 0,
+            sleep_count: shared.reader_sleep().load(Ordering::Relaxed),
+            rung_for: 0,
+            spin_limit: DEFAULT_SPIN_LIMIT,
+            _claim: None,
+            shared,
+        })
+    }
+}
+
+impl<D: Doorbell> Receiver<D> {
+    /// The same receiver, sleeping through `doorbell` when the ring stays empty, and
+    /// ringing it when a sleeping writer has room again.
+    pub fn with_doorbell<E: Doorbell>(self, doorbell: E) -> Receiver<E> {
+        Receiver {
+            shared: self.shared,
+            read: self.read,
+            write_seen: self.write_seen,
+            poisoned: self.poisoned,
+            doorbell,
+            directory_index: self.directory_index,
+            sleep_count: self.sleep_count,
+            rung_for: self.rung_for,
+            spin_limit: self.spin_limit,
+            _claim: self._claim,
+        }
+    }
+
+    /// Sets how many times [`Receiver::recv`] polls an empty ring before it sleeps (only
+    /// with a doorbell).
+    pub fn with_spin_limit(mut self, polls: u32) -> Self {
+        self.spin_limit = polls;
+        self
+    }
+
+    /// Largest message this channel can carry (a buffer this long receives any message).
+    pub fn max_message_len(&self) -> usize {
+        wire::max_message_len(wire::RING_HEADER_SIZE + self.shared.ring_words() * WORD)
+    }
+
+    /// The channel's index in this sandbox's directory (0 for a receiver built from memory).
+    pub fn directory_index(&self) -> usize {
+        self.directory_index
+    }
+
+    /// Whether the channel has been found corrupt (every call fails from then on).
+    pub fn is_corrupt(&self) -> bool {
+        self.poisoned
+    }
+
+    fn corrupt(&mut self) -> RecvError {
+        self.poisoned = true;
+        RecvError::Corrupt
+    }
+
+    /// Receives the next message into `buf` if there is one; returns its length.
+    pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<Option<usize>, RecvError> {
+        if self.poisoned {
+            return Err(RecvError::Corrupt);
+        }
+        if self.read == self.write_seen {
+            // Only look at the writer's line when everything seen so far is consumed.
+            let write = self.shared.write_index().load(Ordering::Acquire);
+            // read <= write_seen <= write <= read + ring, in wrapping arithmetic.
+            if write % WORD as u64 != 0 || write.wrapping_sub(self.read) > self.shared.ring_bytes()
+            {
+                return Err(self.corrupt());
+            }
+            self.write_seen = write;
+            if write == self.read {
+                return Ok(None);
+            }
+        }
+        let available = self.write_seen.wrapping_sub(self.read);
+        let start = self.shared.word_of(self.read);
+        let header = self.shared.load_ring(start);
+        let Some(len) = record_len(header) else {
+            return Err(self.corrupt());
+        };
+        let len = len as usize;
+        let record = match record_size(len) {
+            Some(r) if len <= self.max_message_len() && r as u64 <= available => r as u64,
+            _ => return Err(self.corrupt()),
+        };
+        let Some(dst) = buf.get_mut(..len) else {
+            return Err(RecvError::BufferTooSmall { needed: len });
+        };
+        self.shared.copy_out(start + RECORD_HEADER_SIZE / WORD, dst);
+        self.read = self.read.wrapping_add(record);
+        // Frees the record: the writer's Acquire load of our index orders our loads above
+        // before its stores that reuse the space.
+        self.shared.read_index().store(self.read, Ordering::Release);
+        if D::SLEEPS {
+            self.wake_writer();
+        }
+        Ok(Some(len))
+    }
+
+    /// Receives the next message into `buf`, waiting (spinning with `pause`, then sleeping
+    /// if there is a doorbell) while the ring is empty; returns its length.
+    pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        let mut polls = 0u32;
+        loop {
+            if let Some(len) = self.try_recv(buf)? {
+                return Ok(len);
+            }
+            if D::SLEEPS && polls >= self.spin_limit {
+                self.sleep_until_written();
+                polls = 0;
+            } else {
+                core::hint::spin_loop();
+                polls = polls.saturating_add(1);
+            }
+        }
+    }
+
+    /// Rings the writer if it announced a sleep we have not rung for.
+    fn wake_writer(&mut self) {
+        // Pairs with the writer's fence between announcing its sleep and re-reading our
+        // index: either it sees our new index, or we see its announcement.
+        fence(Ordering::SeqCst);
+        let sleeping = self.shared.writer_sleep().load(Ordering::Relaxed);
+        if sleeping != self.rung_for {
+            self.rung_for = sleeping;
+            self.doorbell.ring(self.directory_index);
+        }
+    }
+
+    /// Announces a sleep, then sleeps unless the writer published meanwhile.
+    fn sleep_until_written(&mut self) {
+        self.sleep_count = self.sleep_count.wrapping_add(1);
+        self.shared
+            .reader_sleep()
+            .store(self.sleep_count, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if self.shared.write_index().load(Ordering::Relaxed) == self.write_seen {
+            self.doorbell.wait();
+        }
+    }
+}

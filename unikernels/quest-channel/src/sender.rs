@@ -1,0 +1,223 @@
+//! The writing end of a channel.
+
+use crate::directory::Claim;
+use crate::doorbell::{Doorbell, Spin};
+use crate::error::{LayoutError, SendError};
+use crate::shared::{ChannelMemory, Shared};
+use crate::wire::{self, record_header, record_size, RECORD_HEADER_SIZE, WORD};
+use core::sync::atomic::{fence, Ordering};
+
+/// How many times a blocked endpoint polls before it sleeps (when it has a doorbell).
+pub(crate) const DEFAULT_SPIN_LIMIT: u32 = 1 << 14;
+
+/// The writing end of a channel: the only producer of its ring.
+///
+/// Never trusts the reader: its index must lie between the last one seen and the write
+/// index; anything else marks the channel corrupt, for good.
+#[derive(Debug)]
+pub struct Sender<D: Doorbell = Spin> {
+    shared: Shared,
+    /// Our index; the data area holds a copy for the reader.
+    write: u64,
+    /// The reader's index as last read and checked.
+    read_seen: u64,
+    poisoned: bool,
+    doorbell: D,
+    directory_index: usize,
+    /// The value we last wrote to our sleep counter.
+    sleep_count: u64,
+    /// The reader's sleep counter value we last rang for.
+    rung_for: u64,
+    spin_limit: u32,
+    _claim: Option<Claim>,
+}
+
+impl Sender<Spin> {
+    /// Opens the channel `name`, which this sandbox writes, from the directory the monitor
+    /// maps at [`quest_abi::layout::DIRECTORY_GPA`].
+    ///
+    /// Only in a Quest sandbox (bare or Hermit); see [`crate::Directory::fixed`].
+    #[cfg(any(target_os = "none", target_os = "hermit"))]
+    pub fn open(name: &str) -> Result<Self, crate::OpenError> {
+        let directory = crate::Directory::fixed()?;
+        let (memory, index) = directory.endpoint(name, crate::Role::Writer)?;
+        let claim = Claim::take(index)?;
+        // SAFETY: the directory at the fixed address is the monitor's (see
+        // `Directory::fixed`): its entries name this sandbox's channel mappings, which stay
+        // mapped for the sandbox's life, writable where we write (the data area), and are
+        // shared only with the peer endpoint, which uses this same atomic protocol. The
+        // claim makes this the only sender of the channel in this sandbox.
+        let mut sender = unsafe { Self::from_memory(memory) }?;
+        sender.directory_index = index;
+        sender._claim = Some(claim);
+        Ok(sender)
+    }
+
+    /// A sender over memory the caller provides.
+    ///
+    /// # Safety
+    /// `memory.data` is valid for reads and writes of `memory.data_len` bytes, and
+    /// `memory.ack` for reads of `memory.ack_len` bytes, for as long as the sender exists;
+    /// both areas are accessed (by anyone) only through aligned atomic operations; and no
+    /// other sender uses the same channel at the same time.
+    pub unsafe fn from_memory(memory: ChannelMemory) -> Result<Self, LayoutError> {
+        // SAFETY: forwarded from our caller.
+        let shared = unsafe { Shared::new(memory) }?;
+        // Our own index (only we write the data area); the reader's is checked against it.
+        let write = shared.write_index().load(Ordering::Relaxed);
+        let read = shared.read_index().load(Ordering::Acquire);
+        let poisoned =
+            write % WORD as u64 != 0 || !Self::read_index_plausible(read, read, write, &shared);
+        Ok(Self {
+            write,
+            read_seen: read,
+            poisoned,
+            doorbell: Spin,
+            directory_index: 0,
+            sleep_count: shared.writer_sleep().load(Ordering::Relaxed),
+            rung_for: 0,
+            spin_limit: DEFAULT_SPIN_LIMIT,
+            _claim: None,
+            shared,
+        })
+    }
+}
+
+impl<D: Doorbell> Sender<D> {
+    /// The same sender, sleeping through `doorbell` when the ring stays full, and ringing
+    /// it when a sleeping reader has a new message.
+    pub fn with_doorbell<E: Doorbell>(self, doorbell: E) -> Sender<E> {
+        Sender {
+            shared: self.shared,
+            write: self.write,
+            read_seen: self.read_seen,
+            poisoned: self.poisoned,
+            doorbell,
+            directory_index: self.directory_index,
+            sleep_count: self.sleep_count,
+            rung_for: self.rung_for,
+            spin_limit: self.spin_limit,
+            _claim: self._claim,
+        }
+    }
+
+    /// Sets how many times [`Sender::send`] polls a full ring before it sleeps (only with
+    /// a doorbell).
+    pub fn with_spin_limit(mut self, polls: u32) -> Self {
+        self.spin_limit = polls;
+        self
+    }
+
+    /// Largest message this channel can carry.
+    pub fn max_message_len(&self) -> usize {
+        wire::max_message_len(RING_HEADER_BYTES + self.shared.ring_words() * WORD)
+    }
+
+    /// The channel's index in this sandbox's directory (0 for a sender built from memory).
+    pub fn directory_index(&self) -> usize {
+        self.directory_index
+    }
+
+    /// Whether the channel has been found corrupt (every call fails from then on).
+    pub fn is_corrupt(&self) -> bool {
+        self.poisoned
+    }
+
+    /// `read` is a plausible reader index: a word multiple between `seen` (the last one
+    /// accepted) and `write`. Wrapping arithmetic, so no input can overflow.
+    fn read_index_plausible(read: u64, seen: u64, write: u64, shared: &Shared) -> bool {
+        read % WORD as u64 == 0
+            && read.wrapping_sub(seen) <= write.wrapping_sub(seen)
+            && write.wrapping_sub(read) <= shared.ring_bytes()
+    }
+
+    /// Sends `msg` if the ring has room for it now.
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<(), SendError> {
+        if self.poisoned {
+            return Err(SendError::Corrupt);
+        }
+        let max = self.max_message_len();
+        if msg.len() > max {
+            return Err(SendError::TooLarge {
+                len: msg.len(),
+                max,
+            });
+        }
+        // Cannot overflow: msg.len() <= max < ring size.
+        let record = record_size(msg.len()).unwrap_or(usize::MAX) as u64;
+        let ring = self.shared.ring_bytes();
+        if ring - self.write.wrapping_sub(self.read_seen) < record {
+            // Only now look at the reader's line: a sender with room never touches it.
+            let read = self.shared.read_index().load(Ordering::Acquire);
+            if !Self::read_index_plausible(read, self.read_seen, self.write, &self.shared) {
+                self.poisoned = true;
+                return Err(SendError::Corrupt);
+            }
+            self.read_seen = read;
+            if ring - self.write.wrapping_sub(read) < record {
+                return Err(SendError::Full);
+            }
+        }
+        let start = self.shared.word_of(self.write);
+        // The length fits in 32 bits: max_message_len caps it.
+        self.shared
+            .store_ring(start, record_header(msg.len() as u32));
+        self.shared.copy_in(start + RECORD_HEADER_SIZE / WORD, msg);
+        self.write = self.write.wrapping_add(record);
+        // Publishes the record: the reader's Acquire load of the index sees every store
+        // above.
+        self.shared
+            .write_index()
+            .store(self.write, Ordering::Release);
+        if D::SLEEPS {
+            self.wake_reader();
+        }
+        Ok(())
+    }
+
+    /// Sends `msg`, waiting (spinning, then sleeping if there is a doorbell) while the ring
+    /// is full. Fails at once if the message can never fit or the channel is corrupt.
+    pub fn send(&mut self, msg: &[u8]) -> Result<(), SendError> {
+        let mut polls = 0u32;
+        loop {
+            match self.try_send(msg) {
+                Err(SendError::Full) => {}
+                done => return done,
+            }
+            if D::SLEEPS && polls >= self.spin_limit {
+                self.sleep_until_read();
+                polls = 0;
+            } else {
+                core::hint::spin_loop();
+                polls = polls.saturating_add(1);
+            }
+        }
+    }
+
+    /// Rings the reader if it announced a sleep we have not rung for.
+    fn wake_reader(&mut self) {
+        // Pairs with the reader's fence between announcing its sleep and re-reading our
+        // index: either it sees our new index, or we see its announcement.
+        fence(Ordering::SeqCst);
+        let sleeping = self.shared.reader_sleep().load(Ordering::Relaxed);
+        if sleeping != self.rung_for {
+            self.rung_for = sleeping;
+            self.doorbell.ring(self.directory_index);
+        }
+    }
+
+    /// Announces a sleep, then sleeps unless the reader moved meanwhile.
+    fn sleep_until_read(&mut self) {
+        self.sleep_count = self.sleep_count.wrapping_add(1);
+        self.shared
+            .writer_sleep()
+            .store(self.sleep_count, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if self.shared.read_index().load(Ordering::Relaxed) == self.read_seen {
+            self.doorbell.wait();
+        }
+    }
+}
+
+/// Data-area bytes before the ring.
+const RING_HEADER_BYTES: usize = wire::RING_HEADER_SIZE;
