@@ -25,6 +25,11 @@ pub const PAGE_TABLES_GPA: u64 = 0x10000;
 pub const PAGE_TABLES_END: u64 = 0x38000;
 /// Hermit's boot stack (grows down from [`HERMIT_KERNEL_GPA`]).
 pub const HERMIT_BOOT_STACK_GPA: u64 = 0x38000;
+/// Hermit's `RawBootInfo` field the monitor patches with the TSC frequency (kHz, u32).
+pub const HERMIT_TSC_KHZ_GPA: u64 = BOOT_INFO_GPA + 104;
+/// Hermit's `RawBootInfo` boot time (i128 ns since the epoch; the monitor patches the low
+/// u64, the high half is zero).
+pub const HERMIT_BOOT_TIME_NS_GPA: u64 = BOOT_INFO_GPA + 112;
 /// Where the Hermit kernel image is loaded.
 pub const HERMIT_KERNEL_GPA: u64 = 0x40000;
 /// Where a bare application image is loaded.

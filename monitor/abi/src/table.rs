@@ -214,6 +214,10 @@ pub struct SandboxEntry {
     /// Guest-physical address where the monitor writes the launch count (1 at first
     /// boot, +1 per restart; little-endian u32) at launch (0: none).
     pub patch_launch_count_gpa: U64,
+    /// Guest-physical address where the monitor writes the boot time in nanoseconds
+    /// since the Unix epoch (little-endian u64; Hermit reads it as the low half of an
+    /// i128 whose high half the host leaves zero) at launch (0: none).
+    pub patch_boot_time_ns_gpa: U64,
 }
 
 /// One virtual CPU: which logical core runs it and its initial 64-bit register state.

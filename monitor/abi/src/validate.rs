@@ -402,6 +402,7 @@ fn check_sandboxes(t: &Table<'_>) -> Result<(), AbiError> {
         if !patch_ok(s.patch_tsc_khz_gpa.get(), 4)
             || !patch_ok(s.patch_boot_time_gpa.get(), 8)
             || !patch_ok(s.patch_launch_count_gpa.get(), 4)
+            || !patch_ok(s.patch_boot_time_ns_gpa.get(), 8)
         {
             return Err(AbiError::SandboxAddress(idx));
         }

@@ -179,6 +179,8 @@ mod tests {
         assert_eq!(BOOT_INFO_SIZE, 128);
         assert_eq!(TSC_KHZ_OFFSET, 104);
         assert_eq!(BOOT_TIME_OFFSET, 112);
+        assert_eq!(BOOT_TIME_GPA, quest_abi::layout::HERMIT_BOOT_TIME_NS_GPA);
+        assert_eq!(TSC_KHZ_GPA, quest_abi::layout::HERMIT_TSC_KHZ_GPA);
         assert_eq!(TSC_KHZ_GPA, BOOT_INFO_GPA + 104);
     }
 

@@ -62,6 +62,7 @@ struct JsonBoot {
     directory_gpa: Option<u64>,
     patch_tsc_khz_gpa: Option<u64>,
     patch_boot_time_gpa: Option<u64>,
+    patch_boot_time_ns_gpa: Option<u64>,
     patch_launch_count_gpa: Option<u64>,
 }
 
@@ -204,6 +205,7 @@ pub fn render(plan: &Plan, table: &EncodedTable, base_dir: &Path) -> String {
                     directory_gpa: sb.boot.directory_gpa,
                     patch_tsc_khz_gpa: sb.boot.patch_tsc_khz_gpa,
                     patch_boot_time_gpa: sb.boot.patch_boot_time_gpa,
+                    patch_boot_time_ns_gpa: sb.boot.patch_boot_time_ns_gpa,
                     patch_launch_count_gpa: sb.boot.patch_launch_count_gpa,
                 },
                 ports: sb.ports.iter().map(|&(a, b)| [a, b]).collect(),

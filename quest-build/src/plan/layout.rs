@@ -11,10 +11,6 @@ use quest_abi::layout::{
 };
 use quest_abi::{RegionKind, Runtime, ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE};
 
-/// Size of Hermit's boot stack: it fills the gap between [`HERMIT_BOOT_STACK_GPA`] and the
-/// kernel image, which is where uhyve puts it too.
-pub const HERMIT_BOOT_STACK_SIZE: u64 = HERMIT_KERNEL_GPA - HERMIT_BOOT_STACK_GPA;
-
 /// The fixed boot addresses of a sandbox running `runtime`; `has_channels` adds the
 /// channel directory.
 pub fn boot_layout(runtime: Runtime, has_channels: bool) -> BootLayout {
@@ -30,18 +26,20 @@ pub fn boot_layout(runtime: Runtime, has_channels: bool) -> BootLayout {
                 patch_tsc_khz_gpa: Some(BOOT_INFO_GPA + TSC_KHZ_OFFSET),
                 patch_boot_time_gpa: Some(BOOT_INFO_GPA + BOOT_TIME_OFFSET),
                 patch_launch_count_gpa: Some(BOOT_INFO_GPA + LAUNCH_COUNT_OFFSET),
+                patch_boot_time_ns_gpa: None,
             }
         }
-        // Hermit reads uhyve's `RawBootInfo`, whose field offsets are the Hermit issue's
-        // business: until it records them, the monitor patches nothing.
+        // Hermit reads uhyve's `RawBootInfo`: the monitor patches its TSC frequency and its
+        // boot time (nanoseconds). Hermit has no notion of a launch count.
         Runtime::Hermit => BootLayout {
             boot_info_gpa: BOOT_INFO_GPA,
             page_table_gpa: PAGE_TABLES_GPA,
             image_gpa: HERMIT_KERNEL_GPA,
             directory_gpa,
-            patch_tsc_khz_gpa: None,
+            patch_tsc_khz_gpa: Some(quest_abi::layout::HERMIT_TSC_KHZ_GPA),
             patch_boot_time_gpa: None,
             patch_launch_count_gpa: None,
+            patch_boot_time_ns_gpa: Some(quest_abi::layout::HERMIT_BOOT_TIME_NS_GPA),
         },
     }
 }
@@ -49,13 +47,13 @@ pub fn boot_layout(runtime: Runtime, has_channels: bool) -> BootLayout {
 /// Initial stack pointer of vCPU `index` in a sandbox with `ram_size` bytes of RAM.
 ///
 /// Bare stacks are [`BARE_STACK_SIZE`] each at the top of RAM, vCPU 0 highest. Hermit
-/// starts every vCPU on its boot stack (the kernel gives each core its own stack before
-/// it uses much of it), ending at the kernel image. Saturates instead of wrapping, so an
+/// starts every vCPU with RSP at the *base* of its boot stack, [`HERMIT_BOOT_STACK_GPA`]:
+/// its `_start` adds the stack size itself (as under uhyve), ending below the kernel. Saturates instead of wrapping, so an
 /// impossible layout shows up as a validation error, never as a panic.
 pub fn stack_top(runtime: Runtime, ram_size: u64, index: u32) -> u64 {
     match runtime {
         Runtime::Bare => ram_size.saturating_sub(u64::from(index).saturating_mul(BARE_STACK_SIZE)),
-        Runtime::Hermit => HERMIT_BOOT_STACK_GPA + HERMIT_BOOT_STACK_SIZE,
+        Runtime::Hermit => HERMIT_BOOT_STACK_GPA,
     }
 }
 
@@ -117,13 +115,15 @@ mod tests {
     }
 
     #[test]
-    fn hermit_layout_patches_nothing_yet_and_directory_follows_channels() {
+    fn hermit_layout_patches_raw_boot_info_and_directory_follows_channels() {
         let h = boot_layout(Runtime::Hermit, true);
         assert_eq!(h.image_gpa, HERMIT_KERNEL_GPA);
         assert_eq!(h.directory_gpa, Some(quest_abi::layout::DIRECTORY_GPA));
-        assert_eq!(h.patch_tsc_khz_gpa, None);
+        assert_eq!(h.patch_tsc_khz_gpa, Some(BOOT_INFO_GPA + 104));
+        assert_eq!(h.patch_boot_time_ns_gpa, Some(BOOT_INFO_GPA + 112));
         assert_eq!(h.patch_boot_time_gpa, None);
         assert_eq!(h.patch_launch_count_gpa, None);
+        assert_eq!(boot_layout(Runtime::Hermit, false).directory_gpa, None);
     }
 
     #[test]
@@ -140,7 +140,8 @@ mod tests {
     #[test]
     fn hermit_vcpus_share_the_boot_stack_below_the_kernel() {
         let v = vcpus(Runtime::Hermit, 64 << 20, &[0, 1]);
-        assert!(v.iter().all(|v| v.stack_top == HERMIT_KERNEL_GPA));
+        // Hermit's `_start` takes RSP as the base of its boot stack and adds the size.
+        assert!(v.iter().all(|v| v.stack_top == HERMIT_BOOT_STACK_GPA));
     }
 
     #[test]

@@ -164,6 +164,7 @@ fn sandbox(out: &mut String, plan: &Plan, index: usize, sb: &SandboxPlan, base_d
     let patches: Vec<String> = [
         ("TSC kHz", b.patch_tsc_khz_gpa),
         ("boot time", b.patch_boot_time_gpa),
+        ("boot time (ns)", b.patch_boot_time_ns_gpa),
         ("launch count", b.patch_launch_count_gpa),
     ]
     .iter()

@@ -156,6 +156,7 @@ pub fn encode_table(
         e.directory_gpa = sb.boot.directory_gpa.unwrap_or(0).into();
         e.patch_tsc_khz_gpa = sb.boot.patch_tsc_khz_gpa.unwrap_or(0).into();
         e.patch_boot_time_gpa = sb.boot.patch_boot_time_gpa.unwrap_or(0).into();
+        e.patch_boot_time_ns_gpa = sb.boot.patch_boot_time_ns_gpa.unwrap_or(0).into();
         e.patch_launch_count_gpa = sb.boot.patch_launch_count_gpa.unwrap_or(0).into();
         sandboxes.push(e);
     }

@@ -100,6 +100,8 @@ pub struct BootLayout {
     pub patch_boot_time_gpa: Option<u64>,
     /// Where the monitor patches the launch count (u32), if anywhere.
     pub patch_launch_count_gpa: Option<u64>,
+    /// Where the monitor patches the boot time (ns since the epoch, u64), if anywhere.
+    pub patch_boot_time_ns_gpa: Option<u64>,
 }
 
 /// Which side of a channel a sandbox is.
