@@ -172,8 +172,6 @@ impl Diagnostics {
                 );
             }
             group = group.element(snippet);
-        } else {
-            group = group.element(annotate_snippets::Origin::path(path));
         }
         if let Some(hint) = &d.hint {
             group = group.element(Level::HELP.message(hint.as_str()));
@@ -256,13 +254,14 @@ mod tests {
     #[test]
     fn file_errors_render_without_a_snippet() {
         let mut d = diags("");
-        d.push(Diagnostic::file_error("cannot read `m.toml`: not found"));
+        d.push(Diagnostic::file_error("cannot read `m.toml`: not found").hint("check the path"));
         let out = d.render(false);
         assert!(
             out.contains("error: cannot read `m.toml`: not found\n"),
             "{out}"
         );
-        assert!(out.contains("--> dir/m.toml"), "{out}");
+        assert!(out.contains("= help: check the path\n"), "{out}");
+        assert!(!out.contains(" | \n") && !out.contains('^'), "{out}");
     }
 
     #[test]

@@ -417,3 +417,20 @@ fn channel_directory_limit() {
     src.truncate(src.rfind("[[channel]]").unwrap());
     check(&src).unwrap();
 }
+
+#[test]
+fn huge_unaligned_channel_sizes_do_not_overflow() {
+    let e =
+        errors(&edit("\"64KiB\"", &format!("\"{}\"", u64::MAX)).replace("\"512MiB\"", "\"16TiB\""));
+    assert!(
+        e.contains(
+            &"channel size 18446744073709551615 B is not a positive multiple of 4 KiB".to_owned()
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.contains("do not fit in its 1 GiB channel window")),
+        "{e:?}"
+    );
+}

@@ -243,7 +243,12 @@ impl Validator<'_> {
     fn channel_size(&mut self, c: &DraftChannel) {
         let Some(size) = &c.size else { return };
         if size.value == 0 || size.value % PAGE_SIZE != 0 {
-            let up = size.value.max(1).next_multiple_of(PAGE_SIZE);
+            // Rounding up cannot overflow below this; above it, round down instead.
+            let up = size
+                .value
+                .max(1)
+                .checked_next_multiple_of(PAGE_SIZE)
+                .unwrap_or(size.value - size.value % PAGE_SIZE);
             self.diags.push(
                 Diagnostic::error(
                     format!(
@@ -446,7 +451,8 @@ impl Validator<'_> {
             let Some(size) = &c.size else { continue };
             let bytes = size
                 .value
-                .next_multiple_of(PAGE_SIZE)
+                .checked_next_multiple_of(PAGE_SIZE)
+                .unwrap_or(u64::MAX)
                 .saturating_add(CHANNEL_ACK_SIZE);
             let mut ends: Vec<&str> = [&c.writer, &c.reader]
                 .into_iter()
