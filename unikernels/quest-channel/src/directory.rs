@@ -68,7 +68,7 @@ impl<'a> Directory<'a> {
     /// channels. In a sandbox without channels the page is not mapped and the access stops
     /// the sandbox; a bare app that may lack channels checks `BootInfo::directory_gpa`
     /// first.
-    #[cfg(any(target_os = "none", target_os = "hermit"))]
+    #[cfg(any(target_os = "none", target_os = "hermit", doc))]
     pub fn fixed() -> Result<Directory<'static>, OpenError> {
         use quest_abi::layout::{DIRECTORY_GPA, DIRECTORY_SIZE};
         let page = core::ptr::with_exposed_provenance::<u8>(DIRECTORY_GPA as usize);

@@ -37,7 +37,7 @@ impl Sender<Spin> {
     /// maps at [`quest_abi::layout::DIRECTORY_GPA`].
     ///
     /// Only in a Quest sandbox (bare or Hermit); see [`crate::Directory::fixed`].
-    #[cfg(any(target_os = "none", target_os = "hermit"))]
+    #[cfg(any(target_os = "none", target_os = "hermit", doc))]
     pub fn open(name: &str) -> Result<Self, crate::OpenError> {
         let directory = crate::Directory::fixed()?;
         let (memory, index) = directory.endpoint(name, crate::Role::Writer)?;
