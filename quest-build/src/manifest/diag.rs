@@ -21,7 +21,7 @@ pub enum Severity {
 pub struct Diagnostic {
     /// How bad it is.
     pub severity: Severity,
-    /// What is wrong, one line (`unknown key `coers` in `[[sandbox]]``).
+    /// What is wrong, in one line, e.g. ``unknown key `coers` in `[system]` ``.
     pub message: String,
     /// The text it is about (`None`: the file as a whole, e.g. it could not be read).
     pub span: Option<Span>,

@@ -2,7 +2,7 @@
 //! diagnostics (`file:line:col`, the source line, a caret, a hint).
 //!
 //! - [`types`]: the model ([`Manifest`]) every later stage uses.
-//! - [`parse`]: TOML text to a draft (syntax, keys, types, value formats).
+//! - `parse`: TOML text to a draft (syntax, keys, types, value formats).
 //! - `schema`: the keys each table accepts.
 //! - [`validate`]: the draft's meaning (cores, memory, channels, ports, apps).
 //! - [`diag`]: diagnostics and their rendering.

@@ -1,4 +1,4 @@
-//! Semantic checks on a [`Draft`]: names, cores, memory, channels, ports, the memory
+//! Semantic checks on a parsed draft: names, cores, memory, channels, ports, the memory
 //! budget and the applications. Every check runs on whatever could be parsed, so one
 //! run reports every problem; a value that could not be read is simply not checked again.
 
