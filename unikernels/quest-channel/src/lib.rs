@@ -59,7 +59,9 @@
 //! whose length exceeds the ring or what was published. A writer rejects a read index that
 //! is not a word multiple, moves backwards, or passes the write index. Either way the
 //! endpoint reports `Corrupt` from then on; it never panics, never reads or writes outside
-//! the channel, and other channels are unaffected.
+//! the channel, and other channels are unaffected. What a hostile peer can still do is
+//! garble its own messages, stall, or (against an endpoint with a doorbell) bump its sleep
+//! counter so that every message costs one doorbell hypercall: never more than one.
 #![cfg_attr(not(test), no_std)]
 
 mod directory;
