@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 step() { printf '\033[1;32m%12s\033[0m %s\n' "$1" "$2"; }
 BARE=(--target x86_64-unknown-none)
 # Bare-metal workspace crates (built for x86_64-unknown-none only).
-BARE_CRATES=(quest-monitor)
+BARE_CRATES=(quest-monitor quest-channel)
 [ -f unikernels/quest-rt/Cargo.toml ] && BARE_CRATES+=(quest-rt)
 
 step Checking "formatting"

@@ -14,13 +14,14 @@ use quest_abi::{RegionKind, ACCESS_READ, ACCESS_WRITE, PAGE_SIZE};
 /// Unmapped gap after the directory and after every channel in a window.
 pub const CHANNEL_GUARD_SIZE: u64 = PAGE_SIZE;
 
-/// Bytes at the start of a data area taken by the ring's header (one cache line).
-/// Provisional: the channel issue fixes the ring layout, and with it this number.
-pub const RING_HEADER_SIZE: u64 = 64;
+/// Bytes at the start of a data area taken by the ring's header (the writer's index and
+/// sleep counter, each on its own cache line), from the channel library's wire format.
+pub const RING_HEADER_SIZE: u64 = quest_channel::wire::RING_HEADER_SIZE as u64;
 
 /// Bytes of messages a data area of `data_size` bytes can hold at once.
+/// This is the largest single message the channel library accepts on such a channel.
 pub fn capacity(data_size: u64) -> u64 {
-    data_size.saturating_sub(RING_HEADER_SIZE)
+    usize::try_from(data_size).map_or(0, |d| quest_channel::max_message_len(d) as u64)
 }
 
 /// A channel to place: the manifest's channel with its endpoints resolved to indices.

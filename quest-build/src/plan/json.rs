@@ -285,7 +285,7 @@ mod tests {
         assert_eq!(r["channel"], "ping-to-pong");
         assert_eq!(r["role"], "reader");
         assert_eq!(v["channels"][0]["writer_gpa"], p.channels[0].writer_gpa);
-        assert_eq!(v["channels"][1]["capacity"], 8192 - 64);
+        assert_eq!(v["channels"][1]["capacity"], 8192 - 128 - 8);
         assert_eq!(v["host_memory"]["needed"], p.host_memory_needed);
         assert_eq!(v["table"]["crc32"], t.checksum());
         assert_eq!(v["table"]["size"], t.table.len());

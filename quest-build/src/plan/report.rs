@@ -213,8 +213,8 @@ fn sandbox(out: &mut String, plan: &Plan, index: usize, sb: &SandboxPlan, base_d
 fn channels(out: &mut String, plan: &Plan) {
     let _ = writeln!(
         out,
-        "channels (capacity = data size - {RING_HEADER_SIZE} B ring header, one cache line; \
-         provisional until the ring layout is fixed)"
+        "channels (capacity = largest message: data size - {RING_HEADER_SIZE} B ring header \
+         - 8 B record header)"
     );
     let name = |i: usize| plan.sandboxes.get(i).map_or("?", |s| s.name.as_str());
     let mut rows = vec![[
@@ -317,7 +317,7 @@ mod tests {
         );
         assert!(r.contains("v1 -> core 2 (rsp 0x7f0000)"), "{r}");
         assert!(r.contains("ports    0x2f8-0x2ff"), "{r}");
-        assert!(r.contains("65472 B"), "{r}");
+        assert!(r.contains("65400 B"), "{r}");
         let crc = format!("CRC-32 {:#010x}", t.checksum());
         assert!(r.contains(&crc), "{r}");
         assert!(r.contains(&format!("{} bytes", t.table.len())), "{r}");
