@@ -125,6 +125,7 @@ pub unsafe fn run(magic: u32, mbi_addr: u64) -> ! {
     let (tsc_khz, source) =
         tsc::calibrate().unwrap_or_else(|| refuse("cannot find the TSC frequency"));
     crate::println!("quest: TSC {tsc_khz} kHz ({source})");
+    let boot_time_us = wall_clock(tsc_khz);
 
     let mut needed = [false; MAX_CORES as usize];
     for v in table.vcpus {
@@ -149,8 +150,40 @@ pub unsafe fn run(magic: u32, mbi_addr: u64) -> ! {
         channels: system_parts.1,
         apic_ids: system_parts.2,
         tsc_khz,
+        boot_time_us,
     });
     smp::enter(0, system)
+}
+
+/// The wall-clock time (microseconds since the Unix epoch) at which the TSC read 0, from
+/// the CMOS RTC; 0 ("unknown", as the boot information defines it) without a usable RTC.
+fn wall_clock(tsc_khz: u32) -> u64 {
+    use quest_monitor_core::rtc_time::{decode, time_at_tsc_zero, unix_micros};
+    let Some((registers, at)) = crate::arch::rtc::read() else {
+        crate::println!("quest: no readable CMOS RTC; sandboxes get boot time 0 (unknown)");
+        return 0;
+    };
+    match decode(&registers).and_then(|dt| Ok((dt, unix_micros(&dt)?))) {
+        Ok((dt, now_us)) => {
+            crate::println!(
+                "quest: RTC {:04}-{:02}-{:02} {:02}:{:02}:{:02} ({} s since the epoch)",
+                dt.year,
+                dt.month,
+                dt.day,
+                dt.hour,
+                dt.minute,
+                dt.second,
+                now_us / 1_000_000
+            );
+            time_at_tsc_zero(now_us, at, tsc_khz)
+        }
+        Err(e) => {
+            crate::println!(
+                "quest: the CMOS RTC time is invalid ({e}); sandboxes get boot time 0 (unknown)"
+            );
+            0
+        }
+    }
 }
 
 type Parts = (

@@ -44,6 +44,10 @@ pub struct System {
     pub apic_ids: &'static [u32],
     /// TSC frequency in kHz, measured at boot.
     pub tsc_khz: u32,
+    /// Wall-clock time at which the TSC read 0, in microseconds since the Unix epoch
+    /// (from the CMOS RTC at boot; 0 = unknown). Guests run on the host TSC (offset 0),
+    /// so their wall clock is `boot_time_us + rdtsc * 1000 / tsc_khz`.
+    pub boot_time_us: u64,
 }
 
 impl System {

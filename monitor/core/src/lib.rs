@@ -1,8 +1,10 @@
 //! Pure monitor logic, host-tested.
 #![cfg_attr(not(test), no_std)]
 
+pub mod boot_cost;
 pub mod console_line;
 pub mod cpuid_policy;
+pub mod doorbell;
 pub mod ept;
 pub mod exit;
 pub mod frames;
@@ -10,6 +12,7 @@ pub mod guest_memory;
 pub mod io_bitmap;
 pub mod msr_policy;
 pub mod placement;
+pub mod rtc_time;
 pub mod sandbox_ept;
 pub mod vmcs_fields;
 pub mod vmx_controls;

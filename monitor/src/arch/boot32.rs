@@ -3,6 +3,7 @@
 //!
 //! GRUB enters in 32-bit protected mode with paging off, EAX = the multiboot2 magic and
 //! EBX = the physical address of the boot information (multiboot2 spec, section 3.3).
+//! The first thing it does after saving those is record the TSC (`tsc::ENTRY_TSC`).
 
 use core::arch::global_asm;
 
@@ -28,11 +29,14 @@ mb2_header_end:
     .code32
     .global quest_entry32
 quest_entry32:
+    mov %eax, %edi              /* multiboot2 magic -> first argument */
+    mov %ebx, %esi              /* boot information -> second argument */
+    rdtsc                       /* the boot cost counts from here (tsc::ENTRY_TSC) */
+    mov %eax, {entry_tsc}
+    mov %edx, {entry_tsc}+4
     cli
     cld
     mov $boot_stack_top, %esp
-    mov %eax, %edi              /* multiboot2 magic -> first argument */
-    mov %ebx, %esi              /* boot information -> second argument */
 
     /* Long mode needs CPUID leaf 0x80000001 EDX bit 29. */
     mov $0x80000000, %eax
@@ -145,5 +149,6 @@ boot_stack:
 boot_stack_top:
     "#,
     pd_entries = const BOOT_PD_ENTRIES,
+    entry_tsc = sym crate::arch::tsc::ENTRY_TSC,
     options(att_syntax)
 );

@@ -4,6 +4,7 @@ pub mod boot32;
 pub mod cpu;
 pub mod idt;
 pub mod paging;
+pub mod rtc;
 pub mod trampoline;
 pub mod tsc;
 pub mod x2apic;

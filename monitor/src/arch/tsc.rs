@@ -2,7 +2,7 @@
 //! 0x15/0x16) and busy-wait delays.
 
 use core::arch::x86_64::{__cpuid, _rdtsc};
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use x86_64::instructions::port::Port;
 
 /// The PIT's input clock in Hz.
@@ -11,6 +11,15 @@ const PIT_HZ: u64 = 1_193_182;
 const CALIBRATION_MS: u64 = 20;
 /// TSC frequency in kHz once known (0 before).
 static TSC_KHZ: AtomicU32 = AtomicU32::new(0);
+
+/// The TSC at the monitor's first instructions, stored by the 32-bit entry
+/// (`arch::boot32`) before anything else runs: the origin of the boot cost.
+pub static ENTRY_TSC: AtomicU64 = AtomicU64::new(0);
+
+/// The TSC when the monitor was entered (see [`ENTRY_TSC`]).
+pub fn entry() -> u64 {
+    ENTRY_TSC.load(Ordering::Relaxed)
+}
 
 /// Reads the TSC.
 pub fn now() -> u64 {

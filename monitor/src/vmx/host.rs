@@ -3,14 +3,14 @@
 //!
 //! NMIs: the monitor takes a core back from a sandbox with an NMI IPI (NMI exiting is on,
 //! so in the guest an NMI is a VM exit). An NMI that arrives while the core is in the
-//! monitor (handling an exit, or parked) must be harmless, so vCPU cores load a copy of
-//! the platform IDT whose NMI gate only returns; whoever sent it re-checks and resends
-//! until the target has parked (see `lifecycle`).
+//! monitor (handling an exit, parked, or asleep in `WAIT`) must be harmless, so vCPU
+//! cores load a copy of the platform IDT whose NMI gate only returns (after ending an
+//! interrupted sleep window, see `sleep`); whoever sent it re-checks and resends until
+//! the target has parked (see `lifecycle`).
 
 use super::caps::VmxCaps;
 use super::instructions::{self as vmx, VmFail};
 use crate::arch::cpu::{CODE_SELECTOR, DATA_SELECTOR, TSS_SELECTOR};
-use core::arch::global_asm;
 use core::arch::x86_64::__cpuid;
 use core::cell::UnsafeCell;
 use quest_monitor_core::vmcs_fields::{field16, field32, field64, natural};
@@ -153,20 +153,6 @@ pub unsafe fn write_host_state() -> Result<(), VmFail> {
     Ok(())
 }
 
-// The NMI gate of vCPU cores: return at once (see the module comment).
-global_asm!(
-    r#"
-    .section .text.vmx, "ax"
-    .global vmx_host_nmi
-vmx_host_nmi:
-    iretq
-    "#
-);
-
-extern "C" {
-    fn vmx_host_nmi();
-}
-
 #[repr(C, align(16))]
 struct VcpuIdt(UnsafeCell<[u128; 256]>);
 // SAFETY: written once under `IDT_ONCE` before any core loads it, read-only afterwards.
@@ -174,7 +160,7 @@ unsafe impl Sync for VcpuIdt {}
 static VCPU_IDT: VcpuIdt = VcpuIdt(UnsafeCell::new([0; 256]));
 static IDT_ONCE: spin::Once<()> = spin::Once::new();
 
-/// Loads, on this core, a copy of the current IDT whose NMI gate returns at once.
+/// Loads, on this core, a copy of the current IDT whose NMI gate is `sleep::vmx_host_nmi`.
 ///
 /// # Safety
 /// Interrupts disabled; the platform IDT must be loaded on this core.
@@ -191,7 +177,7 @@ pub unsafe fn load_vcpu_idt() {
             *gate = unsafe { src.add(i).read() };
         }
         // Keep the platform's gate attributes (selector, IST, type); change the target.
-        let handler = vmx_host_nmi as *const () as usize as u128;
+        let handler = super::sleep::vmx_host_nmi as *const () as usize as u128;
         let mut gate = idt[2];
         gate &= !((0xffff) | (0xffff << 48) | (0xffff_ffff << 64));
         gate |= (handler & 0xffff) | (((handler >> 16) & 0xffff) << 48) | ((handler >> 32) << 64);
@@ -203,4 +189,18 @@ pub unsafe fn load_vcpu_idt() {
     };
     // SAFETY: a complete IDT: the platform's gates plus a returning NMI gate.
     unsafe { x86_64::instructions::tables::lidt(&idtr) };
+}
+
+/// x2APIC ICR: delivery mode NMI, level assert, physical destination.
+const ICR_NMI: u64 = 0x4400;
+const X2APIC_ICR: u32 = 0x830;
+
+/// Sends an NMI to the core with x2APIC ID `apic_id`.
+///
+/// # Safety
+/// The target must be a vCPU core of the monitor (its NMI gate is `vmx_host_nmi` in root
+/// mode, and NMI exiting is on in its VMCS), so the NMI only makes it re-check its state.
+pub unsafe fn send_nmi(apic_id: u32) {
+    // SAFETY: per the contract; in x2APIC mode an ICR write is one MSR write.
+    unsafe { Msr::new(X2APIC_ICR).write((u64::from(apic_id) << 32) | ICR_NMI) };
 }

@@ -20,13 +20,9 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use quest_abi::{name_str, OnFault};
 use quest_monitor_core::exit::{reason_name, REASON_COUNT};
 use quest_monitor_core::vmcs_fields::field32;
-use x86_64::registers::model_specific::Msr;
 
 /// A sandbox is launched at most this often (first boot + restarts).
 const MAX_LAUNCHES: u32 = 8;
-/// x2APIC ICR: delivery mode NMI, level assert.
-const ICR_NMI: u64 = 0x4400;
-const X2APIC_ICR: u32 = 0x830;
 /// TSC cycles to wait for a vCPU to park before sending the NMI again.
 const NMI_RETRY_CYCLES: u64 = 2_000_000;
 
@@ -106,10 +102,15 @@ fn run_until_stop(v: &mut Vcpu, st: &SandboxState) -> Stopped {
         if st.stop.load(Ordering::Acquire) != 0 {
             return Stopped::Follower;
         }
+        let first_entry = !v.launched;
+        let entry_tsc = if first_entry { rdtsc() } else { 0 };
         // SAFETY: the VMCS is current and complete (controls, host and guest state).
         let action = match unsafe { vmx::enter_guest(&mut v.regs, v.launched) } {
             Ok(()) => {
                 v.launched = true;
+                if first_entry {
+                    super::boot_cost::entered(v, entry_tsc);
+                }
                 // SAFETY: right after a VM exit with this VMCS current.
                 let raw = unsafe { vmx::read32(field32::EXIT_REASON) };
                 st.count_exit(raw);
@@ -162,9 +163,9 @@ fn stop_others(v: &Vcpu, st: &SandboxState, generation: u32) {
             continue;
         };
         while st.parked[i].load(Ordering::Acquire) < generation {
-            // SAFETY: an NMI to a core of this sandbox; vCPU cores handle NMIs in the
-            // guest (VM exit) and in the monitor (returning gate, `host::load_vcpu_idt`).
-            unsafe { Msr::new(X2APIC_ICR).write((u64::from(apic_id) << 32) | ICR_NMI) };
+            // SAFETY: an NMI to a vCPU core of this sandbox; vCPU cores handle NMIs in the
+            // guest (VM exit) and in the monitor (`sleep::vmx_host_nmi`).
+            unsafe { super::host::send_nmi(apic_id) };
             let start = rdtsc();
             while st.parked[i].load(Ordering::Acquire) < generation
                 && rdtsc().wrapping_sub(start) < NMI_RETRY_CYCLES
@@ -264,19 +265,26 @@ pub fn summary(sys: &System) -> bool {
         };
         let _ = write!(
             console,
-            ", faults {}, launches {}, exits:",
+            ", faults {}, launches {}, exits {}",
             st.faults.load(Ordering::Relaxed),
-            st.generation.load(Ordering::Relaxed)
+            st.generation.load(Ordering::Relaxed),
+            st.total_exits(),
         );
-        let mut any = false;
+        let mut sep = ':';
         for r in 0..REASON_COUNT {
             let n = st.exits[r].load(Ordering::Relaxed);
             if n != 0 {
-                let _ = write!(console, " {} {n}", reason_name(r));
-                any = true;
+                let _ = write!(console, "{sep} {} {n}", reason_name(r));
+                sep = ',';
             }
         }
-        let _ = console.write_str(if any { "\n" } else { " none\n" });
+        let _ = writeln!(
+            console,
+            "; doorbells {}, waits {} (slept {})",
+            st.doorbells.load(Ordering::Relaxed),
+            st.waits.load(Ordering::Relaxed),
+            st.sleeps.load(Ordering::Relaxed),
+        );
     }
     if all_ok {
         crate::println!("quest: all sandboxes exited 0");
@@ -286,18 +294,26 @@ pub fn summary(sys: &System) -> bool {
     all_ok
 }
 
-/// Writes the launch values (TSC kHz, launch count, boot time) at the GPAs the table
-/// names; each address is checked against the sandbox's RAM.
+/// Writes the launch values (TSC kHz, launch count, boot time in µs and in ns) at the
+/// GPAs the table names; each address is checked against the sandbox's RAM.
 fn patch_launch_values(v: &Vcpu, launch: u32) {
     let sandbox = &v.sys.table.sandboxes[v.sandbox];
-    let patches: [(u64, &[u8]); 3] = [
+    let boot_time_ns = v.sys.boot_time_us.saturating_mul(1000);
+    let patches: [(u64, &[u8]); 4] = [
         (
             sandbox.patch_tsc_khz_gpa.get(),
             &v.sys.tsc_khz.to_le_bytes(),
         ),
         (sandbox.patch_launch_count_gpa.get(), &launch.to_le_bytes()),
-        // The monitor has no wall clock yet: 0 means "unknown" (quest_abi::bootinfo).
-        (sandbox.patch_boot_time_gpa.get(), &0u64.to_le_bytes()),
+        (
+            sandbox.patch_boot_time_gpa.get(),
+            &v.sys.boot_time_us.to_le_bytes(),
+        ),
+        // The low half of Hermit's i128; the host left the high half zero.
+        (
+            sandbox.patch_boot_time_ns_gpa.get(),
+            &boot_time_ns.to_le_bytes(),
+        ),
     ];
     for (gpa, bytes) in patches {
         if gpa != 0 && !v.mem.write(gpa, bytes) {

@@ -9,16 +9,20 @@
 //!
 //! Steady state: external interrupts, the local APIC timer, TSC, TSC-deadline, EOI and
 //! HLT stay inside the sandbox without VM exits; only CPUID, hypercalls, trapped MSRs and
-//! ports, XSETBV and faults reach the monitor.
+//! ports, XSETBV and faults reach the monitor. A vCPU that calls `WAIT` sleeps in the
+//! monitor until a channel peer's `DOORBELL` (an NMI) wakes it (`doorbell`, `sleep`).
 
+mod boot_cost;
 mod caps;
 mod console_out;
+mod doorbell;
 mod guest_mem;
 mod handlers;
 mod host;
 mod instructions;
 mod lifecycle;
 mod sandbox;
+mod sleep;
 mod vcpu;
 mod vmcs;
 
@@ -47,6 +51,7 @@ pub fn run_core(core: usize, sys: &'static System) -> ! {
         lifecycle::park_forever();
     };
     let s = entry.sandbox.get() as usize;
+    boot_cost::launch(s);
     let name = name_str(&sys.table.sandboxes[s].name).unwrap_or("?");
     let caps = match check_support() {
         Ok(c) => c,

@@ -117,6 +117,16 @@ pub struct SandboxState {
     pub faults: AtomicU32,
     /// VM exits by basic reason.
     pub exits: [AtomicU64; REASON_COUNT],
+    /// Per vCPU: a doorbell is pending (set by a peer's `DOORBELL`, taken by `WAIT`).
+    pub doorbell_pending: [AtomicU32; MAX_VCPUS_PER_SANDBOX],
+    /// Per vCPU: it sleeps in `WAIT` (a ringing peer then sends it an NMI).
+    pub waiting: [AtomicU32; MAX_VCPUS_PER_SANDBOX],
+    /// `DOORBELL` hypercalls this sandbox made that named one of its channels.
+    pub doorbells: AtomicU64,
+    /// `WAIT` hypercalls this sandbox made.
+    pub waits: AtomicU64,
+    /// `WAIT`s that actually slept (no doorbell was pending yet).
+    pub sleeps: AtomicU64,
 }
 
 impl SandboxState {
@@ -129,6 +139,11 @@ impl SandboxState {
             exit_code: AtomicI32::new(0),
             faults: AtomicU32::new(0),
             exits: [const { AtomicU64::new(0) }; REASON_COUNT],
+            doorbell_pending: [const { AtomicU32::new(0) }; MAX_VCPUS_PER_SANDBOX],
+            waiting: [const { AtomicU32::new(0) }; MAX_VCPUS_PER_SANDBOX],
+            doorbells: AtomicU64::new(0),
+            waits: AtomicU64::new(0),
+            sleeps: AtomicU64::new(0),
         }
     }
 
@@ -137,6 +152,11 @@ impl SandboxState {
         if let Some(c) = self.exits.get((reason & 0xffff) as usize) {
             c.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// VM exits of all reasons.
+    pub fn total_exits(&self) -> u64 {
+        self.exits.iter().map(|c| c.load(Ordering::Relaxed)).sum()
     }
 }
 

@@ -1,10 +1,13 @@
 //! VMCALL: Quest's own hypercalls (`quest_abi::hypercall`): number in RAX, arguments in
 //! RDI, RSI, RDX, result in RAX. Bad arguments get `ERR_INVALID`, unknown numbers
-//! `ERR_UNKNOWN`; neither stops the sandbox.
+//! `ERR_UNKNOWN`; neither stops the sandbox. `WAIT` and `DOORBELL` are in `vmx::doorbell`.
 
+use crate::vmx::doorbell;
 use crate::vmx::instructions::reg;
 use crate::vmx::vcpu::{Action, Vcpu};
-use quest_abi::hypercall::{CONSOLE_WRITE, CONSOLE_WRITE_MAX, ERR_INVALID, ERR_UNKNOWN, EXIT, OK};
+use quest_abi::hypercall::{
+    CONSOLE_WRITE, CONSOLE_WRITE_MAX, DOORBELL, ERR_INVALID, ERR_UNKNOWN, EXIT, OK, WAIT,
+};
 
 pub fn handle(v: &mut Vcpu) -> Action {
     let number = v.regs.0[reg::RAX];
@@ -18,6 +21,8 @@ pub fn handle(v: &mut Vcpu) -> Action {
             }
         }
         EXIT => return Action::Exit(a0 as u32 as i32),
+        WAIT => doorbell::wait(v),
+        DOORBELL => doorbell::ring(v, a0),
         _ => ERR_UNKNOWN,
     };
     v.regs.0[reg::RAX] = result;
