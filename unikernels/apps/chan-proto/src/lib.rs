@@ -8,6 +8,7 @@
 //! truncation and corruption ([`verify`]).
 #![cfg_attr(not(test), no_std)]
 
+pub mod hostile;
 pub mod pingpong;
 pub mod stats;
 

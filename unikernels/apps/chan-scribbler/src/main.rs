@@ -1,0 +1,64 @@
+//! A channel reader that turns on its channel (`partition-manifests/channels-hostile.toml`).
+//!
+//! It receives and verifies a few messages on `to-scribbler`, then tries to write into
+//! that channel's data area, which EPT maps read-only for the reader. It first makes the
+//! page writable in its own page tables, so that only EPT stands in the way; the monitor
+//! must stop it (an EPT violation, reported on the console) while the others finish.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+mod paging;
+
+use chan_proto::hostile::{SCRIBBLER_MESSAGES, SCRIBBLER_SEED};
+use chan_proto::{verify, MAX_LEN};
+use quest_channel::Receiver;
+use quest_rt::{println, Ctx};
+
+quest_rt::entry!(main);
+
+/// Exit status if the write was not stopped.
+const NOT_CONTAINED: i32 = 3;
+
+fn main(ctx: &Ctx) -> i32 {
+    if ctx.vcpu() != 0 {
+        return 0;
+    }
+    let mut rx = match Receiver::open("to-scribbler") {
+        Ok(rx) => rx,
+        Err(e) => {
+            println!("scribbler: cannot open to-scribbler: {e}");
+            return 2;
+        }
+    };
+    let mut buf = [0u8; MAX_LEN];
+    for seq in 0..SCRIBBLER_MESSAGES {
+        let checked = rx
+            .recv(&mut buf)
+            .map_err(|e| alloc::format!("{e}"))
+            .and_then(|n| {
+                verify(SCRIBBLER_SEED, seq, &buf[..n]).map_err(|e| alloc::format!("{e}"))
+            });
+        if let Err(e) = checked {
+            println!("scribbler: to-scribbler message {seq}: {e}");
+            return 1;
+        }
+    }
+    let Some(gpa) = ctx.channel("to-scribbler").map(|e| e.data_gpa.get()) else {
+        println!("scribbler: to-scribbler is not in the directory");
+        return 2;
+    };
+    if let Err(e) = paging::make_writable(gpa) {
+        println!("scribbler: cannot edit our page tables: {e}");
+        return 2;
+    }
+    println!(
+        "scribbler: {SCRIBBLER_MESSAGES} messages verified; now writing the data area of to-scribbler at {gpa:#x} (read-only for us)"
+    );
+    // SAFETY: deliberately unsound: EPT maps this page read-only for the reader, so the
+    // monitor stops us here; the write never happens.
+    unsafe { (gpa as *mut u64).write_volatile(u64::MAX) };
+    println!("scribbler: NOT CONTAINED: wrote the data area of to-scribbler");
+    NOT_CONTAINED
+}
