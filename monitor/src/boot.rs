@@ -2,7 +2,7 @@
 //! image comes first and ends with one clear line and a failing shutdown; then memory,
 //! cores and the hand-off to the vmx code.
 
-use crate::arch::{cpu, idt, paging, tsc, x2apic};
+use crate::arch::{cpu, idt, paging, pic, tsc, x2apic};
 use crate::blob::Blob;
 use crate::memory::{Layout, MAX_CHANNELS};
 use crate::system::{ChannelPlacement, SandboxPlacement, System};
@@ -70,6 +70,8 @@ pub unsafe fn run(magic: u32, mbi_addr: u64) -> ! {
     }
     // SAFETY: supported (checked above); interrupts are off.
     unsafe { x2apic::enable() };
+    // SAFETY: boot core, before any sandbox runs (see `pic::mask_all`).
+    unsafe { pic::mask_all() };
 
     // SAFETY: `info.blob` is the loaded `.quest_blob` section, never written.
     let blob = check(unsafe { crate::blob::open(info.blob) });

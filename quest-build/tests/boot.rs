@@ -180,6 +180,28 @@ fn isolation_contains_every_attack_and_the_victim_finishes() {
         );
         assert_line(c, &format!("quest:   '{name}': halted, faults 1"));
     }
+    // The doorbell attacker's hostile channel indices are refused without a fault.
+    assert_line(
+        c,
+        "[doorbell] attacker: launch 1: attack doorbell-bad-index",
+    );
+    assert_line(
+        c,
+        "[doorbell] attacker: doorbell: 7 hostile indices refused, our own channel rang",
+    );
+    assert_line(c, "quest:   'doorbell': exited 0, faults 0");
+    assert_line(
+        c,
+        "quest:   'doorbell': exited 0, faults 0, launches 1, exits ",
+    );
+    let doorbell_summary = c
+        .lines()
+        .find(|l| l.starts_with("quest:   'doorbell': exited"))
+        .expect("a summary line for `doorbell`");
+    assert!(
+        doorbell_summary.contains("doorbells 1, waits 0"),
+        "only the valid index counts as a doorbell: {doorbell_summary}"
+    );
     // Halted attackers make the system fail, which is the honest verdict.
     assert!(!out.passed());
     assert_line(c, "quest: not every sandbox exited 0");

@@ -5,6 +5,10 @@
 //!   TSC-deadline, XSAVE, RDRAND stay visible.
 //! - Leaves 0xB/0x1F: the x2APIC ID is the virtual one (the vCPU index).
 //! - Leaf 0xA: no architectural PMU (its MSRs are trapped).
+//! - Leaves 0x15 and 0x16: the TSC frequency the monitor measured, not the model's
+//!   nominal one (Bochs reports 3.5 GHz for a TSC that runs at its `ips`). Guests such as
+//!   Hermit read these before anything the monitor patches in, so they must agree with it:
+//!   0x15 as crystal 1 kHz x `tsc_khz` / 1, 0x16 as base = maximum = `tsc_khz / 1000` MHz.
 //! - Leaves 0x4000_0000..: the Quest signature `QuestMonitor`, and leaf 0x4000_0010 with
 //!   the TSC frequency in kHz (the convention Hermit and Linux read).
 //!   Invariant TSC (0x8000_0007 EDX bit 8) is passed as the host reports it.
@@ -57,6 +61,8 @@ pub fn filter(leaf: u32, subleaf: u32, host: CpuidRegs, ctx: &CpuidContext) -> C
             r.ebx = (r.ebx & 0x0000_FFFF) | (count << 16) | ((ctx.vcpu_index & 0xff) << 24);
         }
         0xA => r = CpuidRegs::default(),
+        0x15 => r = tsc_info_leaf(ctx.tsc_khz),
+        0x16 => r = frequency_leaf(ctx.tsc_khz),
         0xB | 0x1F => {
             let _ = subleaf;
             r.edx = ctx.vcpu_index;
@@ -87,6 +93,31 @@ pub fn filter(leaf: u32, subleaf: u32, host: CpuidRegs, ctx: &CpuidContext) -> C
         _ => {}
     }
     r
+}
+
+/// Leaf 0x15 (TSC = crystal x EBX / EAX): a 1 kHz "crystal" times `tsc_khz`, so the
+/// ratio is exact; all zero ("not enumerated") when the frequency is unknown.
+fn tsc_info_leaf(tsc_khz: u32) -> CpuidRegs {
+    if tsc_khz == 0 {
+        return CpuidRegs::default();
+    }
+    CpuidRegs {
+        eax: 1,
+        ebx: tsc_khz,
+        ecx: 1000,
+        edx: 0,
+    }
+}
+
+/// Leaf 0x16: base and maximum frequency in MHz (16 bits each), no bus frequency.
+fn frequency_leaf(tsc_khz: u32) -> CpuidRegs {
+    let mhz = (tsc_khz / 1000).min(0xffff);
+    CpuidRegs {
+        eax: mhz,
+        ebx: mhz,
+        ecx: 0,
+        edx: 0,
+    }
 }
 
 /// Whether `xcr0` is a value XSETBV may load (SDM Vol. 1, 13.3): only bits the CPU
@@ -153,6 +184,31 @@ mod tests {
             edx: 4,
         };
         assert_eq!(filter(0x4000_0005, 0, junk, &CTX), CpuidRegs::default());
+    }
+
+    #[test]
+    fn frequency_leaves_report_the_measured_tsc() {
+        let nominal = CpuidRegs {
+            eax: 3500,
+            ebx: 3500,
+            ecx: 100,
+            edx: 0,
+        };
+        let r = filter(0x16, 0, nominal, &CTX);
+        assert_eq!((r.eax, r.ebx, r.ecx), (2500, 2500, 0));
+        let r = filter(0x15, 0, nominal, &CTX);
+        assert_eq!(
+            u64::from(r.ecx) * u64::from(r.ebx) / u64::from(r.eax),
+            2_500_000_000
+        );
+        let slow = CpuidContext {
+            tsc_khz: 10_000,
+            ..CTX
+        };
+        assert_eq!(filter(0x16, 0, nominal, &slow).eax, 10);
+        let unknown = CpuidContext { tsc_khz: 0, ..CTX };
+        assert_eq!(filter(0x15, 0, nominal, &unknown), CpuidRegs::default());
+        assert_eq!(filter(0x16, 0, nominal, &unknown).eax, 0);
     }
 
     #[test]

@@ -1,9 +1,11 @@
-//! x86-64 specifics: boot entry, AP trampoline, descriptor tables, APIC, TSC, paging.
+//! x86-64 specifics: boot entry, AP trampoline, descriptor tables, APIC, legacy PIC, TSC,
+//! paging.
 
 pub mod boot32;
 pub mod cpu;
 pub mod idt;
 pub mod paging;
+pub mod pic;
 pub mod rtc;
 pub mod trampoline;
 pub mod tsc;

@@ -4,7 +4,8 @@
 //! (`quest_monitor_core::boot_cost`); the vCPU that completes the set prints:
 //!
 //! `quest: all sandboxes running after <N> TSC cycles` (read by `quest-build bench`),
-//! then per sandbox `quest:   '<name>': launch to first entry of its <k> vCPUs: <M> TSC cycles`.
+//! then per sandbox `quest: boot cost of '<name>': launch to first entry of its <k> vCPUs in
+//! <M> TSC cycles` (not `quest:   '<name>': ...`, which is the summary's line format).
 
 use super::vcpu::Vcpu;
 use quest_abi::name_str;
@@ -17,8 +18,8 @@ pub fn launch(s: usize) {
     FIRST_ENTRIES.launch(s, crate::arch::tsc::now());
 }
 
-/// `v` made its first VM entry; `tsc` was read just before it. The last vCPU of all to
-/// get here prints the boot cost.
+/// `v` is about to make its first VM entry; `tsc` was read just now. The last vCPU of all
+/// to get here prints the boot cost (before its entry; `tsc` excludes the printing).
 pub fn entered(v: &Vcpu, tsc: u64) {
     let table = &v.sys.table;
     if !FIRST_ENTRIES.entered(v.sandbox, tsc, table.vcpus.len()) {
@@ -32,7 +33,7 @@ pub fn entered(v: &Vcpu, tsc: u64) {
         let vcpus = table.sandbox_vcpus(s).len();
         if let Some(cycles) = FIRST_ENTRIES.sandbox_cycles(s, vcpus) {
             crate::println!(
-                "quest:   '{}': launch to first entry of its {vcpus} vCPUs: {cycles} TSC cycles",
+                "quest: boot cost of '{}': launch to first entry of its {vcpus} vCPUs in {cycles} TSC cycles",
                 name_str(&entry.name).unwrap_or("?")
             );
         }

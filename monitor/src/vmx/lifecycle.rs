@@ -102,15 +102,16 @@ fn run_until_stop(v: &mut Vcpu, st: &SandboxState) -> Stopped {
         if st.stop.load(Ordering::Acquire) != 0 {
             return Stopped::Follower;
         }
-        let first_entry = !v.launched;
-        let entry_tsc = if first_entry { rdtsc() } else { 0 };
+        if !v.entered_once {
+            // Counted (and the boot cost printed, by the last vCPU) before the entry, so
+            // the line appears even if the guest never exits.
+            v.entered_once = true;
+            super::boot_cost::entered(v, rdtsc());
+        }
         // SAFETY: the VMCS is current and complete (controls, host and guest state).
         let action = match unsafe { vmx::enter_guest(&mut v.regs, v.launched) } {
             Ok(()) => {
                 v.launched = true;
-                if first_entry {
-                    super::boot_cost::entered(v, entry_tsc);
-                }
                 // SAFETY: right after a VM exit with this VMCS current.
                 let raw = unsafe { vmx::read32(field32::EXIT_REASON) };
                 st.count_exit(raw);

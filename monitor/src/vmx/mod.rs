@@ -94,6 +94,7 @@ pub fn run_core(core: usize, sys: &'static System) -> ! {
         line: LineBuffer::new(),
         mem: guest_mem::GuestMem::of(sys, s),
         launched: false,
+        entered_once: false,
     })
 }
 

@@ -36,6 +36,8 @@ pub struct Vcpu {
     pub mem: GuestMem,
     /// The VMCS has been launched (use VMRESUME).
     pub launched: bool,
+    /// Its first VM entry was counted for the boot cost (`boot_cost`).
+    pub entered_once: bool,
 }
 
 /// Why a sandbox is stopped.

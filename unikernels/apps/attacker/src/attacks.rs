@@ -4,6 +4,7 @@ use crate::paging;
 use alloc::format;
 use alloc::string::String;
 use quest_rt::quest_abi::directory::ROLE_READER;
+use quest_rt::quest_abi::hypercall::{DOORBELL, ERR_INVALID, OK};
 use quest_rt::{println, Ctx};
 
 /// IA32_APIC_BASE: rewriting it could disable or move the core's local APIC.
@@ -110,4 +111,49 @@ pub fn run(ctx: &Ctx, name: &str, value: Option<&str>) -> Result<String, &'stati
         }
         _ => Err("unknown attack (see the attacker's documentation)"),
     }
+}
+
+/// `VMCALL DOORBELL` with a raw index (what a hostile guest controls).
+fn doorbell(index: u64) -> u64 {
+    let ret: u64;
+    // SAFETY: VMCALL enters the monitor, which must validate the index; DOORBELL touches
+    // no guest memory and returns with every register but RAX preserved.
+    unsafe {
+        core::arch::asm!("vmcall", inlateout("rax") DOORBELL => ret, in("rdi") index,
+            options(nostack));
+    }
+    ret
+}
+
+/// Rings channel indices that are not ours; each must be refused with `ERR_INVALID`,
+/// and our own channel's index must work. `Err(what got through)` otherwise.
+pub fn doorbell_bad_index(ctx: &Ctx) -> Result<(), String> {
+    let ours = ctx.channels().len() as u64;
+    if ours == 0 {
+        return Err(String::from("this sandbox has no channel to ring (manifest error)"));
+    }
+    let hostile = [
+        ours,
+        ours + 1,
+        64,
+        u64::from(u32::MAX),
+        u64::from(u32::MAX) + 1,
+        1 << 63,
+        u64::MAX,
+    ];
+    for index in hostile {
+        let ret = doorbell(index);
+        if ret != ERR_INVALID {
+            return Err(format!("DOORBELL({index:#x}) returned {ret:#x}, not ERR_INVALID"));
+        }
+    }
+    let ret = doorbell(ours - 1);
+    if ret != OK {
+        return Err(format!("DOORBELL({}) on our own channel returned {ret:#x}", ours - 1));
+    }
+    println!(
+        "attacker: doorbell: {} hostile indices refused, our own channel rang",
+        hostile.len()
+    );
+    Ok(())
 }

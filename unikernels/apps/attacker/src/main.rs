@@ -8,6 +8,11 @@
 //! page tables so only EPT stands in the way), `port[:PORT]` (`out` to a foreign port,
 //! default the monitor console 0x3f8), `msr[:MSR]` (`wrmsr`, default IA32_APIC_BASE),
 //! `ipi[:APIC]` (x2APIC ICR fixed IPI to an APIC ID not ours), `triple-fault`.
+//!
+//! One check is not an attack the monitor must stop by force: `doorbell-bad-index` rings
+//! the `DOORBELL` hypercall with channel indices that are not ours (past our directory,
+//! huge, negative) and checks each gets `ERR_INVALID` while our own channel's index gets
+//! `OK`; it exits 0 when the monitor refused them all, `NOT_CONTAINED` otherwise.
 #![no_std]
 #![no_main]
 
@@ -39,6 +44,15 @@ fn main(ctx: &Ctx) -> i32 {
         None => (*attack, None),
     };
     println!("attacker: launch {launch}: attack {attack}");
+    if name == "doorbell-bad-index" {
+        return match attacks::doorbell_bad_index(ctx) {
+            Ok(()) => 0,
+            Err(what) => {
+                println!("attacker: NOT CONTAINED: {what}");
+                NOT_CONTAINED
+            }
+        };
+    }
     match attacks::run(ctx, name, value) {
         Ok(what) => {
             println!("attacker: NOT CONTAINED: {what}");
