@@ -202,6 +202,12 @@ fn measure(args: &BenchArgs) -> Result<Vec<(String, String)>, String> {
             format!("{} ({})", secs(outcome.elapsed), outcome.describe()),
         ));
     }
+    if !args.no_boot {
+        rows.extend(super::bench_channels::measure(
+            &ws,
+            Duration::from_secs(args.timeout),
+        )?);
+    }
     Ok(rows)
 }
 

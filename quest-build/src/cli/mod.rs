@@ -1,6 +1,7 @@
 //! Command-line interface. Exit status: 0 ok, 1 invalid input or failed run, 2 usage.
 
 pub mod bench;
+pub mod bench_channels;
 pub mod check;
 pub mod image;
 pub mod inspect;

@@ -1,0 +1,320 @@
+//! The channel rows of `quest-build bench`: boots `partition-manifests/pingpong.toml` in
+//! Bochs and reads what ping printed (`bench rtt ...`, `bench stream ...`, its message
+//! count) and what the monitor's summary counted (VM exits per sandbox).
+//!
+//! VM exits per message: every exit of ping and pong that is not explained by a console
+//! line it printed (one `CONSOLE_WRITE` hypercall each; they print only outside the
+//! measured loops) or by its final `EXIT` hypercall, divided by the messages both sent.
+//! Anything else (a CPUID, an interrupt, an EPT violation, a doorbell) counts against the
+//! messages, so the figure can only err upwards.
+
+use crate::build::{Progress, Workspace};
+use crate::image::{self, ImageRequest};
+use crate::run::{self, Emulator, RunOptions};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// One `bench rtt SIZE rounds=N min=.. median=.. p99=.. max=..` line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoundTrip {
+    /// Message size in bytes.
+    pub size: u64,
+    /// Timed round trips.
+    pub rounds: u64,
+    /// TSC cycles per round trip.
+    pub min: u64,
+    /// Median.
+    pub median: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// Maximum.
+    pub max: u64,
+}
+
+/// The `bench stream SIZE messages=.. bytes=.. cycles=.. ... tsc_khz=..` line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stream {
+    /// Size of each message.
+    pub size: u64,
+    /// Bytes sent one way.
+    pub bytes: u64,
+    /// TSC cycles from the first send to the receiver's acknowledgement.
+    pub cycles: u64,
+    /// TSC frequency the sandbox was told (kHz).
+    pub tsc_khz: u64,
+}
+
+/// A sandbox's line of the monitor's summary.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SandboxExits {
+    /// Total VM exits.
+    pub total: u64,
+    /// Per reason, as the monitor names them (`vmcall`, `cpuid`, ...).
+    pub by_reason: BTreeMap<String, u64>,
+}
+
+/// `key=value` pairs of a line, as numbers.
+fn fields(text: &str) -> BTreeMap<&str, u64> {
+    text.split_whitespace()
+        .filter_map(|f| {
+            let (k, v) = f.split_once('=')?;
+            Some((k, v.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Text of `sandbox`'s console lines (`[name] ...`), without the prefix.
+fn sandbox_lines<'a>(console: &'a str, sandbox: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    let prefix = format!("[{sandbox}] ");
+    console
+        .lines()
+        .filter_map(move |l| l.trim_end_matches('\r').strip_prefix(prefix.as_str()))
+}
+
+/// Every `bench rtt` line `sandbox` printed.
+pub fn round_trips(console: &str, sandbox: &str) -> Vec<RoundTrip> {
+    sandbox_lines(console, sandbox)
+        .filter_map(|l| {
+            let rest = l.strip_prefix("bench rtt ")?;
+            let (size, rest) = rest.split_once(' ')?;
+            let f = fields(rest);
+            Some(RoundTrip {
+                size: size.parse().ok()?,
+                rounds: *f.get("rounds")?,
+                min: *f.get("min")?,
+                median: *f.get("median")?,
+                p99: *f.get("p99")?,
+                max: *f.get("max")?,
+            })
+        })
+        .collect()
+}
+
+/// The `bench stream` line `sandbox` printed.
+pub fn stream(console: &str, sandbox: &str) -> Option<Stream> {
+    sandbox_lines(console, sandbox).find_map(|l| {
+        let rest = l.strip_prefix("bench stream ")?;
+        let (size, rest) = rest.split_once(' ')?;
+        let f = fields(rest);
+        Some(Stream {
+            size: size.parse().ok()?,
+            bytes: *f.get("bytes")?,
+            cycles: *f.get("cycles")?,
+            tsc_khz: *f.get("tsc_khz")?,
+        })
+    })
+}
+
+/// Messages `sandbox` sent, from its `...: done: messages sent S received R ...` line.
+pub fn messages_sent(console: &str, sandbox: &str) -> Option<u64> {
+    sandbox_lines(console, sandbox).find_map(|l| {
+        let rest = l.split_once(": done: messages sent ")?.1;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// Console lines `sandbox` printed.
+pub fn console_lines(console: &str, sandbox: &str) -> u64 {
+    sandbox_lines(console, sandbox).count() as u64
+}
+
+/// `sandbox`'s VM exits from the summary line
+/// `quest:   'NAME': exited 0, ..., exits 9: vmcall 8, cpuid 1; doorbells ...`.
+pub fn summary_exits(console: &str, sandbox: &str) -> Option<SandboxExits> {
+    let prefix = format!("quest:   '{sandbox}': ");
+    let line = console
+        .lines()
+        .find_map(|l| l.trim_end_matches('\r').strip_prefix(prefix.as_str()))?;
+    let rest = line.split_once(", exits ")?.1;
+    let (total, reasons) = rest.split_once(':')?;
+    let reasons = reasons.split(';').next().unwrap_or("");
+    let mut by_reason = BTreeMap::new();
+    for part in reasons.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if part == "none" {
+            continue;
+        }
+        let (name, n) = part.rsplit_once(' ')?;
+        by_reason.insert(name.to_owned(), n.parse().ok()?);
+    }
+    Some(SandboxExits {
+        total: total.trim().parse().ok()?,
+        by_reason,
+    })
+}
+
+/// VM exits of `sandbox` not explained by its console lines and its exit hypercall.
+pub fn unexplained_exits(console: &str, sandbox: &str) -> Option<u64> {
+    let exits = summary_exits(console, sandbox)?;
+    Some(
+        exits
+            .total
+            .saturating_sub(console_lines(console, sandbox) + 1),
+    )
+}
+
+/// The rows for the benchmark table, from a pingpong console.
+pub fn rows(console: &str) -> Result<Vec<(String, String)>, String> {
+    let mut rows = Vec::new();
+    let rtts = round_trips(console, "ping");
+    if rtts.is_empty() {
+        return Err("ping printed no `bench rtt` line".into());
+    }
+    for r in rtts {
+        rows.push((
+            format!(
+                "channel round trip {} B, TSC cycles ({} rounds)",
+                r.size, r.rounds
+            ),
+            format!(
+                "min {}, median {}, p99 {}, max {}",
+                r.min, r.median, r.p99, r.max
+            ),
+        ));
+    }
+    let s = stream(console, "ping").ok_or("ping printed no `bench stream` line")?;
+    let cycles = s.cycles.max(1);
+    rows.push((
+        format!("channel one-way stream of {} B messages", s.size),
+        format!(
+            "{} B/kcycle = {:.1} MB/s at the {} kHz TSC ({} B in {} cycles)",
+            s.bytes * 1000 / cycles,
+            s.bytes as f64 * s.tsc_khz as f64 / cycles as f64 / 1000.0,
+            s.tsc_khz,
+            s.bytes,
+            s.cycles
+        ),
+    ));
+    let mut messages = 0;
+    let mut unexplained = 0;
+    let mut detail = Vec::new();
+    for sandbox in ["ping", "pong"] {
+        let sent = messages_sent(console, sandbox)
+            .ok_or_else(|| format!("{sandbox} printed no message count"))?;
+        let exits = summary_exits(console, sandbox)
+            .ok_or_else(|| format!("the summary has no exit counts for {sandbox}"))?;
+        let extra = unexplained_exits(console, sandbox).unwrap_or(exits.total);
+        messages += sent;
+        unexplained += extra;
+        let reasons: Vec<String> = exits
+            .by_reason
+            .iter()
+            .map(|(r, n)| format!("{r} {n}"))
+            .collect();
+        detail.push(format!(
+            "{sandbox}: {} exits ({}) = {} console lines + 1 exit call + {extra} other",
+            exits.total,
+            reasons.join(", "),
+            console_lines(console, sandbox)
+        ));
+    }
+    rows.push((
+        "channel VM exits per message (spinning)".into(),
+        format!(
+            "{:.6} ({unexplained} other exits / {messages} messages; {})",
+            unexplained as f64 / messages.max(1) as f64,
+            detail.join("; ")
+        ),
+    ));
+    Ok(rows)
+}
+
+/// Builds and boots `pingpong.toml` in Bochs and returns the channel rows.
+pub fn measure(ws: &Workspace, timeout: Duration) -> Result<Vec<(String, String)>, String> {
+    let progress = Progress::stderr();
+    let req = ImageRequest {
+        manifest: ws.root.join("partition-manifests/pingpong.toml"),
+        iso: Some(ws.images().join("bench").join("pingpong.iso")),
+        make_iso: true,
+    };
+    progress.step("Measuring", "channels: booting pingpong in Bochs");
+    let built = image::build_image(ws, &req, &Progress::quiet()).map_err(|e| match e {
+        image::ImageError::Manifest(d) => d.render(false),
+        other => other.to_string(),
+    })?;
+    let iso = built.iso.ok_or("no ISO was built")?;
+    let machine = run::machine_of(&built.elf).map_err(|e| e.to_string())?;
+    let opts = RunOptions {
+        emulator: Some(Emulator::Bochs),
+        timeout,
+        echo: false,
+    };
+    let outcome =
+        run::boot(ws, &iso, machine, &opts, &mut std::io::sink()).map_err(|e| e.to_string())?;
+    if !outcome.passed() {
+        return Err(format!("pingpong did not pass: {}", outcome.describe()));
+    }
+    rows(&outcome.console)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONSOLE: &str = "\
+quest: 2 of 2 cores running
+[ping] ping: channels open
+[ping] bench rtt 64 rounds=2000 min=740 median=790 p99=795 max=810
+[pong] pong: done: messages sent 106151 received 108150 total 214301
+[ping] bench rtt 4096 rounds=2000 min=16900 median=16905 p99=16955 max=16955
+[ping] bench stream 4096 messages=2000 bytes=8192000 cycles=8491290 bytes_per_kcycle=964 mb_per_s=9 tsc_khz=10000
+[ping] ping: done: messages sent 108150 received 106151 total 214301
+quest: summary:
+quest:   'ping': exited 0, faults 0, launches 1, exits 7: vmcall 6, cpuid 1; doorbells 0, waits 0 (slept 0)
+quest:   'pong': exited 0, faults 0, launches 1, exits 2: vmcall 2; doorbells 0, waits 0 (slept 0)
+";
+
+    #[test]
+    fn round_trips_and_stream_are_parsed() {
+        let r = round_trips(CONSOLE, "ping");
+        assert_eq!(r.len(), 2);
+        assert_eq!(
+            r[1],
+            RoundTrip {
+                size: 4096,
+                rounds: 2000,
+                min: 16900,
+                median: 16905,
+                p99: 16955,
+                max: 16955
+            }
+        );
+        assert!(round_trips(CONSOLE, "pong").is_empty());
+        let s = stream(CONSOLE, "ping").unwrap();
+        assert_eq!(
+            (s.bytes, s.cycles, s.tsc_khz),
+            (8_192_000, 8_491_290, 10_000)
+        );
+    }
+
+    #[test]
+    fn exits_are_read_from_the_summary_and_explained_by_console_lines() {
+        let e = summary_exits(CONSOLE, "ping").unwrap();
+        assert_eq!(e.total, 7);
+        assert_eq!(e.by_reason.get("vmcall"), Some(&6));
+        assert_eq!(e.by_reason.get("cpuid"), Some(&1));
+        assert_eq!(console_lines(CONSOLE, "ping"), 5);
+        // 7 exits - 5 lines - 1 exit call.
+        assert_eq!(unexplained_exits(CONSOLE, "ping"), Some(1));
+        assert_eq!(unexplained_exits(CONSOLE, "pong"), Some(0));
+        assert_eq!(messages_sent(CONSOLE, "pong"), Some(106_151));
+        assert_eq!(summary_exits(CONSOLE, "nobody"), None);
+    }
+
+    #[test]
+    fn rows_report_exits_per_message() {
+        let table = rows(CONSOLE).unwrap();
+        let exits = table.iter().find(|(m, _)| m.contains("exits")).unwrap();
+        assert!(exits
+            .1
+            .starts_with("0.000005 (1 other exits / 214301 messages"));
+        assert!(rows(&CONSOLE.replace("bench rtt", "x")).is_err());
+    }
+
+    #[test]
+    fn a_summary_without_exits_parses_as_none() {
+        let c = "quest:   'a': exited 0, faults 0, launches 1, exits 0: none; doorbells 0\n";
+        let e = summary_exits(c, "a").unwrap();
+        assert_eq!(e.total, 0);
+        assert!(e.by_reason.is_empty());
+    }
+}

@@ -1,0 +1,218 @@
+//! Boot tests of channels: `pingpong` (100 000 verified messages both ways, backpressure,
+//! the benchmark, zero VM exits per message), `channels-hostile` (a hostile writer and a
+//! reader that writes are contained, the rest finish) and `channels-doorbell` (endpoints
+//! that sleep in `WAIT` and are rung), each built and booted in Bochs, console asserted.
+//!
+//! Like `boot.rs`, they skip (loudly) only when Bochs is missing and `QUEST_REQUIRE_BOOT`
+//! is unset. (The few helpers below are the same as there: test files cannot share code
+//! without a `tests/common` module, which these three tests do not need.)
+
+use quest_build::build::{Progress, Workspace};
+use quest_build::cli::bench_channels::{
+    console_lines, messages_sent, round_trips, stream, summary_exits, unexplained_exits,
+};
+use quest_build::image::{build_image, BuiltImage, ImageRequest};
+use quest_build::run::{self, Emulator, RunOptions, RunOutcome};
+use std::time::Duration;
+
+/// Wall-clock limit per boot (pingpong takes about 35 s of Bochs on an idle core).
+const BOOT_TIMEOUT: Duration = Duration::from_secs(400);
+
+fn skip_reason() -> Option<String> {
+    let missing = run::host::bochs_missing()?;
+    if std::env::var_os("QUEST_REQUIRE_BOOT").is_some() {
+        panic!("QUEST_REQUIRE_BOOT is set, but {missing}");
+    }
+    Some(missing)
+}
+
+macro_rules! require_bochs {
+    () => {
+        if let Some(reason) = skip_reason() {
+            eprintln!("\n*** SKIPPED boot test: {reason} (set QUEST_REQUIRE_BOOT=1 to fail instead) ***\n");
+            return;
+        }
+    };
+}
+
+/// Builds `partition-manifests/<name>.toml` into `images/tests/<name>.iso` and boots it.
+fn build_and_boot(name: &str) -> (BuiltImage, RunOutcome) {
+    let ws = Workspace::locate();
+    let req = ImageRequest {
+        manifest: ws
+            .root
+            .join("partition-manifests")
+            .join(format!("{name}.toml")),
+        iso: Some(ws.images().join("tests").join(format!("{name}.iso"))),
+        make_iso: true,
+    };
+    let built = build_image(&ws, &req, &Progress::stderr())
+        .unwrap_or_else(|e| panic!("building {name}: {e}"));
+    let iso = built.iso.clone().expect("an ISO was built");
+    let machine = run::machine_of(&built.elf).expect("the image has a readable table");
+    let opts = RunOptions {
+        emulator: Some(Emulator::Bochs),
+        timeout: BOOT_TIMEOUT,
+        echo: false,
+    };
+    let out = run::boot(&ws, &iso, machine, &opts, &mut std::io::sink()).expect("Bochs runs");
+    // Shown on failure (the test harness captures it otherwise).
+    println!(
+        "--- console of {name} ---\n{}--- end: {} ---",
+        out.console,
+        out.describe()
+    );
+    (built, out)
+}
+
+fn line<'a>(console: &'a str, wanted: &str) -> &'a str {
+    console
+        .lines()
+        .find(|l| l.contains(wanted))
+        .unwrap_or_else(|| panic!("no console line contains {wanted:?}"))
+}
+
+/// The number right after `key` in `text`.
+fn number_after(text: &str, key: &str) -> u64 {
+    let rest = text
+        .split_once(key)
+        .unwrap_or_else(|| panic!("{key:?} not in {text:?}"))
+        .1;
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or_else(|| panic!("no number after {key:?} in {text:?}"))
+}
+
+#[test]
+fn pingpong_verifies_every_message_both_ways_with_zero_exits_per_message() {
+    require_bochs!();
+    let (_, out) = build_and_boot("pingpong");
+    let c = &out.console;
+    assert!(out.passed(), "{}", out.describe());
+    assert!(!c.contains("FAILED"));
+
+    // Backpressure both ways: ping's burst found the ring full, and so did pong's echoes.
+    let burst = line(c, "[ping] ping: burst of ");
+    assert!(number_after(burst, "ring full ") > 0, "{burst}");
+    let pong = line(c, "[pong] pong: verified 100000 messages in order (");
+    assert!(number_after(pong, "echo ring full ") > 0, "{pong}");
+    line(c, "[ping] ping: verified 100000 echoes in order (");
+
+    // The benchmark lines, consistent with themselves.
+    let rtts = round_trips(c, "ping");
+    let sizes: Vec<u64> = rtts.iter().map(|r| r.size).collect();
+    assert_eq!(sizes, [64, 1024, 4096]);
+    for r in &rtts {
+        assert_eq!(r.rounds, 2000);
+        assert!(0 < r.min && r.min <= r.median && r.median <= r.p99 && r.p99 <= r.max);
+    }
+    // A 4 KiB message costs more than a 64 B one (the copy is real).
+    assert!(rtts[2].median > rtts[0].median);
+    let s = stream(c, "ping").expect("a stream line");
+    assert_eq!(s.bytes, 2000 * 4096);
+
+    // Every message counted on both sides, and no VM exit beyond the console lines and
+    // the exit call: zero exits per message on the spinning path.
+    let (ping_sent, pong_sent) = (
+        messages_sent(c, "ping").unwrap(),
+        messages_sent(c, "pong").unwrap(),
+    );
+    let ping_done = line(c, "[ping] ping: done: ");
+    assert_eq!(number_after(ping_done, "received "), pong_sent);
+    assert!(ping_sent > 100_000 && pong_sent > 100_000);
+    for sandbox in ["ping", "pong"] {
+        let exits = summary_exits(c, sandbox).expect("summary exit counts");
+        assert_eq!(
+            unexplained_exits(c, sandbox),
+            Some(0),
+            "{sandbox}: {} exits for {} console lines: {:?}",
+            exits.total,
+            console_lines(c, sandbox),
+            exits.by_reason
+        );
+        line(c, &format!("quest:   '{sandbox}': exited 0, faults 0"));
+    }
+}
+
+#[test]
+fn a_hostile_writer_and_a_writing_reader_are_contained_and_the_rest_finish() {
+    require_bochs!();
+    let (_, out) = build_and_boot("channels-hostile");
+    let c = &out.console;
+    assert!(
+        !c.contains("NOT CONTAINED"),
+        "the scribbler's write got through"
+    );
+    assert!(!c.contains("NOT AS EXPECTED"));
+    for channel in ["hostile-index", "hostile-length"] {
+        line(
+            c,
+            &format!("[hostile] hostile: {channel}: sent 8 valid messages, then scribbled: "),
+        );
+        line(
+            c,
+            &format!(
+                "[collector] collector: {channel}: error after 8 verified messages: the channel is corrupt"
+            ),
+        );
+    }
+    line(
+        c,
+        "[collector] collector: healthy: 3000 messages verified in order",
+    );
+    line(
+        c,
+        "[collector] collector: done: healthy 3000 verified, hostile channels closed as corrupt: both",
+    );
+    line(c, "[feeder] feeder: sent 3000 messages");
+    line(c, "[scribbler] scribbler: 4 messages verified; now writing");
+    let report = c
+        .lines()
+        .find(|l| l.starts_with("quest: sandbox 'scribbler' core ") && l.ends_with("-> halted"))
+        .expect("a containment report for the scribbler");
+    assert!(report.contains("EPT violation (write)"), "{report}");
+    line(c, "quest:   'scribbler': halted, faults 1");
+    for sandbox in ["hostile", "feeder", "collector"] {
+        line(c, &format!("quest:   '{sandbox}': exited 0, faults 0"));
+    }
+    // A halted sandbox makes the system fail: the honest verdict.
+    assert!(!out.passed());
+    line(c, "quest: not every sandbox exited 0");
+}
+
+#[test]
+fn sleeping_endpoints_wake_on_the_doorbell_at_one_exit_per_hypercall() {
+    require_bochs!();
+    let (_, out) = build_and_boot("channels-doorbell");
+    let c = &out.console;
+    assert!(out.passed(), "{}", out.describe());
+    let wakes = line(c, "[sleeper] sleeper: 20 wake-ups verified after ");
+    assert!(number_after(wakes, "after ") >= 20, "{wakes}");
+    line(
+        c,
+        "[sleeper] sleeper: 1000 racing messages verified in order",
+    );
+    let burst = line(c, "[ringer] ringer: burst of ");
+    assert!(number_after(burst, "full ring ") > 0, "{burst}");
+    let rang = line(c, "[sleeper] sleeper: burst of ");
+    assert!(number_after(rang, "sleeping writer ") > 0, "{rang}");
+
+    for sandbox in ["ringer", "sleeper"] {
+        // What the app counted equals what the monitor counted ...
+        let done = line(c, &format!("[{sandbox}] {sandbox}: done: "));
+        let (waits, rings) = (
+            number_after(done, "done: "),
+            number_after(done, "WAIT and "),
+        );
+        let summary = line(c, &format!("quest:   '{sandbox}': exited 0"));
+        assert_eq!(number_after(summary, "doorbells "), rings, "{summary}");
+        assert_eq!(number_after(summary, "waits "), waits, "{summary}");
+        // ... and each WAIT or DOORBELL costs exactly one VM exit (its VMCALL), no more.
+        assert_eq!(
+            unexplained_exits(c, sandbox),
+            Some(waits + rings),
+            "{summary}"
+        );
+    }
+}
