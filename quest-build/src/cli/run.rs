@@ -37,7 +37,9 @@ fn emulator(arg: Option<EmulatorArg>) -> Option<Emulator> {
     })
 }
 
-/// Builds if needed, boots, streams the console; status 0 only if every sandbox exited 0.
+/// Builds if needed, boots, streams the console; status 0 only if every sandbox exited 0,
+/// else the first failing sandbox's exit status (1 for a halt or a boot that never
+/// finished).
 pub fn run(args: &RunArgs) -> ExitCode {
     let ws = Workspace::locate();
     let progress = Progress::stderr();
@@ -96,7 +98,8 @@ pub fn run(args: &RunArgs) -> ExitCode {
         }
         Ok(outcome) => {
             eprintln!("error: {}", outcome.describe());
-            ExitCode::from(1)
+            // The first failing sandbox's own status (see `run::console::exit_status`).
+            ExitCode::from(outcome.exit_status())
         }
         Err(e) => {
             eprintln!("error: {e}");

@@ -20,6 +20,27 @@ use std::time::Instant;
 pub const KERNEL_VERSION: &str = "0.11.0";
 /// The target the kernel is built for.
 const KERNEL_TARGET: &str = "x86_64-unknown-none";
+/// The kernel's log level when `QUEST_HERMIT_LOG` does not say otherwise: warnings and
+/// errors only, so a sandbox's console shows its application's output, not the kernel's
+/// boot chatter (`QUEST_HERMIT_LOG=info` brings that back).
+pub const DEFAULT_LOG_LEVEL: &str = "warn";
+
+/// The kernel log level to build with: `QUEST_HERMIT_LOG` (off, error, warn, info, debug,
+/// trace) or [`DEFAULT_LOG_LEVEL`]. Anything else is refused, since the kernel would
+/// silently fall back to `info`.
+pub fn log_level() -> anyhow::Result<String> {
+    let level = std::env::var("QUEST_HERMIT_LOG")
+        .map(|l| l.trim().to_ascii_lowercase())
+        .unwrap_or_else(|_| DEFAULT_LOG_LEVEL.to_owned());
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    if !LEVELS.contains(&level.as_str()) {
+        bail!(
+            "QUEST_HERMIT_LOG={level} is not a log level (use one of {})",
+            LEVELS.join(", ")
+        );
+    }
+    Ok(level)
+}
 
 /// Which kernel a sandbox needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -56,10 +77,11 @@ impl KernelConfig {
 
     /// Everything that decides the archive's contents; a cached archive is reused only
     /// if its stamp says exactly this.
-    fn stamp(&self, toolchain: &Toolchain) -> String {
+    fn stamp(&self, toolchain: &Toolchain, log_level: &str) -> String {
         format!(
             "hermit-kernel {KERNEL_VERSION}\ntoolchain {}\ntarget {KERNEL_TARGET}\nfeatures {}\n\
-             rustflags {}\nbuild-std core,alloc compiler-builtins-mem\npostprocess prefix={} osabi={}\n",
+             log {log_level}\nrustflags {}\nbuild-std core,alloc compiler-builtins-mem\n\
+             postprocess prefix={} osabi={}\n",
             toolchain.name,
             self.features().join(","),
             KERNEL_RUSTFLAGS,
@@ -82,7 +104,8 @@ pub fn kernel_archive(
     let out_dir = dirs.kernel_dir(config);
     let archive = out_dir.join("libhermit.a");
     let stamp_file = out_dir.join("stamp");
-    let stamp = config.stamp(toolchain);
+    let log_level = log_level()?;
+    let stamp = config.stamp(toolchain, &log_level);
     let fresh = std::fs::read_to_string(&stamp_file).is_ok_and(|s| s == stamp);
     if fresh && archive.is_file() {
         return Ok(archive);
@@ -92,7 +115,13 @@ pub fn kernel_archive(
     progress("Compiling", &what);
     let started = Instant::now();
     let source = kernel_source(toolchain, dirs)?;
-    let built = cargo_build_kernel(toolchain, config, &source, &dirs.kernel_target())?;
+    let built = cargo_build_kernel(
+        toolchain,
+        config,
+        &log_level,
+        &source,
+        &dirs.kernel_target(),
+    )?;
 
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let _ = std::fs::remove_file(&stamp_file);
@@ -171,6 +200,7 @@ fn wrapper_manifest() -> String {
 fn cargo_build_kernel(
     toolchain: &Toolchain,
     config: KernelConfig,
+    log_level: &str,
     source: &Path,
     target_dir: &Path,
 ) -> anyhow::Result<PathBuf> {
@@ -179,6 +209,8 @@ fn cargo_build_kernel(
     // was started in applies to the kernel.
     cmd.current_dir(source)
         .env("CARGO_ENCODED_RUSTFLAGS", KERNEL_RUSTFLAGS)
+        // Read by the kernel at compile time (`option_env!`).
+        .env("HERMIT_LOG_LEVEL_FILTER", log_level)
         .args([
             "build",
             "--quiet",
@@ -248,12 +280,14 @@ mod tests {
                 objcopy: PathBuf::new(),
             },
         };
-        let a = KernelConfig { smp: true }.stamp(&tc("n1"));
-        let b = KernelConfig { smp: false }.stamp(&tc("n1"));
-        let c = KernelConfig { smp: true }.stamp(&tc("n2"));
+        let a = KernelConfig { smp: true }.stamp(&tc("n1"), "warn");
+        let b = KernelConfig { smp: false }.stamp(&tc("n1"), "warn");
+        let c = KernelConfig { smp: true }.stamp(&tc("n2"), "warn");
+        let d = KernelConfig { smp: true }.stamp(&tc("n1"), "info");
         assert_ne!(a, b);
         assert_ne!(a, c);
-        assert_eq!(a, KernelConfig { smp: true }.stamp(&tc("n1")));
+        assert_ne!(a, d, "the log level is compiled in");
+        assert_eq!(a, KernelConfig { smp: true }.stamp(&tc("n1"), "warn"));
         assert!(a.contains("features smp\n"), "{a}");
     }
 

@@ -3,6 +3,7 @@
 
 use super::{bare, embed, iso};
 use crate::build::{self, BuildError, Progress, Workspace};
+use crate::hermit::{self, HermitDirs};
 use crate::manifest::{self, Diagnostics};
 use crate::plan::{self, Plan, SandboxImage, TableError};
 use quest_abi::validate::payload_area_offset;
@@ -49,9 +50,14 @@ pub enum ImageError {
     /// A bare sandbox's memory could not be prepared.
     #[error(transparent)]
     Bare(#[from] bare::BareError),
-    /// A runtime this tool cannot build yet.
-    #[error("sandbox `{0}`: runtime \"hermit\" is not supported by this quest-build yet; use runtime = \"bare\"")]
-    Hermit(String),
+    /// A Hermit sandbox could not be built (the chain of causes says why).
+    #[error("sandbox `{sandbox}`: {source:#}")]
+    Hermit {
+        /// The sandbox.
+        sandbox: String,
+        /// Why.
+        source: anyhow::Error,
+    },
     /// The partition table could not be made.
     #[error(transparent)]
     Table(#[from] TableError),
@@ -111,11 +117,23 @@ pub fn build_image(
     let plan = plan::plan(&m);
 
     let monitor_path = build::build_monitor(ws, progress)?;
-    // Each application is built once, however many sandboxes run it.
+    // Each bare application is built once, however many sandboxes run it; a Hermit
+    // sandbox is built (and its memory prepared) as a whole, cargo caching the rest.
     let mut apps: BTreeMap<PathBuf, Vec<u8>> = BTreeMap::new();
-    for sb in &plan.sandboxes {
+    let mut hermit: BTreeMap<usize, SandboxImage> = BTreeMap::new();
+    let hermit_dirs = HermitDirs::at(ws.images().join("hermit"));
+    for (i, sb) in plan.sandboxes.iter().enumerate() {
         if sb.runtime == Runtime::Hermit {
-            return Err(ImageError::Hermit(sb.name.clone()));
+            let report = |verb: &str, what: &str| progress.step(verb, what);
+            let built =
+                hermit::build_sandbox_in(&hermit_dirs, &plan, i, &report).map_err(|source| {
+                    ImageError::Hermit {
+                        sandbox: sb.name.clone(),
+                        source,
+                    }
+                })?;
+            hermit.insert(i, built.image);
+            continue;
         }
         if !apps.contains_key(&sb.app_dir) {
             let exe = build::build_app(ws, &sb.app_dir, progress)?;
@@ -130,7 +148,10 @@ pub fn build_image(
         .sandboxes
         .iter()
         .enumerate()
-        .map(|(i, sb)| bare::prepare(&plan, i, &apps[&sb.app_dir]))
+        .map(|(i, sb)| match hermit.remove(&i) {
+            Some(image) => Ok(image),
+            None => bare::prepare(&plan, i, &apps[&sb.app_dir]),
+        })
         .collect::<Result<Vec<SandboxImage>, _>>()?;
     let encoded = plan::encode_table(&plan, Some(&images))?;
     let monitor = std::fs::read(&monitor_path).map_err(io(&monitor_path))?;

@@ -19,6 +19,8 @@ pub const SUCCESS_LINE: &str = "quest: all sandboxes exited 0";
 /// Starts of the lines that say the system failed.
 pub const FAILURE_PREFIXES: [&str; 2] =
     ["quest: not every sandbox exited 0", "quest: system failed"];
+/// The line that starts the summary block.
+pub const SUMMARY_LINE: &str = "quest: summary:";
 /// Boot-cost line: `<prefix> <N> TSC cycles`.
 pub const RUNNING_PREFIX: &str = "quest: all sandboxes running after ";
 
@@ -78,6 +80,62 @@ pub fn boot_cycles(console: &str) -> Option<u64> {
     })
 }
 
+/// How one sandbox ended, from its summary line (`quest:   '<name>': exited <N>, ...`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SandboxEnd {
+    /// It exited with this status.
+    Exited(i32),
+    /// It was halted after a fault.
+    Halted,
+    /// It was still running (or the line says something else).
+    Other,
+}
+
+/// Every sandbox's end as the summary lists it, in table order (only lines after
+/// `quest: summary:` count).
+pub fn sandbox_ends(console: &str) -> Vec<(String, SandboxEnd)> {
+    let Some(at) = console.find(SUMMARY_LINE) else {
+        return Vec::new();
+    };
+    console[at..]
+        .lines()
+        .filter_map(|l| {
+            let rest = l.trim_end_matches('\r').strip_prefix("quest:   '")?;
+            let (name, rest) = rest.split_once("': ")?;
+            let end = match rest.strip_prefix("exited ") {
+                Some(code) => {
+                    let digits = code.split(|c: char| c == ',' || c.is_whitespace()).next()?;
+                    SandboxEnd::Exited(digits.parse().ok()?)
+                }
+                None if rest.starts_with("halted") => SandboxEnd::Halted,
+                None => SandboxEnd::Other,
+            };
+            Some((name.to_owned(), end))
+        })
+        .collect()
+}
+
+/// The status `quest-build run` ends with: 0 when every sandbox exited 0; otherwise
+/// that of the first sandbox (table order) that did not: its exit status's low 8 bits
+/// (as a process's status would be; 1 when those are 0), or 1 when it was halted, never
+/// finished, or the console has no summary at all.
+pub fn exit_status(console: &str) -> u8 {
+    if verdict(console).passed() {
+        return 0;
+    }
+    sandbox_ends(console)
+        .into_iter()
+        .find_map(|(_, end)| match end {
+            SandboxEnd::Exited(0) => None,
+            SandboxEnd::Exited(code) => Some(match code as u8 {
+                0 => 1,
+                low => low,
+            }),
+            SandboxEnd::Halted | SandboxEnd::Other => Some(1),
+        })
+        .unwrap_or(1)
+}
+
 /// The lines a sandbox printed (without the `[name] ` prefix).
 pub fn sandbox_lines<'a>(console: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
     console.lines().filter_map(move |l| {
@@ -127,6 +185,44 @@ mod tests {
             boot_cycles("quest: all sandboxes running after lots TSC cycles"),
             None
         );
+    }
+
+    #[test]
+    fn the_run_status_is_the_first_failing_sandbox_status() {
+        let summary =
+            |lines: &str| format!("quest: summary:\n{lines}quest: not every sandbox exited 0\n");
+        let c = summary(
+            "quest:   'a': exited 0, faults 0, launches 1, exits 5: cpuid 5\n\
+             quest:   'b': exited 3, faults 0, launches 1, exits none\n\
+             quest:   'c': exited -1, faults 0\n",
+        );
+        assert_eq!(
+            sandbox_ends(&c),
+            [
+                ("a".to_owned(), SandboxEnd::Exited(0)),
+                ("b".to_owned(), SandboxEnd::Exited(3)),
+                ("c".to_owned(), SandboxEnd::Exited(-1)),
+            ]
+        );
+        assert_eq!(exit_status(&c), 3);
+        assert_eq!(
+            exit_status(&summary("quest:   'c': exited -1, faults 0\n")),
+            255
+        );
+        assert_eq!(
+            exit_status(&summary("quest:   'c': exited 256, faults 0\n")),
+            1
+        );
+        assert_eq!(
+            exit_status(&summary("quest:   'x': halted, faults 1, launches 1\n")),
+            1
+        );
+        assert_eq!(exit_status(PASSED), 0);
+        assert_eq!(exit_status("quest: no VT-x\n"), 1, "no summary: failed");
+        // Sandbox output cannot pose as a summary line.
+        assert!(sandbox_ends(&summary("[evil] quest:   'a': exited 7\n")).is_empty());
+        // Lines before the summary do not count.
+        assert!(sandbox_ends("quest:   'a': exited 7\n").is_empty());
     }
 
     #[test]

@@ -91,6 +91,11 @@ impl RunOutcome {
         self.verdict.passed()
     }
 
+    /// The status `quest-build run` ends with ([`console::exit_status`]).
+    pub fn exit_status(&self) -> u8 {
+        console::exit_status(&self.console)
+    }
+
     /// One line explaining the outcome.
     pub fn describe(&self) -> String {
         match &self.verdict {
