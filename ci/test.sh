@@ -22,14 +22,24 @@ step Linting "bare-metal crates"
 for c in "${BARE_CRATES[@]}"; do
     cargo clippy -p "$c" "${BARE[@]}" -- -D warnings
 done
+# Applications are independent packages: bare ones (quest-rt) are linted for the bare-metal
+# target; std ones (Hermit) and helper libraries are plain Rust and are linted on the host.
 for app in unikernels/apps/*/Cargo.toml; do
     [ -f "$app" ] || continue
-    grep -q 'quest-rt' "$app" || continue
-    cargo clippy --manifest-path "$app" "${BARE[@]}" --target-dir images/target/lint -- -D warnings
+    if grep -q 'quest-rt' "$app"; then
+        cargo clippy --manifest-path "$app" "${BARE[@]}" --target-dir images/target/lint -- -D warnings
+    else
+        cargo clippy --manifest-path "$app" --all-targets --target-dir images/target/lint-host -- -D warnings
+    fi
 done
 
 step Testing "unit, golden and boot tests"
 QUEST_REQUIRE_BOOT=1 cargo test --all-targets
+step Testing "application helper libraries"
+for app in unikernels/apps/*/Cargo.toml; do
+    [ -f "$(dirname "$app")/src/lib.rs" ] || continue
+    cargo test --manifest-path "$app" --target-dir images/target/lint-host
+done
 
 step Documenting "host crates"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
