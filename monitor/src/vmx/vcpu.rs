@@ -58,6 +58,8 @@ pub enum FaultKind {
     ForbiddenMsr(u32),
     /// An IPI that could leave the sandbox.
     BadIpi(IcrError),
+    /// A hypercall whose parameters point outside the sandbox (why).
+    BadHypercall(&'static str),
     /// Triple fault (shutdown).
     TripleFault,
     /// A write to control-register bits the monitor owns.
@@ -87,6 +89,7 @@ impl fmt::Display for FaultKind {
             ),
             Self::ForbiddenMsr(msr) => write!(f, "forbidden MSR write {msr:#x}"),
             Self::BadIpi(e) => write!(f, "{e}"),
+            Self::BadHypercall(why) => write!(f, "bad hypercall: {why}"),
             Self::TripleFault => f.write_str("triple fault"),
             Self::ControlRegister(cr) => write!(f, "write to monitor-owned CR{cr} bits"),
             Self::Exception(v) => write!(f, "unexpected exception {v}"),

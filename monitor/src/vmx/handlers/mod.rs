@@ -10,6 +10,7 @@ mod io;
 mod msr;
 mod nmi;
 mod shutdown;
+mod uhyve;
 mod unexpected;
 mod xsetbv;
 
