@@ -125,7 +125,8 @@ pub fn kernel_archive(
 
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let _ = std::fs::remove_file(&stamp_file);
-    let staging = out_dir.join("libhermit.a.new");
+    // Unique per process, so that two quest-build runs never write the same file.
+    let staging = out_dir.join(format!("libhermit-{}.a.new", std::process::id()));
     postprocess::postprocess(&toolchain.llvm, &built, &staging)
         .with_context(|| format!("post-processing {}", built.display()))?;
     std::fs::rename(&staging, &archive)

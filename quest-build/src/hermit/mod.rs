@@ -84,6 +84,9 @@ pub struct HermitBuild {
     pub kernel: KernelConfig,
 }
 
+/// Serialises Hermit builds within this process.
+static BUILDS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Builds Hermit sandbox `sandbox` of `plan`: its unikernel and its initial memory.
 pub fn build_sandbox(
     plan: &Plan,
@@ -107,6 +110,10 @@ pub fn build_sandbox_in(
     if sb.runtime != Runtime::Hermit {
         anyhow::bail!("sandbox {} does not use the Hermit runtime", sb.name);
     }
+    // One Hermit build at a time in this process (parallel boot tests build the same
+    // sandboxes): the second waits, then finds everything cached. Other processes are
+    // kept apart by cargo's own locks and unique staging names.
+    let _one_at_a_time = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
     let toolchain = toolchain::ensure(progress)?;
     let config = KernelConfig::for_cores(sb.vcpus.len());
     let kernel = kernel::kernel_archive(&toolchain, config, dirs, progress)?;
