@@ -69,6 +69,13 @@ impl FirstEntries {
         self.last.load(Ordering::Acquire).saturating_sub(start)
     }
 
+    /// The TSC at which `sandbox`'s first vCPU started its launch (`None` before that).
+    /// Guests read the same TSC (no offset), so a guest can measure from here.
+    pub fn launched_at(&self, sandbox: usize) -> Option<u64> {
+        let tsc = self.launched.get(sandbox)?.load(Ordering::Acquire);
+        (tsc != u64::MAX).then_some(tsc)
+    }
+
     /// Cycles from `sandbox`'s first launch to its last first entry, once `vcpus` of its
     /// vCPUs have entered; `None` before that.
     pub fn sandbox_cycles(&self, sandbox: usize, vcpus: usize) -> Option<u64> {
@@ -92,6 +99,7 @@ mod tests {
     #[test]
     fn the_last_entry_completes_and_costs_are_measured() {
         let f = FirstEntries::new();
+        assert_eq!(f.launched_at(0), None, "not launched yet");
         f.launch(0, 100);
         f.launch(1, 120);
         f.launch(0, 90);
@@ -103,6 +111,8 @@ mod tests {
         assert_eq!(f.sandbox_cycles(0, 2), Some(300 - 90));
         assert_eq!(f.sandbox_cycles(1, 1), Some(400 - 120));
         assert_eq!(f.sandbox_cycles(MAX_SANDBOXES, 1), None);
+        assert_eq!(f.launched_at(0), Some(90), "the earliest launch");
+        assert_eq!(f.launched_at(MAX_SANDBOXES), None);
         assert!(
             !f.entered(MAX_SANDBOXES, 1, 1),
             "out-of-range sandbox is ignored"

@@ -5,7 +5,8 @@
 //!
 //! `quest: all sandboxes running after <N> TSC cycles` (read by `quest-build bench`),
 //! then per sandbox `quest: boot cost of '<name>': launch to first entry of its <k> vCPUs in
-//! <M> TSC cycles` (not `quest:   '<name>': ...`, which is the summary's line format).
+//! <M> TSC cycles` (not `quest:   '<name>': ...`, which is the summary's line format),
+//! preceded by `quest: sandbox '<name>' launched at TSC <T>` (absolute).
 
 use super::vcpu::Vcpu;
 use quest_abi::name_str;
@@ -31,6 +32,14 @@ pub fn entered(v: &Vcpu, tsc: u64) {
     );
     for (s, entry) in table.sandboxes.iter().enumerate() {
         let vcpus = table.sandbox_vcpus(s).len();
+        if let Some(tsc) = FIRST_ENTRIES.launched_at(s) {
+            // Absolute, so that a guest printing its own TSC (which has no offset) can
+            // tell how long it took from launch to its `main` (`quest-build bench`).
+            crate::println!(
+                "quest: sandbox '{}' launched at TSC {tsc}",
+                name_str(&entry.name).unwrap_or("?")
+            );
+        }
         if let Some(cycles) = FIRST_ENTRIES.sandbox_cycles(s, vcpus) {
             crate::println!(
                 "quest: boot cost of '{}': launch to first entry of its {vcpus} vCPUs in {cycles} TSC cycles",

@@ -1,12 +1,12 @@
 //! An ordinary std program (nothing Hermit-specific): threads on every core the sandbox
-//! has, `args`/`env`, `std::time::Instant` and a `Vec`/`HashMap` workload, each with a
-//! checked result. It runs unchanged on a Linux host (`cargo run -- a b`) and as a Quest
-//! Hermit sandbox. Exit status 0 means every check passed.
+//! has, `args`/`env`, `std::time::Instant`, the wall clock and a `Vec`/`HashMap` workload,
+//! each with a checked result. It runs unchanged on a Linux host (`cargo run -- a b`) and
+//! as a Quest Hermit sandbox. Exit status 0 means every check passed.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Barrier};
 use std::thread;
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// What one worker thread reports back.
 struct WorkerReport {
@@ -21,8 +21,12 @@ struct WorkerReport {
 }
 
 fn main() {
+    // First thing: the TSC, so that the time from the sandbox's launch to `main` can be
+    // measured against the monitor's launch TSC (`quest-build bench`).
+    let main_tsc = tsc();
     let started = Instant::now();
     let mut failures = Vec::new();
+    println!("hello-std: main started at TSC {main_tsc}");
 
     let args: Vec<String> = std::env::args().skip(1).collect();
     println!("hello-std: hello from std on core {}", current_core());
@@ -36,6 +40,7 @@ fn main() {
         println!("hello-std: greeting: {greeting}");
     }
 
+    check_wall_clock(&mut failures);
     check_threads(&mut failures);
     check_collections(&args, &mut failures);
 
@@ -52,6 +57,22 @@ fn main() {
             println!("hello-std: FAILED: {f}");
         }
         std::process::exit(1);
+    }
+}
+
+/// The wall clock (`SystemTime`) must be a plausible present: in a Quest sandbox it is the
+/// boot time the monitor read from the RTC plus the TSC since, so 1970 means nobody set it.
+fn check_wall_clock(failures: &mut Vec<String>) {
+    /// 2024-01-01T00:00:00Z.
+    const PLAUSIBLE_SINCE: u64 = 1_704_067_200;
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(d) => {
+            println!("hello-std: wall clock {} s since the epoch", d.as_secs());
+            if d.as_secs() < PLAUSIBLE_SINCE {
+                failures.push(format!("wall clock {} s is before 2024", d.as_secs()));
+            }
+        }
+        Err(_) => failures.push("wall clock before the epoch".to_string()),
     }
 }
 
@@ -171,6 +192,22 @@ fn current_core() -> u32 {
     // only reads processor identification registers.
     let leaf = unsafe { std::arch::x86_64::__cpuid(1) };
     leaf.ebx >> 24
+}
+
+/// The time-stamp counter.
+#[cfg(target_arch = "x86_64")]
+fn tsc() -> u64 {
+    #[allow(unused_unsafe)]
+    // SAFETY: RDTSC exists on every x86_64 processor and only reads the counter.
+    unsafe {
+        std::arch::x86_64::_rdtsc()
+    }
+}
+
+/// No time-stamp counter elsewhere; report 0.
+#[cfg(not(target_arch = "x86_64"))]
+fn tsc() -> u64 {
+    0
 }
 
 /// Other architectures have no portable way to ask; report 0.
