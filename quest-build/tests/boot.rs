@@ -5,6 +5,7 @@
 //! They skip (loudly) only when Bochs is not installed and `QUEST_REQUIRE_BOOT` is unset;
 //! CI sets it, so there a missing emulator is a failure.
 
+use quest_abi::Runtime;
 use quest_build::build::{Progress, Workspace};
 use quest_build::image::inspect::{inspect, read_table};
 use quest_build::image::{build_image, iso, BuiltImage, ImageRequest};
@@ -115,36 +116,108 @@ fn assert_line(console: &str, wanted: &str) {
 }
 
 #[test]
-fn hello_prints_from_every_core_and_exits_0() {
+fn hello_runs_std_hermit_and_bare_sandboxes_and_exits_0() {
     require_bochs!();
     let built = build("hello", "hello");
     let out = boot(&built);
     assert!(out.passed(), "{}", out.describe());
+    let c = &out.console;
     for sb in &built.plan.sandboxes {
-        for v in &sb.vcpus {
-            assert_line(
-                &out.console,
-                &format!(
-                    "[{0}] hello from {0} vcpu {1} on core {2} (apic id ",
-                    sb.name, v.index, v.core
-                ),
-            );
+        match sb.runtime {
+            Runtime::Bare => {
+                for v in &sb.vcpus {
+                    assert_line(
+                        c,
+                        &format!(
+                            "[{0}] hello from {0} vcpu {1} on core {2} (apic id ",
+                            sb.name, v.index, v.core
+                        ),
+                    );
+                }
+            }
+            Runtime::Hermit => check_hello_std(c, &sb.name, sb.vcpus.len(), &sb.args, &sb.env),
         }
         assert_line(
-            &out.console,
+            c,
             &format!("quest: sandbox '{}' exited with status 0", sb.name),
         );
-        assert_line(
-            &out.console,
-            &format!("quest:   '{}': exited 0, faults 0", sb.name),
-        );
+        assert_line(c, &format!("quest:   '{}': exited 0, faults 0", sb.name));
     }
-    assert_line(
-        &out.console,
-        "[beta] args: [\"--greeting\", \"hello from beta\"]",
+    assert_line(c, "[gamma] env: GREETING=hello from gamma");
+    assert_eq!(console::verdict(c), console::Verdict::Passed);
+}
+
+/// What hello-std proves in sandbox `name` with `cores` cores: its threads ran on every
+/// core and their results joined correctly, it saw exactly its `args` and `env`, its
+/// clocks work, and every check passed.
+fn check_hello_std(
+    console: &str,
+    name: &str,
+    cores: usize,
+    args: &[String],
+    env: &[(String, String)],
+) {
+    let lines: Vec<&str> = console::sandbox_lines(console, name).collect();
+    let has = |wanted: &str| {
+        assert!(
+            lines.iter().any(|l| l.contains(wanted)),
+            "[{name}] never printed {wanted:?}; it printed:\n{}",
+            lines.join("\n")
+        )
+    };
+    has(&format!("hello-std: {cores} core(s) available"));
+    let all_cores: Vec<usize> = (0..cores).collect();
+    has(&format!(
+        "threads joined, on {cores} distinct core(s) {all_cores:?}, total "
+    ));
+    has(&format!("hello-std: {} argument(s): {args:?}", args.len()));
+    for (k, v) in env {
+        has(&format!("hello-std: env {k}={v}"));
+    }
+    // 15 000 words from the workload, plus the arguments.
+    has(&format!("hello-std: counted {} words", 15_000 + args.len()));
+    has("hello-std: wall clock ");
+    has("hello-std: main started at TSC ");
+    has("hello-std: all checks passed");
+    assert!(
+        !lines.iter().any(|l| l.contains("FAILED")),
+        "[{name}] reported a failed check"
     );
-    assert_line(&out.console, "[gamma] env: GREETING=hello from gamma");
-    assert_eq!(console::verdict(&out.console), console::Verdict::Passed);
+}
+
+#[test]
+fn hermit_failures_are_contained_and_reported() {
+    require_bochs!();
+    let built = build("hermit-faults", "hermit-faults");
+    let out = boot(&built);
+    let c = &out.console;
+    // A panic: its message reaches the console, the sandbox ends with Hermit's abort
+    // status, and nothing counts as a monitor-level fault.
+    assert_line(c, "[panicky] panic-std: about to panic");
+    assert_line(c, "[panicky] thread 'main' panicked at src/main.rs:");
+    assert_line(
+        c,
+        "[panicky] panic-std: index 10 is out of range for 3 entries",
+    );
+    assert_line(c, "quest:   'panicky': exited -1, faults 0");
+    // A host file cannot be opened (no host), cleanly; then a non-zero exit status.
+    assert_line(
+        c,
+        "quest: sandbox 'failing' core 0: uhyve FileOpen is not available in Quest",
+    );
+    assert_line(
+        c,
+        "[failing] exit-code-std: opening a host file failed as expected: ",
+    );
+    assert_line(c, "[failing] exit-code-std: exiting with status 3");
+    assert_line(c, "quest: sandbox 'failing' exited with status 3");
+    assert_line(c, "quest:   'failing': exited 3, faults 0");
+    // The bare sandbox beside them is untouched.
+    assert_line(c, "quest:   'steady': exited 0, faults 0");
+    assert!(!out.passed());
+    assert_line(c, "quest: not every sandbox exited 0");
+    // `quest-build run` ends with the first failing sandbox's status.
+    assert_eq!(out.exit_status(), 3, "{}", out.describe());
 }
 
 #[test]
