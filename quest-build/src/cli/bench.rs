@@ -1,5 +1,6 @@
 //! `quest-build bench [MANIFEST]`: the benchmark table: monitor size and lines of code,
-//! image size, cold and no-op build times, and boot cost in Bochs.
+//! image size, cold and no-op build times, boot cost in Bochs, the Hermit rows
+//! ([`super::bench_hermit`]) and the channel rows ([`super::bench_channels`]).
 
 use crate::build::{self, Progress, Workspace};
 use crate::image::{self, ImageRequest};
@@ -141,6 +142,23 @@ fn measure(args: &BenchArgs) -> Result<Vec<(String, String)>, String> {
     let (noop, built) = timed_build(&ws, &req)?;
     rows.push(("no-op build".into(), secs(noop)));
 
+    if built
+        .plan
+        .sandboxes
+        .iter()
+        .any(|s| s.runtime == quest_abi::Runtime::Hermit)
+    {
+        progress.step(
+            "Measuring",
+            "Hermit builds (cold, warm) and unikernel sizes",
+        );
+    }
+    rows.extend(super::bench_hermit::build_rows(
+        &ws.images(),
+        &built.plan,
+        !args.no_cold,
+    )?);
+
     let monitor = build::build_monitor(&ws, &Progress::quiet()).map_err(|e| e.to_string())?;
     let monitor_bytes =
         std::fs::read(&monitor).map_err(|e| format!("{}: {e}", monitor.display()))?;
@@ -201,6 +219,7 @@ fn measure(args: &BenchArgs) -> Result<Vec<(String, String)>, String> {
             "boot: wall time to the summary (Bochs)".into(),
             format!("{} ({})", secs(outcome.elapsed), outcome.describe()),
         ));
+        rows.extend(super::bench_hermit::launch_rows(&outcome.console));
     }
     if !args.no_boot {
         rows.extend(super::bench_channels::measure(

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_channels;
+pub mod bench_hermit;
 pub mod check;
 pub mod image;
 pub mod inspect;

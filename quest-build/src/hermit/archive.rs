@@ -1,8 +1,9 @@
 //! A minimal reader for Unix `ar` archives (the GNU/SysV format rustc and LLVM write),
 //! used to set the ELF OS/ABI byte of every object member in place.
 //!
-//! Format: the magic `!<arch>\n`, then members, each a 60-byte ASCII header (name[16],
-//! mtime[12], uid[6], gid[6], mode[8], size[10], "`\n") followed by `size` bytes of data
+//! Format: the magic `!<arch>\n`, then members, each a 60-byte ASCII header (fields and
+//! their widths: name 16, mtime 12, uid 6, gid 6, mode 8, size 10, then the two bytes
+//! ``"`\n"``) followed by `size` bytes of data
 //! and one padding byte when `size` is odd. BSD archives store a long name at the start
 //! of the data (`#1/<len>` names); that is skipped to find the member's contents.
 
