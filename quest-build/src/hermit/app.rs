@@ -41,6 +41,8 @@ pub fn build_app(
     target_dir: &Path,
     progress: Progress<'_>,
 ) -> anyhow::Result<PathBuf> {
+    // cargo runs in the package's directory: a relative path would resolve twice.
+    let app_dir = &std::path::absolute(app_dir).unwrap_or_else(|_| app_dir.to_path_buf());
     let manifest = app_dir.join("Cargo.toml");
     if !manifest.is_file() {
         bail!("{}: not a Cargo package (no Cargo.toml)", app_dir.display());
