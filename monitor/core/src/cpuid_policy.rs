@@ -2,7 +2,10 @@
 //!
 //! - Leaf 1: VMX and SMX cleared (no nested virtualisation), hypervisor bit set, the
 //!   initial APIC ID and logical-processor count describe the sandbox's vCPUs. x2APIC,
-//!   TSC-deadline, XSAVE, RDRAND stay visible.
+//!   TSC-deadline, XSAVE, RDRAND stay visible, and so does MONITOR/MWAIT (MWAIT does not
+//!   exit): a Hermit core then idles in MWAIT and is woken by a plain memory write, with
+//!   no wake-up IPI and so no VM exit. (With MWAIT hidden, Hermit halts and wakes its
+//!   cores with vector-121 IPIs through the checked ICR path; that works too.)
 //! - Leaves 0xB/0x1F: the x2APIC ID is the virtual one (the vCPU index).
 //! - Leaf 0xA: no architectural PMU (its MSRs are trapped).
 //! - Leaves 0x15 and 0x16: the TSC frequency the monitor measured, not the model's
