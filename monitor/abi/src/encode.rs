@@ -83,7 +83,7 @@ pub fn encoded_len(parts: &TableParts<'_>) -> Result<usize, EncodeError> {
 }
 
 /// Writes the table for `parts` into the front of `out` and returns its length. The
-/// checksum is computed over the result. Validate the result with [`crate::validate`].
+/// checksum is computed over the result. Validate the result with [`crate::validate()`].
 pub fn encode(parts: &TableParts<'_>, out: &mut [u8]) -> Result<usize, EncodeError> {
     let total = encoded_len(parts)?;
     let out = out

@@ -1,14 +1,14 @@
 //! `quest-abi`: the single definition of everything that crosses a Quest boundary.
 //!
-//! The host tool (`quest-build`) writes a *partition table* with [`encode`], the monitor
-//! reads it back with [`validate`]; both sides run the same structural checks, so nothing
+//! The host tool (`quest-build`) writes a *partition table* with [`encode()`], the monitor
+//! reads it back with [`validate()`]; both sides run the same structural checks, so nothing
 //! is "kept in sync" by hand. The crate is `no_std`, allocates nothing and contains no
 //! `unsafe`: every structure is plain little-endian data described with `zerocopy`.
 //!
 //! Modules:
 //! - [`table`]: the binary partition table (header and entry arrays).
-//! - [`encode`]: writing a table into a caller-provided buffer.
-//! - [`validate`]: checking a table and viewing it without copying.
+//! - [`mod@encode`]: writing a table into a caller-provided buffer.
+//! - [`mod@validate`]: checking a table and viewing it without copying.
 //! - [`layout`]: every fixed guest-physical address, one doc line each.
 //! - [`hypercall`]: hypercall numbers and their register conventions.
 //! - [`bootinfo`]: the boot information block a `bare` sandbox receives.

@@ -2,7 +2,7 @@
 //!
 //! All integers are little-endian and every structure is `Unaligned`, so a table can be
 //! viewed in place from any byte buffer. Entries refer to each other by index only (never
-//! by pointer), and every index and range is checked by [`crate::validate`].
+//! by pointer), and every index and range is checked by [`crate::validate()`].
 
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};

@@ -12,7 +12,7 @@ pub struct ImageArgs {
     /// The manifest to build.
     #[arg(value_name = "MANIFEST")]
     pub manifest: PathBuf,
-    /// The ISO to write (the ELF goes beside it) [default: images/<manifest name>.iso].
+    /// The ISO to write (the ELF goes beside it); default: images/NAME.iso for a manifest named NAME.
     #[arg(short, long, value_name = "ISO")]
     pub output: Option<PathBuf>,
     /// Write only the ELF, no ISO.
