@@ -130,7 +130,9 @@ fn doorbell(index: u64) -> u64 {
 pub fn doorbell_bad_index(ctx: &Ctx) -> Result<(), String> {
     let ours = ctx.channels().len() as u64;
     if ours == 0 {
-        return Err(String::from("this sandbox has no channel to ring (manifest error)"));
+        return Err(String::from(
+            "this sandbox has no channel to ring (manifest error)",
+        ));
     }
     let hostile = [
         ours,
@@ -144,12 +146,17 @@ pub fn doorbell_bad_index(ctx: &Ctx) -> Result<(), String> {
     for index in hostile {
         let ret = doorbell(index);
         if ret != ERR_INVALID {
-            return Err(format!("DOORBELL({index:#x}) returned {ret:#x}, not ERR_INVALID"));
+            return Err(format!(
+                "DOORBELL({index:#x}) returned {ret:#x}, not ERR_INVALID"
+            ));
         }
     }
     let ret = doorbell(ours - 1);
     if ret != OK {
-        return Err(format!("DOORBELL({}) on our own channel returned {ret:#x}", ours - 1));
+        return Err(format!(
+            "DOORBELL({}) on our own channel returned {ret:#x}",
+            ours - 1
+        ));
     }
     println!(
         "attacker: doorbell: {} hostile indices refused, our own channel rang",
