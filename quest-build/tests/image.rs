@@ -33,8 +33,16 @@ fn identical_inputs_give_identical_images_and_no_op_rebuilds_do_nothing() {
 
     let report = inspect(&read(&a.elf)).expect("the table is valid");
     assert_eq!(report.bad_payloads, 0);
-    assert!(report.text.contains("sandbox 1 `beta`: hermit"), "{}", report.text);
-    assert!(report.text.contains("sandbox 2 `gamma`: bare"), "{}", report.text);
+    assert!(
+        report.text.contains("sandbox 1 `beta`: hermit"),
+        "{}",
+        report.text
+    );
+    assert!(
+        report.text.contains("sandbox 2 `gamma`: bare"),
+        "{}",
+        report.text
+    );
 
     if let Some(grub_file) = iso::find_program("grub-file") {
         let ok = Command::new(grub_file)
