@@ -56,3 +56,21 @@ fn identical_inputs_give_identical_images_and_no_op_rebuilds_do_nothing() {
         );
     }
 }
+
+/// The README's main command names the manifest relative to the checkout; every app path
+/// (bare and Hermit) must still resolve once cargo runs in another directory.
+#[test]
+fn a_relative_manifest_path_builds() {
+    let ws = Workspace::locate();
+    let out = Command::new(env!("CARGO_BIN_EXE_quest-build"))
+        .current_dir(&ws.root)
+        .args(["image", "partition-manifests/hello.toml", "--no-iso", "-o"])
+        .arg(ws.images().join("tests").join("relative.iso"))
+        .output()
+        .expect("quest-build runs");
+    assert!(
+        out.status.success(),
+        "quest-build image with a relative manifest path failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
