@@ -1,20 +1,22 @@
 //! A Hermit sandbox's whole initial guest memory, prepared on the host the way uhyve
 //! prepares it: GDT, identity page tables, FDT, boot info and the loaded image, each at
-//! its fixed address from [`quest_abi::layout`]. The monitor only copies these in, zeroes
-//! the rest of RAM and patches the TSC frequency (see [`super::bootinfo`]).
+//! its fixed address from [`quest_abi::layout`], and, for a sandbox with channels, its
+//! channel directory (mapped with the rest of its channel window by the page tables). The
+//! monitor only copies these in, zeroes the rest of RAM and patches the TSC frequency (see
+//! [`super::bootinfo`]).
 
 use super::bootargs::bootargs;
 use super::bootinfo::{boot_info, BootInfoParams};
 use super::fdt::{device_tree, FdtParams};
 use super::load::load;
-use super::page_tables::identity_page_tables;
-use crate::plan::{Payload, SandboxImage, SandboxPlan};
+use super::page_tables::{hermit_page_tables, WindowMapping};
+use crate::plan::{directory_bytes, Payload, Plan, SandboxImage, SandboxPlan};
 use anyhow::{bail, Context};
 use quest_abi::layout::{
     BOOT_INFO_GPA, FDT_GPA, FDT_MAX_SIZE, GDT_GPA, HERMIT_KERNEL_GPA, PAGE_TABLES_END,
     PAGE_TABLES_GPA,
 };
-use quest_abi::LARGE_PAGE_SIZE;
+use quest_abi::{RegionKind, ACCESS_WRITE, LARGE_PAGE_SIZE};
 use zerocopy::IntoBytes;
 
 /// The launch GDT: null, 64-bit code (selector 0x08), data (selector 0x10).
@@ -34,8 +36,12 @@ const _: () = {
     assert!(quest_abi::layout::HERMIT_BOOT_STACK_GPA < HERMIT_KERNEL_GPA);
 };
 
-/// The initial memory of a Hermit sandbox running the unikernel `elf`.
-pub fn initial_memory(sandbox: &SandboxPlan, elf: &[u8]) -> anyhow::Result<SandboxImage> {
+/// The initial memory of Hermit sandbox `index` of `plan`, running the unikernel `elf`.
+pub fn initial_memory(plan: &Plan, index: usize, elf: &[u8]) -> anyhow::Result<SandboxImage> {
+    let sandbox = plan
+        .sandboxes
+        .get(index)
+        .with_context(|| format!("the plan has no sandbox {index}"))?;
     let ram = sandbox.ram_size;
     let image = load(elf, HERMIT_KERNEL_GPA, ram)
         .with_context(|| format!("loading the Hermit image of sandbox {}", sandbox.name))?;
@@ -69,8 +75,13 @@ pub fn initial_memory(sandbox: &SandboxPlan, elf: &[u8]) -> anyhow::Result<Sandb
             FDT_MAX_SIZE
         );
     }
-    let tables = identity_page_tables(PAGE_TABLES_GPA, PAGE_TABLES_END - PAGE_TABLES_GPA, ram)
-        .with_context(|| format!("page tables of sandbox {}", sandbox.name))?;
+    let tables = hermit_page_tables(
+        PAGE_TABLES_GPA,
+        PAGE_TABLES_END - PAGE_TABLES_GPA,
+        ram,
+        &channel_window(sandbox),
+    )
+    .with_context(|| format!("page tables of sandbox {}", sandbox.name))?;
     let info = boot_info(&BootInfoParams {
         ram_size: ram,
         fdt_gpa: FDT_GPA,
@@ -79,7 +90,7 @@ pub fn initial_memory(sandbox: &SandboxPlan, elf: &[u8]) -> anyhow::Result<Sandb
         num_cpus: sandbox.vcpus.len() as u64,
     });
 
-    let payloads = vec![
+    let mut payloads = vec![
         Payload {
             gpa: GDT_GPA,
             bytes: GDT.iter().flat_map(|d| d.to_le_bytes()).collect(),
@@ -102,10 +113,34 @@ pub fn initial_memory(sandbox: &SandboxPlan, elf: &[u8]) -> anyhow::Result<Sandb
         },
     ];
     check_payloads(&payloads, ram)?;
+    // The directory lies in the channel window, outside RAM: the monitor copies it into
+    // the directory region (which the table validation checks).
+    if let Some(gpa) = sandbox.boot.directory_gpa {
+        payloads.push(Payload {
+            gpa,
+            bytes: directory_bytes(plan, index),
+        });
+    }
+    payloads.retain(|p| !p.bytes.is_empty());
     Ok(SandboxImage {
         entry: image.entry,
         payloads,
     })
+}
+
+/// The sandbox's channel window regions (directory, data and ack areas) as identity
+/// mappings, writable only where the plan grants write access.
+pub fn channel_window(sandbox: &SandboxPlan) -> Vec<WindowMapping> {
+    sandbox
+        .regions
+        .iter()
+        .filter(|r| r.kind != RegionKind::Ram)
+        .map(|r| WindowMapping {
+            gpa: r.gpa,
+            size: r.size,
+            writable: r.access & ACCESS_WRITE != 0,
+        })
+        .collect()
 }
 
 /// Every payload lies in RAM and no two overlap (they are listed by address).
@@ -153,5 +188,38 @@ mod tests {
         assert!(check_payloads(&[p(0x1000, 0x5000), p(0x5000, 1)], 1 << 20).is_err());
         assert!(check_payloads(&[p(0xff000, 0x2000)], 1 << 20).is_err());
         assert!(check_payloads(&[p(u64::MAX - 1, 8)], u64::MAX).is_err());
+    }
+
+    #[test]
+    fn a_hermit_sandboxs_window_follows_its_planned_regions() {
+        use quest_abi::layout::DIRECTORY_GPA;
+        let plan = crate::plan::plan(&crate::plan::testing::pingpong());
+        let ping = &plan.sandboxes[0];
+        assert_eq!(ping.runtime, quest_abi::Runtime::Hermit);
+        let window = channel_window(ping);
+        // Directory, then ping-to-pong (ping writes data, reads ack), then pong-to-ping
+        // (ping reads data, writes ack).
+        let writable: Vec<_> = window.iter().map(|w| w.writable).collect();
+        assert_eq!(writable, [false, true, false, false, true]);
+        assert_eq!(window[0].gpa, DIRECTORY_GPA);
+        for (w, r) in window
+            .iter()
+            .zip(ping.regions.iter().filter(|r| r.kind != RegionKind::Ram))
+        {
+            assert_eq!((w.gpa, w.size), (r.gpa, r.size));
+        }
+        // A sandbox without channels maps nothing beyond RAM.
+        let pong_alone = crate::plan::plan(&crate::plan::testing::manifest(
+            1,
+            64,
+            &[crate::plan::testing::SandboxSpec::new(
+                "solo",
+                crate::manifest::Runtime::Hermit,
+                &[0],
+                32,
+            )],
+            &[],
+        ));
+        assert!(channel_window(&pong_alone.sandboxes[0]).is_empty());
     }
 }

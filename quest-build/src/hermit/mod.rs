@@ -121,7 +121,7 @@ pub fn build_sandbox_in(
     let elf = app::build_app(&toolchain, &sb.app_dir, &kernel, &target_dir, progress)
         .with_context(|| format!("building sandbox {}", sb.name))?;
     let bytes = std::fs::read(&elf).with_context(|| format!("reading {}", elf.display()))?;
-    let image = memory::initial_memory(sb, &bytes)?;
+    let image = memory::initial_memory(plan, sandbox, &bytes)?;
     Ok(HermitBuild {
         image,
         elf,

@@ -1,19 +1,35 @@
 //! The initial page tables of a Hermit sandbox, as uhyve builds them: RAM identity-mapped
 //! with 2 MiB pages, and PML4 entry 511 pointing back at the PML4 (recursive mapping).
+//! A sandbox with channels also gets its channel window identity-mapped (directory
+//! read-only, each data/ack area writable only where the plan grants it, 4 KiB pages where
+//! a region does not cover whole 2 MiB pages), so that `quest-channel` reaches it at its
+//! guest-physical address, as in a bare sandbox.
 //!
 //! Hermit keeps editing these tables through its identity view of physical memory and
 //! later identity-maps all of RAM again with 2 MiB pages, expecting to find exactly the
 //! same mappings; 1 GiB pages would make that fail.
 //!
+//! Hermit never reuses the window's virtual range. In hermit-kernel 0.11.0 every virtual
+//! address it picks comes from one free list (`arch/x86_64/mm/virtualmem.rs`), seeded with
+//! `[kernel_heap_end() / 2, kernel_heap_end()]` = `[0x4000_0000_0000, 0x7fff_ffff_ffff]`
+//! (PML4 slots 128..=255): the heap (`mm::init` allocates it there and maps it with fresh
+//! frames), thread stacks, TLS and `mmap`. Everything else is an identity mapping of RAM
+//! (`physicalmem::init_frame_range`, below [`quest_abi::layout::MAX_RAM`]). The channel
+//! window, `[0x40_0000_0000, +1 GiB)`, lies in PML4 slot 0, far below that range and above
+//! RAM, so nothing Hermit allocates can land on it; [`hermit_page_tables`] refuses extra
+//! mappings that reach [`HERMIT_VIRTUAL_START`].
+//!
 //! Table pages are laid out from `base`: the PML4, one PDPT, then one page directory per
-//! GiB of RAM.
+//! GiB of RAM, then the tables of the channel window.
 
+use crate::image::paging::{PageTables, PagingError};
 use quest_abi::LARGE_PAGE_SIZE;
 
 /// Entry bits (Intel SDM Vol. 3A, 4.5, Tables 4-14 to 4-18).
 const PRESENT: u64 = 1;
 const WRITABLE: u64 = 1 << 1;
 /// PS: the PD entry maps a 2 MiB page.
+#[cfg(test)]
 const HUGE: u64 = 1 << 7;
 
 const PAGE: u64 = 4096;
@@ -22,6 +38,29 @@ const ENTRIES: u64 = 512;
 const PD_SPAN: u64 = ENTRIES * LARGE_PAGE_SIZE;
 /// PML4 slot of the recursive entry.
 const RECURSIVE_SLOT: usize = 511;
+
+// The whole channel window lies above any RAM and below Hermit's virtual range.
+const _: () = {
+    use quest_abi::layout::{CHANNEL_WINDOW_GPA, CHANNEL_WINDOW_SIZE, MAX_RAM};
+    assert!(MAX_RAM <= CHANNEL_WINDOW_GPA);
+    assert!(CHANNEL_WINDOW_GPA + CHANNEL_WINDOW_SIZE <= HERMIT_VIRTUAL_START);
+};
+
+/// Start of the virtual range hermit-kernel 0.11.0 allocates from (heap, stacks, TLS,
+/// mmap): `kernel_heap_end().div_ceil(2)` in its `virtualmem::init`. Extra identity
+/// mappings must end below it.
+pub const HERMIT_VIRTUAL_START: u64 = 0x4000_0000_0000;
+
+/// One region identity-mapped beyond RAM (a channel window region).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WindowMapping {
+    /// Guest-physical (and virtual) start, 4 KiB aligned.
+    pub gpa: u64,
+    /// Size, a multiple of 4 KiB.
+    pub size: u64,
+    /// Whether the guest may write it.
+    pub writable: bool,
+}
 
 /// Why the page tables cannot be built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -39,6 +78,14 @@ pub enum PageTableError {
         /// Pages available.
         room: u64,
     },
+    /// A window region reaches the virtual range Hermit allocates from.
+    #[error(
+        "the region at {0:#x} reaches Hermit's own virtual address range (from {HERMIT_VIRTUAL_START:#x})"
+    )]
+    HermitRange(u64),
+    /// A window region cannot be mapped (misaligned, overlapping, no room for tables).
+    #[error("channel window: {0}")]
+    Window(#[from] PagingError),
 }
 
 /// The tables for `ram_size` bytes of RAM, as bytes to place at guest-physical `base`;
@@ -47,6 +94,17 @@ pub fn identity_page_tables(
     base: u64,
     area_size: u64,
     ram_size: u64,
+) -> Result<Vec<u8>, PageTableError> {
+    hermit_page_tables(base, area_size, ram_size, &[])
+}
+
+/// [`identity_page_tables`] plus identity mappings of `window` (each region with its own
+/// write permission; never executable code, but NX is left to Hermit's EFER setting).
+pub fn hermit_page_tables(
+    base: u64,
+    area_size: u64,
+    ram_size: u64,
+    window: &[WindowMapping],
 ) -> Result<Vec<u8>, PageTableError> {
     if ram_size == 0 || ram_size % LARGE_PAGE_SIZE != 0 {
         return Err(PageTableError::Shape(ram_size));
@@ -62,22 +120,19 @@ pub fn identity_page_tables(
             room,
         });
     }
-    let mut pages = vec![[0u64; ENTRIES as usize]; needed as usize];
-    let page_gpa = |i: u64| base + i * PAGE;
-
-    pages[0][0] = page_gpa(1) | PRESENT | WRITABLE;
-    pages[0][RECURSIVE_SLOT] = page_gpa(0) | PRESENT | WRITABLE;
-    for d in 0..directories {
-        pages[1][d as usize] = page_gpa(2 + d) | PRESENT | WRITABLE;
+    let mut tables = PageTables::new(base, room as usize);
+    // RAM first: PML4, PDPT, then the directories in address order, as uhyve lays them.
+    tables.map(0, ram_size, true)?;
+    for w in window {
+        if w.gpa.saturating_add(w.size) > HERMIT_VIRTUAL_START {
+            return Err(PageTableError::HermitRange(w.gpa));
+        }
+        tables.map(w.gpa, w.size, w.writable)?;
     }
-    for (n, gpa) in (0..ram_size).step_by(LARGE_PAGE_SIZE as usize).enumerate() {
-        let pd = 2 + n / ENTRIES as usize;
-        pages[pd][n % ENTRIES as usize] = gpa | PRESENT | WRITABLE | HUGE;
-    }
-    Ok(pages
-        .iter()
-        .flat_map(|p| p.iter().flat_map(|e| e.to_le_bytes()))
-        .collect())
+    let mut bytes = tables.to_bytes();
+    let slot = RECURSIVE_SLOT * 8;
+    bytes[slot..slot + 8].copy_from_slice(&(base | PRESENT | WRITABLE).to_le_bytes());
+    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -101,19 +156,26 @@ mod tests {
 
         /// Physical address `va` maps to (and whether the leaf is a 2 MiB page), or None.
         fn translate(&self, va: u64) -> Option<(u64, bool)> {
+            self.translate_rw(va).map(|(pa, huge, _)| (pa, huge))
+        }
+
+        /// [`Self::translate`] plus whether every level allows writing.
+        fn translate_rw(&self, va: u64) -> Option<(u64, bool, bool)> {
             let mut table = self.base;
+            let mut writable = true;
             for level in (1..=4).rev() {
                 let index = (va >> (12 + 9 * (level - 1))) & 0x1ff;
                 let e = self.entry(table, index);
                 if e & PRESENT == 0 {
                     return None;
                 }
+                writable &= e & WRITABLE != 0;
                 let addr = e & 0x000f_ffff_ffff_f000;
                 if level == 2 && e & HUGE != 0 {
-                    return Some((addr + (va & (LARGE_PAGE_SIZE - 1)), true));
+                    return Some((addr + (va & (LARGE_PAGE_SIZE - 1)), true, writable));
                 }
                 if level == 1 {
-                    return Some((addr + (va & 0xfff), false));
+                    return Some((addr + (va & 0xfff), false, writable));
                 }
                 // A table outside the buffer would be a bug: the walk must stay inside.
                 assert!(addr >= self.base && addr < self.base + self.bytes.len() as u64);
@@ -188,5 +250,129 @@ mod tests {
             }
         ));
         assert!(err.to_string().contains("41 page-table pages"));
+    }
+
+    /// A window like the planner lays out for one outgoing and one incoming 64 KiB
+    /// channel: directory, guard, data, ack, guard, data, ack.
+    fn window() -> Vec<WindowMapping> {
+        use quest_abi::layout::{CHANNEL_WINDOW_GPA, DIRECTORY_GPA};
+        let w = |gpa: u64, size: u64, writable: bool| WindowMapping {
+            gpa,
+            size,
+            writable,
+        };
+        assert_eq!(DIRECTORY_GPA, CHANNEL_WINDOW_GPA);
+        vec![
+            w(DIRECTORY_GPA, 0x1000, false),
+            w(CHANNEL_WINDOW_GPA + 0x2000, 0x10000, true),
+            w(CHANNEL_WINDOW_GPA + 0x12000, 0x1000, false),
+            w(CHANNEL_WINDOW_GPA + 0x14000, 0x10000, false),
+            w(CHANNEL_WINDOW_GPA + 0x24000, 0x1000, true),
+        ]
+    }
+
+    #[test]
+    fn the_channel_window_is_identity_mapped_with_planned_access() {
+        let ram = 64 << 20;
+        let bytes = hermit_page_tables(PAGE_TABLES_GPA, AREA, ram, &window()).unwrap();
+        // PML4, PDPT, one RAM directory, the window's directory and one 4 KiB table.
+        assert_eq!(bytes.len() as u64, 5 * PAGE);
+        let w = Walker {
+            base: PAGE_TABLES_GPA,
+            bytes,
+        };
+        for region in window() {
+            for va in [region.gpa, region.gpa + 8, region.gpa + region.size - 1] {
+                assert_eq!(
+                    w.translate_rw(va),
+                    Some((va, false, region.writable)),
+                    "va {va:#x}"
+                );
+            }
+        }
+        let base = quest_abi::layout::CHANNEL_WINDOW_GPA;
+        // Guard pages and everything after the last region stay unmapped.
+        for va in [
+            base + 0x1000,
+            base + 0x13000,
+            base + 0x25000,
+            base + (2 << 20),
+        ] {
+            assert_eq!(w.translate(va), None, "va {va:#x}");
+        }
+        // RAM is unchanged: 2 MiB pages, writable; the recursive slot is still there.
+        assert_eq!(w.translate_rw(ram - 1), Some((ram - 1, true, true)));
+        assert_eq!(w.entry(PAGE_TABLES_GPA, 511) & !0xfff, PAGE_TABLES_GPA);
+        // Without a window the tables are exactly the RAM-only ones.
+        assert_eq!(
+            hermit_page_tables(PAGE_TABLES_GPA, AREA, ram, &[]).unwrap(),
+            identity_page_tables(PAGE_TABLES_GPA, AREA, ram).unwrap()
+        );
+    }
+
+    #[test]
+    fn whole_aligned_2mib_of_a_window_region_use_large_pages() {
+        let gpa = quest_abi::layout::CHANNEL_WINDOW_GPA + (2 << 20);
+        let big = WindowMapping {
+            gpa,
+            size: 4 << 20,
+            writable: true,
+        };
+        let bytes = hermit_page_tables(PAGE_TABLES_GPA, AREA, 4 << 20, &[big]).unwrap();
+        assert_eq!(bytes.len() as u64, 4 * PAGE, "no 4 KiB table needed");
+        let w = Walker {
+            base: PAGE_TABLES_GPA,
+            bytes,
+        };
+        assert_eq!(
+            w.translate_rw(gpa + 0x3f_ffff),
+            Some((gpa + 0x3f_ffff, true, true))
+        );
+    }
+
+    #[test]
+    fn window_regions_that_clash_are_refused() {
+        let ram = 8 << 20;
+        let at = |gpa: u64, size: u64| WindowMapping {
+            gpa,
+            size,
+            writable: false,
+        };
+        // Inside RAM.
+        let err = hermit_page_tables(PAGE_TABLES_GPA, AREA, ram, &[at(0x1000, 0x1000)]);
+        assert_eq!(
+            err,
+            Err(PageTableError::Window(PagingError::Overlap(0x1000)))
+        );
+        // Reaching the range Hermit allocates its heap and stacks from.
+        let err = hermit_page_tables(
+            PAGE_TABLES_GPA,
+            AREA,
+            ram,
+            &[at(HERMIT_VIRTUAL_START - 0x1000, 0x2000)],
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            PageTableError::HermitRange(HERMIT_VIRTUAL_START - 0x1000)
+        );
+        assert!(err.to_string().contains("0x400000000000"), "{err}");
+        // Misaligned.
+        let gpa = quest_abi::layout::CHANNEL_WINDOW_GPA + 0x10;
+        assert!(matches!(
+            hermit_page_tables(PAGE_TABLES_GPA, AREA, ram, &[at(gpa, 0x1000)]),
+            Err(PageTableError::Window(PagingError::Shape { .. }))
+        ));
+        // No room left for the window's tables.
+        let err = hermit_page_tables(PAGE_TABLES_GPA, 3 * PAGE, ram, &window()).unwrap_err();
+        assert_eq!(err, PageTableError::Window(PagingError::Full(3)));
+    }
+
+    #[test]
+    fn hermit_virtual_start_is_where_hermit_0_11_allocates_from() {
+        // hermit-kernel 0.11.0: kernel_heap_end() = (256 << 39) - 1, free list from
+        // its half, rounded up.
+        let kernel_heap_end: u64 = (256u64 << 39) - 1;
+        assert_eq!(kernel_heap_end.div_ceil(2), HERMIT_VIRTUAL_START);
     }
 }
