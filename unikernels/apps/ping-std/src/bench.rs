@@ -1,0 +1,85 @@
+//! Phase 3: round-trip latency per message size and one-way stream throughput, as the
+//! bare `ping` measures them (TSC cycles; `Instant` for the stream's MB/s, since a std
+//! program does not know the TSC frequency).
+
+use crate::{rdtsc, Counts};
+use chan_proto::pingpong::{RTT_SIZES, STREAM_LEN, WARMUP};
+use chan_proto::stats::summarize;
+use chan_proto::{fill, MAX_LEN};
+use quest_channel::{Receiver, Sender};
+use std::time::Instant;
+
+/// Contents of the benchmark's messages (pong does not check them; ping checks echoes).
+const SEED: u64 = 0x6265_6e63;
+
+/// Runs the round trips and the stream, then prints the `bench` lines.
+pub fn run(
+    tx: &mut Sender,
+    rx: &mut Receiver,
+    rounds: u64,
+    stream: u64,
+    counts: &mut Counts,
+) -> Result<(), String> {
+    let mut out = vec![0u8; MAX_LEN];
+    let mut inp = vec![0u8; MAX_LEN];
+    let mut results = Vec::new();
+    for size in RTT_SIZES {
+        fill(SEED, size as u64, &mut out[..size]);
+        let mut samples = Vec::with_capacity(rounds as usize);
+        for i in 0..WARMUP + rounds {
+            let start = rdtsc();
+            tx.send(&out[..size])
+                .map_err(|e| format!("rtt {size}: {e}"))?;
+            let n = rx.recv(&mut inp).map_err(|e| format!("rtt {size}: {e}"))?;
+            let took = rdtsc().wrapping_sub(start);
+            if n != size || inp[..n] != out[..size] {
+                return Err(format!(
+                    "rtt {size}: round {i} came back as {n} other bytes"
+                ));
+            }
+            if i >= WARMUP {
+                samples.push(took);
+            }
+        }
+        counts.sent += WARMUP + rounds;
+        counts.received += WARMUP + rounds;
+        results.push((size, summarize(&mut samples)));
+    }
+
+    fill(SEED, 0, &mut out);
+    let clock = Instant::now();
+    let start = rdtsc();
+    for i in 0..stream {
+        tx.send(&out[..STREAM_LEN])
+            .map_err(|e| format!("stream message {i}: {e}"))?;
+    }
+    let n = rx.recv(&mut inp).map_err(|e| format!("stream ack: {e}"))?;
+    let cycles = rdtsc().wrapping_sub(start).max(1);
+    let nanos = clock.elapsed().as_nanos().max(1);
+    counts.sent += stream;
+    counts.received += 1;
+    let acked = inp
+        .get(..8)
+        .filter(|_| n == 8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes);
+    if acked != Some(stream) {
+        return Err(format!("stream ack says {acked:?}, sent {stream}"));
+    }
+
+    for (size, s) in results {
+        if let Some(s) = s {
+            println!(
+                "bench rtt {size} rounds={rounds} min={} median={} p99={} max={}",
+                s.min, s.median, s.p99, s.max
+            );
+        }
+    }
+    let bytes = stream * STREAM_LEN as u64;
+    println!(
+        "bench stream {STREAM_LEN} messages={stream} bytes={bytes} cycles={cycles} bytes_per_kcycle={} mb_per_s={}",
+        bytes as u128 * 1000 / cycles as u128,
+        bytes as u128 * 1000 / nanos,
+    );
+    Ok(())
+}
