@@ -303,11 +303,24 @@ mod tests {
         // RAM is unchanged: 2 MiB pages, writable; the recursive slot is still there.
         assert_eq!(w.translate_rw(ram - 1), Some((ram - 1, true, true)));
         assert_eq!(w.entry(PAGE_TABLES_GPA, 511) & !0xfff, PAGE_TABLES_GPA);
-        // Without a window the tables are exactly the RAM-only ones.
-        assert_eq!(
-            hermit_page_tables(PAGE_TABLES_GPA, AREA, ram, &[]).unwrap(),
-            identity_page_tables(PAGE_TABLES_GPA, AREA, ram).unwrap()
-        );
+        // The RAM part is what it is without a window: the same PML4 and RAM directory,
+        // and the same PDPT but for the window's entry (slot 256: 0x40_0000_0000 / 1 GiB).
+        let plain = identity_page_tables(PAGE_TABLES_GPA, AREA, ram).unwrap();
+        assert_eq!(plain.len() as u64, 3 * PAGE);
+        let page = |b: &[u8], i: u64| b[(i * PAGE) as usize..((i + 1) * PAGE) as usize].to_vec();
+        assert_eq!(page(&w.bytes, 0), page(&plain, 0));
+        assert_eq!(page(&w.bytes, 2), page(&plain, 2));
+        for slot in 0..ENTRIES {
+            let (with, without) = (w.entry(PAGE_TABLES_GPA + PAGE, slot), {
+                let at = (PAGE + slot * 8) as usize;
+                u64::from_le_bytes(plain[at..at + 8].try_into().unwrap())
+            });
+            if slot == 256 {
+                assert_eq!((with & !0xfff, without), (PAGE_TABLES_GPA + 3 * PAGE, 0));
+            } else {
+                assert_eq!(with, without, "PDPT slot {slot}");
+            }
+        }
     }
 
     #[test]
