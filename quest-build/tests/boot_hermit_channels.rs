@@ -4,78 +4,18 @@
 //! that Hermit places outside the channel window its boot page tables map.
 //!
 //! Like `boot.rs`, it skips (loudly) only when Bochs is missing and `QUEST_REQUIRE_BOOT`
-//! is unset. (The helpers are the same as in `boot_channels.rs`: test files cannot share
-//! code without a `tests/common` module.)
+//! is unset. (Helpers in `tests/common`, shared with
+//! `boot_channels.rs`.)
 
 use quest_abi::layout::{CHANNEL_WINDOW_GPA, CHANNEL_WINDOW_SIZE};
-use quest_build::build::{Progress, Workspace};
 use quest_build::cli::bench_channels::{
     messages_sent, round_trips, stream, summary_exits, unexplained_exits,
 };
 use quest_build::hermit::page_tables::HERMIT_VIRTUAL_START;
-use quest_build::image::{build_image, BuiltImage, ImageRequest};
-use quest_build::run::{self, Emulator, RunOptions, RunOutcome};
-use std::time::Duration;
 
-/// Wall-clock limit per boot (pingpong-hermit takes about 30 s of Bochs on an idle core).
-const BOOT_TIMEOUT: Duration = Duration::from_secs(400);
-
-fn skip_reason() -> Option<String> {
-    let missing = run::host::bochs_missing()?;
-    if std::env::var_os("QUEST_REQUIRE_BOOT").is_some() {
-        panic!("QUEST_REQUIRE_BOOT is set, but {missing}");
-    }
-    Some(missing)
-}
-
-/// Builds `partition-manifests/<name>.toml` into `images/tests/<name>.iso` and boots it.
-fn build_and_boot(name: &str) -> (BuiltImage, RunOutcome) {
-    let ws = Workspace::locate();
-    let req = ImageRequest {
-        manifest: ws
-            .root
-            .join("partition-manifests")
-            .join(format!("{name}.toml")),
-        iso: Some(ws.images().join("tests").join(format!("{name}.iso"))),
-        make_iso: true,
-    };
-    let built = build_image(&ws, &req, &Progress::stderr())
-        .unwrap_or_else(|e| panic!("building {name}: {e}"));
-    let iso = built.iso.clone().expect("an ISO was built");
-    let machine = run::machine_of(&built.elf).expect("the image has a readable table");
-    let opts = RunOptions {
-        emulator: Some(Emulator::Bochs),
-        timeout: BOOT_TIMEOUT,
-        echo: false,
-    };
-    let out = run::boot(&ws, &iso, machine, &opts, &mut std::io::sink()).expect("Bochs runs");
-    // Shown on failure (the test harness captures it otherwise).
-    println!(
-        "--- console of {name} ---\n{}--- end: {} ---",
-        out.console,
-        out.describe()
-    );
-    (built, out)
-}
-
-fn line<'a>(console: &'a str, wanted: &str) -> &'a str {
-    console
-        .lines()
-        .find(|l| l.contains(wanted))
-        .unwrap_or_else(|| panic!("no console line contains {wanted:?}"))
-}
-
-/// The number right after `key` in `text`.
-fn number_after(text: &str, key: &str) -> u64 {
-    let rest = text
-        .split_once(key)
-        .unwrap_or_else(|| panic!("{key:?} not in {text:?}"))
-        .1;
-    rest.split(|c: char| !c.is_ascii_digit())
-        .next()
-        .and_then(|d| d.parse().ok())
-        .unwrap_or_else(|| panic!("no number after {key:?} in {text:?}"))
-}
+#[macro_use]
+mod common;
+use common::{build_and_boot, line, number_after};
 
 /// The `0x...` hexadecimal number right after `key` in `text`.
 fn hex_after(text: &str, key: &str) -> u64 {
@@ -89,12 +29,7 @@ fn hex_after(text: &str, key: &str) -> u64 {
 
 #[test]
 fn a_hermit_ping_and_a_bare_pong_verify_every_message_while_hermit_fills_its_heap() {
-    if let Some(reason) = skip_reason() {
-        eprintln!(
-            "\n*** SKIPPED boot test: {reason} (set QUEST_REQUIRE_BOOT=1 to fail instead) ***\n"
-        );
-        return;
-    }
+    require_bochs!();
     let (_, out) = build_and_boot("pingpong-hermit");
     let c = &out.console;
     assert!(out.passed(), "{}", out.describe());
