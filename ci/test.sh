@@ -41,6 +41,17 @@ for app in unikernels/apps/*/Cargo.toml; do
     cargo test --manifest-path "$app" --target-dir images/target/lint-host
 done
 
+# The README's main command, exactly as written there (taken from README.md, so the two
+# cannot drift apart): it must build hello.toml, boot it and exit 0.
+step Running "the README's main command"
+main_command=$(awk '/^Run the main job/ { found = 1 } found && /^```sh/ { getline; print; exit }' README.md)
+if [ -z "$main_command" ]; then
+    echo "error: README.md has no main command (a \`\`\`sh block after 'Run the main job')" >&2
+    exit 1
+fi
+echo "+ $main_command"
+bash -c "$main_command"
+
 step Documenting "host crates"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
 step Finished "all checks passed"

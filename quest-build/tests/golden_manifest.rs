@@ -41,7 +41,8 @@ fn manifests(dir: &str) -> Vec<PathBuf> {
 }
 
 fn check(rel: &Path, apps: &FromRoot) -> Result<manifest::Manifest, manifest::Diagnostics> {
-    let source = fs::read_to_string(repo_root().join(rel)).expect("readable fixture");
+    let bytes = fs::read(repo_root().join(rel)).expect("readable fixture");
+    let source = manifest::source::decode(rel, bytes)?;
     manifest::parse_and_validate(rel, &source, apps)
 }
 

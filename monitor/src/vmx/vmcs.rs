@@ -1,5 +1,5 @@
 //! The VM-execution controls and the initial 64-bit guest state of a vCPU's VMCS
-//! (Intel SDM Vol. 3, 25.6 and 25.4; values Bochs accepted are in PLATFORM.md).
+//! (Intel SDM Vol. 3, 25.6 and 25.4).
 
 use super::caps::VmxCaps;
 use super::instructions::{self as vmx, VmFail};

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod bench_channels;
 pub mod bench_hermit;
 pub mod check;
+pub mod help;
 pub mod image;
 pub mod inspect;
 pub mod plan;
@@ -14,7 +15,7 @@ use std::process::ExitCode;
 
 /// Builds partition manifests into bootable Quest multikernel images.
 #[derive(Debug, Parser)]
-#[command(name = "quest-build", version, about, long_about = None)]
+#[command(name = "quest-build", version, about, long_about = None, after_long_help = help::TOP)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -25,16 +26,22 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check manifests and print every diagnostic.
+    #[command(after_long_help = help::CHECK)]
     Check(CheckArgs),
     /// Print the plan of a manifest: cores, memory maps, channels, table.
+    #[command(after_long_help = help::PLAN)]
     Plan(PlanArgs),
     /// Build every application and the monitor into one bootable image (ELF and ISO).
+    #[command(after_long_help = help::IMAGE)]
     Image(image::ImageArgs),
     /// Boot a manifest or image in an emulator and stream its console.
+    #[command(after_long_help = help::RUN)]
     Run(run::RunArgs),
     /// Print the partition table and payload hashes embedded in an image.
+    #[command(after_long_help = help::INSPECT)]
     Inspect(inspect::InspectArgs),
     /// Print the benchmark table: sizes, build times, boot cost.
+    #[command(after_long_help = help::BENCH)]
     Bench(bench::BenchArgs),
 }
 

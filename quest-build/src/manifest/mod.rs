@@ -9,6 +9,7 @@
 //! - [`size`]: sizes, numbers and port ranges.
 //! - [`budget`]: host memory a system needs (shared with the planner).
 //! - [`app`]: whether an `app` is a Cargo package with a binary.
+//! - [`source`]: the file's bytes to text (invalid UTF-8 is a located error).
 //!
 //! The language itself is documented in `partition-manifests/README.md`.
 
@@ -18,6 +19,7 @@ pub mod diag;
 mod parse;
 mod schema;
 pub mod size;
+pub mod source;
 pub mod types;
 pub mod validate;
 
@@ -33,10 +35,10 @@ use parse::Draft;
 use std::path::Path;
 
 /// Reads, parses and validates the manifest at `path`, checking every `app` with cargo.
-/// A file that cannot be read is reported as a diagnostic too.
+/// A file that cannot be read, or is not UTF-8, is reported as a diagnostic too.
 pub fn load(path: &Path) -> Result<Manifest, Diagnostics> {
-    match std::fs::read_to_string(path) {
-        Ok(source) => parse_and_validate(path, &source, &CargoAppCheck::new()),
+    match std::fs::read(path) {
+        Ok(bytes) => parse_and_validate(path, &source::decode(path, bytes)?, &CargoAppCheck::new()),
         Err(e) => {
             let mut diags = Diagnostics::new(path, "");
             diags.push(

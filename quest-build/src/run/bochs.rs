@@ -1,14 +1,26 @@
-//! Booting an ISO in Bochs, which emulates VT-x with EPT (see PLATFORM.md).
+//! Booting an ISO in Bochs, which emulates VT-x with EPT (see `bochsrc` for the configuration).
 
+use super::Machine;
+use std::ffi::OsString;
 use std::path::Path;
 
 /// The Bochs CPU model: VMX with EPT, unrestricted guest, x2APIC.
 pub const CPU_MODEL: &str = "corei7_skylake_x";
-/// Instructions per emulated second per CPU (PLATFORM.md: 2M-10M with several CPUs).
+/// Instructions per emulated second per CPU (2M-10M keeps several emulated CPUs responsive; 10M boots BIOS+GRUB in about 1 s).
 pub const IPS: u64 = 10_000_000;
 
 /// A headless Bochs configuration booting `iso` on `cores` CPUs with `memory_mib` MiB,
 /// COM1 written to `serial_log`, Bochs' log to `bochs_log`.
+///
+/// It needs nothing from the host beyond the Debian packages (`bochs`, `bochsbios`,
+/// `vgabios`): every Bochs 2.7 default that reaches for host hardware was checked and is
+/// either turned off or pointed at a file or a dummy driver. Each line says why it is
+/// there. The device plugins Bochs loads unasked (see `plugin_ctrl` in Bochs' sample
+/// bochsrc) are biosdev, extfpuirq, gameport, iodebug, parallel, serial, speaker and
+/// unmapped; the i440FX chipset adds its own (PCI, IDE, USB UHCI with no ports, ACPI,
+/// HPET, CMOS, DMA, PIC, PIT, VGA, floppy, IOAPIC, keyboard), none of which opens a host
+/// device as configured here. Network cards, sound cards (SB16, ES1370), USB host
+/// devices and PCI passthrough are only loaded when configured, and are not.
 pub fn bochsrc(
     iso: &Path,
     cores: u32,
@@ -18,6 +30,7 @@ pub fn bochsrc(
 ) -> String {
     format!(
         "\
+# Written by quest-build run; every line is explained in quest-build/src/run/bochs.rs.
 config_interface: textconfig
 display_library: rfb, options=\"timeout=0\"
 romimage: file=/usr/share/bochs/BIOS-bochs-latest
@@ -38,31 +51,124 @@ debug: action=ignore
 debugger_log: /dev/null
 mouse: enabled=0
 port_e9_hack: enabled=1
-",
+{HOST_NEUTRAL}",
         iso = iso.display(),
         serial = serial_log.display(),
         log = bochs_log.display(),
     )
 }
 
+/// Writes `bochsrc` (see [`bochsrc`]; Bochs' own log goes to `bochs.log`) and the
+/// debugger's command file into `dir`, and returns the command line that runs Bochs with
+/// them (to be run in its own network namespace: the VNC display listens).
+pub fn prepare(
+    dir: &Path,
+    iso: &Path,
+    machine: Machine,
+    serial_log: &Path,
+) -> std::io::Result<Vec<OsString>> {
+    let rc = dir.join("bochsrc");
+    let text = bochsrc(
+        iso,
+        machine.cores,
+        machine.memory_mib,
+        serial_log,
+        &dir.join("bochs.log"),
+    );
+    std::fs::write(&rc, text)?;
+    // The debugger's command file: continue, and quit at any later prompt (stdin is
+    // empty), so Bochs never waits for a person.
+    let cmds = dir.join("cmds");
+    std::fs::write(&cmds, "c\n")?;
+    Ok(vec![
+        "bochs-bin".into(),
+        "-q".into(),
+        "-f".into(),
+        rc.into(),
+        "-rc".into(),
+        cmds.into(),
+    ])
+}
+
+/// The lines that keep Bochs away from the host's hardware (see [`bochsrc`]).
+///
+/// - `sound`: the lowlevel sound drivers default to ALSA; on a host without a sound
+///   card (any fresh server or CI machine) Bochs 2.7 prints ALSA errors and aborts with
+///   `*** buffer overflow detected ***` before the BIOS runs. The dummy drivers play
+///   nothing and need nothing. (`speaker: enabled=0` alone does not avoid it.)
+/// - `speaker`: the PC speaker stays (firmware and boot loaders may beep) in `sound`
+///   mode, which goes to the dummy driver above; its `system` mode would write to the
+///   host's `/dev/console`.
+/// - `plugin_ctrl`: the game port polls the host's joystick (`/dev/input/js0`) and the
+///   parallel port can write to a host file or printer; no sandbox uses either, so
+///   neither plugin is loaded.
+pub const HOST_NEUTRAL: &str = "\
+sound: waveoutdrv=dummy, waveindrv=dummy, midioutdrv=dummy
+speaker: enabled=1, mode=sound
+plugin_ctrl: gameport=0, parallel=0
+";
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_configuration_names_the_iso_cores_memory_and_logs() {
-        let rc = bochsrc(
+    fn sample() -> String {
+        bochsrc(
             Path::new("/i/hello.iso"),
             3,
             512,
             Path::new("/r/serial.log"),
             Path::new("/r/bochs.log"),
-        );
+        )
+    }
+
+    #[test]
+    fn the_configuration_names_the_iso_cores_memory_and_logs() {
+        let rc = sample();
         assert!(rc.contains("ata0-master: type=cdrom, path=/i/hello.iso, status=inserted"));
         assert!(rc.contains("cpu: model=corei7_skylake_x, count=3, ips=10000000"));
         assert!(rc.contains("memory: guest=512, host=512"));
         assert!(rc.contains("com1: enabled=1, mode=file, dev=/r/serial.log"));
         assert!(rc.contains("log: /r/bochs.log"));
         assert!(rc.contains("panic: action=fatal"));
+    }
+
+    /// The key and options of every `key: options` line.
+    fn settings(rc: &str) -> Vec<(&str, &str)> {
+        rc.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once(": "))
+            .collect()
+    }
+
+    #[test]
+    fn nothing_reaches_for_host_hardware() {
+        let rc = sample();
+        let set = settings(&rc);
+        let get = |key: &str| {
+            set.iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| *v)
+                .unwrap_or_else(|| panic!("no `{key}:` line in\n{rc}"))
+        };
+        // Every lowlevel sound driver is the dummy one (ALSA aborts Bochs without a card).
+        for driver in ["waveoutdrv", "waveindrv", "midioutdrv"] {
+            assert!(
+                get("sound").contains(&format!("{driver}=dummy")),
+                "{driver} is not dummy in {rc}"
+            );
+        }
+        assert!(get("speaker").contains("mode=sound"), "{rc}");
+        assert!(get("plugin_ctrl").contains("gameport=0"), "{rc}");
+        assert!(get("plugin_ctrl").contains("parallel=0"), "{rc}");
+        assert_eq!(get("mouse"), "enabled=0");
+        assert!(get("com1").contains("mode=file"), "{rc}");
+        assert!(get("clock").contains("sync=none"), "{rc}");
+        // No key appears twice (Bochs would take the last one silently).
+        let mut keys: Vec<&str> = set.iter().map(|(k, _)| *k).collect();
+        keys.sort_unstable();
+        let before = keys.len();
+        keys.dedup();
+        assert_eq!(keys.len(), before, "a key is repeated in {rc}");
     }
 }

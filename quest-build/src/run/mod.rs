@@ -102,19 +102,63 @@ impl RunOutcome {
             Verdict::Passed => format!("{}: every sandbox exited 0", self.emulator),
             Verdict::Failed(line) => line.clone(),
             Verdict::Unfinished if self.timed_out => format!(
-                "timed out after {:.0}s without a summary from the monitor (logs in {})",
+                "timed out after {:.0}s without a summary from the monitor (logs in {}){}",
                 self.elapsed.as_secs_f64(),
-                self.run_dir.display()
+                self.run_dir.display(),
+                self.emulator_tail_if_silent()
             ),
             Verdict::Unfinished => match console::last_monitor_line(&self.console) {
                 Some(line) => format!("the system stopped: {line}"),
                 None => format!(
-                    "the emulator ended without any monitor output (logs in {})",
-                    self.run_dir.display()
+                    "the emulator ended without any monitor output (logs in {}){}",
+                    self.run_dir.display(),
+                    self.emulator_tail_if_silent()
                 ),
             },
         }
     }
+
+    /// When the monitor printed nothing, the reason is usually in the emulator's own
+    /// output (a missing file, an abort before the firmware ran): its last lines, indented
+    /// under the error, else nothing.
+    fn emulator_tail_if_silent(&self) -> String {
+        if console::last_monitor_line(&self.console).is_some() {
+            return String::new();
+        }
+        let out = self.run_dir.join(EMULATOR_OUT);
+        let text = std::fs::read(&out).map_or_else(
+            |e| format!("(cannot read {}: {e})", out.display()),
+            |b| String::from_utf8_lossy(&b).into_owned(),
+        );
+        let tail = last_lines(&text, EMULATOR_TAIL_LINES);
+        if tail.is_empty() {
+            return format!("; {} is empty", out.display());
+        }
+        let mut s = format!("; the last lines of {}:", out.display());
+        for line in tail {
+            s.push_str("\n    ");
+            s.push_str(line);
+        }
+        s
+    }
+}
+
+/// The file that receives the emulator's stdout and stderr, in the run directory.
+pub const EMULATOR_OUT: &str = "emulator.out";
+/// How many lines of the emulator's output an error shows.
+const EMULATOR_TAIL_LINES: usize = 8;
+
+/// The last `n` non-blank lines of `text`, trimmed, in order.
+fn last_lines(text: &str, n: usize) -> Vec<&str> {
+    let mut lines: Vec<&str> = text
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.trim().is_empty())
+        .rev()
+        .take(n)
+        .collect();
+    lines.reverse();
+    lines
 }
 
 /// Why a run could not happen.
@@ -238,32 +282,15 @@ pub fn boot(
             if let Some(line) = host::bochs_missing() {
                 return Err(RunError::Missing(line));
             }
-            let rc = dir.join("bochsrc");
-            let text = bochs::bochsrc(
-                &iso,
-                machine.cores,
-                machine.memory_mib,
-                &serial,
-                &dir.join("bochs.log"),
-            );
-            std::fs::write(&rc, text).map_err(io_err("writing bochsrc"))?;
-            // The debugger's command file: continue, and quit at any later prompt (stdin
-            // is empty), so Bochs never waits for a person.
-            let cmds = dir.join("cmds");
-            std::fs::write(&cmds, "c\n").map_err(io_err("writing the Bochs command file"))?;
+            let args = bochs::prepare(&dir, &iso, machine, &serial)
+                .map_err(io_err("writing the Bochs configuration"))?;
             let isolation = host::network_isolation().ok_or_else(|| {
                 RunError::Missing(
                     "cannot give Bochs its own network namespace (its VNC display would listen on this machine): `unshare --net` failed; install util-linux or run as root".into(),
                 )
             })?;
             let mut c = Command::new(isolation[0]);
-            c.args(&isolation[1..])
-                .arg("bochs-bin")
-                .arg("-q")
-                .arg("-f")
-                .arg(&rc)
-                .arg("-rc")
-                .arg(&cmds);
+            c.args(&isolation[1..]).args(args);
             c
         }
         Emulator::Qemu(accel) => {
@@ -281,7 +308,7 @@ pub fn boot(
             c
         }
     };
-    let emulator_out = std::fs::File::create(dir.join("emulator.out"))
+    let emulator_out = std::fs::File::create(dir.join(EMULATOR_OUT))
         .map_err(io_err("creating the emulator's log"))?;
     let emulator_err = emulator_out
         .try_clone()
@@ -372,4 +399,80 @@ fn follow(
         std::thread::sleep(POLL);
     }
     Ok((String::from_utf8_lossy(&console).into_owned(), timed_out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(dir: &Path, console: &str, timed_out: bool) -> RunOutcome {
+        RunOutcome {
+            emulator: Emulator::Bochs,
+            console: console.into(),
+            verdict: console::verdict(console),
+            timed_out,
+            elapsed: Duration::from_secs(3),
+            run_dir: dir.to_path_buf(),
+        }
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("quest-run-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        dir
+    }
+
+    #[test]
+    fn a_silent_death_shows_the_emulators_last_lines_and_the_log_path() {
+        let dir = scratch("silent");
+        let mut out = String::from("00000000000i[      ] loading plugins\n");
+        for i in 0..20 {
+            out.push_str(&format!("noise {i}\n"));
+        }
+        out.push_str("ALSA lib pcm.c:2666:(snd_pcm_open_noupdate) Unknown PCM default\n\n");
+        out.push_str("*** buffer overflow detected ***: terminated\n");
+        std::fs::write(dir.join(EMULATOR_OUT), out).expect("write");
+        let text = outcome(&dir, "", false).describe();
+        assert!(
+            text.starts_with("the emulator ended without any monitor output (logs in "),
+            "{text}"
+        );
+        assert!(text.contains(&dir.display().to_string()), "{text}");
+        assert!(text.contains("Unknown PCM default"), "{text}");
+        assert!(
+            text.ends_with("\n    *** buffer overflow detected ***: terminated"),
+            "{text}"
+        );
+        assert_eq!(text.lines().count(), 1 + EMULATOR_TAIL_LINES, "{text}");
+        assert!(
+            !text.contains("noise 13") && text.contains("noise 14"),
+            "{text}"
+        );
+        // The same when the time limit ends a boot that printed nothing.
+        assert!(outcome(&dir, "", true)
+            .describe()
+            .contains("buffer overflow detected"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn once_the_monitor_spoke_its_last_line_is_the_reason() {
+        let dir = scratch("spoke");
+        std::fs::write(dir.join(EMULATOR_OUT), "emulator noise\n").expect("write");
+        let text = outcome(&dir, "quest: table 'x' invalid: bad magic\n", false).describe();
+        assert!(!text.contains("emulator noise"), "{text}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_missing_or_empty_emulator_log_is_said() {
+        let dir = scratch("missing");
+        assert!(outcome(&dir, "", false)
+            .describe()
+            .contains("(cannot read "));
+        std::fs::write(dir.join(EMULATOR_OUT), "\n\n").expect("write");
+        assert!(outcome(&dir, "", false).describe().ends_with("is empty"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

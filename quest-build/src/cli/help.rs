@@ -1,0 +1,82 @@
+//! The long help of `quest-build` and each subcommand (`--help`): complete on its own, so
+//! a user needs no document outside the repository to use the tool.
+
+/// After `quest-build --help`.
+pub const TOP: &str = "\
+Quest turns a partition manifest (TOML: each sandbox's cores, memory, I/O ports and
+application, an ordinary Cargo package, plus the shared-memory channels between
+sandboxes) into one bootable image: a small VT-x monitor that gives every sandbox its
+own cores and EPT-isolated memory, and one unikernel per sandbox (Hermit for std
+programs, Quest's quest-rt for no_std ones).
+
+Typical use, from the repository root:
+  quest-build check partition-manifests/hello.toml   every problem, with file:line:col
+  quest-build plan  partition-manifests/hello.toml   cores, memory maps, channels
+  quest-build run   partition-manifests/hello.toml   build, boot, show each sandbox's output
+
+Documentation in the repository: README.md (overview, architecture, contributing),
+partition-manifests/README.md (the manifest language), quest-build/README.md (the
+stages of the tool), monitor/README.md (the monitor and its exit handlers).
+
+Environment: QUEST_ROOT names the Quest checkout whose monitor, runtimes and images/
+directory are used (default: the checkout this tool was built from);
+QUEST_HERMIT_LOG sets Hermit's kernel log level (default warn).
+
+Exit status: 0 success, 1 invalid input or a failed system, 2 usage error.";
+
+/// After `quest-build check --help`.
+pub const CHECK: &str = "\
+Parses and validates each manifest and prints every problem at once, the way rustc does:
+the message, file:line:col, the line with a caret, and a hint on how to fix it. Nothing
+is built. Exit status 1 if any manifest has an error (warnings alone pass).
+
+Example: quest-build check partition-manifests/*.toml";
+
+/// After `quest-build plan --help`.
+pub const PLAN: &str = "\
+The plan is what the image will contain, computed from the manifest alone: which
+sandbox owns which core, each sandbox's guest-physical memory map, the channels and
+where they are mapped, and the partition table's size and checksum. Host-physical
+placement is chosen by the monitor at boot and printed in the boot log.
+
+Examples:
+  quest-build plan partition-manifests/pingpong.toml
+  quest-build plan partition-manifests/hello.toml --json
+  quest-build plan partition-manifests/hello.toml --svg hello.svg";
+
+/// After `quest-build image --help`.
+pub const IMAGE: &str = "\
+Builds every application for its runtime (cargo; Hermit applications with the pinned
+nightly toolchain, which ci/setup.sh installs), the monitor, every sandbox's initial
+memory and the partition table, and links them into one multiboot2 ELF and a GRUB ISO
+that boots in QEMU, Bochs or on a PC. Outputs go to images/ (ignored by git); builds are
+cached, so an unchanged manifest rebuilds nothing and gives identical bytes.
+
+Example: quest-build image partition-manifests/hello.toml -o images/hello.iso";
+
+/// After `quest-build run --help`.
+pub const RUN: &str = "\
+Builds the image if given a manifest, boots it, and streams the console: monitor lines
+start with `quest:`, each sandbox's lines with `[name]`. The default emulator is QEMU
+with KVM where the host offers VT-x to guests, else Bochs (which emulates VT-x with EPT;
+slow but available everywhere: apt install bochs bochsbios vgabios). Bochs runs in its
+own network namespace (its display is a VNC server) with dummy sound drivers, so it
+needs no sound card or display. The configuration and logs of each boot are kept in
+images/run/NAME-PID-N/ (bochsrc, serial.log, bochs.log, emulator.out).
+
+Exit status: 0 if every sandbox exited 0; else the first failing sandbox's status; 1 if
+the system halted, the boot never finished, or the time limit ended it.";
+
+/// After `quest-build inspect --help`.
+pub const INSPECT: &str = "\
+Reads the partition table embedded in an image, validates it as the monitor does at
+boot, and checks every payload's SHA-256. Exit status 1 if the table is unreadable or
+invalid or a hash does not match.";
+
+/// After `quest-build bench --help`.
+pub const BENCH: &str = "\
+Measures and prints one table: cold and warm build times, image and monitor sizes, boot
+cost (monitor entry to all sandboxes running), Hermit launch-to-main, channel round
+trips and VM exits per message. It builds from scratch in its own target directory and
+boots in Bochs, so it takes several minutes; run it in release mode:
+  cargo run --release -p quest-build -- bench";
