@@ -10,6 +10,7 @@
 //! - [`mod@encode`]: writing a table into a caller-provided buffer.
 //! - [`mod@validate`]: checking a table and viewing it without copying.
 //! - [`layout`]: every fixed guest-physical address, one doc line each.
+//! - [`gdt`]: the launch GDT (descriptors, selectors, access rights).
 //! - [`hypercall`]: hypercall numbers and their register conventions.
 //! - [`bootinfo`]: the boot information block a `bare` sandbox receives.
 //! - [`args`]: the argument block (`args`, `env`) a `bare` sandbox receives.
@@ -21,6 +22,7 @@ pub mod args;
 pub mod bootinfo;
 pub mod directory;
 pub mod encode;
+pub mod gdt;
 pub mod hypercall;
 pub mod layout;
 pub mod table;
