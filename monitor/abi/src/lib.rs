@@ -11,6 +11,7 @@
 //! - [`mod@validate`]: checking a table and viewing it without copying.
 //! - [`layout`]: every fixed guest-physical address, one doc line each.
 //! - [`gdt`]: the launch GDT (descriptors, selectors, access rights).
+//! - [`memory`]: the host memory a system needs (2 MiB granules, the first MiB).
 //! - [`hypercall`]: hypercall numbers and their register conventions.
 //! - [`bootinfo`]: the boot information block a `bare` sandbox receives.
 //! - [`args`]: the argument block (`args`, `env`) a `bare` sandbox receives.
@@ -25,6 +26,7 @@ pub mod encode;
 pub mod gdt;
 pub mod hypercall;
 pub mod layout;
+pub mod memory;
 pub mod table;
 pub mod validate;
 
