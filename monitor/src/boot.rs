@@ -127,7 +127,13 @@ pub unsafe fn run(magic: u32, mbi_addr: u64) -> ! {
 
     let (tsc_khz, source) =
         tsc::calibrate().unwrap_or_else(|| refuse("cannot find the TSC frequency"));
-    crate::println!("quest: TSC {tsc_khz} kHz ({source})");
+    crate::println!(
+        "{}",
+        quest_abi::console::Record::Tsc {
+            khz: tsc_khz.into(),
+            source: source.as_str(),
+        }
+    );
     let boot_time_us = wall_clock(tsc_khz);
 
     let mut needed = [false; MAX_CORES as usize];

@@ -16,11 +16,13 @@
 //! - [`bootinfo`]: the boot information block a `bare` sandbox receives.
 //! - [`args`]: the argument block (`args`, `env`) a `bare` sandbox receives.
 //! - [`directory`]: the channel directory every sandbox finds at a fixed address.
+//! - [`console`]: the monitor's console records the host reads (printer and parser).
 #![no_std]
 #![forbid(unsafe_code)]
 
 pub mod args;
 pub mod bootinfo;
+pub mod console;
 pub mod directory;
 pub mod encode;
 pub mod gdt;
