@@ -154,7 +154,7 @@ fn measure(args: &BenchArgs) -> Result<Vec<(String, String)>, String> {
         );
     }
     rows.extend(super::bench_hermit::build_rows(
-        &ws.images(),
+        &ws,
         &built.plan,
         !args.no_cold,
     )?);
