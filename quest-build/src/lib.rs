@@ -10,3 +10,4 @@ pub mod manifest;
 pub mod plan;
 pub mod run;
 pub mod runtime;
+pub mod scaffold;
