@@ -113,7 +113,7 @@ fn manifest_text(root: &Path, name: &str, runtime: Runtime) -> String {
 #
 #   quest-build check {name}.toml    every problem in this file, with hints
 #   quest-build plan {name}.toml     cores, memory map and channels as planned
-#   quest-build image {name}.toml    the bootable image (images/{name}.iso)
+#   quest-build image {name}.toml    the bootable image ({name}.iso in the checkout's images/)
 #   quest-build run {name}.toml      build it and boot it in an emulator
 #
 # Every key, its type, default and unit, channels and the memory budget:
