@@ -5,8 +5,9 @@
 
 pub mod build;
 pub mod cli;
-pub mod hermit;
 pub mod image;
 pub mod manifest;
 pub mod plan;
 pub mod run;
+pub mod runtime;
+pub mod scaffold;

@@ -11,7 +11,7 @@ use quest_abi::layout::{CHANNEL_WINDOW_GPA, CHANNEL_WINDOW_SIZE};
 use quest_build::cli::bench_channels::{
     messages_sent, round_trips, stream, summary_exits, unexplained_exits,
 };
-use quest_build::hermit::page_tables::HERMIT_VIRTUAL_START;
+use quest_build::runtime::hermit::page_tables::HERMIT_VIRTUAL_START;
 
 #[macro_use]
 mod common;

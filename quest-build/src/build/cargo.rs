@@ -1,9 +1,11 @@
-//! Running `cargo build` for one package and finding the executable it produced.
+//! The one way Quest runs cargo ([`cargo`], [`run`], [`run_build`]) and the one reader
+//! of its JSON messages ([`artifacts`]); building a bare application or the monitor with
+//! them and finding the executable it produced.
 
 use super::{Progress, Workspace, BARE_TARGET};
 use cargo_metadata::Message;
 use std::path::{Path, PathBuf};
-use xshell::{cmd, Shell};
+use xshell::{Cmd, Shell};
 
 /// Why a build failed.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +29,37 @@ pub enum BuildError {
     },
 }
 
+/// An application package about to be built.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppPackage {
+    /// Its directory, absolute (cargo runs there: a relative path would resolve twice).
+    pub dir: PathBuf,
+    /// Its `Cargo.toml`.
+    pub manifest: PathBuf,
+    /// Its directory's name, for progress lines and errors.
+    pub name: String,
+}
+
+impl AppPackage {
+    /// The package in `dir`, which must hold a `Cargo.toml`.
+    pub fn at(dir: &Path) -> Result<Self, BuildError> {
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let manifest = dir.join("Cargo.toml");
+        if !manifest.is_file() {
+            return Err(BuildError::NoPackage(dir));
+        }
+        let name = dir.file_name().map_or_else(
+            || dir.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        Ok(Self {
+            dir,
+            manifest,
+            name,
+        })
+    }
+}
+
 /// Builds the application package in `app_dir` for the bare target (release) and returns
 /// the path of its executable.
 pub fn build_app(
@@ -34,16 +67,12 @@ pub fn build_app(
     app_dir: &Path,
     progress: &Progress,
 ) -> Result<PathBuf, BuildError> {
-    // Absolute, since cargo runs in the package's directory.
-    let app_dir = &std::path::absolute(app_dir).unwrap_or_else(|_| app_dir.to_path_buf());
-    let manifest = app_dir.join("Cargo.toml");
-    if !manifest.is_file() {
-        return Err(BuildError::NoPackage(app_dir.to_path_buf()));
-    }
-    let name = app_dir.file_name().map_or_else(
-        || app_dir.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    );
+    let AppPackage {
+        dir: app_dir,
+        manifest,
+        name,
+    } = AppPackage::at(app_dir)?;
+    let app_dir = &app_dir;
     progress.step("Compiling", format!("app {name}"));
     let what = format!("app {name}");
     let artifacts = cargo_build(ws, app_dir, &manifest, None, &what)?;
@@ -64,8 +93,17 @@ pub fn build_monitor(ws: &Workspace, progress: &Progress) -> Result<PathBuf, Bui
     pick_executable(artifacts, "the monitor", Some("quest-monitor"))
 }
 
-/// One executable cargo reported: (package name, binary target name, path).
-type Artifact = (String, String, PathBuf);
+/// One artifact cargo reported: its target's name, its executable (if it is one) and
+/// every file it wrote (a static library's archive, for instance).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Artifact {
+    /// The target's name (the binary's or library's).
+    pub target: String,
+    /// The executable, for a binary target.
+    pub executable: Option<PathBuf>,
+    /// Every file the artifact consists of.
+    pub filenames: Vec<PathBuf>,
+}
 
 /// The toolchain Quest pins in `rust-toolchain.toml` (`None` if it cannot be read).
 fn pinned_toolchain(ws: &Workspace) -> Option<String> {
@@ -77,6 +115,57 @@ fn pinned_toolchain(ws: &Workspace) -> Option<String> {
     (!value.is_empty()).then(|| value.to_owned())
 }
 
+/// Variables an enclosing cargo or rustup sets (when this tool runs under `cargo run` or
+/// `cargo test`) that would change what an inner build does.
+const INHERITED_BUILD_VARS: [&str; 12] = [
+    "RUSTUP_TOOLCHAIN",
+    "RUSTC",
+    "RUSTC_WRAPPER",
+    "RUSTC_WORKSPACE_WRAPPER",
+    "RUSTFLAGS",
+    "RUSTDOCFLAGS",
+    "CARGO_ENCODED_RUSTFLAGS",
+    "CARGO_BUILD_RUSTFLAGS",
+    "CARGO_TARGET_DIR",
+    "CARGO_BUILD_TARGET",
+    "CARGO_MAKEFLAGS",
+    "__CARGO_FIX_PLZ",
+];
+
+/// `cargo` run in the shell's directory with rustup toolchain `toolchain` (`None`:
+/// whatever rustup picks there) and none of the build settings of an enclosing cargo.
+/// Every cargo Quest runs starts here.
+pub fn cargo<'a>(sh: &'a Shell, toolchain: Option<&str>) -> Cmd<'a> {
+    let cmd = INHERITED_BUILD_VARS
+        .iter()
+        .fold(sh.cmd("cargo"), |cmd, var| cmd.env_remove(var));
+    match toolchain {
+        Some(t) => cmd.env("RUSTUP_TOOLCHAIN", t),
+        None => cmd,
+    }
+}
+
+/// Runs a cargo command and returns its stdout; what cargo prints on stderr
+/// (diagnostics) is passed on. `what` names the build in the error.
+pub fn run(cmd: Cmd<'_>, what: &str) -> Result<Vec<u8>, BuildError> {
+    let output = cmd.ignore_status().output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !stderr.trim().is_empty() {
+        eprint!("{stderr}");
+    }
+    if !output.status.success() {
+        return Err(BuildError::Failed(what.to_owned()));
+    }
+    Ok(output.stdout)
+}
+
+/// Runs a `cargo build` command with JSON messages (diagnostics rendered to stderr) and
+/// returns the artifacts it reports.
+pub fn run_build(cmd: Cmd<'_>, what: &str) -> Result<Vec<Artifact>, BuildError> {
+    let stdout = run(cmd.arg("--message-format=json-render-diagnostics"), what)?;
+    Ok(artifacts(&stdout))
+}
+
 fn cargo_build(
     ws: &Workspace,
     dir: &Path,
@@ -86,46 +175,34 @@ fn cargo_build(
 ) -> Result<Vec<Artifact>, BuildError> {
     let sh = Shell::new()?;
     sh.change_dir(dir);
-    let target_dir = ws.target_dir();
+    let target_dir = &ws.target;
     let package_args: Vec<&str> = package.map(|p| vec!["-p", p]).unwrap_or_default();
-    let command = cmd!(
-        sh,
-        "cargo build --quiet --release --target {BARE_TARGET} --manifest-path {manifest}
-            --target-dir {target_dir} --message-format=json-render-diagnostics {package_args...}"
-    )
-    // Our target directory and target, not whatever the caller's environment says.
-    .env_remove("CARGO_TARGET_DIR")
-    .env_remove("CARGO_BUILD_TARGET")
-    .ignore_status();
-    // Build with Quest's pinned toolchain (it has the bare target installed), whatever
-    // toolchain runs this tool.
-    let command = match pinned_toolchain(ws) {
-        Some(t) => command.env("RUSTUP_TOOLCHAIN", t),
-        None => command.env_remove("RUSTUP_TOOLCHAIN"),
-    };
-    let output = command.output()?;
-    // Diagnostics were rendered to stderr, which `output` captured: pass them on.
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    if !stderr.trim().is_empty() {
-        eprint!("{stderr}");
-    }
-    if !output.status.success() {
-        return Err(BuildError::Failed(what.to_owned()));
-    }
-    Ok(executables(&output.stdout))
+    // Quest's pinned toolchain (it has the bare target installed), whatever toolchain
+    // runs this tool.
+    let toolchain = pinned_toolchain(ws);
+    let cmd = cargo(&sh, toolchain.as_deref())
+        .args(["build", "--quiet", "--release", "--target", BARE_TARGET])
+        .arg("--manifest-path")
+        .arg(manifest)
+        .arg("--target-dir")
+        .arg(target_dir)
+        .args(package_args);
+    run_build(cmd, what)
 }
 
-/// The executables in cargo's JSON messages.
-fn executables(stdout: &[u8]) -> Vec<Artifact> {
+/// The artifacts in cargo's JSON messages (anything else in them is skipped).
+pub fn artifacts(stdout: &[u8]) -> Vec<Artifact> {
     Message::parse_stream(stdout)
         .filter_map(Result::ok)
         .filter_map(|m| match m {
-            Message::CompilerArtifact(a) => a.executable.map(|exe| {
-                (
-                    a.package_id.repr.clone(),
-                    a.target.name.clone(),
-                    exe.into_std_path_buf(),
-                )
+            Message::CompilerArtifact(a) => Some(Artifact {
+                target: a.target.name.clone(),
+                executable: a.executable.map(|e| e.into_std_path_buf()),
+                filenames: a
+                    .filenames
+                    .into_iter()
+                    .map(|f| f.into_std_path_buf())
+                    .collect(),
             }),
             _ => None,
         })
@@ -134,18 +211,22 @@ fn executables(stdout: &[u8]) -> Vec<Artifact> {
 
 /// The one executable of a build: the binary named `prefer` if given and present, else
 /// the only one.
-fn pick_executable(
-    mut artifacts: Vec<Artifact>,
+pub fn pick_executable(
+    artifacts: Vec<Artifact>,
     what: &str,
     prefer: Option<&str>,
 ) -> Result<PathBuf, BuildError> {
+    let mut exes: Vec<(String, PathBuf)> = artifacts
+        .into_iter()
+        .filter_map(|a| a.executable.map(|e| (a.target, e)))
+        .collect();
     if let Some(name) = prefer {
-        if let Some(i) = artifacts.iter().position(|(_, bin, _)| bin == name) {
-            return Ok(artifacts.swap_remove(i).2);
+        if let Some(i) = exes.iter().position(|(bin, _)| bin == name) {
+            return Ok(exes.swap_remove(i).1);
         }
     }
-    match artifacts.len() {
-        1 => Ok(artifacts.remove(0).2),
+    match exes.len() {
+        1 => Ok(exes.remove(0).1),
         0 => Err(BuildError::Executable {
             what: what.to_owned(),
             problem: "cargo built no executable (the package needs a binary target)".into(),
@@ -154,9 +235,8 @@ fn pick_executable(
             what: what.to_owned(),
             problem: format!(
                 "cargo built {n} executables ({}); an application package must have exactly one",
-                artifacts
-                    .iter()
-                    .map(|(_, bin, _)| bin.as_str())
+                exes.iter()
+                    .map(|(bin, _)| bin.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
@@ -173,15 +253,24 @@ mod tests {
         let stdout = br#"{"reason":"compiler-artifact","package_id":"path+file:///x/hello#0.1.0","manifest_path":"/x/hello/Cargo.toml","target":{"kind":["bin"],"crate_types":["bin"],"name":"hello","src_path":"/x/hello/src/main.rs","edition":"2021","doc":true,"doctest":false,"test":true},"profile":{"opt_level":"3","debuginfo":0,"debug_assertions":false,"overflow_checks":false,"test":false},"features":[],"filenames":["/t/hello"],"executable":"/t/hello","fresh":true}
 {"reason":"build-finished","success":true}
 "#;
-        let found = executables(stdout);
-        assert_eq!(found.len(), 1);
-        assert_eq!(found[0].1, "hello");
-        assert_eq!(found[0].2, PathBuf::from("/t/hello"));
+        let found = artifacts(stdout);
+        assert_eq!(
+            found,
+            [Artifact {
+                target: "hello".into(),
+                executable: Some(PathBuf::from("/t/hello")),
+                filenames: vec![PathBuf::from("/t/hello")],
+            }]
+        );
     }
 
     #[test]
     fn a_package_with_several_binaries_is_refused_by_name() {
-        let a = |n: &str| (String::new(), n.to_owned(), PathBuf::from(n));
+        let a = |n: &str| Artifact {
+            target: n.to_owned(),
+            executable: Some(PathBuf::from(n)),
+            filenames: vec![PathBuf::from(n)],
+        };
         let err = pick_executable(vec![a("one"), a("two")], "app x", None).unwrap_err();
         assert!(
             err.to_string().contains("2 executables (one, two)"),
@@ -194,5 +283,11 @@ mod tests {
         );
         assert_eq!(ok.unwrap(), PathBuf::from("quest-monitor"));
         assert!(pick_executable(vec![], "app x", None).is_err());
+        // A library is no executable.
+        let lib = Artifact {
+            executable: None,
+            ..a("lib")
+        };
+        assert!(pick_executable(vec![lib], "app x", None).is_err());
     }
 }

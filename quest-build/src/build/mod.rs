@@ -13,13 +13,17 @@ use std::path::{Path, PathBuf};
 /// The bare-metal target every bare application and the monitor are built for.
 pub const BARE_TARGET: &str = "x86_64-unknown-none";
 
-/// Where Quest's own sources and build outputs are.
+/// Where Quest's own sources and build outputs are: the one place that finds the
+/// checkout. Every output directory (cargo's target directory, the Hermit kernel and its
+/// applications) is derived from it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Workspace {
     /// The Quest checkout (holds `monitor/`, `unikernels/`, `images/`).
     pub root: PathBuf,
-    /// The cargo target directory for applications and the monitor.
+    /// The cargo target directory for bare applications and the monitor.
     pub target: PathBuf,
+    /// Hermit's outputs: its kernel, the kernel's source wrapper, and std applications.
+    pub hermit: PathBuf,
 }
 
 impl Workspace {
@@ -35,10 +39,24 @@ impl Workspace {
         Self::at(root)
     }
 
-    /// The checkout at `root`, building into `root/images/target`.
+    /// The checkout at `root`, building into `root/images/`.
     pub fn at(root: PathBuf) -> Self {
-        let target = root.join("images").join("target");
-        Self { root, target }
+        let images = root.join("images");
+        Self {
+            target: images.join("target"),
+            hermit: images.join("hermit"),
+            root,
+        }
+    }
+
+    /// The same checkout with every build output under `dir` instead (nothing cached
+    /// there yet: a cold build).
+    pub fn with_outputs_in(&self, dir: &Path) -> Self {
+        Self {
+            root: self.root.clone(),
+            target: dir.join("target"),
+            hermit: dir.join("hermit"),
+        }
     }
 
     /// `images/`: every build output.

@@ -1,14 +1,14 @@
 //! `quest-build bench [MANIFEST]`: the benchmark table: monitor size and lines of code,
-//! image size, cold and no-op build times, boot cost in Bochs, the Hermit rows
-//! ([`super::bench_hermit`]) and the channel rows ([`super::bench_channels`]).
+//! image size, boot cost in Bochs, the build-time rows ([`super::bench_build`]), the
+//! Hermit rows ([`super::bench_hermit`]) and the channel rows ([`super::bench_channels`]).
 
 use crate::build::{self, Progress, Workspace};
-use crate::image::{self, ImageRequest};
+use crate::image::ImageRequest;
 use crate::run::{self, console, Emulator, RunOptions};
 use goblin::elf::{program_header::PT_LOAD, Elf};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// `quest-build bench`.
 #[derive(Debug, clap::Args)]
@@ -76,21 +76,9 @@ fn kib(bytes: u64) -> String {
     format!("{:.1} KiB", bytes as f64 / 1024.0)
 }
 
-fn secs(d: Duration) -> String {
+/// Seconds with two decimals.
+pub(super) fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
-}
-
-/// Builds the image into `ws`'s target dir and returns how long it took.
-fn timed_build(
-    ws: &Workspace,
-    req: &ImageRequest,
-) -> Result<(Duration, image::BuiltImage), String> {
-    let started = Instant::now();
-    let built = image::build_image(ws, req, &Progress::quiet()).map_err(|e| match e {
-        image::ImageError::Manifest(d) => d.render(false),
-        other => other.to_string(),
-    })?;
-    Ok((started.elapsed(), built))
 }
 
 /// Measures and prints the table; status 1 if a measurement failed.
@@ -124,23 +112,8 @@ fn measure(args: &BenchArgs) -> Result<Vec<(String, String)>, String> {
         make_iso: true,
     };
 
-    if !args.no_cold {
-        // A cold build: an empty target directory of its own, so nothing is cached.
-        let mut cold = ws.clone();
-        cold.target = ws.images().join("bench").join("cold-target");
-        let _ = std::fs::remove_dir_all(&cold.target);
-        progress.step("Measuring", "cold build (everything from scratch)");
-        let (took, _) = timed_build(&cold, &req)?;
-        rows.push((
-            "cold build (monitor + apps + image + ISO)".into(),
-            secs(took),
-        ));
-        let _ = std::fs::remove_dir_all(&cold.target);
-    }
-    progress.step("Measuring", "no-op build");
-    timed_build(&ws, &req)?;
-    let (noop, built) = timed_build(&ws, &req)?;
-    rows.push(("no-op build".into(), secs(noop)));
+    let (build_rows, built) = super::bench_build::build_rows(&ws, &req, !args.no_cold, &progress)?;
+    rows.extend(build_rows);
 
     if built
         .plan
@@ -154,7 +127,7 @@ fn measure(args: &BenchArgs) -> Result<Vec<(String, String)>, String> {
         );
     }
     rows.extend(super::bench_hermit::build_rows(
-        &ws.images(),
+        &ws,
         &built.plan,
         !args.no_cold,
     )?);

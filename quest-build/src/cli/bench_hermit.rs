@@ -11,12 +11,12 @@
 //!   `main started at TSC <M>` first thing in `main` (hello-std does) gives `M - T`; the
 //!   guest reads the same TSC as the monitor (no offset).
 
-use crate::hermit::{self, HermitDirs};
+use crate::build::{Progress, Workspace};
 use crate::plan::Plan;
 use crate::run::console::Record;
+use crate::runtime::hermit;
 use goblin::elf::{program_header::PT_LOAD, Elf};
 use quest_abi::Runtime;
-use std::path::Path;
 use std::time::Instant;
 
 /// Bench rows: (metric, value).
@@ -31,28 +31,30 @@ fn first_hermit(plan: &Plan) -> Option<usize> {
 
 /// Build rows: cold (unless `cold` is false) and warm build time of the first Hermit
 /// sandbox, and the unikernel size of every Hermit sandbox. No rows without Hermit.
-pub fn build_rows(ws_images: &Path, plan: &Plan, cold: bool) -> Result<Rows, String> {
+pub fn build_rows(ws: &Workspace, plan: &Plan, cold: bool) -> Result<Rows, String> {
     let Some(first) = first_hermit(plan) else {
         return Ok(Vec::new());
     };
-    let quiet = |_: &str, _: &str| {};
+    let quiet = Progress::quiet();
+    let build = |ws: &Workspace, i: usize| {
+        hermit::build_sandbox(ws, plan, i, &quiet).map_err(|e| e.to_string())
+    };
     let name = &plan.sandboxes[first].name;
     let mut rows = Vec::new();
     if cold {
-        let dirs = HermitDirs::at(ws_images.join("bench").join("hermit-cold"));
-        let _ = std::fs::remove_dir_all(&dirs.root);
+        let scratch = ws.images().join("bench").join("hermit-cold");
+        let _ = std::fs::remove_dir_all(&scratch);
         let started = Instant::now();
-        hermit::build_sandbox_in(&dirs, plan, first, &quiet).map_err(|e| format!("{e:#}"))?;
+        build(&ws.with_outputs_in(&scratch), first)?;
         rows.push((
             format!("Hermit cold build of `{name}` (kernel + std + app, nothing cached)"),
             format!("{:.1} s", started.elapsed().as_secs_f64()),
         ));
-        let _ = std::fs::remove_dir_all(&dirs.root);
+        let _ = std::fs::remove_dir_all(&scratch);
     }
-    let dirs = HermitDirs::at(ws_images.join("hermit"));
-    hermit::build_sandbox_in(&dirs, plan, first, &quiet).map_err(|e| format!("{e:#}"))?;
+    build(ws, first)?;
     let started = Instant::now();
-    hermit::build_sandbox_in(&dirs, plan, first, &quiet).map_err(|e| format!("{e:#}"))?;
+    build(ws, first)?;
     rows.push((
         format!("Hermit warm build of `{name}` (everything cached)"),
         format!("{:.2} s", started.elapsed().as_secs_f64()),
@@ -61,8 +63,7 @@ pub fn build_rows(ws_images: &Path, plan: &Plan, cold: bool) -> Result<Rows, Str
         if sb.runtime != Runtime::Hermit {
             continue;
         }
-        let built =
-            hermit::build_sandbox_in(&dirs, plan, i, &quiet).map_err(|e| format!("{e:#}"))?;
+        let built = build(ws, i)?;
         let elf = std::fs::read(&built.elf).map_err(|e| format!("{}: {e}", built.elf.display()))?;
         let payload: u64 = built
             .image
@@ -74,7 +75,7 @@ pub fn build_rows(ws_images: &Path, plan: &Plan, cold: bool) -> Result<Rows, Str
             format!(
                 "Hermit unikernel `{}` ({} kernel)",
                 sb.name,
-                built.kernel.name()
+                hermit::kernel::CONFIG_NAME
             ),
             format!(
                 "ELF {:.1} KiB, {:.1} KiB loaded; initial memory payloads {:.1} KiB",

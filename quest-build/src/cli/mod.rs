@@ -1,12 +1,14 @@
 //! Command-line interface. Exit status: 0 ok, 1 invalid input or failed run, 2 usage.
 
 pub mod bench;
+pub mod bench_build;
 pub mod bench_channels;
 pub mod bench_hermit;
 pub mod check;
 pub mod help;
 pub mod image;
 pub mod inspect;
+pub mod new;
 pub mod plan;
 pub mod run;
 
@@ -43,6 +45,8 @@ pub enum Command {
     /// Print the benchmark table: sizes, build times, boot cost.
     #[command(after_long_help = help::BENCH)]
     Bench(bench::BenchArgs),
+    /// Create a new system: a manifest and an application package that build and boot.
+    New(new::NewArgs),
 }
 
 /// `quest-build check`.
@@ -87,5 +91,6 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Inspect(args) => inspect::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::New(args) => new::run(&args),
     }
 }

@@ -1,13 +1,12 @@
 //! `quest-build image`: manifest -> plan -> applications and monitor built -> every
 //! sandbox's initial memory -> partition table -> one multiboot2 ELF -> GRUB ISO.
 
-use super::{bare, embed, iso};
+use super::{embed, iso};
 use crate::build::{self, BuildError, Progress, Workspace};
-use crate::hermit::{self, HermitDirs};
 use crate::manifest::{self, Diagnostics};
 use crate::plan::{self, Plan, SandboxImage, TableError};
+use crate::runtime::{self, BuildContext, RuntimeError};
 use quest_abi::validate::payload_area_offset;
-use quest_abi::Runtime;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -47,17 +46,9 @@ pub enum ImageError {
     /// A build failed.
     #[error(transparent)]
     Build(#[from] BuildError),
-    /// A bare sandbox's memory could not be prepared.
+    /// A sandbox's runtime could not build its application or prepare its memory.
     #[error(transparent)]
-    Bare(#[from] bare::BareError),
-    /// A Hermit sandbox could not be built (the chain of causes says why).
-    #[error("sandbox `{sandbox}`: {source:#}")]
-    Hermit {
-        /// The sandbox.
-        sandbox: String,
-        /// Why.
-        source: anyhow::Error,
-    },
+    Runtime(#[from] RuntimeError),
     /// The partition table could not be made.
     #[error(transparent)]
     Table(#[from] TableError),
@@ -117,28 +108,15 @@ pub fn build_image(
     let plan = plan::plan(&m);
 
     let monitor_path = build::build_monitor(ws, progress)?;
-    // Each bare application is built once, however many sandboxes run it; a Hermit
-    // sandbox is built (and its memory prepared) as a whole, cargo caching the rest.
-    let mut apps: BTreeMap<PathBuf, Vec<u8>> = BTreeMap::new();
-    let mut hermit: BTreeMap<usize, SandboxImage> = BTreeMap::new();
-    let hermit_dirs = HermitDirs::at(ws.images().join("hermit"));
-    for (i, sb) in plan.sandboxes.iter().enumerate() {
-        if sb.runtime == Runtime::Hermit {
-            let report = |verb: &str, what: &str| progress.step(verb, what);
-            let built =
-                hermit::build_sandbox_in(&hermit_dirs, &plan, i, &report).map_err(|source| {
-                    ImageError::Hermit {
-                        sandbox: sb.name.clone(),
-                        source,
-                    }
-                })?;
-            hermit.insert(i, built.image);
-            continue;
-        }
-        if !apps.contains_key(&sb.app_dir) {
-            let exe = build::build_app(ws, &sb.app_dir, progress)?;
-            let bytes = std::fs::read(&exe).map_err(io(&exe))?;
-            apps.insert(sb.app_dir.clone(), bytes);
+    // Each application is built once per runtime, however many sandboxes run it.
+    let ctx = BuildContext { ws, progress };
+    let mut apps: BTreeMap<(&str, &Path), Vec<u8>> = BTreeMap::new();
+    for sb in &plan.sandboxes {
+        let rt = runtime::of(sb.runtime);
+        let key = (rt.name(), sb.app_dir.as_path());
+        if let std::collections::btree_map::Entry::Vacant(slot) = apps.entry(key) {
+            let exe = rt.build_app(&ctx, &sb.app_dir)?;
+            slot.insert(std::fs::read(&exe).map_err(io(&exe))?);
         }
     }
 
@@ -148,9 +126,9 @@ pub fn build_image(
         .sandboxes
         .iter()
         .enumerate()
-        .map(|(i, sb)| match hermit.remove(&i) {
-            Some(image) => Ok(image),
-            None => bare::prepare(&plan, i, &apps[&sb.app_dir]),
+        .map(|(i, sb)| {
+            let rt = runtime::of(sb.runtime);
+            rt.initial_memory(&plan, i, &apps[&(rt.name(), sb.app_dir.as_path())])
         })
         .collect::<Result<Vec<SandboxImage>, _>>()?;
     let encoded = plan::encode_table(&plan, Some(&images))?;

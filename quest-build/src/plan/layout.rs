@@ -1,60 +1,22 @@
 //! A sandbox's fixed guest-physical boot layout, per runtime.
 //!
-//! Every address comes from [`quest_abi::layout`]; this module only decides which of them
-//! a runtime uses, where each vCPU's stack starts and which boot-info fields the monitor
-//! patches at launch.
+//! Every address comes from [`quest_abi::layout`]; which of them a runtime uses, where
+//! each vCPU's stack starts and which boot-info fields the monitor patches at launch is
+//! up to the runtime's module ([`crate::runtime`]).
 
 use super::types::{BootLayout, RegionPlan, VcpuPlan};
-use quest_abi::layout::{
-    BARE_IMAGE_GPA, BARE_STACK_SIZE, BOOT_INFO_GPA, HERMIT_BOOT_STACK_GPA, HERMIT_KERNEL_GPA,
-    PAGE_TABLES_GPA,
-};
 use quest_abi::{RegionKind, Runtime, ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE};
 
 /// The fixed boot addresses of a sandbox running `runtime`; `has_channels` adds the
-/// channel directory.
+/// channel directory. The runtime's module decides them.
 pub fn boot_layout(runtime: Runtime, has_channels: bool) -> BootLayout {
-    let directory_gpa = has_channels.then_some(quest_abi::layout::DIRECTORY_GPA);
-    match runtime {
-        Runtime::Bare => {
-            use quest_abi::bootinfo::{BOOT_TIME_OFFSET, LAUNCH_COUNT_OFFSET, TSC_KHZ_OFFSET};
-            BootLayout {
-                boot_info_gpa: BOOT_INFO_GPA,
-                page_table_gpa: PAGE_TABLES_GPA,
-                image_gpa: BARE_IMAGE_GPA,
-                directory_gpa,
-                patch_tsc_khz_gpa: Some(BOOT_INFO_GPA + TSC_KHZ_OFFSET),
-                patch_boot_time_gpa: Some(BOOT_INFO_GPA + BOOT_TIME_OFFSET),
-                patch_launch_count_gpa: Some(BOOT_INFO_GPA + LAUNCH_COUNT_OFFSET),
-                patch_boot_time_ns_gpa: None,
-            }
-        }
-        // Hermit reads uhyve's `RawBootInfo`: the monitor patches its TSC frequency and its
-        // boot time (nanoseconds). Hermit has no notion of a launch count.
-        Runtime::Hermit => BootLayout {
-            boot_info_gpa: BOOT_INFO_GPA,
-            page_table_gpa: PAGE_TABLES_GPA,
-            image_gpa: HERMIT_KERNEL_GPA,
-            directory_gpa,
-            patch_tsc_khz_gpa: Some(quest_abi::layout::HERMIT_TSC_KHZ_GPA),
-            patch_boot_time_gpa: None,
-            patch_launch_count_gpa: None,
-            patch_boot_time_ns_gpa: Some(quest_abi::layout::HERMIT_BOOT_TIME_NS_GPA),
-        },
-    }
+    crate::runtime::of(runtime).boot_layout(has_channels)
 }
 
-/// Initial stack pointer of vCPU `index` in a sandbox with `ram_size` bytes of RAM.
-///
-/// Bare stacks are [`BARE_STACK_SIZE`] each at the top of RAM, vCPU 0 highest. Hermit
-/// starts every vCPU with RSP at the *base* of its boot stack, [`HERMIT_BOOT_STACK_GPA`]:
-/// its `_start` adds the stack size itself (as under uhyve), ending below the kernel. Saturates instead of wrapping, so an
-/// impossible layout shows up as a validation error, never as a panic.
+/// Initial stack pointer of vCPU `index` in a sandbox with `ram_size` bytes of RAM, as
+/// the runtime's module decides it.
 pub fn stack_top(runtime: Runtime, ram_size: u64, index: u32) -> u64 {
-    match runtime {
-        Runtime::Bare => ram_size.saturating_sub(u64::from(index).saturating_mul(BARE_STACK_SIZE)),
-        Runtime::Hermit => HERMIT_BOOT_STACK_GPA,
-    }
+    crate::runtime::of(runtime).stack_top(ram_size, index)
 }
 
 /// The vCPUs of a sandbox: vCPU `i` runs on `cores[i]`.
@@ -86,6 +48,9 @@ pub fn ram_region(ram_size: u64) -> RegionPlan {
 mod tests {
     use super::*;
     use quest_abi::bootinfo::BootInfo;
+    use quest_abi::layout::{
+        BARE_IMAGE_GPA, BARE_STACK_SIZE, BOOT_INFO_GPA, HERMIT_BOOT_STACK_GPA, HERMIT_KERNEL_GPA,
+    };
     use zerocopy::FromZeros;
     use zerocopy::IntoBytes;
 

@@ -3,8 +3,8 @@
 //! The monitor only copies these payloads into the sandbox's RAM and patches the boot-time
 //! fields the table names.
 
+use super::super::paging::{PageTables, PagingError};
 use super::elf::{self, ElfError};
-use super::paging::{PageTables, PagingError};
 use crate::plan::{Payload, Plan, SandboxImage};
 use quest_abi::args::{encode_args, ArgsError};
 use quest_abi::bootinfo::{BootInfo, BOOT_INFO_MAGIC, BOOT_INFO_VERSION};

@@ -22,7 +22,7 @@
 //! Table pages are laid out from `base`: the PML4, one PDPT, then one page directory per
 //! GiB of RAM, then the tables of the channel window.
 
-use crate::image::paging::{PageTables, PagingError};
+use crate::runtime::paging::{PageTables, PagingError};
 use quest_abi::LARGE_PAGE_SIZE;
 
 /// Entry bits (Intel SDM Vol. 3A, 4.5, Tables 4-14 to 4-18).

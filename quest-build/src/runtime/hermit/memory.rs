@@ -5,19 +5,79 @@
 //! monitor only copies these in, zeroes the rest of RAM and patches the TSC frequency (see
 //! [`super::bootinfo`]).
 
-use super::bootargs::bootargs;
+use super::bootargs::{bootargs, BootargsError};
 use super::bootinfo::{boot_info, BootInfoParams};
 use super::fdt::{device_tree, FdtParams};
-use super::load::load;
-use super::page_tables::{hermit_page_tables, WindowMapping};
+use super::load::{load, LoadError};
+use super::page_tables::{hermit_page_tables, PageTableError, WindowMapping};
 use crate::plan::{directory_bytes, Payload, Plan, SandboxImage, SandboxPlan};
-use anyhow::{bail, Context};
 use quest_abi::layout::{
     BOOT_INFO_GPA, FDT_GPA, FDT_MAX_SIZE, GDT_GPA, HERMIT_KERNEL_GPA, PAGE_TABLES_END,
     PAGE_TABLES_GPA,
 };
 use quest_abi::{RegionKind, ACCESS_WRITE, LARGE_PAGE_SIZE};
 use zerocopy::IntoBytes;
+
+/// Why a Hermit sandbox's initial memory cannot be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum MemoryError {
+    /// The sandbox index is not in the plan (a bug).
+    #[error("bug: no sandbox {0} in the plan")]
+    NoSandbox(usize),
+    /// The unikernel cannot be loaded.
+    #[error("sandbox `{sandbox}`: loading its Hermit image: {source}")]
+    Load {
+        /// Sandbox name.
+        sandbox: String,
+        /// Why.
+        source: LoadError,
+    },
+    /// The sandbox has too little RAM for the image and Hermit's own needs.
+    #[error("sandbox `{sandbox}` has {} MiB of RAM, but its Hermit image ends at {image_end:#x} and Hermit needs at least {} MiB (more for threads and heap)", ram >> 20, needed.div_ceil(1 << 20))]
+    TooSmall {
+        /// Sandbox name.
+        sandbox: String,
+        /// Its RAM.
+        ram: u64,
+        /// End of the loaded image.
+        image_end: u64,
+        /// RAM needed.
+        needed: u64,
+    },
+    /// `args`/`env` cannot be passed on Hermit's command line.
+    #[error("sandbox `{sandbox}`: its args/env: {source}")]
+    Bootargs {
+        /// Sandbox name.
+        sandbox: String,
+        /// Why.
+        source: BootargsError,
+    },
+    /// The device tree cannot be written.
+    #[error("building the Hermit device tree: {0}")]
+    Fdt(#[from] vm_fdt::Error),
+    /// The device tree is larger than its slot.
+    #[error("the args and env of sandbox `{sandbox}` make a {len}-byte device tree; at most {FDT_MAX_SIZE} bytes fit")]
+    FdtTooBig {
+        /// Sandbox name.
+        sandbox: String,
+        /// Its size.
+        len: usize,
+    },
+    /// The page tables cannot be built.
+    #[error("page tables of sandbox `{sandbox}`: {source}")]
+    PageTables {
+        /// Sandbox name.
+        sandbox: String,
+        /// Why.
+        source: PageTableError,
+    },
+    /// A payload lies outside RAM.
+    #[error("the payload at {0:#x} does not fit in RAM")]
+    OutsideRam(u64),
+    /// Two payloads overlap.
+    #[error("the payload at {0:#x} overlaps the one before it")]
+    Overlap(u64),
+}
 
 /// Room Hermit needs above its image: it takes RAM from the 2 MiB boundary after the
 /// image for page tables, heap and stacks, and panics at boot without enough.
@@ -33,43 +93,45 @@ const _: () = {
 };
 
 /// The initial memory of Hermit sandbox `index` of `plan`, running the unikernel `elf`.
-pub fn initial_memory(plan: &Plan, index: usize, elf: &[u8]) -> anyhow::Result<SandboxImage> {
+pub fn initial_memory(plan: &Plan, index: usize, elf: &[u8]) -> Result<SandboxImage, MemoryError> {
     let sandbox = plan
         .sandboxes
         .get(index)
-        .with_context(|| format!("the plan has no sandbox {index}"))?;
+        .ok_or(MemoryError::NoSandbox(index))?;
+    let name = || sandbox.name.clone();
     let ram = sandbox.ram_size;
-    let image = load(elf, HERMIT_KERNEL_GPA, ram)
-        .with_context(|| format!("loading the Hermit image of sandbox {}", sandbox.name))?;
+    let image = load(elf, HERMIT_KERNEL_GPA, ram).map_err(|source| MemoryError::Load {
+        sandbox: name(),
+        source,
+    })?;
     let needed = image
         .end()
         .next_multiple_of(LARGE_PAGE_SIZE)
         .saturating_add(MIN_FREE_RAM);
     if ram < needed {
-        bail!(
-            "sandbox {} has {} MiB of RAM, but its Hermit image ends at {:#x} and Hermit \
-             needs at least {} MiB (more for threads and heap)",
-            sandbox.name,
-            ram >> 20,
-            image.end(),
-            needed.div_ceil(1 << 20)
-        );
+        return Err(MemoryError::TooSmall {
+            sandbox: name(),
+            ram,
+            image_end: image.end(),
+            needed,
+        });
     }
 
-    let cmdline = bootargs(&sandbox.args, &sandbox.env)
-        .with_context(|| format!("the args/env of sandbox {}", sandbox.name))?;
+    let cmdline =
+        bootargs(&sandbox.args, &sandbox.env).map_err(|source| MemoryError::Bootargs {
+            sandbox: name(),
+            source,
+        })?;
     let fdt = device_tree(&FdtParams {
         ram_size: ram,
         bootargs: &cmdline,
         tsc_khz: None,
     })?;
     if fdt.len() as u64 > FDT_MAX_SIZE {
-        bail!(
-            "the args and env of sandbox {} make a {}-byte device tree; at most {} bytes fit",
-            sandbox.name,
-            fdt.len(),
-            FDT_MAX_SIZE
-        );
+        return Err(MemoryError::FdtTooBig {
+            sandbox: name(),
+            len: fdt.len(),
+        });
     }
     let tables = hermit_page_tables(
         PAGE_TABLES_GPA,
@@ -77,7 +139,10 @@ pub fn initial_memory(plan: &Plan, index: usize, elf: &[u8]) -> anyhow::Result<S
         ram,
         &channel_window(sandbox),
     )
-    .with_context(|| format!("page tables of sandbox {}", sandbox.name))?;
+    .map_err(|source| MemoryError::PageTables {
+        sandbox: name(),
+        source,
+    })?;
     let info = boot_info(&BootInfoParams {
         ram_size: ram,
         fdt_gpa: FDT_GPA,
@@ -140,16 +205,16 @@ pub fn channel_window(sandbox: &SandboxPlan) -> Vec<WindowMapping> {
 }
 
 /// Every payload lies in RAM and no two overlap (they are listed by address).
-fn check_payloads(payloads: &[Payload], ram: u64) -> anyhow::Result<()> {
+fn check_payloads(payloads: &[Payload], ram: u64) -> Result<(), MemoryError> {
     let mut previous_end = 0;
     for p in payloads {
         let end = p
             .gpa
             .checked_add(p.bytes.len() as u64)
             .filter(|&e| e <= ram)
-            .with_context(|| format!("the payload at {:#x} does not fit in RAM", p.gpa))?;
+            .ok_or(MemoryError::OutsideRam(p.gpa))?;
         if p.gpa < previous_end {
-            bail!("the payload at {:#x} overlaps the one before it", p.gpa);
+            return Err(MemoryError::Overlap(p.gpa));
         }
         previous_end = end;
     }

@@ -1,9 +1,9 @@
 //! A bare sandbox's initial memory, checked field by field and through `validate`.
 
 use super::*;
-use crate::image::testing::{tiny_app, BSS, FILE_LEN};
 use crate::manifest::Runtime as ManifestRuntime;
 use crate::plan::testing::{manifest, SandboxSpec};
+use crate::runtime::bare::testing::{tiny_app, BSS, FILE_LEN};
 use quest_abi::args::ArgsBlock;
 use quest_abi::layout::{BARE_IMAGE_GPA, BOOT_INFO_GPA, DIRECTORY_GPA};
 use zerocopy::FromBytes;

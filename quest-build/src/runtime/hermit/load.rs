@@ -2,11 +2,53 @@
 //! copy its segments, apply its relocations for the fixed load address.
 
 use super::bootinfo::TlsTemplate;
-use anyhow::{bail, Context};
 use goblin::elf::Elf;
 use hermit_entry::elf::KernelObject;
 use std::mem::MaybeUninit;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// Why a Hermit image cannot be loaded.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LoadError {
+    /// The file is not a well-formed Hermit image (the message says what is wrong).
+    #[error("{0}")]
+    Shape(&'static str),
+    /// The file is no valid ELF file.
+    #[error("the Hermit image is not a valid ELF file: {0}")]
+    Elf(String),
+    /// hermit-entry refused the image.
+    #[error("{0}")]
+    Parse(String),
+    /// The image is not relocatable and wants another address.
+    #[error(
+        "the Hermit image must be loaded at {fixed:#x}, not at {start:#x} (it is not relocatable)"
+    )]
+    Fixed {
+        /// Where it must be loaded.
+        fixed: u64,
+        /// Where it was to be loaded.
+        start: u64,
+    },
+    /// The image does not fit below the limit.
+    #[error("the Hermit image needs {size:#x} bytes at {start:#x}, which ends beyond {limit:#x}")]
+    TooBig {
+        /// Bytes in memory.
+        size: usize,
+        /// Load address.
+        start: u64,
+        /// Where it must end by.
+        limit: u64,
+    },
+    /// The entry point is outside the image.
+    #[error("the Hermit image's entry point {0:#x} lies outside the image")]
+    Entry(u64),
+    /// A relocation type the loader cannot apply.
+    #[error("the Hermit image has an unsupported relocation (type {0})")]
+    Relocation(u32),
+    /// The loader panicked.
+    #[error("the Hermit image is malformed (the ELF loader gave up on it)")]
+    Malformed,
+}
 
 /// A unikernel image loaded and relocated for one guest-physical address.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,7 +73,7 @@ impl LoadedImage {
 }
 
 /// Loads `elf` at `start`; the image must end by `limit`.
-pub fn load(elf: &[u8], start: u64, limit: u64) -> anyhow::Result<LoadedImage> {
+pub fn load(elf: &[u8], start: u64, limit: u64) -> Result<LoadedImage, LoadError> {
     check_shape(elf)?;
     // hermit-entry's loader trusts its input and panics on some malformed files; the
     // shape check above rules out the ones we know of, and anything else it finds is
@@ -39,28 +81,22 @@ pub fn load(elf: &[u8], start: u64, limit: u64) -> anyhow::Result<LoadedImage> {
     let result = catch_unwind(AssertUnwindSafe(|| load_checked(elf, start, limit)));
     match result {
         Ok(r) => r,
-        Err(_) => bail!("the Hermit image is malformed (the ELF loader gave up on it)"),
+        Err(_) => Err(LoadError::Malformed),
     }
 }
 
-fn load_checked(elf: &[u8], start: u64, limit: u64) -> anyhow::Result<LoadedImage> {
-    let object = KernelObject::parse(elf).map_err(|e| anyhow::anyhow!("{e}"))?;
+fn load_checked(elf: &[u8], start: u64, limit: u64) -> Result<LoadedImage, LoadError> {
+    let object = KernelObject::parse(elf).map_err(|e| LoadError::Parse(e.to_string()))?;
     match object.start_addr() {
         None => {}
         Some(fixed) if fixed == start => {}
-        Some(fixed) => bail!(
-            "the Hermit image must be loaded at {fixed:#x}, not at {start:#x} (it is not relocatable)"
-        ),
+        Some(fixed) => return Err(LoadError::Fixed { fixed, start }),
     }
     let size = object.mem_size();
     let end = start
         .checked_add(size as u64)
         .filter(|&e| e <= limit)
-        .with_context(|| {
-            format!(
-                "the Hermit image needs {size:#x} bytes at {start:#x}, which ends beyond {limit:#x}"
-            )
-        })?;
+        .ok_or(LoadError::TooBig { size, start, limit })?;
     // Zero-initialized: load_kernel leaves the gaps between segments untouched.
     let mut memory = vec![MaybeUninit::new(0u8); size];
     let loaded = object.load_kernel(&mut memory, start);
@@ -73,10 +109,7 @@ fn load_checked(elf: &[u8], start: u64, limit: u64) -> anyhow::Result<LoadedImag
         .collect();
     debug_assert_eq!(start + bytes.len() as u64, end);
     if !(start..end).contains(&loaded.entry_point) {
-        bail!(
-            "the Hermit image's entry point {:#x} lies outside the image",
-            loaded.entry_point
-        );
+        return Err(LoadError::Entry(loaded.entry_point));
     }
     Ok(LoadedImage {
         start,
@@ -95,10 +128,11 @@ fn load_checked(elf: &[u8], start: u64, limit: u64) -> anyhow::Result<LoadedImag
 /// Rejects files hermit-entry would index out of bounds on: everything its parser and
 /// loader read (program and section headers, notes, dynamic section, relocations and
 /// segment contents) must lie inside the file.
-fn check_shape(elf: &[u8]) -> anyhow::Result<()> {
-    let parsed = Elf::parse(elf).context("the Hermit image is not a valid ELF file")?;
+fn check_shape(elf: &[u8]) -> Result<(), LoadError> {
+    let shape = |problem| Err(LoadError::Shape(problem));
+    let parsed = Elf::parse(elf).map_err(|e| LoadError::Elf(e.to_string()))?;
     if !parsed.is_64 || !parsed.little_endian {
-        bail!("the Hermit image is not a 64-bit little-endian ELF file");
+        return shape("the Hermit image is not a 64-bit little-endian ELF file");
     }
     let len = elf.len() as u64;
     let within = |off: u64, size: u64| off.checked_add(size).is_some_and(|e| e <= len);
@@ -106,34 +140,34 @@ fn check_shape(elf: &[u8]) -> anyhow::Result<()> {
     if !within(h.e_phoff, u64::from(h.e_phnum) * u64::from(h.e_phentsize))
         || !within(h.e_shoff, u64::from(h.e_shnum) * u64::from(h.e_shentsize))
     {
-        bail!("the Hermit image's headers extend past the end of the file");
+        return shape("the Hermit image's headers extend past the end of the file");
     }
     let mut loads = 0;
     for ph in &parsed.program_headers {
         if ph.p_type == goblin::elf::program_header::PT_LOAD {
             loads += 1;
             if ph.p_memsz < ph.p_filesz {
-                bail!("a Hermit image segment has more file bytes than memory bytes");
+                return shape("a Hermit image segment has more file bytes than memory bytes");
             }
         }
         if !within(ph.p_offset, ph.p_filesz) {
-            bail!("a Hermit image segment extends past the end of the file");
+            return shape("a Hermit image segment extends past the end of the file");
         }
     }
     if loads == 0 {
-        bail!("the Hermit image has no loadable segment");
+        return shape("the Hermit image has no loadable segment");
     }
     for sh in &parsed.section_headers {
         if sh.sh_type == goblin::elf::section_header::SHT_DYNSYM
             && !within(sh.sh_offset, sh.sh_size)
         {
-            bail!("the Hermit image's dynamic symbols extend past the end of the file");
+            return shape("the Hermit image's dynamic symbols extend past the end of the file");
         }
     }
     if let Some(dynamic) = &parsed.dynamic {
         let rela = dynamic.info.rela as u64;
         if !within(rela, dynamic.info.relasz as u64) {
-            bail!("the Hermit image's relocations extend past the end of the file");
+            return shape("the Hermit image's relocations extend past the end of the file");
         }
     }
     // The loader relocates only R_X86_64_RELATIVE, 64-bit and GLOB_DAT entries and
@@ -141,10 +175,7 @@ fn check_shape(elf: &[u8]) -> anyhow::Result<()> {
     for r in parsed.dynrelas.iter() {
         use goblin::elf::reloc::{R_X86_64_64, R_X86_64_GLOB_DAT, R_X86_64_RELATIVE};
         if ![R_X86_64_RELATIVE, R_X86_64_64, R_X86_64_GLOB_DAT].contains(&r.r_type) {
-            bail!(
-                "the Hermit image has an unsupported relocation (type {})",
-                r.r_type
-            );
+            return Err(LoadError::Relocation(r.r_type));
         }
     }
     Ok(())

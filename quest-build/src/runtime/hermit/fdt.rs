@@ -2,7 +2,6 @@
 //! the platform (`compatible = "hermit,uhyve"`), its RAM, the command line and,
 //! optionally, the TSC frequency.
 
-use anyhow::Context;
 use vm_fdt::FdtWriter;
 
 /// What the device tree describes.
@@ -19,11 +18,7 @@ pub struct FdtParams<'a> {
 }
 
 /// The device tree blob.
-pub fn device_tree(p: &FdtParams<'_>) -> anyhow::Result<Vec<u8>> {
-    build(p).context("building the Hermit device tree")
-}
-
-fn build(p: &FdtParams<'_>) -> Result<Vec<u8>, vm_fdt::Error> {
+pub fn device_tree(p: &FdtParams<'_>) -> Result<Vec<u8>, vm_fdt::Error> {
     let mut fdt = FdtWriter::new()?;
     let root = fdt.begin_node("")?;
     fdt.property_string("compatible", "hermit,uhyve")?;

@@ -3,7 +3,7 @@
 use super::*;
 use proptest::prelude::*;
 
-use crate::image::testing::{tiny_pie, BSS, FILE_LEN, SLOT_AT};
+use crate::runtime::bare::testing::{tiny_pie, BSS, FILE_LEN, SLOT_AT};
 
 #[test]
 fn a_static_pie_is_placed_at_the_base_and_relocated() {

@@ -7,15 +7,53 @@
 //! application: `_start`, `__bss_start`, `mcount`, `runtime_entry` and the `sys_*` calls.
 //! Then every object's `EI_OSABI` is set to 255 (standalone), as upstream does.
 
-use super::archive;
-use anyhow::{bail, Context};
+use super::archive::{self, ArchiveError};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use xshell::Shell;
 
 /// Prefix given to every renamed symbol.
 pub const PREFIX: &str = "hermit_";
 /// `EI_OSABI` of every object in the processed archive (`ELFOSABI_STANDALONE`).
 pub const OSABI_STANDALONE: u8 = 255;
+
+/// Why post-processing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PostprocessError {
+    /// An LLVM tool could not be run or failed (its messages are above).
+    #[error("LLVM tool: {0}")]
+    Tool(#[from] xshell::Error),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The archive's members could not be patched.
+    #[error("patching the OS/ABI of {path}: {source}")]
+    Archive {
+        /// The archive.
+        path: PathBuf,
+        /// Why.
+        source: ArchiveError,
+    },
+    /// Renaming left globals outside the kernel's interface unprefixed.
+    #[error("{path} still defines unprefixed globals after renaming, e.g. {examples}")]
+    Unprefixed {
+        /// The archive.
+        path: PathBuf,
+        /// Up to five of them.
+        examples: String,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PostprocessError + '_ {
+    move |source| PostprocessError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
 
 /// The LLVM tools post-processing needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,27 +87,35 @@ pub fn redefine_list(exported: &str) -> String {
 
 /// Processes the archive at `input` into `output` (a new file; `input` is untouched).
 /// Returns how many symbols were renamed.
-pub fn postprocess(tools: &LlvmTools, input: &Path, output: &Path) -> anyhow::Result<usize> {
-    let exported = exported_globals(tools, input)?;
+pub fn postprocess(
+    tools: &LlvmTools,
+    input: &Path,
+    output: &Path,
+) -> Result<usize, PostprocessError> {
+    let sh = Shell::new()?;
+    let exported = exported_globals(&sh, tools, input)?;
     let list = redefine_list(&exported);
     let renamed = list.lines().count();
     let list_file = output.with_extension("redefine-syms");
-    std::fs::write(&list_file, &list)
-        .with_context(|| format!("writing {}", list_file.display()))?;
-    std::fs::copy(input, output)
-        .with_context(|| format!("copying {} to {}", input.display(), output.display()))?;
-    run(Command::new(&tools.objcopy)
-        .arg(format!("--redefine-syms={}", list_file.display()))
-        .arg(output))?;
+    std::fs::write(&list_file, &list).map_err(io(&list_file))?;
+    std::fs::copy(input, output).map_err(io(output))?;
+    let objcopy = &tools.objcopy;
+    let redefine = format!("--redefine-syms={}", list_file.display());
+    xshell::cmd!(sh, "{objcopy} {redefine} {output}")
+        .quiet()
+        .run()?;
 
-    let mut bytes =
-        std::fs::read(output).with_context(|| format!("reading {}", output.display()))?;
-    archive::set_elf_osabi(&mut bytes, OSABI_STANDALONE)
-        .with_context(|| format!("patching the OS/ABI of {}", output.display()))?;
-    std::fs::write(output, &bytes).with_context(|| format!("writing {}", output.display()))?;
+    let mut bytes = std::fs::read(output).map_err(io(output))?;
+    archive::set_elf_osabi(&mut bytes, OSABI_STANDALONE).map_err(|source| {
+        PostprocessError::Archive {
+            path: output.to_path_buf(),
+            source,
+        }
+    })?;
+    std::fs::write(output, &bytes).map_err(io(output))?;
 
     // Check the result: only the kernel's interface is left unprefixed.
-    let after = exported_globals(tools, output)?;
+    let after = exported_globals(&sh, tools, output)?;
     let leftover: Vec<&str> = after
         .lines()
         .map(str::trim)
@@ -77,39 +123,30 @@ pub fn postprocess(tools: &LlvmTools, input: &Path, output: &Path) -> anyhow::Re
         .take(5)
         .collect();
     if !leftover.is_empty() {
-        bail!(
-            "{} still defines unprefixed globals after renaming, e.g. {}",
-            output.display(),
-            leftover.join(", ")
-        );
+        return Err(PostprocessError::Unprefixed {
+            path: output.to_path_buf(),
+            examples: leftover.join(", "),
+        });
     }
     Ok(renamed)
 }
 
 /// The defined global symbols of `archive`, one per line.
-fn exported_globals(tools: &LlvmTools, archive: &Path) -> anyhow::Result<String> {
-    run(Command::new(&tools.nm).arg("--export-symbols").arg(archive))
-}
-
-/// Runs a tool, returning its stdout, or an error with its stderr.
-fn run(cmd: &mut Command) -> anyhow::Result<String> {
-    let shown = format!("{cmd:?}");
-    let out = cmd
-        .output()
-        .with_context(|| format!("could not run {shown}"))?;
-    if !out.status.success() {
-        bail!(
-            "{shown} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    String::from_utf8(out.stdout).with_context(|| format!("{shown} printed invalid UTF-8"))
+fn exported_globals(
+    sh: &Shell,
+    tools: &LlvmTools,
+    archive: &Path,
+) -> Result<String, PostprocessError> {
+    let nm = &tools.nm;
+    Ok(xshell::cmd!(sh, "{nm} --export-symbols {archive}")
+        .quiet()
+        .read()?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::process::Command;
 
     #[test]
     fn the_kernel_interface_keeps_its_names() {
@@ -225,7 +262,8 @@ mod tests {
         let renamed = postprocess(&tools, &input, &output).unwrap();
         assert!(renamed >= 2, "renamed {renamed}");
 
-        let defined = exported_globals(&tools, &output).unwrap();
+        let sh = Shell::new().unwrap();
+        let defined = exported_globals(&sh, &tools, &output).unwrap();
         let defined: Vec<&str> = defined.lines().collect();
         assert!(defined.contains(&"sys_write"), "{defined:?}");
         assert!(defined.contains(&"_start"), "{defined:?}");
@@ -236,10 +274,10 @@ mod tests {
         );
         assert!(!defined.contains(&"helper"), "{defined:?}");
         // The reference from another member was renamed with the definition.
-        let undefined = run(Command::new(&tools.nm)
-            .args(["--undefined-only"])
-            .arg(&output))
-        .unwrap();
+        let nm = &tools.nm;
+        let undefined = xshell::cmd!(sh, "{nm} --undefined-only {output}")
+            .read()
+            .unwrap();
         assert!(undefined.contains("hermit_helper"), "{undefined}");
         assert!(
             !undefined.lines().any(|l| l.trim().ends_with(" helper")),
@@ -247,18 +285,16 @@ mod tests {
         );
         // Every object member now says OS/ABI 255; the input was left alone.
         let bytes = std::fs::read(&output).unwrap();
-        let elves: Vec<_> = archive::members(&bytes)
+        let elves: Vec<_> = archive::member_ranges(&bytes)
             .unwrap()
             .into_iter()
-            .filter(|m| bytes[m.data.clone()].starts_with(b"\x7fELF"))
+            .filter(|m| bytes[m.clone()].starts_with(b"\x7fELF"))
             .collect();
         assert_eq!(elves.len(), 2);
-        assert!(elves
-            .iter()
-            .all(|m| bytes[m.data.start + 7] == OSABI_STANDALONE));
+        assert!(elves.iter().all(|m| bytes[m.start + 7] == OSABI_STANDALONE));
         let original = std::fs::read(&input).unwrap();
-        let m = &archive::members(&original).unwrap()[1];
-        assert_eq!(original[m.data.start + 7], 0);
+        let m = &archive::member_ranges(&original).unwrap()[0];
+        assert_eq!(original[m.start + 7], 0);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -274,6 +310,6 @@ mod tests {
             Path::new("/tmp/x.a"),
         )
         .unwrap_err();
-        assert!(format!("{err:#}").contains("could not run"), "{err:#}");
+        assert!(err.to_string().contains("/nonexistent/llvm-nm"), "{err}");
     }
 }
