@@ -4,11 +4,12 @@
 
 use crate::arch::{cpu, idt, paging, pic, tsc, x2apic};
 use crate::blob::Blob;
-use crate::memory::{Layout, MAX_CHANNELS};
+use crate::memory::Layout;
 use crate::system::{ChannelPlacement, SandboxPlacement, System};
 use crate::{bootinfo, cores, frame_pool, memory, sandbox_memory, smp};
 use core::cell::UnsafeCell;
 use core::fmt::Display;
+use quest_abi::MAX_CHANNELS;
 use quest_abi::{name_str, MAX_CORES, MAX_SANDBOXES};
 
 /// The boot core's emergency (IST) stack; APs get theirs from the frame pool.
@@ -126,7 +127,13 @@ pub unsafe fn run(magic: u32, mbi_addr: u64) -> ! {
 
     let (tsc_khz, source) =
         tsc::calibrate().unwrap_or_else(|| refuse("cannot find the TSC frequency"));
-    crate::println!("quest: TSC {tsc_khz} kHz ({source})");
+    crate::println!(
+        "{}",
+        quest_abi::console::Record::Tsc {
+            khz: tsc_khz.into(),
+            source: source.as_str(),
+        }
+    );
     let boot_time_us = wall_clock(tsc_khz);
 
     let mut needed = [false; MAX_CORES as usize];

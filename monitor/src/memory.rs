@@ -6,14 +6,9 @@ use crate::bootinfo::BootInfo;
 use crate::system::{ChannelPlacement, SandboxPlacement};
 use core::fmt;
 use quest_abi::layout::DIRECTORY_SIZE;
-use quest_abi::{name_str, Table, LARGE_PAGE_SIZE, MAX_SANDBOXES};
-use quest_monitor_core::placement::{align_up, place, PlacementError, Range};
-
-/// Most channels the monitor supports (a table may list more in theory: every sandbox's
-/// directory holds `MAX_DIRECTORY_ENTRIES`; such a table is refused with a clear line).
-pub const MAX_CHANNELS: usize = 256;
-/// Low memory is the firmware's and the AP trampoline's.
-const LOW_MEMORY: u64 = 1 << 20;
+use quest_abi::memory::{host_memory_needed, LOW_MEMORY_RESERVE as LOW_MEMORY};
+use quest_abi::{name_str, Table, LARGE_PAGE_SIZE, MAX_CHANNELS, MAX_SANDBOXES};
+use quest_monitor_core::placement::{place, PlacementError, Range};
 /// The frame pool is at least this large whatever the table reserves.
 const MIN_POOL: u64 = 4 << 20;
 /// ... and at most this (the pool's bitmap size).
@@ -56,8 +51,6 @@ pub enum MemoryError {
         /// Its size in bytes.
         size: u64,
     },
-    /// More channels than [`MAX_CHANNELS`].
-    TooManyChannels,
 }
 
 /// One thing to place.
@@ -93,10 +86,6 @@ impl fmt::Display for MemoryError {
                     Request::Channel(c) => write!(f, "channel {c}"),
                 }
             }
-            Self::TooManyChannels => write!(
-                f,
-                "the partition table has more than {MAX_CHANNELS} channels; this monitor supports at most that"
-            ),
         }
     }
 }
@@ -130,12 +119,10 @@ impl Requests {
 }
 
 /// Places the frame pool, every sandbox and every channel in usable RAM below
-/// `mapped_limit`, away from everything `info` says is taken.
+/// `mapped_limit`, away from everything `info` says is taken. `table` is validated, so it
+/// has at most [`MAX_SANDBOXES`] sandboxes and [`MAX_CHANNELS`] channels.
 pub fn plan(info: &BootInfo, table: &Table<'_>, mapped_limit: u64) -> Result<Layout, MemoryError> {
     let header = table.header;
-    if table.channels.len() > MAX_CHANNELS {
-        return Err(MemoryError::TooManyChannels);
-    }
     let mut usable = [Range { start: 0, end: 0 }; crate::bootinfo::MAX_AREAS];
     let mut usable_count = 0;
     let mut reserved = [Range { start: 0, end: 0 }; MAX_RESERVED];
@@ -204,10 +191,8 @@ pub fn plan(info: &BootInfo, table: &Table<'_>, mapped_limit: u64) -> Result<Lay
         requests.push(Request::Channel(c), size);
     }
     let sizes = &requests.sizes[..requests.count];
-    let need: u64 = sizes
-        .iter()
-        .map(|&s| align_up(s, LARGE_PAGE_SIZE).unwrap_or(u64::MAX))
-        .fold(0u64, u64::saturating_add);
+    // Everything is placed in 2 MiB granules above the first MiB: the host's calculation.
+    let need = host_memory_needed(0, sizes.iter().copied()) - LOW_MEMORY;
     if usable_bytes < need {
         return Err(MemoryError::NotEnough {
             have_mib: usable_bytes >> 20,

@@ -1,10 +1,25 @@
-//! Initial sandbox memory: RAM and directory pages zeroed, payloads copied to their
-//! guest-physical destinations, channels zeroed. Used at boot and to restart a sandbox
-//! from its pristine image.
+//! Initial sandbox memory: payloads copied to their guest-physical destinations, the RAM
+//! they leave uncovered and the directory pages zeroed, channels zeroed. Used at boot and
+//! to restart a sandbox from its pristine image.
 
 use crate::system::{ChannelPlacement, SandboxPlacement};
+use core::sync::atomic::{AtomicU64, Ordering};
 use quest_abi::layout::DIRECTORY_SIZE;
 use quest_abi::Table;
+use quest_monitor_core::uncovered::uncovered;
+
+/// Bytes of sandbox RAM zeroed at boot and the TSC cycles that took: the monitor's own
+/// measure of one pass over memory, against which the boot cost is put.
+static ZEROED_BYTES: AtomicU64 = AtomicU64::new(0);
+static ZEROED_CYCLES: AtomicU64 = AtomicU64::new(0);
+
+/// TSC cycles one pass (zeroing) over `bytes` of sandbox memory takes, extrapolated from
+/// the zeroing at boot (`None` if payloads covered everything, so nothing was timed).
+pub fn one_pass_cycles(bytes: u64) -> Option<u64> {
+    let zeroed = ZEROED_BYTES.load(Ordering::Relaxed);
+    let cycles = ZEROED_CYCLES.load(Ordering::Relaxed);
+    (zeroed != 0).then(|| (u128::from(cycles) * u128::from(bytes) / u128::from(zeroed)) as u64)
+}
 
 /// Zeroes `len` bytes of host memory at `hpa`.
 ///
@@ -28,15 +43,33 @@ pub fn load_sandbox(
     };
     let ram = sandbox.ram_size.get();
     let directory_gpa = sandbox.directory_gpa.get();
+    // Only the RAM no payload covers is zeroed (the copies below write the rest).
+    let in_ram = table.sandbox_payloads(s).iter().filter_map(|p| {
+        let (gpa, size) = (p.gpa.get(), p.size.get());
+        gpa.checked_add(size)
+            .filter(|&end| end <= ram)
+            .map(|end| (gpa, end))
+    });
+    let started = crate::arch::tsc::now();
+    let mut zeroed = 0;
     // SAFETY: placement gave this sandbox `ram` bytes at `ram_hpa` and one directory
     // page at `directory_hpa`, identity mapped, overlapping nothing else; its vCPUs are
-    // not running (boot, or a stopped sandbox being restarted).
+    // not running (boot, or a stopped sandbox being restarted). `uncovered` only emits
+    // ranges inside `[0, ram)`.
     unsafe {
-        zero(place.ram_hpa, ram);
+        uncovered(ram, in_ram, |start, end| {
+            zero(place.ram_hpa + start, end - start);
+            zeroed += end - start;
+        });
         if place.directory_hpa != 0 {
             zero(place.directory_hpa, DIRECTORY_SIZE);
         }
     }
+    ZEROED_CYCLES.fetch_add(
+        crate::arch::tsc::now().saturating_sub(started),
+        Ordering::Relaxed,
+    );
+    ZEROED_BYTES.fetch_add(zeroed, Ordering::Relaxed);
     for p in table.sandbox_payloads(s) {
         let (gpa, size) = (p.gpa.get(), p.size.get());
         let start = p.offset.get() as usize;

@@ -10,19 +10,25 @@
 //! - [`mod@encode`]: writing a table into a caller-provided buffer.
 //! - [`mod@validate`]: checking a table and viewing it without copying.
 //! - [`layout`]: every fixed guest-physical address, one doc line each.
+//! - [`gdt`]: the launch GDT (descriptors, selectors, access rights).
+//! - [`memory`]: the host memory a system needs (2 MiB granules, the first MiB).
 //! - [`hypercall`]: hypercall numbers and their register conventions.
 //! - [`bootinfo`]: the boot information block a `bare` sandbox receives.
 //! - [`args`]: the argument block (`args`, `env`) a `bare` sandbox receives.
 //! - [`directory`]: the channel directory every sandbox finds at a fixed address.
+//! - [`console`]: the monitor's console records the host reads (printer and parser).
 #![no_std]
 #![forbid(unsafe_code)]
 
 pub mod args;
 pub mod bootinfo;
+pub mod console;
 pub mod directory;
 pub mod encode;
+pub mod gdt;
 pub mod hypercall;
 pub mod layout;
+pub mod memory;
 pub mod table;
 pub mod validate;
 

@@ -19,6 +19,8 @@ pub const PAYLOAD_ALIGN: u64 = 4096;
 pub const MAX_VCPUS_PER_SANDBOX: usize = 16;
 /// Most sandboxes one table may describe.
 pub const MAX_SANDBOXES: usize = 64;
+/// Most channels one table may describe (the monitor sizes its placement for this many).
+pub const MAX_CHANNELS: usize = 256;
 /// Most logical cores a system may declare.
 pub const MAX_CORES: u32 = 256;
 /// Guest pages are 4 KiB; every region is aligned to and sized in them.

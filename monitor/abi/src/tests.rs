@@ -294,6 +294,10 @@ fn invariants_are_enforced() {
         with_edit(|s| s.sandboxes[0].boot_info_gpa = (9u64 << 20).into()),
         Err(SandboxAddress(0))
     );
+    assert_eq!(
+        with_edit(|s| s.channels = vec![s.channels[0]; MAX_CHANNELS + 1]),
+        Err(ChannelCount)
+    );
 }
 
 fn array_vcpus() -> crate::validate::Array {

@@ -62,6 +62,8 @@ pub enum AbiError {
     BadArray(Array),
     /// The table has no sandbox, or more than [`MAX_SANDBOXES`].
     SandboxCount,
+    /// The table has more than [`MAX_CHANNELS`] channels.
+    ChannelCount,
     /// A name is empty, not UTF-8, or not NUL-padded.
     BadName(Array, u32),
     /// Two entries share a name.
@@ -124,6 +126,7 @@ impl core::fmt::Display for AbiError {
                 "{a} array lies outside the table or has a wrong entry size"
             ),
             Self::SandboxCount => write!(f, "a table needs 1 to {MAX_SANDBOXES} sandboxes"),
+            Self::ChannelCount => write!(f, "a table has at most {MAX_CHANNELS} channels"),
             Self::BadName(a, i) => write!(f, "{a} {i} has an invalid name"),
             Self::DuplicateName(a, i) => write!(f, "{a} {i} has the same name as an earlier one"),
             Self::BadEnum(a, i) => {
@@ -371,6 +374,9 @@ fn check_tiling(
 fn check_sandboxes(t: &Table<'_>) -> Result<(), AbiError> {
     if t.sandboxes.is_empty() || t.sandboxes.len() > MAX_SANDBOXES {
         return Err(AbiError::SandboxCount);
+    }
+    if t.channels.len() > MAX_CHANNELS {
+        return Err(AbiError::ChannelCount);
     }
     for (i, s) in t.sandboxes.iter().enumerate() {
         let idx = i as u32;

@@ -15,6 +15,7 @@ pub mod placement;
 pub mod rtc_time;
 pub mod sandbox_ept;
 pub mod uhyve;
+pub mod uncovered;
 pub mod vmcs_fields;
 pub mod vmx_controls;
 pub mod x2apic_icr;

@@ -43,11 +43,18 @@ struct CoreSlots(UnsafeCell<[CoreLocal; MAX_CORES as usize]>);
 // that core reads it) and afterwards only read; cores never touch each other's slot.
 unsafe impl Sync for CoreSlots {}
 
+/// An all-zero TSS (`TaskStateSegment::new` sets `iomap_base`, which would put the 256
+/// slots, 38 KiB, into the loaded image instead of `.bss`); `init_core` fills it in.
+const ZERO_TSS: TaskStateSegment = {
+    let mut tss = TaskStateSegment::new();
+    tss.iomap_base = 0;
+    tss
+};
 #[allow(clippy::declare_interior_mutable_const)]
 const EMPTY: CoreLocal = CoreLocal {
     index: 0,
     gdt: [0; GDT_ENTRIES],
-    tss: TaskStateSegment::new(),
+    tss: ZERO_TSS,
 };
 static CORES: CoreSlots = CoreSlots(UnsafeCell::new([EMPTY; MAX_CORES as usize]));
 

@@ -38,13 +38,14 @@ pub enum Source {
     CpuidBase,
 }
 
-impl core::fmt::Display for Source {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(match self {
+impl Source {
+    /// How the console names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
             Self::Pit => "measured against the PIT",
             Self::CpuidCrystal => "CPUID leaf 0x15",
             Self::CpuidBase => "CPUID leaf 0x16",
-        })
+        }
     }
 }
 

@@ -3,12 +3,15 @@
 //! setup (VMXON, EPT, VMCS) to its last vCPU's first entry. Bookkeeping is pure
 //! (`quest_monitor_core::boot_cost`); the vCPU that completes the set prints:
 //!
-//! `quest: all sandboxes running after <N> TSC cycles` (read by `quest-build bench`),
+//! `quest: all sandboxes running after <N> TSC cycles` (read by `quest-build bench`), the
+//! same against one pass over all sandbox memory (`quest: boot cost is <R> passes ...`),
 //! then per sandbox `quest: boot cost of '<name>': launch to first entry of its <k> vCPUs in
 //! <M> TSC cycles` (not `quest:   '<name>': ...`, which is the summary's line format),
-//! preceded by `quest: sandbox '<name>' launched at TSC <T>` (absolute).
+//! preceded by `quest: sandbox '<name>' launched at TSC <T>` (absolute). Every line is a
+//! `quest_abi::console::Record`.
 
 use super::vcpu::Vcpu;
+use quest_abi::console::Record;
 use quest_abi::name_str;
 use quest_monitor_core::boot_cost::FirstEntries;
 
@@ -26,24 +29,29 @@ pub fn entered(v: &Vcpu, tsc: u64) {
     if !FIRST_ENTRIES.entered(v.sandbox, tsc, table.vcpus.len()) {
         return;
     }
-    crate::println!(
-        "quest: all sandboxes running after {} TSC cycles",
-        FIRST_ENTRIES.total_cycles(crate::arch::tsc::entry())
-    );
+    let cycles = FIRST_ENTRIES.total_cycles(crate::arch::tsc::entry());
+    crate::println!("{}", Record::Running { cycles });
+    let ram: u64 = table.sandboxes.iter().map(|s| s.ram_size.get()).sum();
+    if let Some(pass) = crate::sandbox_memory::one_pass_cycles(ram) {
+        crate::println!("{}", Record::boot_ratio(cycles, ram >> 20, pass));
+    }
     for (s, entry) in table.sandboxes.iter().enumerate() {
         let vcpus = table.sandbox_vcpus(s).len();
+        let sandbox = name_str(&entry.name).unwrap_or("?");
         if let Some(tsc) = FIRST_ENTRIES.launched_at(s) {
             // Absolute, so that a guest printing its own TSC (which has no offset) can
             // tell how long it took from launch to its `main` (`quest-build bench`).
-            crate::println!(
-                "quest: sandbox '{}' launched at TSC {tsc}",
-                name_str(&entry.name).unwrap_or("?")
-            );
+            crate::println!("{}", Record::Launched { sandbox, tsc });
         }
         if let Some(cycles) = FIRST_ENTRIES.sandbox_cycles(s, vcpus) {
+            let vcpus = vcpus as u64;
             crate::println!(
-                "quest: boot cost of '{}': launch to first entry of its {vcpus} vCPUs in {cycles} TSC cycles",
-                name_str(&entry.name).unwrap_or("?")
+                "{}",
+                Record::SandboxBoot {
+                    sandbox,
+                    vcpus,
+                    cycles
+                }
             );
         }
     }

@@ -17,6 +17,7 @@ use super::sandbox::{self, state, SandboxState, STATUS_EXITED, STATUS_HALTED, ST
 use super::vcpu::{Action, Fault, FaultKind, Vcpu};
 use crate::system::System;
 use core::sync::atomic::{AtomicUsize, Ordering};
+use quest_abi::console::{Reasons, Record, SandboxEnd, SandboxSummary};
 use quest_abi::{name_str, OnFault};
 use quest_monitor_core::exit::{reason_name, REASON_COUNT};
 use quest_monitor_core::vmcs_fields::field32;
@@ -250,48 +251,41 @@ fn finish(sys: &System) -> ! {
 /// Prints the per-sandbox summary; returns whether every sandbox exited with status 0.
 pub fn summary(sys: &System) -> bool {
     let mut all_ok = true;
-    crate::println!("quest: summary:");
+    crate::println!("{}", Record::SummaryStart);
     for (s, entry) in sys.table.sandboxes.iter().enumerate() {
         let st = state(s);
-        let name = name_str(&entry.name).unwrap_or("?");
         let status = st.status.load(Ordering::Acquire);
         let code = st.exit_code.load(Ordering::Relaxed);
         all_ok &= status == STATUS_EXITED && code == 0;
-        let mut console = crate::console::lock();
-        use core::fmt::Write;
-        let _ = match status {
-            STATUS_EXITED => write!(console, "quest:   '{name}': exited {code}"),
-            STATUS_HALTED => write!(console, "quest:   '{name}': halted"),
-            _ => write!(console, "quest:   '{name}': running"),
-        };
-        let _ = write!(
-            console,
-            ", faults {}, launches {}, exits {}",
-            st.faults.load(Ordering::Relaxed),
-            st.generation.load(Ordering::Relaxed),
-            st.total_exits(),
-        );
-        let mut sep = ':';
-        for r in 0..REASON_COUNT {
-            let n = st.exits[r].load(Ordering::Relaxed);
-            if n != 0 {
-                let _ = write!(console, "{sep} {} {n}", reason_name(r));
-                sep = ',';
-            }
+        let mut counts = [("", 0u64); REASON_COUNT];
+        for (r, slot) in counts.iter_mut().enumerate() {
+            *slot = (reason_name(r), st.exits[r].load(Ordering::Relaxed));
         }
-        let _ = writeln!(
-            console,
-            "; doorbells {}, waits {} (slept {})",
-            st.doorbells.load(Ordering::Relaxed),
-            st.waits.load(Ordering::Relaxed),
-            st.sleeps.load(Ordering::Relaxed),
-        );
+        let summary = SandboxSummary {
+            name: name_str(&entry.name).unwrap_or("?"),
+            end: match status {
+                STATUS_EXITED => SandboxEnd::Exited(code),
+                STATUS_HALTED => SandboxEnd::Halted,
+                _ => SandboxEnd::Running,
+            },
+            faults: st.faults.load(Ordering::Relaxed).into(),
+            launches: st.generation.load(Ordering::Relaxed).into(),
+            exits: st.total_exits(),
+            reasons: Reasons::Counts(&counts),
+            doorbells: st.doorbells.load(Ordering::Relaxed),
+            waits: st.waits.load(Ordering::Relaxed),
+            slept: st.sleeps.load(Ordering::Relaxed),
+        };
+        crate::println!("{}", Record::Summary(summary));
     }
-    if all_ok {
-        crate::println!("quest: all sandboxes exited 0");
-    } else {
-        crate::println!("quest: not every sandbox exited 0");
-    }
+    crate::println!(
+        "{}",
+        if all_ok {
+            Record::Passed
+        } else {
+            Record::NotPassed
+        }
+    );
     all_ok
 }
 

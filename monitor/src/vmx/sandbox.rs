@@ -67,14 +67,14 @@ pub fn resources(sys: &System, s: usize) -> Result<SandboxVmx, SetupError> {
 
 fn build(sys: &System, s: usize) -> Result<SandboxVmx, SetupError> {
     let place = sys.sandboxes[s];
-    let mut channel_hpas = [0u64; crate::memory::MAX_CHANNELS];
+    let mut channel_hpas = [0u64; quest_abi::MAX_CHANNELS];
     for (slot, c) in channel_hpas.iter_mut().zip(sys.channels) {
         *slot = c.hpa;
     }
     let host = HostPlacement {
         ram_hpa: place.ram_hpa,
         directory_hpa: place.directory_hpa,
-        channel_hpas: &channel_hpas[..sys.channels.len().min(crate::memory::MAX_CHANNELS)],
+        channel_hpas: &channel_hpas[..sys.channels.len().min(quest_abi::MAX_CHANNELS)],
     };
     let ept = build_sandbox_ept(&sys.table, s, &host, PoolFrames).map_err(SetupError::Ept)?;
 

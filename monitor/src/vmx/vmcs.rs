@@ -4,7 +4,7 @@
 use super::caps::VmxCaps;
 use super::instructions::{self as vmx, VmFail};
 use super::sandbox::SandboxVmx;
-use quest_abi::{layout, SandboxEntry, VcpuEntry};
+use quest_abi::{gdt, layout, SandboxEntry, VcpuEntry};
 use quest_monitor_core::vmcs_fields::{field16, field32, field64, natural};
 use quest_monitor_core::vmx_controls::apply_fixed;
 
@@ -58,7 +58,7 @@ pub unsafe fn write_controls(caps: &VmxCaps, res: &SandboxVmx, vpid: u16) -> Res
 }
 
 /// Writes the launch state of `vcpu`: 64-bit mode at its entry, flat segments from the
-/// GDT at `layout::GDT_GPA` (code 0x08, data 0x10), CR3 = the sandbox's page tables.
+/// launch GDT at `layout::GDT_GPA` ([`quest_abi::gdt`]), CR3 = the sandbox's page tables.
 ///
 /// # Safety
 /// A VMCS must be current on this core.
@@ -89,10 +89,10 @@ pub unsafe fn write_guest_state(
         vmx::write32(field32::GUEST_ACTIVITY_STATE, 0)?;
         vmx::write32(field32::ENTRY_INTERRUPTION_INFO, 0)?;
 
-        vmx::write16(field16::GUEST_CS_SELECTOR, 0x08)?;
+        vmx::write16(field16::GUEST_CS_SELECTOR, gdt::CODE_SELECTOR)?;
         vmx::write_natural(natural::GUEST_CS_BASE, 0)?;
-        vmx::write32(field32::GUEST_CS_LIMIT, 0xffff_ffff)?;
-        vmx::write32(field32::GUEST_CS_ACCESS_RIGHTS, 0xa09b)?;
+        vmx::write32(field32::GUEST_CS_LIMIT, gdt::FLAT_LIMIT)?;
+        vmx::write32(field32::GUEST_CS_ACCESS_RIGHTS, gdt::CODE_ACCESS_RIGHTS)?;
         let data = [
             (
                 field16::GUEST_DS_SELECTOR,
@@ -126,10 +126,10 @@ pub unsafe fn write_guest_state(
             ),
         ];
         for (sel, base, limit, rights) in data {
-            vmx::write16(sel, 0x10)?;
+            vmx::write16(sel, gdt::DATA_SELECTOR)?;
             vmx::write_natural(base, 0)?;
-            vmx::write32(limit, 0xffff_ffff)?;
-            vmx::write32(rights, 0xc093)?;
+            vmx::write32(limit, gdt::FLAT_LIMIT)?;
+            vmx::write32(rights, gdt::DATA_ACCESS_RIGHTS)?;
         }
         vmx::write16(field16::GUEST_LDTR_SELECTOR, 0)?;
         vmx::write_natural(natural::GUEST_LDTR_BASE, 0)?;
@@ -140,7 +140,7 @@ pub unsafe fn write_guest_state(
         vmx::write32(field32::GUEST_TR_LIMIT, 0x67)?;
         vmx::write32(field32::GUEST_TR_ACCESS_RIGHTS, 0x8b)?;
         vmx::write_natural(natural::GUEST_GDTR_BASE, layout::GDT_GPA)?;
-        vmx::write32(field32::GUEST_GDTR_LIMIT, 0x17)?;
+        vmx::write32(field32::GUEST_GDTR_LIMIT, gdt::LAUNCH_GDT_LIMIT)?;
         vmx::write_natural(natural::GUEST_IDTR_BASE, 0)?;
         vmx::write32(field32::GUEST_IDTR_LIMIT, 0)?;
     }

@@ -216,6 +216,19 @@ fn measure(args: &BenchArgs) -> Result<Vec<(String, String)>, String> {
             cost,
         ));
         rows.push((
+            "boot: cost / one pass over all sandbox memory (goal <= 1.5)".into(),
+            console::boot_ratio(&outcome.console).map_or_else(
+                || "not reported".to_owned(),
+                |(r, mib, pass)| {
+                    format!(
+                        "{}.{:02} ({mib} MiB, one pass {pass} TSC cycles)",
+                        r / 100,
+                        r % 100
+                    )
+                },
+            ),
+        ));
+        rows.push((
             "boot: wall time to the summary (Bochs)".into(),
             format!("{} ({})", secs(outcome.elapsed), outcome.describe()),
         ));

@@ -118,27 +118,16 @@ pub fn console_lines(console: &str, sandbox: &str) -> u64 {
     sandbox_lines(console, sandbox).count() as u64
 }
 
-/// `sandbox`'s VM exits from the summary line
-/// `quest:   'NAME': exited 0, ..., exits 9: vmcall 8, cpuid 1; doorbells ...`.
+/// `sandbox`'s VM exits from its summary line (a [`quest_abi::console::Record::Summary`]).
 pub fn summary_exits(console: &str, sandbox: &str) -> Option<SandboxExits> {
-    let prefix = format!("quest:   '{sandbox}': ");
-    let line = console
-        .lines()
-        .find_map(|l| l.trim_end_matches('\r').strip_prefix(prefix.as_str()))?;
-    let rest = line.split_once(", exits ")?.1;
-    let (total, reasons) = rest.split_once(':')?;
-    let reasons = reasons.split(';').next().unwrap_or("");
-    let mut by_reason = BTreeMap::new();
-    for part in reasons.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        if part == "none" {
-            continue;
-        }
-        let (name, n) = part.rsplit_once(' ')?;
-        by_reason.insert(name.to_owned(), n.parse().ok()?);
-    }
+    let summary = crate::run::console::summaries(console).find(|s| s.name == sandbox)?;
     Some(SandboxExits {
-        total: total.trim().parse().ok()?,
-        by_reason,
+        total: summary.exits,
+        by_reason: summary
+            .reasons
+            .iter()
+            .map(|(name, n)| (name.to_owned(), n))
+            .collect(),
     })
 }
 
@@ -311,8 +300,8 @@ quest:   'pong': exited 0, faults 0, launches 1, exits 2: vmcall 2; doorbells 0,
     }
 
     #[test]
-    fn a_summary_without_exits_parses_as_none() {
-        let c = "quest:   'a': exited 0, faults 0, launches 1, exits 0: none; doorbells 0\n";
+    fn a_summary_without_exits_has_no_reasons() {
+        let c = "quest: summary:\nquest:   'a': exited 0, faults 0, launches 1, exits 0; doorbells 0, waits 0 (slept 0)\n";
         let e = summary_exits(c, "a").unwrap();
         assert_eq!(e.total, 0);
         assert!(e.by_reason.is_empty());

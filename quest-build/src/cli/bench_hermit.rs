@@ -13,6 +13,7 @@
 
 use crate::hermit::{self, HermitDirs};
 use crate::plan::Plan;
+use crate::run::console::Record;
 use goblin::elf::{program_header::PT_LOAD, Elf};
 use quest_abi::Runtime;
 use std::path::Path;
@@ -99,26 +100,18 @@ fn loaded_bytes(elf: &[u8]) -> u64 {
 
 /// The TSC frequency the monitor measured (`quest: TSC <N> kHz ...`).
 pub fn tsc_khz(console: &str) -> Option<u64> {
-    console.lines().find_map(|l| {
-        l.trim_end_matches('\r')
-            .strip_prefix("quest: TSC ")?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
+    crate::run::console::records(console).find_map(|r| match r {
+        Record::Tsc { khz, .. } => Some(khz),
+        _ => None,
     })
 }
 
 /// Per sandbox that printed `main started at TSC <M>`: cycles from its launch TSC.
 pub fn launch_to_main(console: &str) -> Vec<(String, u64)> {
     let launched = |name: &str| {
-        let prefix = format!("quest: sandbox '{name}' launched at TSC ");
-        console.lines().find_map(|l| {
-            l.trim_end_matches('\r')
-                .strip_prefix(&prefix)?
-                .trim()
-                .parse::<u64>()
-                .ok()
+        crate::run::console::records(console).find_map(|r| match r {
+            Record::Launched { sandbox, tsc } if sandbox == name => Some(tsc),
+            _ => None,
         })
     };
     let mut out: Vec<(String, u64)> = Vec::new();

@@ -19,9 +19,6 @@ use quest_abi::layout::{
 use quest_abi::{RegionKind, ACCESS_WRITE, LARGE_PAGE_SIZE};
 use zerocopy::IntoBytes;
 
-/// The launch GDT: null, 64-bit code (selector 0x08), data (selector 0x10).
-pub const GDT: [u64; 3] = [0, 0x00AF_9B00_0000_FFFF, 0x00CF_9300_0000_FFFF];
-
 /// Room Hermit needs above its image: it takes RAM from the 2 MiB boundary after the
 /// image for page tables, heap and stacks, and panics at boot without enough.
 pub const MIN_FREE_RAM: u64 = 4 * LARGE_PAGE_SIZE;
@@ -29,7 +26,6 @@ pub const MIN_FREE_RAM: u64 = 4 * LARGE_PAGE_SIZE;
 // The fixed areas lie in this order and are disjoint: GDT, FDT, boot info, page
 // tables, boot stack, image.
 const _: () = {
-    assert!(GDT_GPA + (GDT.len() as u64) * 8 <= FDT_GPA);
     assert!(FDT_GPA + FDT_MAX_SIZE <= BOOT_INFO_GPA);
     assert!(BOOT_INFO_GPA + super::bootinfo::BOOT_INFO_SIZE as u64 <= PAGE_TABLES_GPA);
     assert!(PAGE_TABLES_END <= quest_abi::layout::HERMIT_BOOT_STACK_GPA);
@@ -93,7 +89,7 @@ pub fn initial_memory(plan: &Plan, index: usize, elf: &[u8]) -> anyhow::Result<S
     let mut payloads = vec![
         Payload {
             gpa: GDT_GPA,
-            bytes: GDT.iter().flat_map(|d| d.to_le_bytes()).collect(),
+            bytes: quest_abi::gdt::launch_gdt_bytes().to_vec(),
         },
         Payload {
             gpa: FDT_GPA,
@@ -163,20 +159,6 @@ fn check_payloads(payloads: &[Payload], ram: u64) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn gdt_descriptors_are_64bit_code_and_flat_data() {
-        // Code: present, DPL 0, code/exec+read, L=1 (bit 53), D=0.
-        let code = GDT[1];
-        assert_eq!((code >> 47) & 1, 1, "present");
-        assert_eq!((code >> 43) & 1, 1, "code");
-        assert_eq!((code >> 53) & 1, 1, "long mode");
-        assert_eq!((code >> 54) & 1, 0, "D must be 0 with L");
-        let data = GDT[2];
-        assert_eq!((data >> 47) & 1, 1, "present");
-        assert_eq!((data >> 43) & 1, 0, "data");
-        assert_eq!((data >> 41) & 1, 1, "writable");
-    }
 
     #[test]
     fn payload_checks_catch_overlap_and_overflow() {

@@ -1,22 +1,15 @@
 //! Host memory a system needs: the one calculation shared by validation (does the
 //! manifest fit in `system.memory`?) and the planner (what the plan reports).
 //!
-//! The monitor places every sandbox's RAM and every channel (data and ack areas together)
-//! at 2 MiB-aligned host addresses, because sandbox memory is mapped with 2 MiB EPT pages,
-//! so each allocation costs its size rounded up to 2 MiB. On top come the monitor's own
-//! reservation (image, stacks, VMCS and EPT tables, channel directories, per-sandbox
-//! pristine images) and the first MiB of physical memory, which firmware owns.
-
-use quest_abi::layout::CHANNEL_ACK_SIZE;
-use quest_abi::LARGE_PAGE_SIZE;
+//! The rounding to the monitor's 2 MiB granules and the first MiB are quest-abi's
+//! ([`quest_abi::memory`], which the monitor checks at boot with); the host adds its own
+//! reservation policy for the monitor (image, stacks, VMCS and EPT tables, channel
+//! directories, per-sandbox pristine images).
 
 /// The monitor's fixed reservation: its image, stacks, heap and boot modules.
 pub const MONITOR_BASE_RESERVE: u64 = 32 << 20;
 /// What the monitor reserves per sandbox: VMCS pages, EPT tables, I/O and MSR bitmaps.
 pub const MONITOR_PER_SANDBOX_RESERVE: u64 = 2 << 20;
-/// The first MiB of physical memory (real-mode vectors, BIOS data, EBDA, ROMs): never
-/// usable for sandboxes.
-pub const LOW_MEMORY_RESERVE: u64 = 1 << 20;
 
 /// Host RAM the monitor reserves for itself in a system of `n_sandboxes` sandboxes.
 /// Saturating.
@@ -25,28 +18,20 @@ pub fn monitor_reserve(n_sandboxes: usize) -> u64 {
     MONITOR_BASE_RESERVE.saturating_add(n.saturating_mul(MONITOR_PER_SANDBOX_RESERVE))
 }
 
-/// Rounds an allocation up to the monitor's 2 MiB placement granule (saturating).
-pub fn host_allocation(size: u64) -> u64 {
-    size.checked_next_multiple_of(LARGE_PAGE_SIZE)
-        .unwrap_or(u64::MAX)
-}
-
-/// Host bytes of one channel of `size` data bytes before rounding: data plus its ack area.
-pub fn channel_bytes(size: u64) -> u64 {
-    size.saturating_add(CHANNEL_ACK_SIZE)
-}
+/// The monitor's 2 MiB granules and the first MiB: one definition, shared with the monitor.
+pub use quest_abi::memory::{channel_bytes, host_allocation, LOW_MEMORY_RESERVE};
 
 /// Host RAM the whole system needs: the first MiB, the monitor's reservation, and every
 /// sandbox's RAM and every channel's data and ack areas ([`channel_bytes`]), each rounded
-/// up to 2 MiB. Saturating.
+/// up to 2 MiB ([`quest_abi::memory::host_memory_needed`]). Saturating.
 pub fn host_memory_needed(
     monitor_reserve: u64,
     sandbox_ram: impl IntoIterator<Item = u64>,
     channel_bytes: impl IntoIterator<Item = u64>,
 ) -> u64 {
-    sandbox_ram.into_iter().chain(channel_bytes).fold(
-        LOW_MEMORY_RESERVE.saturating_add(monitor_reserve),
-        |total, size| total.saturating_add(host_allocation(size)),
+    quest_abi::memory::host_memory_needed(
+        monitor_reserve,
+        sandbox_ram.into_iter().chain(channel_bytes),
     )
 }
 
@@ -62,15 +47,6 @@ mod tests {
         assert_eq!(monitor_reserve(0), 32 * MIB);
         assert_eq!(monitor_reserve(3), 38 * MIB);
         assert_eq!(monitor_reserve(usize::MAX), u64::MAX);
-    }
-
-    #[test]
-    fn allocations_round_to_two_mib() {
-        assert_eq!(host_allocation(0), 0);
-        assert_eq!(host_allocation(1), 2 * MIB);
-        assert_eq!(host_allocation(2 * MIB), 2 * MIB);
-        assert_eq!(host_allocation(2 * MIB + 1), 4 * MIB);
-        assert_eq!(host_allocation(u64::MAX), u64::MAX);
     }
 
     #[test]

@@ -87,25 +87,10 @@ impl Console {
     }
 }
 
-/// How a sandbox's application runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Runtime {
-    /// A std application in its own Hermit unikernel (default).
-    Hermit,
-    /// A `no_std` application on Quest's bare runtime.
-    Bare,
-}
-
-/// What the monitor does when the sandbox faults.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OnFault {
-    /// Stop this sandbox only (default).
-    HaltSandbox,
-    /// Reload it from its pristine image and start it again.
-    Restart,
-    /// Stop the whole system.
-    HaltSystem,
-}
+/// How a sandbox's application runs (`runtime`, default `hermit`) and what the monitor
+/// does when it faults (`on_fault`, default `halt-sandbox`): the partition table's own
+/// types, so the manifest and the table cannot disagree.
+pub use quest_abi::{OnFault, Runtime};
 
 /// A device passed through to a sandbox.
 #[derive(Clone, Debug, PartialEq, Eq)]

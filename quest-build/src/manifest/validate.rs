@@ -13,7 +13,8 @@ use quest_abi::layout::{
     BARE_ARGS_MAX_SIZE, CHANNEL_ACK_SIZE, CHANNEL_WINDOW_SIZE, DIRECTORY_SIZE, MAX_RAM,
 };
 use quest_abi::{
-    LARGE_PAGE_SIZE, MAX_CORES, MAX_SANDBOXES, MAX_VCPUS_PER_SANDBOX, NAME_LEN, PAGE_SIZE,
+    LARGE_PAGE_SIZE, MAX_CHANNELS, MAX_CORES, MAX_SANDBOXES, MAX_VCPUS_PER_SANDBOX, NAME_LEN,
+    PAGE_SIZE,
 };
 use std::collections::HashMap;
 use std::path::Path;
@@ -416,8 +417,29 @@ impl Validator<'_> {
         }
     }
 
-    /// Each sandbox's channels must fit in its channel directory page.
+    /// The system's channels must fit the monitor's table limit, and each sandbox's
+    /// channels its channel directory page.
     fn channel_counts(&mut self, draft: &Draft) {
+        if let Some(extra) = draft.channels.get(MAX_CHANNELS) {
+            if let Some(span) = [&extra.name, &extra.writer, &extra.reader]
+                .into_iter()
+                .flatten()
+                .map(|s| s.span.clone())
+                .next()
+            {
+                self.diags.push(
+                    Diagnostic::error(
+                        format!(
+                            "{} channels, but a system has at most {MAX_CHANNELS}",
+                            draft.channels.len()
+                        ),
+                        span,
+                    )
+                    .label(format!("channel number {} is here", MAX_CHANNELS + 1))
+                    .hint("the monitor places at most this many channels; merge channels"),
+                );
+            }
+        }
         let mut count: HashMap<&str, usize> = HashMap::new();
         for c in &draft.channels {
             let mut ends: Vec<&Spanned<String>> =

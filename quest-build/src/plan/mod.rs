@@ -57,7 +57,7 @@ pub fn plan(m: &Manifest) -> Plan {
         .iter()
         .zip(placement.windows)
         .map(|(s, window)| {
-            let runtime = runtime(s.runtime.value);
+            let runtime = s.runtime.value;
             let ram_size = s.memory.value;
             let cores: Vec<u32> = s.cores.value.iter().map(|c| c.value).collect();
             let mut regions = vec![layout::ram_region(ram_size)];
@@ -65,7 +65,7 @@ pub fn plan(m: &Manifest) -> Plan {
             SandboxPlan {
                 name: s.name.value.clone(),
                 runtime,
-                on_fault: on_fault(s.on_fault.value),
+                on_fault: s.on_fault.value,
                 app_dir: s.app_dir(m),
                 args: s.args.iter().map(|a| a.value.clone()).collect(),
                 env: s
@@ -107,23 +107,6 @@ pub fn plan(m: &Manifest) -> Plan {
         host_memory_needed,
         sandboxes,
         channels: placement.channels,
-    }
-}
-
-/// The table's runtime for a manifest runtime.
-fn runtime(r: manifest::Runtime) -> quest_abi::Runtime {
-    match r {
-        manifest::Runtime::Bare => quest_abi::Runtime::Bare,
-        manifest::Runtime::Hermit => quest_abi::Runtime::Hermit,
-    }
-}
-
-/// The table's fault policy for a manifest policy.
-fn on_fault(f: manifest::OnFault) -> quest_abi::OnFault {
-    match f {
-        manifest::OnFault::HaltSandbox => quest_abi::OnFault::HaltSandbox,
-        manifest::OnFault::Restart => quest_abi::OnFault::Restart,
-        manifest::OnFault::HaltSystem => quest_abi::OnFault::HaltSystem,
     }
 }
 

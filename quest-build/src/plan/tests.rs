@@ -2,7 +2,6 @@
 
 use super::testing::{self, arb_manifest, SandboxSpec};
 use super::*;
-use crate::manifest::Runtime as MRuntime;
 use proptest::prelude::*;
 use quest_abi::layout::{BARE_IMAGE_GPA, BOOT_INFO_GPA, DIRECTORY_GPA, HERMIT_KERNEL_GPA};
 use quest_abi::{RegionKind, ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE};
@@ -187,7 +186,7 @@ fn invalid_manifests_never_panic_and_the_table_rejects_them() {
     let bad_channel = testing::manifest(
         2,
         64,
-        &[SandboxSpec::new("a", MRuntime::Bare, &[0], 4)],
+        &[SandboxSpec::new("a", quest_abi::Runtime::Bare, &[0], 4)],
         &[("c", "a", "nobody", 4096)],
     );
     let err = encode_table(&plan(&bad_channel), None).unwrap_err();
@@ -196,7 +195,7 @@ fn invalid_manifests_never_panic_and_the_table_rejects_them() {
     let tiny = testing::manifest(
         2,
         64,
-        &[SandboxSpec::new("a", MRuntime::Bare, &[0, 1], 0)],
+        &[SandboxSpec::new("a", quest_abi::Runtime::Bare, &[0, 1], 0)],
         &[],
     );
     assert!(encode_table(&plan(&tiny), None).is_err());
@@ -204,7 +203,12 @@ fn invalid_manifests_never_panic_and_the_table_rejects_them() {
     let long_name = testing::manifest(
         1,
         64,
-        &[SandboxSpec::new(&"n".repeat(40), MRuntime::Bare, &[0], 4)],
+        &[SandboxSpec::new(
+            &"n".repeat(40),
+            quest_abi::Runtime::Bare,
+            &[0],
+            4,
+        )],
         &[],
     );
     let err = encode_table(&plan(&long_name), None).unwrap_err();

@@ -12,17 +12,15 @@
 //!   by the shutdown; without the final success line the run counts as failed.
 //!
 //! The emulator's own status cannot be trusted for this (Bochs always exits 1), so the
-//! text decides.
+//! text decides. Every line read here is a [`Record`], printed by the monitor and parsed
+//! by the same crate (`quest_abi::console`).
 
-/// The line that says the system succeeded.
-pub const SUCCESS_LINE: &str = "quest: all sandboxes exited 0";
-/// Starts of the lines that say the system failed.
-pub const FAILURE_PREFIXES: [&str; 2] =
-    ["quest: not every sandbox exited 0", "quest: system failed"];
-/// The line that starts the summary block.
-pub const SUMMARY_LINE: &str = "quest: summary:";
-/// Boot-cost line: `<prefix> <N> TSC cycles`.
-pub const RUNNING_PREFIX: &str = "quest: all sandboxes running after ";
+pub use quest_abi::console::{Record, SandboxEnd, SandboxSummary};
+
+/// Every monitor record on the console, in order (sandbox lines and others left out).
+pub fn records(console: &str) -> impl Iterator<Item = Record<'_>> {
+    console.lines().filter_map(Record::parse)
+}
 
 /// What the console says about a run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,12 +42,13 @@ impl Verdict {
 
 /// The verdict of a finished (or stopped) boot from its console text.
 pub fn verdict(console: &str) -> Verdict {
-    for line in console.lines().map(|l| l.trim_end_matches('\r')) {
-        if line.trim_end() == SUCCESS_LINE {
-            return Verdict::Passed;
-        }
-        if FAILURE_PREFIXES.iter().any(|p| line.starts_with(p)) {
-            return Verdict::Failed(line.to_owned());
+    for line in console.lines().map(str::trim_end) {
+        match Record::parse(line) {
+            Some(Record::Passed) => return Verdict::Passed,
+            Some(Record::NotPassed | Record::SystemFailed(_)) => {
+                return Verdict::Failed(line.to_owned())
+            }
+            _ => {}
         }
     }
     Verdict::Unfinished
@@ -70,48 +69,40 @@ pub fn last_monitor_line(console: &str) -> Option<&str> {
 
 /// Boot cost in TSC cycles, from the `all sandboxes running` line.
 pub fn boot_cycles(console: &str) -> Option<u64> {
-    console.lines().find_map(|l| {
-        l.trim_end_matches('\r')
-            .strip_prefix(RUNNING_PREFIX)?
-            .strip_suffix(" TSC cycles")?
-            .trim()
-            .parse()
-            .ok()
+    records(console).find_map(|r| match r {
+        Record::Running { cycles } => Some(cycles),
+        _ => None,
     })
 }
 
-/// How one sandbox ended, from its summary line (`quest:   '<name>': exited <N>, ...`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SandboxEnd {
-    /// It exited with this status.
-    Exited(i32),
-    /// It was halted after a fault.
-    Halted,
-    /// It was still running (or the line says something else).
-    Other,
+/// The boot cost against one pass over all sandbox memory: (ratio in hundredths, sandbox
+/// memory in MiB, TSC cycles per pass).
+pub fn boot_ratio(console: &str) -> Option<(u64, u64, u64)> {
+    records(console).find_map(|r| match r {
+        Record::BootRatio {
+            hundredths,
+            mib,
+            pass_cycles,
+        } => Some((hundredths, mib, pass_cycles)),
+        _ => None,
+    })
 }
 
-/// Every sandbox's end as the summary lists it, in table order (only lines after
-/// `quest: summary:` count).
-pub fn sandbox_ends(console: &str) -> Vec<(String, SandboxEnd)> {
-    let Some(at) = console.find(SUMMARY_LINE) else {
-        return Vec::new();
-    };
-    console[at..]
-        .lines()
-        .filter_map(|l| {
-            let rest = l.trim_end_matches('\r').strip_prefix("quest:   '")?;
-            let (name, rest) = rest.split_once("': ")?;
-            let end = match rest.strip_prefix("exited ") {
-                Some(code) => {
-                    let digits = code.split(|c: char| c == ',' || c.is_whitespace()).next()?;
-                    SandboxEnd::Exited(digits.parse().ok()?)
-                }
-                None if rest.starts_with("halted") => SandboxEnd::Halted,
-                None => SandboxEnd::Other,
-            };
-            Some((name.to_owned(), end))
+/// The summary's per-sandbox lines, in table order (only lines after `quest: summary:`
+/// count).
+pub fn summaries(console: &str) -> impl Iterator<Item = SandboxSummary<'_>> {
+    records(console)
+        .skip_while(|r| *r != Record::SummaryStart)
+        .filter_map(|r| match r {
+            Record::Summary(s) => Some(s),
+            _ => None,
         })
+}
+
+/// Every sandbox's end as the summary lists it, in table order.
+pub fn sandbox_ends(console: &str) -> Vec<(String, SandboxEnd)> {
+    summaries(console)
+        .map(|s| (s.name.to_owned(), s.end))
         .collect()
 }
 
@@ -131,7 +122,7 @@ pub fn exit_status(console: &str) -> u8 {
                 0 => 1,
                 low => low,
             }),
-            SandboxEnd::Halted | SandboxEnd::Other => Some(1),
+            SandboxEnd::Halted | SandboxEnd::Running => Some(1),
         })
         .unwrap_or(1)
 }
@@ -149,7 +140,7 @@ pub fn sandbox_lines<'a>(console: &'a str, name: &'a str) -> impl Iterator<Item 
 mod tests {
     use super::*;
 
-    const PASSED: &str = "quest: Quest monitor\r\n[a] hello\nquest: all sandboxes running after 123456 TSC cycles\n[b] hi there\nquest: summary: a exited 0\nquest: all sandboxes exited 0\n";
+    const PASSED: &str = "quest: Quest monitor\r\n[a] hello\nquest: all sandboxes running after 123456 TSC cycles\n[b] hi there\nquest: summary:\nquest:   'a': exited 0, faults 0, launches 1, exits 0; doorbells 0, waits 0 (slept 0)\nquest: all sandboxes exited 0\n";
 
     #[test]
     fn the_success_line_passes() {
@@ -160,8 +151,7 @@ mod tests {
 
     #[test]
     fn failures_and_refusals_do_not_pass() {
-        let failed =
-            "quest: summary: a exited 3\nquest: system failed: 1 of 2 sandboxes did not exit 0\n";
+        let failed = "quest: summary:\nquest: system failed: 1 of 2 sandboxes did not exit 0\n";
         assert_eq!(
             verdict(failed),
             Verdict::Failed("quest: system failed: 1 of 2 sandboxes did not exit 0".into())
@@ -187,15 +177,21 @@ mod tests {
         );
     }
 
+    /// A summary line as the monitor prints it.
+    fn line(name: &str, end: &str, exits: &str) -> String {
+        format!("quest:   '{name}': {end}, faults 0, launches 1, exits {exits}; doorbells 0, waits 0 (slept 0)\n")
+    }
+
     #[test]
     fn the_run_status_is_the_first_failing_sandbox_status() {
         let summary =
             |lines: &str| format!("quest: summary:\n{lines}quest: not every sandbox exited 0\n");
-        let c = summary(
-            "quest:   'a': exited 0, faults 0, launches 1, exits 5: cpuid 5\n\
-             quest:   'b': exited 3, faults 0, launches 1, exits none\n\
-             quest:   'c': exited -1, faults 0\n",
-        );
+        let c = summary(&format!(
+            "{}{}{}",
+            line("a", "exited 0", "5: cpuid 5"),
+            line("b", "exited 3", "0"),
+            line("c", "exited -1", "0")
+        ));
         assert_eq!(
             sandbox_ends(&c),
             [
@@ -205,24 +201,25 @@ mod tests {
             ]
         );
         assert_eq!(exit_status(&c), 3);
-        assert_eq!(
-            exit_status(&summary("quest:   'c': exited -1, faults 0\n")),
-            255
-        );
-        assert_eq!(
-            exit_status(&summary("quest:   'c': exited 256, faults 0\n")),
-            1
-        );
-        assert_eq!(
-            exit_status(&summary("quest:   'x': halted, faults 1, launches 1\n")),
-            1
-        );
+        assert_eq!(exit_status(&summary(&line("c", "exited -1", "0"))), 255);
+        assert_eq!(exit_status(&summary(&line("c", "exited 256", "0"))), 1);
+        assert_eq!(exit_status(&summary(&line("x", "halted", "1: cpuid 1"))), 1);
+        assert_eq!(exit_status(&summary(&line("x", "running", "0"))), 1);
         assert_eq!(exit_status(PASSED), 0);
         assert_eq!(exit_status("quest: no VT-x\n"), 1, "no summary: failed");
         // Sandbox output cannot pose as a summary line.
-        assert!(sandbox_ends(&summary("[evil] quest:   'a': exited 7\n")).is_empty());
+        let forged = format!("[evil] {}", line("a", "exited 7", "0"));
+        assert!(sandbox_ends(&summary(&forged)).is_empty());
         // Lines before the summary do not count.
-        assert!(sandbox_ends("quest:   'a': exited 7\n").is_empty());
+        assert!(sandbox_ends(&line("a", "exited 7", "0")).is_empty());
+    }
+
+    #[test]
+    fn the_boot_ratio_is_read() {
+        let c = "quest: all sandboxes running after 300 TSC cycles\nquest: boot cost is 1.50 passes over all sandbox memory (104 MiB in 200 TSC cycles per pass)\n";
+        assert_eq!(boot_cycles(c), Some(300));
+        assert_eq!(boot_ratio(c), Some((150, 104, 200)));
+        assert_eq!(boot_ratio(PASSED), None);
     }
 
     #[test]

@@ -55,7 +55,7 @@ impl VmcallDoorbell {
     }
 
     /// Issues one hypercall and returns RAX.
-    fn vmcall(number: u64, arg0: u64) -> u64 {
+    fn vmcall(call: quest_abi::hypercall::Hypercall, arg0: u64) -> u64 {
         let ret: u64;
         // SAFETY: `new`'s contract puts us in a Quest sandbox, where VMCALL enters the
         // monitor, which validates the arguments, touches no guest memory for DOORBELL and
@@ -63,7 +63,7 @@ impl VmcallDoorbell {
         unsafe {
             core::arch::asm!(
                 "vmcall",
-                inlateout("rax") number => ret,
+                inlateout("rax") call.number() => ret,
                 in("rdi") arg0,
                 options(nostack),
             );
@@ -77,10 +77,13 @@ impl Doorbell for VmcallDoorbell {
     fn ring(&self, directory_index: usize) {
         // An error means the monitor does not know the channel; the peer then wakes only
         // from its own spinning, which is all we could do about it anyway.
-        let _ = Self::vmcall(quest_abi::hypercall::DOORBELL, directory_index as u64);
+        let _ = Self::vmcall(
+            quest_abi::hypercall::Hypercall::Doorbell,
+            directory_index as u64,
+        );
     }
 
     fn wait(&self) {
-        let _ = Self::vmcall(quest_abi::hypercall::WAIT, 0);
+        let _ = Self::vmcall(quest_abi::hypercall::Hypercall::Wait, 0);
     }
 }

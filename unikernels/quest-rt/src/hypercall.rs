@@ -1,10 +1,10 @@
 //! Quest's own hypercalls (`VMCALL`, number in RAX, arguments in RDI and RSI; see
 //! `quest_abi::hypercall`).
 
-use quest_abi::hypercall as nr;
+use quest_abi::hypercall::{self as nr, Hypercall};
 
 /// Issues one `VMCALL` and returns RAX.
-fn vmcall(number: u64, arg0: u64, arg1: u64) -> u64 {
+fn vmcall(call: Hypercall, arg0: u64, arg1: u64) -> u64 {
     let ret: u64;
     // SAFETY: VMCALL transfers control to the monitor, which validates every argument
     // against this sandbox's memory and only reads guest memory for the calls used here;
@@ -13,7 +13,7 @@ fn vmcall(number: u64, arg0: u64, arg1: u64) -> u64 {
     unsafe {
         core::arch::asm!(
             "vmcall",
-            inlateout("rax") number => ret,
+            inlateout("rax") call.number() => ret,
             in("rdi") arg0,
             in("rsi") arg1,
             options(nostack),
@@ -28,7 +28,7 @@ pub fn console_write(bytes: &[u8]) -> Result<(), u64> {
     for chunk in bytes.chunks(nr::CONSOLE_WRITE_MAX as usize) {
         // Guest-virtual equals guest-physical: the boot page tables are an identity map.
         let gpa = chunk.as_ptr() as u64;
-        let ret = vmcall(nr::CONSOLE_WRITE, gpa, chunk.len() as u64);
+        let ret = vmcall(Hypercall::ConsoleWrite, gpa, chunk.len() as u64);
         if ret != nr::OK {
             return Err(ret);
         }
@@ -38,7 +38,7 @@ pub fn console_write(bytes: &[u8]) -> Result<(), u64> {
 
 /// Ends the whole sandbox (every vCPU) with `status`.
 pub fn exit(status: i32) -> ! {
-    vmcall(nr::EXIT, status as u32 as u64, 0);
+    vmcall(Hypercall::Exit, status as u32 as u64, 0);
     // The monitor never resumes a sandbox that exited; if it did, stay put.
     loop {
         core::hint::spin_loop();

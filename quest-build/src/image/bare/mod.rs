@@ -14,9 +14,6 @@ use quest_abi::layout::{
 use quest_abi::{RegionKind, ACCESS_WRITE, PAGE_SIZE};
 use zerocopy::{FromZeros, IntoBytes};
 
-/// The launch GDT: null, 64-bit code (selector 0x08), data (selector 0x10).
-pub const GDT: [u64; 3] = [0, 0x00AF_9B00_0000_FFFF, 0x00CF_9300_0000_FFFF];
-
 /// Why a bare sandbox's memory cannot be prepared.
 #[derive(Debug, thiserror::Error)]
 pub enum BareError {
@@ -135,7 +132,7 @@ pub fn prepare(plan: &Plan, index: usize, app: &[u8]) -> Result<SandboxImage, Ba
     let mut payloads = vec![
         Payload {
             gpa: GDT_GPA,
-            bytes: GDT.as_bytes().to_vec(),
+            bytes: quest_abi::gdt::launch_gdt_bytes().to_vec(),
         },
         Payload {
             gpa: sb.boot.boot_info_gpa,

@@ -59,7 +59,7 @@ fn boot_info_describes_the_sandbox_and_its_memory() {
     assert_eq!(args.var("MODE"), Some("test"));
 
     let gdt = payload(&image, GDT_GPA);
-    assert_eq!(gdt, GDT.as_bytes());
+    assert_eq!(gdt, quest_abi::gdt::launch_gdt_bytes());
 }
 
 #[test]

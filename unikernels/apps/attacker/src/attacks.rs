@@ -4,7 +4,7 @@ use crate::paging;
 use alloc::format;
 use alloc::string::String;
 use quest_rt::quest_abi::directory::ROLE_READER;
-use quest_rt::quest_abi::hypercall::{DOORBELL, ERR_INVALID, OK};
+use quest_rt::quest_abi::hypercall::{Hypercall, ERR_INVALID, OK};
 use quest_rt::{println, Ctx};
 
 /// IA32_APIC_BASE: rewriting it could disable or move the core's local APIC.
@@ -119,7 +119,7 @@ fn doorbell(index: u64) -> u64 {
     // SAFETY: VMCALL enters the monitor, which must validate the index; DOORBELL touches
     // no guest memory and returns with every register but RAX preserved.
     unsafe {
-        core::arch::asm!("vmcall", inlateout("rax") DOORBELL => ret, in("rdi") index,
+        core::arch::asm!("vmcall", inlateout("rax") Hypercall::Doorbell.number() => ret, in("rdi") index,
             options(nostack));
     }
     ret

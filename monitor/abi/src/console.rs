@@ -1,0 +1,463 @@
+//! The monitor's console lines that the host reads: one [`Record`] type, printed by the
+//! monitor through [`core::fmt::Display`] and parsed by `quest-build` (run verdict, exit
+//! status, benchmark) with [`Record::parse`], side by side so they cannot drift apart.
+//!
+//! Every monitor line starts with `quest: ` ([`PREFIX`]); sandbox output is prefixed
+//! `[name] `, so a sandbox cannot forge a record. Both sides are allocation-free: the
+//! printer writes through `core::fmt`, the parser borrows from the line.
+
+use core::fmt;
+
+/// Start of every monitor line.
+pub const PREFIX: &str = "quest: ";
+
+/// How a sandbox ended, as its summary line says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SandboxEnd {
+    /// It exited with this status.
+    Exited(i32),
+    /// It was halted after a fault.
+    Halted,
+    /// It was still running.
+    Running,
+}
+
+/// VM exits by reason: the monitor prints counters it holds (`Counts`), the parser hands
+/// back the text it read (`Text`, `name n` pairs separated by `, `).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reasons<'a> {
+    /// `(reason name, count)` pairs; zero counts are left out when printed.
+    Counts(&'a [(&'a str, u64)]),
+    /// As parsed.
+    Text(&'a str),
+}
+
+impl<'a> Reasons<'a> {
+    /// Every `(reason, count)` with a non-zero count, in printed order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, u64)> + 'a {
+        let (counts, text): (&'a [(&'a str, u64)], &'a str) = match *self {
+            Self::Counts(c) => (c, ""),
+            Self::Text(t) => (&[], t),
+        };
+        let parsed = text.split(", ").filter(|p| !p.is_empty()).filter_map(|p| {
+            let (name, n) = p.rsplit_once(' ')?;
+            Some((name, n.parse().ok()?))
+        });
+        counts
+            .iter()
+            .copied()
+            .filter(|&(_, n)| n != 0)
+            .chain(parsed)
+    }
+}
+
+/// One sandbox's line of the summary block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SandboxSummary<'a> {
+    /// Sandbox name.
+    pub name: &'a str,
+    /// How it ended.
+    pub end: SandboxEnd,
+    /// Faults it took.
+    pub faults: u64,
+    /// Times it was launched (1 + restarts).
+    pub launches: u64,
+    /// VM exits of all reasons.
+    pub exits: u64,
+    /// VM exits by reason.
+    pub reasons: Reasons<'a>,
+    /// Doorbells it rang.
+    pub doorbells: u64,
+    /// `WAIT` hypercalls it made.
+    pub waits: u64,
+    /// Of those, the ones that slept.
+    pub slept: u64,
+}
+
+/// A monitor console line the host reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Record<'a> {
+    /// `quest: TSC <kHz> kHz (<source>)`: the TSC frequency and how it was found.
+    Tsc {
+        /// Frequency in kHz.
+        khz: u64,
+        /// How it was measured.
+        source: &'a str,
+    },
+    /// `quest: all sandboxes running after <N> TSC cycles`: boot cost, from monitor entry
+    /// until every vCPU made its first VM entry.
+    Running {
+        /// TSC cycles.
+        cycles: u64,
+    },
+    /// `quest: boot cost is <R> passes over all sandbox memory (<MiB> MiB in <P> TSC
+    /// cycles per pass)`: the boot cost against one pass over sandbox memory, as the
+    /// monitor measured it while zeroing.
+    BootRatio {
+        /// Boot cost in passes, in hundredths ([`Record::boot_ratio`]).
+        hundredths: u64,
+        /// Sandbox memory in MiB.
+        mib: u64,
+        /// TSC cycles of one pass over it.
+        pass_cycles: u64,
+    },
+    /// `quest: sandbox '<name>' launched at TSC <T>` (absolute TSC, which guests share).
+    Launched {
+        /// Sandbox name.
+        sandbox: &'a str,
+        /// TSC at its first vCPU's launch.
+        tsc: u64,
+    },
+    /// `quest: boot cost of '<name>': launch to first entry of its <k> vCPUs in <M> TSC
+    /// cycles`.
+    SandboxBoot {
+        /// Sandbox name.
+        sandbox: &'a str,
+        /// Its vCPUs.
+        vcpus: u64,
+        /// TSC cycles from its launch to its last vCPU's first entry.
+        cycles: u64,
+    },
+    /// `quest: summary:`: the summary block follows.
+    SummaryStart,
+    /// `quest:   '<name>': exited <n>, faults <f>, launches <l>, exits <e>[: <reason n>,
+    /// ...]; doorbells <d>, waits <w> (slept <s>)`.
+    Summary(SandboxSummary<'a>),
+    /// `quest: all sandboxes exited 0`: the system succeeded.
+    Passed,
+    /// `quest: not every sandbox exited 0`.
+    NotPassed,
+    /// `quest: system failed: <why>`.
+    SystemFailed(&'a str),
+}
+
+const PASSED: &str = "all sandboxes exited 0";
+const NOT_PASSED: &str = "not every sandbox exited 0";
+
+impl Record<'_> {
+    /// The [`Record::BootRatio`] of a boot that cost `boot_cycles` when one pass over the
+    /// `mib` MiB of sandbox memory takes `pass_cycles` (ratio 0 for a zero pass).
+    pub fn boot_ratio(boot_cycles: u64, mib: u64, pass_cycles: u64) -> Self {
+        let hundredths = (u128::from(boot_cycles) * 100)
+            .checked_div(u128::from(pass_cycles))
+            .map_or(0, |r| u64::try_from(r).unwrap_or(u64::MAX));
+        Self::BootRatio {
+            hundredths,
+            mib,
+            pass_cycles,
+        }
+    }
+}
+
+impl fmt::Display for Record<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(PREFIX)?;
+        match *self {
+            Self::Tsc { khz, source } => write!(f, "TSC {khz} kHz ({source})"),
+            Self::Running { cycles } => {
+                write!(f, "all sandboxes running after {cycles} TSC cycles")
+            }
+            Self::BootRatio {
+                hundredths: r,
+                mib,
+                pass_cycles,
+            } => {
+                write!(
+                    f,
+                    "boot cost is {}.{:02} passes over all sandbox memory ({mib} MiB in {pass_cycles} TSC cycles per pass)",
+                    r / 100,
+                    r % 100
+                )
+            }
+            Self::Launched { sandbox, tsc } => {
+                write!(f, "sandbox '{sandbox}' launched at TSC {tsc}")
+            }
+            Self::SandboxBoot {
+                sandbox,
+                vcpus,
+                cycles,
+            } => write!(
+                f,
+                "boot cost of '{sandbox}': launch to first entry of its {vcpus} vCPUs in {cycles} TSC cycles"
+            ),
+            Self::SummaryStart => f.write_str("summary:"),
+            Self::Summary(s) => {
+                write!(f, "  '{}': ", s.name)?;
+                match s.end {
+                    SandboxEnd::Exited(code) => write!(f, "exited {code}")?,
+                    SandboxEnd::Halted => f.write_str("halted")?,
+                    SandboxEnd::Running => f.write_str("running")?,
+                }
+                write!(
+                    f,
+                    ", faults {}, launches {}, exits {}",
+                    s.faults, s.launches, s.exits
+                )?;
+                let mut sep = ':';
+                for (name, n) in s.reasons.iter() {
+                    write!(f, "{sep} {name} {n}")?;
+                    sep = ',';
+                }
+                write!(
+                    f,
+                    "; doorbells {}, waits {} (slept {})",
+                    s.doorbells, s.waits, s.slept
+                )
+            }
+            Self::Passed => f.write_str(PASSED),
+            Self::NotPassed => f.write_str(NOT_PASSED),
+            Self::SystemFailed(why) => write!(f, "system failed: {why}"),
+        }
+    }
+}
+
+/// `text` split at the first `sep`, the left part parsed as a number.
+fn num_before<'a, T: core::str::FromStr>(text: &'a str, sep: &str) -> Option<(T, &'a str)> {
+    let (n, rest) = text.split_once(sep)?;
+    Some((n.parse().ok()?, rest))
+}
+
+impl<'a> Record<'a> {
+    /// The record `line` holds (without its line end; a trailing `\r` is ignored), or
+    /// `None` for any other line, including every sandbox line.
+    pub fn parse(line: &'a str) -> Option<Self> {
+        let l = line.trim_end_matches('\r').strip_prefix(PREFIX)?;
+        if let Some(rest) = l.strip_prefix("TSC ") {
+            let (khz, rest) = num_before(rest, " kHz (")?;
+            let source = rest.strip_suffix(')')?;
+            return Some(Self::Tsc { khz, source });
+        }
+        if let Some(rest) = l.strip_prefix("all sandboxes running after ") {
+            let cycles = rest.strip_suffix(" TSC cycles")?.parse().ok()?;
+            return Some(Self::Running { cycles });
+        }
+        if let Some(rest) = l.strip_prefix("boot cost is ") {
+            let (whole, rest) = num_before::<u64>(rest, ".")?;
+            let (frac, rest) = rest.split_at_checked(2)?;
+            let frac: u64 = frac.parse().ok()?;
+            let rest = rest.strip_prefix(" passes over all sandbox memory (")?;
+            let (mib, rest) = num_before(rest, " MiB in ")?;
+            let (pass_cycles, rest) = num_before(rest, " TSC cycles per pass)")?;
+            if !rest.is_empty() {
+                return None;
+            }
+            return Some(Self::BootRatio {
+                hundredths: whole.checked_mul(100)?.checked_add(frac)?,
+                mib,
+                pass_cycles,
+            });
+        }
+        if let Some(rest) = l.strip_prefix("sandbox '") {
+            let (sandbox, rest) = rest.split_once("' launched at TSC ")?;
+            return Some(Self::Launched {
+                sandbox,
+                tsc: rest.parse().ok()?,
+            });
+        }
+        if let Some(rest) = l.strip_prefix("boot cost of '") {
+            let (sandbox, rest) = rest.split_once("': launch to first entry of its ")?;
+            let (vcpus, rest) = num_before(rest, " vCPUs in ")?;
+            let cycles = rest.strip_suffix(" TSC cycles")?.parse().ok()?;
+            return Some(Self::SandboxBoot {
+                sandbox,
+                vcpus,
+                cycles,
+            });
+        }
+        if let Some(rest) = l.strip_prefix("  '") {
+            return Self::parse_summary(rest).map(Self::Summary);
+        }
+        match l {
+            "summary:" => Some(Self::SummaryStart),
+            PASSED => Some(Self::Passed),
+            NOT_PASSED => Some(Self::NotPassed),
+            _ => l.strip_prefix("system failed: ").map(Self::SystemFailed),
+        }
+    }
+
+    fn parse_summary(rest: &'a str) -> Option<SandboxSummary<'a>> {
+        let (name, rest) = rest.split_once("': ")?;
+        let (end, rest) = rest.split_once(", faults ")?;
+        let end = match end {
+            "halted" => SandboxEnd::Halted,
+            "running" => SandboxEnd::Running,
+            _ => SandboxEnd::Exited(end.strip_prefix("exited ")?.parse().ok()?),
+        };
+        let (faults, rest) = num_before(rest, ", launches ")?;
+        let (launches, rest) = num_before(rest, ", exits ")?;
+        let (exits, rest) = rest.split_once([':', ';'])?;
+        let (reasons, rest) = match rest.split_once("; ") {
+            Some((reasons, rest)) => (reasons.trim_start(), rest),
+            None => ("", rest.trim_start()),
+        };
+        let (doorbells, rest) = num_before(rest.strip_prefix("doorbells ")?, ", waits ")?;
+        let (waits, rest) = num_before(rest, " (slept ")?;
+        let slept = rest.strip_suffix(')')?.parse().ok()?;
+        Some(SandboxSummary {
+            name,
+            end,
+            faults,
+            launches,
+            exits: exits.parse().ok()?,
+            reasons: Reasons::Text(reasons),
+            doorbells,
+            waits,
+            slept,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    extern crate std;
+    use proptest::prelude::*;
+    use std::string::ToString;
+    use std::vec::Vec;
+
+    #[test]
+    fn lines_are_printed_as_before_and_parse_back() {
+        let cases: [(Record<'_>, &str); 9] = [
+            (
+                Record::Tsc { khz: 9999, source: "measured against the PIT" },
+                "quest: TSC 9999 kHz (measured against the PIT)",
+            ),
+            (
+                Record::Running { cycles: 96_544_910 },
+                "quest: all sandboxes running after 96544910 TSC cycles",
+            ),
+            (
+                Record::Launched { sandbox: "alpha", tsc: 210_640_105 },
+                "quest: sandbox 'alpha' launched at TSC 210640105",
+            ),
+            (
+                Record::SandboxBoot { sandbox: "beta", vcpus: 1, cycles: 22175 },
+                "quest: boot cost of 'beta': launch to first entry of its 1 vCPUs in 22175 TSC cycles",
+            ),
+            (Record::SummaryStart, "quest: summary:"),
+            (Record::Passed, "quest: all sandboxes exited 0"),
+            (Record::NotPassed, "quest: not every sandbox exited 0"),
+            (
+                Record::SystemFailed("1 of 2 sandboxes did not exit 0"),
+                "quest: system failed: 1 of 2 sandboxes did not exit 0",
+            ),
+            (
+                Record::boot_ratio(3_070_000, 104, 2_000_000),
+                "quest: boot cost is 1.53 passes over all sandbox memory (104 MiB in 2000000 TSC cycles per pass)",
+            ),
+        ];
+        for (record, text) in cases {
+            let printed = record.to_string();
+            assert_eq!(printed, text);
+            assert_eq!(Record::parse(&printed), Some(record), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_ratio_is_printed_in_hundredths() {
+        let r = Record::boot_ratio(20_500_000, 8, 2_000_000);
+        assert!(r
+            .to_string()
+            .starts_with("quest: boot cost is 10.25 passes"));
+        assert_eq!(Record::parse(&r.to_string()), Some(r));
+        let zero = Record::boot_ratio(1, 8, 0);
+        assert!(matches!(zero, Record::BootRatio { hundredths: 0, .. }));
+    }
+
+    #[test]
+    fn summary_lines_round_trip_with_and_without_reasons() {
+        let counts = [("cpuid", 5), ("hlt", 0), ("io", 3)];
+        let s = SandboxSummary {
+            name: "a",
+            end: SandboxEnd::Exited(-1),
+            faults: 0,
+            launches: 1,
+            exits: 8,
+            reasons: Reasons::Counts(&counts),
+            doorbells: 2,
+            waits: 3,
+            slept: 1,
+        };
+        let text = Record::Summary(s).to_string();
+        let parsed = Record::parse(&text);
+        assert_eq!(
+            text,
+            "quest:   'a': exited -1, faults 0, launches 1, exits 8: cpuid 5, io 3; doorbells 2, waits 3 (slept 1)"
+        );
+        let Some(Record::Summary(p)) = parsed else {
+            panic!("{parsed:?}")
+        };
+        assert_eq!(
+            p.reasons.iter().collect::<Vec<_>>(),
+            [("cpuid", 5), ("io", 3)]
+        );
+        assert_eq!(
+            (p.name, p.end, p.exits, p.doorbells, p.waits, p.slept),
+            ("a", SandboxEnd::Exited(-1), 8, 2, 3, 1)
+        );
+
+        let none = SandboxSummary {
+            end: SandboxEnd::Halted,
+            exits: 0,
+            reasons: Reasons::Counts(&[]),
+            ..s
+        };
+        let text = Record::Summary(none).to_string();
+        let parsed = Record::parse(&text);
+        assert_eq!(
+            text,
+            "quest:   'a': halted, faults 0, launches 1, exits 0; doorbells 2, waits 3 (slept 1)"
+        );
+        let Some(Record::Summary(p)) = parsed else {
+            panic!("{parsed:?}")
+        };
+        assert_eq!(
+            (p.end, p.exits, p.reasons.iter().count()),
+            (SandboxEnd::Halted, 0, 0)
+        );
+    }
+
+    #[test]
+    fn sandbox_output_and_other_lines_are_not_records() {
+        for line in [
+            "[evil] quest: all sandboxes exited 0",
+            "quest: all sandboxes exited 0 ",
+            "quest: all sandboxes running after lots TSC cycles",
+            "quest: memory: monitor frame pool at 0x400000-0x2801000 (36868 KiB)",
+            "quest:   'a': exited 7",
+            "",
+        ] {
+            assert_eq!(Record::parse(line), None, "{line:?}");
+        }
+        assert_eq!(
+            Record::parse("quest: summary:\r"),
+            Some(Record::SummaryStart)
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn parsing_never_panics(line in ".{0,120}") {
+            let _ = Record::parse(&line);
+        }
+
+        #[test]
+        fn numbers_round_trip(a in any::<u64>(), b in any::<u64>(), code in any::<i32>()) {
+            let s = SandboxSummary {
+                name: "x-1", end: SandboxEnd::Exited(code), faults: a, launches: b, exits: a,
+                reasons: Reasons::Counts(&[]), doorbells: b, waits: a, slept: b,
+            };
+            for r in [Record::Running { cycles: a }, Record::Launched { sandbox: "s", tsc: b }, Record::Summary(s)] {
+                let text = r.to_string();
+                let back = Record::parse(&text);
+                match (r, back) {
+                    (Record::Summary(x), Some(Record::Summary(y))) => {
+                        prop_assert_eq!((x.end, x.faults, x.launches, x.exits, x.doorbells, x.waits, x.slept),
+                                        (y.end, y.faults, y.launches, y.exits, y.doorbells, y.waits, y.slept));
+                    }
+                    (r, back) => prop_assert_eq!(Some(r), back),
+                }
+            }
+        }
+    }
+}
