@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 use quest_build::build::{Progress, Workspace};
+use quest_build::cli::bench_channels::{round_trips, stream, Stream};
 use quest_build::image::{build_image, BuiltImage, ImageRequest};
 use quest_build::run::{self, Emulator, RunOptions, RunOutcome};
 use std::path::Path;
@@ -133,4 +134,21 @@ pub fn number_after(text: &str, key: &str) -> u64 {
         .next()
         .and_then(|d| d.parse().ok())
         .unwrap_or_else(|| panic!("no number after {key:?} in {text:?}"))
+}
+
+/// Checks ping's benchmark lines (2000 round trips of each size, a 2000 x 4 KiB stream) are
+/// there and consistent with themselves; returns the stream line.
+pub fn check_ping_benchmark(console: &str) -> Stream {
+    let rtts = round_trips(console, "ping");
+    let sizes: Vec<u64> = rtts.iter().map(|r| r.size).collect();
+    assert_eq!(sizes, [64, 1024, 4096]);
+    for r in &rtts {
+        assert_eq!(r.rounds, 2000);
+        assert!(0 < r.min && r.min <= r.median && r.median <= r.p99 && r.p99 <= r.max);
+    }
+    // A 4 KiB message costs more than a 64 B one (the copy is real).
+    assert!(rtts[2].median > rtts[0].median);
+    let s = stream(console, "ping").expect("a stream line");
+    assert_eq!(s.bytes, 2000 * 4096);
+    s
 }
