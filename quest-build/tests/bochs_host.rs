@@ -10,7 +10,6 @@
 //! ends (`panic: action=fatal`) within a few seconds.
 
 #[macro_use]
-#[allow(dead_code)]
 mod common;
 
 use quest_build::build::Workspace;

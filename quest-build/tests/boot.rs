@@ -5,115 +5,14 @@
 //! They skip (loudly) only when Bochs is not installed and `QUEST_REQUIRE_BOOT` is unset;
 //! CI sets it, so there a missing emulator is a failure.
 
+#[macro_use]
+mod common;
+
+use common::{assert_line, boot, boot_with, build};
 use quest_abi::Runtime;
-use quest_build::build::{Progress, Workspace};
 use quest_build::image::inspect::{inspect, read_table};
-use quest_build::image::{build_image, iso, BuiltImage, ImageRequest};
-use quest_build::run::{self, console, qemu::Accel, Emulator, RunOptions, RunOutcome};
-use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex};
-use std::time::Duration;
-
-/// Wall-clock limit per boot (Bochs emulates every core on one host core).
-const BOOT_TIMEOUT: Duration = Duration::from_secs(600);
-/// Boots at a time: the machines this runs on have two cores.
-const PARALLEL_BOOTS: u32 = 2;
-
-/// `Some(reason)` if the boot tests must be skipped: only when Bochs is missing and the
-/// environment does not require booting.
-fn skip_reason() -> Option<String> {
-    let missing = run::host::bochs_missing()?;
-    if std::env::var_os("QUEST_REQUIRE_BOOT").is_some() {
-        panic!("QUEST_REQUIRE_BOOT is set, but {missing}");
-    }
-    Some(missing)
-}
-
-macro_rules! require_bochs {
-    () => {
-        if let Some(reason) = skip_reason() {
-            eprintln!("\n*** SKIPPED boot test: {reason} (set QUEST_REQUIRE_BOOT=1 to fail instead) ***\n");
-            return;
-        }
-    };
-}
-
-fn workspace() -> Workspace {
-    Workspace::locate()
-}
-
-fn manifest(name: &str) -> PathBuf {
-    workspace()
-        .root
-        .join("partition-manifests")
-        .join(format!("{name}.toml"))
-}
-
-/// Builds `partition-manifests/<name>.toml` into `images/tests/<output>.iso`.
-fn build(name: &str, output: &str) -> BuiltImage {
-    let ws = workspace();
-    let req = ImageRequest {
-        manifest: manifest(name),
-        iso: Some(ws.images().join("tests").join(format!("{output}.iso"))),
-        make_iso: true,
-    };
-    match build_image(&ws, &req, &Progress::stderr()) {
-        Ok(built) => built,
-        Err(e) => panic!("building {name}: {e}"),
-    }
-}
-
-/// Limits concurrent boots to [`PARALLEL_BOOTS`].
-struct BootSlots {
-    used: Mutex<u32>,
-    freed: Condvar,
-}
-
-static SLOTS: BootSlots = BootSlots {
-    used: Mutex::new(0),
-    freed: Condvar::new(),
-};
-
-fn boot_with(iso: &Path, elf: &Path, emulator: Emulator) -> RunOutcome {
-    {
-        let mut used = SLOTS.used.lock().unwrap_or_else(|e| e.into_inner());
-        while *used >= PARALLEL_BOOTS {
-            used = SLOTS.freed.wait(used).unwrap_or_else(|e| e.into_inner());
-        }
-        *used += 1;
-    }
-    let machine = run::machine_of(elf).expect("the image has a readable table");
-    let opts = RunOptions {
-        emulator: Some(emulator),
-        timeout: BOOT_TIMEOUT,
-        echo: false,
-    };
-    let result = run::boot(&workspace(), iso, machine, &opts, &mut std::io::sink());
-    *SLOTS.used.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
-    SLOTS.freed.notify_one();
-    let outcome = result.expect("the emulator runs");
-    // Shown on failure (the test harness captures it otherwise).
-    println!(
-        "--- console of {} ({}) ---\n{}--- end: {} ---",
-        iso.display(),
-        outcome.emulator,
-        outcome.console,
-        outcome.describe()
-    );
-    outcome
-}
-
-fn boot(built: &BuiltImage) -> RunOutcome {
-    let iso = built.iso.as_ref().expect("an ISO was built");
-    boot_with(iso, &built.elf, Emulator::Bochs)
-}
-
-fn assert_line(console: &str, wanted: &str) {
-    assert!(
-        console.lines().any(|l| l.contains(wanted)),
-        "no console line contains {wanted:?}"
-    );
-}
+use quest_build::image::iso;
+use quest_build::run::{self, console, qemu::Accel, Emulator};
 
 #[test]
 fn hello_runs_std_hermit_and_bare_sandboxes_and_exits_0() {

@@ -8,12 +8,12 @@
 //! `boot_hermit_channels.rs`.)
 
 use quest_build::cli::bench_channels::{
-    console_lines, messages_sent, round_trips, stream, summary_exits, unexplained_exits,
+    console_lines, messages_sent, summary_exits, unexplained_exits,
 };
 
 #[macro_use]
 mod common;
-use common::{build_and_boot, line, number_after};
+use common::{build_and_boot, check_ping_benchmark, line, number_after};
 
 #[test]
 fn pingpong_verifies_every_message_both_ways_with_zero_exits_per_message() {
@@ -31,17 +31,7 @@ fn pingpong_verifies_every_message_both_ways_with_zero_exits_per_message() {
     line(c, "[ping] ping: verified 100000 echoes in order (");
 
     // The benchmark lines, consistent with themselves.
-    let rtts = round_trips(c, "ping");
-    let sizes: Vec<u64> = rtts.iter().map(|r| r.size).collect();
-    assert_eq!(sizes, [64, 1024, 4096]);
-    for r in &rtts {
-        assert_eq!(r.rounds, 2000);
-        assert!(0 < r.min && r.min <= r.median && r.median <= r.p99 && r.p99 <= r.max);
-    }
-    // A 4 KiB message costs more than a 64 B one (the copy is real).
-    assert!(rtts[2].median > rtts[0].median);
-    let s = stream(c, "ping").expect("a stream line");
-    assert_eq!(s.bytes, 2000 * 4096);
+    check_ping_benchmark(c);
 
     // Every message counted on both sides, and no VM exit beyond the console lines and
     // the exit call: zero exits per message on the spinning path.

@@ -8,14 +8,12 @@
 //! `boot_channels.rs`.)
 
 use quest_abi::layout::{CHANNEL_WINDOW_GPA, CHANNEL_WINDOW_SIZE};
-use quest_build::cli::bench_channels::{
-    messages_sent, round_trips, stream, summary_exits, unexplained_exits,
-};
+use quest_build::cli::bench_channels::{messages_sent, summary_exits, unexplained_exits};
 use quest_build::runtime::hermit::page_tables::HERMIT_VIRTUAL_START;
 
 #[macro_use]
 mod common;
-use common::{build_and_boot, line, number_after};
+use common::{build_and_boot, check_ping_benchmark, line, number_after};
 
 /// The `0x...` hexadecimal number right after `key` in `text`.
 fn hex_after(text: &str, key: &str) -> u64 {
@@ -58,16 +56,7 @@ fn a_hermit_ping_and_a_bare_pong_verify_every_message_while_hermit_fills_its_hea
     assert!(lo >= HERMIT_VIRTUAL_START, "{hog}");
 
     // The benchmark lines, consistent with themselves.
-    let rtts = round_trips(c, "ping");
-    let sizes: Vec<u64> = rtts.iter().map(|r| r.size).collect();
-    assert_eq!(sizes, [64, 1024, 4096]);
-    for r in &rtts {
-        assert_eq!(r.rounds, 2000);
-        assert!(0 < r.min && r.min <= r.median && r.median <= r.p99 && r.p99 <= r.max);
-    }
-    assert!(rtts[2].median > rtts[0].median);
-    let s = stream(c, "ping").expect("a stream line");
-    assert_eq!(s.bytes, 2000 * 4096);
+    let s = check_ping_benchmark(c);
     // Derived from `Instant`: within 10 % of the frequency the monitor measured.
     let measured = number_after(line(c, "quest: TSC "), "quest: TSC ");
     assert!(

@@ -3,7 +3,8 @@
 //!
 //! - [`types`]: the model ([`Manifest`]) every later stage uses.
 //! - `parse`: TOML text to a draft (syntax, keys, types, value formats).
-//! - `schema`: the keys each table accepts.
+//! - `schema`: each key of each table, described once (the model structs, the drafts, the
+//!   accepted keys and their reading all derive from it).
 //! - [`validate`]: the draft's meaning (cores, memory, channels, ports, apps).
 //! - [`diag`]: diagnostics and their rendering.
 //! - [`size`]: sizes, numbers and port ranges.
@@ -69,7 +70,7 @@ pub fn parse_and_validate(
     if diags.has_errors() {
         return Err(diags);
     }
-    match draft.and_then(complete) {
+    match draft.and_then(Draft::complete) {
         Some((system, sandboxes, channels)) => Ok(Manifest {
             path: path.to_path_buf(),
             base_dir,
@@ -85,45 +86,4 @@ pub fn parse_and_validate(
             Err(diags)
         }
     }
-}
-
-/// The model of a draft that has every required value.
-fn complete(d: Draft) -> Option<(System, Vec<Sandbox>, Vec<Channel>)> {
-    let s = d.system?;
-    let system = System {
-        name: s.name?,
-        cores: s.cores?,
-        memory: s.memory?,
-        console: s.console?,
-    };
-    let sandboxes = d
-        .sandboxes
-        .into_iter()
-        .map(|s| {
-            Some(Sandbox {
-                name: s.name?,
-                app: s.app?,
-                runtime: s.runtime?,
-                cores: s.cores?,
-                memory: s.memory?,
-                args: s.args,
-                env: s.env.1,
-                devices: s.devices,
-                on_fault: s.on_fault?,
-            })
-        })
-        .collect::<Option<Vec<_>>>()?;
-    let channels = d
-        .channels
-        .into_iter()
-        .map(|c| {
-            Some(Channel {
-                name: c.name?,
-                writer: c.writer?,
-                reader: c.reader?,
-                size: c.size?,
-            })
-        })
-        .collect::<Option<Vec<_>>>()?;
-    Some((system, sandboxes, channels))
 }

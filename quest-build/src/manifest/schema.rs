@@ -1,8 +1,14 @@
-//! The manifest's schema: which keys each table accepts (with an example of each, used in
-//! hints) and the spellings of its enumerated values. `partition-manifests/README.md`
-//! documents the same keys.
+//! The manifest's schema, each key described once: its name, doc, model type, how it is
+//! read, whether it is required (or its default), and an example (used in hints). The
+//! model structs ([`System`], [`Sandbox`], [`Channel`]), their drafts, the accepted-key
+//! lists, the "did you mean" candidates, the reading and the completion are all derived
+//! from these descriptions by [`manifest_table!`]. Also the spellings of the enumerated
+//! values. `partition-manifests/README.md` documents the same keys.
 
-use super::types::{Console, OnFault, Runtime};
+use super::parse::fields::{Choice, CoreList, Devices, Env, Path, Size, Str, StringList, Uint32};
+use super::parse::table::manifest_table;
+use super::types::{Console, Device, OnFault, Runtime, Spanned};
+use std::path::PathBuf;
 
 /// A key a table accepts, and an example of it (used in hints).
 pub(crate) struct Key {
@@ -25,44 +31,90 @@ pub(crate) const TOP_KEYS: [Key; 3] = [
     key("channel", "[[channel]]", false),
 ];
 
-pub(crate) const SYSTEM_KEYS: [Key; 4] = [
-    key("name", "name = \"demo\"", true),
-    key("cores", "cores = 4", true),
-    key("memory", "memory = \"512MiB\"", true),
-    key("console", "console = \"com1\"", false),
-];
+manifest_table! {
+    /// `[system]`: what the target machine must provide.
+    table "`[system]`" => System, DraftSystem, SYSTEM_KEYS {
+        /// `name`.
+        name: Spanned<String> = Str, required, "name = \"demo\"";
+        /// `cores`: logical cores the target must have.
+        cores: Spanned<u32> = Uint32, required, "cores = 4";
+        /// `memory`: RAM the target must have, in bytes.
+        memory: Spanned<u64> = Size, required, "memory = \"512MiB\"";
+        /// `console`: the monitor's serial port (default `com1`).
+        console: Spanned<Console> = Choice<Console>, optional, "console = \"com1\"";
+    }
+}
 
-pub(crate) const SANDBOX_KEYS: [Key; 9] = [
-    key("name", "name = \"alpha\"", true),
-    key("app", "app = \"../apps/hello\"", true),
-    key("runtime", "runtime = \"bare\"", false),
-    key("cores", "cores = [1]", true),
-    key("memory", "memory = \"64MiB\"", true),
-    key("args", "args = [\"--verbose\"]", false),
-    key("env", "env = { RUST_LOG = \"info\" }", false),
-    key("devices", "devices = [{ port = \"0x2f8-0x2ff\" }]", false),
-    key("on_fault", "on_fault = \"restart\"", false),
-];
+manifest_table! {
+    /// `[[sandbox]]`.
+    table "`[[sandbox]]`" => Sandbox, DraftSandbox, SANDBOX_KEYS {
+        /// `name`.
+        name: Spanned<String> = Str, required, "name = \"alpha\"";
+        /// `app`, as written (relative to the manifest's directory).
+        app: Spanned<PathBuf> = Path, required, "app = \"../apps/hello\"";
+        /// `runtime` (default `hermit`).
+        runtime: Spanned<Runtime> = Choice<Runtime>, optional, "runtime = \"bare\"";
+        /// `cores`: logical core indices (the list's span, then each element's).
+        cores: Spanned<Vec<Spanned<u32>>> = CoreList, required, "cores = [1]";
+        /// `memory` in bytes.
+        memory: Spanned<u64> = Size, required, "memory = \"64MiB\"";
+        /// `args`.
+        args: Vec<Spanned<String>> = StringList, optional, "args = [\"--verbose\"]";
+        /// `env`, in manifest order.
+        env: Vec<(Spanned<String>, Spanned<String>)> = Env, optional, "env = { RUST_LOG = \"info\" }";
+        /// `devices`.
+        devices: Vec<Spanned<Device>> = Devices, optional, "devices = [{ port = \"0x2f8-0x2ff\" }]";
+        /// `on_fault` (default `halt-sandbox`).
+        on_fault: Spanned<OnFault> = Choice<OnFault>, optional, "on_fault = \"restart\"";
+    }
+}
 
-pub(crate) const CHANNEL_KEYS: [Key; 4] = [
-    key("name", "name = \"ping-to-pong\"", true),
-    key("writer", "writer = \"ping\"", true),
-    key("reader", "reader = \"pong\"", true),
-    key("size", "size = \"64KiB\"", true),
-];
+manifest_table! {
+    /// `[[channel]]`.
+    table "`[[channel]]`" => Channel, DraftChannel, CHANNEL_KEYS {
+        /// `name`.
+        name: Spanned<String> = Str, required, "name = \"ping-to-pong\"";
+        /// `writer` sandbox name.
+        writer: Spanned<String> = Str, required, "writer = \"ping\"";
+        /// `reader` sandbox name.
+        reader: Spanned<String> = Str, required, "reader = \"pong\"";
+        /// `size` of the data area in bytes.
+        size: Spanned<u64> = Size, required, "size = \"64KiB\"";
+    }
+}
 
-pub(crate) const DEVICE_KEYS: [Key; 1] = [key("port", "{ port = \"0x2f8-0x2ff\" }", true)];
+/// The one key of a device table (`devices = [{ port = .. }]`).
+pub(crate) const DEVICE_KEYS: &[Key] = &[key("port", "{ port = \"0x2f8-0x2ff\" }", true)];
 
-pub(crate) const CONSOLES: [(&str, Console); 4] = [
-    ("com1", Console::Com1),
-    ("com2", Console::Com2),
-    ("com3", Console::Com3),
-    ("com4", Console::Com4),
-];
-pub(crate) const RUNTIMES: [(&str, Runtime); 2] =
-    [("hermit", Runtime::Hermit), ("bare", Runtime::Bare)];
-pub(crate) const ON_FAULT: [(&str, OnFault); 3] = [
-    ("halt-sandbox", OnFault::HaltSandbox),
-    ("restart", OnFault::Restart),
-    ("halt-system", OnFault::HaltSystem),
-];
+/// A value written as one of a fixed set of names.
+pub(crate) trait Enumerated: Copy + 'static {
+    /// Each name and its value, in the order hints list them.
+    const NAMES: &'static [(&'static str, Self)];
+    /// The value when the key is absent.
+    const DEFAULT: Self;
+}
+
+impl Enumerated for Console {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("com1", Console::Com1),
+        ("com2", Console::Com2),
+        ("com3", Console::Com3),
+        ("com4", Console::Com4),
+    ];
+    const DEFAULT: Self = Console::Com1;
+}
+
+impl Enumerated for Runtime {
+    const NAMES: &'static [(&'static str, Self)] =
+        &[("hermit", Runtime::Hermit), ("bare", Runtime::Bare)];
+    const DEFAULT: Self = Runtime::Hermit;
+}
+
+impl Enumerated for OnFault {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("halt-sandbox", OnFault::HaltSandbox),
+        ("restart", OnFault::Restart),
+        ("halt-system", OnFault::HaltSystem),
+    ];
+    const DEFAULT: Self = OnFault::HaltSandbox;
+}

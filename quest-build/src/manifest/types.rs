@@ -1,6 +1,7 @@
 //! The manifest model: what a partition manifest says, with the source span of every
 //! value so later stages (validation, planning) can point at the exact text.
 
+pub use super::schema::{Channel, Sandbox, System};
 use std::ops::Range;
 use std::path::PathBuf;
 
@@ -38,19 +39,6 @@ pub struct Manifest {
     pub sandboxes: Vec<Sandbox>,
     /// `[[channel]]`, in manifest order.
     pub channels: Vec<Channel>,
-}
-
-/// `[system]`: what the target machine must provide.
-#[derive(Clone, Debug)]
-pub struct System {
-    /// `name`.
-    pub name: Spanned<String>,
-    /// `cores`: logical cores the target must have.
-    pub cores: Spanned<u32>,
-    /// `memory`: RAM the target must have, in bytes.
-    pub memory: Spanned<u64>,
-    /// `console`: the monitor's serial port (default `com1`).
-    pub console: Spanned<Console>,
 }
 
 /// A PC serial port used as the monitor console.
@@ -104,45 +92,9 @@ pub enum Device {
     },
 }
 
-/// `[[sandbox]]`.
-#[derive(Clone, Debug)]
-pub struct Sandbox {
-    /// `name`.
-    pub name: Spanned<String>,
-    /// `app`, as written (relative to the manifest's directory).
-    pub app: Spanned<PathBuf>,
-    /// `runtime`.
-    pub runtime: Spanned<Runtime>,
-    /// `cores`: logical core indices (the list's span, then each element's).
-    pub cores: Spanned<Vec<Spanned<u32>>>,
-    /// `memory` in bytes.
-    pub memory: Spanned<u64>,
-    /// `args`.
-    pub args: Vec<Spanned<String>>,
-    /// `env`, in manifest order.
-    pub env: Vec<(Spanned<String>, Spanned<String>)>,
-    /// `devices`.
-    pub devices: Vec<Spanned<Device>>,
-    /// `on_fault`.
-    pub on_fault: Spanned<OnFault>,
-}
-
 impl Sandbox {
     /// The `app` path resolved against the manifest's directory.
     pub fn app_dir(&self, manifest: &Manifest) -> PathBuf {
         manifest.base_dir.join(&self.app.value)
     }
-}
-
-/// `[[channel]]`.
-#[derive(Clone, Debug)]
-pub struct Channel {
-    /// `name`.
-    pub name: Spanned<String>,
-    /// `writer` sandbox name.
-    pub writer: Spanned<String>,
-    /// `reader` sandbox name.
-    pub reader: Spanned<String>,
-    /// `size` of the data area in bytes.
-    pub size: Spanned<u64>,
 }

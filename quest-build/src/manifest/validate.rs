@@ -5,7 +5,8 @@
 use super::app::AppCheck;
 use super::budget;
 use super::diag::Diagnostic;
-use super::parse::{did_you_mean, Draft, DraftChannel, DraftSandbox};
+use super::parse::{did_you_mean, Draft};
+use super::schema::{DraftChannel, DraftSandbox};
 use super::size::human;
 use super::types::*;
 use quest_abi::directory::MAX_DIRECTORY_ENTRIES;

@@ -142,6 +142,44 @@ impl<'a> Directory<'a> {
     }
 }
 
+/// Where an endpoint came from: its index in this sandbox's directory (0 for one built
+/// from memory) and, for one opened from the directory, its claim on that entry.
+#[derive(Debug, Default)]
+pub(crate) struct Opened {
+    pub(crate) index: usize,
+    _claim: Option<Claim>,
+}
+
+/// Opens the channel `name` as `role` from the directory the monitor maps at
+/// [`quest_abi::layout::DIRECTORY_GPA`]: finds it, claims its entry (one sender and one
+/// receiver per channel in this sandbox) and builds the endpoint over its memory with
+/// `from_memory`, which is [`crate::Sender::from_memory`] for a writer and
+/// [`crate::Receiver::from_memory`] for a reader.
+#[cfg(any(target_os = "none", target_os = "hermit", doc))]
+pub(crate) fn open<T>(
+    name: &str,
+    role: Role,
+    from_memory: unsafe fn(ChannelMemory) -> Result<T, crate::LayoutError>,
+) -> Result<(T, Opened), OpenError> {
+    let directory = Directory::fixed()?;
+    let (memory, index) = directory.endpoint(name, role)?;
+    let claim = Claim::take(index)?;
+    // SAFETY: the directory at the fixed address is the monitor's (see `Directory::fixed`):
+    // its entries name this sandbox's channel mappings, which stay mapped for the
+    // sandbox's life, writable where `role` writes (the data area for a writer, the
+    // acknowledgement area for a reader), and are shared only with the peer endpoint,
+    // which uses this same atomic protocol. The claim makes this the only endpoint of its
+    // role on the channel in this sandbox, as both `from_memory`s require.
+    let endpoint = unsafe { from_memory(memory) }?;
+    Ok((
+        endpoint,
+        Opened {
+            index,
+            _claim: Some(claim),
+        },
+    ))
+}
+
 /// One end of a directory channel held open in this sandbox; released on drop. Makes
 /// `open` refuse a second sender (or receiver) for the same channel, which would break
 /// the single-producer, single-consumer ring.

@@ -1,6 +1,6 @@
 //! The reading end of a channel.
 
-use crate::directory::Claim;
+use crate::directory::Opened;
 use crate::doorbell::{Doorbell, Spin};
 use crate::error::{LayoutError, RecvError};
 use crate::sender::DEFAULT_SPIN_LIMIT;
@@ -25,13 +25,12 @@ pub struct Receiver<D: Doorbell = Spin> {
     write_seen: u64,
     poisoned: bool,
     doorbell: D,
-    directory_index: usize,
     /// The value we last wrote to our sleep counter.
     sleep_count: u64,
     /// The writer's sleep counter value we last rang for.
     rung_for: u64,
     spin_limit: u32,
-    _claim: Option<Claim>,
+    opened: Opened,
 }
 
 impl Receiver<Spin> {
@@ -41,17 +40,9 @@ impl Receiver<Spin> {
     /// Only in a Quest sandbox (bare or Hermit); see [`crate::Directory::fixed`].
     #[cfg(any(target_os = "none", target_os = "hermit", doc))]
     pub fn open(name: &str) -> Result<Self, crate::OpenError> {
-        let directory = crate::Directory::fixed()?;
-        let (memory, index) = directory.endpoint(name, crate::Role::Reader)?;
-        let claim = Claim::take(index)?;
-        // SAFETY: the directory at the fixed address is the monitor's (see
-        // `Directory::fixed`): its entries name this sandbox's channel mappings, which stay
-        // mapped for the sandbox's life, writable where we write (the acknowledgement
-        // area), and are shared only with the peer endpoint, which uses this same atomic
-        // protocol. The claim makes this the only receiver of the channel in this sandbox.
-        let mut receiver = unsafe { Self::from_memory(memory) }?;
-        receiver.directory_index = index;
-        receiver._claim = Some(claim);
+        let (mut receiver, opened) =
+            crate::directory::open(name, crate::Role::Reader, Self::from_memory)?;
+        receiver.opened = opened;
         Ok(receiver)
     }
 
@@ -72,11 +63,10 @@ impl Receiver<Spin> {
             write_seen: read,
             poisoned: read % WORD as u64 != 0,
             doorbell: Spin,
-            directory_index: 0,
             sleep_count: shared.reader_sleep().load(Ordering::Relaxed),
             rung_for: 0,
             spin_limit: DEFAULT_SPIN_LIMIT,
-            _claim: None,
+            opened: Opened::default(),
             shared,
         })
     }
@@ -92,11 +82,10 @@ impl<D: Doorbell> Receiver<D> {
             write_seen: self.write_seen,
             poisoned: self.poisoned,
             doorbell,
-            directory_index: self.directory_index,
             sleep_count: self.sleep_count,
             rung_for: self.rung_for,
             spin_limit: self.spin_limit,
-            _claim: self._claim,
+            opened: self.opened,
         }
     }
 
@@ -114,7 +103,7 @@ impl<D: Doorbell> Receiver<D> {
 
     /// The channel's index in this sandbox's directory (0 for a receiver built from memory).
     pub fn directory_index(&self) -> usize {
-        self.directory_index
+        self.opened.index
     }
 
     /// Whether the channel has been found corrupt (every call fails from then on).
@@ -196,7 +185,7 @@ impl<D: Doorbell> Receiver<D> {
         let sleeping = self.shared.writer_sleep().load(Ordering::Relaxed);
         if sleeping != self.rung_for {
             self.rung_for = sleeping;
-            self.doorbell.ring(self.directory_index);
+            self.doorbell.ring(self.opened.index);
         }
     }
 

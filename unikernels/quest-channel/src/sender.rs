@@ -1,6 +1,6 @@
 //! The writing end of a channel.
 
-use crate::directory::Claim;
+use crate::directory::Opened;
 use crate::doorbell::{Doorbell, Spin};
 use crate::error::{LayoutError, SendError};
 use crate::shared::{ChannelMemory, Shared};
@@ -23,13 +23,12 @@ pub struct Sender<D: Doorbell = Spin> {
     read_seen: u64,
     poisoned: bool,
     doorbell: D,
-    directory_index: usize,
     /// The value we last wrote to our sleep counter.
     sleep_count: u64,
     /// The reader's sleep counter value we last rang for.
     rung_for: u64,
     spin_limit: u32,
-    _claim: Option<Claim>,
+    opened: Opened,
 }
 
 impl Sender<Spin> {
@@ -39,17 +38,9 @@ impl Sender<Spin> {
     /// Only in a Quest sandbox (bare or Hermit); see [`crate::Directory::fixed`].
     #[cfg(any(target_os = "none", target_os = "hermit", doc))]
     pub fn open(name: &str) -> Result<Self, crate::OpenError> {
-        let directory = crate::Directory::fixed()?;
-        let (memory, index) = directory.endpoint(name, crate::Role::Writer)?;
-        let claim = Claim::take(index)?;
-        // SAFETY: the directory at the fixed address is the monitor's (see
-        // `Directory::fixed`): its entries name this sandbox's channel mappings, which stay
-        // mapped for the sandbox's life, writable where we write (the data area), and are
-        // shared only with the peer endpoint, which uses this same atomic protocol. The
-        // claim makes this the only sender of the channel in this sandbox.
-        let mut sender = unsafe { Self::from_memory(memory) }?;
-        sender.directory_index = index;
-        sender._claim = Some(claim);
+        let (mut sender, opened) =
+            crate::directory::open(name, crate::Role::Writer, Self::from_memory)?;
+        sender.opened = opened;
         Ok(sender)
     }
 
@@ -73,11 +64,10 @@ impl Sender<Spin> {
             read_seen: read,
             poisoned,
             doorbell: Spin,
-            directory_index: 0,
             sleep_count: shared.writer_sleep().load(Ordering::Relaxed),
             rung_for: 0,
             spin_limit: DEFAULT_SPIN_LIMIT,
-            _claim: None,
+            opened: Opened::default(),
             shared,
         })
     }
@@ -93,11 +83,10 @@ impl<D: Doorbell> Sender<D> {
             read_seen: self.read_seen,
             poisoned: self.poisoned,
             doorbell,
-            directory_index: self.directory_index,
             sleep_count: self.sleep_count,
             rung_for: self.rung_for,
             spin_limit: self.spin_limit,
-            _claim: self._claim,
+            opened: self.opened,
         }
     }
 
@@ -115,7 +104,7 @@ impl<D: Doorbell> Sender<D> {
 
     /// The channel's index in this sandbox's directory (0 for a sender built from memory).
     pub fn directory_index(&self) -> usize {
-        self.directory_index
+        self.opened.index
     }
 
     /// Whether the channel has been found corrupt (every call fails from then on).
@@ -202,7 +191,7 @@ impl<D: Doorbell> Sender<D> {
         let sleeping = self.shared.reader_sleep().load(Ordering::Relaxed);
         if sleeping != self.rung_for {
             self.rung_for = sleeping;
-            self.doorbell.ring(self.directory_index);
+            self.doorbell.ring(self.opened.index);
         }
     }
 

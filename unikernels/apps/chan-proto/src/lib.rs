@@ -8,7 +8,10 @@
 //! truncation and corruption ([`verify`]).
 #![cfg_attr(not(test), no_std)]
 
+extern crate alloc;
+
 pub mod hostile;
+pub mod ping;
 pub mod pingpong;
 pub mod stats;
 

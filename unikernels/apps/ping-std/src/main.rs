@@ -1,6 +1,6 @@
 //! Ping as an ordinary std program: the Hermit end of `partition-manifests/pingpong-hermit.toml`,
-//! talking to the bare `pong` over the same protocol as the bare `ping` (see
-//! `unikernels/apps/ping`): a backpressure burst, `MESSAGES` verified mixed-size messages
+//! talking to the bare `pong` over the same protocol as the bare `ping` (the shared
+//! `chan_proto::ping`): a backpressure burst, `MESSAGES` verified mixed-size messages
 //! echoed back and verified again, then the round-trip and stream benchmark.
 //!
 //! While the mixed-size messages flow it also fills most of its heap (`HOG_MIB` MiB in
@@ -9,122 +9,106 @@
 //! at boot must survive it untouched. Any overlap shows up as a chunk inside the window, a
 //! corrupted message or a corrupted chunk.
 //!
+//! A std program is not told the TSC frequency: the stream line's `tsc_khz` is derived
+//! from `Instant` (which Hermit itself derives from the TSC at the frequency the monitor
+//! reports) over the stream.
+//!
 //! It needs a Quest Hermit sandbox (the channel directory exists only there); built for
 //! any other OS (the host lints it) it says so and exits with status 2.
 
-mod bench;
 mod hog;
-mod verify;
 
-/// Counts of what went through the channels, for the final line.
-#[derive(Debug, Default)]
-pub struct Counts {
-    /// Messages sent on `ping-to-pong`.
-    pub sent: u64,
-    /// Messages received on `pong-to-ping`.
-    pub received: u64,
+use chan_proto::ping::{Params, Runtime, StreamRate};
+use std::fmt;
+use std::time::Instant;
+
+/// Mixed-size messages between two hog chunks.
+const MESSAGES_PER_CHUNK: u64 = 64;
+
+/// The std runtime: stdout, `Instant` for the stream's rate, and the heap hog.
+#[derive(Debug)]
+struct Std {
+    hog: hog::Hog,
+    hog_mib: u64,
+    stream_start: Option<Instant>,
 }
 
-/// The run's parameters, from the environment.
-#[derive(Clone, Copy, Debug)]
-pub struct Params {
-    /// Messages each way in the verified phases.
-    pub messages: u64,
-    /// Timed round trips per message size.
-    pub rounds: u64,
-    /// 4 KiB messages in the one-way stream.
-    pub stream: u64,
-    /// MiB of heap to allocate and touch during the mixed-size phase.
-    pub hog_mib: u64,
-}
+impl Runtime for Std {
+    fn name(&self) -> &'static str {
+        "ping-std"
+    }
 
-impl Params {
-    fn from_env() -> Self {
-        let var = |name: &str, default: u64| {
-            chan_proto::number(std::env::var(name).ok().as_deref(), default)
-        };
-        Self {
-            messages: var("MESSAGES", 100_000),
-            rounds: var("ROUNDS", 2000),
-            stream: var("STREAM", 2000),
-            hog_mib: var("HOG_MIB", 0),
+    fn println(&mut self, line: fmt::Arguments<'_>) {
+        println!("{line}");
+    }
+
+    fn open_note(&self) -> String {
+        format!(", {} MiB heap hog", self.hog_mib)
+    }
+
+    /// A hog chunk every `MESSAGES_PER_CHUNK` echoes until the hog is full.
+    // `is_multiple_of` is newer than the nightly Hermit is built with.
+    #[allow(clippy::manual_is_multiple_of)]
+    fn echo_verified(&mut self, verified: u64) -> Result<(), String> {
+        if verified % MESSAGES_PER_CHUNK == 0 && !self.hog.is_full() {
+            self.hog.grow()?;
+        }
+        Ok(())
+    }
+
+    /// Fewer messages than chunks: the rest of the hog now.
+    fn mixed_done(&mut self) -> Result<(), String> {
+        while !self.hog.is_full() {
+            self.hog.grow()?;
+        }
+        Ok(())
+    }
+
+    fn stream_started(&mut self) {
+        self.stream_start = Some(Instant::now());
+    }
+
+    fn stream_rate(&mut self, bytes: u64, cycles: u64) -> StreamRate {
+        let nanos = self
+            .stream_start
+            .map_or(0, |start| start.elapsed().as_nanos())
+            .max(1);
+        StreamRate {
+            tsc_khz: cycles as u128 * 1_000_000 / nanos,
+            mb_per_s: bytes as u128 * 1000 / nanos,
         }
     }
-}
 
-/// The time-stamp counter.
-pub fn rdtsc() -> u64 {
-    #[allow(unused_unsafe)]
-    // SAFETY: RDTSC exists on every x86_64 processor and only reads the counter.
-    unsafe {
-        std::arch::x86_64::_rdtsc()
+    /// The hog's memory was still held while the benchmark ran; every word must be intact.
+    fn finish(&mut self) -> Result<(), String> {
+        self.hog.check().map_err(|e| format!("heap hog: {e}"))
     }
 }
 
 fn main() {
-    let params = Params::from_env();
-    std::process::exit(run(params));
+    let var = |name: &str| std::env::var(name).ok();
+    let params = Params::from_env(var);
+    let hog_mib = chan_proto::number(var("HOG_MIB").as_deref(), 0);
+    let mut rt = Std {
+        hog: hog::Hog::new(hog_mib),
+        hog_mib,
+        stream_start: None,
+    };
+    std::process::exit(run(&mut rt, params));
 }
 
 /// Opens both channels and runs every phase; the exit status.
 #[cfg(target_os = "hermit")]
-fn run(params: Params) -> i32 {
-    use quest_channel::{Receiver, Sender};
-    let mut tx = match Sender::open("ping-to-pong") {
-        Ok(tx) => tx,
-        Err(e) => {
-            println!("ping-std: cannot open ping-to-pong: {e}");
-            return 2;
-        }
-    };
-    let mut rx = match Receiver::open("pong-to-ping") {
-        Ok(rx) => rx,
-        Err(e) => {
-            println!("ping-std: cannot open pong-to-ping: {e}");
-            return 2;
-        }
-    };
-    run_on(&mut tx, &mut rx, params)
+fn run(rt: &mut Std, params: Params) -> i32 {
+    chan_proto::ping::main(rt, params)
 }
 
 /// No channel directory outside a Quest Hermit sandbox.
 #[cfg(not(target_os = "hermit"))]
-fn run(params: Params) -> i32 {
-    println!("ping-std: needs a Quest Hermit sandbox with channels ({params:?})");
+fn run(rt: &mut Std, params: Params) -> i32 {
+    println!(
+        "ping-std: needs a Quest Hermit sandbox with channels ({params:?}, {} MiB heap hog)",
+        rt.hog_mib
+    );
     2
-}
-
-/// Every phase over open channels; the exit status.
-#[cfg_attr(not(target_os = "hermit"), allow(dead_code))]
-fn run_on(tx: &mut quest_channel::Sender, rx: &mut quest_channel::Receiver, p: Params) -> i32 {
-    println!(
-        "ping-std: channels open (largest message {} B); {} messages, {} round trips per size, {} stream messages, {} MiB heap hog",
-        tx.max_message_len(),
-        p.messages,
-        p.rounds,
-        p.stream,
-        p.hog_mib
-    );
-    let mut counts = Counts::default();
-    let mut hog = hog::Hog::new(p.hog_mib);
-    if let Err(e) = verify::run(tx, rx, p.messages, &mut hog, &mut counts) {
-        println!("ping-std: FAILED: {e}");
-        return 1;
-    }
-    // The hog's memory is still held: the benchmark runs beside it.
-    if let Err(e) = bench::run(tx, rx, p.rounds, p.stream, &mut counts) {
-        println!("ping-std: FAILED in the benchmark: {e}");
-        return 1;
-    }
-    if let Err(e) = hog.check() {
-        println!("ping-std: FAILED: heap hog: {e}");
-        return 1;
-    }
-    println!(
-        "ping-std: done: messages sent {} received {} total {}",
-        counts.sent,
-        counts.received,
-        counts.sent + counts.received
-    );
-    0
 }

@@ -13,6 +13,7 @@ extern crate alloc;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec;
+use chan_proto::ping::Params;
 use chan_proto::pingpong::{burst_len, PAUSE_CYCLES, RTT_SIZES, SEED, STREAM_LEN, WARMUP};
 use chan_proto::{verify, verify_len, MAX_LEN};
 use quest_channel::{Receiver, SendError, Sender};
@@ -34,9 +35,11 @@ fn main(ctx: &Ctx) -> i32 {
         return 0;
     }
     let env = ctx.args();
-    let messages = chan_proto::number(env.var("MESSAGES"), 100_000);
-    let rounds = chan_proto::number(env.var("ROUNDS"), 2000);
-    let stream = chan_proto::number(env.var("STREAM"), 2000);
+    let Params {
+        messages,
+        rounds,
+        stream,
+    } = Params::from_env(|name| env.var(name));
     let (mut rx, mut tx) = match (Receiver::open("ping-to-pong"), Sender::open("pong-to-ping")) {
         (Ok(rx), Ok(tx)) => (rx, tx),
         (Err(e), _) | (_, Err(e)) => {

@@ -1,30 +1,29 @@
-//! Phases 1 and 2: every message verified, in order, both ways, with backpressure; the
-//! heap hog grows during phase 2, between messages.
+//! Phases 1 and 2: every message verified, in order, both ways, with backpressure.
 
-use crate::hog::Hog;
-use crate::{rdtsc, Counts};
-use chan_proto::pingpong::{burst_len, PAUSE_CYCLES, SEED};
-use chan_proto::{fill, make, verify, verify_len, MAX_LEN};
+use super::{rdtsc, Counts, Runtime};
+use crate::pingpong::{burst_len, PAUSE_CYCLES, SEED};
+use crate::{fill, make, verify, verify_len, MAX_LEN};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
 use quest_channel::{Receiver, SendError, Sender};
-
-/// Mixed-size messages between two hog chunks.
-const MESSAGES_PER_CHUNK: u64 = 64;
 
 fn spin_cycles(cycles: u64) {
     let start = rdtsc();
     while rdtsc().wrapping_sub(start) < cycles {
-        std::hint::spin_loop();
+        core::hint::spin_loop();
     }
 }
 
 /// Runs phases 1 and 2 over `messages` messages in all.
 pub fn run(
+    rt: &mut impl Runtime,
     tx: &mut Sender,
     rx: &mut Receiver,
     messages: u64,
-    hog: &mut Hog,
     counts: &mut Counts,
 ) -> Result<(), String> {
+    let name = rt.name();
     let mut out = vec![0u8; MAX_LEN];
     let mut inp = vec![0u8; MAX_LEN];
     let burst = burst_len(tx.max_message_len()).min(messages);
@@ -38,13 +37,14 @@ pub fn run(
                 Ok(()) => break,
                 Err(SendError::Full) => {
                     full_in_burst += 1;
-                    std::hint::spin_loop();
+                    core::hint::spin_loop();
                 }
                 Err(e) => return Err(format!("burst message {seq}: {e}")),
             }
         }
         counts.sent += 1;
     }
+    // Let pong fill its ring with echoes before we drain it.
     spin_cycles(PAUSE_CYCLES);
     for seq in 0..burst {
         let n = rx.recv(&mut inp).map_err(|e| format!("echo {seq}: {e}"))?;
@@ -56,12 +56,12 @@ pub fn run(
             "the burst of {burst} x 4 KiB never found the ring full (no backpressure)"
         ));
     }
-    println!(
-        "ping-std: burst of {burst} x {MAX_LEN} B: ring full {full_in_burst} times, all echoes verified"
-    );
+    rt.println(format_args!(
+        "{name}: burst of {burst} x {MAX_LEN} B: ring full {full_in_burst} times, all echoes verified"
+    ));
 
-    // Phase 2: mixed sizes, sending and receiving interleaved; a hog chunk every
-    // MESSAGES_PER_CHUNK echoes until the hog is full.
+    // Phase 2: mixed sizes, sending and receiving interleaved (ping never blocks, so
+    // pong's blocking echo always drains).
     let (mut next_send, mut next_recv) = (burst, burst);
     let mut built: Option<usize> = None;
     let (mut full, mut bytes) = (0u64, 0u64);
@@ -84,21 +84,16 @@ pub fn run(
                 verify(SEED, next_recv, &inp[..n]).map_err(|e| format!("echo {next_recv}: {e}"))?;
                 next_recv += 1;
                 counts.received += 1;
-                if next_recv % MESSAGES_PER_CHUNK == 0 && !hog.is_full() {
-                    hog.grow()?;
-                }
+                rt.echo_verified(next_recv)?;
             }
-            Ok(None) => std::hint::spin_loop(),
+            Ok(None) => core::hint::spin_loop(),
             Err(e) => return Err(format!("echo {next_recv}: {e}")),
         }
     }
-    // Fewer messages than chunks: the rest of the hog now.
-    while !hog.is_full() {
-        hog.grow()?;
-    }
-    println!(
-        "ping-std: verified {messages} echoes in order ({} mixed-size, {bytes} B each way; ring full {full} times)",
+    rt.mixed_done()?;
+    rt.println(format_args!(
+        "{name}: verified {messages} echoes in order ({} mixed-size, {bytes} B each way; ring full {full} times)",
         messages - burst
-    );
+    ));
     Ok(())
 }

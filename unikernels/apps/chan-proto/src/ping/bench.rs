@@ -1,22 +1,22 @@
-//! Phase 3: round-trip latency per message size and one-way stream throughput.
+//! Phase 3: round-trip latency per message size and one-way stream throughput, in TSC
+//! cycles.
 
-use crate::Counts;
+use super::{rdtsc, Counts, Runtime};
+use crate::pingpong::{RTT_SIZES, STREAM_LEN, WARMUP};
+use crate::stats::summarize;
+use crate::{fill, MAX_LEN};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
-use chan_proto::pingpong::{RTT_SIZES, STREAM_LEN, WARMUP};
-use chan_proto::stats::summarize;
-use chan_proto::{fill, MAX_LEN};
 use quest_channel::{Receiver, Sender};
-use quest_rt::println;
-use quest_rt::time::{rdtsc, tsc_khz};
 
 /// Contents of the benchmark's messages (pong does not check them; ping checks echoes).
 const SEED: u64 = 0x6265_6e63;
 
 /// Runs the round trips and the stream, then prints the `bench` lines.
 pub fn run(
+    rt: &mut impl Runtime,
     tx: &mut Sender,
     rx: &mut Receiver,
     rounds: u64,
@@ -50,6 +50,7 @@ pub fn run(
     }
 
     fill(SEED, 0, &mut out);
+    rt.stream_started();
     let start = rdtsc();
     for i in 0..stream {
         tx.send(&out[..STREAM_LEN])
@@ -57,30 +58,32 @@ pub fn run(
     }
     let n = rx.recv(&mut inp).map_err(|e| format!("stream ack: {e}"))?;
     let cycles = rdtsc().wrapping_sub(start).max(1);
+    let bytes = stream * STREAM_LEN as u64;
+    let rate = rt.stream_rate(bytes, cycles);
     counts.sent += stream;
     counts.received += 1;
     let acked = inp
         .get(..8)
         .filter(|_| n == 8)
-        .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]));
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes);
     if acked != Some(stream) {
         return Err(format!("stream ack says {acked:?}, sent {stream}"));
     }
 
-    for (size, s) in results {
+    for (size, s) in results.into_iter() {
         if let Some(s) = s {
-            println!(
+            rt.println(format_args!(
                 "bench rtt {size} rounds={rounds} min={} median={} p99={} max={}",
                 s.min, s.median, s.p99, s.max
-            );
+            ));
         }
     }
-    let bytes = stream * STREAM_LEN as u64;
-    let khz = tsc_khz() as u128;
-    println!(
-        "bench stream {STREAM_LEN} messages={stream} bytes={bytes} cycles={cycles} bytes_per_kcycle={} mb_per_s={} tsc_khz={khz}",
+    rt.println(format_args!(
+        "bench stream {STREAM_LEN} messages={stream} bytes={bytes} cycles={cycles} bytes_per_kcycle={} mb_per_s={} tsc_khz={}",
         bytes as u128 * 1000 / cycles as u128,
-        bytes as u128 * khz / cycles as u128 / 1000,
-    );
+        rate.mb_per_s,
+        rate.tsc_khz,
+    ));
     Ok(())
 }

@@ -1,0 +1,258 @@
+//! How each kind of key is read ([`Field`]): a string, a path, an integer, a size, one of
+//! a fixed set of names, a list of cores, a list of strings, an `env` table, a list of
+//! devices. Each kind says what the draft keeps (with `None` or nothing where the value
+//! could not be read, after its diagnostic) and how that completes into the model.
+
+use super::reader::Reader;
+use super::{span_of, EnvEntry};
+use crate::manifest::schema::{Enumerated, Key, DEVICE_KEYS};
+use crate::manifest::size::{self, NumberError};
+use crate::manifest::types::{Device, Span, Spanned};
+use std::marker::PhantomData;
+use std::path::PathBuf;
+use toml_edit::{Item, TableLike};
+
+/// A kind of key: how it is read from its table, what the draft keeps of it, and what the
+/// model holds.
+pub(crate) trait Field {
+    /// What the draft keeps.
+    type Draft: Complete<Self::Model>;
+    /// What the model holds.
+    type Model;
+    /// Reads `key` of the table `t` (`what`, at `header`).
+    fn read(
+        r: &mut Reader<'_>,
+        t: &dyn TableLike,
+        header: &Span,
+        what: &str,
+        key: &Key,
+    ) -> Self::Draft;
+}
+
+/// A draft value that completes into a model value `M`.
+pub(crate) trait Complete<M> {
+    /// The model value, if the draft holds one (a required value that could not be read
+    /// does not).
+    fn complete(self) -> Option<M>;
+}
+
+/// A value that could not be read is `None`.
+impl<M> Complete<M> for Option<M> {
+    fn complete(self) -> Option<M> {
+        self
+    }
+}
+
+/// A list keeps what could be read (empty when absent).
+impl<T> Complete<Vec<T>> for Vec<T> {
+    fn complete(self) -> Option<Vec<T>> {
+        Some(self)
+    }
+}
+
+/// `env`: the table's span (for validation's diagnostics), then its entries.
+impl Complete<Vec<EnvEntry>> for (Span, Vec<EnvEntry>) {
+    fn complete(self) -> Option<Vec<EnvEntry>> {
+        Some(self.1)
+    }
+}
+
+/// A string.
+pub(crate) struct Str;
+/// A path, written as a string.
+pub(crate) struct Path;
+/// A `u32` written as an integer.
+pub(crate) struct Uint32;
+/// A size: a non-negative integer (bytes) or a string with a unit.
+pub(crate) struct Size;
+/// One of the names of `T`, `T`'s default when absent.
+pub(crate) struct Choice<T>(PhantomData<T>);
+/// A list of core indices.
+pub(crate) struct CoreList;
+/// A list of strings (empty when absent).
+pub(crate) struct StringList;
+/// A table of string values; the draft keeps the table's span (or the header's).
+pub(crate) struct Env;
+/// A list of device tables.
+pub(crate) struct Devices;
+
+impl Field for Str {
+    type Draft = Option<Spanned<String>>;
+    type Model = Spanned<String>;
+    fn read(r: &mut Reader<'_>, t: &dyn TableLike, h: &Span, what: &str, key: &Key) -> Self::Draft {
+        r.string(t, h, what, key)
+    }
+}
+
+impl Field for Path {
+    type Draft = Option<Spanned<PathBuf>>;
+    type Model = Spanned<PathBuf>;
+    fn read(r: &mut Reader<'_>, t: &dyn TableLike, h: &Span, what: &str, key: &Key) -> Self::Draft {
+        r.string(t, h, what, key)
+            .map(|s| Spanned::new(PathBuf::from(s.value), s.span))
+    }
+}
+
+impl Field for Uint32 {
+    type Draft = Option<Spanned<u32>>;
+    type Model = Spanned<u32>;
+    fn read(r: &mut Reader<'_>, t: &dyn TableLike, h: &Span, what: &str, key: &Key) -> Self::Draft {
+        let (item, span) = r.get(t, h, what, key)?;
+        r.uint32(item, span, key)
+    }
+}
+
+impl Field for Size {
+    type Draft = Option<Spanned<u64>>;
+    type Model = Spanned<u64>;
+    fn read(r: &mut Reader<'_>, t: &dyn TableLike, h: &Span, what: &str, key: &Key) -> Self::Draft {
+        let (item, span) = r.get(t, h, what, key)?;
+        let parsed = if let Some(n) = item.as_integer() {
+            u64::try_from(n).map_err(|_| NumberError::Negative(n))
+        } else if let Some(s) = item.as_str() {
+            size::parse_size(s)
+        } else {
+            r.wrong_type(
+                item,
+                Some(span),
+                "a size (`\"64MiB\"` or a byte count)",
+                key,
+            );
+            return None;
+        };
+        match parsed {
+            Ok(n) => Some(Spanned::new(n, span)),
+            Err(e) => {
+                r.number_error(e, span, key);
+                None
+            }
+        }
+    }
+}
+
+impl<T: Enumerated> Field for Choice<T> {
+    type Draft = Option<Spanned<T>>;
+    type Model = Spanned<T>;
+    fn read(r: &mut Reader<'_>, t: &dyn TableLike, h: &Span, what: &str, key: &Key) -> Self::Draft {
+        if !t.contains_key(key.name) {
+            return Some(Spanned::new(T::DEFAULT, h.clone()));
+        }
+        let s = r.string(t, h, what, key)?;
+        r.choice(s, key, T::NAMES)
+    }
+}
+
+impl Field for CoreList {
+    type Draft = Option<Spanned<Vec<Spanned<u32>>>>;
+    type Model = Spanned<Vec<Spanned<u32>>>;
+    fn read(r: &mut Reader<'_>, t: &dyn TableLike, h: &Span, what: &str, key: &Key) -> Self::Draft {
+        let (item, span) = r.get(t, h, what, key)?;
+        let Some(array) = item.as_array() else {
+            r.wrong_type(item, Some(span), "a list of core indices", key);
+            return None;
+        };
+        // Every element is read (and reported) before giving up on the list, so that a
+        // list with a bad element is not also called empty.
+        let cores: Vec<Option<Spanned<u32>>> = array
+            .iter()
+            .map(|v| {
+                let vspan = v.span().unwrap_or(span.clone());
+                r.uint32(&Item::Value(v.clone()), vspan, key)
+            })
+            .collect();
+        let cores = cores.into_iter().collect::<Option<Vec<_>>>()?;
+        Some(Spanned::new(cores, span))
+    }
+}
+
+impl Field for StringList {
+    type Draft = Vec<Spanned<String>>;
+    type Model = Vec<Spanned<String>>;
+    fn read(r: &mut Reader<'_>, t: &dyn TableLike, h: &Span, what: &str, key: &Key) -> Self::Draft {
+        let Some((item, span)) = r.get(t, h, what, key) else {
+            return Vec::new();
+        };
+        let Some(array) = item.as_array() else {
+            r.wrong_type(item, Some(span), "a list of strings", key);
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for v in array.iter() {
+            let vspan = v.span().unwrap_or(span.clone());
+            match v.as_str() {
+                Some(s) => out.push(Spanned::new(s.to_owned(), vspan)),
+                None => r.wrong_type(&Item::Value(v.clone()), Some(vspan), "a string", key),
+            }
+        }
+        out
+    }
+}
+
+impl Field for Env {
+    type Draft = (Span, Vec<EnvEntry>);
+    type Model = Vec<EnvEntry>;
+    fn read(r: &mut Reader<'_>, t: &dyn TableLike, h: &Span, what: &str, key: &Key) -> Self::Draft {
+        let Some((item, span)) = r.get(t, h, what, key) else {
+            return (h.clone(), Vec::new());
+        };
+        let Some(table) = item.as_table_like() else {
+            r.wrong_type(item, Some(span.clone()), "a table of strings", key);
+            return (span, Vec::new());
+        };
+        let mut out = Vec::new();
+        for (name, value) in table.iter() {
+            let kspan = table
+                .key(name)
+                .and_then(|k| k.span())
+                .unwrap_or(span.clone());
+            let vspan = span_of(value, Some(kspan.clone()));
+            match value.as_str() {
+                Some(s) => out.push((
+                    Spanned::new(name.to_owned(), kspan),
+                    Spanned::new(s.to_owned(), vspan),
+                )),
+                None => r.wrong_type(value, Some(vspan), "a string", key),
+            }
+        }
+        (span, out)
+    }
+}
+
+impl Field for Devices {
+    type Draft = Vec<Spanned<Device>>;
+    type Model = Vec<Spanned<Device>>;
+    fn read(r: &mut Reader<'_>, t: &dyn TableLike, h: &Span, what: &str, key: &Key) -> Self::Draft {
+        let Some((item, span)) = r.get(t, h, what, key) else {
+            return Vec::new();
+        };
+        let port_key = &DEVICE_KEYS[0];
+        let mut out = Vec::new();
+        for (dev, dspan) in r.table_list(item, Some(span), key) {
+            r.unknown_keys(dev, DEVICE_KEYS, "a device", dspan.clone());
+            let Some((port, pspan)) = r.get(dev, &dspan, "a device", port_key) else {
+                continue;
+            };
+            let parsed = if let Some(n) = port.as_integer() {
+                u64::try_from(n)
+                    .map_err(|_| NumberError::Negative(n))
+                    .and_then(size::port)
+                    .map(|p| (p, p))
+            } else if let Some(s) = port.as_str() {
+                size::parse_port_range(s)
+            } else {
+                r.wrong_type(
+                    port,
+                    Some(pspan),
+                    "a port or port range (`\"0x2f8-0x2ff\"`)",
+                    port_key,
+                );
+                continue;
+            };
+            match parsed {
+                Ok((first, last)) => out.push(Spanned::new(Device::Ports { first, last }, pspan)),
+                Err(e) => r.number_error(e, pspan, port_key),
+            }
+        }
+        out
+    }
+}
