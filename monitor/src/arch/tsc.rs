@@ -106,7 +106,12 @@ fn measure_with_pit() -> Option<u32> {
         }
         let cycles = now() - start;
         gate.write(saved);
-        let khz = cycles / CALIBRATION_MS;
+        // Scale by the ticks actually counted, not the nominal CALIBRATION_MS: `count` is
+        // rounded down from PIT_HZ * ms, which alone makes the result ~0.01% low, and
+        // Hermit keeps the frequency in whole MHz, so 9999 kHz would become 9 MHz and its
+        // clocks would run 10% slow under Bochs' 10 MHz TSC. Rounded to the nearest kHz.
+        let khz = (u128::from(cycles) * u128::from(PIT_HZ) + u128::from(count) * 500)
+            / (u128::from(count) * 1000);
         u32::try_from(khz).ok().filter(|&k| k > 0)
     }
 }

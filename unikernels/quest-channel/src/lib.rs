@@ -73,8 +73,6 @@ mod shared;
 pub mod wire;
 
 pub use directory::{ChannelInfo, Directory, Role};
-#[cfg(target_arch = "x86_64")]
-pub use doorbell::VmcallDoorbell;
 pub use doorbell::{Doorbell, Spin};
 pub use error::{LayoutError, OpenError, RecvError, SendError};
 pub use receiver::Receiver;

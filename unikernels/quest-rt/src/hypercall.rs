@@ -4,7 +4,7 @@
 use quest_abi::hypercall::{self as nr, Hypercall};
 
 /// Issues one `VMCALL` and returns RAX.
-fn vmcall(call: Hypercall, arg0: u64, arg1: u64) -> u64 {
+pub(crate) fn vmcall(call: Hypercall, arg0: u64, arg1: u64) -> u64 {
     let ret: u64;
     // SAFETY: VMCALL transfers control to the monitor, which validates every argument
     // against this sandbox's memory and only reads guest memory for the calls used here;

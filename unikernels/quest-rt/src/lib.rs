@@ -25,8 +25,10 @@ extern crate alloc;
 pub mod console;
 pub mod cpu;
 mod ctx;
+pub mod doorbell;
 mod heap;
 pub mod hypercall;
+pub mod paging;
 mod panic;
 mod start;
 pub mod time;
@@ -34,6 +36,7 @@ pub mod time;
 pub use ctx::Ctx;
 pub use hypercall::exit;
 pub use quest_abi;
+pub use quest_channel;
 pub use start::Termination;
 
 /// Names the application's entry function, `fn(&Ctx) -> T` with `T: Termination`

@@ -1,6 +1,5 @@
 //! The attacks. Each returns `Ok(what happened)` only if it was *not* stopped.
 
-use crate::paging;
 use alloc::format;
 use alloc::string::String;
 use quest_rt::quest_abi::directory::ROLE_READER;
@@ -39,7 +38,7 @@ pub fn run(ctx: &Ctx, name: &str, value: Option<&str>) -> Result<String, &'stati
         "read-outside" | "write-outside" => {
             // RAM ends at `ram_size` (2 MiB aligned): the next 2 MiB page is not ours.
             let gpa = ctx.boot_info().ram_size.get();
-            paging::map_large(gpa)?;
+            quest_rt::paging::map_large(gpa)?;
             let ptr = gpa as *mut u64;
             if name == "read-outside" {
                 println!("attacker: reading {gpa:#x}, past the end of its RAM");
@@ -61,7 +60,7 @@ pub fn run(ctx: &Ctx, name: &str, value: Option<&str>) -> Result<String, &'stati
                 .find(|e| e.role.get() == ROLE_READER)
                 .ok_or("no channel this sandbox reads")?;
             let gpa = channel.data_gpa.get();
-            paging::make_writable(gpa)?;
+            quest_rt::paging::make_writable(gpa)?;
             let channel_name = quest_rt::quest_abi::name_str(&channel.name).unwrap_or("?");
             println!("attacker: writing channel {channel_name} at {gpa:#x} (read-only for us)");
             // SAFETY: deliberately unsound: EPT maps this page read-only for the reader.

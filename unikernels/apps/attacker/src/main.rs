@@ -19,7 +19,6 @@
 extern crate alloc;
 
 mod attacks;
-mod paging;
 
 use alloc::vec::Vec;
 use quest_rt::{println, Ctx};

@@ -1,7 +1,8 @@
 //! A doorbell that counts its hypercalls.
 
 use core::sync::atomic::{AtomicU64, Ordering};
-use quest_channel::{Doorbell, VmcallDoorbell};
+use quest_channel::Doorbell;
+use quest_rt::doorbell::VmcallDoorbell;
 
 /// `WAIT` hypercalls made.
 pub static WAITS: AtomicU64 = AtomicU64::new(0);

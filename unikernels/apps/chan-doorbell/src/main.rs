@@ -64,8 +64,7 @@ fn main(ctx: &Ctx) -> i32 {
     let wakes = chan_proto::number(env.var("WAKES"), 20);
     let races = chan_proto::number(env.var("RACES"), 1000);
     let role = env.args().next().unwrap_or("");
-    // SAFETY: this is a Quest bare sandbox (VMX non-root under the Quest monitor, ring 0).
-    let doorbell = CountingDoorbell(unsafe { quest_channel::VmcallDoorbell::new() });
+    let doorbell = CountingDoorbell(quest_rt::doorbell::VmcallDoorbell);
     let result = match role {
         "ringer" => Sender::open("to-sleeper")
             .map_err(|e| format!("cannot open to-sleeper: {e}"))

@@ -9,8 +9,6 @@
 
 extern crate alloc;
 
-mod paging;
-
 use chan_proto::hostile::{SCRIBBLER_MESSAGES, SCRIBBLER_SEED};
 use chan_proto::{verify, MAX_LEN};
 use quest_channel::Receiver;
@@ -49,7 +47,7 @@ fn main(ctx: &Ctx) -> i32 {
         println!("scribbler: to-scribbler is not in the directory");
         return 2;
     };
-    if let Err(e) = paging::make_writable(gpa) {
+    if let Err(e) = quest_rt::paging::make_writable(gpa) {
         println!("scribbler: cannot edit our page tables: {e}");
         return 2;
     }
