@@ -17,6 +17,7 @@
 //! - [`args`]: the argument block (`args`, `env`) a `bare` sandbox receives.
 //! - [`directory`]: the channel directory every sandbox finds at a fixed address.
 //! - [`console`]: the monitor's console records the host reads (printer and parser).
+//! - `testing` (feature `testing`, for tests only): the one sample table.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -30,6 +31,8 @@ pub mod hypercall;
 pub mod layout;
 pub mod memory;
 pub mod table;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod validate;
 
 pub use encode::{encode, encoded_len, EncodeError, TableParts};
