@@ -5,8 +5,7 @@
 //! at `payload_area_offset(total_size)` of `header.payload_area_size` bytes.
 
 use core::fmt;
-use quest_abi::validate::payload_area_offset;
-use quest_abi::{name_str, AbiError, Table};
+use quest_abi::{AbiError, TableView};
 use quest_monitor_core::placement::Range;
 use sha2::{Digest, Sha256};
 
@@ -14,7 +13,7 @@ use sha2::{Digest, Sha256};
 #[derive(Clone, Copy, Debug)]
 pub struct Blob {
     /// The partition table.
-    pub table: Table<'static>,
+    pub table: TableView<'static>,
     /// The payload area (every payload's `offset` is relative to its start).
     pub payload_area: &'static [u8],
 }
@@ -64,12 +63,12 @@ pub unsafe fn open(range: Range) -> Result<Blob, BlobError> {
     if bytes.iter().take(64).all(|&b| b == 0) {
         return Err(BlobError::Missing);
     }
-    let table = quest_abi::validate(bytes).map_err(BlobError::Invalid)?;
-    let offset = payload_area_offset(table.header.total_size.get());
-    let size = table.header.payload_area_size.get();
-    let payload_area = offset
-        .checked_add(size)
-        .and_then(|end| bytes.get(offset as usize..end as usize))
+    let table = TableView::validate(bytes).map_err(BlobError::Invalid)?;
+    let area = table.payload_area();
+    let payload_area = usize::try_from(area.start)
+        .ok()
+        .zip(usize::try_from(area.end).ok())
+        .and_then(|(start, end)| bytes.get(start..end))
         .ok_or(BlobError::Truncated)?;
     Ok(Blob {
         table,
@@ -80,32 +79,20 @@ pub unsafe fn open(range: Range) -> Result<Blob, BlobError> {
 impl Blob {
     /// Checks every payload's SHA-256 (validate already checked every range).
     pub fn check_hashes(&self) -> Result<(), BlobError> {
-        for s in 0..self.table.sandboxes.len() {
-            for (i, p) in self.table.sandbox_payloads(s).iter().enumerate() {
-                let ok = self
-                    .payload(p)
-                    .is_some_and(|bytes| Sha256::digest(bytes)[..] == p.sha256);
+        for sandbox in self.table.sandboxes() {
+            for p in sandbox.payloads() {
+                let ok = p
+                    .bytes_in(self.payload_area)
+                    .is_some_and(|bytes| Sha256::digest(bytes)[..] == p.sha256()[..]);
                 if !ok {
                     return Err(BlobError::Corrupt {
-                        payload: i,
-                        sandbox: self.sandbox_name(s),
+                        payload: p.index_in_sandbox(),
+                        sandbox: sandbox.name(),
                     });
                 }
             }
         }
         Ok(())
-    }
-
-    /// A payload's bytes (`None` only if the table was not validated against this area).
-    pub fn payload(&self, p: &quest_abi::PayloadEntry) -> Option<&'static [u8]> {
-        let start = usize::try_from(p.offset.get()).ok()?;
-        let len = usize::try_from(p.size.get()).ok()?;
-        self.payload_area.get(start..start.checked_add(len)?)
-    }
-
-    /// Sandbox `s`'s name (validated UTF-8).
-    pub fn sandbox_name(&self, s: usize) -> &'static str {
-        name_str(&self.table.sandboxes[s].name).unwrap_or("?")
     }
 }
 

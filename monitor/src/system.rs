@@ -10,7 +10,7 @@
 //! - Frames for VMXON regions, VMCSs, EPT tables and bitmaps come from
 //!   `crate::frame_pool::alloc_zeroed`; host GS base is `crate::arch::cpu::gs_base()`.
 
-use quest_abi::Table;
+use quest_abi::TableView;
 
 /// Host-physical placement of one sandbox (chosen at boot, printed).
 #[derive(Clone, Copy, Debug)]
@@ -32,7 +32,7 @@ pub struct ChannelPlacement {
 #[derive(Debug)]
 pub struct System {
     /// The validated partition table (lives in the monitor image).
-    pub table: Table<'static>,
+    pub table: TableView<'static>,
     /// The payload area of the image (payload offsets are relative to it); kept so a
     /// sandbox can be reloaded from its pristine image ([`System::reload_sandbox`]).
     pub payload_area: &'static [u8],
@@ -59,10 +59,6 @@ impl System {
 
     /// Whether logical core `core` runs a vCPU, and which sandbox's.
     pub fn sandbox_on_core(&self, core: usize) -> Option<usize> {
-        self.table
-            .vcpus
-            .iter()
-            .find(|v| v.core.get() as usize == core)
-            .map(|v| v.sandbox.get() as usize)
+        self.table.vcpu_on_core(core).map(|v| v.sandbox())
     }
 }
