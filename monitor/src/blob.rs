@@ -1,10 +1,13 @@
 //! The partition table and payloads embedded in the monitor image (`.quest_blob`, see
-//! `linker.ld` and `quest-build/src/image/embed.rs`): found, validated, hash-checked.
+//! `linker.ld` and `quest-build/src/image/embed.rs`): found and validated at boot; its
+//! payloads' hashes are checked by all cores together before any vCPU runs
+//! ([`verify_payloads`]).
 //!
 //! Layout of the blob: the table (`quest_abi::encode`) at offset 0, then the payload area
 //! at `payload_area_offset(total_size)` of `header.payload_area_size` bytes.
 
 use core::fmt;
+use core::sync::atomic::{AtomicUsize, Ordering};
 use quest_abi::{AbiError, TableView};
 use quest_monitor_core::placement::Range;
 use sha2::{Digest, Sha256};
@@ -76,23 +79,56 @@ pub unsafe fn open(range: Range) -> Result<Blob, BlobError> {
     })
 }
 
-impl Blob {
-    /// Checks every payload's SHA-256 (validate already checked every range).
-    pub fn check_hashes(&self) -> Result<(), BlobError> {
-        for sandbox in self.table.sandboxes() {
-            for p in sandbox.payloads() {
-                let ok = p
-                    .bytes_in(self.payload_area)
-                    .is_some_and(|bytes| Sha256::digest(bytes)[..] == p.sha256()[..]);
-                if !ok {
-                    return Err(BlobError::Corrupt {
-                        payload: p.index_in_sandbox(),
-                        sandbox: sandbox.name(),
-                    });
-                }
-            }
+/// Payload verification shared by the cores (see [`verify_payloads`]).
+struct Verification {
+    /// Next payload index to claim.
+    next: AtomicUsize,
+    /// Lowest index of a corrupt payload (`usize::MAX`: none).
+    first_bad: AtomicUsize,
+    /// Cores that finished their share.
+    done: AtomicUsize,
+}
+
+static VERIFICATION: Verification = Verification {
+    next: AtomicUsize::new(0),
+    first_bad: AtomicUsize::new(usize::MAX),
+    done: AtomicUsize::new(0),
+};
+
+/// Checks every payload's SHA-256 against the table (validate already checked every
+/// range), shared by the `cores` cores that call this: each claims payloads one at a time
+/// until none is left, then waits for all the others. Every caller gets the same result
+/// (the corrupt payload with the lowest index, as a sequential check in table order
+/// would report), and no caller returns before every payload was checked, so no vCPU
+/// runs before the whole image is verified. `true` in the result's `Ok` for the one
+/// caller that finished last.
+pub fn verify_payloads(
+    table: &TableView<'static>,
+    area: &[u8],
+    cores: usize,
+) -> Result<bool, BlobError> {
+    let v = &VERIFICATION;
+    loop {
+        let i = v.next.fetch_add(1, Ordering::Relaxed);
+        let Some(p) = table.payload(i) else { break };
+        let ok = p
+            .bytes_in(area)
+            .is_some_and(|bytes| Sha256::digest(bytes)[..] == p.sha256()[..]);
+        if !ok {
+            v.first_bad.fetch_min(i, Ordering::AcqRel);
         }
-        Ok(())
+    }
+    let last = v.done.fetch_add(1, Ordering::AcqRel) + 1 == cores;
+    while v.done.load(Ordering::Acquire) < cores {
+        core::hint::spin_loop();
+    }
+    let bad = v.first_bad.load(Ordering::Acquire);
+    match table.payload(bad) {
+        None => Ok(last),
+        Some(p) => Err(BlobError::Corrupt {
+            payload: p.index_in_sandbox(),
+            sandbox: table.sandbox(p.sandbox()).map_or("?", |s| s.name()),
+        }),
     }
 }
 

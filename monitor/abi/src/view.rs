@@ -87,6 +87,22 @@ impl<'a> TableView<'a> {
         self.table.payloads.len()
     }
 
+    /// Payload `p` of the table's payload array, with its sandbox and its index there.
+    pub fn payload(&self, p: usize) -> Option<PayloadView<'a>> {
+        let entry = self.table.payloads.get(p)?;
+        let first = self
+            .table
+            .sandboxes
+            .get(idx(entry.sandbox.get()))?
+            .payloads
+            .first;
+        Some(PayloadView {
+            index: p,
+            in_sandbox: p.checked_sub(idx(first.get()))?,
+            entry,
+        })
+    }
+
     /// Sandbox `s` (`None` if there is no such sandbox).
     pub fn sandbox(&self, s: usize) -> Option<SandboxView<'a>> {
         let entry = self.table.sandboxes.get(s)?;
@@ -543,6 +559,12 @@ mod tests {
         assert_eq!(t.channels().count(), 1);
         let p = b.payloads().next().unwrap();
         assert_eq!((p.index(), p.index_in_sandbox(), p.sandbox()), (1, 0, 1));
+        assert_eq!(
+            t.payload(1).map(|q| q.entry as *const _),
+            Some(p.entry as *const _)
+        );
+        assert_eq!(t.payload(1).map(|q| q.index_in_sandbox()), Some(0));
+        assert!(t.payload(2).is_none());
         assert_eq!(p.area_range(), 4096..4196);
         assert_eq!(p.gpa(), BARE_IMAGE_GPA..BARE_IMAGE_GPA + 100);
         assert_eq!(p.sha256(), &[1; 32]);
