@@ -106,7 +106,8 @@ fn measure_with_pit() -> Option<u32> {
         }
         let cycles = now() - start;
         gate.write(saved);
-        let khz = cycles / CALIBRATION_MS;
+        // To the nearest kHz (the window is whole milliseconds).
+        let khz = (cycles + CALIBRATION_MS / 2) / CALIBRATION_MS;
         u32::try_from(khz).ok().filter(|&k| k > 0)
     }
 }
