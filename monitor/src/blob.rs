@@ -1,12 +1,14 @@
 //! The partition table and payloads embedded in the monitor image (`.quest_blob`, see
-//! `linker.ld` and `quest-build/src/image/embed.rs`): found, validated, hash-checked.
+//! `linker.ld` and `quest-build/src/image/embed.rs`): found and validated at boot; its
+//! payloads' hashes are checked by all cores together before any vCPU runs
+//! ([`verify_payloads`]).
 //!
 //! Layout of the blob: the table (`quest_abi::encode`) at offset 0, then the payload area
 //! at `payload_area_offset(total_size)` of `header.payload_area_size` bytes.
 
 use core::fmt;
-use quest_abi::validate::payload_area_offset;
-use quest_abi::{name_str, AbiError, Table};
+use core::sync::atomic::{AtomicUsize, Ordering};
+use quest_abi::{AbiError, TableView};
 use quest_monitor_core::placement::Range;
 use sha2::{Digest, Sha256};
 
@@ -14,7 +16,7 @@ use sha2::{Digest, Sha256};
 #[derive(Clone, Copy, Debug)]
 pub struct Blob {
     /// The partition table.
-    pub table: Table<'static>,
+    pub table: TableView<'static>,
     /// The payload area (every payload's `offset` is relative to its start).
     pub payload_area: &'static [u8],
 }
@@ -64,12 +66,12 @@ pub unsafe fn open(range: Range) -> Result<Blob, BlobError> {
     if bytes.iter().take(64).all(|&b| b == 0) {
         return Err(BlobError::Missing);
     }
-    let table = quest_abi::validate(bytes).map_err(BlobError::Invalid)?;
-    let offset = payload_area_offset(table.header.total_size.get());
-    let size = table.header.payload_area_size.get();
-    let payload_area = offset
-        .checked_add(size)
-        .and_then(|end| bytes.get(offset as usize..end as usize))
+    let table = TableView::validate(bytes).map_err(BlobError::Invalid)?;
+    let area = table.payload_area();
+    let payload_area = usize::try_from(area.start)
+        .ok()
+        .zip(usize::try_from(area.end).ok())
+        .and_then(|(start, end)| bytes.get(start..end))
         .ok_or(BlobError::Truncated)?;
     Ok(Blob {
         table,
@@ -77,35 +79,56 @@ pub unsafe fn open(range: Range) -> Result<Blob, BlobError> {
     })
 }
 
-impl Blob {
-    /// Checks every payload's SHA-256 (validate already checked every range).
-    pub fn check_hashes(&self) -> Result<(), BlobError> {
-        for s in 0..self.table.sandboxes.len() {
-            for (i, p) in self.table.sandbox_payloads(s).iter().enumerate() {
-                let ok = self
-                    .payload(p)
-                    .is_some_and(|bytes| Sha256::digest(bytes)[..] == p.sha256);
-                if !ok {
-                    return Err(BlobError::Corrupt {
-                        payload: i,
-                        sandbox: self.sandbox_name(s),
-                    });
-                }
-            }
+/// Payload verification shared by the cores (see [`verify_payloads`]).
+struct Verification {
+    /// Next payload index to claim.
+    next: AtomicUsize,
+    /// Lowest index of a corrupt payload (`usize::MAX`: none).
+    first_bad: AtomicUsize,
+    /// Cores that finished their share.
+    done: AtomicUsize,
+}
+
+static VERIFICATION: Verification = Verification {
+    next: AtomicUsize::new(0),
+    first_bad: AtomicUsize::new(usize::MAX),
+    done: AtomicUsize::new(0),
+};
+
+/// Checks every payload's SHA-256 against the table (validate already checked every
+/// range), shared by the `cores` cores that call this: each claims payloads one at a time
+/// until none is left, then waits for all the others. Every caller gets the same result
+/// (the corrupt payload with the lowest index, as a sequential check in table order
+/// would report), and no caller returns before every payload was checked, so no vCPU
+/// runs before the whole image is verified. `true` in the result's `Ok` for the one
+/// caller that finished last.
+pub fn verify_payloads(
+    table: &TableView<'static>,
+    area: &[u8],
+    cores: usize,
+) -> Result<bool, BlobError> {
+    let v = &VERIFICATION;
+    loop {
+        let i = v.next.fetch_add(1, Ordering::Relaxed);
+        let Some(p) = table.payload(i) else { break };
+        let ok = p
+            .bytes_in(area)
+            .is_some_and(|bytes| Sha256::digest(bytes)[..] == p.sha256()[..]);
+        if !ok {
+            v.first_bad.fetch_min(i, Ordering::AcqRel);
         }
-        Ok(())
     }
-
-    /// A payload's bytes (`None` only if the table was not validated against this area).
-    pub fn payload(&self, p: &quest_abi::PayloadEntry) -> Option<&'static [u8]> {
-        let start = usize::try_from(p.offset.get()).ok()?;
-        let len = usize::try_from(p.size.get()).ok()?;
-        self.payload_area.get(start..start.checked_add(len)?)
+    let last = v.done.fetch_add(1, Ordering::AcqRel) + 1 == cores;
+    while v.done.load(Ordering::Acquire) < cores {
+        core::hint::spin_loop();
     }
-
-    /// Sandbox `s`'s name (validated UTF-8).
-    pub fn sandbox_name(&self, s: usize) -> &'static str {
-        name_str(&self.table.sandboxes[s].name).unwrap_or("?")
+    let bad = v.first_bad.load(Ordering::Acquire);
+    match table.payload(bad) {
+        None => Ok(last),
+        Some(p) => Err(BlobError::Corrupt {
+            payload: p.index_in_sandbox(),
+            sandbox: table.sandbox(p.sandbox()).map_or("?", |s| s.name()),
+        }),
     }
 }
 

@@ -10,7 +10,7 @@ use crate::{bootinfo, cores, frame_pool, memory, sandbox_memory, smp};
 use core::cell::UnsafeCell;
 use core::fmt::Display;
 use quest_abi::MAX_CHANNELS;
-use quest_abi::{name_str, MAX_CORES, MAX_SANDBOXES};
+use quest_abi::{MAX_CORES, MAX_SANDBOXES};
 
 /// The boot core's emergency (IST) stack; APs get theirs from the frame pool.
 #[repr(C, align(16))]
@@ -77,23 +77,23 @@ pub unsafe fn run(magic: u32, mbi_addr: u64) -> ! {
     // SAFETY: `info.blob` is the loaded `.quest_blob` section, never written.
     let blob = check(unsafe { crate::blob::open(info.blob) });
     let table = blob.table;
-    let header = table.header;
-    if header.console_port.get() != crate::console::DEFAULT_PORT {
-        crate::console::init(header.console_port.get());
+    if table.console_port() != crate::console::DEFAULT_PORT {
+        crate::console::init(table.console_port());
     }
-    check(blob.check_hashes());
+    // The payloads' SHA-256 is checked later by every started core together, before any
+    // vCPU runs (`smp::enter`); until then they are only copied.
     crate::println!(
-        "quest: table '{}' valid: {} sandboxes, {} vcpus, {} channels, {} payloads verified (SHA-256)",
-        name_str(&header.system_name).unwrap_or("?"),
-        table.sandboxes.len(),
-        table.vcpus.len(),
-        table.channels.len(),
-        table.payloads.len(),
+        "quest: table '{}' valid: {} sandboxes, {} vcpus, {} channels, {} payloads",
+        table.name(),
+        table.sandbox_count(),
+        table.vcpu_count(),
+        table.channel_count(),
+        table.payload_count(),
     );
 
     // SAFETY: the root comes from GRUB's copy of the firmware RSDP.
     let cores = check(unsafe { cores::discover(info.acpi_root, x2apic::id()) });
-    let want_cores = header.system_cores.get() as usize;
+    let want_cores = table.cores();
     if cores.apic_ids().len() < want_cores {
         refuse(format_args!(
             "this machine has {} cores; the partition table needs {want_cores}",
@@ -119,7 +119,7 @@ pub unsafe fn run(magic: u32, mbi_addr: u64) -> ! {
     frame_pool::init(layout.pool);
 
     let system_parts = publish(&layout, &blob, cores.apic_ids());
-    for s in 0..table.sandboxes.len() {
+    for s in 0..table.sandbox_count() {
         sandbox_memory::load_sandbox(&table, blob.payload_area, system_parts.0, s);
     }
     sandbox_memory::zero_channels(&table, system_parts.1);
@@ -137,8 +137,8 @@ pub unsafe fn run(magic: u32, mbi_addr: u64) -> ! {
     let boot_time_us = wall_clock(tsc_khz);
 
     let mut needed = [false; MAX_CORES as usize];
-    for v in table.vcpus {
-        needed[v.core.get() as usize] = true;
+    for v in table.vcpus() {
+        needed[v.core()] = true;
     }
     check(smp::start_aps(
         &info,
@@ -160,6 +160,7 @@ pub unsafe fn run(magic: u32, mbi_addr: u64) -> ! {
         apic_ids: system_parts.2,
         tsc_khz,
         boot_time_us,
+        started_cores: 1 + needed.iter().skip(1).filter(|&&n| n).count(),
     });
     smp::enter(0, system)
 }
@@ -203,7 +204,7 @@ type Parts = (
 
 /// Copies the placement and core list into their static homes.
 fn publish(layout: &Layout, blob: &Blob, apic_ids: &[u32]) -> Parts {
-    let (ns, nc) = (blob.table.sandboxes.len(), blob.table.channels.len());
+    let (ns, nc) = (blob.table.sandbox_count(), blob.table.channel_count());
     // SAFETY: see `Placed`: boot core, once, before any other core can read.
     unsafe {
         let sandboxes = &mut *PLACED.sandboxes.get();

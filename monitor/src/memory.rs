@@ -7,7 +7,7 @@ use crate::system::{ChannelPlacement, SandboxPlacement};
 use core::fmt;
 use quest_abi::layout::DIRECTORY_SIZE;
 use quest_abi::memory::{host_memory_needed, LOW_MEMORY_RESERVE as LOW_MEMORY};
-use quest_abi::{name_str, Table, LARGE_PAGE_SIZE, MAX_CHANNELS, MAX_SANDBOXES};
+use quest_abi::{TableView, LARGE_PAGE_SIZE, MAX_CHANNELS, MAX_SANDBOXES};
 use quest_monitor_core::placement::{place, PlacementError, Range};
 /// The frame pool is at least this large whatever the table reserves.
 const MIN_POOL: u64 = 4 << 20;
@@ -121,8 +121,11 @@ impl Requests {
 /// Places the frame pool, every sandbox and every channel in usable RAM below
 /// `mapped_limit`, away from everything `info` says is taken. `table` is validated, so it
 /// has at most [`MAX_SANDBOXES`] sandboxes and [`MAX_CHANNELS`] channels.
-pub fn plan(info: &BootInfo, table: &Table<'_>, mapped_limit: u64) -> Result<Layout, MemoryError> {
-    let header = table.header;
+pub fn plan(
+    info: &BootInfo,
+    table: &TableView<'_>,
+    mapped_limit: u64,
+) -> Result<Layout, MemoryError> {
     let mut usable = [Range { start: 0, end: 0 }; crate::bootinfo::MAX_AREAS];
     let mut usable_count = 0;
     let mut reserved = [Range { start: 0, end: 0 }; MAX_RESERVED];
@@ -156,7 +159,7 @@ pub fn plan(info: &BootInfo, table: &Table<'_>, mapped_limit: u64) -> Result<Lay
 
     // The firmware keeps a little RAM for itself (tables, SMM, BIOS areas), so allow
     // 1/16 below the manifest's figure before calling the machine too small.
-    let want = header.system_memory.get();
+    let want = table.system_memory();
     let have = usable_bytes + LOW_MEMORY;
     if have < want - want / 16 {
         return Err(MemoryError::SystemMemory {
@@ -166,9 +169,8 @@ pub fn plan(info: &BootInfo, table: &Table<'_>, mapped_limit: u64) -> Result<Lay
     }
 
     let image_size = info.image.size();
-    let pool_size = header
-        .monitor_reserve
-        .get()
+    let pool_size = table
+        .monitor_reserve()
         .saturating_sub(image_size)
         .clamp(MIN_POOL, MAX_POOL);
     let mut requests = Requests {
@@ -177,18 +179,14 @@ pub fn plan(info: &BootInfo, table: &Table<'_>, mapped_limit: u64) -> Result<Lay
         count: 0,
     };
     requests.push(Request::Pool, pool_size);
-    for (s, sandbox) in table.sandboxes.iter().enumerate() {
-        requests.push(Request::Ram(s), sandbox.ram_size.get());
-        if sandbox.directory_gpa.get() != 0 {
-            requests.push(Request::Directory(s), DIRECTORY_SIZE);
+    for sandbox in table.sandboxes() {
+        requests.push(Request::Ram(sandbox.index()), sandbox.ram_size());
+        if sandbox.directory_gpa().is_some() {
+            requests.push(Request::Directory(sandbox.index()), DIRECTORY_SIZE);
         }
     }
-    for (c, channel) in table.channels.iter().enumerate() {
-        let size = channel
-            .data_size
-            .get()
-            .saturating_add(channel.ack_size.get());
-        requests.push(Request::Channel(c), size);
+    for channel in table.channels() {
+        requests.push(Request::Channel(channel.index()), channel.size());
     }
     let sizes = &requests.sizes[..requests.count];
     // Everything is placed in 2 MiB granules above the first MiB: the host's calculation.
@@ -240,7 +238,7 @@ pub fn plan(info: &BootInfo, table: &Table<'_>, mapped_limit: u64) -> Result<Lay
 }
 
 /// Prints the placement, one line per allocation.
-pub fn print(layout: &Layout, table: &Table<'_>) {
+pub fn print(layout: &Layout, table: &TableView<'_>) {
     let line = |what: fmt::Arguments<'_>, start: u64, size: u64| {
         crate::println!(
             "quest: memory: {what} at {start:#x}-{:#x} ({})",
@@ -253,13 +251,13 @@ pub fn print(layout: &Layout, table: &Table<'_>) {
         layout.pool.start,
         layout.pool.size(),
     );
-    for (s, sandbox) in table.sandboxes.iter().enumerate() {
-        let name = name_str(&sandbox.name).unwrap_or("?");
-        let p = &layout.sandboxes[s];
+    for sandbox in table.sandboxes() {
+        let name = sandbox.name();
+        let p = &layout.sandboxes[sandbox.index()];
         line(
             format_args!("sandbox '{name}' RAM"),
             p.ram_hpa,
-            sandbox.ram_size.get(),
+            sandbox.ram_size(),
         );
         if p.directory_hpa != 0 {
             line(
@@ -269,13 +267,11 @@ pub fn print(layout: &Layout, table: &Table<'_>) {
             );
         }
     }
-    for (c, channel) in table.channels.iter().enumerate() {
-        let name = name_str(&channel.name).unwrap_or("?");
-        let size = channel.data_size.get() + channel.ack_size.get();
+    for channel in table.channels() {
         line(
-            format_args!("channel '{name}'"),
-            layout.channels[c].hpa,
-            size,
+            format_args!("channel '{}'", channel.name()),
+            layout.channels[channel.index()].hpa,
+            channel.size(),
         );
     }
 }

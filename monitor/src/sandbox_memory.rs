@@ -5,7 +5,7 @@
 use crate::system::{ChannelPlacement, SandboxPlacement};
 use core::sync::atomic::{AtomicU64, Ordering};
 use quest_abi::layout::DIRECTORY_SIZE;
-use quest_abi::Table;
+use quest_abi::TableView;
 use quest_monitor_core::uncovered::uncovered;
 
 /// Bytes of sandbox RAM zeroed at boot and the TSC cycles that took: the monitor's own
@@ -33,23 +33,21 @@ unsafe fn zero(hpa: u64, len: u64) {
 /// Loads sandbox `s`: zeroes its RAM and directory page and copies its payloads.
 /// `payload_area` and `table` must be the validated, hash-checked blob.
 pub fn load_sandbox(
-    table: &Table<'_>,
+    table: &TableView<'_>,
     payload_area: &[u8],
     placements: &[SandboxPlacement],
     s: usize,
 ) {
-    let (Some(sandbox), Some(place)) = (table.sandboxes.get(s), placements.get(s)) else {
+    let (Some(sandbox), Some(place)) = (table.sandbox(s), placements.get(s)) else {
         return;
     };
-    let ram = sandbox.ram_size.get();
-    let directory_gpa = sandbox.directory_gpa.get();
+    let ram = sandbox.ram_size();
     // Only the RAM no payload covers is zeroed (the copies below write the rest).
-    let in_ram = table.sandbox_payloads(s).iter().filter_map(|p| {
-        let (gpa, size) = (p.gpa.get(), p.size.get());
-        gpa.checked_add(size)
-            .filter(|&end| end <= ram)
-            .map(|end| (gpa, end))
-    });
+    let in_ram = sandbox
+        .payloads()
+        .map(|p| p.gpa())
+        .filter(|gpa| gpa.end <= ram)
+        .map(|gpa| (gpa.start, gpa.end));
     let started = crate::arch::tsc::now();
     let mut zeroed = 0;
     // SAFETY: placement gave this sandbox `ram` bytes at `ram_hpa` and one directory
@@ -70,21 +68,21 @@ pub fn load_sandbox(
         Ordering::Relaxed,
     );
     ZEROED_BYTES.fetch_add(zeroed, Ordering::Relaxed);
-    for p in table.sandbox_payloads(s) {
-        let (gpa, size) = (p.gpa.get(), p.size.get());
-        let start = p.offset.get() as usize;
-        let Some(bytes) = payload_area.get(start..start + size as usize) else {
+    for p in sandbox.payloads() {
+        let Some(bytes) = p.bytes_in(payload_area) else {
             continue;
         };
         // Validate put every payload inside RAM or the directory; check again anyway so
         // a copy can never leave the sandbox's own memory.
-        let dest = if gpa.checked_add(size).is_some_and(|end| end <= ram) {
-            place.ram_hpa + gpa
-        } else if place.directory_hpa != 0
-            && gpa >= directory_gpa
-            && gpa - directory_gpa + size <= DIRECTORY_SIZE
+        let gpa = p.gpa();
+        let dest = if gpa.end <= ram {
+            place.ram_hpa + gpa.start
+        } else if let Some(dir) = sandbox
+            .directory_gpa()
+            .filter(|&dir| place.directory_hpa != 0 && gpa.start >= dir)
+            .filter(|&dir| gpa.end - dir <= DIRECTORY_SIZE)
         {
-            place.directory_hpa + (gpa - directory_gpa)
+            place.directory_hpa + (gpa.start - dir)
         } else {
             continue;
         };
@@ -95,10 +93,10 @@ pub fn load_sandbox(
 }
 
 /// Zeroes every channel's data and ack areas.
-pub fn zero_channels(table: &Table<'_>, placements: &[ChannelPlacement]) {
-    for (c, place) in table.channels.iter().zip(placements) {
+pub fn zero_channels(table: &TableView<'_>, placements: &[ChannelPlacement]) {
+    for (c, place) in table.channels().zip(placements) {
         // SAFETY: placement gave this channel `data_size + ack_size` bytes at `hpa`;
         // no sandbox runs yet.
-        unsafe { zero(place.hpa, c.data_size.get() + c.ack_size.get()) };
+        unsafe { zero(place.hpa, c.size()) };
     }
 }

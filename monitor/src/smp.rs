@@ -151,8 +151,28 @@ pub fn release(system: System) -> &'static System {
     SYSTEM.call_once(|| system)
 }
 
-/// Runs this core's vCPU, or parks the core if it has none.
+/// Set by the one core that reports a corrupt payload.
+static REFUSING: AtomicBool = AtomicBool::new(false);
+
+/// Checks this core's share of the payload hashes (all started cores together; none
+/// passes before all are checked), then runs this core's vCPU, or parks the core if it
+/// has none. A corrupt payload: one core prints why and stops the machine, the others
+/// park.
 pub fn enter(core: usize, system: &'static System) -> ! {
+    match system.verify_payloads() {
+        Ok(true) => crate::println!(
+            "quest: {} payloads verified (SHA-256) on {} cores",
+            system.table.payload_count(),
+            system.started_cores
+        ),
+        Ok(false) => {}
+        Err(e) => {
+            if REFUSING.swap(true, Ordering::AcqRel) {
+                park();
+            }
+            crate::boot::refuse(e)
+        }
+    }
     if system.sandbox_on_core(core).is_some() {
         crate::vmx::run_core(core, system)
     }

@@ -2,15 +2,17 @@
 //! VT-x half (`vmx`): everything a core needs to run its sandbox's vCPU.
 //!
 //! CONTRACT (owned by the platform code; the vmx code only reads it):
-//! - `System` is built once by the boot core after the table is validated, every payload
-//!   hash checked, host memory placed and the sandbox memory initialised (payloads copied,
-//!   the rest zeroed). It is `'static` and immutable afterwards.
+//! - `System` is built once by the boot core after the table is validated, host memory
+//!   placed and the sandbox memory initialised (payloads copied, the rest zeroed). It is
+//!   `'static` and immutable afterwards. Every started core then checks a share of the
+//!   payload hashes ([`System::verify_payloads`]); none goes on to a vCPU before all are
+//!   checked, and a corrupt payload stops the machine.
 //! - Every core that runs a vCPU calls `crate::vmx::run_core(core, &SYSTEM)` and never
 //!   returns. Cores without a vCPU park in `hlt`.
 //! - Frames for VMXON regions, VMCSs, EPT tables and bitmaps come from
 //!   `crate::frame_pool::alloc_zeroed`; host GS base is `crate::arch::cpu::gs_base()`.
 
-use quest_abi::Table;
+use quest_abi::TableView;
 
 /// Host-physical placement of one sandbox (chosen at boot, printed).
 #[derive(Clone, Copy, Debug)]
@@ -32,7 +34,7 @@ pub struct ChannelPlacement {
 #[derive(Debug)]
 pub struct System {
     /// The validated partition table (lives in the monitor image).
-    pub table: Table<'static>,
+    pub table: TableView<'static>,
     /// The payload area of the image (payload offsets are relative to it); kept so a
     /// sandbox can be reloaded from its pristine image ([`System::reload_sandbox`]).
     pub payload_area: &'static [u8],
@@ -48,6 +50,8 @@ pub struct System {
     /// (from the CMOS RTC at boot; 0 = unknown). Guests run on the host TSC (offset 0),
     /// so their wall clock is `boot_time_us + rdtsc * 1000 / tsc_khz`.
     pub boot_time_us: u64,
+    /// Cores that enter `smp::enter` (the boot core and every started AP).
+    pub started_cores: usize,
 }
 
 impl System {
@@ -57,12 +61,15 @@ impl System {
         crate::sandbox_memory::load_sandbox(&self.table, self.payload_area, self.sandboxes, s);
     }
 
+    /// This core's share of checking every payload's SHA-256; returns once all
+    /// [`System::started_cores`] have done theirs, with the same result on every core
+    /// (`Ok(true)` on the one that finished last).
+    pub fn verify_payloads(&self) -> Result<bool, crate::blob::BlobError> {
+        crate::blob::verify_payloads(&self.table, self.payload_area, self.started_cores)
+    }
+
     /// Whether logical core `core` runs a vCPU, and which sandbox's.
     pub fn sandbox_on_core(&self, core: usize) -> Option<usize> {
-        self.table
-            .vcpus
-            .iter()
-            .find(|v| v.core.get() as usize == core)
-            .map(|v| v.sandbox.get() as usize)
+        self.table.vcpu_on_core(core).map(|v| v.sandbox())
     }
 }

@@ -9,6 +9,7 @@
 //! - [`table`]: the binary partition table (header and entry arrays).
 //! - [`mod@encode`]: writing a table into a caller-provided buffer.
 //! - [`mod@validate`]: checking a table and viewing it without copying.
+//! - [`view`]: the typed read view of a validated table ([`TableView`]).
 //! - [`layout`]: every fixed guest-physical address, one doc line each.
 //! - [`gdt`]: the launch GDT (descriptors, selectors, access rights).
 //! - [`memory`]: the host memory a system needs (2 MiB granules, the first MiB).
@@ -17,6 +18,7 @@
 //! - [`args`]: the argument block (`args`, `env`) a `bare` sandbox receives.
 //! - [`directory`]: the channel directory every sandbox finds at a fixed address.
 //! - [`console`]: the monitor's console records the host reads (printer and parser).
+//! - `testing` (feature `testing`, for tests only): the one sample table.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -30,11 +32,15 @@ pub mod hypercall;
 pub mod layout;
 pub mod memory;
 pub mod table;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod validate;
+pub mod view;
 
 pub use encode::{encode, encoded_len, EncodeError, TableParts};
 pub use table::*;
 pub use validate::{validate, AbiError, Table};
+pub use view::TableView;
 
 /// Copies `s` into a fixed, NUL-padded name field. Fails if it does not fit (a name
 /// must leave room for at least one NUL so C-style readers terminate).

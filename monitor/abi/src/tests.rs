@@ -3,173 +3,18 @@
 extern crate std;
 
 use crate::layout::*;
+use crate::testing::Sample;
 use crate::*;
 use proptest::prelude::*;
 use std::vec;
 use std::vec::Vec;
-use zerocopy::FromZeros;
-
-/// A small, valid system: two sandboxes, one channel from `a` to `b`, a device in `b`.
-struct Sample {
-    sandboxes: Vec<SandboxEntry>,
-    vcpus: Vec<VcpuEntry>,
-    regions: Vec<RegionEntry>,
-    channels: Vec<ChannelEntry>,
-    devices: Vec<DeviceEntry>,
-    payloads: Vec<PayloadEntry>,
-}
-
-fn region(
-    sandbox: u32,
-    kind: RegionKind,
-    gpa: u64,
-    size: u64,
-    access: u32,
-    channel: u32,
-) -> RegionEntry {
-    RegionEntry {
-        sandbox: sandbox.into(),
-        kind: (kind as u32).into(),
-        gpa: gpa.into(),
-        size: size.into(),
-        access: access.into(),
-        channel: channel.into(),
-    }
-}
 
 fn sample() -> Sample {
-    const MIB: u64 = 1 << 20;
-    let mut sandboxes = Vec::new();
-    for (i, name) in ["a", "b"].iter().enumerate() {
-        let mut s = SandboxEntry::new_zeroed();
-        s.name = name_field(name).unwrap();
-        s.runtime = (Runtime::Bare as u32).into();
-        s.on_fault = (OnFault::HaltSandbox as u32).into();
-        s.vcpus = IndexRange::new(i as u32, 1);
-        s.regions = IndexRange::new(3 * i as u32, 3);
-        s.devices = IndexRange::new(0, i as u32);
-        s.payloads = IndexRange::new(i as u32, 1);
-        s.ram_size = (8 * MIB).into();
-        s.boot_info_gpa = BOOT_INFO_GPA.into();
-        s.page_table_gpa = PAGE_TABLES_GPA.into();
-        s.directory_gpa = DIRECTORY_GPA.into();
-        s.patch_tsc_khz_gpa = (BOOT_INFO_GPA + bootinfo::TSC_KHZ_OFFSET).into();
-        sandboxes.push(s);
-    }
-    let vcpus = (0..2u32)
-        .map(|i| VcpuEntry {
-            sandbox: i.into(),
-            index: 0.into(),
-            core: i.into(),
-            reserved: 0.into(),
-            rip: BARE_IMAGE_GPA.into(),
-            rsp: (8 * MIB).into(),
-            rdi: BOOT_INFO_GPA.into(),
-            rsi: 0.into(),
-        })
-        .collect();
-    let chan_gpa = DIRECTORY_GPA + DIRECTORY_SIZE;
-    let data = 64 * 1024;
-    let rw = ACCESS_READ | ACCESS_WRITE;
-    let rwx = rw | ACCESS_EXEC;
-    let regions = vec![
-        region(0, RegionKind::Ram, 0, 8 * MIB, rwx, NO_INDEX),
-        region(
-            0,
-            RegionKind::Directory,
-            DIRECTORY_GPA,
-            DIRECTORY_SIZE,
-            ACCESS_READ,
-            NO_INDEX,
-        ),
-        region(0, RegionKind::ChannelData, chan_gpa, data, rw, 0),
-        // Sandbox a's ack area comes later in its list (order within a sandbox is free).
-        region(1, RegionKind::Ram, 0, 8 * MIB, rwx, NO_INDEX),
-        region(
-            1,
-            RegionKind::Directory,
-            DIRECTORY_GPA,
-            DIRECTORY_SIZE,
-            ACCESS_READ,
-            NO_INDEX,
-        ),
-        region(1, RegionKind::ChannelData, chan_gpa, data, ACCESS_READ, 0),
-    ];
-    let mut regions = regions;
-    regions.insert(
-        3,
-        region(
-            0,
-            RegionKind::ChannelAck,
-            chan_gpa + data,
-            CHANNEL_ACK_SIZE,
-            ACCESS_READ,
-            0,
-        ),
-    );
-    regions.push(region(
-        1,
-        RegionKind::ChannelAck,
-        chan_gpa + data,
-        CHANNEL_ACK_SIZE,
-        rw,
-        0,
-    ));
-    sandboxes[0].regions = IndexRange::new(0, 4);
-    sandboxes[1].regions = IndexRange::new(4, 4);
-    let mut channel = ChannelEntry::new_zeroed();
-    channel.name = name_field("a-to-b").unwrap();
-    channel.writer = 0.into();
-    channel.reader = 1.into();
-    channel.data_size = data.into();
-    channel.ack_size = CHANNEL_ACK_SIZE.into();
-    channel.writer_gpa = chan_gpa.into();
-    channel.reader_gpa = chan_gpa.into();
-    let devices = vec![DeviceEntry {
-        sandbox: 1.into(),
-        kind: 0.into(),
-        first: 0x2f8.into(),
-        last: 0x2ff.into(),
-    }];
-    let payloads = (0..2u32)
-        .map(|i| PayloadEntry {
-            sandbox: i.into(),
-            reserved: 0.into(),
-            gpa: BARE_IMAGE_GPA.into(),
-            offset: (i as u64 * 4096).into(),
-            size: 100.into(),
-            sha256: [i as u8; 32],
-        })
-        .collect();
-    Sample {
-        sandboxes,
-        vcpus,
-        regions,
-        channels: vec![channel],
-        devices,
-        payloads,
-    }
+    Sample::new()
 }
 
 fn encode_sample(s: &Sample) -> Vec<u8> {
-    let parts = TableParts {
-        system_name: name_field("sample").unwrap(),
-        system_cores: 4,
-        console_port: 0x3f8,
-        system_memory: 256 << 20,
-        monitor_reserve: 32 << 20,
-        payload_area_size: 8192,
-        sandboxes: &s.sandboxes,
-        vcpus: &s.vcpus,
-        regions: &s.regions,
-        channels: &s.channels,
-        devices: &s.devices,
-        payloads: &s.payloads,
-    };
-    let mut buf = vec![0u8; encoded_len(&parts).unwrap()];
-    let n = encode(&parts, &mut buf).unwrap();
-    assert_eq!(n, buf.len());
-    buf
+    s.encode()
 }
 
 /// Re-encodes after `edit` so the checksum is right and only the edited invariant fails.
@@ -220,7 +65,7 @@ fn header_damage_is_detected() {
 fn invariants_are_enforced() {
     use AbiError::*;
     assert_eq!(
-        with_edit(|s| s.vcpus[1].core = 0.into()),
+        with_edit(|s| s.vcpus[1].core = 1.into()),
         Err(CoreUsedTwice(1))
     );
     assert_eq!(
@@ -287,7 +132,7 @@ fn invariants_are_enforced() {
         Err(Payload(0))
     );
     assert_eq!(
-        with_edit(|s| s.sandboxes[0].vcpus = IndexRange::new(0, 2)),
+        with_edit(|s| s.sandboxes[0].vcpus = IndexRange::new(0, 3)),
         Err(BadRange(array_vcpus(), 1))
     );
     assert_eq!(
@@ -309,7 +154,7 @@ fn array_sandboxes() -> crate::validate::Array {
 
 #[test]
 fn messages_name_the_entry() {
-    let e = with_edit(|s| s.vcpus[1].core = 0.into()).unwrap_err();
+    let e = with_edit(|s| s.vcpus[1].core = 1.into()).unwrap_err();
     assert_eq!(
         std::format!("{e}"),
         "vcpu 1 runs on a core another vcpu already uses"
@@ -343,12 +188,12 @@ proptest! {
 
     /// Encoding then validating gives back exactly the entries that went in.
     #[test]
-    fn encode_validate_round_trip(cores in 2u32..=MAX_CORES, ram_mib in 2u64..512, hash in any::<[u8; 32]>()) {
+    fn encode_validate_round_trip(cores in 3u32..=MAX_CORES, ram_mib in 2u64..512, hash in any::<[u8; 32]>()) {
         let mut s = sample();
         let ram = (ram_mib & !1).max(2) << 20;
         for sb in &mut s.sandboxes { sb.ram_size = ram.into(); }
         for r in &mut s.regions { if r.kind.get() == RegionKind::Ram as u32 { r.size = ram.into(); } }
-        for v in &mut s.vcpus { v.rsp = ram.into(); v.core = (cores - 1 - v.sandbox.get()).into(); v.rip = 0x1000.into(); }
+        for (i, v) in s.vcpus.iter_mut().enumerate() { v.rsp = ram.into(); v.core = (cores - 1 - i as u32).into(); v.rip = 0x1000.into(); }
         for p in &mut s.payloads { p.sha256 = hash; p.gpa = 0x1000.into(); }
         let parts = TableParts {
             system_name: name_field("prop").unwrap(), system_cores: cores, console_port: 0x3f8,

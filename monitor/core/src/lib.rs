@@ -19,6 +19,3 @@ pub mod uncovered;
 pub mod vmcs_fields;
 pub mod vmx_controls;
 pub mod x2apic_icr;
-
-#[cfg(test)]
-mod test_table;

@@ -87,13 +87,13 @@ mod tests {
     use super::*;
     use crate::ept::test_memory::VecMemory;
     use crate::ept::{PAGE_2M, PAGE_4K};
-    use crate::test_table::{two_sandboxes, MIB};
     use quest_abi::layout::{DIRECTORY_GPA, DIRECTORY_SIZE};
+    use quest_abi::testing::{sample_table, MIB};
     use quest_abi::{validate, ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE};
 
     #[test]
     fn maps_exactly_the_regions_with_their_access() {
-        let bytes = two_sandboxes();
+        let bytes = sample_table();
         let table = validate(&bytes).unwrap();
         let chan = [0x9000_0000u64];
         // Sandbox 1 is the reader of channel 0.
@@ -125,7 +125,7 @@ mod tests {
 
     #[test]
     fn writer_side_gets_the_opposite_channel_access() {
-        let bytes = two_sandboxes();
+        let bytes = sample_table();
         let table = validate(&bytes).unwrap();
         let chan = [0x9000_0000u64];
         let place = HostPlacement {
@@ -147,7 +147,7 @@ mod tests {
 
     #[test]
     fn missing_placement_is_an_error() {
-        let bytes = two_sandboxes();
+        let bytes = sample_table();
         let table = validate(&bytes).unwrap();
         let place = HostPlacement {
             ram_hpa: 0x4000_0000,

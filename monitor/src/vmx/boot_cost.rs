@@ -12,7 +12,6 @@
 
 use super::vcpu::Vcpu;
 use quest_abi::console::Record;
-use quest_abi::name_str;
 use quest_monitor_core::boot_cost::FirstEntries;
 
 static FIRST_ENTRIES: FirstEntries = FirstEntries::new();
@@ -26,18 +25,19 @@ pub fn launch(s: usize) {
 /// to get here prints the boot cost (before its entry; `tsc` excludes the printing).
 pub fn entered(v: &Vcpu, tsc: u64) {
     let table = &v.sys.table;
-    if !FIRST_ENTRIES.entered(v.sandbox, tsc, table.vcpus.len()) {
+    if !FIRST_ENTRIES.entered(v.sandbox, tsc, table.vcpu_count()) {
         return;
     }
     let cycles = FIRST_ENTRIES.total_cycles(crate::arch::tsc::entry());
     crate::println!("{}", Record::Running { cycles });
-    let ram: u64 = table.sandboxes.iter().map(|s| s.ram_size.get()).sum();
+    let ram: u64 = table.sandboxes().map(|s| s.ram_size()).sum();
     if let Some(pass) = crate::sandbox_memory::one_pass_cycles(ram) {
         crate::println!("{}", Record::boot_ratio(cycles, ram >> 20, pass));
     }
-    for (s, entry) in table.sandboxes.iter().enumerate() {
-        let vcpus = table.sandbox_vcpus(s).len();
-        let sandbox = name_str(&entry.name).unwrap_or("?");
+    for entry in table.sandboxes() {
+        let s = entry.index();
+        let vcpus = entry.vcpus().len();
+        let sandbox = entry.name();
         if let Some(tsc) = FIRST_ENTRIES.launched_at(s) {
             // Absolute, so that a guest printing its own TSC (which has no offset) can
             // tell how long it took from launch to its `main` (`quest-build bench`).

@@ -47,15 +47,15 @@ pub fn wait(v: &Vcpu) -> u64 {
 /// index names no channel of this sandbox.
 pub fn ring(v: &Vcpu, directory_index: u64) -> u64 {
     let table = &v.sys.table;
-    let Some(target) = doorbell_target(table.channels, v.sandbox, directory_index) else {
+    let Some(target) = doorbell_target(table.raw().channels, v.sandbox, directory_index) else {
         return ERR_INVALID;
     };
-    if target.peer >= table.sandboxes.len() {
+    let Some(peer_sandbox) = table.sandbox(target.peer) else {
         return ERR_INVALID;
-    }
+    };
     state(v.sandbox).doorbells.fetch_add(1, Ordering::Relaxed);
     let peer = state(target.peer);
-    for (i, entry) in table.sandbox_vcpus(target.peer).iter().enumerate() {
+    for (i, entry) in peer_sandbox.vcpus().enumerate() {
         let (Some(pending), Some(waiting)) = (peer.doorbell_pending.get(i), peer.waiting.get(i))
         else {
             continue;
@@ -64,7 +64,7 @@ pub fn ring(v: &Vcpu, directory_index: u64) -> u64 {
         if waiting.load(Ordering::SeqCst) == 0 {
             continue;
         }
-        if let Some(&apic_id) = v.sys.apic_ids.get(entry.core.get() as usize) {
+        if let Some(&apic_id) = v.sys.apic_ids.get(entry.core()) {
             // SAFETY: the core runs a vCPU of the peer sandbox (validated table), whose
             // NMI gate only ends its sleep; NMI exiting is on should it be back in its
             // guest by now (then the exit handler just resumes it).

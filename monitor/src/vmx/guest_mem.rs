@@ -17,7 +17,7 @@ impl GuestMem {
     pub fn of(sys: &System, s: usize) -> Self {
         Self {
             ram_hpa: sys.sandboxes[s].ram_hpa,
-            ram_size: sys.table.sandboxes[s].ram_size.get(),
+            ram_size: sys.table.sandbox(s).map_or(0, |sb| sb.ram_size()),
         }
     }
 

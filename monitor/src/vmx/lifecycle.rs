@@ -18,7 +18,7 @@ use super::vcpu::{Action, Fault, FaultKind, Vcpu};
 use crate::system::System;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use quest_abi::console::{Reasons, Record, SandboxEnd, SandboxSummary};
-use quest_abi::{name_str, OnFault};
+use quest_abi::OnFault;
 use quest_monitor_core::exit::{reason_name, REASON_COUNT};
 use quest_monitor_core::vmcs_fields::field32;
 
@@ -79,12 +79,11 @@ fn wait_for_launch(st: &SandboxState, current: u32) -> u32 {
 
 /// Writes the launch state into the VMCS and drops stale translations.
 fn prepare_vcpu(v: &mut Vcpu) -> Result<(), vmx::VmFail> {
-    let sandbox = &v.sys.table.sandboxes[v.sandbox];
     // SAFETY: this vCPU's VMCS is current on this core (made so in `run_core`).
-    unsafe { super::vmcs::write_guest_state(&v.caps, sandbox, v.entry)? };
+    unsafe { super::vmcs::write_guest_state(&v.caps, &v.sandbox_view, &v.entry)? };
     v.regs = vmx::GuestRegs::default();
-    v.regs.0[vmx::reg::RDI] = v.entry.rdi.get();
-    v.regs.0[vmx::reg::RSI] = v.entry.rsi.get();
+    v.regs.0[vmx::reg::RDI] = v.entry.rdi();
+    v.regs.0[vmx::reg::RSI] = v.entry.rsi();
     v.line.clear();
     let res = sandbox::resources(v.sys, v.sandbox).map_err(|_| vmx::VmFail::Invalid)?;
     // SAFETY: VMX is on; the CPU supports single-context INVEPT (checked in caps) and
@@ -156,12 +155,11 @@ fn rdtsc() -> u64 {
 
 /// Sends NMIs to every other vCPU of the sandbox until each has parked.
 fn stop_others(v: &Vcpu, st: &SandboxState, generation: u32) {
-    let vcpus = v.sys.table.sandbox_vcpus(v.sandbox);
-    for (i, entry) in vcpus.iter().enumerate() {
+    for (i, entry) in v.sandbox_view.vcpus().enumerate() {
         if i == v.index {
             continue;
         }
-        let Some(&apic_id) = v.sys.apic_ids.get(entry.core.get() as usize) else {
+        let Some(&apic_id) = v.sys.apic_ids.get(entry.core()) else {
             continue;
         };
         while st.parked[i].load(Ordering::Acquire) < generation {
@@ -209,9 +207,7 @@ fn lead_stop(v: &Vcpu, st: &SandboxState, action: Action, generation: u32) {
         Action::Fault(f) => f,
         Action::Continue => return,
     };
-    let policy = OnFault::from_u32(v.sys.table.sandboxes[v.sandbox].on_fault.get())
-        .unwrap_or(OnFault::HaltSandbox);
-    match policy {
+    match v.sandbox_view.on_fault() {
         OnFault::Restart if generation < MAX_LAUNCHES => {
             report(v, &fault, "restarting");
             v.sys.reload_sandbox(v.sandbox);
@@ -241,7 +237,7 @@ fn lead_stop(v: &Vcpu, st: &SandboxState, action: Action, generation: u32) {
 /// Records one more finished sandbox; the last one prints the summary and shuts down.
 fn finish(sys: &System) -> ! {
     let done = FINISHED.fetch_add(1, Ordering::AcqRel) + 1;
-    if done == sys.table.sandboxes.len() {
+    if done == sys.table.sandbox_count() {
         let ok = summary(sys);
         crate::shutdown::shutdown(ok);
     }
@@ -252,8 +248,8 @@ fn finish(sys: &System) -> ! {
 pub fn summary(sys: &System) -> bool {
     let mut all_ok = true;
     crate::println!("{}", Record::SummaryStart);
-    for (s, entry) in sys.table.sandboxes.iter().enumerate() {
-        let st = state(s);
+    for sandbox in sys.table.sandboxes() {
+        let st = state(sandbox.index());
         let status = st.status.load(Ordering::Acquire);
         let code = st.exit_code.load(Ordering::Relaxed);
         all_ok &= status == STATUS_EXITED && code == 0;
@@ -262,7 +258,7 @@ pub fn summary(sys: &System) -> bool {
             *slot = (reason_name(r), st.exits[r].load(Ordering::Relaxed));
         }
         let summary = SandboxSummary {
-            name: name_str(&entry.name).unwrap_or("?"),
+            name: sandbox.name(),
             end: match status {
                 STATUS_EXITED => SandboxEnd::Exited(code),
                 STATUS_HALTED => SandboxEnd::Halted,
@@ -292,26 +288,18 @@ pub fn summary(sys: &System) -> bool {
 /// Writes the launch values (TSC kHz, launch count, boot time in µs and in ns) at the
 /// GPAs the table names; each address is checked against the sandbox's RAM.
 fn patch_launch_values(v: &Vcpu, launch: u32) {
-    let sandbox = &v.sys.table.sandboxes[v.sandbox];
+    let at = v.sandbox_view.launch_patches();
     let boot_time_ns = v.sys.boot_time_us.saturating_mul(1000);
-    let patches: [(u64, &[u8]); 4] = [
-        (
-            sandbox.patch_tsc_khz_gpa.get(),
-            &v.sys.tsc_khz.to_le_bytes(),
-        ),
-        (sandbox.patch_launch_count_gpa.get(), &launch.to_le_bytes()),
-        (
-            sandbox.patch_boot_time_gpa.get(),
-            &v.sys.boot_time_us.to_le_bytes(),
-        ),
+    let patches: [(Option<u64>, &[u8]); 4] = [
+        (at.tsc_khz, &v.sys.tsc_khz.to_le_bytes()),
+        (at.launch_count, &launch.to_le_bytes()),
+        (at.boot_time_us, &v.sys.boot_time_us.to_le_bytes()),
         // The low half of Hermit's i128; the host left the high half zero.
-        (
-            sandbox.patch_boot_time_ns_gpa.get(),
-            &boot_time_ns.to_le_bytes(),
-        ),
+        (at.boot_time_ns, &boot_time_ns.to_le_bytes()),
     ];
     for (gpa, bytes) in patches {
-        if gpa != 0 && !v.mem.write(gpa, bytes) {
+        let Some(gpa) = gpa else { continue };
+        if !v.mem.write(gpa, bytes) {
             crate::println!(
                 "quest: sandbox '{}': launch value address {gpa:#x} is outside its RAM",
                 v.name

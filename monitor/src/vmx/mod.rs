@@ -29,7 +29,6 @@ mod vmcs;
 pub use caps::{VmxCaps, VmxError};
 
 use crate::system::System;
-use quest_abi::name_str;
 use quest_monitor_core::console_line::LineBuffer;
 
 static CAPS: spin::Once<Result<VmxCaps, VmxError>> = spin::Once::new();
@@ -42,17 +41,16 @@ pub fn check_support() -> Result<VmxCaps, VmxError> {
 
 /// Runs the vCPU assigned to logical core `core` for the life of the system.
 pub fn run_core(core: usize, sys: &'static System) -> ! {
-    let Some(entry) = sys
+    let Some((entry, sandbox_view)) = sys
         .table
-        .vcpus
-        .iter()
-        .find(|v| v.core.get() as usize == core)
+        .vcpu_on_core(core)
+        .and_then(|v| Some((v, sys.table.sandbox(v.sandbox())?)))
     else {
         lifecycle::park_forever();
     };
-    let s = entry.sandbox.get() as usize;
+    let s = sandbox_view.index();
     boot_cost::launch(s);
-    let name = name_str(&sys.table.sandboxes[s].name).unwrap_or("?");
+    let name = sandbox_view.name();
     let caps = match check_support() {
         Ok(c) => c,
         Err(e) => fatal(format_args!("{e}")),
@@ -85,7 +83,8 @@ pub fn run_core(core: usize, sys: &'static System) -> ! {
     lifecycle::run(vcpu::Vcpu {
         sys,
         sandbox: s,
-        index: entry.index.get() as usize,
+        sandbox_view,
+        index: entry.index(),
         core,
         name,
         entry,

@@ -76,12 +76,16 @@ fn build(sys: &System, s: usize) -> Result<SandboxVmx, SetupError> {
         directory_hpa: place.directory_hpa,
         channel_hpas: &channel_hpas[..sys.channels.len().min(quest_abi::MAX_CHANNELS)],
     };
-    let ept = build_sandbox_ept(&sys.table, s, &host, PoolFrames).map_err(SetupError::Ept)?;
+    let ept = build_sandbox_ept(sys.table.raw(), s, &host, PoolFrames).map_err(SetupError::Ept)?;
 
     let io = crate::frame_pool::alloc_zeroed(2).ok_or(SetupError::OutOfFrames)?;
     // SAFETY: two fresh contiguous frames, identity mapped, not shared yet.
     let io_bytes = unsafe { &mut *(io as *mut [u8; IO_BITMAPS_SIZE]) };
-    build_io_bitmaps(sys.table.sandbox_devices(s), io_bytes);
+    let devices = sys
+        .table
+        .sandbox(s)
+        .map_or(&[][..], |sb| sb.device_entries());
+    build_io_bitmaps(devices, io_bytes);
     let msr = alloc_frame().ok_or(SetupError::OutOfFrames)?;
     // SAFETY: a fresh frame, identity mapped, not shared yet.
     let msr_bytes = unsafe { &mut *(msr as *mut [u8; MSR_BITMAP_SIZE]) };

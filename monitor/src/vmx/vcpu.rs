@@ -5,7 +5,7 @@ use super::guest_mem::GuestMem;
 use super::instructions::{self as vmx, GuestRegs};
 use crate::system::System;
 use core::fmt;
-use quest_abi::VcpuEntry;
+use quest_abi::view::{SandboxView, VcpuView};
 use quest_monitor_core::console_line::LineBuffer;
 use quest_monitor_core::exit::{instruction_error_name, reason_name, InterruptionInfo};
 use quest_monitor_core::vmcs_fields::{field32, natural};
@@ -18,6 +18,8 @@ pub struct Vcpu {
     pub sys: &'static System,
     /// Sandbox index.
     pub sandbox: usize,
+    /// Its sandbox in the table.
+    pub sandbox_view: SandboxView<'static>,
     /// Index of this vCPU in its sandbox (its virtual APIC ID).
     pub index: usize,
     /// Logical core index.
@@ -25,7 +27,7 @@ pub struct Vcpu {
     /// The sandbox's name (console prefix).
     pub name: &'static str,
     /// Its table entry (launch state).
-    pub entry: &'static VcpuEntry,
+    pub entry: VcpuView<'static>,
     /// VMX capabilities of this machine.
     pub caps: VmxCaps,
     /// Guest general-purpose registers between exits.
@@ -147,7 +149,7 @@ impl Action {
 impl Vcpu {
     /// Number of vCPUs of this sandbox.
     pub fn vcpu_count(&self) -> usize {
-        self.sys.table.sandbox_vcpus(self.sandbox).len()
+        self.sandbox_view.vcpus().len()
     }
 
     /// Guest RIP.
@@ -188,7 +190,7 @@ impl Vcpu {
     /// Copies `len` bytes from guest-physical `gpa` to the console in chunks; false when
     /// any part lies outside the sandbox's RAM (then nothing is printed).
     pub fn console_from_guest(&mut self, gpa: u64, len: u64) -> bool {
-        let ram = self.sys.table.sandboxes[self.sandbox].ram_size.get();
+        let ram = self.sandbox_view.ram_size();
         if quest_monitor_core::guest_memory::ram_range(gpa, len, ram).is_none() {
             return false;
         }

@@ -4,7 +4,8 @@
 use super::caps::VmxCaps;
 use super::instructions::{self as vmx, VmFail};
 use super::sandbox::SandboxVmx;
-use quest_abi::{gdt, layout, SandboxEntry, VcpuEntry};
+use quest_abi::view::{SandboxView, VcpuView};
+use quest_abi::{gdt, layout};
 use quest_monitor_core::vmcs_fields::{field16, field32, field64, natural};
 use quest_monitor_core::vmx_controls::apply_fixed;
 
@@ -64,19 +65,19 @@ pub unsafe fn write_controls(caps: &VmxCaps, res: &SandboxVmx, vpid: u16) -> Res
 /// A VMCS must be current on this core.
 pub unsafe fn write_guest_state(
     caps: &VmxCaps,
-    sandbox: &SandboxEntry,
-    vcpu: &VcpuEntry,
+    sandbox: &SandboxView<'_>,
+    vcpu: &VcpuView<'_>,
 ) -> Result<(), VmFail> {
     let cr0 = apply_fixed(GUEST_CR0, caps.cr0_fixed.0, caps.cr0_fixed.1);
     let cr4 = apply_fixed(GUEST_CR4, caps.cr4_fixed.0, caps.cr4_fixed.1);
     // SAFETY: a VMCS is current (contract).
     unsafe {
         vmx::write_natural(natural::GUEST_CR0, cr0)?;
-        vmx::write_natural(natural::GUEST_CR3, sandbox.page_table_gpa.get())?;
+        vmx::write_natural(natural::GUEST_CR3, sandbox.page_table_gpa())?;
         vmx::write_natural(natural::GUEST_CR4, cr4)?;
         vmx::write_natural(natural::GUEST_DR7, 0x400)?;
-        vmx::write_natural(natural::GUEST_RSP, vcpu.rsp.get())?;
-        vmx::write_natural(natural::GUEST_RIP, vcpu.rip.get())?;
+        vmx::write_natural(natural::GUEST_RSP, vcpu.rsp())?;
+        vmx::write_natural(natural::GUEST_RIP, vcpu.rip())?;
         vmx::write_natural(natural::GUEST_RFLAGS, 0x2)?;
         vmx::write_natural(natural::GUEST_PENDING_DEBUG, 0)?;
         vmx::write64(field64::GUEST_IA32_EFER, GUEST_EFER)?;

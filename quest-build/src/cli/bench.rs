@@ -1,6 +1,7 @@
 //! `quest-build bench [MANIFEST]`: the benchmark table: monitor size and lines of code,
 //! image size, boot cost in Bochs, the build-time rows ([`super::bench_build`]), the
-//! Hermit rows ([`super::bench_hermit`]) and the channel rows ([`super::bench_channels`]).
+//! Hermit rows ([`super::bench_hermit`]), the monitor's size by crate
+//! ([`super::bench_size`]) and the channel rows ([`super::bench_channels`]).
 
 use crate::build::{self, Progress, Workspace};
 use crate::image::ImageRequest;
@@ -143,6 +144,7 @@ fn measure(args: &BenchArgs) -> Result<Vec<(String, String)>, String> {
             kib(loaded_bytes(&monitor_bytes).unwrap_or(0))
         ),
     ));
+    rows.extend(super::bench_size::rows(&monitor_bytes, 8));
     let src = lines_of_code(&ws.root.join("monitor/src"));
     let core = lines_of_code(&ws.root.join("monitor/core/src"));
     let abi = lines_of_code(&ws.root.join("monitor/abi/src"));

@@ -35,7 +35,7 @@ pub fn handle(v: &mut Vcpu) -> Action {
         },
         u64::from(q.port),
     );
-    let hermit = v.sys.table.sandboxes[v.sandbox].runtime.get() == Runtime::Hermit as u32;
+    let hermit = v.sandbox_view.runtime() == Runtime::Hermit;
     let action = match (q.port, q.input) {
         (port, false) => match UhyveCall::from_port(port) {
             // EAX holds the parameter struct's guest-physical address (below 4 GiB).

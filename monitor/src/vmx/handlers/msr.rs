@@ -62,11 +62,11 @@ fn send_ipi(v: &mut Vcpu, icr: u64) -> Action {
         Ok(ipi) => ipi,
         Err(e) => return Action::fault_at(FaultKind::BadIpi(e), icr >> 32),
     };
-    let vcpus = v.sys.table.sandbox_vcpus(v.sandbox);
     for t in ipi.target_indices() {
-        let Some(apic_id) = vcpus
-            .get(t)
-            .and_then(|e| v.sys.apic_ids.get(e.core.get() as usize))
+        let Some(apic_id) = v
+            .sandbox_view
+            .vcpu(t)
+            .and_then(|e| v.sys.apic_ids.get(e.core()))
         else {
             continue;
         };
