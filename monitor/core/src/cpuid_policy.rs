@@ -11,7 +11,8 @@
 //! - Leaves 0x15 and 0x16: the TSC frequency the monitor measured, not the model's
 //!   nominal one (Bochs reports 3.5 GHz for a TSC that runs at its `ips`). Guests such as
 //!   Hermit read these before anything the monitor patches in, so they must agree with it:
-//!   0x15 as crystal 1 kHz x `tsc_khz` / 1, 0x16 as base = maximum = `tsc_khz / 1000` MHz.
+//!   0x15 as crystal 1 kHz x `tsc_khz` / 1, 0x16 as base = maximum = `tsc_khz` in MHz,
+//!   rounded to the nearest.
 //! - Leaves 0x4000_0000..: the Quest signature `QuestMonitor`, and leaf 0x4000_0010 with
 //!   the TSC frequency in kHz (the convention Hermit and Linux read).
 //!   Invariant TSC (0x8000_0007 EDX bit 8) is passed as the host reports it.
@@ -113,8 +114,12 @@ fn tsc_info_leaf(tsc_khz: u32) -> CpuidRegs {
 }
 
 /// Leaf 0x16: base and maximum frequency in MHz (16 bits each), no bus frequency.
+/// Rounded to the nearest MHz: Hermit takes its TSC frequency from this leaf in whole
+/// MHz, and a measurement a hair low (9999 kHz for a 10 MHz TSC) must not become 9 MHz,
+/// which would make its clocks run 10% slow.
 fn frequency_leaf(tsc_khz: u32) -> CpuidRegs {
-    let mhz = (tsc_khz / 1000).min(0xffff);
+    let mhz = tsc_khz.saturating_add(500) / 1000;
+    let mhz = mhz.min(0xffff);
     CpuidRegs {
         eax: mhz,
         ebx: mhz,
@@ -209,6 +214,19 @@ mod tests {
             ..CTX
         };
         assert_eq!(filter(0x16, 0, nominal, &slow).eax, 10);
+        // A measurement a hair off either way still gives the right whole MHz.
+        for khz in [9_999, 10_001, 9_500] {
+            let near = CpuidContext {
+                tsc_khz: khz,
+                ..CTX
+            };
+            assert_eq!(filter(0x16, 0, nominal, &near).eax, 10, "{khz} kHz");
+        }
+        let below = CpuidContext {
+            tsc_khz: 9_499,
+            ..CTX
+        };
+        assert_eq!(filter(0x16, 0, nominal, &below).eax, 9);
         let unknown = CpuidContext { tsc_khz: 0, ..CTX };
         assert_eq!(filter(0x15, 0, nominal, &unknown), CpuidRegs::default());
         assert_eq!(filter(0x16, 0, nominal, &unknown).eax, 0);
