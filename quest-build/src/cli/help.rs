@@ -80,3 +80,13 @@ cost (monitor entry to all sandboxes running), Hermit launch-to-main, channel ro
 trips and VM exits per message. It builds from scratch in its own target directory and
 boots in Bochs, so it takes several minutes; run it in release mode:
   cargo run --release -p quest-build -- bench";
+
+/// After `quest-build new --help`.
+pub const NEW: &str = "\
+Creates NAME/NAME.toml (a one-sandbox manifest with every key commented) and the
+application package NAME/apps/NAME/ beside it, like `cargo new`: a std program for the
+hermit runtime, a no_std quest-rt program for bare. Both build and boot as they are;
+nothing existing is overwritten. Then:
+  quest-build run NAME/NAME.toml
+
+Add sandboxes and channels to the manifest as partition-manifests/README.md describes.";

@@ -47,6 +47,7 @@ pub enum Command {
     #[command(after_long_help = help::BENCH)]
     Bench(bench::BenchArgs),
     /// Create a new system: a manifest and an application package that build and boot.
+    #[command(after_long_help = help::NEW)]
     New(new::NewArgs),
 }
 
