@@ -200,7 +200,7 @@ pub fn build_unikernel(
     // sandboxes): the second waits, then finds everything cached. Other processes are
     // kept apart by cargo's own locks and unique staging names.
     let _one_at_a_time = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
-    let toolchain = toolchain::ensure(progress)?;
+    let toolchain = toolchain::ensure(dirs, progress)?;
     let kernel = kernel::kernel_archive(&toolchain, dirs, progress)?;
     app::build_app(
         &toolchain,
