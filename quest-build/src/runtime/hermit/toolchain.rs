@@ -187,9 +187,7 @@ mod tests {
 
     /// A fake installed toolchain: what `record` fingerprints and `is_complete` checks.
     fn fake_sysroot(name: &str) -> PathBuf {
-        let root =
-            std::env::temp_dir().join(format!("quest-toolchain-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
+        let root = crate::scratch::scratch_dir(&format!("toolchain-{name}"));
         for dir in [
             "bin",
             "lib/rustlib/src/rust/library/std",
