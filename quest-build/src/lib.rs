@@ -11,3 +11,5 @@ pub mod plan;
 pub mod run;
 pub mod runtime;
 pub mod scaffold;
+#[cfg(test)]
+mod scratch;

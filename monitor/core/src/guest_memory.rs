@@ -5,6 +5,8 @@
 //! read comes from sandbox RAM through the same check.
 
 use core::ops::Range;
+use x86_64::structures::paging::PageTableFlags as Flags;
+use x86_64::VirtAddr;
 
 /// The byte range `[gpa, gpa + len)` if it lies entirely inside RAM `[0, ram_size)`.
 pub fn ram_range(gpa: u64, len: u64, ram_size: u64) -> Option<Range<u64>> {
@@ -48,16 +50,15 @@ impl core::fmt::Display for WalkError {
     }
 }
 
-const PRESENT: u64 = 1;
-const PAGE_SIZE_BIT: u64 = 1 << 7;
-const ADDR: u64 = 0x000F_FFFF_FFFF_F000;
+/// The address field of a paging-structure entry (and of CR3): every bit that is not a
+/// flag, bits 12..=51.
+const ADDR: u64 = !Flags::all().bits();
 
 /// Translates `linear` with 4-level paging rooted at `cr3` (4 KiB, 2 MiB and 1 GiB
 /// pages; SDM Vol. 3, 4.5). Returns the guest-physical address and how many bytes remain
 /// in its page.
 pub fn translate(ram: &impl GuestRam, cr3: u64, linear: u64) -> Result<(u64, u64), WalkError> {
-    let sign = linear >> 47;
-    if sign != 0 && sign != 0x1_ffff {
+    if VirtAddr::try_new(linear).is_err() {
         return Err(WalkError::NonCanonical(linear));
     }
     let mut table = cr3 & ADDR;
@@ -68,10 +69,11 @@ pub fn translate(ram: &impl GuestRam, cr3: u64, linear: u64) -> Result<(u64, u64
             return Err(WalkError::OutsideRam { gpa: slot });
         }
         let entry = ram.read_u64(slot);
-        if entry & PRESENT == 0 {
+        let flags = Flags::from_bits_retain(entry);
+        if !flags.contains(Flags::PRESENT) {
             return Err(WalkError::NotPresent { linear });
         }
-        let leaf = level == 0 || ((level == 1 || level == 2) && entry & PAGE_SIZE_BIT != 0);
+        let leaf = level == 0 || ((level == 1 || level == 2) && flags.contains(Flags::HUGE_PAGE));
         if leaf {
             let page = 1u64 << shift;
             let gpa = (entry & ADDR & !(page - 1)) | (linear & (page - 1));
@@ -106,6 +108,11 @@ mod tests {
             let g = gpa as usize;
             self.0[g..g + 8].copy_from_slice(&v.to_le_bytes());
         }
+    }
+
+    #[test]
+    fn the_address_field_is_bits_12_to_51() {
+        assert_eq!(ADDR, 0x000f_ffff_ffff_f000);
     }
 
     #[test]

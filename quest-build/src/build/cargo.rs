@@ -58,6 +58,13 @@ impl AppPackage {
             name,
         })
     }
+
+    /// A shell in the package's directory, where cargo runs for it.
+    pub fn shell(&self) -> Result<Shell, BuildError> {
+        let sh = Shell::new()?;
+        sh.change_dir(&self.dir);
+        Ok(sh)
+    }
 }
 
 /// Builds the application package in `app_dir` for the bare target (release) and returns
@@ -67,15 +74,10 @@ pub fn build_app(
     app_dir: &Path,
     progress: &Progress,
 ) -> Result<PathBuf, BuildError> {
-    let AppPackage {
-        dir: app_dir,
-        manifest,
-        name,
-    } = AppPackage::at(app_dir)?;
-    let app_dir = &app_dir;
-    progress.step("Compiling", format!("app {name}"));
-    let what = format!("app {name}");
-    let artifacts = cargo_build(ws, app_dir, &manifest, None, &what)?;
+    let app = AppPackage::at(app_dir)?;
+    let what = format!("app {}", app.name);
+    progress.step("Compiling", &what);
+    let artifacts = cargo_build(ws, &app.dir, &app.manifest, None, &what)?;
     pick_executable(artifacts, &what, None)
 }
 

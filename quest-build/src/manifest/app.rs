@@ -90,9 +90,7 @@ mod tests {
     use std::fs;
 
     fn scratch(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("quest-app-check-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let dir = crate::scratch::scratch_dir(&format!("app-check-{name}"));
         fs::create_dir_all(dir.join("src")).unwrap();
         dir
     }

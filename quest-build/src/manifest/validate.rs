@@ -20,19 +20,6 @@ use quest_abi::{
 use std::collections::HashMap;
 use std::path::Path;
 
-/// Smallest RAM a bare sandbox runs in: image at 2 MiB, stack, heap.
-pub const MIN_BARE_MEMORY: u64 = 4 << 20;
-/// Smallest RAM a Hermit sandbox runs in: kernel, application and its heap.
-pub const MIN_HERMIT_MEMORY: u64 = 32 << 20;
-
-/// The smallest RAM a sandbox of `runtime` runs in.
-pub fn min_memory(runtime: Runtime) -> u64 {
-    match runtime {
-        Runtime::Bare => MIN_BARE_MEMORY,
-        Runtime::Hermit => MIN_HERMIT_MEMORY,
-    }
-}
-
 /// Runs every check, appending a diagnostic per problem.
 pub(crate) fn validate(
     draft: &Draft,
@@ -142,11 +129,9 @@ impl Validator<'_> {
         let (Some(mem), Some(runtime)) = (&s.memory, &s.runtime) else {
             return;
         };
-        let min = min_memory(runtime.value);
-        let rt = match runtime.value {
-            Runtime::Bare => "bare",
-            Runtime::Hermit => "hermit",
-        };
+        // Each runtime states the least RAM it runs in (and its manifest spelling).
+        let rt = crate::runtime::of(runtime.value);
+        let (min, rt) = (rt.min_memory(), rt.name());
         let span = mem.span.clone();
         if mem.value < min {
             self.diags.push(

@@ -104,6 +104,25 @@ pub struct BootLayout {
     pub patch_boot_time_ns_gpa: Option<u64>,
 }
 
+impl BootLayout {
+    /// What every runtime shares: boot information, page tables and (with channels) the
+    /// channel directory at `quest_abi`'s fixed addresses; the image at `image_gpa`;
+    /// nothing patched yet (each runtime adds the patch points its boot info has).
+    pub fn fixed(image_gpa: u64, has_channels: bool) -> Self {
+        use quest_abi::layout::{BOOT_INFO_GPA, DIRECTORY_GPA, PAGE_TABLES_GPA};
+        Self {
+            boot_info_gpa: BOOT_INFO_GPA,
+            page_table_gpa: PAGE_TABLES_GPA,
+            image_gpa,
+            directory_gpa: has_channels.then_some(DIRECTORY_GPA),
+            patch_tsc_khz_gpa: None,
+            patch_boot_time_gpa: None,
+            patch_launch_count_gpa: None,
+            patch_boot_time_ns_gpa: None,
+        }
+    }
+}
+
 /// Which side of a channel a sandbox is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {

@@ -109,13 +109,4 @@ mod tests {
         let names: Vec<&str> = kinds.iter().map(|&k| of(k).name()).collect();
         assert_eq!(names, ["bare", "hermit"]);
     }
-
-    /// The manifest checks memory against the same minimum the runtime states.
-    #[test]
-    fn the_manifest_checks_the_runtimes_minimum_memory() {
-        use crate::manifest::validate::min_memory;
-        use crate::manifest::Runtime as M;
-        assert_eq!(min_memory(M::Bare), of(Runtime::Bare).min_memory());
-        assert_eq!(min_memory(M::Hermit), of(Runtime::Hermit).min_memory());
-    }
 }

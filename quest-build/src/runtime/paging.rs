@@ -5,11 +5,9 @@
 //! Built on the host into a plain buffer of table pages that the image stage stores as a
 //! payload at [`quest_abi::layout::PAGE_TABLES_GPA`]; the guest's CR3 points at page 0.
 
-/// Entry bits (SDM Vol. 3A, 4.5, Tables 4-14 to 4-20).
-const PRESENT: u64 = 1;
-const WRITABLE: u64 = 1 << 1;
-const LARGE: u64 = 1 << 7;
-const ADDRESS: u64 = 0x000f_ffff_ffff_f000;
+use x86_64::structures::paging::page_table::PageTableEntry;
+use x86_64::structures::paging::{PageTable, PageTableFlags as Flags};
+use x86_64::PhysAddr;
 
 const SMALL: u64 = 4096;
 const BIG: u64 = 2 << 20;
@@ -36,11 +34,12 @@ pub enum PagingError {
 }
 
 /// Guest page tables under construction: table page `i` lives at `base + i * 4096`.
+/// Entries are x86_64's typed [`PageTableEntry`]s (SDM Vol. 3A, 4.5).
 #[derive(Clone, Debug)]
 pub struct PageTables {
     base: u64,
     max_pages: usize,
-    pages: Vec<[u64; 512]>,
+    pages: Vec<PageTable>,
 }
 
 impl PageTables {
@@ -49,7 +48,7 @@ impl PageTables {
         Self {
             base,
             max_pages: max_pages.max(1),
-            pages: vec![[0; 512]],
+            pages: vec![PageTable::new()],
         }
     }
 
@@ -60,25 +59,31 @@ impl PageTables {
         if gpa % SMALL != 0 || size % SMALL != 0 || end > MAX_ADDRESS {
             return Err(shape);
         }
-        let flags = PRESENT | if writable { WRITABLE } else { 0 };
+        let mut flags = Flags::PRESENT;
+        flags.set(Flags::WRITABLE, writable);
         let mut at = gpa;
         while at < end {
             if at % BIG == 0 && end - at >= BIG {
-                self.set(at, 1, at | flags | LARGE)?;
+                self.set(at, 1, flags | Flags::HUGE_PAGE)?;
                 at += BIG;
             } else {
-                self.set(at, 0, at | flags)?;
+                self.set(at, 0, flags)?;
                 at += SMALL;
             }
         }
         Ok(())
     }
 
+    /// Points PML4 entry `slot` back at the PML4 itself (a recursive mapping), writable.
+    pub fn map_recursive(&mut self, slot: usize) {
+        self.pages[0][slot].set_addr(PhysAddr::new(self.base), Flags::PRESENT | Flags::WRITABLE);
+    }
+
     /// The table pages, page 0 (the PML4) first.
     pub fn to_bytes(&self) -> Vec<u8> {
         self.pages
             .iter()
-            .flat_map(|p| p.iter().flat_map(|e| e.to_le_bytes()))
+            .flat_map(|p| p.iter().flat_map(|e| raw(e).to_le_bytes()))
             .collect()
     }
 
@@ -93,52 +98,63 @@ impl PageTables {
         let mut page = 0usize;
         let mut writable = true;
         for level in (0..4).rev() {
-            let e = self.pages.get(page)?[index(addr, level)];
-            if e & PRESENT == 0 {
+            let e = &self.pages.get(page)?[index(addr, level)];
+            let flags = e.flags();
+            if !flags.contains(Flags::PRESENT) {
                 return None;
             }
-            writable &= e & WRITABLE != 0;
-            if level == 0 || (level == 1 && e & LARGE != 0) {
+            writable &= flags.contains(Flags::WRITABLE);
+            let target = e.addr().as_u64();
+            if level == 0 || (level == 1 && flags.contains(Flags::HUGE_PAGE)) {
                 let size = if level == 0 { SMALL } else { BIG };
-                return Some(((e & ADDRESS & !(size - 1)) | (addr % size), writable));
+                return Some(((target & !(size - 1)) | (addr % size), writable));
             }
-            page = ((e & ADDRESS).checked_sub(self.base)? / SMALL) as usize;
+            page = (target.checked_sub(self.base)? / SMALL) as usize;
         }
         None
     }
 
-    /// Writes leaf `entry` for `addr` at `level` (0: 4 KiB page table, 1: page directory).
-    fn set(&mut self, addr: u64, level: u32, entry: u64) -> Result<(), PagingError> {
+    /// Writes the leaf entry identity-mapping `addr` with `flags` at `level` (0: 4 KiB
+    /// page table, 1: page directory).
+    fn set(&mut self, addr: u64, level: u32, flags: Flags) -> Result<(), PagingError> {
         let mut page = 0usize;
         for l in (level + 1..4).rev() {
             page = self.next(page, index(addr, l), addr)?;
         }
         let slot = &mut self.pages[page][index(addr, level)];
-        if *slot & PRESENT != 0 {
+        if slot.flags().contains(Flags::PRESENT) {
             return Err(PagingError::Overlap(addr));
         }
-        *slot = entry;
+        slot.set_addr(PhysAddr::new(addr), flags);
         Ok(())
     }
 
     /// The table that entry `i` of table page `page` points to, created if absent.
     fn next(&mut self, page: usize, i: usize, addr: u64) -> Result<usize, PagingError> {
-        let e = self.pages[page][i];
-        if e & PRESENT != 0 {
-            if e & LARGE != 0 {
+        let e = &self.pages[page][i];
+        if e.flags().contains(Flags::PRESENT) {
+            if e.flags().contains(Flags::HUGE_PAGE) {
                 return Err(PagingError::Overlap(addr));
             }
-            return Ok(((e & ADDRESS) - self.base) as usize / SMALL as usize);
+            return Ok((e.addr().as_u64() - self.base) as usize / SMALL as usize);
         }
         if self.pages.len() >= self.max_pages {
             return Err(PagingError::Full(self.max_pages));
         }
         let new = self.pages.len();
-        self.pages.push([0; 512]);
+        self.pages.push(PageTable::new());
         // Non-leaf entries allow everything; the leaf decides.
-        self.pages[page][i] = (self.base + new as u64 * SMALL) | PRESENT | WRITABLE;
+        self.pages[page][i].set_addr(
+            PhysAddr::new(self.base + new as u64 * SMALL),
+            Flags::PRESENT | Flags::WRITABLE,
+        );
         Ok(new)
     }
+}
+
+/// The entry as the CPU reads it: its address and its flags.
+pub fn raw(e: &PageTableEntry) -> u64 {
+    e.addr().as_u64() | e.flags().bits()
 }
 
 /// Index of `addr` in a table of `level` (0 = page table ... 3 = PML4).
@@ -218,7 +234,7 @@ mod tests {
         // PML4[0] -> PDPT at base + 4 KiB.
         assert_eq!(
             &bytes[..8],
-            &(0x11000u64 | PRESENT | WRITABLE).to_le_bytes()
+            &(0x11000u64 | (Flags::PRESENT | Flags::WRITABLE).bits()).to_le_bytes()
         );
     }
 }

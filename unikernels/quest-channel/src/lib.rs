@@ -66,6 +66,7 @@
 
 mod directory;
 mod doorbell;
+mod endpoint;
 mod error;
 mod receiver;
 mod sender;

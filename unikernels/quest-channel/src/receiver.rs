@@ -1,12 +1,11 @@
 //! The reading end of a channel.
 
-use crate::directory::Opened;
 use crate::doorbell::{Doorbell, Spin};
+use crate::endpoint::Endpoint;
 use crate::error::{LayoutError, RecvError};
-use crate::sender::DEFAULT_SPIN_LIMIT;
 use crate::shared::{ChannelMemory, Shared};
-use crate::wire::{self, record_len, record_size, RECORD_HEADER_SIZE, WORD};
-use core::sync::atomic::{fence, Ordering};
+use crate::wire::{record_len, record_size, RECORD_HEADER_SIZE, WORD};
+use core::sync::atomic::Ordering;
 
 /// The reading end of a channel: the only consumer of its ring.
 ///
@@ -18,19 +17,11 @@ use core::sync::atomic::{fence, Ordering};
 /// over them concurrently can garble a message but never cause undefined behaviour.
 #[derive(Debug)]
 pub struct Receiver<D: Doorbell = Spin> {
-    shared: Shared,
+    ep: Endpoint<D>,
     /// Our index; the acknowledgement area holds a copy for the writer.
     read: u64,
     /// The writer's index as last read and checked (`read <= write_seen`).
     write_seen: u64,
-    poisoned: bool,
-    doorbell: D,
-    /// The value we last wrote to our sleep counter.
-    sleep_count: u64,
-    /// The writer's sleep counter value we last rang for.
-    rung_for: u64,
-    spin_limit: u32,
-    opened: Opened,
 }
 
 impl Receiver<Spin> {
@@ -42,7 +33,7 @@ impl Receiver<Spin> {
     pub fn open(name: &str) -> Result<Self, crate::OpenError> {
         let (mut receiver, opened) =
             crate::directory::open(name, crate::Role::Reader, Self::from_memory)?;
-        receiver.opened = opened;
+        receiver.ep.opened = opened;
         Ok(receiver)
     }
 
@@ -61,13 +52,7 @@ impl Receiver<Spin> {
         Ok(Self {
             read,
             write_seen: read,
-            poisoned: read % WORD as u64 != 0,
-            doorbell: Spin,
-            sleep_count: shared.reader_sleep().load(Ordering::Relaxed),
-            rung_for: 0,
-            spin_limit: DEFAULT_SPIN_LIMIT,
-            opened: Opened::default(),
-            shared,
+            ep: Endpoint::new(shared, read % WORD as u64 != 0, Shared::reader_sleep),
         })
     }
 }
@@ -77,55 +62,50 @@ impl<D: Doorbell> Receiver<D> {
     /// ringing it when a sleeping writer has room again.
     pub fn with_doorbell<E: Doorbell>(self, doorbell: E) -> Receiver<E> {
         Receiver {
-            shared: self.shared,
+            ep: self.ep.with_doorbell(doorbell),
             read: self.read,
             write_seen: self.write_seen,
-            poisoned: self.poisoned,
-            doorbell,
-            sleep_count: self.sleep_count,
-            rung_for: self.rung_for,
-            spin_limit: self.spin_limit,
-            opened: self.opened,
         }
     }
 
     /// Sets how many times [`Receiver::recv`] polls an empty ring before it sleeps (only
     /// with a doorbell).
     pub fn with_spin_limit(mut self, polls: u32) -> Self {
-        self.spin_limit = polls;
+        self.ep.set_spin_limit(polls);
         self
     }
 
     /// Largest message this channel can carry (a buffer this long receives any message).
     pub fn max_message_len(&self) -> usize {
-        wire::max_message_len(wire::RING_HEADER_SIZE + self.shared.ring_words() * WORD)
+        self.ep.max_message_len()
     }
 
     /// The channel's index in this sandbox's directory (0 for a receiver built from memory).
     pub fn directory_index(&self) -> usize {
-        self.opened.index
+        self.ep.opened.index
     }
 
     /// Whether the channel has been found corrupt (every call fails from then on).
     pub fn is_corrupt(&self) -> bool {
-        self.poisoned
+        self.ep.poisoned
     }
 
     fn corrupt(&mut self) -> RecvError {
-        self.poisoned = true;
+        self.ep.poisoned = true;
         RecvError::Corrupt
     }
 
     /// Receives the next message into `buf` if there is one; returns its length.
     pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<Option<usize>, RecvError> {
-        if self.poisoned {
+        if self.ep.poisoned {
             return Err(RecvError::Corrupt);
         }
         if self.read == self.write_seen {
             // Only look at the writer's line when everything seen so far is consumed.
-            let write = self.shared.write_index().load(Ordering::Acquire);
+            let write = self.ep.shared.write_index().load(Ordering::Acquire);
             // read <= write_seen <= write <= read + ring, in wrapping arithmetic.
-            if write % WORD as u64 != 0 || write.wrapping_sub(self.read) > self.shared.ring_bytes()
+            if write % WORD as u64 != 0
+                || write.wrapping_sub(self.read) > self.ep.shared.ring_bytes()
             {
                 return Err(self.corrupt());
             }
@@ -135,8 +115,8 @@ impl<D: Doorbell> Receiver<D> {
             }
         }
         let available = self.write_seen.wrapping_sub(self.read);
-        let start = self.shared.word_of(self.read);
-        let header = self.shared.load_ring(start);
+        let start = self.ep.shared.word_of(self.read);
+        let header = self.ep.shared.load_ring(start);
         let Some(len) = record_len(header) else {
             return Err(self.corrupt());
         };
@@ -148,13 +128,18 @@ impl<D: Doorbell> Receiver<D> {
         let Some(dst) = buf.get_mut(..len) else {
             return Err(RecvError::BufferTooSmall { needed: len });
         };
-        self.shared.copy_out(start + RECORD_HEADER_SIZE / WORD, dst);
+        self.ep
+            .shared
+            .copy_out(start + RECORD_HEADER_SIZE / WORD, dst);
         self.read = self.read.wrapping_add(record);
         // Frees the record: the writer's Acquire load of our index orders our loads above
         // before its stores that reuse the space.
-        self.shared.read_index().store(self.read, Ordering::Release);
+        self.ep
+            .shared
+            .read_index()
+            .store(self.read, Ordering::Release);
         if D::SLEEPS {
-            self.wake_writer();
+            self.ep.wake_peer(Shared::writer_sleep);
         }
         Ok(Some(len))
     }
@@ -167,37 +152,13 @@ impl<D: Doorbell> Receiver<D> {
             if let Some(len) = self.try_recv(buf)? {
                 return Ok(len);
             }
-            if D::SLEEPS && polls >= self.spin_limit {
-                self.sleep_until_written();
-                polls = 0;
-            } else {
-                core::hint::spin_loop();
-                polls = polls.saturating_add(1);
-            }
-        }
-    }
-
-    /// Rings the writer if it announced a sleep we have not rung for.
-    fn wake_writer(&mut self) {
-        // Pairs with the writer's fence between announcing its sleep and re-reading our
-        // index: either it sees our new index, or we see its announcement.
-        fence(Ordering::SeqCst);
-        let sleeping = self.shared.writer_sleep().load(Ordering::Relaxed);
-        if sleeping != self.rung_for {
-            self.rung_for = sleeping;
-            self.doorbell.ring(self.opened.index);
-        }
-    }
-
-    /// Announces a sleep, then sleeps unless the writer published meanwhile.
-    fn sleep_until_written(&mut self) {
-        self.sleep_count = self.sleep_count.wrapping_add(1);
-        self.shared
-            .reader_sleep()
-            .store(self.sleep_count, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
-        if self.shared.write_index().load(Ordering::Relaxed) == self.write_seen {
-            self.doorbell.wait();
+            // Sleeps unless the writer published meanwhile.
+            self.ep.pause(
+                &mut polls,
+                Shared::reader_sleep,
+                Shared::write_index,
+                self.write_seen,
+            );
         }
     }
 }

@@ -1,14 +1,11 @@
 //! The writing end of a channel.
 
-use crate::directory::Opened;
 use crate::doorbell::{Doorbell, Spin};
+use crate::endpoint::Endpoint;
 use crate::error::{LayoutError, SendError};
 use crate::shared::{ChannelMemory, Shared};
-use crate::wire::{self, record_header, record_size, RECORD_HEADER_SIZE, WORD};
-use core::sync::atomic::{fence, Ordering};
-
-/// How many times a blocked endpoint polls before it sleeps (when it has a doorbell).
-pub(crate) const DEFAULT_SPIN_LIMIT: u32 = 1 << 14;
+use crate::wire::{record_header, record_size, RECORD_HEADER_SIZE, WORD};
+use core::sync::atomic::Ordering;
 
 /// The writing end of a channel: the only producer of its ring.
 ///
@@ -16,19 +13,11 @@ pub(crate) const DEFAULT_SPIN_LIMIT: u32 = 1 << 14;
 /// index; anything else marks the channel corrupt, for good.
 #[derive(Debug)]
 pub struct Sender<D: Doorbell = Spin> {
-    shared: Shared,
+    ep: Endpoint<D>,
     /// Our index; the data area holds a copy for the reader.
     write: u64,
     /// The reader's index as last read and checked.
     read_seen: u64,
-    poisoned: bool,
-    doorbell: D,
-    /// The value we last wrote to our sleep counter.
-    sleep_count: u64,
-    /// The reader's sleep counter value we last rang for.
-    rung_for: u64,
-    spin_limit: u32,
-    opened: Opened,
 }
 
 impl Sender<Spin> {
@@ -40,7 +29,7 @@ impl Sender<Spin> {
     pub fn open(name: &str) -> Result<Self, crate::OpenError> {
         let (mut sender, opened) =
             crate::directory::open(name, crate::Role::Writer, Self::from_memory)?;
-        sender.opened = opened;
+        sender.ep.opened = opened;
         Ok(sender)
     }
 
@@ -62,13 +51,7 @@ impl Sender<Spin> {
         Ok(Self {
             write,
             read_seen: read,
-            poisoned,
-            doorbell: Spin,
-            sleep_count: shared.writer_sleep().load(Ordering::Relaxed),
-            rung_for: 0,
-            spin_limit: DEFAULT_SPIN_LIMIT,
-            opened: Opened::default(),
-            shared,
+            ep: Endpoint::new(shared, poisoned, Shared::writer_sleep),
         })
     }
 }
@@ -78,38 +61,32 @@ impl<D: Doorbell> Sender<D> {
     /// it when a sleeping reader has a new message.
     pub fn with_doorbell<E: Doorbell>(self, doorbell: E) -> Sender<E> {
         Sender {
-            shared: self.shared,
+            ep: self.ep.with_doorbell(doorbell),
             write: self.write,
             read_seen: self.read_seen,
-            poisoned: self.poisoned,
-            doorbell,
-            sleep_count: self.sleep_count,
-            rung_for: self.rung_for,
-            spin_limit: self.spin_limit,
-            opened: self.opened,
         }
     }
 
     /// Sets how many times [`Sender::send`] polls a full ring before it sleeps (only with
     /// a doorbell).
     pub fn with_spin_limit(mut self, polls: u32) -> Self {
-        self.spin_limit = polls;
+        self.ep.set_spin_limit(polls);
         self
     }
 
     /// Largest message this channel can carry.
     pub fn max_message_len(&self) -> usize {
-        wire::max_message_len(RING_HEADER_BYTES + self.shared.ring_words() * WORD)
+        self.ep.max_message_len()
     }
 
     /// The channel's index in this sandbox's directory (0 for a sender built from memory).
     pub fn directory_index(&self) -> usize {
-        self.opened.index
+        self.ep.opened.index
     }
 
     /// Whether the channel has been found corrupt (every call fails from then on).
     pub fn is_corrupt(&self) -> bool {
-        self.poisoned
+        self.ep.poisoned
     }
 
     /// `read` is a plausible reader index: a word multiple between `seen` (the last one
@@ -122,7 +99,7 @@ impl<D: Doorbell> Sender<D> {
 
     /// Sends `msg` if the ring has room for it now.
     pub fn try_send(&mut self, msg: &[u8]) -> Result<(), SendError> {
-        if self.poisoned {
+        if self.ep.poisoned {
             return Err(SendError::Corrupt);
         }
         let max = self.max_message_len();
@@ -134,12 +111,12 @@ impl<D: Doorbell> Sender<D> {
         }
         // Cannot overflow: msg.len() <= max < ring size.
         let record = record_size(msg.len()).unwrap_or(usize::MAX) as u64;
-        let ring = self.shared.ring_bytes();
+        let ring = self.ep.shared.ring_bytes();
         if ring - self.write.wrapping_sub(self.read_seen) < record {
             // Only now look at the reader's line: a sender with room never touches it.
-            let read = self.shared.read_index().load(Ordering::Acquire);
-            if !Self::read_index_plausible(read, self.read_seen, self.write, &self.shared) {
-                self.poisoned = true;
+            let read = self.ep.shared.read_index().load(Ordering::Acquire);
+            if !Self::read_index_plausible(read, self.read_seen, self.write, &self.ep.shared) {
+                self.ep.poisoned = true;
                 return Err(SendError::Corrupt);
             }
             self.read_seen = read;
@@ -147,19 +124,23 @@ impl<D: Doorbell> Sender<D> {
                 return Err(SendError::Full);
             }
         }
-        let start = self.shared.word_of(self.write);
+        let start = self.ep.shared.word_of(self.write);
         // The length fits in 32 bits: max_message_len caps it.
-        self.shared
+        self.ep
+            .shared
             .store_ring(start, record_header(msg.len() as u32));
-        self.shared.copy_in(start + RECORD_HEADER_SIZE / WORD, msg);
+        self.ep
+            .shared
+            .copy_in(start + RECORD_HEADER_SIZE / WORD, msg);
         self.write = self.write.wrapping_add(record);
         // Publishes the record: the reader's Acquire load of the index sees every store
         // above.
-        self.shared
+        self.ep
+            .shared
             .write_index()
             .store(self.write, Ordering::Release);
         if D::SLEEPS {
-            self.wake_reader();
+            self.ep.wake_peer(Shared::reader_sleep);
         }
         Ok(())
     }
@@ -173,40 +154,13 @@ impl<D: Doorbell> Sender<D> {
                 Err(SendError::Full) => {}
                 done => return done,
             }
-            if D::SLEEPS && polls >= self.spin_limit {
-                self.sleep_until_read();
-                polls = 0;
-            } else {
-                core::hint::spin_loop();
-                polls = polls.saturating_add(1);
-            }
-        }
-    }
-
-    /// Rings the reader if it announced a sleep we have not rung for.
-    fn wake_reader(&mut self) {
-        // Pairs with the reader's fence between announcing its sleep and re-reading our
-        // index: either it sees our new index, or we see its announcement.
-        fence(Ordering::SeqCst);
-        let sleeping = self.shared.reader_sleep().load(Ordering::Relaxed);
-        if sleeping != self.rung_for {
-            self.rung_for = sleeping;
-            self.doorbell.ring(self.opened.index);
-        }
-    }
-
-    /// Announces a sleep, then sleeps unless the reader moved meanwhile.
-    fn sleep_until_read(&mut self) {
-        self.sleep_count = self.sleep_count.wrapping_add(1);
-        self.shared
-            .writer_sleep()
-            .store(self.sleep_count, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
-        if self.shared.read_index().load(Ordering::Relaxed) == self.read_seen {
-            self.doorbell.wait();
+            // Sleeps unless the reader moved meanwhile.
+            self.ep.pause(
+                &mut polls,
+                Shared::writer_sleep,
+                Shared::read_index,
+                self.read_seen,
+            );
         }
     }
 }
-
-/// Data-area bytes before the ring.
-const RING_HEADER_BYTES: usize = wire::RING_HEADER_SIZE;

@@ -13,10 +13,9 @@
 use super::toolchain::Toolchain;
 use super::{HermitDirs, HermitError};
 use crate::build::cargo::{cargo, pick_executable, run_build, AppPackage};
-use crate::build::{BuildError, Progress};
+use crate::build::Progress;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use xshell::Shell;
 
 /// The target std applications are built for.
 pub const APP_TARGET: &str = "x86_64-unknown-hermit";
@@ -41,22 +40,17 @@ pub fn build_app(
     target_dir: &Path,
     progress: &Progress,
 ) -> Result<PathBuf, HermitError> {
-    let AppPackage {
-        dir: app_dir,
-        manifest,
-        name,
-    } = AppPackage::at(app_dir)?;
+    let app = AppPackage::at(app_dir)?;
     let kernel = std::path::absolute(kernel).map_err(HermitError::io(kernel))?;
     let bytes = std::fs::read(&kernel).map_err(HermitError::io(&kernel))?;
     let hash = hex16(&Sha256::digest(&bytes));
-    progress.step("Compiling", format!("app {name} (hermit)"));
+    progress.step("Compiling", format!("app {} (hermit)", app.name));
 
-    let sh = Shell::new().map_err(BuildError::from)?;
-    sh.change_dir(&app_dir);
+    let sh = app.shell()?;
     let cmd = cargo(&sh, Some(&toolchain.name))
         .env("CARGO_ENCODED_RUSTFLAGS", app_rustflags(&kernel, &hash))
         .args(["build", "--quiet", "--release", "--manifest-path"])
-        .arg(&manifest)
+        .arg(&app.manifest)
         .args([
             "--target",
             APP_TARGET,
@@ -65,7 +59,7 @@ pub fn build_app(
         ])
         .arg("--target-dir")
         .arg(target_dir);
-    let what = format!("app {name} for Hermit");
+    let what = format!("app {} for Hermit", app.name);
     let artifacts = run_build(cmd, &what)?;
     Ok(pick_executable(artifacts, &what, None)?)
 }

@@ -28,8 +28,7 @@ use crate::build::{BuildError, Progress, Workspace};
 use crate::plan::{BootLayout, Plan, SandboxImage};
 use memory::MemoryError;
 use quest_abi::layout::{
-    BOOT_INFO_GPA, DIRECTORY_GPA, HERMIT_BOOT_STACK_GPA, HERMIT_BOOT_TIME_NS_GPA,
-    HERMIT_KERNEL_GPA, HERMIT_TSC_KHZ_GPA, PAGE_TABLES_GPA,
+    HERMIT_BOOT_STACK_GPA, HERMIT_BOOT_TIME_NS_GPA, HERMIT_KERNEL_GPA, HERMIT_TSC_KHZ_GPA,
 };
 use quest_abi::Runtime;
 use std::path::{Path, PathBuf};
@@ -54,14 +53,9 @@ impl SandboxRuntime for Hermit {
     /// boot time (nanoseconds). Hermit has no notion of a launch count.
     fn boot_layout(&self, has_channels: bool) -> BootLayout {
         BootLayout {
-            boot_info_gpa: BOOT_INFO_GPA,
-            page_table_gpa: PAGE_TABLES_GPA,
-            image_gpa: HERMIT_KERNEL_GPA,
-            directory_gpa: has_channels.then_some(DIRECTORY_GPA),
             patch_tsc_khz_gpa: Some(HERMIT_TSC_KHZ_GPA),
-            patch_boot_time_gpa: None,
-            patch_launch_count_gpa: None,
             patch_boot_time_ns_gpa: Some(HERMIT_BOOT_TIME_NS_GPA),
+            ..BootLayout::fixed(HERMIT_KERNEL_GPA, has_channels)
         }
     }
 
@@ -200,7 +194,7 @@ pub fn build_unikernel(
     // sandboxes): the second waits, then finds everything cached. Other processes are
     // kept apart by cargo's own locks and unique staging names.
     let _one_at_a_time = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
-    let toolchain = toolchain::ensure(progress)?;
+    let toolchain = toolchain::ensure(dirs, progress)?;
     let kernel = kernel::kernel_archive(&toolchain, dirs, progress)?;
     app::build_app(
         &toolchain,

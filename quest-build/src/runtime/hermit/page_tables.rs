@@ -25,13 +25,6 @@
 use crate::runtime::paging::{PageTables, PagingError};
 use quest_abi::LARGE_PAGE_SIZE;
 
-/// Entry bits (Intel SDM Vol. 3A, 4.5, Tables 4-14 to 4-18).
-const PRESENT: u64 = 1;
-const WRITABLE: u64 = 1 << 1;
-/// PS: the PD entry maps a 2 MiB page.
-#[cfg(test)]
-const HUGE: u64 = 1 << 7;
-
 const PAGE: u64 = 4096;
 const ENTRIES: u64 = 512;
 /// RAM one page directory maps (512 x 2 MiB).
@@ -129,16 +122,15 @@ pub fn hermit_page_tables(
         }
         tables.map(w.gpa, w.size, w.writable)?;
     }
-    let mut bytes = tables.to_bytes();
-    let slot = RECURSIVE_SLOT * 8;
-    bytes[slot..slot + 8].copy_from_slice(&(base | PRESENT | WRITABLE).to_le_bytes());
-    Ok(bytes)
+    tables.map_recursive(RECURSIVE_SLOT);
+    Ok(tables.to_bytes())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use quest_abi::layout::{PAGE_TABLES_END, PAGE_TABLES_GPA};
+    use x86_64::structures::paging::PageTableFlags as Flags;
 
     const AREA: u64 = PAGE_TABLES_END - PAGE_TABLES_GPA;
 
@@ -166,12 +158,13 @@ mod tests {
             for level in (1..=4).rev() {
                 let index = (va >> (12 + 9 * (level - 1))) & 0x1ff;
                 let e = self.entry(table, index);
-                if e & PRESENT == 0 {
+                let flags = Flags::from_bits_retain(e);
+                if !flags.contains(Flags::PRESENT) {
                     return None;
                 }
-                writable &= e & WRITABLE != 0;
-                let addr = e & 0x000f_ffff_ffff_f000;
-                if level == 2 && e & HUGE != 0 {
+                writable &= flags.contains(Flags::WRITABLE);
+                let addr = e & !Flags::all().bits();
+                if level == 2 && flags.contains(Flags::HUGE_PAGE) {
                     return Some((addr + (va & (LARGE_PAGE_SIZE - 1)), true, writable));
                 }
                 if level == 1 {
@@ -221,7 +214,7 @@ mod tests {
         let w = walker(4 << 20);
         let e = w.entry(PAGE_TABLES_GPA, 511);
         assert_eq!(e & !0xfff, PAGE_TABLES_GPA);
-        assert_eq!(e & (PRESENT | WRITABLE), PRESENT | WRITABLE);
+        assert!(Flags::from_bits_retain(e).contains(Flags::PRESENT | Flags::WRITABLE));
         // The recursive address of the PML4 (slot 511 four times) reads the PML4 page:
         // walking it ends at the PML4's own frame.
         let recursive_pml4: u64 = 0xffff_ffff_ffff_f000;

@@ -210,8 +210,7 @@ mod tests {
     #[test]
     fn renames_globals_and_sets_osabi_in_a_real_archive() {
         let (tools, bin) = host_tools();
-        let dir = std::env::temp_dir().join(format!("quest-hermit-pp-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::scratch::scratch_dir("hermit-pp");
         let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
         let sources = [
             (
