@@ -7,7 +7,7 @@ use crate::system::{ChannelPlacement, SandboxPlacement};
 use core::fmt;
 use quest_abi::layout::DIRECTORY_SIZE;
 use quest_abi::memory::{host_memory_needed, LOW_MEMORY_RESERVE as LOW_MEMORY};
-use quest_abi::{TableView, LARGE_PAGE_SIZE, MAX_CHANNELS, MAX_SANDBOXES};
+use quest_abi::{SandboxId, TableView, LARGE_PAGE_SIZE, MAX_CHANNELS, MAX_SANDBOXES};
 use quest_monitor_core::placement::{place, PlacementError, Range};
 /// The frame pool is at least this large whatever the table reserves.
 const MIN_POOL: u64 = 4 << 20;
@@ -59,9 +59,9 @@ pub enum Request {
     /// The monitor's frame pool.
     Pool,
     /// A sandbox's RAM.
-    Ram(usize),
+    Ram(SandboxId),
     /// A sandbox's channel directory page.
-    Directory(usize),
+    Directory(SandboxId),
     /// A channel's data and ack areas.
     Channel(usize),
 }
@@ -180,9 +180,9 @@ pub fn plan(
     };
     requests.push(Request::Pool, pool_size);
     for sandbox in table.sandboxes() {
-        requests.push(Request::Ram(sandbox.index()), sandbox.ram_size());
+        requests.push(Request::Ram(sandbox.id()), sandbox.ram_size());
         if sandbox.directory_gpa().is_some() {
-            requests.push(Request::Directory(sandbox.index()), DIRECTORY_SIZE);
+            requests.push(Request::Directory(sandbox.id()), DIRECTORY_SIZE);
         }
     }
     for channel in table.channels() {
@@ -229,8 +229,8 @@ pub fn plan(
     for (i, what) in requests.what[..requests.count].iter().enumerate() {
         match *what {
             Request::Pool => {}
-            Request::Ram(s) => layout.sandboxes[s].ram_hpa = out[i],
-            Request::Directory(s) => layout.sandboxes[s].directory_hpa = out[i],
+            Request::Ram(s) => layout.sandboxes[s.index()].ram_hpa = out[i],
+            Request::Directory(s) => layout.sandboxes[s.index()].directory_hpa = out[i],
             Request::Channel(c) => layout.channels[c].hpa = out[i],
         }
     }
@@ -253,7 +253,7 @@ pub fn print(layout: &Layout, table: &TableView<'_>) {
     );
     for sandbox in table.sandboxes() {
         let name = sandbox.name();
-        let p = &layout.sandboxes[sandbox.index()];
+        let p = &layout.sandboxes[sandbox.id().index()];
         line(
             format_args!("sandbox '{name}' RAM"),
             p.ram_hpa,

@@ -5,7 +5,7 @@
 use crate::system::{ChannelPlacement, SandboxPlacement};
 use core::sync::atomic::{AtomicU64, Ordering};
 use quest_abi::layout::DIRECTORY_SIZE;
-use quest_abi::TableView;
+use quest_abi::{SandboxId, TableView};
 use quest_monitor_core::uncovered::uncovered;
 
 /// Bytes of sandbox RAM zeroed at boot and the TSC cycles that took: the monitor's own
@@ -36,9 +36,9 @@ pub fn load_sandbox(
     table: &TableView<'_>,
     payload_area: &[u8],
     placements: &[SandboxPlacement],
-    s: usize,
+    s: SandboxId,
 ) {
-    let (Some(sandbox), Some(place)) = (table.sandbox(s), placements.get(s)) else {
+    let (Some(sandbox), Some(place)) = (table.sandbox(s), placements.get(s.index())) else {
         return;
     };
     let ram = sandbox.ram_size();
@@ -46,8 +46,8 @@ pub fn load_sandbox(
     let in_ram = sandbox
         .payloads()
         .map(|p| p.gpa())
-        .filter(|gpa| gpa.end <= ram)
-        .map(|gpa| (gpa.start, gpa.end));
+        .map(|gpa| (gpa.start.as_u64(), gpa.end.as_u64()))
+        .filter(|&(_, end)| end <= ram);
     let started = crate::arch::tsc::now();
     let mut zeroed = 0;
     // SAFETY: placement gave this sandbox `ram` bytes at `ram_hpa` and one directory
@@ -75,14 +75,18 @@ pub fn load_sandbox(
         // Validate put every payload inside RAM or the directory; check again anyway so
         // a copy can never leave the sandbox's own memory.
         let gpa = p.gpa();
-        let dest = if gpa.end <= ram {
-            place.ram_hpa + gpa.start
-        } else if let Some(dir) = sandbox
+        let dest = if gpa.end.as_u64() <= ram {
+            place.ram_hpa + gpa.start.as_u64()
+        } else if let Some(offset) = sandbox
             .directory_gpa()
-            .filter(|&dir| place.directory_hpa != 0 && gpa.start >= dir)
-            .filter(|&dir| gpa.end - dir <= DIRECTORY_SIZE)
+            .filter(|_| place.directory_hpa != 0)
+            .and_then(|dir| {
+                let start = gpa.start.checked_offset_from(dir)?;
+                let end = gpa.end.checked_offset_from(dir)?;
+                (end <= DIRECTORY_SIZE).then_some(start)
+            })
         {
-            place.directory_hpa + (gpa.start - dir)
+            place.directory_hpa + offset
         } else {
             continue;
         };

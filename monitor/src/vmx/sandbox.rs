@@ -4,7 +4,7 @@
 use super::host::alloc_frame;
 use crate::system::System;
 use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
-use quest_abi::{MAX_SANDBOXES, MAX_VCPUS_PER_SANDBOX};
+use quest_abi::{SandboxId, MAX_SANDBOXES, MAX_VCPUS_PER_SANDBOX};
 use quest_monitor_core::ept::EptMemory;
 use quest_monitor_core::exit::REASON_COUNT;
 use quest_monitor_core::io_bitmap::{build_io_bitmaps, IO_BITMAPS_SIZE};
@@ -61,12 +61,12 @@ static RESOURCES: [spin::Once<Result<SandboxVmx, SetupError>>; MAX_SANDBOXES] =
     [const { spin::Once::new() }; MAX_SANDBOXES];
 
 /// The sandbox's VMX structures, built by the first of its vCPUs to ask.
-pub fn resources(sys: &System, s: usize) -> Result<SandboxVmx, SetupError> {
-    *RESOURCES[s].call_once(|| build(sys, s))
+pub fn resources(sys: &System, s: SandboxId) -> Result<SandboxVmx, SetupError> {
+    *RESOURCES[s.index()].call_once(|| build(sys, s))
 }
 
-fn build(sys: &System, s: usize) -> Result<SandboxVmx, SetupError> {
-    let place = sys.sandboxes[s];
+fn build(sys: &System, s: SandboxId) -> Result<SandboxVmx, SetupError> {
+    let place = sys.sandboxes[s.index()];
     let mut channel_hpas = [0u64; quest_abi::MAX_CHANNELS];
     for (slot, c) in channel_hpas.iter_mut().zip(sys.channels) {
         *slot = c.hpa;
@@ -76,7 +76,8 @@ fn build(sys: &System, s: usize) -> Result<SandboxVmx, SetupError> {
         directory_hpa: place.directory_hpa,
         channel_hpas: &channel_hpas[..sys.channels.len().min(quest_abi::MAX_CHANNELS)],
     };
-    let ept = build_sandbox_ept(sys.table.raw(), s, &host, PoolFrames).map_err(SetupError::Ept)?;
+    let ept = build_sandbox_ept(sys.table.raw(), s.index(), &host, PoolFrames)
+        .map_err(SetupError::Ept)?;
 
     let io = crate::frame_pool::alloc_zeroed(2).ok_or(SetupError::OutOfFrames)?;
     // SAFETY: two fresh contiguous frames, identity mapped, not shared yet.
@@ -167,6 +168,6 @@ impl SandboxState {
 static STATES: [SandboxState; MAX_SANDBOXES] = [const { SandboxState::new() }; MAX_SANDBOXES];
 
 /// The run state of sandbox `s` (< `MAX_SANDBOXES`).
-pub fn state(s: usize) -> &'static SandboxState {
-    &STATES[s % MAX_SANDBOXES]
+pub fn state(s: SandboxId) -> &'static SandboxState {
+    &STATES[s.index() % MAX_SANDBOXES]
 }
