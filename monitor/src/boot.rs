@@ -29,13 +29,8 @@ struct Placed {
 // is published to other cores; read-only afterwards.
 unsafe impl Sync for Placed {}
 static PLACED: Placed = Placed {
-    sandboxes: UnsafeCell::new(
-        [SandboxPlacement {
-            ram_hpa: 0,
-            directory_hpa: 0,
-        }; MAX_SANDBOXES],
-    ),
-    channels: UnsafeCell::new([ChannelPlacement { hpa: 0 }; MAX_CHANNELS]),
+    sandboxes: UnsafeCell::new([SandboxPlacement::UNPLACED; MAX_SANDBOXES]),
+    channels: UnsafeCell::new([ChannelPlacement::UNPLACED; MAX_CHANNELS]),
     apic_ids: UnsafeCell::new([0; MAX_CORES as usize]),
 };
 

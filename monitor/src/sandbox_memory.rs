@@ -5,7 +5,7 @@
 use crate::system::{ChannelPlacement, SandboxPlacement};
 use core::sync::atomic::{AtomicU64, Ordering};
 use quest_abi::layout::DIRECTORY_SIZE;
-use quest_abi::{SandboxId, TableView};
+use quest_abi::{HostPhysAddr, SandboxId, TableView};
 use quest_monitor_core::uncovered::uncovered;
 
 /// Bytes of sandbox RAM zeroed at boot and the TSC cycles that took: the monitor's own
@@ -25,9 +25,9 @@ pub fn one_pass_cycles(bytes: u64) -> Option<u64> {
 ///
 /// # Safety
 /// The range must be identity-mapped RAM placed for a sandbox or channel, not in use.
-unsafe fn zero(hpa: u64, len: u64) {
+unsafe fn zero(hpa: HostPhysAddr, len: u64) {
     // SAFETY: per the contract.
-    unsafe { core::ptr::write_bytes(hpa as *mut u8, 0, len as usize) };
+    unsafe { core::ptr::write_bytes(hpa.as_u64() as *mut u8, 0, len as usize) };
 }
 
 /// Loads sandbox `s`: zeroes its RAM and directory page and copies its payloads.
@@ -56,11 +56,13 @@ pub fn load_sandbox(
     // ranges inside `[0, ram)`.
     unsafe {
         uncovered(ram, in_ram, |start, end| {
-            zero(place.ram_hpa + start, end - start);
-            zeroed += end - start;
+            if let Some(hpa) = place.ram_hpa.checked_add(start) {
+                zero(hpa, end - start);
+                zeroed += end - start;
+            }
         });
-        if place.directory_hpa != 0 {
-            zero(place.directory_hpa, DIRECTORY_SIZE);
+        if let Some(directory_hpa) = place.directory_hpa {
+            zero(directory_hpa, DIRECTORY_SIZE);
         }
     }
     ZEROED_CYCLES.fetch_add(
@@ -76,23 +78,25 @@ pub fn load_sandbox(
         // a copy can never leave the sandbox's own memory.
         let gpa = p.gpa();
         let dest = if gpa.end.as_u64() <= ram {
-            place.ram_hpa + gpa.start.as_u64()
-        } else if let Some(offset) = sandbox
-            .directory_gpa()
-            .filter(|_| place.directory_hpa != 0)
-            .and_then(|dir| {
-                let start = gpa.start.checked_offset_from(dir)?;
-                let end = gpa.end.checked_offset_from(dir)?;
-                (end <= DIRECTORY_SIZE).then_some(start)
-            })
-        {
-            place.directory_hpa + offset
+            place.ram_hpa.checked_add(gpa.start.as_u64())
         } else {
+            sandbox
+                .directory_gpa()
+                .zip(place.directory_hpa)
+                .and_then(|(dir, dir_hpa)| {
+                    let start = gpa.start.checked_offset_from(dir)?;
+                    let end = gpa.end.checked_offset_from(dir)?;
+                    (end <= DIRECTORY_SIZE).then(|| dir_hpa.checked_add(start))?
+                })
+        };
+        let Some(dest) = dest else {
             continue;
         };
         // SAFETY: `dest..dest + size` lies inside this sandbox's placed memory (checked
         // above); the source is the monitor image, which never overlaps placed memory.
-        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), dest as *mut u8, bytes.len()) };
+        unsafe {
+            core::ptr::copy_nonoverlapping(bytes.as_ptr(), dest.as_u64() as *mut u8, bytes.len())
+        };
     }
 }
 

@@ -12,22 +12,37 @@
 //! - Frames for VMXON regions, VMCSs, EPT tables and bitmaps come from
 //!   `crate::frame_pool::alloc_zeroed`; host GS base is `crate::arch::cpu::gs_base()`.
 
-use quest_abi::{CoreId, SandboxId, TableView};
+use quest_abi::{CoreId, HostPhysAddr, SandboxId, TableView};
 
 /// Host-physical placement of one sandbox (chosen at boot, printed).
 #[derive(Clone, Copy, Debug)]
 pub struct SandboxPlacement {
     /// Host-physical base of guest RAM (guest-physical 0), 2 MiB aligned.
-    pub ram_hpa: u64,
-    /// Host-physical base of the sandbox's channel directory page (0 if none).
-    pub directory_hpa: u64,
+    pub ram_hpa: HostPhysAddr,
+    /// Host-physical base of the sandbox's channel directory page, if it has one.
+    pub directory_hpa: Option<HostPhysAddr>,
+}
+
+impl SandboxPlacement {
+    /// Not placed (yet).
+    pub const UNPLACED: Self = Self {
+        ram_hpa: HostPhysAddr::ZERO,
+        directory_hpa: None,
+    };
 }
 
 /// Host-physical placement of one channel: `[data][ack]` contiguous, 2 MiB aligned.
 #[derive(Clone, Copy, Debug)]
 pub struct ChannelPlacement {
     /// Host-physical base of the data area; the ack area follows it.
-    pub hpa: u64,
+    pub hpa: HostPhysAddr,
+}
+
+impl ChannelPlacement {
+    /// Not placed (yet).
+    pub const UNPLACED: Self = Self {
+        hpa: HostPhysAddr::ZERO,
+    };
 }
 
 /// Everything the vmx half needs.

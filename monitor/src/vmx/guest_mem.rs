@@ -3,13 +3,13 @@
 //! host-physical address `ram_hpa + gpa` is touched.
 
 use crate::system::System;
-use quest_abi::{GuestPhysAddr, SandboxId};
+use quest_abi::{GuestPhysAddr, HostPhysAddr, SandboxId};
 use quest_monitor_core::guest_memory::{ram_range, GuestRam};
 
 /// One sandbox's RAM as the monitor sees it (identity-mapped host memory).
 #[derive(Clone, Copy, Debug)]
 pub struct GuestMem {
-    ram_hpa: u64,
+    ram_hpa: HostPhysAddr,
     ram_size: u64,
 }
 
@@ -49,7 +49,9 @@ impl GuestMem {
     /// inside the sandbox's RAM.
     fn host_address(&self, gpa: GuestPhysAddr, len: usize) -> Option<u64> {
         ram_range(gpa.as_u64(), len as u64, self.ram_size)?;
-        self.ram_hpa.checked_add(gpa.as_u64())
+        self.ram_hpa
+            .checked_add(gpa.as_u64())
+            .map(HostPhysAddr::as_u64)
     }
 
     /// Reads a little-endian u64; `None` if outside RAM.
