@@ -17,7 +17,7 @@ use crate::build;
 use crate::plan::{BootLayout, Plan, SandboxImage};
 use quest_abi::bootinfo::{BOOT_TIME_OFFSET, LAUNCH_COUNT_OFFSET, TSC_KHZ_OFFSET};
 use quest_abi::layout::{BARE_IMAGE_GPA, BARE_STACK_SIZE, BOOT_INFO_GPA, PAGE_TABLES_GPA};
-use quest_abi::Runtime;
+use quest_abi::{GuestPhysAddr, Runtime};
 use std::path::{Path, PathBuf};
 
 /// Smallest RAM a bare sandbox runs in: image at 2 MiB, stack, heap.
@@ -38,13 +38,14 @@ impl SandboxRuntime for Bare {
 
     fn boot_layout(&self, has_channels: bool) -> BootLayout {
         BootLayout {
-            boot_info_gpa: BOOT_INFO_GPA,
-            page_table_gpa: PAGE_TABLES_GPA,
-            image_gpa: BARE_IMAGE_GPA,
-            directory_gpa: has_channels.then_some(quest_abi::layout::DIRECTORY_GPA),
-            patch_tsc_khz_gpa: Some(BOOT_INFO_GPA + TSC_KHZ_OFFSET),
-            patch_boot_time_gpa: Some(BOOT_INFO_GPA + BOOT_TIME_OFFSET),
-            patch_launch_count_gpa: Some(BOOT_INFO_GPA + LAUNCH_COUNT_OFFSET),
+            boot_info_gpa: GuestPhysAddr::new(BOOT_INFO_GPA),
+            page_table_gpa: GuestPhysAddr::new(PAGE_TABLES_GPA),
+            image_gpa: GuestPhysAddr::new(BARE_IMAGE_GPA),
+            directory_gpa: has_channels
+                .then_some(GuestPhysAddr::new(quest_abi::layout::DIRECTORY_GPA)),
+            patch_tsc_khz_gpa: Some(GuestPhysAddr::new(BOOT_INFO_GPA + TSC_KHZ_OFFSET)),
+            patch_boot_time_gpa: Some(GuestPhysAddr::new(BOOT_INFO_GPA + BOOT_TIME_OFFSET)),
+            patch_launch_count_gpa: Some(GuestPhysAddr::new(BOOT_INFO_GPA + LAUNCH_COUNT_OFFSET)),
             patch_boot_time_ns_gpa: None,
         }
     }

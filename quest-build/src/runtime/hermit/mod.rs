@@ -31,7 +31,7 @@ use quest_abi::layout::{
     BOOT_INFO_GPA, DIRECTORY_GPA, HERMIT_BOOT_STACK_GPA, HERMIT_BOOT_TIME_NS_GPA,
     HERMIT_KERNEL_GPA, HERMIT_TSC_KHZ_GPA, PAGE_TABLES_GPA,
 };
-use quest_abi::Runtime;
+use quest_abi::{GuestPhysAddr, Runtime};
 use std::path::{Path, PathBuf};
 
 /// Smallest RAM a Hermit sandbox runs in: kernel, application and its heap.
@@ -54,14 +54,14 @@ impl SandboxRuntime for Hermit {
     /// boot time (nanoseconds). Hermit has no notion of a launch count.
     fn boot_layout(&self, has_channels: bool) -> BootLayout {
         BootLayout {
-            boot_info_gpa: BOOT_INFO_GPA,
-            page_table_gpa: PAGE_TABLES_GPA,
-            image_gpa: HERMIT_KERNEL_GPA,
-            directory_gpa: has_channels.then_some(DIRECTORY_GPA),
-            patch_tsc_khz_gpa: Some(HERMIT_TSC_KHZ_GPA),
+            boot_info_gpa: GuestPhysAddr::new(BOOT_INFO_GPA),
+            page_table_gpa: GuestPhysAddr::new(PAGE_TABLES_GPA),
+            image_gpa: GuestPhysAddr::new(HERMIT_KERNEL_GPA),
+            directory_gpa: has_channels.then_some(GuestPhysAddr::new(DIRECTORY_GPA)),
+            patch_tsc_khz_gpa: Some(GuestPhysAddr::new(HERMIT_TSC_KHZ_GPA)),
             patch_boot_time_gpa: None,
             patch_launch_count_gpa: None,
-            patch_boot_time_ns_gpa: Some(HERMIT_BOOT_TIME_NS_GPA),
+            patch_boot_time_ns_gpa: Some(GuestPhysAddr::new(HERMIT_BOOT_TIME_NS_GPA)),
         }
     }
 
