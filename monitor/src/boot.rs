@@ -10,7 +10,7 @@ use crate::{bootinfo, cores, frame_pool, memory, sandbox_memory, smp};
 use core::cell::UnsafeCell;
 use core::fmt::Display;
 use quest_abi::MAX_CHANNELS;
-use quest_abi::{MAX_CORES, MAX_SANDBOXES};
+use quest_abi::{CoreId, MAX_CORES, MAX_SANDBOXES};
 
 /// The boot core's emergency (IST) stack; APs get theirs from the frame pool.
 #[repr(C, align(16))]
@@ -29,13 +29,8 @@ struct Placed {
 // is published to other cores; read-only afterwards.
 unsafe impl Sync for Placed {}
 static PLACED: Placed = Placed {
-    sandboxes: UnsafeCell::new(
-        [SandboxPlacement {
-            ram_hpa: 0,
-            directory_hpa: 0,
-        }; MAX_SANDBOXES],
-    ),
-    channels: UnsafeCell::new([ChannelPlacement { hpa: 0 }; MAX_CHANNELS]),
+    sandboxes: UnsafeCell::new([SandboxPlacement::UNPLACED; MAX_SANDBOXES]),
+    channels: UnsafeCell::new([ChannelPlacement::UNPLACED; MAX_CHANNELS]),
     apic_ids: UnsafeCell::new([0; MAX_CORES as usize]),
 };
 
@@ -119,8 +114,8 @@ pub unsafe fn run(magic: u32, mbi_addr: u64) -> ! {
     frame_pool::init(layout.pool);
 
     let system_parts = publish(&layout, &blob, cores.apic_ids());
-    for s in 0..table.sandbox_count() {
-        sandbox_memory::load_sandbox(&table, blob.payload_area, system_parts.0, s);
+    for s in table.sandboxes() {
+        sandbox_memory::load_sandbox(&table, blob.payload_area, system_parts.0, s.id());
     }
     sandbox_memory::zero_channels(&table, system_parts.1);
     crate::println!("quest: sandbox memory initialised (payloads copied, the rest zeroed)");
@@ -138,7 +133,7 @@ pub unsafe fn run(magic: u32, mbi_addr: u64) -> ! {
 
     let mut needed = [false; MAX_CORES as usize];
     for v in table.vcpus() {
-        needed[v.core()] = true;
+        needed[v.core().index()] = true;
     }
     check(smp::start_aps(
         &info,
@@ -162,7 +157,7 @@ pub unsafe fn run(magic: u32, mbi_addr: u64) -> ! {
         boot_time_us,
         started_cores: 1 + needed.iter().skip(1).filter(|&&n| n).count(),
     });
-    smp::enter(0, system)
+    smp::enter(CoreId::new(0), system)
 }
 
 /// The wall-clock time (microseconds since the Unix epoch) at which the TSC read 0, from

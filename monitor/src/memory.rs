@@ -7,7 +7,7 @@ use crate::system::{ChannelPlacement, SandboxPlacement};
 use core::fmt;
 use quest_abi::layout::DIRECTORY_SIZE;
 use quest_abi::memory::{host_memory_needed, LOW_MEMORY_RESERVE as LOW_MEMORY};
-use quest_abi::{TableView, LARGE_PAGE_SIZE, MAX_CHANNELS, MAX_SANDBOXES};
+use quest_abi::{HostPhysAddr, SandboxId, TableView, LARGE_PAGE_SIZE, MAX_CHANNELS, MAX_SANDBOXES};
 use quest_monitor_core::placement::{place, PlacementError, Range};
 /// The frame pool is at least this large whatever the table reserves.
 const MIN_POOL: u64 = 4 << 20;
@@ -59,9 +59,9 @@ pub enum Request {
     /// The monitor's frame pool.
     Pool,
     /// A sandbox's RAM.
-    Ram(usize),
+    Ram(SandboxId),
     /// A sandbox's channel directory page.
-    Directory(usize),
+    Directory(SandboxId),
     /// A channel's data and ack areas.
     Channel(usize),
 }
@@ -180,9 +180,9 @@ pub fn plan(
     };
     requests.push(Request::Pool, pool_size);
     for sandbox in table.sandboxes() {
-        requests.push(Request::Ram(sandbox.index()), sandbox.ram_size());
+        requests.push(Request::Ram(sandbox.id()), sandbox.ram_size());
         if sandbox.directory_gpa().is_some() {
-            requests.push(Request::Directory(sandbox.index()), DIRECTORY_SIZE);
+            requests.push(Request::Directory(sandbox.id()), DIRECTORY_SIZE);
         }
     }
     for channel in table.channels() {
@@ -198,7 +198,7 @@ pub fn plan(
         });
     }
 
-    let mut out = [0u64; MAX_REQUESTS];
+    let mut out = [HostPhysAddr::ZERO; MAX_REQUESTS];
     place(
         &usable[..usable_count],
         &reserved[..reserved_count],
@@ -219,18 +219,15 @@ pub fn plan(
     })?;
 
     let mut layout = Layout {
-        pool: Range::sized(out[0], pool_size),
-        sandboxes: [SandboxPlacement {
-            ram_hpa: 0,
-            directory_hpa: 0,
-        }; MAX_SANDBOXES],
-        channels: [ChannelPlacement { hpa: 0 }; MAX_CHANNELS],
+        pool: Range::sized(out[0].as_u64(), pool_size),
+        sandboxes: [SandboxPlacement::UNPLACED; MAX_SANDBOXES],
+        channels: [ChannelPlacement::UNPLACED; MAX_CHANNELS],
     };
     for (i, what) in requests.what[..requests.count].iter().enumerate() {
         match *what {
             Request::Pool => {}
-            Request::Ram(s) => layout.sandboxes[s].ram_hpa = out[i],
-            Request::Directory(s) => layout.sandboxes[s].directory_hpa = out[i],
+            Request::Ram(s) => layout.sandboxes[s.index()].ram_hpa = out[i],
+            Request::Directory(s) => layout.sandboxes[s.index()].directory_hpa = Some(out[i]),
             Request::Channel(c) => layout.channels[c].hpa = out[i],
         }
     }
@@ -239,30 +236,30 @@ pub fn plan(
 
 /// Prints the placement, one line per allocation.
 pub fn print(layout: &Layout, table: &TableView<'_>) {
-    let line = |what: fmt::Arguments<'_>, start: u64, size: u64| {
+    let line = |what: fmt::Arguments<'_>, start: HostPhysAddr, size: u64| {
         crate::println!(
             "quest: memory: {what} at {start:#x}-{:#x} ({})",
-            start + size,
+            start.as_u64() + size,
             Size(size)
         );
     };
     line(
         format_args!("monitor frame pool"),
-        layout.pool.start,
+        HostPhysAddr::new(layout.pool.start),
         layout.pool.size(),
     );
     for sandbox in table.sandboxes() {
         let name = sandbox.name();
-        let p = &layout.sandboxes[sandbox.index()];
+        let p = &layout.sandboxes[sandbox.id().index()];
         line(
             format_args!("sandbox '{name}' RAM"),
             p.ram_hpa,
             sandbox.ram_size(),
         );
-        if p.directory_hpa != 0 {
+        if let Some(directory_hpa) = p.directory_hpa {
             line(
                 format_args!("sandbox '{name}' directory"),
-                p.directory_hpa,
+                directory_hpa,
                 DIRECTORY_SIZE,
             );
         }

@@ -5,7 +5,7 @@
 use crate::system::{ChannelPlacement, SandboxPlacement};
 use core::sync::atomic::{AtomicU64, Ordering};
 use quest_abi::layout::DIRECTORY_SIZE;
-use quest_abi::TableView;
+use quest_abi::{HostPhysAddr, SandboxId, TableView};
 use quest_monitor_core::uncovered::uncovered;
 
 /// Bytes of sandbox RAM zeroed at boot and the TSC cycles that took: the monitor's own
@@ -25,9 +25,9 @@ pub fn one_pass_cycles(bytes: u64) -> Option<u64> {
 ///
 /// # Safety
 /// The range must be identity-mapped RAM placed for a sandbox or channel, not in use.
-unsafe fn zero(hpa: u64, len: u64) {
+unsafe fn zero(hpa: HostPhysAddr, len: u64) {
     // SAFETY: per the contract.
-    unsafe { core::ptr::write_bytes(hpa as *mut u8, 0, len as usize) };
+    unsafe { core::ptr::write_bytes(hpa.as_u64() as *mut u8, 0, len as usize) };
 }
 
 /// Loads sandbox `s`: zeroes its RAM and directory page and copies its payloads.
@@ -36,9 +36,9 @@ pub fn load_sandbox(
     table: &TableView<'_>,
     payload_area: &[u8],
     placements: &[SandboxPlacement],
-    s: usize,
+    s: SandboxId,
 ) {
-    let (Some(sandbox), Some(place)) = (table.sandbox(s), placements.get(s)) else {
+    let (Some(sandbox), Some(place)) = (table.sandbox(s), placements.get(s.index())) else {
         return;
     };
     let ram = sandbox.ram_size();
@@ -46,8 +46,8 @@ pub fn load_sandbox(
     let in_ram = sandbox
         .payloads()
         .map(|p| p.gpa())
-        .filter(|gpa| gpa.end <= ram)
-        .map(|gpa| (gpa.start, gpa.end));
+        .map(|gpa| (gpa.start.as_u64(), gpa.end.as_u64()))
+        .filter(|&(_, end)| end <= ram);
     let started = crate::arch::tsc::now();
     let mut zeroed = 0;
     // SAFETY: placement gave this sandbox `ram` bytes at `ram_hpa` and one directory
@@ -56,11 +56,13 @@ pub fn load_sandbox(
     // ranges inside `[0, ram)`.
     unsafe {
         uncovered(ram, in_ram, |start, end| {
-            zero(place.ram_hpa + start, end - start);
-            zeroed += end - start;
+            if let Some(hpa) = place.ram_hpa.checked_add(start) {
+                zero(hpa, end - start);
+                zeroed += end - start;
+            }
         });
-        if place.directory_hpa != 0 {
-            zero(place.directory_hpa, DIRECTORY_SIZE);
+        if let Some(directory_hpa) = place.directory_hpa {
+            zero(directory_hpa, DIRECTORY_SIZE);
         }
     }
     ZEROED_CYCLES.fetch_add(
@@ -75,20 +77,26 @@ pub fn load_sandbox(
         // Validate put every payload inside RAM or the directory; check again anyway so
         // a copy can never leave the sandbox's own memory.
         let gpa = p.gpa();
-        let dest = if gpa.end <= ram {
-            place.ram_hpa + gpa.start
-        } else if let Some(dir) = sandbox
-            .directory_gpa()
-            .filter(|&dir| place.directory_hpa != 0 && gpa.start >= dir)
-            .filter(|&dir| gpa.end - dir <= DIRECTORY_SIZE)
-        {
-            place.directory_hpa + (gpa.start - dir)
+        let dest = if gpa.end.as_u64() <= ram {
+            place.ram_hpa.checked_add(gpa.start.as_u64())
         } else {
+            sandbox
+                .directory_gpa()
+                .zip(place.directory_hpa)
+                .and_then(|(dir, dir_hpa)| {
+                    let start = gpa.start.checked_offset_from(dir)?;
+                    let end = gpa.end.checked_offset_from(dir)?;
+                    (end <= DIRECTORY_SIZE).then(|| dir_hpa.checked_add(start))?
+                })
+        };
+        let Some(dest) = dest else {
             continue;
         };
         // SAFETY: `dest..dest + size` lies inside this sandbox's placed memory (checked
         // above); the source is the monitor image, which never overlaps placed memory.
-        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), dest as *mut u8, bytes.len()) };
+        unsafe {
+            core::ptr::copy_nonoverlapping(bytes.as_ptr(), dest.as_u64() as *mut u8, bytes.len())
+        };
     }
 }
 

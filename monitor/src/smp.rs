@@ -6,7 +6,7 @@ use crate::bootinfo::BootInfo;
 use crate::system::System;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use quest_abi::MAX_CORES;
+use quest_abi::{CoreId, MAX_CORES};
 use quest_monitor_core::frames::FRAME_SIZE;
 use quest_monitor_core::placement::Range;
 use spin::Once;
@@ -32,11 +32,11 @@ pub enum SmpError {
     /// No free page below 1 MiB for the trampoline.
     TrampolinePage,
     /// The frame pool could not provide a stack.
-    StackMemory(usize),
+    StackMemory(CoreId),
     /// The core did not report online in time.
     NoResponse {
-        /// Logical core index.
-        core: usize,
+        /// Logical core.
+        core: CoreId,
         /// Its x2APIC ID.
         apic_id: u32,
     },
@@ -68,7 +68,7 @@ fn trampoline_page(info: &BootInfo) -> Option<u64> {
 }
 
 /// Allocates a stack and returns its top.
-fn stack(frames: usize, core: usize) -> Result<u64, SmpError> {
+fn stack(frames: usize, core: CoreId) -> Result<u64, SmpError> {
     crate::frame_pool::alloc_zeroed(frames)
         .map(|base| base + frames as u64 * FRAME_SIZE)
         .ok_or(SmpError::StackMemory(core))
@@ -93,14 +93,14 @@ pub fn start_aps(info: &BootInfo, apic_ids: &[u32], needed: &[bool]) -> Result<(
     };
     write(layout.cr3, paging::root());
     write(layout.entry, ap_main as *const () as u64);
-    for (core, &apic_id) in apic_ids.iter().enumerate().skip(1) {
-        if !needed.get(core).copied().unwrap_or(false) {
+    for (i, &apic_id) in apic_ids.iter().enumerate().skip(1) {
+        let Some(core) = CoreId::from_index(i).filter(|_| needed.get(i) == Some(&true)) else {
             continue;
-        }
-        IST_TOP[core].store(stack(IST_FRAMES, core)?, Ordering::Relaxed);
-        EXPECTED_ID[core].store(apic_id as u64, Ordering::Relaxed);
+        };
+        IST_TOP[i].store(stack(IST_FRAMES, core)?, Ordering::Relaxed);
+        EXPECTED_ID[i].store(apic_id as u64, Ordering::Relaxed);
         write(layout.stack, stack(STACK_FRAMES, core)?);
-        write(layout.core, core as u64);
+        write(layout.core, u64::from(core.as_u32()));
         // SAFETY: `apic_id` is an enabled processor from the MADT that the monitor has
         // not started (each is started once); the page holds the trampoline. Timing
         // follows SDM Vol. 3A 8.4.4.1 (10 ms after INIT, 200 us between SIPIs).
@@ -109,12 +109,12 @@ pub fn start_aps(info: &BootInfo, apic_ids: &[u32], needed: &[bool]) -> Result<(
             tsc::delay_us(10_000);
             x2apic::send_startup(apic_id, (page >> 12) as u8);
             tsc::delay_us(200);
-            if !ONLINE[core].load(Ordering::Acquire) {
+            if !ONLINE[i].load(Ordering::Acquire) {
                 x2apic::send_startup(apic_id, (page >> 12) as u8);
             }
         }
         let deadline = tsc::now() + ONLINE_TIMEOUT_US * tsc::khz() as u64 / 1000;
-        while !ONLINE[core].load(Ordering::Acquire) {
+        while !ONLINE[i].load(Ordering::Acquire) {
             if tsc::now() > deadline {
                 return Err(SmpError::NoResponse { core, apic_id });
             }
@@ -126,22 +126,24 @@ pub fn start_aps(info: &BootInfo, apic_ids: &[u32], needed: &[bool]) -> Result<(
 
 /// Where an AP arrives from the trampoline, on its own stack.
 extern "C" fn ap_main(core: u64) -> ! {
-    let core = core as usize;
+    // `start_aps` wrote a logical core index below MAX_CORES.
+    let core = CoreId::new(core as u32);
+    let i = core.index();
     // SAFETY: first code on this core, interrupts off; the IST stack was allocated for
     // this core alone before its SIPI; x2APIC support was checked on the boot core
     // (all cores of one machine share it).
     unsafe {
-        cpu::init_core(core, IST_TOP[core].load(Ordering::Relaxed));
+        cpu::init_core(i, IST_TOP[i].load(Ordering::Relaxed));
         x2apic::enable();
     }
     let id = x2apic::id();
-    let expected = EXPECTED_ID[core].load(Ordering::Relaxed) as u32;
+    let expected = EXPECTED_ID[i].load(Ordering::Relaxed) as u32;
     if id != expected {
         crate::println!("quest: core {core} woke with x2APIC ID {id}, expected {expected}");
         park();
     }
     crate::println!("quest: core {core} online (x2APIC ID {id})");
-    ONLINE[core].store(true, Ordering::Release);
+    ONLINE[i].store(true, Ordering::Release);
     let system = SYSTEM.wait();
     enter(core, system)
 }
@@ -158,7 +160,7 @@ static REFUSING: AtomicBool = AtomicBool::new(false);
 /// passes before all are checked), then runs this core's vCPU, or parks the core if it
 /// has none. A corrupt payload: one core prints why and stops the machine, the others
 /// park.
-pub fn enter(core: usize, system: &'static System) -> ! {
+pub fn enter(core: CoreId, system: &'static System) -> ! {
     match system.verify_payloads() {
         Ok(true) => crate::println!(
             "quest: {} payloads verified (SHA-256) on {} cores",

@@ -12,22 +12,37 @@
 //! - Frames for VMXON regions, VMCSs, EPT tables and bitmaps come from
 //!   `crate::frame_pool::alloc_zeroed`; host GS base is `crate::arch::cpu::gs_base()`.
 
-use quest_abi::TableView;
+use quest_abi::{CoreId, HostPhysAddr, SandboxId, TableView};
 
 /// Host-physical placement of one sandbox (chosen at boot, printed).
 #[derive(Clone, Copy, Debug)]
 pub struct SandboxPlacement {
     /// Host-physical base of guest RAM (guest-physical 0), 2 MiB aligned.
-    pub ram_hpa: u64,
-    /// Host-physical base of the sandbox's channel directory page (0 if none).
-    pub directory_hpa: u64,
+    pub ram_hpa: HostPhysAddr,
+    /// Host-physical base of the sandbox's channel directory page, if it has one.
+    pub directory_hpa: Option<HostPhysAddr>,
+}
+
+impl SandboxPlacement {
+    /// Not placed (yet).
+    pub const UNPLACED: Self = Self {
+        ram_hpa: HostPhysAddr::ZERO,
+        directory_hpa: None,
+    };
 }
 
 /// Host-physical placement of one channel: `[data][ack]` contiguous, 2 MiB aligned.
 #[derive(Clone, Copy, Debug)]
 pub struct ChannelPlacement {
     /// Host-physical base of the data area; the ack area follows it.
-    pub hpa: u64,
+    pub hpa: HostPhysAddr,
+}
+
+impl ChannelPlacement {
+    /// Not placed (yet).
+    pub const UNPLACED: Self = Self {
+        hpa: HostPhysAddr::ZERO,
+    };
 }
 
 /// Everything the vmx half needs.
@@ -42,7 +57,8 @@ pub struct System {
     pub sandboxes: &'static [SandboxPlacement],
     /// Per channel, table order.
     pub channels: &'static [ChannelPlacement],
-    /// x2APIC ID of each logical core (index = logical core index).
+    /// x2APIC ID of each logical core (index = logical core index; see
+    /// [`System::apic_id`]).
     pub apic_ids: &'static [u32],
     /// TSC frequency in kHz, measured at boot.
     pub tsc_khz: u32,
@@ -57,7 +73,7 @@ pub struct System {
 impl System {
     /// Puts sandbox `s`'s RAM and directory back to their pristine boot contents (RAM
     /// zeroed, payloads copied). Its vCPUs must not be running. Channels are untouched.
-    pub fn reload_sandbox(&self, s: usize) {
+    pub fn reload_sandbox(&self, s: SandboxId) {
         crate::sandbox_memory::load_sandbox(&self.table, self.payload_area, self.sandboxes, s);
     }
 
@@ -69,7 +85,12 @@ impl System {
     }
 
     /// Whether logical core `core` runs a vCPU, and which sandbox's.
-    pub fn sandbox_on_core(&self, core: usize) -> Option<usize> {
+    pub fn sandbox_on_core(&self, core: CoreId) -> Option<SandboxId> {
         self.table.vcpu_on_core(core).map(|v| v.sandbox())
+    }
+
+    /// The x2APIC ID of logical core `core` (`None` if the machine has no such core).
+    pub fn apic_id(&self, core: CoreId) -> Option<u32> {
+        self.apic_ids.get(core.index()).copied()
     }
 }

@@ -6,6 +6,8 @@
 //! `unsafe`: every structure is plain little-endian data described with `zerocopy`.
 //!
 //! Modules:
+//! - [`addr`]: address and index newtypes ([`GuestPhysAddr`], [`HostPhysAddr`],
+//!   [`SandboxId`], [`CoreId`]).
 //! - [`table`]: the binary partition table (header and entry arrays).
 //! - [`mod@encode`]: writing a table into a caller-provided buffer.
 //! - [`mod@validate`]: checking a table and viewing it without copying.
@@ -22,6 +24,7 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod addr;
 pub mod args;
 pub mod bootinfo;
 pub mod console;
@@ -37,6 +40,7 @@ pub mod testing;
 pub mod validate;
 pub mod view;
 
+pub use addr::{CoreId, GuestPhysAddr, HostPhysAddr, SandboxId};
 pub use encode::{encode, encoded_len, EncodeError, TableParts};
 pub use table::*;
 pub use validate::{validate, AbiError, Table};

@@ -1,12 +1,15 @@
 //! A typed read view of a validated partition table.
 //!
 //! [`TableView`] is only built by [`TableView::validate`] (which runs [`validate()`]), so
-//! every accessor can return plain Rust values (`usize` indices, enums, `&str` names,
-//! `Option` for "none" addresses) instead of the little-endian fields the table stores.
+//! every accessor can return plain Rust values (ids: [`SandboxId`], [`CoreId`], `usize`
+//! for other indices; guest addresses as [`GuestPhysAddr`] and ranges of them; enums,
+//! `&str` names, `Option` for "none" addresses) instead of the little-endian fields the
+//! table stores.
 //! Users never call `.get()` or cast table fields. Accessors do not panic: where
 //! validation guarantees a value (a known enum, a UTF-8 name, an index in range) the
 //! fallback after it is unreachable and documented at its use.
 
+use crate::addr::{CoreId, GuestPhysAddr, SandboxId};
 use crate::table::*;
 use crate::validate::{validate, AbiError, Table};
 use core::ops::{Range, RangeInclusive};
@@ -17,10 +20,15 @@ pub struct TableView<'a> {
     table: Table<'a>,
 }
 
-/// Widens a table `u32` (count, index, core) to `usize` (lossless on every target Quest
+/// Widens a table `u32` (count, index) to `usize` (lossless on every target Quest
 /// supports: x86-64 only).
 fn idx(v: u32) -> usize {
     v as usize
+}
+
+/// `[start, start + size)` of a validated entry (no wrap: validated; saturating anyway).
+fn gpa_range(start: u64, size: u64) -> Range<GuestPhysAddr> {
+    GuestPhysAddr::new(start)..GuestPhysAddr::new(start.saturating_add(size))
 }
 
 impl<'a> TableView<'a> {
@@ -104,11 +112,11 @@ impl<'a> TableView<'a> {
     }
 
     /// Sandbox `s` (`None` if there is no such sandbox).
-    pub fn sandbox(&self, s: usize) -> Option<SandboxView<'a>> {
-        let entry = self.table.sandboxes.get(s)?;
+    pub fn sandbox(&self, s: SandboxId) -> Option<SandboxView<'a>> {
+        let entry = self.table.sandboxes.get(s.index())?;
         Some(SandboxView {
             table: self.table,
-            index: s,
+            id: s,
             entry,
         })
     }
@@ -122,7 +130,8 @@ impl<'a> TableView<'a> {
             .enumerate()
             .map(move |(index, entry)| SandboxView {
                 table,
-                index,
+                // At most MAX_SANDBOXES entries (validated): the index fits the u32.
+                id: SandboxId::new(index as u32),
                 entry,
             })
     }
@@ -133,7 +142,7 @@ impl<'a> TableView<'a> {
     }
 
     /// The vCPU that logical core `core` runs, if any (at most one: validated).
-    pub fn vcpu_on_core(&self, core: usize) -> Option<VcpuView<'a>> {
+    pub fn vcpu_on_core(&self, core: CoreId) -> Option<VcpuView<'a>> {
         self.vcpus().find(|v| v.core() == core)
     }
 
@@ -157,19 +166,19 @@ impl<'a> TableView<'a> {
 #[derive(Clone, Copy, Debug)]
 pub struct SandboxView<'a> {
     table: Table<'a>,
-    index: usize,
+    id: SandboxId,
     entry: &'a SandboxEntry,
 }
 
 /// A guest-physical address the table may leave 0 for "none".
-fn optional(gpa: u64) -> Option<u64> {
-    (gpa != 0).then_some(gpa)
+fn optional(gpa: u64) -> Option<GuestPhysAddr> {
+    (gpa != 0).then_some(GuestPhysAddr::new(gpa))
 }
 
 impl<'a> SandboxView<'a> {
-    /// Its index in the table.
-    pub fn index(&self) -> usize {
-        self.index
+    /// Its id (index in the table).
+    pub fn id(&self) -> SandboxId {
+        self.id
     }
 
     /// Its name (the console prefix).
@@ -196,17 +205,17 @@ impl<'a> SandboxView<'a> {
     }
 
     /// Guest-physical address of the boot information block (inside RAM).
-    pub fn boot_info_gpa(&self) -> u64 {
-        self.entry.boot_info_gpa.get()
+    pub fn boot_info_gpa(&self) -> GuestPhysAddr {
+        GuestPhysAddr::new(self.entry.boot_info_gpa.get())
     }
 
     /// Guest-physical address of the initial PML4 (CR3; inside RAM, page aligned).
-    pub fn page_table_gpa(&self) -> u64 {
-        self.entry.page_table_gpa.get()
+    pub fn page_table_gpa(&self) -> GuestPhysAddr {
+        GuestPhysAddr::new(self.entry.page_table_gpa.get())
     }
 
     /// Guest-physical address of its channel directory, if it has one.
-    pub fn directory_gpa(&self) -> Option<u64> {
+    pub fn directory_gpa(&self) -> Option<GuestPhysAddr> {
         optional(self.entry.directory_gpa.get())
     }
 
@@ -230,21 +239,21 @@ impl<'a> SandboxView<'a> {
     /// Its vCPUs, in vCPU index order (1..=[`MAX_VCPUS_PER_SANDBOX`]).
     pub fn vcpus(&self) -> impl ExactSizeIterator<Item = VcpuView<'a>> + Clone + 'a {
         self.table
-            .sandbox_vcpus(self.index)
+            .sandbox_vcpus(self.id.index())
             .iter()
             .map(|entry| VcpuView { entry })
     }
 
     /// Its vCPU with index `i` inside the sandbox.
     pub fn vcpu(&self, i: usize) -> Option<VcpuView<'a>> {
-        let entry = self.table.sandbox_vcpus(self.index).get(i)?;
+        let entry = self.table.sandbox_vcpus(self.id.index()).get(i)?;
         Some(VcpuView { entry })
     }
 
     /// Its guest-physical regions.
     pub fn regions(&self) -> impl ExactSizeIterator<Item = RegionView<'a>> + Clone + 'a {
         self.table
-            .sandbox_regions(self.index)
+            .sandbox_regions(self.id.index())
             .iter()
             .map(|entry| RegionView { entry })
     }
@@ -252,21 +261,21 @@ impl<'a> SandboxView<'a> {
     /// Its passed-through devices.
     pub fn devices(&self) -> impl ExactSizeIterator<Item = DeviceView<'a>> + Clone + 'a {
         self.table
-            .sandbox_devices(self.index)
+            .sandbox_devices(self.id.index())
             .iter()
             .map(|entry| DeviceView { entry })
     }
 
     /// The raw device entries (for the I/O bitmap builder).
     pub fn device_entries(&self) -> &'a [DeviceEntry] {
-        self.table.sandbox_devices(self.index)
+        self.table.sandbox_devices(self.id.index())
     }
 
     /// Its payloads, in table order.
     pub fn payloads(&self) -> impl ExactSizeIterator<Item = PayloadView<'a>> + Clone + 'a {
-        let first = self.table.sandboxes[self.index].payloads.first.get();
+        let first = self.table.sandboxes[self.id.index()].payloads.first.get();
         self.table
-            .sandbox_payloads(self.index)
+            .sandbox_payloads(self.id.index())
             .iter()
             .enumerate()
             .map(move |(in_sandbox, entry)| PayloadView {
@@ -281,13 +290,13 @@ impl<'a> SandboxView<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LaunchPatches {
     /// TSC frequency in kHz (u32).
-    pub tsc_khz: Option<u64>,
+    pub tsc_khz: Option<GuestPhysAddr>,
     /// Boot time in microseconds since the Unix epoch (u64).
-    pub boot_time_us: Option<u64>,
+    pub boot_time_us: Option<GuestPhysAddr>,
     /// Launch count (u32; 1 at first boot).
-    pub launch_count: Option<u64>,
+    pub launch_count: Option<GuestPhysAddr>,
     /// Boot time in nanoseconds since the Unix epoch (u64).
-    pub boot_time_ns: Option<u64>,
+    pub boot_time_ns: Option<GuestPhysAddr>,
 }
 
 /// One vCPU of a [`TableView`].
@@ -297,17 +306,17 @@ pub struct VcpuView<'a> {
 }
 
 impl<'a> VcpuView<'a> {
-    /// Owning sandbox index (valid).
-    pub fn sandbox(&self) -> usize {
-        idx(self.entry.sandbox.get())
+    /// Owning sandbox (valid).
+    pub fn sandbox(&self) -> SandboxId {
+        SandboxId::new(self.entry.sandbox.get())
     }
     /// Index inside its sandbox (also its virtual APIC ID).
     pub fn index(&self) -> usize {
         idx(self.entry.index.get())
     }
     /// Logical core that runs it (below the system's cores, used by no other vCPU).
-    pub fn core(&self) -> usize {
-        idx(self.entry.core.get())
+    pub fn core(&self) -> CoreId {
+        CoreId::new(self.entry.core.get())
     }
     /// Initial RIP (inside RAM).
     pub fn rip(&self) -> u64 {
@@ -344,9 +353,8 @@ impl RegionView<'_> {
         RegionKind::from_u32(self.entry.kind.get()).unwrap_or(RegionKind::Ram)
     }
     /// Guest-physical range (page aligned, no wrap: validated).
-    pub fn gpa(&self) -> Range<u64> {
-        let start = self.entry.gpa.get();
-        start..start.saturating_add(self.entry.size.get())
+    pub fn gpa(&self) -> Range<GuestPhysAddr> {
+        gpa_range(self.entry.gpa.get(), self.entry.size.get())
     }
     /// `ACCESS_*` bits.
     pub fn access(&self) -> u32 {
@@ -395,13 +403,13 @@ impl<'a> ChannelView<'a> {
         // Validated: a non-empty UTF-8 name.
         crate::name_str(&self.entry.name).unwrap_or("?")
     }
-    /// Writer sandbox index (valid).
-    pub fn writer(&self) -> usize {
-        idx(self.entry.writer.get())
+    /// Writer sandbox (valid).
+    pub fn writer(&self) -> SandboxId {
+        SandboxId::new(self.entry.writer.get())
     }
-    /// Reader sandbox index (valid, not the writer).
-    pub fn reader(&self) -> usize {
-        idx(self.entry.reader.get())
+    /// Reader sandbox (valid, not the writer).
+    pub fn reader(&self) -> SandboxId {
+        SandboxId::new(self.entry.reader.get())
     }
     /// Size of the data area (page multiple).
     pub fn data_size(&self) -> u64 {
@@ -438,14 +446,13 @@ impl<'a> PayloadView<'a> {
     pub fn index_in_sandbox(&self) -> usize {
         self.in_sandbox
     }
-    /// Owning sandbox index.
-    pub fn sandbox(&self) -> usize {
-        idx(self.entry.sandbox.get())
+    /// Owning sandbox.
+    pub fn sandbox(&self) -> SandboxId {
+        SandboxId::new(self.entry.sandbox.get())
     }
     /// Guest-physical destination range (inside RAM or the directory: validated).
-    pub fn gpa(&self) -> Range<u64> {
-        let start = self.entry.gpa.get();
-        start..start.saturating_add(self.entry.size.get())
+    pub fn gpa(&self) -> Range<GuestPhysAddr> {
+        gpa_range(self.entry.gpa.get(), self.entry.size.get())
     }
     /// Size in bytes (non-zero).
     pub fn size(&self) -> u64 {
@@ -476,6 +483,10 @@ mod tests {
     use crate::bootinfo;
     use crate::layout::*;
     use crate::testing::{sample_table, Sample, DATA_SIZE, MIB};
+
+    fn gpa(a: u64) -> GuestPhysAddr {
+        GuestPhysAddr::new(a)
+    }
 
     #[test]
     fn only_a_valid_table_has_a_view() {
@@ -509,39 +520,45 @@ mod tests {
         );
         let names: std::vec::Vec<_> = t.sandboxes().map(|s| s.name()).collect();
         assert_eq!(names, ["a", "b"]);
-        let b = t.sandbox(1).unwrap();
-        assert!(t.sandbox(2).is_none());
+        let b = t.sandbox(SandboxId::new(1)).unwrap();
+        assert!(t.sandbox(SandboxId::new(2)).is_none());
         assert_eq!(
-            (b.index(), b.runtime(), b.on_fault()),
-            (1, Runtime::Bare, OnFault::HaltSandbox)
+            (b.id(), b.runtime(), b.on_fault()),
+            (SandboxId::new(1), Runtime::Bare, OnFault::HaltSandbox)
         );
         assert_eq!(b.ram_size(), 8 * MIB);
         assert_eq!(
             (b.boot_info_gpa(), b.page_table_gpa()),
-            (BOOT_INFO_GPA, PAGE_TABLES_GPA)
+            (gpa(BOOT_INFO_GPA), gpa(PAGE_TABLES_GPA))
         );
-        assert_eq!(b.directory_gpa(), Some(DIRECTORY_GPA));
+        assert_eq!(b.directory_gpa(), Some(gpa(DIRECTORY_GPA)));
         let patches = b.launch_patches();
         assert_eq!(
             patches.tsc_khz,
-            Some(BOOT_INFO_GPA + bootinfo::TSC_KHZ_OFFSET)
+            Some(gpa(BOOT_INFO_GPA + bootinfo::TSC_KHZ_OFFSET))
         );
         assert_eq!(patches.launch_count, None);
         let ports: std::vec::Vec<_> = b.devices().map(|d| d.ports()).collect();
         assert_eq!(ports, [0x2f8..=0x2ff]);
         assert_eq!(b.devices().next().unwrap().kind(), DeviceKind::IoPorts);
-        let a = t.sandbox(0).unwrap();
+        let a = t.sandbox(SandboxId::new(0)).unwrap();
         assert_eq!(
             a.vcpus().map(|v| v.core()).collect::<std::vec::Vec<_>>(),
-            [1, 2]
+            [CoreId::new(1), CoreId::new(2)]
         );
         let v1 = a.vcpu(1).unwrap();
-        assert_eq!((v1.sandbox(), v1.index(), v1.rsi()), (0, 1, 1));
+        assert_eq!(
+            (v1.sandbox(), v1.index(), v1.rsi()),
+            (SandboxId::new(0), 1, 1)
+        );
         assert_eq!(v1.rsp(), 8 * MIB - BARE_STACK_SIZE);
         assert_eq!((v1.rip(), v1.rdi()), (BARE_IMAGE_GPA, BOOT_INFO_GPA));
         assert!(a.vcpu(2).is_none());
-        assert_eq!(t.vcpu_on_core(3).map(|v| v.sandbox()), Some(1));
-        assert!(t.vcpu_on_core(0).is_none());
+        assert_eq!(
+            t.vcpu_on_core(CoreId::new(3)).map(|v| v.sandbox()),
+            Some(SandboxId::new(1))
+        );
+        assert!(t.vcpu_on_core(CoreId::new(0)).is_none());
         let kinds: std::vec::Vec<_> = a.regions().map(|r| (r.kind(), r.channel())).collect();
         assert_eq!(
             kinds,
@@ -552,13 +569,19 @@ mod tests {
                 (RegionKind::ChannelAck, Some(0)),
             ]
         );
-        assert_eq!(a.regions().next().unwrap().gpa(), 0..8 * MIB);
+        assert_eq!(a.regions().next().unwrap().gpa(), gpa(0)..gpa(8 * MIB));
         let c = t.channel(0).unwrap();
-        assert_eq!((c.name(), c.writer(), c.reader()), ("a-to-b", 0, 1));
+        assert_eq!(
+            (c.name(), c.writer(), c.reader()),
+            ("a-to-b", SandboxId::new(0), SandboxId::new(1))
+        );
         assert_eq!(c.size(), DATA_SIZE + CHANNEL_ACK_SIZE);
         assert_eq!(t.channels().count(), 1);
         let p = b.payloads().next().unwrap();
-        assert_eq!((p.index(), p.index_in_sandbox(), p.sandbox()), (1, 0, 1));
+        assert_eq!(
+            (p.index(), p.index_in_sandbox(), p.sandbox()),
+            (1, 0, SandboxId::new(1))
+        );
         assert_eq!(
             t.payload(1).map(|q| q.entry as *const _),
             Some(p.entry as *const _)
@@ -566,7 +589,7 @@ mod tests {
         assert_eq!(t.payload(1).map(|q| q.index_in_sandbox()), Some(0));
         assert!(t.payload(2).is_none());
         assert_eq!(p.area_range(), 4096..4196);
-        assert_eq!(p.gpa(), BARE_IMAGE_GPA..BARE_IMAGE_GPA + 100);
+        assert_eq!(p.gpa(), gpa(BARE_IMAGE_GPA)..gpa(BARE_IMAGE_GPA + 100));
         assert_eq!(p.sha256(), &[1; 32]);
         let area = [7u8; 8192];
         assert_eq!(p.bytes_in(&area).map(<[u8]>::len), Some(100));
@@ -581,11 +604,14 @@ mod tests {
         s.sandboxes[1].on_fault = (OnFault::HaltSystem as u32).into();
         let bytes = s.encode();
         let t = TableView::validate(&bytes).unwrap();
-        let a = t.sandbox(0).unwrap();
+        let a = t.sandbox(SandboxId::new(0)).unwrap();
         assert_eq!(
             (a.runtime(), a.on_fault()),
             (Runtime::Hermit, OnFault::Restart)
         );
-        assert_eq!(t.sandbox(1).unwrap().on_fault(), OnFault::HaltSystem);
+        assert_eq!(
+            t.sandbox(SandboxId::new(1)).unwrap().on_fault(),
+            OnFault::HaltSystem
+        );
     }
 }

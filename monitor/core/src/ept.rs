@@ -9,7 +9,7 @@
 //! (PT level). Every leaf is write-back; permissions are the `ACCESS_*` bits of the
 //! partition table, which coincide with EPT bits 0 (read), 1 (write) and 2 (execute).
 
-use quest_abi::{ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE};
+use quest_abi::{GuestPhysAddr, HostPhysAddr, ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE};
 
 /// Size of a 4 KiB page.
 pub const PAGE_4K: u64 = 0x1000;
@@ -29,11 +29,11 @@ const ADDR_MASK: u64 = 0x000F_FFFF_FFFF_F000;
 /// Where the builder gets and edits page-table frames.
 pub trait EptMemory {
     /// Allocates one zeroed, 4 KiB-aligned frame and returns its host-physical address.
-    fn alloc_table(&mut self) -> Option<u64>;
+    fn alloc_table(&mut self) -> Option<HostPhysAddr>;
     /// Reads entry `index` (0..512) of the table at host-physical `table`.
-    fn read(&self, table: u64, index: usize) -> u64;
+    fn read(&self, table: HostPhysAddr, index: usize) -> u64;
     /// Writes entry `index` (0..512) of the table at host-physical `table`.
-    fn write(&mut self, table: u64, index: usize, value: u64);
+    fn write(&mut self, table: HostPhysAddr, index: usize, value: u64);
 }
 
 /// Why a mapping could not be made.
@@ -44,17 +44,17 @@ pub enum EptError {
     /// An address or size is not aligned to the page size used.
     Unaligned {
         /// The guest-physical address.
-        gpa: u64,
+        gpa: GuestPhysAddr,
     },
     /// The range goes beyond the 48-bit guest-physical space or wraps.
     OutOfRange {
         /// The guest-physical address.
-        gpa: u64,
+        gpa: GuestPhysAddr,
     },
     /// The guest-physical page is already mapped.
     AlreadyMapped {
         /// The guest-physical address.
-        gpa: u64,
+        gpa: GuestPhysAddr,
     },
     /// The permissions are empty or write-without-read (an EPT misconfiguration).
     BadAccess(u32),
@@ -76,7 +76,7 @@ impl core::fmt::Display for EptError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Translation {
     /// Host-physical address.
-    pub hpa: u64,
+    pub hpa: HostPhysAddr,
     /// `ACCESS_*` bits of the leaf.
     pub access: u32,
     /// Size of the leaf page (4 KiB or 2 MiB).
@@ -87,7 +87,7 @@ pub struct Translation {
 #[derive(Debug)]
 pub struct EptBuilder<M: EptMemory> {
     mem: M,
-    root: u64,
+    root: HostPhysAddr,
 }
 
 fn index(gpa: u64, level: u32) -> usize {
@@ -111,14 +111,14 @@ impl<M: EptMemory> EptBuilder<M> {
     }
 
     /// Host-physical address of the PML4.
-    pub fn root(&self) -> u64 {
+    pub fn root(&self) -> HostPhysAddr {
         self.root
     }
 
     /// The EPT pointer for the VMCS: PML4 | 4-level walk (3 << 3) | write-back (6)
     /// (SDM 25.6.11).
     pub fn eptp(&self) -> u64 {
-        self.root | (3 << 3) | 6
+        self.root.as_u64() | (3 << 3) | 6
     }
 
     /// Gives the memory back (e.g. to learn how many frames were used).
@@ -127,55 +127,80 @@ impl<M: EptMemory> EptBuilder<M> {
     }
 
     /// The table referenced by slot `idx` of `table`, created when missing.
-    fn next_table(&mut self, table: u64, idx: usize, gpa: u64) -> Result<u64, EptError> {
+    fn next_table(
+        &mut self,
+        table: HostPhysAddr,
+        idx: usize,
+        gpa: GuestPhysAddr,
+    ) -> Result<HostPhysAddr, EptError> {
         let entry = self.mem.read(table, idx);
         if entry & RWX != 0 {
             if entry & LARGE != 0 {
                 return Err(EptError::AlreadyMapped { gpa });
             }
-            return Ok(entry & ADDR_MASK);
+            return Ok(HostPhysAddr::new(entry & ADDR_MASK));
         }
         let next = self.mem.alloc_table().ok_or(EptError::OutOfFrames)?;
-        self.mem.write(table, idx, next | RWX);
+        self.mem.write(table, idx, next.as_u64() | RWX);
         Ok(next)
     }
 
     /// Walks from the PML4 (level 3) down to the table at `level` (1 = PD, 0 = PT) for
     /// `gpa`, creating missing tables.
-    fn table_for(&mut self, gpa: u64, level: u32) -> Result<u64, EptError> {
+    fn table_for(&mut self, gpa: GuestPhysAddr, level: u32) -> Result<HostPhysAddr, EptError> {
         let mut table = self.root;
         for l in (level + 1..=3).rev() {
-            table = self.next_table(table, index(gpa, l), gpa)?;
+            table = self.next_table(table, index(gpa.as_u64(), l), gpa)?;
         }
         Ok(table)
     }
 
-    fn map_page(&mut self, gpa: u64, hpa: u64, access: u32, size: u64) -> Result<(), EptError> {
+    fn map_page(
+        &mut self,
+        gpa: GuestPhysAddr,
+        hpa: HostPhysAddr,
+        access: u32,
+        size: u64,
+    ) -> Result<(), EptError> {
         let bits = check_access(access)?;
-        if gpa % size != 0 || hpa % size != 0 {
+        if !gpa.is_aligned(size) || !hpa.is_aligned(size) {
             return Err(EptError::Unaligned { gpa });
         }
-        if gpa.checked_add(size).is_none_or(|end| end > GPA_LIMIT) || hpa & !ADDR_MASK != 0 {
+        let in_range = gpa
+            .checked_add(size)
+            .is_some_and(|end| end.as_u64() <= GPA_LIMIT);
+        if !in_range || hpa.as_u64() & !ADDR_MASK != 0 {
             return Err(EptError::OutOfRange { gpa });
         }
         let level = if size == PAGE_2M { 1 } else { 0 };
         let table = self.table_for(gpa, level)?;
-        let idx = index(gpa, level);
+        let idx = index(gpa.as_u64(), level);
         if self.mem.read(table, idx) & RWX != 0 {
             return Err(EptError::AlreadyMapped { gpa });
         }
         let large = if size == PAGE_2M { LARGE } else { 0 };
-        self.mem.write(table, idx, hpa | bits | LEAF_WB | large);
+        self.mem
+            .write(table, idx, hpa.as_u64() | bits | LEAF_WB | large);
         Ok(())
     }
 
     /// Maps one 4 KiB page.
-    pub fn map_4k(&mut self, gpa: u64, hpa: u64, access: u32) -> Result<(), EptError> {
+    pub fn map_4k(
+        &mut self,
+        gpa: GuestPhysAddr,
+        hpa: HostPhysAddr,
+        access: u32,
+    ) -> Result<(), EptError> {
         self.map_page(gpa, hpa, access, PAGE_4K)
     }
 
     /// Maps one 2 MiB page.
-    pub fn map_2m(&mut self, gpa: u64, hpa: u64, access: u32) -> Result<(), EptError> {
+    pub fn map_2m(
+        &mut self,
+        gpa: GuestPhysAddr,
+        hpa: HostPhysAddr,
+        access: u32,
+    ) -> Result<(), EptError> {
         self.map_page(gpa, hpa, access, PAGE_2M)
     }
 
@@ -183,25 +208,30 @@ impl<M: EptMemory> EptBuilder<M> {
     /// both addresses are 2 MiB aligned and a whole large page remains; 4 KiB otherwise.
     pub fn map_range(
         &mut self,
-        gpa: u64,
-        hpa: u64,
+        gpa: GuestPhysAddr,
+        hpa: HostPhysAddr,
         size: u64,
         access: u32,
         large: bool,
     ) -> Result<(), EptError> {
-        if gpa % PAGE_4K != 0 || hpa % PAGE_4K != 0 || size % PAGE_4K != 0 {
+        if !gpa.is_aligned(PAGE_4K) || !hpa.is_aligned(PAGE_4K) || size % PAGE_4K != 0 {
             return Err(EptError::Unaligned { gpa });
         }
-        let end = gpa.checked_add(size).ok_or(EptError::OutOfRange { gpa })?;
+        gpa.checked_add(size).ok_or(EptError::OutOfRange { gpa })?;
         hpa.checked_add(size).ok_or(EptError::OutOfRange { gpa })?;
         let mut off = 0;
-        while gpa + off < end {
-            let (g, h) = (gpa + off, hpa + off);
-            let step = if large && g % PAGE_2M == 0 && h % PAGE_2M == 0 && end - g >= PAGE_2M {
-                PAGE_2M
-            } else {
-                PAGE_4K
+        while off < size {
+            // Both cannot overflow: `off < size` and the ends were checked above.
+            let (Some(g), Some(h)) = (gpa.checked_add(off), hpa.checked_add(off)) else {
+                return Err(EptError::OutOfRange { gpa });
             };
+            let step =
+                if large && g.is_aligned(PAGE_2M) && h.is_aligned(PAGE_2M) && size - off >= PAGE_2M
+                {
+                    PAGE_2M
+                } else {
+                    PAGE_4K
+                };
             self.map_page(g, h, access, step)?;
             off += step;
         }
@@ -209,7 +239,8 @@ impl<M: EptMemory> EptBuilder<M> {
     }
 
     /// Looks `gpa` up as the processor would.
-    pub fn translate(&self, gpa: u64) -> Option<Translation> {
+    pub fn translate(&self, gpa: GuestPhysAddr) -> Option<Translation> {
+        let gpa = gpa.as_u64();
         if gpa >= GPA_LIMIT {
             return None;
         }
@@ -222,13 +253,14 @@ impl<M: EptMemory> EptBuilder<M> {
             let leaf = level == 0 || (level == 1 && entry & LARGE != 0);
             if leaf {
                 let page_size = if level == 0 { PAGE_4K } else { PAGE_2M };
+                let frame = entry & ADDR_MASK & !(page_size - 1);
                 return Some(Translation {
-                    hpa: (entry & ADDR_MASK & !(page_size - 1)) | (gpa & (page_size - 1)),
+                    hpa: HostPhysAddr::new(frame | (gpa & (page_size - 1))),
                     access: (entry & RWX) as u32,
                     page_size,
                 });
             }
-            table = entry & ADDR_MASK;
+            table = HostPhysAddr::new(entry & ADDR_MASK);
         }
         None
     }
@@ -238,6 +270,7 @@ impl<M: EptMemory> EptBuilder<M> {
 #[cfg(test)]
 pub(crate) mod test_memory {
     use super::EptMemory;
+    use quest_abi::HostPhysAddr;
     use std::vec::Vec;
 
     pub struct VecMemory {
@@ -254,24 +287,25 @@ pub(crate) mod test_memory {
                 limit,
             }
         }
-        fn slot(&self, table: u64) -> usize {
-            assert_eq!(table % 0x1000, 0, "table address unaligned");
-            ((table - self.base) / 0x1000) as usize
+        fn slot(&self, table: HostPhysAddr) -> usize {
+            assert!(table.is_aligned(0x1000), "table address unaligned");
+            ((table.as_u64() - self.base) / 0x1000) as usize
         }
     }
 
     impl EptMemory for VecMemory {
-        fn alloc_table(&mut self) -> Option<u64> {
+        fn alloc_table(&mut self) -> Option<HostPhysAddr> {
             if self.tables.len() == self.limit {
                 return None;
             }
             self.tables.push([0; 512]);
-            Some(self.base + (self.tables.len() as u64 - 1) * 0x1000)
+            let offset = (self.tables.len() as u64 - 1) * 0x1000;
+            Some(HostPhysAddr::new(self.base + offset))
         }
-        fn read(&self, table: u64, index: usize) -> u64 {
+        fn read(&self, table: HostPhysAddr, index: usize) -> u64 {
             self.tables[self.slot(table)][index]
         }
-        fn write(&mut self, table: u64, index: usize, value: u64) {
+        fn write(&mut self, table: HostPhysAddr, index: usize, value: u64) {
             let slot = self.slot(table);
             self.tables[slot][index] = value;
         }
@@ -284,18 +318,29 @@ mod tests {
     use super::*;
 
     const RW: u32 = ACCESS_READ | ACCESS_WRITE;
+
+    fn g(a: u64) -> GuestPhysAddr {
+        GuestPhysAddr::new(a)
+    }
+
+    fn h(a: u64) -> HostPhysAddr {
+        HostPhysAddr::new(a)
+    }
     const RWX_ACCESS: u32 = RW | ACCESS_EXEC;
 
     #[test]
     fn large_pages_for_aligned_ram() {
         let mut ept = EptBuilder::new(VecMemory::new(16)).unwrap();
-        ept.map_range(0, 0x4000_0000, 8 * PAGE_2M, RWX_ACCESS, true)
+        ept.map_range(g(0), h(0x4000_0000), 8 * PAGE_2M, RWX_ACCESS, true)
             .unwrap();
-        let t = ept.translate(0x12_3456).unwrap();
-        assert_eq!(t.hpa, 0x4000_0000 + 0x12_3456);
+        let t = ept.translate(g(0x12_3456)).unwrap();
+        assert_eq!(t.hpa, h(0x4000_0000 + 0x12_3456));
         assert_eq!(t.page_size, PAGE_2M);
         assert_eq!(t.access, RWX_ACCESS);
-        assert!(ept.translate(8 * PAGE_2M).is_none(), "nothing past the end");
+        assert!(
+            ept.translate(g(8 * PAGE_2M)).is_none(),
+            "nothing past the end"
+        );
         // PML4, PDPT, PD: 3 tables for 16 MiB of 2 MiB pages.
         assert_eq!(ept.into_memory().tables.len(), 3);
     }
@@ -303,8 +348,9 @@ mod tests {
     #[test]
     fn leaf_and_pointer_bits_match_the_sdm() {
         let mut ept = EptBuilder::new(VecMemory::new(16)).unwrap();
-        ept.map_2m(0, 0x20_0000, RWX_ACCESS).unwrap();
-        ept.map_4k(0x40_0000_0000, 0x7000, ACCESS_READ).unwrap();
+        ept.map_2m(g(0), h(0x20_0000), RWX_ACCESS).unwrap();
+        ept.map_4k(g(0x40_0000_0000), h(0x7000), ACCESS_READ)
+            .unwrap();
         assert_eq!(ept.eptp() & 0xfff, 0x1e);
         let mem = ept.into_memory();
         // PML4[0] -> PDPT, non-leaf = address | 7.
@@ -319,62 +365,64 @@ mod tests {
     #[test]
     fn unaligned_tail_uses_small_pages() {
         let mut ept = EptBuilder::new(VecMemory::new(16)).unwrap();
-        ept.map_range(0, 0x20_0000, PAGE_2M + 3 * PAGE_4K, RW, true)
+        ept.map_range(g(0), h(0x20_0000), PAGE_2M + 3 * PAGE_4K, RW, true)
             .unwrap();
-        assert_eq!(ept.translate(0).unwrap().page_size, PAGE_2M);
-        let t = ept.translate(PAGE_2M + 0x2fff).unwrap();
-        assert_eq!((t.page_size, t.hpa, t.access), (PAGE_4K, 0x40_2fff, RW));
-        assert!(ept.translate(PAGE_2M + 3 * PAGE_4K).is_none());
+        assert_eq!(ept.translate(g(0)).unwrap().page_size, PAGE_2M);
+        let t = ept.translate(g(PAGE_2M + 0x2fff)).unwrap();
+        assert_eq!((t.page_size, t.hpa, t.access), (PAGE_4K, h(0x40_2fff), RW));
+        assert!(ept.translate(g(PAGE_2M + 3 * PAGE_4K)).is_none());
     }
 
     #[test]
     fn misaligned_host_falls_back_to_small_pages() {
         let mut ept = EptBuilder::new(VecMemory::new(16)).unwrap();
-        ept.map_range(0, 0x1000, PAGE_2M, RW, true).unwrap();
-        assert_eq!(ept.translate(0x1234).unwrap().page_size, PAGE_4K);
-        assert_eq!(ept.translate(0x1234).unwrap().hpa, 0x2234);
+        ept.map_range(g(0), h(0x1000), PAGE_2M, RW, true).unwrap();
+        assert_eq!(ept.translate(g(0x1234)).unwrap().page_size, PAGE_4K);
+        assert_eq!(ept.translate(g(0x1234)).unwrap().hpa, h(0x2234));
     }
 
     #[test]
     fn refuses_double_mapping_and_bad_input() {
         let mut ept = EptBuilder::new(VecMemory::new(16)).unwrap();
-        ept.map_2m(0, 0, RW).unwrap();
+        ept.map_2m(g(0), h(0), RW).unwrap();
         assert_eq!(
-            ept.map_4k(0x1000, 0x1000, RW),
-            Err(EptError::AlreadyMapped { gpa: 0x1000 })
+            ept.map_4k(g(0x1000), h(0x1000), RW),
+            Err(EptError::AlreadyMapped { gpa: g(0x1000) })
         );
         assert_eq!(
-            ept.map_2m(0, 0x20_0000, RW),
-            Err(EptError::AlreadyMapped { gpa: 0 })
+            ept.map_2m(g(0), h(0x20_0000), RW),
+            Err(EptError::AlreadyMapped { gpa: g(0) })
         );
-        ept.map_4k(PAGE_2M, 0, RW).unwrap();
+        ept.map_4k(g(PAGE_2M), h(0), RW).unwrap();
         assert_eq!(
-            ept.map_2m(PAGE_2M, 0, RW),
-            Err(EptError::AlreadyMapped { gpa: PAGE_2M })
-        );
-        assert_eq!(
-            ept.map_4k(0x1_0000_0800, 0, RW),
-            Err(EptError::Unaligned { gpa: 0x1_0000_0800 })
+            ept.map_2m(g(PAGE_2M), h(0), RW),
+            Err(EptError::AlreadyMapped { gpa: g(PAGE_2M) })
         );
         assert_eq!(
-            ept.map_4k(0x5000, 0, ACCESS_WRITE),
+            ept.map_4k(g(0x1_0000_0800), h(0), RW),
+            Err(EptError::Unaligned {
+                gpa: g(0x1_0000_0800)
+            })
+        );
+        assert_eq!(
+            ept.map_4k(g(0x5000), h(0), ACCESS_WRITE),
             Err(EptError::BadAccess(ACCESS_WRITE))
         );
-        assert_eq!(ept.map_4k(0x5000, 0, 0), Err(EptError::BadAccess(0)));
+        assert_eq!(ept.map_4k(g(0x5000), h(0), 0), Err(EptError::BadAccess(0)));
         assert_eq!(
-            ept.map_4k(GPA_LIMIT, 0, RW),
-            Err(EptError::OutOfRange { gpa: GPA_LIMIT })
+            ept.map_4k(g(GPA_LIMIT), h(0), RW),
+            Err(EptError::OutOfRange { gpa: g(GPA_LIMIT) })
         );
         assert_eq!(
-            ept.map_range(!0xfff_u64, 0, 0x2000, RW, false),
-            Err(EptError::OutOfRange { gpa: !0xfff_u64 })
+            ept.map_range(g(!0xfff_u64), h(0), 0x2000, RW, false),
+            Err(EptError::OutOfRange { gpa: g(!0xfff_u64) })
         );
     }
 
     #[test]
     fn runs_out_of_frames_cleanly() {
         let mut ept = EptBuilder::new(VecMemory::new(2)).unwrap();
-        assert_eq!(ept.map_4k(0, 0, RW), Err(EptError::OutOfFrames));
+        assert_eq!(ept.map_4k(g(0), h(0), RW), Err(EptError::OutOfFrames));
         assert!(EptBuilder::new(VecMemory::new(0)).is_err());
     }
 }

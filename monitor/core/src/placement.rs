@@ -9,8 +9,10 @@
 //! Pure: no allocation, no I/O; the caller passes the ranges in and gets addresses out.
 
 use core::fmt;
+use quest_abi::HostPhysAddr;
 
-/// A half-open host-physical range `[start, end)`.
+/// A half-open host-physical range `[start, end)`, in bytes (the firmware memory map's
+/// and the monitor's own ranges; what [`place`] returns are [`HostPhysAddr`]s).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Range {
     /// First byte.
@@ -95,7 +97,7 @@ pub fn place(
     reserved: &[Range],
     sizes: &[u64],
     align: u64,
-    out: &mut [u64],
+    out: &mut [HostPhysAddr],
 ) -> Result<(), PlacementError> {
     if align == 0 || !align.is_power_of_two() {
         return Err(PlacementError::BadAlignment);
@@ -109,7 +111,7 @@ pub fn place(
             _ => return Err(PlacementError::BadRequest { index }),
         };
         let (done, rest) = out.split_at_mut(index);
-        let placed = |i: usize| Range::sized(done[i], round(sizes[i], align));
+        let placed = |i: usize| Range::sized(done[i].as_u64(), round(sizes[i], align));
         let blocked = |r: &Range| {
             reserved.iter().copied().chain((0..index).map(placed)).fold(
                 None,
@@ -127,7 +129,7 @@ pub fn place(
             .filter_map(|u| first_fit_in(u, size, align, &blocked))
             .min()
             .ok_or(PlacementError::NoFit { index, size })?;
-        rest[0] = best;
+        rest[0] = HostPhysAddr::new(best);
     }
     Ok(())
 }
@@ -167,6 +169,10 @@ mod tests {
     const MIB: u64 = 1 << 20;
     const TWO_MIB: u64 = 2 * MIB;
 
+    fn h<const N: usize>(a: [u64; N]) -> [HostPhysAddr; N] {
+        a.map(HostPhysAddr::new)
+    }
+
     fn r(start: u64, end: u64) -> Range {
         Range { start, end }
     }
@@ -176,11 +182,11 @@ mod tests {
         let usable = [r(0x10_0000, 512 * MIB)];
         let reserved = [r(0, MIB), r(2 * MIB, 2 * MIB + 0x8_1000)];
         let sizes = [4 * MIB, 0x1000, 2 * MIB];
-        let mut out = [0; 3];
+        let mut out = [HostPhysAddr::ZERO; 3];
         place(&usable, &reserved, &sizes, TWO_MIB, &mut out).unwrap();
         // 0-2 MiB is not aligned-free (reserved up to 1 MiB, usable from 1 MiB: base 0 is
         // outside usable); the image blocks 2-4 MiB; so 4 MiB, then 8 MiB, then 10 MiB.
-        assert_eq!(out, [4 * MIB, 8 * MIB, 10 * MIB]);
+        assert_eq!(out, h([4 * MIB, 8 * MIB, 10 * MIB]));
     }
 
     #[test]
@@ -191,32 +197,32 @@ mod tests {
             r(64 * MIB, 128 * MIB),
         ];
         let sizes = [8 * MIB];
-        let mut out = [0; 1];
+        let mut out = [HostPhysAddr::ZERO; 1];
         place(&usable, &[], &sizes, TWO_MIB, &mut out).unwrap();
-        assert_eq!(out, [64 * MIB]);
+        assert_eq!(out, h([64 * MIB]));
     }
 
     #[test]
     fn unsorted_usable_ranges_still_give_the_lowest_address() {
         let usable = [r(64 * MIB, 128 * MIB), r(16 * MIB, 32 * MIB)];
-        let mut out = [0; 2];
+        let mut out = [HostPhysAddr::ZERO; 2];
         place(&usable, &[], &[2 * MIB, 2 * MIB], TWO_MIB, &mut out).unwrap();
-        assert_eq!(out, [16 * MIB, 18 * MIB]);
+        assert_eq!(out, h([16 * MIB, 18 * MIB]));
     }
 
     #[test]
     fn reserved_inside_usable_is_avoided() {
         let usable = [r(0, 64 * MIB)];
         let reserved = [r(6 * MIB + 5, 6 * MIB + 6)];
-        let mut out = [0; 2];
+        let mut out = [HostPhysAddr::ZERO; 2];
         place(&usable, &reserved, &[6 * MIB, 2 * MIB], TWO_MIB, &mut out).unwrap();
-        assert_eq!(out, [0, 8 * MIB]);
+        assert_eq!(out, h([0, 8 * MIB]));
     }
 
     #[test]
     fn reports_which_request_does_not_fit() {
         let usable = [r(0, 16 * MIB)];
-        let mut out = [0; 3];
+        let mut out = [HostPhysAddr::ZERO; 3];
         let err = place(
             &usable,
             &[],
@@ -240,7 +246,7 @@ mod tests {
     #[test]
     fn rejects_bad_input_without_panicking() {
         let usable = [r(0, u64::MAX)];
-        let mut out = [0; 2];
+        let mut out = [HostPhysAddr::ZERO; 2];
         assert_eq!(
             place(&usable, &[], &[0], TWO_MIB, &mut out),
             Err(PlacementError::BadRequest { index: 0 })
@@ -288,7 +294,7 @@ mod tests {
             reserved in ranges(200 * MIB),
             sizes in prop::collection::vec(1..16 * MIB, 1..6),
         ) {
-            let mut out = [0u64; 8];
+            let mut out = [HostPhysAddr::ZERO; 8];
             let result = place(&usable, &reserved, &sizes, TWO_MIB, &mut out);
             let mut blockers: Vec<Range> = reserved.clone();
             for (i, &size) in sizes.iter().enumerate() {
@@ -300,7 +306,7 @@ mod tests {
                         break;
                     }
                     (_, Some(base)) => {
-                        prop_assert_eq!(out[i], base, "request {} not at first fit", i);
+                        prop_assert_eq!(out[i], HostPhysAddr::new(base), "request {} not at first fit", i);
                         let placed = Range::sized(base, rounded);
                         prop_assert_eq!(base % TWO_MIB, 0);
                         prop_assert!(usable.iter().any(|u| u.start <= base && placed.end <= u.end));
@@ -318,7 +324,7 @@ mod tests {
             reserved in ranges(1 << 40),
             sizes in prop::collection::vec(1..64 * MIB, 1..8),
         ) {
-            let (mut a, mut b) = ([0u64; 8], [0u64; 8]);
+            let (mut a, mut b) = ([HostPhysAddr::ZERO; 8], [HostPhysAddr::ZERO; 8]);
             let ra = place(&usable, &reserved, &sizes, TWO_MIB, &mut a);
             let rb = place(&usable, &reserved, &sizes, TWO_MIB, &mut b);
             prop_assert_eq!(ra, rb);

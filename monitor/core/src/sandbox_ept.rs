@@ -3,17 +3,17 @@
 //! and exactly the access the table gives them, and nothing else.
 
 use crate::ept::{EptBuilder, EptError, EptMemory};
-use quest_abi::{RegionKind, Table};
+use quest_abi::{GuestPhysAddr, HostPhysAddr, RegionKind, Table};
 
 /// Host-physical placement of what one sandbox maps (chosen by the monitor at boot).
 #[derive(Clone, Copy, Debug)]
 pub struct HostPlacement<'a> {
     /// Host-physical base of guest RAM (guest-physical 0).
-    pub ram_hpa: u64,
-    /// Host-physical base of the sandbox's channel directory page (0 if none).
-    pub directory_hpa: u64,
+    pub ram_hpa: HostPhysAddr,
+    /// Host-physical base of the sandbox's channel directory page, if it has one.
+    pub directory_hpa: Option<HostPhysAddr>,
     /// Host-physical base of each channel's data area, table order (ack follows data).
-    pub channel_hpas: &'a [u64],
+    pub channel_hpas: &'a [HostPhysAddr],
 }
 
 /// Why a sandbox's EPT could not be built.
@@ -55,7 +55,7 @@ pub fn build_sandbox_ept<M: EptMemory>(
         let idx = first + pos;
         let kind = RegionKind::from_u32(r.kind.get()).ok_or(SandboxEptError::Region(idx))?;
         let (hpa, large) = match kind {
-            RegionKind::Ram => (place.ram_hpa, true),
+            RegionKind::Ram => (Some(place.ram_hpa), true),
             RegionKind::Directory => (place.directory_hpa, false),
             RegionKind::ChannelData | RegionKind::ChannelAck => {
                 let c = r.channel.get() as usize;
@@ -70,13 +70,14 @@ pub fn build_sandbox_ept<M: EptMemory>(
                     0
                 };
                 let hpa = base.checked_add(off).ok_or(SandboxEptError::Region(idx))?;
-                (hpa, false)
+                (Some(hpa), false)
             }
         };
-        if hpa == 0 {
-            return Err(SandboxEptError::Region(idx));
-        }
-        ept.map_range(r.gpa.get(), hpa, r.size.get(), r.access.get(), large)
+        let hpa = hpa
+            .filter(|&hpa| hpa != HostPhysAddr::ZERO)
+            .ok_or(SandboxEptError::Region(idx))?;
+        let gpa = GuestPhysAddr::new(r.gpa.get());
+        ept.map_range(gpa, hpa, r.size.get(), r.access.get(), large)
             .map_err(|error| SandboxEptError::Map { region: idx, error })?;
     }
     Ok(ept)
@@ -91,56 +92,64 @@ mod tests {
     use quest_abi::testing::{sample_table, MIB};
     use quest_abi::{validate, ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE};
 
+    fn g(a: u64) -> GuestPhysAddr {
+        GuestPhysAddr::new(a)
+    }
+
+    fn h(a: u64) -> HostPhysAddr {
+        HostPhysAddr::new(a)
+    }
+
     #[test]
     fn maps_exactly_the_regions_with_their_access() {
         let bytes = sample_table();
         let table = validate(&bytes).unwrap();
-        let chan = [0x9000_0000u64];
+        let chan = [h(0x9000_0000)];
         // Sandbox 1 is the reader of channel 0.
         let place = HostPlacement {
-            ram_hpa: 0x4000_0000,
-            directory_hpa: 0x8000_0000,
+            ram_hpa: h(0x4000_0000),
+            directory_hpa: Some(h(0x8000_0000)),
             channel_hpas: &chan,
         };
         let ept = build_sandbox_ept(&table, 1, &place, VecMemory::new(32)).unwrap();
         let rwx = ACCESS_READ | ACCESS_WRITE | ACCESS_EXEC;
-        let ram = ept.translate(8 * MIB - 1).unwrap();
-        assert_eq!((ram.hpa, ram.access), (0x4000_0000 + 8 * MIB - 1, rwx));
+        let ram = ept.translate(g(8 * MIB - 1)).unwrap();
+        assert_eq!((ram.hpa, ram.access), (h(0x4000_0000 + 8 * MIB - 1), rwx));
         assert_eq!(ram.page_size, PAGE_2M);
-        assert!(ept.translate(8 * MIB).is_none(), "RAM ends at ram_size");
-        let dir = ept.translate(DIRECTORY_GPA + 8).unwrap();
-        assert_eq!((dir.hpa, dir.access), (0x8000_0008, ACCESS_READ));
+        assert!(ept.translate(g(8 * MIB)).is_none(), "RAM ends at ram_size");
+        let dir = ept.translate(g(DIRECTORY_GPA + 8)).unwrap();
+        assert_eq!((dir.hpa, dir.access), (h(0x8000_0008), ACCESS_READ));
         assert_eq!(dir.page_size, PAGE_4K);
         let data_gpa = DIRECTORY_GPA + DIRECTORY_SIZE;
-        let data = ept.translate(data_gpa).unwrap();
-        assert_eq!((data.hpa, data.access), (0x9000_0000, ACCESS_READ));
-        let ack = ept.translate(data_gpa + 64 * 1024).unwrap();
+        let data = ept.translate(g(data_gpa)).unwrap();
+        assert_eq!((data.hpa, data.access), (h(0x9000_0000), ACCESS_READ));
+        let ack = ept.translate(g(data_gpa + 64 * 1024)).unwrap();
         assert_eq!(
             (ack.hpa, ack.access),
-            (0x9000_0000 + 64 * 1024, ACCESS_READ | ACCESS_WRITE)
+            (h(0x9000_0000 + 64 * 1024), ACCESS_READ | ACCESS_WRITE)
         );
-        assert!(ept.translate(data_gpa + 64 * 1024 + PAGE_4K).is_none());
-        assert!(ept.translate(0x100_0000_0000).is_none());
+        assert!(ept.translate(g(data_gpa + 64 * 1024 + PAGE_4K)).is_none());
+        assert!(ept.translate(g(0x100_0000_0000)).is_none());
     }
 
     #[test]
     fn writer_side_gets_the_opposite_channel_access() {
         let bytes = sample_table();
         let table = validate(&bytes).unwrap();
-        let chan = [0x9000_0000u64];
+        let chan = [h(0x9000_0000)];
         let place = HostPlacement {
-            ram_hpa: 0x4000_0000,
-            directory_hpa: 0x8000_0000,
+            ram_hpa: h(0x4000_0000),
+            directory_hpa: Some(h(0x8000_0000)),
             channel_hpas: &chan,
         };
         let ept = build_sandbox_ept(&table, 0, &place, VecMemory::new(32)).unwrap();
         let data_gpa = DIRECTORY_GPA + DIRECTORY_SIZE;
         assert_eq!(
-            ept.translate(data_gpa).unwrap().access,
+            ept.translate(g(data_gpa)).unwrap().access,
             ACCESS_READ | ACCESS_WRITE
         );
         assert_eq!(
-            ept.translate(data_gpa + 64 * 1024).unwrap().access,
+            ept.translate(g(data_gpa + 64 * 1024)).unwrap().access,
             ACCESS_READ
         );
     }
@@ -150,8 +159,8 @@ mod tests {
         let bytes = sample_table();
         let table = validate(&bytes).unwrap();
         let place = HostPlacement {
-            ram_hpa: 0x4000_0000,
-            directory_hpa: 0x8000_0000,
+            ram_hpa: h(0x4000_0000),
+            directory_hpa: Some(h(0x8000_0000)),
             channel_hpas: &[],
         };
         assert!(matches!(

@@ -12,20 +12,21 @@
 
 use super::vcpu::Vcpu;
 use quest_abi::console::Record;
+use quest_abi::SandboxId;
 use quest_monitor_core::boot_cost::FirstEntries;
 
 static FIRST_ENTRIES: FirstEntries = FirstEntries::new();
 
 /// A vCPU core of sandbox `s` starts setting up its vCPU now.
-pub fn launch(s: usize) {
-    FIRST_ENTRIES.launch(s, crate::arch::tsc::now());
+pub fn launch(s: SandboxId) {
+    FIRST_ENTRIES.launch(s.index(), crate::arch::tsc::now());
 }
 
 /// `v` is about to make its first VM entry; `tsc` was read just now. The last vCPU of all
 /// to get here prints the boot cost (before its entry; `tsc` excludes the printing).
 pub fn entered(v: &Vcpu, tsc: u64) {
     let table = &v.sys.table;
-    if !FIRST_ENTRIES.entered(v.sandbox, tsc, table.vcpu_count()) {
+    if !FIRST_ENTRIES.entered(v.sandbox.index(), tsc, table.vcpu_count()) {
         return;
     }
     let cycles = FIRST_ENTRIES.total_cycles(crate::arch::tsc::entry());
@@ -35,7 +36,7 @@ pub fn entered(v: &Vcpu, tsc: u64) {
         crate::println!("{}", Record::boot_ratio(cycles, ram >> 20, pass));
     }
     for entry in table.sandboxes() {
-        let s = entry.index();
+        let s = entry.id().index();
         let vcpus = entry.vcpus().len();
         let sandbox = entry.name();
         if let Some(tsc) = FIRST_ENTRIES.launched_at(s) {

@@ -19,6 +19,7 @@ use super::sleep::sleep_until_nmi;
 use super::vcpu::Vcpu;
 use core::sync::atomic::Ordering;
 use quest_abi::hypercall::{ERR_INVALID, OK};
+use quest_abi::SandboxId;
 use quest_monitor_core::doorbell::doorbell_target;
 
 /// `WAIT`: returns `OK` once a doorbell for this vCPU is pending (taking it) or its
@@ -47,14 +48,16 @@ pub fn wait(v: &Vcpu) -> u64 {
 /// index names no channel of this sandbox.
 pub fn ring(v: &Vcpu, directory_index: u64) -> u64 {
     let table = &v.sys.table;
-    let Some(target) = doorbell_target(table.raw().channels, v.sandbox, directory_index) else {
+    let Some(target) = doorbell_target(table.raw().channels, v.sandbox.index(), directory_index)
+    else {
         return ERR_INVALID;
     };
-    let Some(peer_sandbox) = table.sandbox(target.peer) else {
+    let Some(peer_sandbox) = SandboxId::from_index(target.peer).and_then(|p| table.sandbox(p))
+    else {
         return ERR_INVALID;
     };
     state(v.sandbox).doorbells.fetch_add(1, Ordering::Relaxed);
-    let peer = state(target.peer);
+    let peer = state(peer_sandbox.id());
     for (i, entry) in peer_sandbox.vcpus().enumerate() {
         let (Some(pending), Some(waiting)) = (peer.doorbell_pending.get(i), peer.waiting.get(i))
         else {
@@ -64,7 +67,7 @@ pub fn ring(v: &Vcpu, directory_index: u64) -> u64 {
         if waiting.load(Ordering::SeqCst) == 0 {
             continue;
         }
-        if let Some(&apic_id) = v.sys.apic_ids.get(entry.core()) {
+        if let Some(apic_id) = v.sys.apic_id(entry.core()) {
             // SAFETY: the core runs a vCPU of the peer sandbox (validated table), whose
             // NMI gate only ends its sleep; NMI exiting is on should it be back in its
             // guest by now (then the exit handler just resumes it).

@@ -18,7 +18,7 @@ use super::vcpu::{Action, Fault, FaultKind, Vcpu};
 use crate::system::System;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use quest_abi::console::{Reasons, Record, SandboxEnd, SandboxSummary};
-use quest_abi::OnFault;
+use quest_abi::{GuestPhysAddr, OnFault};
 use quest_monitor_core::exit::{reason_name, REASON_COUNT};
 use quest_monitor_core::vmcs_fields::field32;
 
@@ -91,7 +91,7 @@ fn prepare_vcpu(v: &mut Vcpu) -> Result<(), vmx::VmFail> {
     unsafe {
         vmx::invept_single(res.eptp)?;
         if v.caps.invvpid {
-            vmx::invvpid_single(v.sandbox as u16 + 1)?;
+            vmx::invvpid_single(super::vpid(v.sandbox))?;
         }
     }
     Ok(())
@@ -159,7 +159,7 @@ fn stop_others(v: &Vcpu, st: &SandboxState, generation: u32) {
         if i == v.index {
             continue;
         }
-        let Some(&apic_id) = v.sys.apic_ids.get(entry.core()) else {
+        let Some(apic_id) = v.sys.apic_id(entry.core()) else {
             continue;
         };
         while st.parked[i].load(Ordering::Acquire) < generation {
@@ -249,7 +249,7 @@ pub fn summary(sys: &System) -> bool {
     let mut all_ok = true;
     crate::println!("{}", Record::SummaryStart);
     for sandbox in sys.table.sandboxes() {
-        let st = state(sandbox.index());
+        let st = state(sandbox.id());
         let status = st.status.load(Ordering::Acquire);
         let code = st.exit_code.load(Ordering::Relaxed);
         all_ok &= status == STATUS_EXITED && code == 0;
@@ -290,7 +290,7 @@ pub fn summary(sys: &System) -> bool {
 fn patch_launch_values(v: &Vcpu, launch: u32) {
     let at = v.sandbox_view.launch_patches();
     let boot_time_ns = v.sys.boot_time_us.saturating_mul(1000);
-    let patches: [(Option<u64>, &[u8]); 4] = [
+    let patches: [(Option<GuestPhysAddr>, &[u8]); 4] = [
         (at.tsc_khz, &v.sys.tsc_khz.to_le_bytes()),
         (at.launch_count, &launch.to_le_bytes()),
         (at.boot_time_us, &v.sys.boot_time_us.to_le_bytes()),

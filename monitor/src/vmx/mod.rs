@@ -29,6 +29,7 @@ mod vmcs;
 pub use caps::{VmxCaps, VmxError};
 
 use crate::system::System;
+use quest_abi::{CoreId, SandboxId};
 use quest_monitor_core::console_line::LineBuffer;
 
 static CAPS: spin::Once<Result<VmxCaps, VmxError>> = spin::Once::new();
@@ -40,7 +41,7 @@ pub fn check_support() -> Result<VmxCaps, VmxError> {
 }
 
 /// Runs the vCPU assigned to logical core `core` for the life of the system.
-pub fn run_core(core: usize, sys: &'static System) -> ! {
+pub fn run_core(core: CoreId, sys: &'static System) -> ! {
     let Some((entry, sandbox_view)) = sys
         .table
         .vcpu_on_core(core)
@@ -48,7 +49,7 @@ pub fn run_core(core: usize, sys: &'static System) -> ! {
     else {
         lifecycle::park_forever();
     };
-    let s = sandbox_view.index();
+    let s = sandbox_view.id();
     boot_cost::launch(s);
     let name = sandbox_view.name();
     let caps = match check_support() {
@@ -75,7 +76,7 @@ pub fn run_core(core: usize, sys: &'static System) -> ! {
     // SAFETY: the VMCS is current; the host state describes this core, whose GDT, TSS
     // and vCPU IDT stay loaded.
     let setup = unsafe {
-        vmcs::write_controls(&caps, &res, s as u16 + 1).and_then(|()| host::write_host_state())
+        vmcs::write_controls(&caps, &res, vpid(s)).and_then(|()| host::write_host_state())
     };
     if let Err(e) = setup {
         fatal(format_args!("core {core}: cannot write the VMCS: {e:?}"));
@@ -95,6 +96,11 @@ pub fn run_core(core: usize, sys: &'static System) -> ! {
         launched: false,
         entered_once: false,
     })
+}
+
+/// The VPID of sandbox `s`'s vCPUs (VPID 0 is the host's; at most MAX_SANDBOXES sandboxes).
+fn vpid(s: SandboxId) -> u16 {
+    s.index() as u16 + 1
 }
 
 /// A monitor-side failure that no sandbox caused: report and stop the system.

@@ -4,7 +4,7 @@
 use super::host::alloc_frame;
 use crate::system::System;
 use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
-use quest_abi::{MAX_SANDBOXES, MAX_VCPUS_PER_SANDBOX};
+use quest_abi::{HostPhysAddr, SandboxId, MAX_SANDBOXES, MAX_VCPUS_PER_SANDBOX};
 use quest_monitor_core::ept::EptMemory;
 use quest_monitor_core::exit::REASON_COUNT;
 use quest_monitor_core::io_bitmap::{build_io_bitmaps, IO_BITMAPS_SIZE};
@@ -44,16 +44,18 @@ impl core::fmt::Display for SetupError {
 struct PoolFrames;
 
 impl EptMemory for PoolFrames {
-    fn alloc_table(&mut self) -> Option<u64> {
-        alloc_frame()
+    fn alloc_table(&mut self) -> Option<HostPhysAddr> {
+        alloc_frame().map(HostPhysAddr::new)
     }
-    fn read(&self, table: u64, index: usize) -> u64 {
+    fn read(&self, table: HostPhysAddr, index: usize) -> u64 {
+        let table = table.as_u64() as *const u64;
         // SAFETY: `table` is a frame this builder allocated (identity mapped), index < 512.
-        unsafe { (table as *const u64).add(index % 512).read_volatile() }
+        unsafe { table.add(index % 512).read_volatile() }
     }
-    fn write(&mut self, table: u64, index: usize, value: u64) {
+    fn write(&mut self, table: HostPhysAddr, index: usize, value: u64) {
+        let table = table.as_u64() as *mut u64;
         // SAFETY: as in `read`; no vCPU uses this EPT before it is complete.
-        unsafe { (table as *mut u64).add(index % 512).write_volatile(value) }
+        unsafe { table.add(index % 512).write_volatile(value) }
     }
 }
 
@@ -61,13 +63,13 @@ static RESOURCES: [spin::Once<Result<SandboxVmx, SetupError>>; MAX_SANDBOXES] =
     [const { spin::Once::new() }; MAX_SANDBOXES];
 
 /// The sandbox's VMX structures, built by the first of its vCPUs to ask.
-pub fn resources(sys: &System, s: usize) -> Result<SandboxVmx, SetupError> {
-    *RESOURCES[s].call_once(|| build(sys, s))
+pub fn resources(sys: &System, s: SandboxId) -> Result<SandboxVmx, SetupError> {
+    *RESOURCES[s.index()].call_once(|| build(sys, s))
 }
 
-fn build(sys: &System, s: usize) -> Result<SandboxVmx, SetupError> {
-    let place = sys.sandboxes[s];
-    let mut channel_hpas = [0u64; quest_abi::MAX_CHANNELS];
+fn build(sys: &System, s: SandboxId) -> Result<SandboxVmx, SetupError> {
+    let place = sys.sandboxes[s.index()];
+    let mut channel_hpas = [HostPhysAddr::ZERO; quest_abi::MAX_CHANNELS];
     for (slot, c) in channel_hpas.iter_mut().zip(sys.channels) {
         *slot = c.hpa;
     }
@@ -76,7 +78,8 @@ fn build(sys: &System, s: usize) -> Result<SandboxVmx, SetupError> {
         directory_hpa: place.directory_hpa,
         channel_hpas: &channel_hpas[..sys.channels.len().min(quest_abi::MAX_CHANNELS)],
     };
-    let ept = build_sandbox_ept(sys.table.raw(), s, &host, PoolFrames).map_err(SetupError::Ept)?;
+    let ept = build_sandbox_ept(sys.table.raw(), s.index(), &host, PoolFrames)
+        .map_err(SetupError::Ept)?;
 
     let io = crate::frame_pool::alloc_zeroed(2).ok_or(SetupError::OutOfFrames)?;
     // SAFETY: two fresh contiguous frames, identity mapped, not shared yet.
@@ -167,6 +170,6 @@ impl SandboxState {
 static STATES: [SandboxState; MAX_SANDBOXES] = [const { SandboxState::new() }; MAX_SANDBOXES];
 
 /// The run state of sandbox `s` (< `MAX_SANDBOXES`).
-pub fn state(s: usize) -> &'static SandboxState {
-    &STATES[s % MAX_SANDBOXES]
+pub fn state(s: SandboxId) -> &'static SandboxState {
+    &STATES[s.index() % MAX_SANDBOXES]
 }

@@ -6,6 +6,7 @@ use super::instructions::{self as vmx, GuestRegs};
 use crate::system::System;
 use core::fmt;
 use quest_abi::view::{SandboxView, VcpuView};
+use quest_abi::{CoreId, GuestPhysAddr, SandboxId};
 use quest_monitor_core::console_line::LineBuffer;
 use quest_monitor_core::exit::{instruction_error_name, reason_name, InterruptionInfo};
 use quest_monitor_core::vmcs_fields::{field32, natural};
@@ -16,14 +17,14 @@ use quest_monitor_core::x2apic_icr::IcrError;
 pub struct Vcpu {
     /// The system.
     pub sys: &'static System,
-    /// Sandbox index.
-    pub sandbox: usize,
+    /// Its sandbox.
+    pub sandbox: SandboxId,
     /// Its sandbox in the table.
     pub sandbox_view: SandboxView<'static>,
     /// Index of this vCPU in its sandbox (its virtual APIC ID).
     pub index: usize,
-    /// Logical core index.
-    pub core: usize,
+    /// The logical core it runs on.
+    pub core: CoreId,
     /// The sandbox's name (console prefix).
     pub name: &'static str,
     /// Its table entry (launch state).
@@ -189,16 +190,20 @@ impl Vcpu {
 
     /// Copies `len` bytes from guest-physical `gpa` to the console in chunks; false when
     /// any part lies outside the sandbox's RAM (then nothing is printed).
-    pub fn console_from_guest(&mut self, gpa: u64, len: u64) -> bool {
+    pub fn console_from_guest(&mut self, gpa: GuestPhysAddr, len: u64) -> bool {
         let ram = self.sandbox_view.ram_size();
-        if quest_monitor_core::guest_memory::ram_range(gpa, len, ram).is_none() {
+        if quest_monitor_core::guest_memory::ram_range(gpa.as_u64(), len, ram).is_none() {
             return false;
         }
         let mut buf = [0u8; 256];
         let mut done = 0u64;
         while done < len {
             let n = (len - done).min(buf.len() as u64) as usize;
-            if !self.mem.read(gpa + done, &mut buf[..n]) {
+            // Inside RAM (checked above), so no overflow.
+            let Some(at) = gpa.checked_add(done) else {
+                return false;
+            };
+            if !self.mem.read(at, &mut buf[..n]) {
                 return false;
             }
             self.console_bytes(&buf[..n]);

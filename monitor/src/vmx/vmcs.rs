@@ -73,7 +73,7 @@ pub unsafe fn write_guest_state(
     // SAFETY: a VMCS is current (contract).
     unsafe {
         vmx::write_natural(natural::GUEST_CR0, cr0)?;
-        vmx::write_natural(natural::GUEST_CR3, sandbox.page_table_gpa())?;
+        vmx::write_natural(natural::GUEST_CR3, sandbox.page_table_gpa().as_u64())?;
         vmx::write_natural(natural::GUEST_CR4, cr4)?;
         vmx::write_natural(natural::GUEST_DR7, 0x400)?;
         vmx::write_natural(natural::GUEST_RSP, vcpu.rsp())?;

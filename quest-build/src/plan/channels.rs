@@ -9,7 +9,7 @@
 
 use super::types::{ChannelEnd, ChannelPlan, RegionPlan, Role};
 use quest_abi::layout::{CHANNEL_ACK_SIZE, CHANNEL_WINDOW_GPA, DIRECTORY_GPA, DIRECTORY_SIZE};
-use quest_abi::{RegionKind, ACCESS_READ, ACCESS_WRITE, PAGE_SIZE};
+use quest_abi::{GuestPhysAddr, RegionKind, ACCESS_READ, ACCESS_WRITE, PAGE_SIZE};
 
 /// Unmapped gap after the directory and after every channel in a window.
 pub const CHANNEL_GUARD_SIZE: u64 = PAGE_SIZE;
@@ -89,16 +89,17 @@ pub fn place_channels(n_sandboxes: usize, requests: &[ChannelRequest]) -> Placem
     let mut channels = Vec::with_capacity(requests.len());
     for (index, req) in requests.iter().enumerate() {
         let data_size = data_size(req.size);
-        let mut place = |sandbox: usize, role: Role| -> u64 {
+        let mut place = |sandbox: usize, role: Role| -> GuestPhysAddr {
             let (Some(window), Some(next)) = (windows.get_mut(sandbox), cursor.get_mut(sandbox))
             else {
-                return 0;
+                return GuestPhysAddr::ZERO;
             };
-            let data_gpa = *next;
-            let ack_gpa = data_gpa.saturating_add(data_size);
-            *next = ack_gpa
+            // The cursor saturates (validation rejects a window that large).
+            let (data, ack) = (*next, next.saturating_add(data_size));
+            *next = ack
                 .saturating_add(CHANNEL_ACK_SIZE)
                 .saturating_add(CHANNEL_GUARD_SIZE);
+            let (data_gpa, ack_gpa) = (GuestPhysAddr::new(data), GuestPhysAddr::new(ack));
             let (data_access, ack_access) = match role {
                 Role::Writer => (ACCESS_READ | ACCESS_WRITE, ACCESS_READ),
                 Role::Reader => (ACCESS_READ, ACCESS_READ | ACCESS_WRITE),
@@ -143,7 +144,7 @@ pub fn place_channels(n_sandboxes: usize, requests: &[ChannelRequest]) -> Placem
                 0,
                 RegionPlan {
                     kind: RegionKind::Directory,
-                    gpa: DIRECTORY_GPA,
+                    gpa: GuestPhysAddr::new(DIRECTORY_GPA),
                     size: DIRECTORY_SIZE,
                     access: ACCESS_READ,
                     channel: None,
@@ -171,11 +172,13 @@ mod tests {
     #[test]
     fn a_channel_pair_is_placed_after_the_directory_in_both_windows() {
         let p = place_channels(3, &[req("ab", 0, 1, 64 << 10), req("ba", 1, 0, 5000)]);
-        let first = DIRECTORY_GPA + DIRECTORY_SIZE + CHANNEL_GUARD_SIZE;
+        let first = GuestPhysAddr::new(DIRECTORY_GPA + DIRECTORY_SIZE + CHANNEL_GUARD_SIZE);
         let ab = &p.channels[0];
         assert_eq!((ab.writer_gpa, ab.reader_gpa), (first, first));
         assert_eq!((ab.data_size, ab.ack_size), (64 << 10, CHANNEL_ACK_SIZE));
-        let second = first + (64 << 10) + CHANNEL_ACK_SIZE + CHANNEL_GUARD_SIZE;
+        let second = first
+            .checked_add((64 << 10) + CHANNEL_ACK_SIZE + CHANNEL_GUARD_SIZE)
+            .unwrap();
         let ba = &p.channels[1];
         assert_eq!((ba.writer_gpa, ba.reader_gpa), (second, second));
         assert_eq!(ba.data_size, 8192, "5000 bytes round up to two pages");
@@ -195,7 +198,7 @@ mod tests {
         );
         assert_eq!(w0.ends[0].role, Role::Writer);
         assert_eq!(w0.ends[1].role, Role::Reader);
-        assert_eq!(w0.ends[1].ack_gpa, second + 8192);
+        assert_eq!(w0.ends[1].ack_gpa, second.checked_add(8192).unwrap());
         assert!(p.windows[2].regions.is_empty() && p.windows[2].ends.is_empty());
     }
 
@@ -209,9 +212,10 @@ mod tests {
             .collect();
         let p = place_channels(2, &reqs);
         let last = p.windows[0].regions.last().unwrap();
+        let end = last.gpa.checked_add(last.size).unwrap();
         assert_eq!(
-            last.gpa + last.size - CHANNEL_WINDOW_GPA,
-            window_bytes_needed(sizes)
+            end.checked_offset_from(GuestPhysAddr::new(CHANNEL_WINDOW_GPA)),
+            Some(window_bytes_needed(sizes))
         );
         assert_eq!(window_bytes_needed([]), 0);
     }
@@ -220,7 +224,8 @@ mod tests {
     fn bad_endpoints_and_sizes_never_panic() {
         let p = place_channels(1, &[req("x", 7, 0, u64::MAX), req("y", 0, 0, 1)]);
         assert_eq!(
-            p.channels[0].writer_gpa, 0,
+            p.channels[0].writer_gpa,
+            GuestPhysAddr::ZERO,
             "unknown writer is mapped nowhere"
         );
         assert_eq!(p.channels.len(), 2);
@@ -242,19 +247,20 @@ mod tests {
             prop_assert_eq!(&p, &place_channels(5, &reqs), "deterministic");
             for (s, w) in p.windows.iter().enumerate() {
                 for (i, a) in w.regions.iter().enumerate() {
-                    prop_assert_eq!(a.gpa % PAGE_SIZE, 0);
+                    prop_assert!(a.gpa.is_aligned(PAGE_SIZE));
                     prop_assert_eq!(a.size % PAGE_SIZE, 0);
                     if i > 0 {
                         // Sorted by address and never touching: a guard page or the
                         // ack right after its own data.
                         let prev = &w.regions[i - 1];
-                        prop_assert!(prev.gpa + prev.size <= a.gpa);
+                        prop_assert!(prev.gpa.checked_add(prev.size).unwrap() <= a.gpa);
                     }
                 }
                 let sizes = reqs.iter().filter(|r| r.writer == s || r.reader == s).map(|r| r.size);
                 let used = window_bytes_needed(sizes);
                 if let Some(last) = w.regions.last() {
-                    prop_assert_eq!(last.gpa + last.size - CHANNEL_WINDOW_GPA, used);
+                    let end = last.gpa.checked_add(last.size).unwrap();
+                    prop_assert_eq!(end.checked_offset_from(GuestPhysAddr::new(CHANNEL_WINDOW_GPA)), Some(used));
                 }
             }
             for (i, c) in p.channels.iter().enumerate() {
@@ -262,7 +268,7 @@ mod tests {
                 let re = p.windows[c.reader].ends.iter().find(|e| e.channel == i).unwrap();
                 prop_assert_eq!((we.role, we.data_gpa), (Role::Writer, c.writer_gpa));
                 prop_assert_eq!((re.role, re.data_gpa), (Role::Reader, c.reader_gpa));
-                prop_assert_eq!(we.ack_gpa, we.data_gpa + c.data_size);
+                prop_assert_eq!(Some(we.ack_gpa), we.data_gpa.checked_add(c.data_size));
                 prop_assert!(c.data_size >= reqs[i].size && c.data_size - reqs[i].size < PAGE_SIZE);
             }
         }

@@ -41,8 +41,8 @@ pub fn directory_bytes(plan: &Plan, sandbox: usize) -> Vec<u8> {
         }
         .into();
         e.channel = u32::try_from(end.channel).unwrap_or(u32::MAX).into();
-        e.data_gpa = end.data_gpa.into();
-        e.ack_gpa = end.ack_gpa.into();
+        e.data_gpa = end.data_gpa.as_u64().into();
+        e.ack_gpa = end.ack_gpa.as_u64().into();
         let bytes = e.as_bytes();
         page[at..at + bytes.len()].copy_from_slice(bytes);
         at += bytes.len();
@@ -70,8 +70,8 @@ mod tests {
                 let c = &p.channels[end.channel];
                 assert_eq!(quest_abi::name_str(&e.name), Some(c.name.as_str()));
                 assert_eq!(e.channel.get() as usize, end.channel);
-                assert_eq!(e.data_gpa.get(), end.data_gpa);
-                assert_eq!(e.ack_gpa.get(), end.ack_gpa);
+                assert_eq!(e.data_gpa.get(), end.data_gpa.as_u64());
+                assert_eq!(e.ack_gpa.get(), end.ack_gpa.as_u64());
                 assert_eq!(e.data_size.get(), c.data_size);
                 assert_eq!(e.ack_size.get(), c.ack_size);
                 let want = if c.writer == s {

@@ -8,7 +8,7 @@ use super::table::EncodedTable;
 use super::types::{Plan, RegionPlan, Role, SandboxPlan};
 use super::units::{access, console};
 use crate::manifest::budget::{host_allocation, LOW_MEMORY_RESERVE};
-use quest_abi::{OnFault, RegionKind, Runtime};
+use quest_abi::{GuestPhysAddr, OnFault, RegionKind, Runtime};
 use serde::Serialize;
 use std::path::Path;
 
@@ -126,7 +126,7 @@ fn region<'a>(plan: &'a Plan, sb: &SandboxPlan, r: &RegionPlan) -> JsonRegion<'a
             RegionKind::ChannelData => "channel-data",
             RegionKind::ChannelAck => "channel-ack",
         },
-        gpa: r.gpa,
+        gpa: r.gpa.as_u64(),
         size: r.size,
         access: access(r.access),
         channel: r
@@ -199,14 +199,20 @@ pub fn render(plan: &Plan, table: &EncodedTable, base_dir: &Path) -> String {
                     })
                     .collect(),
                 boot: JsonBoot {
-                    image_gpa: sb.boot.image_gpa,
-                    boot_info_gpa: sb.boot.boot_info_gpa,
-                    page_table_gpa: sb.boot.page_table_gpa,
-                    directory_gpa: sb.boot.directory_gpa,
-                    patch_tsc_khz_gpa: sb.boot.patch_tsc_khz_gpa,
-                    patch_boot_time_gpa: sb.boot.patch_boot_time_gpa,
-                    patch_boot_time_ns_gpa: sb.boot.patch_boot_time_ns_gpa,
-                    patch_launch_count_gpa: sb.boot.patch_launch_count_gpa,
+                    image_gpa: sb.boot.image_gpa.as_u64(),
+                    boot_info_gpa: sb.boot.boot_info_gpa.as_u64(),
+                    page_table_gpa: sb.boot.page_table_gpa.as_u64(),
+                    directory_gpa: sb.boot.directory_gpa.map(GuestPhysAddr::as_u64),
+                    patch_tsc_khz_gpa: sb.boot.patch_tsc_khz_gpa.map(GuestPhysAddr::as_u64),
+                    patch_boot_time_gpa: sb.boot.patch_boot_time_gpa.map(GuestPhysAddr::as_u64),
+                    patch_boot_time_ns_gpa: sb
+                        .boot
+                        .patch_boot_time_ns_gpa
+                        .map(GuestPhysAddr::as_u64),
+                    patch_launch_count_gpa: sb
+                        .boot
+                        .patch_launch_count_gpa
+                        .map(GuestPhysAddr::as_u64),
                 },
                 ports: sb.ports.iter().map(|&(a, b)| [a, b]).collect(),
                 regions: sb.regions.iter().map(|r| region(plan, sb, r)).collect(),
@@ -224,8 +230,8 @@ pub fn render(plan: &Plan, table: &EncodedTable, base_dir: &Path) -> String {
                 data_size: c.data_size,
                 ack_size: c.ack_size,
                 capacity: capacity(c.data_size),
-                writer_gpa: c.writer_gpa,
-                reader_gpa: c.reader_gpa,
+                writer_gpa: c.writer_gpa.as_u64(),
+                reader_gpa: c.reader_gpa.as_u64(),
             })
             .collect(),
         host_memory: JsonHostMemory {
@@ -284,7 +290,10 @@ mod tests {
         assert_eq!(r["access"], "r--");
         assert_eq!(r["channel"], "ping-to-pong");
         assert_eq!(r["role"], "reader");
-        assert_eq!(v["channels"][0]["writer_gpa"], p.channels[0].writer_gpa);
+        assert_eq!(
+            v["channels"][0]["writer_gpa"],
+            p.channels[0].writer_gpa.as_u64()
+        );
         assert_eq!(v["channels"][1]["capacity"], 8192 - 128 - 8);
         assert_eq!(v["host_memory"]["needed"], p.host_memory_needed);
         assert_eq!(v["table"]["crc32"], t.checksum());

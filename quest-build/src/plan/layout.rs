@@ -5,7 +5,7 @@
 //! up to the runtime's module ([`crate::runtime`]).
 
 use super::types::{BootLayout, RegionPlan, VcpuPlan};
-use quest_abi::{RegionKind, Runtime, ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE};
+use quest_abi::{GuestPhysAddr, RegionKind, Runtime, ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE};
 
 /// The fixed boot addresses of a sandbox running `runtime`; `has_channels` adds the
 /// channel directory. The runtime's module decides them.
@@ -37,7 +37,7 @@ pub fn vcpus(runtime: Runtime, ram_size: u64, cores: &[u32]) -> Vec<VcpuPlan> {
 pub fn ram_region(ram_size: u64) -> RegionPlan {
     RegionPlan {
         kind: RegionKind::Ram,
-        gpa: 0,
+        gpa: GuestPhysAddr::ZERO,
         size: ram_size,
         access: ACCESS_READ | ACCESS_WRITE | ACCESS_EXEC,
         channel: None,
@@ -62,8 +62,8 @@ mod tests {
         info.launch_count = 0x1234_5678.into();
         info.boot_time_us = 0x0102_0304_0506_0708.into();
         let bytes = info.as_bytes();
-        let at = |gpa: Option<u64>, len: usize| {
-            let off = (gpa.unwrap() - b.boot_info_gpa) as usize;
+        let at = |gpa: Option<GuestPhysAddr>, len: usize| {
+            let off = gpa.unwrap().checked_offset_from(b.boot_info_gpa).unwrap() as usize;
             bytes[off..off + len].to_vec()
         };
         assert_eq!(at(b.patch_tsc_khz_gpa, 4), 0xaabb_ccddu32.to_le_bytes());
@@ -76,16 +76,25 @@ mod tests {
             0x0102_0304_0506_0708u64.to_le_bytes()
         );
         assert_eq!(b.directory_gpa, None);
-        assert_eq!(b.image_gpa, BARE_IMAGE_GPA);
+        assert_eq!(b.image_gpa, GuestPhysAddr::new(BARE_IMAGE_GPA));
     }
 
     #[test]
     fn hermit_layout_patches_raw_boot_info_and_directory_follows_channels() {
         let h = boot_layout(Runtime::Hermit, true);
-        assert_eq!(h.image_gpa, HERMIT_KERNEL_GPA);
-        assert_eq!(h.directory_gpa, Some(quest_abi::layout::DIRECTORY_GPA));
-        assert_eq!(h.patch_tsc_khz_gpa, Some(BOOT_INFO_GPA + 104));
-        assert_eq!(h.patch_boot_time_ns_gpa, Some(BOOT_INFO_GPA + 112));
+        assert_eq!(h.image_gpa, GuestPhysAddr::new(HERMIT_KERNEL_GPA));
+        assert_eq!(
+            h.directory_gpa,
+            Some(GuestPhysAddr::new(quest_abi::layout::DIRECTORY_GPA))
+        );
+        assert_eq!(
+            h.patch_tsc_khz_gpa,
+            Some(GuestPhysAddr::new(BOOT_INFO_GPA + 104))
+        );
+        assert_eq!(
+            h.patch_boot_time_ns_gpa,
+            Some(GuestPhysAddr::new(BOOT_INFO_GPA + 112))
+        );
         assert_eq!(h.patch_boot_time_gpa, None);
         assert_eq!(h.patch_launch_count_gpa, None);
         assert_eq!(boot_layout(Runtime::Hermit, false).directory_gpa, None);

@@ -198,9 +198,9 @@ fn sandbox(out: &mut String, plan: &Plan, index: usize, sb: &SandboxPlan, base_d
         .iter()
         .map(|r| {
             vec![
-                addr(r.gpa),
+                addr(r.gpa.as_u64()),
                 "-".to_owned(),
-                addr(r.gpa.saturating_add(r.size)),
+                addr(r.gpa.as_u64().saturating_add(r.size)),
                 size(r.size),
                 access(r.access),
                 region_label(plan, sb, r),
@@ -237,8 +237,8 @@ fn channels(out: &mut String, plan: &Plan) {
             size(c.data_size),
             size(c.ack_size),
             format!("{} B", capacity(c.data_size)),
-            addr(c.writer_gpa),
-            addr(c.reader_gpa),
+            addr(c.writer_gpa.as_u64()),
+            addr(c.reader_gpa.as_u64()),
         ]);
     }
     columns(out, "  ", &rows);

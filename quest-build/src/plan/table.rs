@@ -2,12 +2,24 @@
 //! payloads, checked with the same `validate` the monitor runs at boot.
 
 use super::types::{Plan, SandboxImage};
+use quest_abi::GuestPhysAddr;
 use quest_abi::{
     ChannelEntry, DeviceEntry, DeviceKind, IndexRange, PayloadEntry, RegionEntry, SandboxEntry,
     TableParts, VcpuEntry, NO_INDEX, PAGE_SIZE, PAYLOAD_ALIGN,
 };
 use sha2::{Digest, Sha256};
+use zerocopy::little_endian::U64;
 use zerocopy::FromZeros;
+
+/// A guest-physical address as the table stores it.
+fn gpa_field(gpa: GuestPhysAddr) -> U64 {
+    gpa.as_u64().into()
+}
+
+/// An optional guest-physical address as the table stores it (0: none).
+fn optional_gpa_field(gpa: Option<GuestPhysAddr>) -> U64 {
+    gpa_field(gpa.unwrap_or(GuestPhysAddr::ZERO))
+}
 
 /// A partition table and the payload area that follows it in an image.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -98,7 +110,7 @@ pub fn encode_table(
     for (s, sb) in plan.sandboxes.iter().enumerate() {
         let owner = idx(s, "too many sandboxes")?;
         let image = images.map(|i| &i[s]);
-        let entry = image.map_or(sb.boot.image_gpa, |i| i.entry);
+        let entry = image.map_or(sb.boot.image_gpa.as_u64(), |i| i.entry);
         let first_vcpu = idx(vcpus.len(), "too many vcpus")?;
         for v in &sb.vcpus {
             let mut e = VcpuEntry::new_zeroed();
@@ -107,7 +119,7 @@ pub fn encode_table(
             e.core = v.core.into();
             e.rip = entry.into();
             e.rsp = v.stack_top.into();
-            e.rdi = sb.boot.boot_info_gpa.into();
+            e.rdi = gpa_field(sb.boot.boot_info_gpa);
             e.rsi = u64::from(v.index).into();
             vcpus.push(e);
         }
@@ -116,7 +128,7 @@ pub fn encode_table(
             let mut e = RegionEntry::new_zeroed();
             e.sandbox = owner.into();
             e.kind = (r.kind as u32).into();
-            e.gpa = r.gpa.into();
+            e.gpa = gpa_field(r.gpa);
             e.size = r.size.into();
             e.access = r.access.into();
             e.channel = match r.channel {
@@ -151,13 +163,13 @@ pub fn encode_table(
         e.devices = range(first_device, devices.len(), "too many devices")?;
         e.payloads = range(first_payload, payloads.len(), "too many payloads")?;
         e.ram_size = sb.ram_size.into();
-        e.boot_info_gpa = sb.boot.boot_info_gpa.into();
-        e.page_table_gpa = sb.boot.page_table_gpa.into();
-        e.directory_gpa = sb.boot.directory_gpa.unwrap_or(0).into();
-        e.patch_tsc_khz_gpa = sb.boot.patch_tsc_khz_gpa.unwrap_or(0).into();
-        e.patch_boot_time_gpa = sb.boot.patch_boot_time_gpa.unwrap_or(0).into();
-        e.patch_boot_time_ns_gpa = sb.boot.patch_boot_time_ns_gpa.unwrap_or(0).into();
-        e.patch_launch_count_gpa = sb.boot.patch_launch_count_gpa.unwrap_or(0).into();
+        e.boot_info_gpa = gpa_field(sb.boot.boot_info_gpa);
+        e.page_table_gpa = gpa_field(sb.boot.page_table_gpa);
+        e.directory_gpa = optional_gpa_field(sb.boot.directory_gpa);
+        e.patch_tsc_khz_gpa = optional_gpa_field(sb.boot.patch_tsc_khz_gpa);
+        e.patch_boot_time_gpa = optional_gpa_field(sb.boot.patch_boot_time_gpa);
+        e.patch_boot_time_ns_gpa = optional_gpa_field(sb.boot.patch_boot_time_ns_gpa);
+        e.patch_launch_count_gpa = optional_gpa_field(sb.boot.patch_launch_count_gpa);
         sandboxes.push(e);
     }
 
@@ -172,8 +184,8 @@ pub fn encode_table(
             e.reader = u32::try_from(c.reader).unwrap_or(u32::MAX).into();
             e.data_size = c.data_size.into();
             e.ack_size = c.ack_size.into();
-            e.writer_gpa = c.writer_gpa.into();
-            e.reader_gpa = c.reader_gpa.into();
+            e.writer_gpa = gpa_field(c.writer_gpa);
+            e.reader_gpa = gpa_field(c.reader_gpa);
             Ok(e)
         })
         .collect::<Result<Vec<_>, TableError>>()?;

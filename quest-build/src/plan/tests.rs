@@ -4,7 +4,7 @@ use super::testing::{self, arb_manifest, SandboxSpec};
 use super::*;
 use proptest::prelude::*;
 use quest_abi::layout::{BARE_IMAGE_GPA, BOOT_INFO_GPA, DIRECTORY_GPA, HERMIT_KERNEL_GPA};
-use quest_abi::{RegionKind, ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE};
+use quest_abi::{GuestPhysAddr, RegionKind, ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE};
 
 const MIB: u64 = 1 << 20;
 
@@ -18,10 +18,13 @@ fn pingpong_plan_has_the_documented_shape() {
         panic!("two sandboxes expected")
     };
     assert_eq!(ping.runtime, quest_abi::Runtime::Hermit);
-    assert_eq!(ping.boot.image_gpa, HERMIT_KERNEL_GPA);
-    assert_eq!(pong.boot.image_gpa, BARE_IMAGE_GPA);
-    assert_eq!(ping.boot.directory_gpa, Some(DIRECTORY_GPA));
-    assert_eq!(pong.boot.boot_info_gpa, BOOT_INFO_GPA);
+    assert_eq!(ping.boot.image_gpa, GuestPhysAddr::new(HERMIT_KERNEL_GPA));
+    assert_eq!(pong.boot.image_gpa, GuestPhysAddr::new(BARE_IMAGE_GPA));
+    assert_eq!(
+        ping.boot.directory_gpa,
+        Some(GuestPhysAddr::new(DIRECTORY_GPA))
+    );
+    assert_eq!(pong.boot.boot_info_gpa, GuestPhysAddr::new(BOOT_INFO_GPA));
     assert_eq!(
         pong.vcpus.iter().map(|v| v.core).collect::<Vec<_>>(),
         [1, 2]
@@ -39,7 +42,7 @@ fn pingpong_plan_has_the_documented_shape() {
             ping.regions[0].size,
             ping.regions[0].access
         ),
-        (RegionKind::Ram, 0, 64 * MIB, rwx)
+        (RegionKind::Ram, GuestPhysAddr::ZERO, 64 * MIB, rwx)
     );
     assert_eq!(ping.regions[1].kind, RegionKind::Directory);
     assert_eq!(
@@ -82,25 +85,28 @@ fn the_table_says_what_the_plan_says() {
         assert_eq!(e.ram_size.get(), sb.ram_size);
         assert_eq!(
             e.patch_tsc_khz_gpa.get(),
-            sb.boot.patch_tsc_khz_gpa.unwrap_or(0)
+            sb.boot.patch_tsc_khz_gpa.map_or(0, GuestPhysAddr::as_u64)
         );
         let regions = t.sandbox_regions(s);
         assert_eq!(regions.len(), sb.regions.len());
         for (r, want) in regions.iter().zip(&sb.regions) {
-            assert_eq!((r.gpa.get(), r.size.get()), (want.gpa, want.size));
+            assert_eq!((r.gpa.get(), r.size.get()), (want.gpa.as_u64(), want.size));
             assert_eq!(r.access.get(), want.access);
         }
         for (v, want) in t.sandbox_vcpus(s).iter().zip(&sb.vcpus) {
             assert_eq!(v.core.get(), want.core);
-            assert_eq!(v.rip.get(), sb.boot.image_gpa);
+            assert_eq!(v.rip.get(), sb.boot.image_gpa.as_u64());
             assert_eq!(v.rsp.get(), want.stack_top);
-            assert_eq!(v.rdi.get(), sb.boot.boot_info_gpa);
+            assert_eq!(v.rdi.get(), sb.boot.boot_info_gpa.as_u64());
             assert_eq!(v.rsi.get(), u64::from(want.index));
         }
     }
     let d = t.sandbox_devices(1);
     assert_eq!((d[0].first.get(), d[0].last.get()), (0x2f8, 0x2ff));
-    assert_eq!(t.channels[0].writer_gpa.get(), p.channels[0].writer_gpa);
+    assert_eq!(
+        t.channels[0].writer_gpa.get(),
+        p.channels[0].writer_gpa.as_u64()
+    );
 }
 
 fn image(entry: u64, payloads: &[(u64, &[u8])]) -> SandboxImage {
@@ -232,7 +238,7 @@ proptest! {
             // Regions never overlap, RAM first, the rest sorted by address.
             prop_assert_eq!(sb.regions[0].kind, RegionKind::Ram);
             for w in sb.regions.windows(2) {
-                prop_assert!(w[0].gpa + w[0].size <= w[1].gpa);
+                prop_assert!(w[0].gpa.checked_add(w[0].size).unwrap() <= w[1].gpa);
             }
             prop_assert_eq!(sb.boot.directory_gpa.is_some(), !sb.channel_ends.is_empty());
         }
@@ -252,7 +258,8 @@ proptest! {
             .iter()
             .enumerate()
             .map(|(s, sb)| {
-                let mut img = image(sb.boot.image_gpa, &[(sb.boot.image_gpa, &[seed; 3000]), (sb.boot.boot_info_gpa, &[s as u8; 64])]);
+                let (image_gpa, info_gpa) = (sb.boot.image_gpa.as_u64(), sb.boot.boot_info_gpa.as_u64());
+                let mut img = image(image_gpa, &[(image_gpa, &[seed; 3000]), (info_gpa, &[s as u8; 64])]);
                 let dir = directory_bytes(&p, s);
                 img.payloads.push(Payload { gpa: DIRECTORY_GPA, bytes: dir });
                 img

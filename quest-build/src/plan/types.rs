@@ -3,7 +3,7 @@
 //! Guest-physical addresses are fixed here; host-physical placement is the monitor's job
 //! at boot (the plan only fixes sizes and alignment).
 
-use quest_abi::{OnFault, RegionKind, Runtime};
+use quest_abi::{GuestPhysAddr, OnFault, RegionKind, Runtime};
 use std::path::PathBuf;
 
 /// Everything the image stage and the monitor need to know about a system.
@@ -74,7 +74,7 @@ pub struct RegionPlan {
     /// Kind.
     pub kind: RegionKind,
     /// Guest-physical start.
-    pub gpa: u64,
+    pub gpa: GuestPhysAddr,
     /// Size.
     pub size: u64,
     /// `quest_abi::ACCESS_*` bits.
@@ -87,21 +87,21 @@ pub struct RegionPlan {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BootLayout {
     /// Boot information block (RDI at entry).
-    pub boot_info_gpa: u64,
+    pub boot_info_gpa: GuestPhysAddr,
     /// Initial PML4 (CR3).
-    pub page_table_gpa: u64,
+    pub page_table_gpa: GuestPhysAddr,
     /// Where the application (bare) or kernel (Hermit) image is loaded.
-    pub image_gpa: u64,
+    pub image_gpa: GuestPhysAddr,
     /// Channel directory, if the sandbox has channels.
-    pub directory_gpa: Option<u64>,
+    pub directory_gpa: Option<GuestPhysAddr>,
     /// Where the monitor patches the TSC frequency (kHz, u32), if anywhere.
-    pub patch_tsc_khz_gpa: Option<u64>,
+    pub patch_tsc_khz_gpa: Option<GuestPhysAddr>,
     /// Where the monitor patches the boot time (µs since the epoch, u64), if anywhere.
-    pub patch_boot_time_gpa: Option<u64>,
+    pub patch_boot_time_gpa: Option<GuestPhysAddr>,
     /// Where the monitor patches the launch count (u32), if anywhere.
-    pub patch_launch_count_gpa: Option<u64>,
+    pub patch_launch_count_gpa: Option<GuestPhysAddr>,
     /// Where the monitor patches the boot time (ns since the epoch, u64), if anywhere.
-    pub patch_boot_time_ns_gpa: Option<u64>,
+    pub patch_boot_time_ns_gpa: Option<GuestPhysAddr>,
 }
 
 impl BootLayout {
@@ -111,10 +111,10 @@ impl BootLayout {
     pub fn fixed(image_gpa: u64, has_channels: bool) -> Self {
         use quest_abi::layout::{BOOT_INFO_GPA, DIRECTORY_GPA, PAGE_TABLES_GPA};
         Self {
-            boot_info_gpa: BOOT_INFO_GPA,
-            page_table_gpa: PAGE_TABLES_GPA,
-            image_gpa,
-            directory_gpa: has_channels.then_some(DIRECTORY_GPA),
+            boot_info_gpa: GuestPhysAddr::new(BOOT_INFO_GPA),
+            page_table_gpa: GuestPhysAddr::new(PAGE_TABLES_GPA),
+            image_gpa: GuestPhysAddr::new(image_gpa),
+            directory_gpa: has_channels.then_some(GuestPhysAddr::new(DIRECTORY_GPA)),
             patch_tsc_khz_gpa: None,
             patch_boot_time_gpa: None,
             patch_launch_count_gpa: None,
@@ -140,9 +140,9 @@ pub struct ChannelEnd {
     /// This sandbox's role.
     pub role: Role,
     /// Guest-physical address of the data area in this sandbox.
-    pub data_gpa: u64,
+    pub data_gpa: GuestPhysAddr,
     /// Guest-physical address of the acknowledgement area in this sandbox.
-    pub ack_gpa: u64,
+    pub ack_gpa: GuestPhysAddr,
 }
 
 /// One channel's plan.
@@ -159,9 +159,9 @@ pub struct ChannelPlan {
     /// Acknowledgement area size.
     pub ack_size: u64,
     /// Data area address in the writer.
-    pub writer_gpa: u64,
+    pub writer_gpa: GuestPhysAddr,
     /// Data area address in the reader.
-    pub reader_gpa: u64,
+    pub reader_gpa: GuestPhysAddr,
 }
 
 /// What the build produced for one sandbox: its entry point and initial guest memory.

@@ -6,13 +6,14 @@ use crate::vmx::doorbell;
 use crate::vmx::instructions::reg;
 use crate::vmx::vcpu::{Action, Vcpu};
 use quest_abi::hypercall::{Hypercall, CONSOLE_WRITE_MAX, ERR_INVALID, ERR_UNKNOWN, OK};
+use quest_abi::GuestPhysAddr;
 
 pub fn handle(v: &mut Vcpu) -> Action {
     let number = v.regs.0[reg::RAX];
     let (a0, a1) = (v.regs.0[reg::RDI], v.regs.0[reg::RSI]);
     let result = match Hypercall::from_number(number) {
         Some(Hypercall::ConsoleWrite) => {
-            if a1 <= CONSOLE_WRITE_MAX && v.console_from_guest(a0, a1) {
+            if a1 <= CONSOLE_WRITE_MAX && v.console_from_guest(GuestPhysAddr::new(a0), a1) {
                 OK
             } else {
                 ERR_INVALID

@@ -63,16 +63,12 @@ fn send_ipi(v: &mut Vcpu, icr: u64) -> Action {
         Err(e) => return Action::fault_at(FaultKind::BadIpi(e), icr >> 32),
     };
     for t in ipi.target_indices() {
-        let Some(apic_id) = v
-            .sandbox_view
-            .vcpu(t)
-            .and_then(|e| v.sys.apic_ids.get(e.core()))
-        else {
+        let Some(apic_id) = v.sandbox_view.vcpu(t).and_then(|e| v.sys.apic_id(e.core())) else {
             continue;
         };
         // SAFETY: a fixed-mode, physical-destination IPI with a legal vector to a core
         // of this very sandbox (checked by `translate_icr` and the lookup above).
-        unsafe { Msr::new(X2APIC_ICR).write(ipi.icr_for(*apic_id)) };
+        unsafe { Msr::new(X2APIC_ICR).write(ipi.icr_for(apic_id)) };
     }
     v.skip_instruction();
     Action::Continue

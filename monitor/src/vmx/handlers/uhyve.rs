@@ -15,6 +15,7 @@
 
 use crate::vmx::instructions::{self as vmx};
 use crate::vmx::vcpu::{Action, FaultKind, Vcpu};
+use quest_abi::GuestPhysAddr;
 use quest_monitor_core::guest_memory::translate;
 use quest_monitor_core::uhyve::{self, UhyveCall, Unsupported};
 use quest_monitor_core::vmcs_fields::natural;
@@ -26,7 +27,7 @@ const PARAMS_MAX: usize = 32;
 pub fn handle(v: &mut Vcpu, call: UhyveCall, params: u64) -> Action {
     let len = call.params_len().min(PARAMS_MAX);
     let mut raw = [0u8; PARAMS_MAX];
-    if len > 0 && !v.mem.read(params, &mut raw[..len]) {
+    if len > 0 && !v.mem.read(GuestPhysAddr::new(params), &mut raw[..len]) {
         return bad(
             params,
             "its parameter struct lies outside the sandbox's RAM",
@@ -61,7 +62,7 @@ fn bad(params: u64, why: &'static str) -> Action {
 
 fn serial_buffer_write(v: &mut Vcpu, raw: &[u8]) -> Result<(), &'static str> {
     let p = uhyve::serial_buffer(raw).ok_or("short SerialBufferWrite struct")?;
-    if !v.console_from_guest(p.buf, p.len) {
+    if !v.console_from_guest(GuestPhysAddr::new(p.buf), p.len) {
         return Err("SerialBufferWrite buffer outside the sandbox's RAM");
     }
     Ok(())
@@ -79,7 +80,7 @@ fn file_write(v: &mut Vcpu, raw: &[u8]) -> Result<(), &'static str> {
         let (gpa, in_page) =
             translate(&v.mem, cr3, linear).map_err(|_| "FileWrite buffer is not mapped to RAM")?;
         let n = left.min(in_page);
-        if !v.console_from_guest(gpa, n) {
+        if !v.console_from_guest(GuestPhysAddr::new(gpa), n) {
             return Err("FileWrite buffer outside the sandbox's RAM");
         }
         left -= n;
@@ -93,7 +94,8 @@ fn file_write(v: &mut Vcpu, raw: &[u8]) -> Result<(), &'static str> {
 fn unsupported(v: &mut Vcpu, u: Unsupported, params: u64) -> Result<(), &'static str> {
     if let Some(result) = u.error_result() {
         // Inside the struct, which was read above, so inside RAM.
-        if !v.mem.write(params + result.offset, result.bytes) {
+        let at = GuestPhysAddr::new(params).checked_add(result.offset);
+        if !at.is_some_and(|at| v.mem.write(at, result.bytes)) {
             return Err("its parameter struct lies outside the sandbox's RAM");
         }
     }

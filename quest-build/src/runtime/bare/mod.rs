@@ -17,7 +17,7 @@ use crate::build;
 use crate::plan::{BootLayout, Plan, SandboxImage};
 use quest_abi::bootinfo::{BOOT_TIME_OFFSET, LAUNCH_COUNT_OFFSET, TSC_KHZ_OFFSET};
 use quest_abi::layout::{BARE_IMAGE_GPA, BARE_STACK_SIZE, BOOT_INFO_GPA};
-use quest_abi::Runtime;
+use quest_abi::{GuestPhysAddr, Runtime};
 use std::path::{Path, PathBuf};
 
 /// Smallest RAM a bare sandbox runs in: image at 2 MiB, stack, heap.
@@ -38,9 +38,9 @@ impl SandboxRuntime for Bare {
 
     fn boot_layout(&self, has_channels: bool) -> BootLayout {
         BootLayout {
-            patch_tsc_khz_gpa: Some(BOOT_INFO_GPA + TSC_KHZ_OFFSET),
-            patch_boot_time_gpa: Some(BOOT_INFO_GPA + BOOT_TIME_OFFSET),
-            patch_launch_count_gpa: Some(BOOT_INFO_GPA + LAUNCH_COUNT_OFFSET),
+            patch_tsc_khz_gpa: Some(GuestPhysAddr::new(BOOT_INFO_GPA + TSC_KHZ_OFFSET)),
+            patch_boot_time_gpa: Some(GuestPhysAddr::new(BOOT_INFO_GPA + BOOT_TIME_OFFSET)),
+            patch_launch_count_gpa: Some(GuestPhysAddr::new(BOOT_INFO_GPA + LAUNCH_COUNT_OFFSET)),
             ..BootLayout::fixed(BARE_IMAGE_GPA, has_channels)
         }
     }

@@ -178,7 +178,7 @@ pub fn initial_memory(plan: &Plan, index: usize, elf: &[u8]) -> Result<SandboxIm
     // the directory region (which the table validation checks).
     if let Some(gpa) = sandbox.boot.directory_gpa {
         payloads.push(Payload {
-            gpa,
+            gpa: gpa.as_u64(),
             bytes: directory_bytes(plan, index),
         });
     }
@@ -197,7 +197,7 @@ pub fn channel_window(sandbox: &SandboxPlan) -> Vec<WindowMapping> {
         .iter()
         .filter(|r| r.kind != RegionKind::Ram)
         .map(|r| WindowMapping {
-            gpa: r.gpa,
+            gpa: r.gpa.as_u64(),
             size: r.size,
             writable: r.access & ACCESS_WRITE != 0,
         })
@@ -253,7 +253,7 @@ mod tests {
             .iter()
             .zip(ping.regions.iter().filter(|r| r.kind != RegionKind::Ram))
         {
-            assert_eq!((w.gpa, w.size), (r.gpa, r.size));
+            assert_eq!((w.gpa, w.size), (r.gpa.as_u64(), r.size));
         }
         // A sandbox without channels maps nothing beyond RAM.
         let pong_alone = crate::plan::plan(&crate::plan::testing::manifest(

@@ -30,7 +30,7 @@ use memory::MemoryError;
 use quest_abi::layout::{
     HERMIT_BOOT_STACK_GPA, HERMIT_BOOT_TIME_NS_GPA, HERMIT_KERNEL_GPA, HERMIT_TSC_KHZ_GPA,
 };
-use quest_abi::Runtime;
+use quest_abi::{GuestPhysAddr, Runtime};
 use std::path::{Path, PathBuf};
 
 /// Smallest RAM a Hermit sandbox runs in: kernel, application and its heap.
@@ -53,8 +53,8 @@ impl SandboxRuntime for Hermit {
     /// boot time (nanoseconds). Hermit has no notion of a launch count.
     fn boot_layout(&self, has_channels: bool) -> BootLayout {
         BootLayout {
-            patch_tsc_khz_gpa: Some(HERMIT_TSC_KHZ_GPA),
-            patch_boot_time_ns_gpa: Some(HERMIT_BOOT_TIME_NS_GPA),
+            patch_tsc_khz_gpa: Some(GuestPhysAddr::new(HERMIT_TSC_KHZ_GPA)),
+            patch_boot_time_ns_gpa: Some(GuestPhysAddr::new(HERMIT_BOOT_TIME_NS_GPA)),
             ..BootLayout::fixed(HERMIT_KERNEL_GPA, has_channels)
         }
     }

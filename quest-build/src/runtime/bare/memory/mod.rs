@@ -11,7 +11,7 @@ use quest_abi::bootinfo::{BootInfo, BOOT_INFO_MAGIC, BOOT_INFO_VERSION};
 use quest_abi::layout::{
     BARE_ARGS_GPA, BARE_ARGS_MAX_SIZE, BARE_STACK_SIZE, GDT_GPA, PAGE_TABLES_END, PAGE_TABLES_GPA,
 };
-use quest_abi::{RegionKind, ACCESS_WRITE, PAGE_SIZE};
+use quest_abi::{GuestPhysAddr, RegionKind, ACCESS_WRITE, PAGE_SIZE};
 use zerocopy::{FromZeros, IntoBytes};
 
 /// Why a bare sandbox's memory cannot be prepared.
@@ -68,7 +68,7 @@ pub fn prepare(plan: &Plan, index: usize, app: &[u8]) -> Result<SandboxImage, Ba
         .get(index)
         .ok_or(BareError::NoSandbox(index))?;
     let name = || sb.name.clone();
-    let loaded = elf::load(app, sb.boot.image_gpa).map_err(|source| BareError::Elf {
+    let loaded = elf::load(app, sb.boot.image_gpa.as_u64()).map_err(|source| BareError::Elf {
         sandbox: name(),
         source,
     })?;
@@ -118,7 +118,11 @@ pub fn prepare(plan: &Plan, index: usize, app: &[u8]) -> Result<SandboxImage, Ba
     info.heap_start = heap_start.into();
     info.heap_end = heap_end.into();
     info.stack_size = BARE_STACK_SIZE.into();
-    info.directory_gpa = sb.boot.directory_gpa.unwrap_or(0).into();
+    info.directory_gpa = sb
+        .boot
+        .directory_gpa
+        .map_or(0, GuestPhysAddr::as_u64)
+        .into();
     for (slot, v) in info.cores.iter_mut().zip(&sb.vcpus) {
         *slot = v.core.into();
     }
@@ -135,7 +139,7 @@ pub fn prepare(plan: &Plan, index: usize, app: &[u8]) -> Result<SandboxImage, Ba
             bytes: quest_abi::gdt::launch_gdt_bytes().to_vec(),
         },
         Payload {
-            gpa: sb.boot.boot_info_gpa,
+            gpa: sb.boot.boot_info_gpa.as_u64(),
             bytes: info.as_bytes().to_vec(),
         },
         Payload {
@@ -143,7 +147,7 @@ pub fn prepare(plan: &Plan, index: usize, app: &[u8]) -> Result<SandboxImage, Ba
             bytes: args_block,
         },
         Payload {
-            gpa: sb.boot.page_table_gpa,
+            gpa: sb.boot.page_table_gpa.as_u64(),
             bytes: tables.to_bytes(),
         },
         Payload {
@@ -153,7 +157,7 @@ pub fn prepare(plan: &Plan, index: usize, app: &[u8]) -> Result<SandboxImage, Ba
     ];
     if let Some(gpa) = sb.boot.directory_gpa {
         payloads.push(Payload {
-            gpa,
+            gpa: gpa.as_u64(),
             bytes: crate::plan::directory_bytes(plan, index),
         });
     }
@@ -174,7 +178,7 @@ pub fn page_tables(plan: &Plan, index: usize) -> Result<PageTables, PagingError>
     };
     for r in &sb.regions {
         let writable = r.kind == RegionKind::Ram || r.access & ACCESS_WRITE != 0;
-        tables.map(r.gpa, r.size, writable)?;
+        tables.map(r.gpa.as_u64(), r.size, writable)?;
     }
     Ok(tables)
 }

@@ -68,11 +68,13 @@ fn page_tables_map_ram_and_channels_with_planned_access() {
     let writer = page_tables(&plan, 0).unwrap();
     let reader = page_tables(&plan, 1).unwrap();
     let end = &plan.sandboxes[1].channel_ends[0];
-    assert_eq!(reader.lookup(end.data_gpa), Some((end.data_gpa, false)));
-    assert_eq!(reader.lookup(end.ack_gpa), Some((end.ack_gpa, true)));
+    let (data, ack) = (end.data_gpa.as_u64(), end.ack_gpa.as_u64());
+    assert_eq!(reader.lookup(data), Some((data, false)));
+    assert_eq!(reader.lookup(ack), Some((ack, true)));
     let wend = &plan.sandboxes[0].channel_ends[0];
-    assert_eq!(writer.lookup(wend.data_gpa), Some((wend.data_gpa, true)));
-    assert_eq!(writer.lookup(wend.ack_gpa), Some((wend.ack_gpa, false)));
+    let (data, ack) = (wend.data_gpa.as_u64(), wend.ack_gpa.as_u64());
+    assert_eq!(writer.lookup(data), Some((data, true)));
+    assert_eq!(writer.lookup(ack), Some((ack, false)));
     assert_eq!(reader.lookup(DIRECTORY_GPA), Some((DIRECTORY_GPA, false)));
     assert_eq!(reader.lookup((16 << 20) - 1), Some(((16 << 20) - 1, true)));
     assert_eq!(reader.lookup(16 << 20), None, "nothing past RAM");
