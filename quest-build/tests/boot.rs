@@ -8,7 +8,7 @@
 #[macro_use]
 mod common;
 
-use common::{assert_line, boot, boot_with, build};
+use common::{assert_failed, assert_line, assert_passed, boot_with, build, halt_report, reports};
 use quest_abi::Runtime;
 use quest_build::image::inspect::{inspect, read_table};
 use quest_build::image::iso;
@@ -16,10 +16,8 @@ use quest_build::run::{self, console, qemu::Accel, Emulator};
 
 #[test]
 fn hello_runs_std_hermit_and_bare_sandboxes_and_exits_0() {
-    require_bochs!();
-    let built = build("hello", "hello");
-    let out = boot(&built);
-    assert!(out.passed(), "{}", out.describe());
+    let (built, out) = boot_example!("hello");
+    assert_passed(&out);
     let c = &out.console;
     for sb in &built.plan.sandboxes {
         match sb.runtime {
@@ -86,9 +84,7 @@ fn check_hello_std(
 
 #[test]
 fn hermit_failures_are_contained_and_reported() {
-    require_bochs!();
-    let built = build("hermit-faults", "hermit-faults");
-    let out = boot(&built);
+    let (_, out) = boot_example!("hermit-faults");
     let c = &out.console;
     // A panic: its message reaches the console, the sandbox ends with Hermit's abort
     // status, and nothing counts as a monitor-level fault.
@@ -113,17 +109,14 @@ fn hermit_failures_are_contained_and_reported() {
     assert_line(c, "quest:   'failing': exited 3, faults 0");
     // The bare sandbox beside them is untouched.
     assert_line(c, "quest:   'steady': exited 0, faults 0");
-    assert!(!out.passed());
-    assert_line(c, "quest: not every sandbox exited 0");
+    assert_failed(&out);
     // `quest-build run` ends with the first failing sandbox's status.
     assert_eq!(out.exit_status(), 3, "{}", out.describe());
 }
 
 #[test]
 fn isolation_contains_every_attack_and_the_victim_finishes() {
-    require_bochs!();
-    let built = build("isolation", "isolation");
-    let out = boot(&built);
+    let (_, out) = boot_example!("isolation");
     let c = &out.console;
     assert!(!c.contains("NOT CONTAINED"), "an attack got through");
     assert_line(c, "[victim] victim: result ok ");
@@ -140,12 +133,7 @@ fn isolation_contains_every_attack_and_the_victim_finishes() {
     ];
     for (name, reason) in reasons {
         assert_line(c, &format!("[{name}] attacker: launch 1: attack {name}"));
-        let report = c
-            .lines()
-            .find(|l| {
-                l.starts_with(&format!("quest: sandbox '{name}' core ")) && l.ends_with("-> halted")
-            })
-            .unwrap_or_else(|| panic!("no containment report for `{name}`"));
+        let report = halt_report(c, name);
         assert!(
             report.contains(reason),
             "`{name}` was stopped for the wrong reason: {report}"
@@ -175,15 +163,12 @@ fn isolation_contains_every_attack_and_the_victim_finishes() {
         "only the valid index counts as a doorbell: {doorbell_summary}"
     );
     // Halted attackers make the system fail, which is the honest verdict.
-    assert!(!out.passed());
-    assert_line(c, "quest: not every sandbox exited 0");
+    assert_failed(&out);
 }
 
 #[test]
 fn a_restarted_sandbox_comes_back_and_exits_0() {
-    require_bochs!();
-    let built = build("restart", "restart");
-    let out = boot(&built);
+    let (_, out) = boot_example!("restart");
     let c = &out.console;
     let crasher: Vec<&str> = console::sandbox_lines(c, "crasher").collect();
     for launch in 1..=3 {
@@ -193,14 +178,11 @@ fn a_restarted_sandbox_comes_back_and_exits_0() {
         );
     }
     assert!(crasher.contains(&"crasher: launch 3 survived, exiting cleanly"));
-    let restarts = c
-        .lines()
-        .filter(|l| l.starts_with("quest: sandbox 'crasher' core ") && l.ends_with("-> restarting"))
-        .count();
+    let restarts = reports(c, "crasher", "-> restarting").count();
     assert_eq!(restarts, 2, "two faults, two restarts");
     assert_line(c, "quest:   'crasher': exited 0, faults 2, launches 3");
     assert_line(c, "quest:   'steady': exited 0, faults 0, launches 1");
-    assert!(out.passed(), "{}", out.describe());
+    assert_passed(&out);
 }
 
 #[test]

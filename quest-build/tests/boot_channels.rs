@@ -7,41 +7,29 @@
 //! is unset. (Helpers in `tests/common`, shared with
 //! `boot_hermit_channels.rs`.)
 
-use quest_build::cli::bench_channels::{
-    console_lines, messages_sent, summary_exits, unexplained_exits,
-};
+use quest_build::cli::bench_channels::{console_lines, summary_exits, unexplained_exits};
 
 #[macro_use]
 mod common;
-use common::{build_and_boot, check_ping_benchmark, line, number_after};
+use common::{
+    assert_failed, assert_passed, check_ping_benchmark, check_pingpong_traffic, halt_report, line,
+    number_after,
+};
 
 #[test]
 fn pingpong_verifies_every_message_both_ways_with_zero_exits_per_message() {
-    require_bochs!();
-    let (_, out) = build_and_boot("pingpong");
+    let (_, out) = boot_example!("pingpong");
     let c = &out.console;
-    assert!(out.passed(), "{}", out.describe());
-    assert!(!c.contains("FAILED"));
+    assert_passed(&out);
 
-    // Backpressure both ways: ping's burst found the ring full, and so did pong's echoes.
-    let burst = line(c, "[ping] ping: burst of ");
-    assert!(number_after(burst, "ring full ") > 0, "{burst}");
-    let pong = line(c, "[pong] pong: verified 100000 messages in order (");
-    assert!(number_after(pong, "echo ring full ") > 0, "{pong}");
-    line(c, "[ping] ping: verified 100000 echoes in order (");
+    // Backpressure both ways, every message verified and counted on both sides.
+    check_pingpong_traffic(c, "ping");
 
     // The benchmark lines, consistent with themselves.
     check_ping_benchmark(c);
 
-    // Every message counted on both sides, and no VM exit beyond the console lines and
-    // the exit call: zero exits per message on the spinning path.
-    let (ping_sent, pong_sent) = (
-        messages_sent(c, "ping").unwrap(),
-        messages_sent(c, "pong").unwrap(),
-    );
-    let ping_done = line(c, "[ping] ping: done: ");
-    assert_eq!(number_after(ping_done, "received "), pong_sent);
-    assert!(ping_sent > 100_000 && pong_sent > 100_000);
+    // No VM exit beyond the console lines and the exit call: zero exits per message on
+    // the spinning path.
     for sandbox in ["ping", "pong"] {
         let exits = summary_exits(c, sandbox).expect("summary exit counts");
         assert_eq!(
@@ -58,8 +46,7 @@ fn pingpong_verifies_every_message_both_ways_with_zero_exits_per_message() {
 
 #[test]
 fn a_hostile_writer_and_a_writing_reader_are_contained_and_the_rest_finish() {
-    require_bochs!();
-    let (_, out) = build_and_boot("channels-hostile");
+    let (_, out) = boot_example!("channels-hostile");
     let c = &out.console;
     assert!(
         !c.contains("NOT CONTAINED"),
@@ -88,26 +75,21 @@ fn a_hostile_writer_and_a_writing_reader_are_contained_and_the_rest_finish() {
     );
     line(c, "[feeder] feeder: sent 3000 messages");
     line(c, "[scribbler] scribbler: 4 messages verified; now writing");
-    let report = c
-        .lines()
-        .find(|l| l.starts_with("quest: sandbox 'scribbler' core ") && l.ends_with("-> halted"))
-        .expect("a containment report for the scribbler");
+    let report = halt_report(c, "scribbler");
     assert!(report.contains("EPT violation (write)"), "{report}");
     line(c, "quest:   'scribbler': halted, faults 1");
     for sandbox in ["hostile", "feeder", "collector"] {
         line(c, &format!("quest:   '{sandbox}': exited 0, faults 0"));
     }
     // A halted sandbox makes the system fail: the honest verdict.
-    assert!(!out.passed());
-    line(c, "quest: not every sandbox exited 0");
+    assert_failed(&out);
 }
 
 #[test]
 fn sleeping_endpoints_wake_on_the_doorbell_at_one_exit_per_hypercall() {
-    require_bochs!();
-    let (_, out) = build_and_boot("channels-doorbell");
+    let (_, out) = boot_example!("channels-doorbell");
     let c = &out.console;
-    assert!(out.passed(), "{}", out.describe());
+    assert_passed(&out);
     let wakes = line(c, "[sleeper] sleeper: 20 wake-ups verified after ");
     assert!(number_after(wakes, "after ") >= 20, "{wakes}");
     line(

@@ -7,17 +7,12 @@
 //! `QUEST_BLESS=1 cargo test -p quest-build --test golden_manifest` rewrites the
 //! `.stderr` files from the current output; review the diff before committing it.
 
+mod common;
+
+use common::{golden, manifests, repo_root};
 use quest_build::manifest::{self, AppCheck, CargoAppCheck};
 use std::fs;
-use std::path::{Path, PathBuf};
-
-/// The repository root (tests run in `quest-build/`).
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("quest-build has a parent")
-        .to_path_buf()
-}
+use std::path::Path;
 
 /// The real app check, for paths relative to the repository root.
 struct FromRoot(CargoAppCheck);
@@ -28,18 +23,6 @@ impl AppCheck for FromRoot {
     }
 }
 
-/// `*.toml` files directly in `dir` (relative to the root), sorted.
-fn manifests(dir: &str) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = fs::read_dir(repo_root().join(dir))
-        .unwrap_or_else(|e| panic!("reading {dir}: {e}"))
-        .map(|e| e.expect("directory entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .map(|p| Path::new(dir).join(p.file_name().expect("file name")))
-        .collect();
-    out.sort();
-    out
-}
-
 fn check(rel: &Path, apps: &FromRoot) -> Result<manifest::Manifest, manifest::Diagnostics> {
     let bytes = fs::read(repo_root().join(rel)).expect("readable fixture");
     let source = manifest::source::decode(rel, bytes)?;
@@ -48,7 +31,6 @@ fn check(rel: &Path, apps: &FromRoot) -> Result<manifest::Manifest, manifest::Di
 
 #[test]
 fn invalid_fixtures_give_their_diagnostics() {
-    let bless = std::env::var_os("QUEST_BLESS").is_some_and(|v| v == "1");
     let apps = FromRoot(CargoAppCheck::new());
     let fixtures = manifests("partition-manifests/invalid");
     assert!(fixtures.len() >= 22, "only {} fixtures", fixtures.len());
@@ -65,21 +47,8 @@ fn invalid_fixtures_give_their_diagnostics() {
             }
             Err(d) => d.render(false),
         };
-        if bless {
-            fs::write(&expected_path, &actual).expect("write .stderr");
-            continue;
-        }
-        match fs::read_to_string(&expected_path) {
-            Ok(expected) if expected == actual => {}
-            Ok(expected) => failures.push(format!(
-                "{}: diagnostics differ\n--- expected\n{expected}\n--- actual\n{actual}",
-                rel.display()
-            )),
-            Err(_) => failures.push(format!(
-                "{}: no {} (run with QUEST_BLESS=1)\n{actual}",
-                rel.display(),
-                expected_path.display()
-            )),
+        if let Err(why) = golden(&rel.display().to_string(), &expected_path, &actual) {
+            failures.push(why);
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));

@@ -71,13 +71,26 @@ fn sandbox_lines<'a>(console: &'a str, sandbox: &'a str) -> impl Iterator<Item =
         .filter_map(move |l| l.trim_end_matches('\r').strip_prefix(prefix.as_str()))
 }
 
+/// Every `bench <kind> <size> key=value ...` line `sandbox` printed: its size and fields.
+fn bench_lines<'a>(
+    console: &'a str,
+    sandbox: &'a str,
+    kind: &'a str,
+) -> impl Iterator<Item = (&'a str, BTreeMap<&'a str, u64>)> + 'a {
+    sandbox_lines(console, sandbox).filter_map(move |l| {
+        let rest = l
+            .strip_prefix("bench ")?
+            .strip_prefix(kind)?
+            .strip_prefix(' ')?;
+        let (size, rest) = rest.split_once(' ')?;
+        Some((size, fields(rest)))
+    })
+}
+
 /// Every `bench rtt` line `sandbox` printed.
 pub fn round_trips(console: &str, sandbox: &str) -> Vec<RoundTrip> {
-    sandbox_lines(console, sandbox)
-        .filter_map(|l| {
-            let rest = l.strip_prefix("bench rtt ")?;
-            let (size, rest) = rest.split_once(' ')?;
-            let f = fields(rest);
+    bench_lines(console, sandbox, "rtt")
+        .filter_map(|(size, f)| {
             Some(RoundTrip {
                 size: size.parse().ok()?,
                 rounds: *f.get("rounds")?,
@@ -92,10 +105,7 @@ pub fn round_trips(console: &str, sandbox: &str) -> Vec<RoundTrip> {
 
 /// The `bench stream` line `sandbox` printed.
 pub fn stream(console: &str, sandbox: &str) -> Option<Stream> {
-    sandbox_lines(console, sandbox).find_map(|l| {
-        let rest = l.strip_prefix("bench stream ")?;
-        let (size, rest) = rest.split_once(' ')?;
-        let f = fields(rest);
+    bench_lines(console, sandbox, "stream").find_map(|(size, f)| {
         Some(Stream {
             size: size.parse().ok()?,
             bytes: *f.get("bytes")?,

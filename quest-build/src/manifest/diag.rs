@@ -211,23 +211,37 @@ mod tests {
         Diagnostics::new(Path::new("dir/m.toml"), source)
     }
 
+    /// `items`, reported in `source`, rendered plain.
+    fn rendered(source: &str, items: impl IntoIterator<Item = Diagnostic>) -> String {
+        let mut d = diags(source);
+        for item in items {
+            d.push(item);
+        }
+        d.render(false)
+    }
+
     #[test]
     fn renders_location_caret_label_hint_and_summary() {
-        let mut d = diags("[system]\ncoers = 4\n");
-        d.push(
-            Diagnostic::error("unknown key `coers` in `[system]`", 9..14)
-                .label("unknown key")
-                .hint("did you mean `cores`?"),
+        let out = rendered(
+            "[system]\ncoers = 4\n",
+            [
+                Diagnostic::error("unknown key `coers` in `[system]`", 9..14)
+                    .label("unknown key")
+                    .hint("did you mean `cores`?"),
+            ],
         );
-        let out = d.render(false);
         assert!(
             out.starts_with("error: unknown key `coers` in `[system]`\n"),
             "{out}"
         );
-        assert!(out.contains(" --> dir/m.toml:2:1\n"), "{out}");
-        assert!(out.contains("2 | coers = 4\n"), "{out}");
-        assert!(out.contains("  | ^^^^^ unknown key\n"), "{out}");
-        assert!(out.contains("= help: did you mean `cores`?"), "{out}");
+        for wanted in [
+            " --> dir/m.toml:2:1\n",
+            "2 | coers = 4\n",
+            "  | ^^^^^ unknown key\n",
+            "= help: did you mean `cores`?",
+        ] {
+            assert!(out.contains(wanted), "{out}");
+        }
         assert!(
             out.ends_with("error: could not check `m.toml` due to 1 previous error\n"),
             "{out}"
@@ -236,26 +250,30 @@ mod tests {
 
     #[test]
     fn renders_every_error_and_counts_them() {
-        let mut d = diags("a = 1\nb = 2\n");
-        d.push(Diagnostic::error("first", 0..1));
-        d.push(Diagnostic::error("second", 6..7));
-        let out = d.render(false);
-        assert!(
-            out.contains("error: first") && out.contains("error: second"),
-            "{out}"
+        let out = rendered(
+            "a = 1\nb = 2\n",
+            [
+                Diagnostic::error("first", 0..1),
+                Diagnostic::error("second", 6..7),
+            ],
         );
-        assert!(
-            out.contains("m.toml:1:1") && out.contains("m.toml:2:1"),
-            "{out}"
-        );
-        assert!(out.contains("due to 2 previous errors"), "{out}");
+        for wanted in [
+            "error: first",
+            "error: second",
+            "m.toml:1:1",
+            "m.toml:2:1",
+            "due to 2 previous errors",
+        ] {
+            assert!(out.contains(wanted), "{out}");
+        }
     }
 
     #[test]
     fn file_errors_render_without_a_snippet() {
-        let mut d = diags("");
-        d.push(Diagnostic::file_error("cannot read `m.toml`: not found").hint("check the path"));
-        let out = d.render(false);
+        let out = rendered(
+            "",
+            [Diagnostic::file_error("cannot read `m.toml`: not found").hint("check the path")],
+        );
         assert!(
             out.contains("error: cannot read `m.toml`: not found\n"),
             "{out}"
@@ -266,20 +284,24 @@ mod tests {
 
     #[test]
     fn related_places_are_shown() {
-        let mut d = diags("x = 1\ny = 1\n");
-        d.push(Diagnostic::error("dup", 6..7).related(0..1, "first here"));
-        let out = d.render(false);
+        let out = rendered(
+            "x = 1\ny = 1\n",
+            [Diagnostic::error("dup", 6..7).related(0..1, "first here")],
+        );
         assert!(out.contains("first here"), "{out}");
     }
 
     #[test]
     fn bad_spans_are_clamped_not_panicking() {
-        let mut d = diags("é = 1");
-        d.push(Diagnostic::error("mid-char", 1..2));
-        d.push(Diagnostic::error("past the end", 50..90));
-        // A reversed span, as a buggy caller might build.
-        d.push(Diagnostic::error("reversed", Span { start: 4, end: 2 }));
-        let out = d.render(false);
+        let out = rendered(
+            "é = 1",
+            [
+                Diagnostic::error("mid-char", 1..2),
+                Diagnostic::error("past the end", 50..90),
+                // A reversed span, as a buggy caller might build.
+                Diagnostic::error("reversed", Span { start: 4, end: 2 }),
+            ],
+        );
         assert!(out.contains("due to 3 previous errors"), "{out}");
     }
 

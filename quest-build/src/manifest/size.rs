@@ -234,38 +234,23 @@ mod tests {
             parse_size("MiB"),
             Err(NumberError::NotANumber("MiB".into()))
         );
-        assert_eq!(
-            parse_size("64MB"),
-            Err(NumberError::UnknownUnit {
-                unit: "MB".into(),
-                suggestion: Some("MiB")
-            })
-        );
-        assert_eq!(
-            parse_size("64mib"),
-            Err(NumberError::UnknownUnit {
-                unit: "mib".into(),
-                suggestion: Some("MiB")
-            })
-        );
-        assert_eq!(
-            parse_size("64 parsecs"),
-            Err(NumberError::UnknownUnit {
-                unit: "parsecs".into(),
-                suggestion: None
-            })
-        );
         assert_eq!(parse_size("0x10MiB"), Err(NumberError::HexWithUnit));
+        // A unit is what follows the number; a close one is suggested.
+        for (input, unit, suggestion) in [
+            ("64MB", "MB", Some("MiB")),
+            ("64mib", "mib", Some("MiB")),
+            ("64 parsecs", "parsecs", None),
+            ("1.5GiB", ".5GiB", None),
+        ] {
+            let unit = unit.into();
+            assert_eq!(
+                parse_size(input),
+                Err(NumberError::UnknownUnit { unit, suggestion })
+            );
+        }
         assert_eq!(
             parse_size("0xzz"),
             Err(NumberError::NotANumber("0xzz".into()))
-        );
-        assert_eq!(
-            parse_size("1.5GiB"),
-            Err(NumberError::UnknownUnit {
-                unit: ".5GiB".into(),
-                suggestion: None
-            })
         );
     }
 

@@ -53,6 +53,11 @@ fn check(src: &str) -> Result<Manifest, Diagnostics> {
     parse_and_validate(Path::new("dir/m.toml"), src, &FakeApps)
 }
 
+/// The I/O port range `first..=last` as a [`Device`].
+pub(super) fn ports(first: u16, last: u16) -> Device {
+    Device::Ports { first, last }
+}
+
 /// The messages of every error for `src` (which must be rejected).
 fn errors(src: &str) -> Vec<String> {
     let diags = check(src).expect_err("manifest should be rejected");
@@ -63,6 +68,14 @@ fn errors(src: &str) -> Vec<String> {
 fn edit(from: &str, to: &str) -> String {
     assert!(VALID.contains(from), "{from}");
     VALID.replacen(from, to, 1)
+}
+
+/// Each `(from, to, error)`: `VALID` with `from` replaced by `to` is rejected with exactly
+/// that one error.
+fn expect_errors(cases: &[(&str, &str, &str)]) {
+    for (from, to, error) in cases {
+        assert_eq!(errors(&edit(from, to)), [*error], "{from} -> {to}");
+    }
 }
 
 #[test]
@@ -82,13 +95,7 @@ fn valid_manifest_builds_the_model() {
     );
     assert_eq!(ping.args.len(), 2);
     assert_eq!(ping.env[0].0.value, "MODE");
-    assert_eq!(
-        ping.devices[0].value,
-        Device::Ports {
-            first: 0x2f8,
-            last: 0x2ff
-        }
-    );
+    assert_eq!(ping.devices[0].value, ports(0x2f8, 0x2ff));
     assert_eq!(ping.on_fault.value, OnFault::HaltSandbox);
     let pong = &m.sandboxes[1];
     assert_eq!(pong.runtime.value, Runtime::Hermit);
@@ -121,22 +128,29 @@ fn duplicate_names() {
 
 #[test]
 fn cores_checked() {
-    assert_eq!(
-        errors(&edit("cores = [2]", "cores = [1]")),
-        ["core 1 is already used by sandbox `ping`"]
-    );
-    assert_eq!(
-        errors(&edit("cores = [2]", "cores = [2, 2]")),
-        ["core 2 is listed twice in sandbox `pong`"]
-    );
-    assert_eq!(
-        errors(&edit("cores = [2]", "cores = [4]")),
-        ["core 4 does not exist: the system has 4 cores (0 to 3)"]
-    );
-    assert_eq!(
-        errors(&edit("cores = [2]", "cores = []")),
-        ["sandbox `pong` has no cores"]
-    );
+    expect_errors(&[
+        (
+            "cores = [2]",
+            "cores = [1]",
+            "core 1 is already used by sandbox `ping`",
+        ),
+        (
+            "cores = [2]",
+            "cores = [2, 2]",
+            "core 2 is listed twice in sandbox `pong`",
+        ),
+        (
+            "cores = [2]",
+            "cores = [4]",
+            "core 4 does not exist: the system has 4 cores (0 to 3)",
+        ),
+        ("cores = [2]", "cores = []", "sandbox `pong` has no cores"),
+        (
+            "cores = [2]",
+            "cores = [-1]",
+            "invalid `cores`: negative value -1",
+        ),
+    ]);
     let many = format!(
         "cores = [{}]",
         (2..19).map(|c| c.to_string()).collect::<Vec<_>>().join(",")
@@ -147,26 +161,27 @@ fn cores_checked() {
         errors(&edit("cores = 4", "cores = 0"))[0],
         "`cores` is 0, but a system has 1 to 256 cores"
     );
-    assert_eq!(
-        errors(&edit("cores = [2]", "cores = [-1]")),
-        ["invalid `cores`: negative value -1"]
-    );
 }
 
 #[test]
 fn memory_checked() {
-    assert_eq!(
-        errors(&edit("\"8MiB\"", "\"2MiB\"")),
-        ["sandbox memory 2 MiB is too small for a bare sandbox"]
-    );
-    assert_eq!(
-        errors(&edit("\"64MiB\"", "\"16MiB\"")),
-        ["sandbox memory 16 MiB is too small for a hermit sandbox"]
-    );
-    assert_eq!(
-        errors(&edit("\"8MiB\"", "\"9MiB\"")),
-        ["sandbox memory 9 MiB is not a multiple of 2 MiB"]
-    );
+    expect_errors(&[
+        (
+            "\"8MiB\"",
+            "\"2MiB\"",
+            "sandbox memory 2 MiB is too small for a bare sandbox",
+        ),
+        (
+            "\"64MiB\"",
+            "\"16MiB\"",
+            "sandbox memory 16 MiB is too small for a hermit sandbox",
+        ),
+        (
+            "\"8MiB\"",
+            "\"9MiB\"",
+            "sandbox memory 9 MiB is not a multiple of 2 MiB",
+        ),
+    ]);
     assert_eq!(
         errors(&edit("\"8MiB\"", "\"99999999999GiB\""))[0],
         "invalid `memory`: `99999999999GiB` is too large (more than 2^64 - 1 bytes)"
@@ -186,22 +201,28 @@ fn memory_checked() {
 
 #[test]
 fn channels_checked() {
-    assert_eq!(
-        errors(&edit("\"64KiB\"", "\"1000\"")),
-        ["channel size 1000 B is not a positive multiple of 4 KiB"]
-    );
-    assert_eq!(
-        errors(&edit("\"64KiB\"", "0")),
-        ["channel size 0 B is not a positive multiple of 4 KiB"]
-    );
-    assert_eq!(
-        errors(&edit("reader = \"pong\"", "reader = \"pnog\"")),
-        ["no sandbox named `pnog`"]
-    );
-    assert_eq!(
-        errors(&edit("reader = \"pong\"", "reader = \"ping\"")),
-        ["channel writer and reader are the same sandbox `ping`"]
-    );
+    expect_errors(&[
+        (
+            "\"64KiB\"",
+            "\"1000\"",
+            "channel size 1000 B is not a positive multiple of 4 KiB",
+        ),
+        (
+            "\"64KiB\"",
+            "0",
+            "channel size 0 B is not a positive multiple of 4 KiB",
+        ),
+        (
+            "reader = \"pong\"",
+            "reader = \"pnog\"",
+            "no sandbox named `pnog`",
+        ),
+        (
+            "reader = \"pong\"",
+            "reader = \"ping\"",
+            "channel writer and reader are the same sandbox `ping`",
+        ),
+    ]);
     let d = check(&edit("reader = \"pong\"", "reader = \"pnog\"")).unwrap_err();
     assert_eq!(d.items[0].hint.as_deref(), Some("did you mean `pong`?"));
     let big = edit("\"64KiB\"", "\"1GiB\"").replace("\"512MiB\"", "\"4GiB\"");
@@ -216,18 +237,23 @@ fn channels_checked() {
 
 #[test]
 fn ports_checked() {
-    assert_eq!(
-        errors(&edit("0x2f8-0x2ff", "0x3f8-0x3ff")),
-        ["ports 0x3f8-0x3ff collide with the monitor console com1 (0x3f8-0x3ff)"]
-    );
-    assert_eq!(
-        errors(&edit("0x2f8-0x2ff", "0x2ff-0x2f8")),
-        ["invalid `port`: port range 0x2ff-0x2f8 is reversed"]
-    );
-    assert_eq!(
-        errors(&edit("0x2f8-0x2ff", "0x2f8-0x10000")),
-        ["invalid `port`: port 0x10000 is above 0xffff"]
-    );
+    expect_errors(&[
+        (
+            "0x2f8-0x2ff",
+            "0x3f8-0x3ff",
+            "ports 0x3f8-0x3ff collide with the monitor console com1 (0x3f8-0x3ff)",
+        ),
+        (
+            "0x2f8-0x2ff",
+            "0x2ff-0x2f8",
+            "invalid `port`: port range 0x2ff-0x2f8 is reversed",
+        ),
+        (
+            "0x2f8-0x2ff",
+            "0x2f8-0x10000",
+            "invalid `port`: port 0x10000 is above 0xffff",
+        ),
+    ]);
     let src = edit("on_fault = \"restart\"", "devices = [{ port = \"0x2fc\" }]");
     assert_eq!(
         errors(&src),
@@ -239,11 +265,10 @@ fn ports_checked() {
 
 #[test]
 fn names_checked() {
-    assert_eq!(errors(&edit("\"demo\"", "\"\"")), ["system name is empty"]);
-    assert_eq!(
-        errors(&edit("\"demo\"", "\"Demo\"")),
-        ["system name contains 'D'"]
-    );
+    expect_errors(&[
+        ("\"demo\"", "\"\"", "system name is empty"),
+        ("\"demo\"", "\"Demo\"", "system name contains 'D'"),
+    ]);
     let long = "x".repeat(32);
     assert_eq!(
         errors(&edit("\"demo\"", &format!("\"{long}\""))),
@@ -261,22 +286,19 @@ fn enum_values_checked() {
         .as_deref()
         .unwrap()
         .starts_with("did you mean `\"restart\"`?"));
-    assert_eq!(
-        errors(&edit("\"bare\"", "\"linux\"")),
-        ["unknown runtime `linux`"]
-    );
-    assert_eq!(
-        errors(&edit("\"com1\"", "\"com5\"")),
-        ["unknown console `com5`"]
-    );
+    expect_errors(&[
+        ("\"bare\"", "\"linux\"", "unknown runtime `linux`"),
+        ("\"com1\"", "\"com5\"", "unknown console `com5`"),
+    ]);
 }
 
 #[test]
 fn apps_checked() {
-    assert_eq!(
-        errors(&edit("apps/ping", "apps/bad")),
-        ["`apps/bad` is not a Cargo package with a binary target"]
-    );
+    expect_errors(&[(
+        "apps/ping",
+        "apps/bad",
+        "`apps/bad` is not a Cargo package with a binary target",
+    )]);
 }
 
 #[test]
@@ -382,13 +404,7 @@ fn table_forms_of_devices_and_env() {
     let m = check(&src).unwrap();
     let third = &m.sandboxes[2];
     assert_eq!(third.env[0].0.value, "A");
-    assert_eq!(
-        third.devices[0].value,
-        Device::Ports {
-            first: 0x60,
-            last: 0x60
-        }
-    );
+    assert_eq!(third.devices[0].value, ports(0x60, 0x60));
 }
 
 #[test]

@@ -1,15 +1,16 @@
-//! Helpers the boot tests share: skip only when Bochs is missing and `QUEST_REQUIRE_BOOT`
-//! is unset, build an example manifest, boot it (at most [`PARALLEL_BOOTS`] at a time),
-//! read the console.
+//! Helpers the integration tests share. Boot tests: skip only when Bochs is missing and
+//! `QUEST_REQUIRE_BOOT` is unset, build an example manifest, boot it (at most
+//! [`PARALLEL_BOOTS`] at a time), read the console. Golden tests: list the manifests of a
+//! directory, compare with (or bless) an expected file.
 //!
 //! Each test crate includes this module and uses a part of it.
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros)]
 
 use quest_build::build::{Progress, Workspace};
-use quest_build::cli::bench_channels::{round_trips, stream, Stream};
+use quest_build::cli::bench_channels::{messages_sent, round_trips, stream, Stream};
 use quest_build::image::{build_image, BuiltImage, ImageRequest};
 use quest_build::run::{self, Emulator, RunOptions, RunOutcome};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
@@ -36,6 +37,15 @@ macro_rules! require_bochs {
             return;
         }
     };
+}
+
+/// Skips the test like `require_bochs!`, else builds `partition-manifests/<name>.toml` and
+/// boots it: `(built image, outcome)`.
+macro_rules! boot_example {
+    ($name:expr) => {{
+        require_bochs!();
+        crate::common::build_and_boot($name)
+    }};
 }
 
 /// Builds `partition-manifests/<name>.toml` into `images/tests/<output>.iso`.
@@ -112,6 +122,21 @@ pub fn build_and_boot(name: &str) -> (BuiltImage, RunOutcome) {
     (built, out)
 }
 
+/// Fails unless every sandbox exited 0 and none reported a failed check (`FAILED`).
+pub fn assert_passed(out: &RunOutcome) {
+    assert!(out.passed(), "{}", out.describe());
+    assert!(
+        !out.console.contains("FAILED"),
+        "a sandbox reported a failed check"
+    );
+}
+
+/// Fails unless the system failed (a sandbox did not exit 0) and the monitor said so.
+pub fn assert_failed(out: &RunOutcome) {
+    assert!(!out.passed());
+    assert_line(&out.console, "quest: not every sandbox exited 0");
+}
+
 /// Fails unless a console line contains `wanted`.
 pub fn assert_line(console: &str, wanted: &str) {
     line(console, wanted);
@@ -124,6 +149,26 @@ pub fn line<'a>(console: &'a str, wanted: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no console line contains {wanted:?}"))
 }
 
+/// The monitor's reports about sandbox `name` that end with `ending` (`"-> halted"`,
+/// `"-> restarting"`).
+pub fn reports<'a>(
+    console: &'a str,
+    name: &'a str,
+    ending: &'a str,
+) -> impl Iterator<Item = &'a str> + 'a {
+    let start = format!("quest: sandbox '{name}' core ");
+    console
+        .lines()
+        .filter(move |l| l.starts_with(&start) && l.ends_with(ending))
+}
+
+/// The first report about sandbox `name` that says it was halted.
+pub fn halt_report<'a>(console: &'a str, name: &'a str) -> &'a str {
+    reports(console, name, "-> halted")
+        .next()
+        .unwrap_or_else(|| panic!("no containment report for `{name}`"))
+}
+
 /// The number right after `key` in `text`.
 pub fn number_after(text: &str, key: &str) -> u64 {
     let rest = text
@@ -134,6 +179,31 @@ pub fn number_after(text: &str, key: &str) -> u64 {
         .next()
         .and_then(|d| d.parse().ok())
         .unwrap_or_else(|| panic!("no number after {key:?} in {text:?}"))
+}
+
+/// Checks a ping-pong run's traffic, `ping` being the name ping prints its lines under
+/// (`ping`, `ping-std`): backpressure both ways (each burst found the ring full), every
+/// message verified in order and counted on both sides.
+pub fn check_pingpong_traffic(console: &str, ping: &str) {
+    let c = console;
+    let burst = line(c, &format!("[ping] {ping}: burst of "));
+    assert!(number_after(burst, "ring full ") > 0, "{burst}");
+    let pong = line(c, "[pong] pong: verified 100000 messages in order (");
+    assert!(number_after(pong, "echo ring full ") > 0, "{pong}");
+    line(
+        c,
+        &format!("[ping] {ping}: verified 100000 echoes in order ("),
+    );
+
+    let (ping_sent, pong_sent) = (
+        messages_sent(c, "ping").unwrap(),
+        messages_sent(c, "pong").unwrap(),
+    );
+    let ping_done = line(c, &format!("[ping] {ping}: done: "));
+    assert_eq!(number_after(ping_done, "received "), pong_sent);
+    let pong_done = line(c, "[pong] pong: done: ");
+    assert_eq!(number_after(pong_done, "received "), ping_sent);
+    assert!(ping_sent > 100_000 && pong_sent > 100_000);
 }
 
 /// Checks ping's benchmark lines (2000 round trips of each size, a 2000 x 4 KiB stream) are
@@ -151,4 +221,54 @@ pub fn check_ping_benchmark(console: &str) -> Stream {
     let s = stream(console, "ping").expect("a stream line");
     assert_eq!(s.bytes, 2000 * 4096);
     s
+}
+
+/// The repository root (tests run in `quest-build/`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("quest-build has a parent")
+        .to_path_buf()
+}
+
+/// `*.toml` files directly in `dir` (relative to the repository root), as paths relative
+/// to the root, sorted.
+pub fn manifests(dir: &str) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(repo_root().join(dir))
+        .unwrap_or_else(|e| panic!("reading {dir}: {e}"))
+        .map(|e| e.expect("directory entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .map(|p| Path::new(dir).join(p.file_name().expect("file name")))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Whether `QUEST_BLESS=1`: golden tests then write their expected files instead of
+/// comparing with them.
+pub fn blessing() -> bool {
+    std::env::var_os("QUEST_BLESS").is_some_and(|v| v == "1")
+}
+
+/// Compares `actual` with the expected file `expected` (what `name` should give), or
+/// writes it there when [`blessing`]. `Err` says how they differ, or that the file is
+/// missing.
+pub fn golden(name: &str, expected: &Path, actual: &str) -> Result<(), String> {
+    if blessing() {
+        std::fs::create_dir_all(expected.parent().expect("a file has a directory"))
+            .and_then(|()| std::fs::write(expected, actual))
+            .unwrap_or_else(|e| panic!("writing {}: {e}", expected.display()));
+        return Ok(());
+    }
+    match std::fs::read_to_string(expected) {
+        Ok(want) if want == actual => Ok(()),
+        Ok(want) => Err(format!(
+            "{name}: differs from {}\n--- expected\n{want}\n--- actual\n{actual}",
+            expected.display()
+        )),
+        Err(e) => Err(format!(
+            "{name}: cannot read {} ({e}); run with QUEST_BLESS=1 to create it\n{actual}",
+            expected.display()
+        )),
+    }
 }

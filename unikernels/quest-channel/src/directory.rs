@@ -244,12 +244,17 @@ mod tests {
         page
     }
 
+    /// A directory page with a channel we write and one we read: `(name, data GPA)` each.
+    fn writer_and_reader(writer: (&str, u64), reader: (&str, u64)) -> Vec<u8> {
+        page(&[
+            entry(writer.0, ROLE_WRITER, writer.1),
+            entry(reader.0, ROLE_READER, reader.1),
+        ])
+    }
+
     #[test]
     fn finds_channels_by_name_and_role() {
-        let p = page(&[
-            entry("ping", ROLE_WRITER, 0x40_0000_2000),
-            entry("pong", ROLE_READER, 0x40_0000_6000),
-        ]);
+        let p = writer_and_reader(("ping", 0x40_0000_2000), ("pong", 0x40_0000_6000));
         let d = Directory::from_bytes(&p).unwrap();
         assert_eq!(d.len(), 2);
         let pong = d.find("pong", Role::Reader).unwrap();
@@ -265,10 +270,7 @@ mod tests {
 
     #[test]
     fn wrong_role_and_unknown_names_are_distinct_errors() {
-        let p = page(&[
-            entry("ping", ROLE_WRITER, 0x1000),
-            entry("pong", ROLE_READER, 0x8000),
-        ]);
+        let p = writer_and_reader(("ping", 0x1000), ("pong", 0x8000));
         let d = Directory::from_bytes(&p).unwrap();
         assert_eq!(d.find("ping", Role::Reader), Err(OpenError::NotReader));
         assert_eq!(d.find("pong", Role::Writer), Err(OpenError::NotWriter));
@@ -278,10 +280,7 @@ mod tests {
 
     #[test]
     fn a_loopback_channel_has_both_roles() {
-        let p = page(&[
-            entry("self", ROLE_WRITER, 0x1000),
-            entry("self", ROLE_READER, 0x1000),
-        ]);
+        let p = writer_and_reader(("self", 0x1000), ("self", 0x1000));
         let d = Directory::from_bytes(&p).unwrap();
         assert_eq!(d.find("self", Role::Writer).unwrap().index, 0);
         assert_eq!(d.find("self", Role::Reader).unwrap().index, 1);

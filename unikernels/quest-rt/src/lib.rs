@@ -40,13 +40,25 @@ pub use quest_channel;
 pub use start::Termination;
 
 /// Names the application's entry function, `fn(&Ctx) -> T` with `T: Termination`
-/// (`()`, `i32` or `Result<(), E: Debug>`). It runs on every vCPU.
+/// (`()`, `i32` or `Result<(), E: Debug>`). It runs on every vCPU; with
+/// `entry!(main, vcpu0_only)` it runs on vCPU 0 only, and every other vCPU ends at once
+/// with status 0.
 #[macro_export]
 macro_rules! entry {
     ($main:path) => {
         #[doc(hidden)]
         #[unsafe(no_mangle)]
         pub fn __quest_rt_main(ctx: &$crate::Ctx) -> i32 {
+            $crate::Termination::report($main(ctx))
+        }
+    };
+    ($main:path, vcpu0_only) => {
+        #[doc(hidden)]
+        #[unsafe(no_mangle)]
+        pub fn __quest_rt_main(ctx: &$crate::Ctx) -> i32 {
+            if ctx.vcpu() != 0 {
+                return 0;
+            }
             $crate::Termination::report($main(ctx))
         }
     };

@@ -6,7 +6,7 @@
 use super::reader::Reader;
 use super::{span_of, EnvEntry};
 use crate::manifest::schema::{Enumerated, Key, DEVICE_KEYS};
-use crate::manifest::size::{self, NumberError};
+use crate::manifest::size;
 use crate::manifest::types::{Device, Span, Spanned};
 use std::marker::PhantomData;
 use std::path::PathBuf;
@@ -107,26 +107,15 @@ impl Field for Size {
     type Model = Spanned<u64>;
     fn read(r: &mut Reader<'_>, t: &dyn TableLike, h: &Span, what: &str, key: &Key) -> Self::Draft {
         let (item, span) = r.get(t, h, what, key)?;
-        let parsed = if let Some(n) = item.as_integer() {
-            u64::try_from(n).map_err(|_| NumberError::Negative(n))
-        } else if let Some(s) = item.as_str() {
-            size::parse_size(s)
-        } else {
-            r.wrong_type(
-                item,
-                Some(span),
-                "a size (`\"64MiB\"` or a byte count)",
-                key,
-            );
-            return None;
-        };
-        match parsed {
-            Ok(n) => Some(Spanned::new(n, span)),
-            Err(e) => {
-                r.number_error(e, span, key);
-                None
-            }
-        }
+        let n = r.number(
+            item,
+            span.clone(),
+            key,
+            "a size (`\"64MiB\"` or a byte count)",
+            Ok,
+            size::parse_size,
+        )?;
+        Some(Spanned::new(n, span))
     }
 }
 
@@ -232,25 +221,16 @@ impl Field for Devices {
             let Some((port, pspan)) = r.get(dev, &dspan, "a device", port_key) else {
                 continue;
             };
-            let parsed = if let Some(n) = port.as_integer() {
-                u64::try_from(n)
-                    .map_err(|_| NumberError::Negative(n))
-                    .and_then(size::port)
-                    .map(|p| (p, p))
-            } else if let Some(s) = port.as_str() {
-                size::parse_port_range(s)
-            } else {
-                r.wrong_type(
-                    port,
-                    Some(pspan),
-                    "a port or port range (`\"0x2f8-0x2ff\"`)",
-                    port_key,
-                );
-                continue;
-            };
-            match parsed {
-                Ok((first, last)) => out.push(Spanned::new(Device::Ports { first, last }, pspan)),
-                Err(e) => r.number_error(e, pspan, port_key),
+            let ports = r.number(
+                port,
+                pspan.clone(),
+                port_key,
+                "a port or port range (`\"0x2f8-0x2ff\"`)",
+                |n| size::port(n).map(|p| (p, p)),
+                size::parse_port_range,
+            );
+            if let Some((first, last)) = ports {
+                out.push(Spanned::new(Device::Ports { first, last }, pspan));
             }
         }
         out

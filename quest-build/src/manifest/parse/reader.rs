@@ -127,6 +127,31 @@ impl Reader<'_> {
         );
     }
 
+    /// A number written as a TOML integer (not negative, then `int`) or as a string (then
+    /// `text`); anything else is reported as not `expected`, a bad number as invalid, and
+    /// gives `None`.
+    pub(crate) fn number<T>(
+        &mut self,
+        item: &Item,
+        span: Span,
+        key: &Key,
+        expected: &str,
+        int: impl FnOnce(u64) -> Result<T, NumberError>,
+        text: impl FnOnce(&str) -> Result<T, NumberError>,
+    ) -> Option<T> {
+        let parsed = if let Some(n) = item.as_integer() {
+            u64::try_from(n)
+                .map_err(|_| NumberError::Negative(n))
+                .and_then(int)
+        } else if let Some(s) = item.as_str() {
+            text(s)
+        } else {
+            self.wrong_type(item, Some(span), expected, key);
+            return None;
+        };
+        parsed.map_err(|e| self.number_error(e, span, key)).ok()
+    }
+
     /// A `u32` written as an integer.
     pub(crate) fn uint32(&mut self, item: &Item, span: Span, key: &Key) -> Option<Spanned<u32>> {
         let Some(n) = item.as_integer() else {

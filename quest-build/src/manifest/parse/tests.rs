@@ -1,7 +1,8 @@
 //! The reading of manifests into drafts: every key, defaults, and what is reported.
 
 use super::*;
-use crate::manifest::types::{Console, Device, OnFault, Runtime};
+use crate::manifest::tests::ports;
+use crate::manifest::types::{Console, OnFault, Runtime};
 
 fn parse_ok(src: &str) -> (Draft, Vec<Diagnostic>) {
     let mut diags = Vec::new();
@@ -61,20 +62,8 @@ fn reads_every_key_with_spans() {
     assert_eq!(s.args.len(), 2);
     assert_eq!(s.env.1[0].0.value, "K");
     assert_eq!(s.env.1[0].1.value, "v");
-    assert_eq!(
-        s.devices[0].value,
-        Device::Ports {
-            first: 0x2f8,
-            last: 0x2ff
-        }
-    );
-    assert_eq!(
-        s.devices[1].value,
-        Device::Ports {
-            first: 0x60,
-            last: 0x60
-        }
-    );
+    assert_eq!(s.devices[0].value, ports(0x2f8, 0x2ff));
+    assert_eq!(s.devices[1].value, ports(0x60, 0x60));
     assert_eq!(s.on_fault.as_ref().unwrap().value, OnFault::Restart);
     assert_eq!(d.channels[0].size.as_ref().unwrap().value, 4096);
 }

@@ -23,6 +23,18 @@ fn number(s: &str) -> Result<u64, &'static str> {
     parsed.map_err(|_| "bad number in attack argument")
 }
 
+/// The attack's `:value` as a `T` (`too_large` if it does not fit), or `default` without one.
+fn value_or<T: TryFrom<u64>>(
+    value: Option<&str>,
+    default: T,
+    too_large: &'static str,
+) -> Result<T, &'static str> {
+    match value {
+        Some(v) => T::try_from(number(v)?).map_err(|_| too_large),
+        None => Ok(default),
+    }
+}
+
 fn wrmsr(msr: u32, value: u64) {
     // SAFETY: deliberately unsound: the attack is that this privileged write must never
     // reach the hardware; the monitor's MSR bitmap traps it.
@@ -68,10 +80,7 @@ pub fn run(ctx: &Ctx, name: &str, value: Option<&str>) -> Result<String, &'stati
             Ok(format!("wrote channel {channel_name} at {gpa:#x}"))
         }
         "port" => {
-            let port = match value {
-                Some(v) => u16::try_from(number(v)?).map_err(|_| "port beyond 0xffff")?,
-                None => CONSOLE_PORT,
-            };
+            let port: u16 = value_or(value, CONSOLE_PORT, "port beyond 0xffff")?;
             println!("attacker: out to port {port:#x}, which is not ours");
             // SAFETY: deliberately unsound: the I/O bitmap must trap this port.
             unsafe {
@@ -80,20 +89,14 @@ pub fn run(ctx: &Ctx, name: &str, value: Option<&str>) -> Result<String, &'stati
             Ok(format!("wrote port {port:#x}"))
         }
         "msr" => {
-            let msr = match value {
-                Some(v) => u32::try_from(number(v)?).map_err(|_| "MSR beyond 32 bits")?,
-                None => IA32_APIC_BASE,
-            };
+            let msr: u32 = value_or(value, IA32_APIC_BASE, "MSR beyond 32 bits")?;
             println!("attacker: wrmsr {msr:#x} = 0");
             wrmsr(msr, 0);
             Ok(format!("wrote MSR {msr:#x}"))
         }
         "ipi" => {
             // Our vCPUs have virtual APIC IDs 0..n, so n is the first one that is not ours.
-            let dest = match value {
-                Some(v) => u32::try_from(number(v)?).map_err(|_| "APIC ID beyond 32 bits")?,
-                None => ctx.num_vcpus(),
-            };
+            let dest: u32 = value_or(value, ctx.num_vcpus(), "APIC ID beyond 32 bits")?;
             println!("attacker: IPI (vector 0x40) to apic id {dest}, which is not ours");
             wrmsr(X2APIC_ICR, (u64::from(dest) << 32) | ICR_FIXED_VECTOR_0X40);
             Ok(format!("sent an IPI to apic id {dest}"))

@@ -23,15 +23,12 @@ mod attacks;
 use alloc::vec::Vec;
 use quest_rt::{println, Ctx};
 
-quest_rt::entry!(main);
+quest_rt::entry!(main, vcpu0_only);
 
 /// Exit status when an attack was not stopped.
 const NOT_CONTAINED: i32 = 3;
 
 fn main(ctx: &Ctx) -> i32 {
-    if ctx.vcpu() != 0 {
-        return 0;
-    }
     let names: Vec<&str> = ctx.args().args().collect();
     let launch = ctx.launch_count().max(1) as usize;
     let Some(attack) = names.get(launch - 1) else {

@@ -14,7 +14,7 @@ use quest_channel::{Receiver, RecvError};
 use quest_rt::time::rdtsc;
 use quest_rt::{println, Ctx};
 
-quest_rt::entry!(main);
+quest_rt::entry!(main, vcpu0_only);
 
 /// How long to wait for the hostile channels' errors once the healthy one is done.
 const HOSTILE_TIMEOUT: u64 = 2_000_000_000;
@@ -80,9 +80,6 @@ impl Inbound {
 }
 
 fn main(ctx: &Ctx) -> i32 {
-    if ctx.vcpu() != 0 {
-        return 0;
-    }
     let messages = chan_proto::number(ctx.args().var("MESSAGES"), 2000);
     let mut healthy = match Inbound::open("healthy", HEALTHY_SEED) {
         Ok(c) => c,

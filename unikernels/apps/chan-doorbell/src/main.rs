@@ -32,7 +32,7 @@ use quest_channel::{Receiver, Sender};
 use quest_rt::time::rdtsc;
 use quest_rt::{println, Ctx};
 
-quest_rt::entry!(main);
+quest_rt::entry!(main, vcpu0_only);
 
 /// Polls before an endpoint sleeps (a few thousand cycles of spinning).
 const SPIN_LIMIT: u32 = 200;
@@ -57,9 +57,6 @@ fn race_pause(seq: u64) -> u64 {
 }
 
 fn main(ctx: &Ctx) -> i32 {
-    if ctx.vcpu() != 0 {
-        return 0;
-    }
     let env = ctx.args();
     let wakes = chan_proto::number(env.var("WAKES"), 20);
     let races = chan_proto::number(env.var("RACES"), 1000);

@@ -9,12 +9,9 @@ use chan_proto::{make, MAX_LEN};
 use quest_channel::Sender;
 use quest_rt::{println, Ctx};
 
-quest_rt::entry!(main);
+quest_rt::entry!(main, vcpu0_only);
 
 fn main(ctx: &Ctx) -> i32 {
-    if ctx.vcpu() != 0 {
-        return 0;
-    }
     let messages = chan_proto::number(ctx.args().var("MESSAGES"), 2000);
     let mut buf = [0u8; MAX_LEN];
     // The scribbler's few messages fit in its ring: we never wait on a reader that is

@@ -17,15 +17,12 @@ use quest_channel::Sender;
 use quest_rt::time::rdtsc;
 use quest_rt::{println, Ctx};
 
-quest_rt::entry!(main);
+quest_rt::entry!(main, vcpu0_only);
 
 /// How long to wait for the reader to take the valid messages (TSC cycles).
 const READER_TIMEOUT: u64 = 2_000_000_000;
 
 fn main(ctx: &Ctx) -> i32 {
-    if ctx.vcpu() != 0 {
-        return 0;
-    }
     for (name, what) in HOSTILE_CHANNELS {
         if let Err(e) = attack(ctx, name) {
             println!("hostile: {name}: {e}");

@@ -14,15 +14,12 @@ use chan_proto::{verify, MAX_LEN};
 use quest_channel::Receiver;
 use quest_rt::{println, Ctx};
 
-quest_rt::entry!(main);
+quest_rt::entry!(main, vcpu0_only);
 
 /// Exit status if the write was not stopped.
 const NOT_CONTAINED: i32 = 3;
 
 fn main(ctx: &Ctx) -> i32 {
-    if ctx.vcpu() != 0 {
-        return 0;
-    }
     let mut rx = match Receiver::open("to-scribbler") {
         Ok(rx) => rx,
         Err(e) => {

@@ -5,15 +5,12 @@
 
 use quest_rt::{println, Ctx};
 
-quest_rt::entry!(main);
+quest_rt::entry!(main, vcpu0_only);
 
 /// The launch on which the crasher finally exits cleanly.
 const CLEAN_LAUNCH: u32 = 3;
 
 fn main(ctx: &Ctx) -> i32 {
-    if ctx.vcpu() != 0 {
-        return 0;
-    }
     let launch = ctx.launch_count();
     println!("crasher: launch {launch}");
     if launch < CLEAN_LAUNCH {

@@ -13,7 +13,7 @@ use core::fmt;
 use quest_rt::time::tsc_khz;
 use quest_rt::{println, Ctx};
 
-quest_rt::entry!(main);
+quest_rt::entry!(main, vcpu0_only);
 
 /// The bare runtime: quest-rt's console and the monitor's TSC frequency.
 struct Bare;
@@ -37,9 +37,6 @@ impl Runtime for Bare {
 }
 
 fn main(ctx: &Ctx) -> i32 {
-    if ctx.vcpu() != 0 {
-        return 0;
-    }
     let env = ctx.args();
     chan_proto::ping::main(&mut Bare, Params::from_env(|name| env.var(name)))
 }

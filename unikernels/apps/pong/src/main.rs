@@ -20,7 +20,7 @@ use quest_channel::{Receiver, SendError, Sender};
 use quest_rt::time::rdtsc;
 use quest_rt::{println, Ctx};
 
-quest_rt::entry!(main);
+quest_rt::entry!(main, vcpu0_only);
 
 #[derive(Debug, Default)]
 struct Counts {
@@ -31,9 +31,6 @@ struct Counts {
 }
 
 fn main(ctx: &Ctx) -> i32 {
-    if ctx.vcpu() != 0 {
-        return 0;
-    }
     let env = ctx.args();
     let Params {
         messages,

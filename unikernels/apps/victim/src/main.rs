@@ -14,7 +14,7 @@ use alloc::vec::Vec;
 use quest_rt::quest_abi::directory::ROLE_WRITER;
 use quest_rt::{println, Ctx};
 
-quest_rt::entry!(main);
+quest_rt::entry!(main, vcpu0_only);
 
 /// Elements sorted per round.
 const ELEMENTS: usize = 4096;
@@ -57,9 +57,6 @@ fn pattern(i: usize) -> u64 {
 }
 
 fn main(ctx: &Ctx) -> i32 {
-    if ctx.vcpu() != 0 {
-        return 0;
-    }
     let args = ctx.args();
     let rounds = args
         .var("ROUNDS")
