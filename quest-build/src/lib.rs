@@ -3,6 +3,7 @@
 //! Data flows one way: `manifest` (parse, validate) -> `plan` (pure layout) -> `build`
 //! (cargo per application) -> `image` (one multiboot2 ELF and a GRUB ISO) -> `run`.
 
+pub mod bounds;
 pub mod build;
 pub mod cli;
 pub mod image;

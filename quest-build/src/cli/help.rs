@@ -67,6 +67,23 @@ images/run/NAME-PID-N/ (bochsrc, serial.log, bochs.log, emulator.out).
 Exit status: 0 if every sandbox exited 0; else the first failing sandbox's status; 1 if
 the system halted, the boot never finished, or the time limit ended it.";
 
+/// After `quest-build bounds --help`.
+pub const BOUNDS: &str = "\
+For each channel: the longest one message can take from the start of `send` to the
+return of `recv`, built term by term from the channel's declared model (the manifest's
+`reader_mode`, `poll_period`, `poll_jitter`, `max_message`, `min_interval`, `burst`) and
+the platform's measured costs: the writer's copy, the record's cache lines moving to the
+reader's core, the reader's detection delay for its mode, the messages the reader can find
+ahead of this one, and the reader's copy. Also the longest a `send` on a full ring waits.
+partition-manifests/README.md states the formula and what breaks it.
+
+The costs come from a platform profile: `--platform FILE`, written by
+`quest-build run --calibrate MANIFEST` on the target (images/<system>.platform.toml),
+or else the profile shipped for Bochs (measured), and the report says which.
+`quest-build run --check-bounds` compares every message's latency with these bounds.
+
+Example: quest-build bounds partition-manifests/bounds.toml --json";
+
 /// After `quest-build inspect --help`.
 pub const INSPECT: &str = "\
 Reads the partition table embedded in an image, validates it as the monitor does at

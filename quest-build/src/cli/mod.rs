@@ -5,6 +5,7 @@ pub mod bench_build;
 pub mod bench_channels;
 pub mod bench_hermit;
 pub mod bench_size;
+pub mod bounds;
 pub mod check;
 pub mod help;
 pub mod image;
@@ -40,6 +41,9 @@ pub enum Command {
     /// Boot a manifest or image in an emulator and stream its console.
     #[command(after_long_help = help::RUN)]
     Run(run::RunArgs),
+    /// Print the worst-case latency of one message on each channel, term by term.
+    #[command(after_long_help = help::BOUNDS)]
+    Bounds(bounds::BoundsArgs),
     /// Print the partition table and payload hashes embedded in an image.
     #[command(after_long_help = help::INSPECT)]
     Inspect(inspect::InspectArgs),
@@ -91,6 +95,7 @@ pub fn main() -> ExitCode {
         Command::Plan(args) => plan::run(&args),
         Command::Image(args) => image::run(&args),
         Command::Run(args) => run::run(&args),
+        Command::Bounds(args) => bounds::run(&args),
         Command::Inspect(args) => inspect::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::New(args) => new::run(&args),

@@ -5,9 +5,11 @@
 //! from these descriptions by [`manifest_table!`]. Also the spellings of the enumerated
 //! values. `partition-manifests/README.md` documents the same keys.
 
-use super::parse::fields::{Choice, CoreList, Devices, Env, Path, Size, Str, StringList, Uint32};
+use super::parse::fields::{
+    Choice, CoreList, Devices, Duration, Env, Opt, Path, Size, Str, StringList, Uint32,
+};
 use super::parse::table::manifest_table;
-use super::types::{Console, Device, OnFault, Runtime, Spanned};
+use super::types::{Console, Device, OnFault, ReaderMode, Runtime, Spanned};
 use std::path::PathBuf;
 
 /// A key a table accepts, and an example of it (used in hints).
@@ -80,6 +82,19 @@ manifest_table! {
         reader: Spanned<String> = Str, required, "reader = \"pong\"";
         /// `size` of the data area in bytes.
         size: Spanned<u64> = Size, required, "size = \"64KiB\"";
+        /// `reader_mode`: how the reader notices a message (default `spin`).
+        reader_mode: Spanned<ReaderMode> = Choice<ReaderMode>, optional, "reader_mode = \"poll\"";
+        /// `poll_period` (ns): with `reader_mode = "poll"`, how often the reader looks.
+        poll_period: Option<Spanned<u64>> = Opt<Duration>, optional, "poll_period = \"100us\"";
+        /// `poll_jitter` (ns): how late a poll may come after its period (default 0).
+        poll_jitter: Option<Spanned<u64>> = Opt<Duration>, optional, "poll_jitter = \"5us\"";
+        /// `max_message`: the largest message the writer sends (default: what the ring holds).
+        max_message: Option<Spanned<u64>> = Opt<Size>, optional, "max_message = \"4KiB\"";
+        /// `min_interval` (ns): the least time between two sends (default: none promised).
+        min_interval: Option<Spanned<u64>> = Opt<Duration>, optional, "min_interval = \"50us\"";
+        /// `burst`: the most messages the writer sends without waiting for the reader to
+        /// take one (default: none promised).
+        burst: Option<Spanned<u32>> = Opt<Uint32>, optional, "burst = 16";
     }
 }
 
@@ -108,6 +123,15 @@ impl Enumerated for Runtime {
     const NAMES: &'static [(&'static str, Self)] =
         &[("hermit", Runtime::Hermit), ("bare", Runtime::Bare)];
     const DEFAULT: Self = Runtime::Hermit;
+}
+
+impl Enumerated for ReaderMode {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("spin", ReaderMode::Spin),
+        ("poll", ReaderMode::Poll),
+        ("doorbell", ReaderMode::Doorbell),
+    ];
+    const DEFAULT: Self = ReaderMode::Spin;
 }
 
 impl Enumerated for OnFault {

@@ -33,6 +33,15 @@ pub enum NumberError {
     /// A port above 0xffff.
     #[error("port {0:#x} is above 0xffff")]
     PortTooLarge(u64),
+    /// A duration written without a unit.
+    #[error("a duration needs a unit")]
+    NoTimeUnit,
+    /// A duration with a unit we do not know.
+    #[error("unknown time unit `{0}`")]
+    UnknownTimeUnit(String),
+    /// A duration finer than a nanosecond.
+    #[error("`{0}` is finer than a nanosecond")]
+    TooPrecise(String),
     /// A port range whose end is before its start.
     #[error("port range {first:#x}-{last:#x} is reversed")]
     Reversed {
@@ -54,6 +63,9 @@ impl NumberError {
             Self::Overflow(_) => "too large",
             Self::Negative(_) => "negative",
             Self::PortTooLarge(_) => "above 0xffff",
+            Self::NoTimeUnit => "no unit",
+            Self::UnknownTimeUnit(_) => "unknown unit",
+            Self::TooPrecise(_) => "below 1 ns",
             Self::Reversed { .. } => "reversed range",
         }
     }
@@ -74,6 +86,10 @@ impl NumberError {
             Self::Overflow(_) => "use a size that fits in 64 bits".into(),
             Self::Negative(_) => "sizes, cores and ports are never negative".into(),
             Self::PortTooLarge(_) => "x86 I/O ports are 0x0..=0xffff".into(),
+            Self::NoTimeUnit | Self::UnknownTimeUnit(_) | Self::TooPrecise(_) => {
+                "write a duration with a unit: `\"500ns\"`, `\"100us\"`, `\"2.5ms\"`, `\"1s\"`"
+                    .into()
+            }
             Self::Reversed { first, last } => {
                 format!("write the lower port first: `\"{last:#x}-{first:#x}\"`")
             }
@@ -179,6 +195,77 @@ fn suggest_unit(unit: &str) -> Option<&'static str> {
         .find(|name| name.eq_ignore_ascii_case(unit))
 }
 
+/// Time units and their length in nanoseconds.
+const TIME_UNITS: [(&str, u64); 5] = [
+    ("ns", 1),
+    ("us", 1_000),
+    ("\u{b5}s", 1_000),
+    ("ms", 1_000_000),
+    ("s", 1_000_000_000),
+];
+
+/// Parses a duration into nanoseconds: `"500ns"`, `"100us"` (or `µs`), `"2.5ms"`, `"1s"`.
+/// A decimal fraction is exact down to the nanosecond; a bare number has no unit and is
+/// refused (cycles or microseconds would both be guesses).
+pub fn parse_duration(text: &str) -> Result<u64, NumberError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(NumberError::Empty);
+    }
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '_' || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let unit = unit.trim_start();
+    if unit.is_empty() {
+        return Err(NumberError::NoTimeUnit);
+    }
+    let Some(&(_, ns)) = TIME_UNITS.iter().find(|(name, _)| *name == unit) else {
+        return Err(NumberError::UnknownTimeUnit(unit.into()));
+    };
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() && fraction.is_empty() {
+        return Err(NumberError::NotANumber(text.into()));
+    }
+    let overflow = || NumberError::Overflow(text.into());
+    let whole = if whole.is_empty() {
+        0
+    } else {
+        parse_uint(whole)?
+    };
+    let mut total = whole.checked_mul(ns).ok_or_else(overflow)?;
+    // Each fraction digit is worth a tenth of the one before; a digit worth less than
+    // 1 ns must be zero.
+    let mut place = ns;
+    for c in fraction.chars().filter(|&c| c != '_') {
+        let digit = c
+            .to_digit(10)
+            .ok_or_else(|| NumberError::NotANumber(text.into()))?;
+        if place % 10 != 0 {
+            if digit != 0 {
+                return Err(NumberError::TooPrecise(text.into()));
+            }
+            continue;
+        }
+        place /= 10;
+        total = total
+            .checked_add(u64::from(digit) * place)
+            .ok_or_else(overflow)?;
+    }
+    Ok(total)
+}
+
+/// Formats nanoseconds the way a manifest would write them (`"100us"`, `"2500ns"`).
+pub fn human_duration(ns: u64) -> String {
+    match ns {
+        0 => "0ns".into(),
+        n if n % 1_000_000_000 == 0 => format!("{}s", n / 1_000_000_000),
+        n if n % 1_000_000 == 0 => format!("{}ms", n / 1_000_000),
+        n if n % 1_000 == 0 => format!("{}us", n / 1_000),
+        n => format!("{n}ns"),
+    }
+}
+
 /// Checks that a number is a valid port.
 pub fn port(value: u64) -> Result<u16, NumberError> {
     u16::try_from(value).map_err(|_| NumberError::PortTooLarge(value))
@@ -213,6 +300,55 @@ pub fn human(bytes: u64) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ns"), Ok(500));
+        assert_eq!(parse_duration("100us"), Ok(100_000));
+        assert_eq!(parse_duration("100 \u{b5}s"), Ok(100_000));
+        assert_eq!(parse_duration("2.5ms"), Ok(2_500_000));
+        assert_eq!(parse_duration(".5us"), Ok(500));
+        assert_eq!(parse_duration("1s"), Ok(1_000_000_000));
+        assert_eq!(parse_duration("1.000000001s"), Ok(1_000_000_001));
+        assert_eq!(
+            parse_duration("1.50ns"),
+            Err(NumberError::TooPrecise("1.50ns".into()))
+        );
+        assert_eq!(parse_duration("1.0ns"), Ok(1));
+        assert_eq!(parse_duration("100"), Err(NumberError::NoTimeUnit));
+        assert_eq!(
+            parse_duration("100 min"),
+            Err(NumberError::UnknownTimeUnit("min".into()))
+        );
+        assert!(matches!(
+            parse_duration("1.2.3us"),
+            Err(NumberError::NotANumber(_))
+        ));
+        assert!(matches!(
+            parse_duration("us"),
+            Err(NumberError::NotANumber(_))
+        ));
+        assert!(matches!(
+            parse_duration("99999999999999999999s"),
+            Err(NumberError::Overflow(_))
+        ));
+        assert!(matches!(
+            parse_duration("18446744073.709551616s"),
+            Err(NumberError::Overflow(_))
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn durations_round_trip(ns in 0u64..u64::MAX / 2) {
+            prop_assert_eq!(parse_duration(&human_duration(ns)), Ok(ns));
+        }
+
+        #[test]
+        fn durations_never_panic(s in ".{0,24}") {
+            let _ = parse_duration(&s);
+        }
+    }
 
     #[test]
     fn sizes_with_units() {

@@ -41,6 +41,18 @@ pub struct Manifest {
     pub channels: Vec<Channel>,
 }
 
+/// How a channel's reader notices a message (the bound's detection term depends on it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReaderMode {
+    /// A vCPU of the reader polls the ring without pause.
+    Spin,
+    /// The reader looks every `poll_period` (give or take `poll_jitter`), e.g. a periodic
+    /// task on its own timer.
+    Poll,
+    /// The reader sleeps in the WAIT hypercall and the writer rings its doorbell.
+    Doorbell,
+}
+
 /// A PC serial port used as the monitor console.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Console {

@@ -61,6 +61,7 @@ pub(crate) fn validate(
             v.name(name, "channel");
         }
         v.channel_size(c);
+        v.channel_traffic(c);
     }
     v.duplicates(draft.sandboxes.iter().map(|s| &s.name), "sandbox");
     v.duplicates(draft.channels.iter().map(|c| &c.name), "channel");
@@ -250,6 +251,93 @@ impl Validator<'_> {
                     human(up).replace(' ', "")
                 )),
             );
+        }
+    }
+
+    /// The reader mode and the traffic the writer promises (used by `quest-build bounds`).
+    fn channel_traffic(&mut self, c: &DraftChannel) {
+        let poll = c
+            .reader_mode
+            .as_ref()
+            .is_some_and(|m| m.value == ReaderMode::Poll);
+        if let (Some(mode), None, true) = (&c.reader_mode, &c.poll_period, poll) {
+            self.diags.push(
+                Diagnostic::error(
+                    "a channel read with `reader_mode = \"poll\"` needs `poll_period`",
+                    mode.span.clone(),
+                )
+                .label("polling, but how often?")
+                .hint("add `poll_period = \"100us\"`: how often the reader looks at the ring"),
+            );
+        }
+        // An unreadable mode was reported already; the user may have meant "poll".
+        if c.reader_mode.is_some() && !poll {
+            for (key, value) in [
+                ("poll_period", &c.poll_period),
+                ("poll_jitter", &c.poll_jitter),
+            ] {
+                if let Some(v) = value {
+                    self.diags.push(
+                        Diagnostic::error(
+                            format!("`{key}` applies only to a channel read with `reader_mode = \"poll\"`"),
+                            v.span.clone(),
+                        )
+                        .label("the reader does not poll")
+                        .hint(format!(
+                            "add `reader_mode = \"poll\"` to this channel, or remove `{key}`"
+                        )),
+                    );
+                }
+            }
+        }
+        let positive = [
+            (
+                "poll_period",
+                c.poll_period.as_ref(),
+                "a reader that polls every 0 ns spins: write `reader_mode = \"spin\"`",
+            ),
+            (
+                "min_interval",
+                c.min_interval.as_ref(),
+                "leave `min_interval` out if the writer promises no rate",
+            ),
+        ];
+        for (key, value, hint) in positive {
+            if let Some(v) = value.filter(|v| v.value == 0) {
+                self.diags.push(
+                    Diagnostic::error(format!("`{key}` must be longer than 0"), v.span.clone())
+                        .label("zero")
+                        .hint(hint),
+                );
+            }
+        }
+        if let Some(b) = c.burst.as_ref().filter(|b| b.value == 0) {
+            self.diags.push(
+                Diagnostic::error("`burst` must be at least 1", b.span.clone())
+                    .label("zero")
+                    .hint("the most messages the writer sends before the reader takes one; leave it out if unknown"),
+            );
+        }
+        if let (Some(m), Some(size)) = (&c.max_message, &c.size) {
+            let max = usize::try_from(size.value)
+                .map(quest_channel::wire::max_message_len)
+                .unwrap_or(usize::MAX) as u64;
+            if m.value > max {
+                self.diags.push(
+                    Diagnostic::error(
+                        format!(
+                            "`max_message` is {}, but this channel's ring holds messages of at most {}",
+                            human(m.value),
+                            human(max)
+                        ),
+                        m.span.clone(),
+                    )
+                    .label("larger than the ring")
+                    .hint(format!(
+                        "lower `max_message` to {max} or raise `size` (the ring is `size` minus a 128-byte header)"
+                    )),
+                );
+            }
         }
     }
 

@@ -75,6 +75,12 @@ pub(crate) fn manifest(
                 writer: sp(writer.into()),
                 reader: sp(reader.into()),
                 size: sp(size),
+                reader_mode: sp(ReaderMode::Spin),
+                poll_period: None,
+                poll_jitter: None,
+                max_message: None,
+                min_interval: None,
+                burst: None,
             })
             .collect(),
     }

@@ -50,6 +50,13 @@ impl<T> Complete<Vec<T>> for Vec<T> {
     }
 }
 
+/// An optional value: a value that could not be read was reported and completes as absent.
+impl<T> Complete<Option<Spanned<T>>> for Option<Spanned<T>> {
+    fn complete(self) -> Option<Option<Spanned<T>>> {
+        Some(self)
+    }
+}
+
 /// `env`: the table's span (for validation's diagnostics), then its entries.
 impl Complete<Vec<EnvEntry>> for (Span, Vec<EnvEntry>) {
     fn complete(self) -> Option<Vec<EnvEntry>> {
@@ -67,6 +74,10 @@ pub(crate) struct Uint32;
 pub(crate) struct Size;
 /// One of the names of `T`, `T`'s default when absent.
 pub(crate) struct Choice<T>(PhantomData<T>);
+/// A duration: a string with a time unit, read into nanoseconds.
+pub(crate) struct Duration;
+/// An optional key of kind `K` that has no default: absent is `None`.
+pub(crate) struct Opt<K>(PhantomData<K>);
 /// A list of core indices.
 pub(crate) struct CoreList;
 /// A list of strings (empty when absent).
@@ -116,6 +127,37 @@ impl Field for Size {
             size::parse_size,
         )?;
         Some(Spanned::new(n, span))
+    }
+}
+
+impl Field for Duration {
+    type Draft = Option<Spanned<u64>>;
+    type Model = Spanned<u64>;
+    fn read(r: &mut Reader<'_>, t: &dyn TableLike, h: &Span, what: &str, key: &Key) -> Self::Draft {
+        let (item, span) = r.get(t, h, what, key)?;
+        let n = r.number(
+            item,
+            span.clone(),
+            key,
+            "a duration (`\"100us\"`)",
+            |_| Err(size::NumberError::NoTimeUnit),
+            size::parse_duration,
+        )?;
+        Some(Spanned::new(n, span))
+    }
+}
+
+impl<T, K> Field for Opt<K>
+where
+    K: Field<Draft = Option<Spanned<T>>, Model = Spanned<T>>,
+{
+    type Draft = Option<Spanned<T>>;
+    type Model = Option<Spanned<T>>;
+    fn read(r: &mut Reader<'_>, t: &dyn TableLike, h: &Span, what: &str, key: &Key) -> Self::Draft {
+        if !t.contains_key(key.name) {
+            return None;
+        }
+        K::read(r, t, h, what, key)
     }
 }
 

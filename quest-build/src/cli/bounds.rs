@@ -1,0 +1,168 @@
+//! `quest-build bounds MANIFEST [--platform FILE] [--json]`: the worst-case latency of one
+//! message on each channel, term by term, in cycles and microseconds.
+
+use crate::bounds::profile::Profile;
+use crate::bounds::{analyse, formula::micros, ChannelBound, BOCHS_PROFILE};
+use crate::manifest;
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// `quest-build bounds`.
+#[derive(Debug, clap::Args)]
+pub struct BoundsArgs {
+    /// The manifest whose channels to bound.
+    #[arg(value_name = "MANIFEST")]
+    pub manifest: PathBuf,
+    /// A platform profile (`quest-build run --calibrate` writes one); default: the
+    /// profile shipped for Bochs.
+    #[arg(long, value_name = "FILE")]
+    pub platform: Option<PathBuf>,
+    /// Print JSON instead of a report.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Which profile was used, in words.
+fn profile_of(args: &BoundsArgs) -> Result<(Profile, String), String> {
+    match &args.platform {
+        Some(path) => Profile::load(path)
+            .map(|p| (p, path.display().to_string()))
+            .map_err(|e| e.to_string()),
+        None => Profile::parse(BOCHS_PROFILE)
+            .map(|p| (p, "shipped profile for Bochs".to_owned()))
+            .map_err(|e| format!("the shipped Bochs profile is invalid: {e}")),
+    }
+}
+
+/// Prints every channel's bound. Status 1 if the manifest or the profile is invalid.
+pub fn run(args: &BoundsArgs) -> ExitCode {
+    let m = match manifest::load(&args.manifest) {
+        Ok(m) => m,
+        Err(diagnostics) => {
+            eprint!("{}", diagnostics.render(std::io::stderr().is_terminal()));
+            return ExitCode::from(1);
+        }
+    };
+    let (profile, which) = match profile_of(args) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let bounds = analyse(&m, &profile);
+    let text = if args.json {
+        json(&m.system.name.value, &profile, &which, &bounds)
+    } else {
+        report(&m.system.name.value, &profile, &which, &bounds)
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    ExitCode::SUCCESS
+}
+
+/// Groups digits by thousands (`12 345`).
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(' ');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The human report.
+pub fn report(system: &str, profile: &Profile, which: &str, bounds: &[ChannelBound]) -> String {
+    let khz = profile.platform.tsc_khz;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "bounds for '{system}': {} channel(s)\nplatform: {} ({which}), TSC {khz} kHz",
+        bounds.len(),
+        profile.platform.machine,
+    );
+    if which.starts_with("shipped") {
+        let _ = writeln!(
+            s,
+            "  (measure this machine's constants with `quest-build run --calibrate MANIFEST`)"
+        );
+    }
+    let us = |c: u64| micros(c, khz);
+    for c in bounds {
+        let b = &c.bound;
+        let mode = match c.poll {
+            Some((p, j)) => format!("poll every {} cycles (jitter {})", grouped(p), grouped(j)),
+            None => c.mode.to_owned(),
+        };
+        let promise = match (c.min_interval, c.burst) {
+            (Some(i), Some(n)) => format!("sends >= {} cycles apart, bursts <= {n}", grouped(i)),
+            (Some(i), None) => format!("sends >= {} cycles apart", grouped(i)),
+            (None, Some(n)) => format!("bursts <= {n}"),
+            (None, None) => "no rate promised".to_owned(),
+        };
+        let _ = writeln!(
+            s,
+            "\nchannel '{}' {} -> {}: reader {mode}; ring {} B, messages <= {} B ({} fit); {promise}",
+            c.name, c.writer, c.reader, c.ring, c.max_message, b.capacity,
+        );
+        let rows = [
+            ("writer copy (send)", b.writer_copy),
+            ("record lines to the reader", b.transfer),
+            ("detection", b.detection),
+            (&*format!("queueing ({} ahead)", b.ahead), b.queueing),
+            ("reader copy (recv)", b.reader_copy),
+        ];
+        for (what, cycles) in rows {
+            let _ = writeln!(s, "  {what:<28} {:>14} cycles", grouped(cycles));
+        }
+        let _ = writeln!(
+            s,
+            "  {:<28} {:>14} cycles = {:.2} us",
+            "bound",
+            grouped(b.total),
+            us(b.total)
+        );
+        let _ = writeln!(
+            s,
+            "  {:<28} {:>14} cycles = {:.2} us",
+            "full-ring send wait",
+            grouped(b.full_ring_wait),
+            us(b.full_ring_wait)
+        );
+    }
+    s
+}
+
+/// The JSON form (for tools).
+pub fn json(system: &str, profile: &Profile, which: &str, bounds: &[ChannelBound]) -> String {
+    let khz = profile.platform.tsc_khz;
+    let channels: Vec<_> = bounds
+        .iter()
+        .map(|c| {
+            let mut v = serde_json::to_value(c).unwrap_or_default();
+            if let Some(o) = v.as_object_mut() {
+                o.insert("bound_us".into(), micros(c.bound.total, khz).into());
+                o.insert(
+                    "full_ring_wait_us".into(),
+                    micros(c.bound.full_ring_wait, khz).into(),
+                );
+            }
+            v
+        })
+        .collect();
+    let doc = serde_json::json!({
+        "system": system,
+        "platform": {
+            "machine": profile.platform.machine,
+            "source": which,
+            "tsc_khz": khz,
+        },
+        "channels": channels,
+    });
+    serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
+}
