@@ -10,6 +10,7 @@
 
 extern crate alloc;
 
+pub mod bounds;
 pub mod hostile;
 pub mod ping;
 pub mod pingpong;
