@@ -210,3 +210,25 @@ proptest! {
         prop_assert_eq!(zerocopy::IntoBytes::as_bytes(t.vcpus), zerocopy::IntoBytes::as_bytes(&s.vcpus[..]));
     }
 }
+
+#[test]
+fn table_enums_decode_exactly_their_values() {
+    for v in 0..8u32 {
+        assert_eq!(Runtime::from_u32(v).map(|r| r as u32), (v < 2).then_some(v));
+        assert_eq!(OnFault::from_u32(v).map(|o| o as u32), (v < 3).then_some(v));
+        assert_eq!(
+            RegionKind::from_u32(v).map(|k| k as u32),
+            (v < 4).then_some(v)
+        );
+        assert_eq!(
+            DeviceKind::from_u32(v).map(|k| k as u32),
+            (v < 1).then_some(v)
+        );
+    }
+    assert_eq!(
+        OnFault::from_u32(2),
+        Some(OnFault::HaltSystem),
+        "the values are ABI"
+    );
+    assert_eq!(RegionKind::from_u32(3), Some(RegionKind::Directory));
+}
