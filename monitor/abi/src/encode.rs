@@ -2,7 +2,7 @@
 
 use crate::table::*;
 use core::mem::size_of;
-use zerocopy::{FromZeros, IntoBytes};
+use zerocopy::{FromZeros, Immutable, IntoBytes};
 
 /// Everything a table holds, as typed entries; [`encode`] lays it out.
 #[derive(Clone, Copy, Debug)]
@@ -103,57 +103,32 @@ pub fn encode(parts: &TableParts<'_>, out: &mut [u8]) -> Result<usize, EncodeErr
     header.payload_area_size = parts.payload_area_size.into();
 
     let mut offset = size_of::<Header>();
-    let mut place = |out: &mut [u8], bytes: &[u8], count: usize, entry_size: usize| -> ArrayRef {
-        out[offset..offset + bytes.len()].copy_from_slice(bytes);
-        let r = ArrayRef {
-            offset: (offset as u32).into(),
-            count: (count as u32).into(),
-            entry_size: (entry_size as u32).into(),
-            reserved: 0.into(),
-        };
-        offset += bytes.len();
-        r
-    };
-    header.sandboxes = place(
-        out,
-        parts.sandboxes.as_bytes(),
-        parts.sandboxes.len(),
-        size_of::<SandboxEntry>(),
-    );
-    header.vcpus = place(
-        out,
-        parts.vcpus.as_bytes(),
-        parts.vcpus.len(),
-        size_of::<VcpuEntry>(),
-    );
-    header.regions = place(
-        out,
-        parts.regions.as_bytes(),
-        parts.regions.len(),
-        size_of::<RegionEntry>(),
-    );
-    header.channels = place(
-        out,
-        parts.channels.as_bytes(),
-        parts.channels.len(),
-        size_of::<ChannelEntry>(),
-    );
-    header.devices = place(
-        out,
-        parts.devices.as_bytes(),
-        parts.devices.len(),
-        size_of::<DeviceEntry>(),
-    );
-    header.payloads = place(
-        out,
-        parts.payloads.as_bytes(),
-        parts.payloads.len(),
-        size_of::<PayloadEntry>(),
-    );
+    header.sandboxes = place(out, &mut offset, parts.sandboxes);
+    header.vcpus = place(out, &mut offset, parts.vcpus);
+    header.regions = place(out, &mut offset, parts.regions);
+    header.channels = place(out, &mut offset, parts.channels);
+    header.devices = place(out, &mut offset, parts.devices);
+    header.payloads = place(out, &mut offset, parts.payloads);
 
     out[..size_of::<Header>()].copy_from_slice(header.as_bytes());
     let crc = crate::validate::checksum(out);
     header.checksum = crc.into();
     out[..size_of::<Header>()].copy_from_slice(header.as_bytes());
     Ok(total)
+}
+
+/// Copies `items` into `out` at `*offset`, advances `*offset` past them and returns the
+/// header's reference to them. [`encoded_len`] sized `out` for every array, and every
+/// length and offset fits in a `u32` (it checked the total).
+fn place<T: IntoBytes + Immutable>(out: &mut [u8], offset: &mut usize, items: &[T]) -> ArrayRef {
+    let bytes = items.as_bytes();
+    out[*offset..*offset + bytes.len()].copy_from_slice(bytes);
+    let r = ArrayRef {
+        offset: (*offset as u32).into(),
+        count: (items.len() as u32).into(),
+        entry_size: (size_of::<T>() as u32).into(),
+        reserved: 0.into(),
+    };
+    *offset += bytes.len();
+    r
 }

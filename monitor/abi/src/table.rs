@@ -30,6 +30,31 @@ pub const LARGE_PAGE_SIZE: u64 = 2 * 1024 * 1024;
 /// Marker for "no index" in index fields.
 pub const NO_INDEX: u32 = u32::MAX;
 
+/// Declares an enum the table stores as a `u32`, and its decoder `from_u32`: each
+/// variant's value is written once, in the declaration.
+macro_rules! table_enum {
+    ($(#[$meta:meta])* pub enum $name:ident {
+        $($(#[$vmeta:meta])* $variant:ident = $value:literal,)+
+    }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(u32)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant = $value,)+
+        }
+
+        impl $name {
+            /// Decodes the table value.
+            pub fn from_u32(v: u32) -> Option<Self> {
+                match v {
+                    $($value => Some(Self::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
 /// Location of one entry array inside the table.
 #[derive(
     Clone,
@@ -136,48 +161,25 @@ impl IndexRange {
     }
 }
 
-/// How a sandbox's application is run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[repr(u32)]
-pub enum Runtime {
-    /// Quest's small `no_std` runtime.
-    Bare = 0,
-    /// The Hermit library OS (std applications), booted like uhyve boots it.
-    Hermit = 1,
-}
-
-impl Runtime {
-    /// Decodes the table value.
-    pub fn from_u32(v: u32) -> Option<Self> {
-        match v {
-            0 => Some(Self::Bare),
-            1 => Some(Self::Hermit),
-            _ => None,
-        }
+table_enum! {
+    /// How a sandbox's application is run.
+    pub enum Runtime {
+        /// Quest's small `no_std` runtime.
+        Bare = 0,
+        /// The Hermit library OS (std applications), booted like uhyve boots it.
+        Hermit = 1,
     }
 }
 
-/// What the monitor does when a sandbox faults.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[repr(u32)]
-pub enum OnFault {
-    /// Stop the sandbox; the others go on.
-    HaltSandbox = 0,
-    /// Reload the sandbox from its pristine image and start it again.
-    Restart = 1,
-    /// Stop the whole system.
-    HaltSystem = 2,
-}
-
-impl OnFault {
-    /// Decodes the table value.
-    pub fn from_u32(v: u32) -> Option<Self> {
-        match v {
-            0 => Some(Self::HaltSandbox),
-            1 => Some(Self::Restart),
-            2 => Some(Self::HaltSystem),
-            _ => None,
-        }
+table_enum! {
+    /// What the monitor does when a sandbox faults.
+    pub enum OnFault {
+        /// Stop the sandbox; the others go on.
+        HaltSandbox = 0,
+        /// Reload the sandbox from its pristine image and start it again.
+        Restart = 1,
+        /// Stop the whole system.
+        HaltSystem = 2,
     }
 }
 
@@ -244,30 +246,17 @@ pub struct VcpuEntry {
     pub rsi: U64,
 }
 
-/// Kind of a guest-physical region.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[repr(u32)]
-pub enum RegionKind {
-    /// The sandbox's own RAM, private.
-    Ram = 0,
-    /// A channel's data area (writer read-write, reader read-only).
-    ChannelData = 1,
-    /// A channel's acknowledgement area (reader read-write, writer read-only).
-    ChannelAck = 2,
-    /// The sandbox's channel directory (read-only for the sandbox).
-    Directory = 3,
-}
-
-impl RegionKind {
-    /// Decodes the table value.
-    pub fn from_u32(v: u32) -> Option<Self> {
-        match v {
-            0 => Some(Self::Ram),
-            1 => Some(Self::ChannelData),
-            2 => Some(Self::ChannelAck),
-            3 => Some(Self::Directory),
-            _ => None,
-        }
+table_enum! {
+    /// Kind of a guest-physical region.
+    pub enum RegionKind {
+        /// The sandbox's own RAM, private.
+        Ram = 0,
+        /// A channel's data area (writer read-write, reader read-only).
+        ChannelData = 1,
+        /// A channel's acknowledgement area (reader read-write, writer read-only).
+        ChannelAck = 2,
+        /// The sandbox's channel directory (read-only for the sandbox).
+        Directory = 3,
     }
 }
 
@@ -319,21 +308,11 @@ pub struct ChannelEntry {
     pub reader_gpa: U64,
 }
 
-/// Kind of a passed-through device.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[repr(u32)]
-pub enum DeviceKind {
-    /// An inclusive range of I/O ports.
-    IoPorts = 0,
-}
-
-impl DeviceKind {
-    /// Decodes the table value.
-    pub fn from_u32(v: u32) -> Option<Self> {
-        match v {
-            0 => Some(Self::IoPorts),
-            _ => None,
-        }
+table_enum! {
+    /// Kind of a passed-through device.
+    pub enum DeviceKind {
+        /// An inclusive range of I/O ports.
+        IoPorts = 0,
     }
 }
 

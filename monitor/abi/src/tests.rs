@@ -61,95 +61,65 @@ fn header_damage_is_detected() {
     ));
 }
 
+/// A change to the sample table.
+type Edit = fn(&mut Sample);
+
 #[test]
 fn invariants_are_enforced() {
+    use crate::validate::Array::{Sandboxes, Vcpus};
     use AbiError::*;
-    assert_eq!(
-        with_edit(|s| s.vcpus[1].core = 1.into()),
-        Err(CoreUsedTwice(1))
-    );
-    assert_eq!(
-        with_edit(|s| s.vcpus[1].core = 4.into()),
-        Err(CoreOutOfRange(1))
-    );
-    assert_eq!(
-        with_edit(|s| s.vcpus[0].rip = (8u64 << 20).into()),
-        Err(VcpuState(0))
-    );
-    assert_eq!(
-        with_edit(|s| s.vcpus[0].sandbox = 1.into()),
-        Err(WrongOwner(array_vcpus(), 0))
-    );
-    assert_eq!(
-        with_edit(|s| s.sandboxes[1].name = name_field("a").unwrap()),
-        Err(DuplicateName(array_sandboxes(), 1))
-    );
-    assert_eq!(
-        with_edit(|s| s.sandboxes[0].runtime = 7.into()),
-        Err(BadEnum(array_sandboxes(), 0))
-    );
-    assert_eq!(
-        with_edit(|s| s.sandboxes[0].ram_size = (3u64 << 20).into()),
-        Err(Ram(0))
-    );
-    assert_eq!(
-        with_edit(|s| s.regions[1].gpa = (DIRECTORY_GPA + 1).into()),
-        Err(RegionShape(1))
-    );
-    assert_eq!(
-        with_edit(|s| s.regions[2].access = (ACCESS_READ).into()),
-        Err(RegionAccess(2))
-    );
-    assert_eq!(
-        with_edit(|s| s.regions[6].access = (ACCESS_READ | ACCESS_WRITE).into()),
-        Err(RegionAccess(6))
-    );
-    assert_eq!(
-        with_edit(|s| s.regions[3].gpa = s.regions[2].gpa),
-        Err(RegionOverlap(3))
-    );
-    assert_eq!(
-        with_edit(|s| s.channels[0].reader = 0.into()),
-        Err(ChannelShape(0))
-    );
-    assert_eq!(
-        with_edit(|s| {
-            s.devices[0].first = 0x3f0.into();
-            s.devices[0].last = 0x3fa.into()
-        }),
-        Err(DeviceConflict(0))
-    );
-    assert_eq!(
-        with_edit(|s| s.devices[0].last = 0x10000.into()),
-        Err(DevicePorts(0))
-    );
-    assert_eq!(
-        with_edit(|s| s.payloads[1].offset = 8150.into()),
-        Err(Payload(1))
-    );
-    assert_eq!(
-        with_edit(|s| s.payloads[0].gpa = (8u64 << 20).into()),
-        Err(Payload(0))
-    );
-    assert_eq!(
-        with_edit(|s| s.sandboxes[0].vcpus = IndexRange::new(0, 3)),
-        Err(BadRange(array_vcpus(), 1))
-    );
-    assert_eq!(
-        with_edit(|s| s.sandboxes[0].boot_info_gpa = (9u64 << 20).into()),
-        Err(SandboxAddress(0))
-    );
-    assert_eq!(
-        with_edit(|s| s.channels = vec![s.channels[0]; MAX_CHANNELS + 1]),
-        Err(ChannelCount)
-    );
-}
-
-fn array_vcpus() -> crate::validate::Array {
-    crate::validate::Array::Vcpus
-}
-fn array_sandboxes() -> crate::validate::Array {
-    crate::validate::Array::Sandboxes
+    // Each edit breaks one invariant of the sample; validation names it.
+    let cases: [(Edit, AbiError); 19] = [
+        (|s| s.vcpus[1].core = 1.into(), CoreUsedTwice(1)),
+        (|s| s.vcpus[1].core = 4.into(), CoreOutOfRange(1)),
+        (|s| s.vcpus[0].rip = (8u64 << 20).into(), VcpuState(0)),
+        (|s| s.vcpus[0].sandbox = 1.into(), WrongOwner(Vcpus, 0)),
+        (
+            |s| s.sandboxes[1].name = name_field("a").unwrap(),
+            DuplicateName(Sandboxes, 1),
+        ),
+        (|s| s.sandboxes[0].runtime = 7.into(), BadEnum(Sandboxes, 0)),
+        (|s| s.sandboxes[0].ram_size = (3u64 << 20).into(), Ram(0)),
+        (
+            |s| s.regions[1].gpa = (DIRECTORY_GPA + 1).into(),
+            RegionShape(1),
+        ),
+        (
+            |s| s.regions[2].access = (ACCESS_READ).into(),
+            RegionAccess(2),
+        ),
+        (
+            |s| s.regions[6].access = (ACCESS_READ | ACCESS_WRITE).into(),
+            RegionAccess(6),
+        ),
+        (|s| s.regions[3].gpa = s.regions[2].gpa, RegionOverlap(3)),
+        (|s| s.channels[0].reader = 0.into(), ChannelShape(0)),
+        (
+            |s| {
+                s.devices[0].first = 0x3f0.into();
+                s.devices[0].last = 0x3fa.into();
+            },
+            DeviceConflict(0),
+        ),
+        (|s| s.devices[0].last = 0x10000.into(), DevicePorts(0)),
+        (|s| s.payloads[1].offset = 8150.into(), Payload(1)),
+        (|s| s.payloads[0].gpa = (8u64 << 20).into(), Payload(0)),
+        (
+            |s| s.sandboxes[0].vcpus = IndexRange::new(0, 3),
+            BadRange(Vcpus, 1),
+        ),
+        (
+            |s| s.sandboxes[0].boot_info_gpa = (9u64 << 20).into(),
+            SandboxAddress(0),
+        ),
+        (
+            |s| s.channels = vec![s.channels[0]; MAX_CHANNELS + 1],
+            ChannelCount,
+        ),
+    ];
+    for (i, (edit, want)) in cases.into_iter().enumerate() {
+        assert_eq!(with_edit(edit), Err(want), "case {i}");
+    }
 }
 
 #[test]
@@ -209,4 +179,26 @@ proptest! {
         prop_assert_eq!(t.payloads[0].sha256, hash);
         prop_assert_eq!(zerocopy::IntoBytes::as_bytes(t.vcpus), zerocopy::IntoBytes::as_bytes(&s.vcpus[..]));
     }
+}
+
+#[test]
+fn table_enums_decode_exactly_their_values() {
+    for v in 0..8u32 {
+        assert_eq!(Runtime::from_u32(v).map(|r| r as u32), (v < 2).then_some(v));
+        assert_eq!(OnFault::from_u32(v).map(|o| o as u32), (v < 3).then_some(v));
+        assert_eq!(
+            RegionKind::from_u32(v).map(|k| k as u32),
+            (v < 4).then_some(v)
+        );
+        assert_eq!(
+            DeviceKind::from_u32(v).map(|k| k as u32),
+            (v < 1).then_some(v)
+        );
+    }
+    assert_eq!(
+        OnFault::from_u32(2),
+        Some(OnFault::HaltSystem),
+        "the values are ABI"
+    );
+    assert_eq!(RegionKind::from_u32(3), Some(RegionKind::Directory));
 }

@@ -371,6 +371,27 @@ fn check_tiling(
     Ok(())
 }
 
+/// Entry `i` of `entries` (the table's `array`) has a valid, non-empty name that no
+/// earlier entry has.
+fn check_name<T>(
+    array: Array,
+    entries: &[T],
+    i: usize,
+    name_of: fn(&T) -> &[u8; NAME_LEN],
+) -> Result<(), AbiError> {
+    let idx = i as u32;
+    let name = entries.get(i).and_then(|e| crate::name_str(name_of(e)));
+    let name = name.filter(|n| !n.is_empty());
+    let name = name.ok_or(AbiError::BadName(array, idx))?;
+    if entries[..i]
+        .iter()
+        .any(|o| crate::name_str(name_of(o)) == Some(name))
+    {
+        return Err(AbiError::DuplicateName(array, idx));
+    }
+    Ok(())
+}
+
 fn check_sandboxes(t: &Table<'_>) -> Result<(), AbiError> {
     if t.sandboxes.is_empty() || t.sandboxes.len() > MAX_SANDBOXES {
         return Err(AbiError::SandboxCount);
@@ -380,14 +401,7 @@ fn check_sandboxes(t: &Table<'_>) -> Result<(), AbiError> {
     }
     for (i, s) in t.sandboxes.iter().enumerate() {
         let idx = i as u32;
-        let name = crate::name_str(&s.name).filter(|n| !n.is_empty());
-        let name = name.ok_or(AbiError::BadName(Array::Sandboxes, idx))?;
-        if t.sandboxes[..i]
-            .iter()
-            .any(|o| crate::name_str(&o.name) == Some(name))
-        {
-            return Err(AbiError::DuplicateName(Array::Sandboxes, idx));
-        }
+        check_name(Array::Sandboxes, t.sandboxes, i, |s| &s.name)?;
         if Runtime::from_u32(s.runtime.get()).is_none()
             || OnFault::from_u32(s.on_fault.get()).is_none()
         {
@@ -564,14 +578,7 @@ fn check_regions(t: &Table<'_>) -> Result<(), AbiError> {
 fn check_channels(t: &Table<'_>) -> Result<(), AbiError> {
     for (i, c) in t.channels.iter().enumerate() {
         let idx = i as u32;
-        let name = crate::name_str(&c.name).filter(|n| !n.is_empty());
-        let name = name.ok_or(AbiError::BadName(Array::Channels, idx))?;
-        if t.channels[..i]
-            .iter()
-            .any(|o| crate::name_str(&o.name) == Some(name))
-        {
-            return Err(AbiError::DuplicateName(Array::Channels, idx));
-        }
+        check_name(Array::Channels, t.channels, i, |c| &c.name)?;
         let (w, r) = (c.writer.get() as usize, c.reader.get() as usize);
         let sizes_ok = c.data_size.get() != 0
             && c.data_size.get() % PAGE_SIZE == 0

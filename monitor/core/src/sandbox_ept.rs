@@ -100,18 +100,26 @@ mod tests {
         HostPhysAddr::new(a)
     }
 
-    #[test]
-    fn maps_exactly_the_regions_with_their_access() {
+    /// The EPT of `sandbox` of the sample table, with its RAM at 1 GiB, the directory at
+    /// 2 GiB and the channels at `channel_hpas`.
+    fn sample_ept(
+        sandbox: usize,
+        channel_hpas: &[HostPhysAddr],
+    ) -> Result<EptBuilder<VecMemory>, SandboxEptError> {
         let bytes = sample_table();
         let table = validate(&bytes).unwrap();
-        let chan = [h(0x9000_0000)];
-        // Sandbox 1 is the reader of channel 0.
         let place = HostPlacement {
             ram_hpa: h(0x4000_0000),
             directory_hpa: Some(h(0x8000_0000)),
-            channel_hpas: &chan,
+            channel_hpas,
         };
-        let ept = build_sandbox_ept(&table, 1, &place, VecMemory::new(32)).unwrap();
+        build_sandbox_ept(&table, sandbox, &place, VecMemory::new(32))
+    }
+
+    #[test]
+    fn maps_exactly_the_regions_with_their_access() {
+        // Sandbox 1 is the reader of channel 0.
+        let ept = sample_ept(1, &[h(0x9000_0000)]).unwrap();
         let rwx = ACCESS_READ | ACCESS_WRITE | ACCESS_EXEC;
         let ram = ept.translate(g(8 * MIB - 1)).unwrap();
         assert_eq!((ram.hpa, ram.access), (h(0x4000_0000 + 8 * MIB - 1), rwx));
@@ -134,15 +142,7 @@ mod tests {
 
     #[test]
     fn writer_side_gets_the_opposite_channel_access() {
-        let bytes = sample_table();
-        let table = validate(&bytes).unwrap();
-        let chan = [h(0x9000_0000)];
-        let place = HostPlacement {
-            ram_hpa: h(0x4000_0000),
-            directory_hpa: Some(h(0x8000_0000)),
-            channel_hpas: &chan,
-        };
-        let ept = build_sandbox_ept(&table, 0, &place, VecMemory::new(32)).unwrap();
+        let ept = sample_ept(0, &[h(0x9000_0000)]).unwrap();
         let data_gpa = DIRECTORY_GPA + DIRECTORY_SIZE;
         assert_eq!(
             ept.translate(g(data_gpa)).unwrap().access,
@@ -156,15 +156,8 @@ mod tests {
 
     #[test]
     fn missing_placement_is_an_error() {
-        let bytes = sample_table();
-        let table = validate(&bytes).unwrap();
-        let place = HostPlacement {
-            ram_hpa: h(0x4000_0000),
-            directory_hpa: Some(h(0x8000_0000)),
-            channel_hpas: &[],
-        };
         assert!(matches!(
-            build_sandbox_ept(&table, 0, &place, VecMemory::new(32)),
+            sample_ept(0, &[]),
             Err(SandboxEptError::Region(_))
         ));
     }

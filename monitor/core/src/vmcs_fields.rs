@@ -31,27 +31,72 @@ pub const fn kind_bits(encoding: u32) -> u32 {
     (encoding >> 10) & 3
 }
 
+/// The guest's segment registers, in the order the SDM numbers their VMCS fields: the
+/// selector, base, limit and access-rights fields of each kind are eight consecutive
+/// encodings, 2 apart, ES first (SDM B.1.2, B.3.3, B.4.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Segment {
+    /// ES.
+    Es,
+    /// CS.
+    Cs,
+    /// SS.
+    Ss,
+    /// DS.
+    Ds,
+    /// FS.
+    Fs,
+    /// GS.
+    Gs,
+    /// LDTR.
+    Ldtr,
+    /// TR.
+    Tr,
+}
+
+/// The four guest-state fields of one segment register.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentFields {
+    /// Selector.
+    pub selector: Field16,
+    /// Base address.
+    pub base: FieldNatural,
+    /// Limit.
+    pub limit: Field32,
+    /// Access rights.
+    pub access_rights: Field32,
+}
+
+impl Segment {
+    /// Every segment register, in encoding order.
+    pub const ALL: [Self; 8] = [
+        Self::Es,
+        Self::Cs,
+        Self::Ss,
+        Self::Ds,
+        Self::Fs,
+        Self::Gs,
+        Self::Ldtr,
+        Self::Tr,
+    ];
+
+    /// The guest-state fields of this segment register.
+    pub const fn guest_fields(self) -> SegmentFields {
+        let i = 2 * self as u32;
+        SegmentFields {
+            selector: Field16(0x0800 + i),
+            base: FieldNatural(0x6806 + i),
+            limit: Field32(0x4800 + i),
+            access_rights: Field32(0x4814 + i),
+        }
+    }
+}
+
 /// 16-bit fields (SDM B.1).
 pub mod field16 {
     use super::Field16;
     /// Virtual-processor identifier (B.1.1).
     pub const VPID: Field16 = Field16(0x0000);
-    /// Guest ES selector (B.1.2).
-    pub const GUEST_ES_SELECTOR: Field16 = Field16(0x0800);
-    /// Guest CS selector.
-    pub const GUEST_CS_SELECTOR: Field16 = Field16(0x0802);
-    /// Guest SS selector.
-    pub const GUEST_SS_SELECTOR: Field16 = Field16(0x0804);
-    /// Guest DS selector.
-    pub const GUEST_DS_SELECTOR: Field16 = Field16(0x0806);
-    /// Guest FS selector.
-    pub const GUEST_FS_SELECTOR: Field16 = Field16(0x0808);
-    /// Guest GS selector.
-    pub const GUEST_GS_SELECTOR: Field16 = Field16(0x080A);
-    /// Guest LDTR selector.
-    pub const GUEST_LDTR_SELECTOR: Field16 = Field16(0x080C);
-    /// Guest TR selector.
-    pub const GUEST_TR_SELECTOR: Field16 = Field16(0x080E);
     /// Host ES selector (B.1.3).
     pub const HOST_ES_SELECTOR: Field16 = Field16(0x0C00);
     /// Host CS selector.
@@ -148,42 +193,10 @@ pub mod field32 {
     pub const IDT_VECTORING_INFO: Field32 = Field32(0x4408);
     /// VM-exit instruction length.
     pub const EXIT_INSTRUCTION_LENGTH: Field32 = Field32(0x440C);
-    /// Guest ES limit (B.3.3).
-    pub const GUEST_ES_LIMIT: Field32 = Field32(0x4800);
-    /// Guest CS limit.
-    pub const GUEST_CS_LIMIT: Field32 = Field32(0x4802);
-    /// Guest SS limit.
-    pub const GUEST_SS_LIMIT: Field32 = Field32(0x4804);
-    /// Guest DS limit.
-    pub const GUEST_DS_LIMIT: Field32 = Field32(0x4806);
-    /// Guest FS limit.
-    pub const GUEST_FS_LIMIT: Field32 = Field32(0x4808);
-    /// Guest GS limit.
-    pub const GUEST_GS_LIMIT: Field32 = Field32(0x480A);
-    /// Guest LDTR limit.
-    pub const GUEST_LDTR_LIMIT: Field32 = Field32(0x480C);
-    /// Guest TR limit.
-    pub const GUEST_TR_LIMIT: Field32 = Field32(0x480E);
-    /// Guest GDTR limit.
+    /// Guest GDTR limit (B.3.3; the segment limits are [`super::Segment`]'s).
     pub const GUEST_GDTR_LIMIT: Field32 = Field32(0x4810);
     /// Guest IDTR limit.
     pub const GUEST_IDTR_LIMIT: Field32 = Field32(0x4812);
-    /// Guest ES access rights.
-    pub const GUEST_ES_ACCESS_RIGHTS: Field32 = Field32(0x4814);
-    /// Guest CS access rights.
-    pub const GUEST_CS_ACCESS_RIGHTS: Field32 = Field32(0x4816);
-    /// Guest SS access rights.
-    pub const GUEST_SS_ACCESS_RIGHTS: Field32 = Field32(0x4818);
-    /// Guest DS access rights.
-    pub const GUEST_DS_ACCESS_RIGHTS: Field32 = Field32(0x481A);
-    /// Guest FS access rights.
-    pub const GUEST_FS_ACCESS_RIGHTS: Field32 = Field32(0x481C);
-    /// Guest GS access rights.
-    pub const GUEST_GS_ACCESS_RIGHTS: Field32 = Field32(0x481E);
-    /// Guest LDTR access rights.
-    pub const GUEST_LDTR_ACCESS_RIGHTS: Field32 = Field32(0x4820);
-    /// Guest TR access rights.
-    pub const GUEST_TR_ACCESS_RIGHTS: Field32 = Field32(0x4822);
     /// Guest interruptibility state.
     pub const GUEST_INTERRUPTIBILITY: Field32 = Field32(0x4824);
     /// Guest activity state (0 active, 1 HLT).
@@ -215,22 +228,6 @@ pub mod natural {
     pub const GUEST_CR3: FieldNatural = FieldNatural(0x6802);
     /// Guest CR4.
     pub const GUEST_CR4: FieldNatural = FieldNatural(0x6804);
-    /// Guest ES base.
-    pub const GUEST_ES_BASE: FieldNatural = FieldNatural(0x6806);
-    /// Guest CS base.
-    pub const GUEST_CS_BASE: FieldNatural = FieldNatural(0x6808);
-    /// Guest SS base.
-    pub const GUEST_SS_BASE: FieldNatural = FieldNatural(0x680A);
-    /// Guest DS base.
-    pub const GUEST_DS_BASE: FieldNatural = FieldNatural(0x680C);
-    /// Guest FS base.
-    pub const GUEST_FS_BASE: FieldNatural = FieldNatural(0x680E);
-    /// Guest GS base.
-    pub const GUEST_GS_BASE: FieldNatural = FieldNatural(0x6810);
-    /// Guest LDTR base.
-    pub const GUEST_LDTR_BASE: FieldNatural = FieldNatural(0x6812);
-    /// Guest TR base.
-    pub const GUEST_TR_BASE: FieldNatural = FieldNatural(0x6814);
     /// Guest GDTR base.
     pub const GUEST_GDTR_BASE: FieldNatural = FieldNatural(0x6816);
     /// Guest IDTR base.
@@ -283,7 +280,7 @@ mod tests {
     fn widths_match_types() {
         for f in [
             field16::VPID,
-            field16::GUEST_TR_SELECTOR,
+            Segment::Tr.guest_fields().selector,
             field16::HOST_TR_SELECTOR,
         ] {
             assert_eq!(width_bits(f.0), 0, "{:#x}", f.0);
@@ -302,7 +299,7 @@ mod tests {
         for f in [
             field32::PIN_BASED_CONTROLS,
             field32::EXIT_REASON,
-            field32::GUEST_TR_ACCESS_RIGHTS,
+            Segment::Tr.guest_fields().access_rights,
             field32::HOST_SYSENTER_CS,
         ] {
             assert_eq!(width_bits(f.0), 2, "{:#x}", f.0);
@@ -324,8 +321,38 @@ mod tests {
         assert_eq!(kind_bits(natural::EXIT_QUALIFICATION.0), 1);
         assert_eq!(kind_bits(field64::GUEST_PHYSICAL_ADDRESS.0), 1);
         assert_eq!(kind_bits(natural::GUEST_CR3.0), 2);
-        assert_eq!(kind_bits(field16::GUEST_CS_SELECTOR.0), 2);
+        assert_eq!(kind_bits(Segment::Cs.guest_fields().selector.0), 2);
         assert_eq!(kind_bits(natural::HOST_RIP.0), 3);
         assert_eq!(kind_bits(field64::HOST_IA32_PAT.0), 3);
+    }
+
+    #[test]
+    fn segment_fields_are_the_sdm_encodings() {
+        // SDM Appendix B: ES and TR, the first and last of each run.
+        let es = Segment::Es.guest_fields();
+        assert_eq!(
+            (es.selector.0, es.base.0, es.limit.0, es.access_rights.0),
+            (0x0800, 0x6806, 0x4800, 0x4814)
+        );
+        let tr = Segment::Tr.guest_fields();
+        assert_eq!(
+            (tr.selector.0, tr.base.0, tr.limit.0, tr.access_rights.0),
+            (0x080E, 0x6814, 0x480E, 0x4822)
+        );
+        assert_eq!(Segment::Ds.guest_fields().base.0, 0x680C);
+        for seg in Segment::ALL {
+            let f = seg.guest_fields();
+            assert_eq!(width_bits(f.selector.0), 0, "{seg:?}");
+            assert_eq!(width_bits(f.limit.0), 2, "{seg:?}");
+            assert_eq!(width_bits(f.access_rights.0), 2, "{seg:?}");
+            assert_eq!(width_bits(f.base.0), 3, "{seg:?}");
+            for e in [f.selector.0, f.base.0, f.limit.0, f.access_rights.0] {
+                assert_eq!(kind_bits(e), 2, "guest state: {seg:?} {e:#x}");
+            }
+        }
+        // The runs end where the next fields (GDTR, IDTR, ...) begin.
+        assert_eq!(natural::GUEST_GDTR_BASE.0, 0x6816);
+        assert_eq!(field32::GUEST_GDTR_LIMIT.0, 0x4810);
+        assert_eq!(field32::GUEST_INTERRUPTIBILITY.0, 0x4824);
     }
 }

@@ -118,29 +118,20 @@ mod tests {
 
     #[test]
     fn refuses_what_could_leave_the_sandbox() {
-        assert_eq!(
-            translate_icr((2 << 32) | 0x70, 0, 2),
-            Err(IcrError::ForeignDestination(2))
-        );
-        assert_eq!(
-            translate_icr(0x470, 0, 2),
-            Err(IcrError::DeliveryMode(4)),
-            "NMI"
-        );
-        assert_eq!(
-            translate_icr(0x4500, 0, 2),
-            Err(IcrError::DeliveryMode(5)),
-            "INIT"
-        );
-        assert_eq!(
-            translate_icr(0x4601, 0, 2),
-            Err(IcrError::DeliveryMode(6)),
-            "SIPI"
-        );
-        assert_eq!(
-            translate_icr(0x870, 0, 2),
-            Err(IcrError::LogicalDestination)
-        );
-        assert_eq!(translate_icr(0x5, 0, 2), Err(IcrError::BadVector(5)));
+        let cases = [
+            (
+                (2 << 32) | 0x70,
+                IcrError::ForeignDestination(2),
+                "not ours",
+            ),
+            (0x470, IcrError::DeliveryMode(4), "NMI"),
+            (0x4500, IcrError::DeliveryMode(5), "INIT"),
+            (0x4601, IcrError::DeliveryMode(6), "SIPI"),
+            (0x870, IcrError::LogicalDestination, "logical destination"),
+            (0x5, IcrError::BadVector(5), "vector below 16"),
+        ];
+        for (icr, error, what) in cases {
+            assert_eq!(translate_icr(icr, 0, 2), Err(error), "{what}");
+        }
     }
 }

@@ -209,6 +209,8 @@ pub mod reg {
 //   1 VMfailInvalid, 2 VMfailValid (VM entry did not happen).
 // The host's callee-saved registers and the regs pointer are kept on the stack; HOST_RSP
 // is written to point at them right before entry, so the exit path finds them.
+// vmx_exit (the VMCS host RIP) saves the guest's registers into *regs and leaves through
+// vmx_enter's own return path, .Lvmx_return, with 0.
 global_asm!(
     r#"
     .section .text.vmx, "ax"
@@ -244,9 +246,10 @@ vmx_enter:
     jmp 2f
 1:  vmresume
 2:  mov eax, 2
-    jz 3f
+    jz .Lvmx_return
     mov eax, 1
-3:  add rsp, 8
+.Lvmx_return:
+    add rsp, 8
     pop r15
     pop r14
     pop r13
@@ -275,15 +278,8 @@ vmx_exit:
     mov [rdi + 120], r15
     pop rax
     mov [rdi + 56], rax
-    add rsp, 8
-    pop r15
-    pop r14
-    pop r13
-    pop r12
-    pop rbx
-    pop rbp
     xor eax, eax
-    ret
+    jmp .Lvmx_return
     "#
 );
 

@@ -6,7 +6,7 @@ use super::instructions::{self as vmx, VmFail};
 use super::sandbox::SandboxVmx;
 use quest_abi::view::{SandboxView, VcpuView};
 use quest_abi::{gdt, layout};
-use quest_monitor_core::vmcs_fields::{field16, field32, field64, natural};
+use quest_monitor_core::vmcs_fields::{field16, field32, field64, natural, Field32, Segment};
 use quest_monitor_core::vmx_controls::apply_fixed;
 
 /// What the guest sees in CR0 at launch: PG | NE | ET | PE (as uhyve starts Hermit).
@@ -23,6 +23,20 @@ const GUEST_EFER: u64 = (1 << 8) | (1 << 10) | (1 << 11);
 /// Power-on PAT (WB, WT, UC-, UC, repeated).
 const DEFAULT_PAT: u64 = 0x0007_0406_0007_0406;
 
+/// 32-bit controls that start at zero: no exception exits beyond the ones that always
+/// happen, no page-fault filter, no CR3-target values, no MSR lists loaded or stored at
+/// exit or entry, no event to inject.
+const ZERO_CONTROLS: [Field32; 8] = [
+    field32::EXCEPTION_BITMAP,
+    field32::PAGE_FAULT_ERROR_CODE_MASK,
+    field32::PAGE_FAULT_ERROR_CODE_MATCH,
+    field32::CR3_TARGET_COUNT,
+    field32::EXIT_MSR_STORE_COUNT,
+    field32::EXIT_MSR_LOAD_COUNT,
+    field32::ENTRY_MSR_LOAD_COUNT,
+    field32::ENTRY_INTERRUPTION_INFO,
+];
+
 /// Writes the execution, exit and entry controls for a vCPU of a sandbox.
 ///
 /// # Safety
@@ -35,14 +49,9 @@ pub unsafe fn write_controls(caps: &VmxCaps, res: &SandboxVmx, vpid: u16) -> Res
         vmx::write32(field32::SECONDARY_PROC_CONTROLS, caps.secondary)?;
         vmx::write32(field32::EXIT_CONTROLS, caps.exit)?;
         vmx::write32(field32::ENTRY_CONTROLS, caps.entry)?;
-        vmx::write32(field32::EXCEPTION_BITMAP, 0)?;
-        vmx::write32(field32::PAGE_FAULT_ERROR_CODE_MASK, 0)?;
-        vmx::write32(field32::PAGE_FAULT_ERROR_CODE_MATCH, 0)?;
-        vmx::write32(field32::CR3_TARGET_COUNT, 0)?;
-        vmx::write32(field32::EXIT_MSR_STORE_COUNT, 0)?;
-        vmx::write32(field32::EXIT_MSR_LOAD_COUNT, 0)?;
-        vmx::write32(field32::ENTRY_MSR_LOAD_COUNT, 0)?;
-        vmx::write32(field32::ENTRY_INTERRUPTION_INFO, 0)?;
+        for field in ZERO_CONTROLS {
+            vmx::write32(field, 0)?;
+        }
         vmx::write64(field64::IO_BITMAP_A, res.io_bitmaps)?;
         vmx::write64(field64::IO_BITMAP_B, res.io_bitmaps + 4096)?;
         vmx::write64(field64::MSR_BITMAP, res.msr_bitmap)?;
@@ -90,56 +99,27 @@ pub unsafe fn write_guest_state(
         vmx::write32(field32::GUEST_ACTIVITY_STATE, 0)?;
         vmx::write32(field32::ENTRY_INTERRUPTION_INFO, 0)?;
 
-        vmx::write16(field16::GUEST_CS_SELECTOR, gdt::CODE_SELECTOR)?;
-        vmx::write_natural(natural::GUEST_CS_BASE, 0)?;
-        vmx::write32(field32::GUEST_CS_LIMIT, gdt::FLAT_LIMIT)?;
-        vmx::write32(field32::GUEST_CS_ACCESS_RIGHTS, gdt::CODE_ACCESS_RIGHTS)?;
-        let data = [
-            (
-                field16::GUEST_DS_SELECTOR,
-                natural::GUEST_DS_BASE,
-                field32::GUEST_DS_LIMIT,
-                field32::GUEST_DS_ACCESS_RIGHTS,
-            ),
-            (
-                field16::GUEST_ES_SELECTOR,
-                natural::GUEST_ES_BASE,
-                field32::GUEST_ES_LIMIT,
-                field32::GUEST_ES_ACCESS_RIGHTS,
-            ),
-            (
-                field16::GUEST_SS_SELECTOR,
-                natural::GUEST_SS_BASE,
-                field32::GUEST_SS_LIMIT,
-                field32::GUEST_SS_ACCESS_RIGHTS,
-            ),
-            (
-                field16::GUEST_FS_SELECTOR,
-                natural::GUEST_FS_BASE,
-                field32::GUEST_FS_LIMIT,
-                field32::GUEST_FS_ACCESS_RIGHTS,
-            ),
-            (
-                field16::GUEST_GS_SELECTOR,
-                natural::GUEST_GS_BASE,
-                field32::GUEST_GS_LIMIT,
-                field32::GUEST_GS_ACCESS_RIGHTS,
-            ),
-        ];
-        for (sel, base, limit, rights) in data {
-            vmx::write16(sel, gdt::DATA_SELECTOR)?;
-            vmx::write_natural(base, 0)?;
-            vmx::write32(limit, gdt::FLAT_LIMIT)?;
-            vmx::write32(rights, gdt::DATA_ACCESS_RIGHTS)?;
+        // Flat 64-bit code and data from the launch GDT; a null LDTR (unusable) and a
+        // busy 64-bit TSS of the minimum size at 0.
+        let flat = |selector, rights| (selector, 0, gdt::FLAT_LIMIT, rights);
+        let code = flat(gdt::CODE_SELECTOR, gdt::CODE_ACCESS_RIGHTS);
+        let data = flat(gdt::DATA_SELECTOR, gdt::DATA_ACCESS_RIGHTS);
+        for (segment, (selector, base, limit, rights)) in [
+            (Segment::Cs, code),
+            (Segment::Ds, data),
+            (Segment::Es, data),
+            (Segment::Ss, data),
+            (Segment::Fs, data),
+            (Segment::Gs, data),
+            (Segment::Ldtr, (0, 0, 0, 0x1_0000)),
+            (Segment::Tr, (0, 0, 0x67, 0x8b)),
+        ] {
+            let fields = segment.guest_fields();
+            vmx::write16(fields.selector, selector)?;
+            vmx::write_natural(fields.base, base)?;
+            vmx::write32(fields.limit, limit)?;
+            vmx::write32(fields.access_rights, rights)?;
         }
-        vmx::write16(field16::GUEST_LDTR_SELECTOR, 0)?;
-        vmx::write_natural(natural::GUEST_LDTR_BASE, 0)?;
-        vmx::write32(field32::GUEST_LDTR_LIMIT, 0)?;
-        vmx::write32(field32::GUEST_LDTR_ACCESS_RIGHTS, 0x1_0000)?;
-        vmx::write16(field16::GUEST_TR_SELECTOR, 0)?;
-        vmx::write_natural(natural::GUEST_TR_BASE, 0)?;
-        vmx::write32(field32::GUEST_TR_LIMIT, 0x67)?;
-        vmx::write32(field32::GUEST_TR_ACCESS_RIGHTS, 0x8b)?;
         vmx::write_natural(natural::GUEST_GDTR_BASE, layout::GDT_GPA)?;
         vmx::write32(field32::GUEST_GDTR_LIMIT, gdt::LAUNCH_GDT_LIMIT)?;
         vmx::write_natural(natural::GUEST_IDTR_BASE, 0)?;

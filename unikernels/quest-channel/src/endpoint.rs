@@ -119,3 +119,60 @@ impl<D: Doorbell> Endpoint<D> {
         }
     }
 }
+
+/// The public methods [`Sender`](crate::Sender) and [`Receiver`](crate::Receiver) share
+/// word for word, written once: each type holds its [`Endpoint`] in a field `ep` next to
+/// its two indices. `$verb` is what the sandbox does to the channel ("writes"/"reads"),
+/// `$blocking` the method that waits, `$role` the directory role.
+macro_rules! endpoint_methods {
+    ($End:ident, $role:expr, $verb:literal, $blocking:ident, [$($index:ident),*]) => {
+        impl $End<$crate::doorbell::Spin> {
+            #[doc = concat!("Opens the channel `name`, which this sandbox ", $verb, ", from the directory")]
+            /// the monitor maps at [`quest_abi::layout::DIRECTORY_GPA`].
+            ///
+            /// Only in a Quest sandbox (bare or Hermit); see [`crate::Directory::fixed`].
+            #[cfg(any(target_os = "none", target_os = "hermit", doc))]
+            pub fn open(name: &str) -> Result<Self, crate::OpenError> {
+                let (mut end, opened) = crate::directory::open(name, $role, Self::from_memory)?;
+                end.ep.opened = opened;
+                Ok(end)
+            }
+        }
+
+        impl<D: $crate::doorbell::Doorbell> $End<D> {
+            #[doc = concat!("The same ", stringify!($End), ", sleeping through `doorbell` when [`", stringify!($End), "::", stringify!($blocking), "`]")]
+            /// cannot go on, and ringing it when a sleeping peer can go on again.
+            pub fn with_doorbell<E: $crate::doorbell::Doorbell>(self, doorbell: E) -> $End<E> {
+                $End {
+                    ep: self.ep.with_doorbell(doorbell),
+                    $($index: self.$index,)*
+                }
+            }
+
+            #[doc = concat!("Sets how many times [`", stringify!($End), "::", stringify!($blocking), "`] polls the ring before it sleeps")]
+            /// (only with a doorbell).
+            pub fn with_spin_limit(mut self, polls: u32) -> Self {
+                self.ep.set_spin_limit(polls);
+                self
+            }
+
+            /// Largest message this channel can carry (a receive buffer this long takes any
+            /// message).
+            pub fn max_message_len(&self) -> usize {
+                self.ep.max_message_len()
+            }
+
+            /// The channel's index in this sandbox's directory (0 for an end built from
+            /// memory).
+            pub fn directory_index(&self) -> usize {
+                self.ep.opened.index
+            }
+
+            /// Whether the channel has been found corrupt (every call fails from then on).
+            pub fn is_corrupt(&self) -> bool {
+                self.ep.poisoned
+            }
+        }
+    };
+}
+pub(crate) use endpoint_methods;

@@ -1,7 +1,7 @@
 //! The reading end of a channel.
 
 use crate::doorbell::{Doorbell, Spin};
-use crate::endpoint::Endpoint;
+use crate::endpoint::{endpoint_methods, Endpoint};
 use crate::error::{LayoutError, RecvError};
 use crate::shared::{ChannelMemory, Shared};
 use crate::wire::{record_len, record_size, RECORD_HEADER_SIZE, WORD};
@@ -25,18 +25,6 @@ pub struct Receiver<D: Doorbell = Spin> {
 }
 
 impl Receiver<Spin> {
-    /// Opens the channel `name`, which this sandbox reads, from the directory the monitor
-    /// maps at [`quest_abi::layout::DIRECTORY_GPA`].
-    ///
-    /// Only in a Quest sandbox (bare or Hermit); see [`crate::Directory::fixed`].
-    #[cfg(any(target_os = "none", target_os = "hermit", doc))]
-    pub fn open(name: &str) -> Result<Self, crate::OpenError> {
-        let (mut receiver, opened) =
-            crate::directory::open(name, crate::Role::Reader, Self::from_memory)?;
-        receiver.ep.opened = opened;
-        Ok(receiver)
-    }
-
     /// A receiver over memory the caller provides.
     ///
     /// # Safety
@@ -57,39 +45,9 @@ impl Receiver<Spin> {
     }
 }
 
+endpoint_methods! { Receiver, crate::Role::Reader, "reads", recv, [read, write_seen] }
+
 impl<D: Doorbell> Receiver<D> {
-    /// The same receiver, sleeping through `doorbell` when the ring stays empty, and
-    /// ringing it when a sleeping writer has room again.
-    pub fn with_doorbell<E: Doorbell>(self, doorbell: E) -> Receiver<E> {
-        Receiver {
-            ep: self.ep.with_doorbell(doorbell),
-            read: self.read,
-            write_seen: self.write_seen,
-        }
-    }
-
-    /// Sets how many times [`Receiver::recv`] polls an empty ring before it sleeps (only
-    /// with a doorbell).
-    pub fn with_spin_limit(mut self, polls: u32) -> Self {
-        self.ep.set_spin_limit(polls);
-        self
-    }
-
-    /// Largest message this channel can carry (a buffer this long receives any message).
-    pub fn max_message_len(&self) -> usize {
-        self.ep.max_message_len()
-    }
-
-    /// The channel's index in this sandbox's directory (0 for a receiver built from memory).
-    pub fn directory_index(&self) -> usize {
-        self.ep.opened.index
-    }
-
-    /// Whether the channel has been found corrupt (every call fails from then on).
-    pub fn is_corrupt(&self) -> bool {
-        self.ep.poisoned
-    }
-
     fn corrupt(&mut self) -> RecvError {
         self.ep.poisoned = true;
         RecvError::Corrupt

@@ -1,7 +1,7 @@
 //! The writing end of a channel.
 
 use crate::doorbell::{Doorbell, Spin};
-use crate::endpoint::Endpoint;
+use crate::endpoint::{endpoint_methods, Endpoint};
 use crate::error::{LayoutError, SendError};
 use crate::shared::{ChannelMemory, Shared};
 use crate::wire::{record_header, record_size, RECORD_HEADER_SIZE, WORD};
@@ -21,18 +21,6 @@ pub struct Sender<D: Doorbell = Spin> {
 }
 
 impl Sender<Spin> {
-    /// Opens the channel `name`, which this sandbox writes, from the directory the monitor
-    /// maps at [`quest_abi::layout::DIRECTORY_GPA`].
-    ///
-    /// Only in a Quest sandbox (bare or Hermit); see [`crate::Directory::fixed`].
-    #[cfg(any(target_os = "none", target_os = "hermit", doc))]
-    pub fn open(name: &str) -> Result<Self, crate::OpenError> {
-        let (mut sender, opened) =
-            crate::directory::open(name, crate::Role::Writer, Self::from_memory)?;
-        sender.ep.opened = opened;
-        Ok(sender)
-    }
-
     /// A sender over memory the caller provides.
     ///
     /// # Safety
@@ -56,39 +44,9 @@ impl Sender<Spin> {
     }
 }
 
+endpoint_methods! { Sender, crate::Role::Writer, "writes", send, [write, read_seen] }
+
 impl<D: Doorbell> Sender<D> {
-    /// The same sender, sleeping through `doorbell` when the ring stays full, and ringing
-    /// it when a sleeping reader has a new message.
-    pub fn with_doorbell<E: Doorbell>(self, doorbell: E) -> Sender<E> {
-        Sender {
-            ep: self.ep.with_doorbell(doorbell),
-            write: self.write,
-            read_seen: self.read_seen,
-        }
-    }
-
-    /// Sets how many times [`Sender::send`] polls a full ring before it sleeps (only with
-    /// a doorbell).
-    pub fn with_spin_limit(mut self, polls: u32) -> Self {
-        self.ep.set_spin_limit(polls);
-        self
-    }
-
-    /// Largest message this channel can carry.
-    pub fn max_message_len(&self) -> usize {
-        self.ep.max_message_len()
-    }
-
-    /// The channel's index in this sandbox's directory (0 for a sender built from memory).
-    pub fn directory_index(&self) -> usize {
-        self.ep.opened.index
-    }
-
-    /// Whether the channel has been found corrupt (every call fails from then on).
-    pub fn is_corrupt(&self) -> bool {
-        self.ep.poisoned
-    }
-
     /// `read` is a plausible reader index: a word multiple between `seen` (the last one
     /// accepted) and `write`. Wrapping arithmetic, so no input can overflow.
     fn read_index_plausible(read: u64, seen: u64, write: u64, shared: &Shared) -> bool {
