@@ -32,6 +32,7 @@ pub mod directory;
 pub mod encode;
 pub mod gdt;
 pub mod hypercall;
+pub mod latency;
 pub mod layout;
 pub mod memory;
 pub mod table;

@@ -6,7 +6,7 @@
 //! Everything is in TSC cycles of the reader's clock and rounds up, so each term is an upper
 //! bound of what it stands for.
 
-use quest_channel::wire::{record_size, CACHE_LINE, WORD};
+use quest_channel::wire::{record_size, CACHE_LINE, RECORD_HEADER_SIZE};
 
 /// Platform costs, in TSC cycles, each the worst (largest) value measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,7 +124,7 @@ fn service(bytes: u64, k: &Costs) -> u64 {
 ///   burst, the fixed point `ceil(total / min_interval)` with a rate (response-time
 ///   analysis: only messages sent within the last `total` cycles can still be ahead), the
 ///   smaller of both, and otherwise unbounded; `ring_work` is the reader's work on a ring
-///   full of the smallest records (`ring / 8` records), true whatever the writer
+///   full of the smallest records (`ring / 16` records: header and stamp), true whatever the writer
 ///   does; `service(b) = recv_fixed + b x recv_per_kib + lines(b) x line_transfer`;
 /// - `reader_copy = recv_fixed + record x recv_per_kib`.
 pub fn bound(c: &Channel, k: &Costs) -> Bound {
@@ -148,16 +148,17 @@ pub fn bound(c: &Channel, k: &Costs) -> Bound {
         .saturating_add(detection)
         .saturating_add(reader_copy);
 
-    // The reader's work on whatever else the ring can hold: records of at least one word
-    // each in at most the ring's bytes (counting the whole ring rather than what this
+    // The reader's work on whatever else the ring can hold: records of at least a header
+    // and a stamp each in at most the ring's bytes (counting the whole ring rather than what this
     // message leaves keeps the bound monotone in the message size).
     let rest = c.ring;
+    let smallest = RECORD_HEADER_SIZE as u64;
     let per_record = k.recv_fixed.saturating_add(k.line_transfer);
-    let ring_work = (rest / WORD as u64)
+    let ring_work = (rest / smallest)
         .saturating_mul(per_record)
         .saturating_add(copy(rest, k.recv_per_kib))
         .saturating_add(div_ceil(rest, CACHE_LINE as u64).saturating_mul(k.line_transfer));
-    let ring_ahead = rest / WORD as u64;
+    let ring_ahead = rest / smallest;
     let each = service(record, k);
     let burst_ahead = c.burst.map(|b| b.saturating_sub(1));
     let rate_ahead = c.min_interval.map(|interval| {
@@ -186,9 +187,9 @@ pub fn bound(c: &Channel, k: &Costs) -> Bound {
     let total = base.saturating_add(queueing);
 
     // A full ring: the reader notices, then frees the oldest records until this one fits
-    // (up to `record` bytes of records of at least a word), and the writer sees the read
-    // index move (a sleeping writer is woken through its doorbell).
-    let freeing = (record / WORD as u64)
+    // (up to `record` bytes of the smallest records), and the writer sees the read index
+    // move (a sleeping writer is woken through its doorbell).
+    let freeing = (record / smallest)
         .saturating_mul(per_record)
         .saturating_add(copy(record, k.recv_per_kib))
         .saturating_add(lines(record).saturating_mul(k.line_transfer));

@@ -43,7 +43,7 @@ fn channel() -> impl Strategy<Value = Channel> {
             let ring = pages * 4096 - 128;
             Channel {
                 ring,
-                max_message: msg % (ring - 7),
+                max_message: msg % (ring - 15),
                 detection,
                 min_interval,
                 burst,
@@ -88,7 +88,7 @@ proptest! {
     fn monotone_in_message_and_ring(c in channel(), k in costs(), more in 1u64..4096) {
         let a = bound(&c, &k);
         let mut bigger = c;
-        bigger.max_message = (c.max_message + more).min(c.ring - 8);
+        bigger.max_message = (c.max_message + more).min(c.ring - 16);
         no_lower(&a, &bound(&bigger, &k))?;
         let mut roomier = c;
         roomier.ring += 4096;
@@ -133,7 +133,7 @@ proptest! {
             b.writer_copy + b.transfer + b.detection + b.queueing + b.reader_copy
         );
         prop_assert!(b.total >= b.floor);
-        prop_assert!(b.ahead <= c.ring / 8);
+        prop_assert!(b.ahead <= c.ring / 16);
         prop_assert!(b.capacity >= 1);
     }
 }
@@ -163,16 +163,17 @@ fn worked_example() {
         burst: Some(3),
     };
     let b = bound(&c, &k);
-    // record = 8 + 1024 bytes; 18 lines (17 touched, one more for alignment).
-    assert_eq!(b.record, 1032);
+    // record = 16 (header, stamp) + 1024 bytes; 18 lines (17 touched, one more for
+    // alignment).
+    assert_eq!(b.record, 1040);
     assert_eq!(b.capacity, 3);
-    assert_eq!(b.writer_copy, 50 + 1008); // ceil(1032 x 1000 / 1024)
+    assert_eq!(b.writer_copy, 50 + 1016); // ceil(1040 x 1000 / 1024)
     assert_eq!(b.transfer, 18 * 100);
     assert_eq!(b.detection, 1000 + 100 + 100);
-    assert_eq!(b.reader_copy, 60 + 1210); // ceil(1032 x 1200 / 1024)
+    assert_eq!(b.reader_copy, 60 + 1219); // ceil(1040 x 1200 / 1024)
     assert_eq!(b.ahead, 2);
-    assert_eq!(b.queueing, 2 * (60 + 1210 + 1800));
-    assert_eq!(b.total, 1058 + 1800 + 1200 + 6140 + 1270);
+    assert_eq!(b.queueing, 2 * (60 + 1219 + 1800));
+    assert_eq!(b.total, 1066 + 1800 + 1200 + 6158 + 1279);
     // Doorbell instead: exit + IPI + wake-up + the index line.
     let d = bound(
         &Channel {
@@ -184,7 +185,7 @@ fn worked_example() {
     assert_eq!(d.detection, 2000 + 500 + 700 + 100);
     // No promise at all: the ring full of one-word records.
     let free = bound(&Channel { burst: None, ..c }, &k);
-    assert_eq!(free.ahead, (4096 - 128) / 8);
+    assert_eq!(free.ahead, (4096 - 128) / 16);
     assert!(free.total > b.total);
 }
 

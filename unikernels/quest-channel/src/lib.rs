@@ -31,17 +31,21 @@
 //! data area (writer RW, reader RO)              ack area (reader RW, writer RO)
 //! +0    write index  (own cache line)           +0    read index    (own cache line)
 //! +64   writer sleep counter                    +128  reader sleep counter
-//! +128  ring: data_size - 128 bytes,            ...   unused (zero)
-//!       rounded down to whole words
+//! +128  ring: data_size - 128 bytes,            +256  latency statistics
+//!       rounded down to whole words                   (quest_abi::latency)
 //! ```
 //! - The **indices** count ring bytes ever produced / consumed: monotonic, multiples of 8,
 //!   `read <= write <= read + ring_size`. A byte index `i` lives at ring offset
 //!   `i mod ring_size` (the ring size need not be a power of two).
 //! - A **record** is one header word, `"QREC"` in the high 32 bits (`u32` LE of those
-//!   bytes) and the payload length in the low 32 bits, then the payload, zero-padded to a
-//!   word multiple. Records are contiguous in index space; at the end of the ring a record
+//!   bytes) and the payload length in the low 32 bits, then the writer's TSC when it wrote
+//!   the record (the **stamp**), then the payload, zero-padded to a word multiple. Records are contiguous in index space; at the end of the ring a record
 //!   simply continues at its start (no padding records), so the largest message is
-//!   `ring_size - 8` bytes ([`max_message_len`]).
+//!   `ring_size - 16` bytes ([`max_message_len`]).
+//! - **Latency**: the reader converts each stamp into its own clock (the calibrated TSC
+//!   offset between the two cores, [`Receiver::with_tsc_offset`]) and records the cycles
+//!   until `recv` returns in its acknowledgement area ([`Receiver::latency`]), where the
+//!   monitor reads them at the end of the run; a stamp is only as honest as its writer.
 //! - The writer stores the record's words (Relaxed), then the new write index (Release).
 //!   The reader loads the write index (Acquire), copies the record out, then stores the new
 //!   read index (Release); the writer loads it (Acquire) only when the space it last knew
@@ -64,6 +68,7 @@
 //! counter so that every message costs one doorbell hypercall: never more than one.
 #![cfg_attr(not(test), no_std)]
 
+mod clock;
 mod directory;
 mod doorbell;
 mod endpoint;
@@ -76,6 +81,7 @@ pub mod wire;
 pub use directory::{ChannelInfo, Directory, Role};
 pub use doorbell::{Doorbell, Spin};
 pub use error::{LayoutError, OpenError, RecvError, SendError};
+pub use quest_abi::latency::Latency;
 pub use receiver::Receiver;
 pub use sender::Sender;
 pub use shared::ChannelMemory;

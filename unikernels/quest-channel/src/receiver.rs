@@ -6,6 +6,7 @@ use crate::error::{LayoutError, RecvError};
 use crate::shared::{ChannelMemory, Shared};
 use crate::wire::{record_len, record_size, RECORD_HEADER_SIZE, WORD};
 use core::sync::atomic::Ordering;
+use quest_abi::latency::{self, Latency};
 
 /// The reading end of a channel: the only consumer of its ring.
 ///
@@ -22,6 +23,8 @@ pub struct Receiver<D: Doorbell = Spin> {
     read: u64,
     /// The writer's index as last read and checked (`read <= write_seen`).
     write_seen: u64,
+    /// Our TSC minus the writer's (the calibrated offset between the two cores).
+    tsc_offset: i64,
 }
 
 impl Receiver<Spin> {
@@ -37,17 +40,73 @@ impl Receiver<Spin> {
         let shared = unsafe { Shared::new(memory) }?;
         // Our own index (only we write the acknowledgement area).
         let read = shared.read_index().load(Ordering::Relaxed);
+        // The statistics block is ours: start it unless an earlier receiver did.
+        let magic = shared.stats_word(latency::MAGIC_WORD);
+        if magic.load(Ordering::Relaxed) != latency::STATS_MAGIC {
+            for i in 1..latency::STATS_SIZE / WORD {
+                shared.stats_word(i).store(0, Ordering::Relaxed);
+            }
+            magic.store(latency::STATS_MAGIC, Ordering::Relaxed);
+        }
         Ok(Self {
             read,
             write_seen: read,
+            tsc_offset: 0,
             ep: Endpoint::new(shared, read % WORD as u64 != 0, Shared::reader_sleep),
         })
     }
 }
 
-endpoint_methods! { Receiver, crate::Role::Reader, "reads", recv, [read, write_seen] }
+endpoint_methods! { Receiver, crate::Role::Reader, "reads", recv, [read, write_seen, tsc_offset] }
 
 impl<D: Doorbell> Receiver<D> {
+    /// The same receiver, converting the writer's stamps with `offset` (our TSC minus the
+    /// writer's; [`Receiver::open`] takes it from the monitor's calibration).
+    pub fn with_tsc_offset(mut self, offset: i64) -> Self {
+        self.tsc_offset = offset;
+        self
+    }
+
+    /// The latency statistics recorded so far (also what the monitor reports at the end).
+    pub fn latency(&self) -> Latency {
+        let shared = &self.ep.shared;
+        // Our own block, started in `from_memory`: it can only fail if memory was
+        // overwritten behind our back, and then "nothing recorded" is the honest answer.
+        Latency::read(|i| shared.stats_word(i).load(Ordering::Relaxed)).unwrap_or(Latency {
+            messages: 0,
+            worst: 0,
+            total: 0,
+            early: 0,
+            buckets: [0; latency::BUCKETS],
+        })
+    }
+
+    /// Records one message's latency: from the writer's `stamp` (converted to our clock)
+    /// to now.
+    fn record(&self, stamp: u64) {
+        let sent = stamp.wrapping_add(self.tsc_offset as u64);
+        let now = crate::clock::now();
+        let shared = &self.ep.shared;
+        let word = |i| shared.stats_word(i);
+        let cycles = match now.checked_sub(sent) {
+            // More than 2^63 cycles means a stamp from the future that wrapped.
+            Some(c) if c < 1 << 63 => c,
+            _ => {
+                let early = word(latency::EARLY_WORD);
+                early.store(
+                    early.load(Ordering::Relaxed).wrapping_add(1),
+                    Ordering::Relaxed,
+                );
+                0
+            }
+        };
+        Latency::record(
+            cycles,
+            |i| word(i).load(Ordering::Relaxed),
+            |i, v| word(i).store(v, Ordering::Relaxed),
+        );
+    }
+
     fn corrupt(&mut self) -> RecvError {
         self.ep.poisoned = true;
         RecvError::Corrupt
@@ -86,6 +145,7 @@ impl<D: Doorbell> Receiver<D> {
         let Some(dst) = buf.get_mut(..len) else {
             return Err(RecvError::BufferTooSmall { needed: len });
         };
+        let stamp = self.ep.shared.load_ring(start + 1);
         self.ep
             .shared
             .copy_out(start + RECORD_HEADER_SIZE / WORD, dst);
@@ -99,6 +159,7 @@ impl<D: Doorbell> Receiver<D> {
         if D::SLEEPS {
             self.ep.wake_peer(Shared::writer_sleep);
         }
+        self.record(stamp);
         Ok(Some(len))
     }
 

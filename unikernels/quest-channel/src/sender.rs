@@ -55,6 +55,20 @@ impl<D: Doorbell> Sender<D> {
             && write.wrapping_sub(read) <= shared.ring_bytes()
     }
 
+    /// Bytes sent but not yet taken by the reader (reads, and checks, the reader's index).
+    pub fn unread(&mut self) -> Result<u64, SendError> {
+        if self.ep.poisoned {
+            return Err(SendError::Corrupt);
+        }
+        let read = self.ep.shared.read_index().load(Ordering::Acquire);
+        if !Self::read_index_plausible(read, self.read_seen, self.write, &self.ep.shared) {
+            self.ep.poisoned = true;
+            return Err(SendError::Corrupt);
+        }
+        self.read_seen = read;
+        Ok(self.write.wrapping_sub(read))
+    }
+
     /// Sends `msg` if the ring has room for it now.
     pub fn try_send(&mut self, msg: &[u8]) -> Result<(), SendError> {
         if self.ep.poisoned {
@@ -83,10 +97,12 @@ impl<D: Doorbell> Sender<D> {
             }
         }
         let start = self.ep.shared.word_of(self.write);
-        // The length fits in 32 bits: max_message_len caps it.
+        // The length fits in 32 bits: max_message_len caps it. The stamp is taken once
+        // the ring has room: a wait for room is the full-ring wait, not the message's.
         self.ep
             .shared
             .store_ring(start, record_header(msg.len() as u32));
+        self.ep.shared.store_ring(start + 1, crate::clock::now());
         self.ep
             .shared
             .copy_in(start + RECORD_HEADER_SIZE / WORD, msg);

@@ -129,6 +129,11 @@ impl Shared {
         self.ack_word(READ_INDEX_OFFSET)
     }
 
+    /// Word `i` of the reader's latency statistics (acknowledgement area).
+    pub(crate) fn stats_word(&self, i: usize) -> &AtomicU64 {
+        self.ack_word(crate::wire::STATS_OFFSET + i * WORD)
+    }
+
     /// The reader's sleep counter (acknowledgement area).
     pub(crate) fn reader_sleep(&self) -> &AtomicU64 {
         self.ack_word(READER_SLEEP_OFFSET)

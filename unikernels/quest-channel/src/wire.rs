@@ -10,7 +10,7 @@ pub const CACHE_LINE: usize = 64;
 /// Version of the ring format described here (documentation only: channel memory is
 /// zeroed at boot and carries no version field, so both endpoints must be built against
 /// the same format).
-pub const RING_VERSION: u32 = 1;
+pub const RING_VERSION: u32 = 2;
 
 /// Offset, in the data area, of the writer's index: a little-endian `u64` counting every
 /// ring byte ever published (monotonic, always a multiple of [`WORD`]). Alone on its cache
@@ -33,18 +33,22 @@ pub const READ_INDEX_OFFSET: usize = 0;
 /// [`WRITER_SLEEP_OFFSET`]). On a separate line pair from the read index, so a writer that
 /// polls it does not pull the busy read-index line.
 pub const READER_SLEEP_OFFSET: usize = 2 * CACHE_LINE;
+/// Offset, in the acknowledgement area, of the reader's latency statistics
+/// ([`quest_abi::latency`]): written only by the reader, read by the monitor at the end.
+pub const STATS_OFFSET: usize = quest_abi::latency::STATS_OFFSET;
 /// Smallest acknowledgement area this format needs.
-pub const ACK_AREA_MIN: usize = READER_SLEEP_OFFSET + WORD;
+pub const ACK_AREA_MIN: usize = STATS_OFFSET + quest_abi::latency::STATS_SIZE;
 
 /// Ring granularity: records start on 8-byte boundaries and are copied in `u64` words.
 pub const WORD: usize = 8;
-/// Size of a record header.
-pub const RECORD_HEADER_SIZE: usize = WORD;
+/// Size of a record header: the tag-and-length word, then the writer's TSC when it wrote
+/// the record (the reader measures each message's latency from it).
+pub const RECORD_HEADER_SIZE: usize = 2 * WORD;
 /// High half of every record header (`"QREC"` little-endian); the low half is the payload
 /// length. Catches a reader that lost its place and a writer that scribbled zeros.
 pub const RECORD_TAG: u32 = u32::from_le_bytes(*b"QREC");
 /// Smallest ring this format accepts (room for one 8-byte message).
-pub const MIN_RING_SIZE: usize = 2 * WORD;
+pub const MIN_RING_SIZE: usize = RECORD_HEADER_SIZE + WORD;
 
 /// Bytes of ring a data area of `data_size` bytes provides (rounded down to whole words;
 /// 0 if the area is too small to hold a header).
@@ -100,6 +104,7 @@ const _: () = {
     assert!(WRITER_SLEEP_OFFSET + WORD <= RING_HEADER_SIZE);
     assert!(RING_HEADER_SIZE % (2 * CACHE_LINE) == 0);
     assert!(READER_SLEEP_OFFSET / (2 * CACHE_LINE) != READ_INDEX_OFFSET / (2 * CACHE_LINE));
+    assert!(STATS_OFFSET >= READER_SLEEP_OFFSET + 2 * CACHE_LINE);
     assert!(ACK_AREA_MIN as u64 <= quest_abi::layout::CHANNEL_ACK_SIZE);
 };
 
@@ -110,10 +115,10 @@ mod tests {
     #[test]
     fn capacity_of_a_page_sized_channel() {
         assert_eq!(ring_size(4096), 4096 - 128);
-        assert_eq!(max_message_len(4096), 4096 - 128 - 8);
+        assert_eq!(max_message_len(4096), 4096 - 128 - 16);
         assert_eq!(ring_size(100), 0);
-        assert_eq!(max_message_len(RING_HEADER_SIZE + 8), 0);
-        assert_eq!(max_message_len(RING_HEADER_SIZE + 16), 8);
+        assert_eq!(max_message_len(RING_HEADER_SIZE + 16), 0);
+        assert_eq!(max_message_len(RING_HEADER_SIZE + 24), 8);
         assert_eq!(
             ring_size(RING_HEADER_SIZE + 23),
             16,
@@ -123,10 +128,10 @@ mod tests {
 
     #[test]
     fn record_sizes_round_up_to_words() {
-        assert_eq!(record_size(0), Some(8));
-        assert_eq!(record_size(1), Some(16));
-        assert_eq!(record_size(8), Some(16));
-        assert_eq!(record_size(9), Some(24));
+        assert_eq!(record_size(0), Some(16));
+        assert_eq!(record_size(1), Some(24));
+        assert_eq!(record_size(8), Some(24));
+        assert_eq!(record_size(9), Some(32));
         assert_eq!(record_size(usize::MAX), None);
     }
 

@@ -40,7 +40,9 @@ fn main(ctx: &Ctx) -> i32 {
             Sender::open(channel)
                 .map_err(|e| format!("cannot open {channel}: {e}"))
                 .and_then(|tx| match how {
-                    Writer::Rare(_) => write(&mut tx.with_doorbell(VmcallDoorbell), seed, count, how),
+                    Writer::Rare(_) => {
+                        write(&mut tx.with_doorbell(VmcallDoorbell), seed, count, how)
+                    }
                     _ => write(&mut { tx }, seed, count, how),
                 })
         }

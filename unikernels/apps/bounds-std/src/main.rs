@@ -30,8 +30,8 @@ fn main() {
 
 #[cfg(target_os = "hermit")]
 fn run_writer(channel: &str, seed: u64, count: u64, how: Writer) -> Result<String, String> {
-    let mut tx = quest_channel::Sender::open(channel)
-        .map_err(|e| format!("cannot open {channel}: {e}"))?;
+    let mut tx =
+        quest_channel::Sender::open(channel).map_err(|e| format!("cannot open {channel}: {e}"))?;
     chan_proto::bounds::write(&mut tx, seed, count, how)
 }
 

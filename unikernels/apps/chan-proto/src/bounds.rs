@@ -81,7 +81,7 @@ pub fn write<D: Doorbell>(
         match how {
             Writer::Burst(b) if seq % b.max(1) == 0 => {
                 // The burst before this one must be taken before a new one starts.
-                while tx.unread() != 0 {
+                while tx.unread().map_err(|e| format!("message {seq}: {e}"))? != 0 {
                     core::hint::spin_loop();
                 }
             }
@@ -130,7 +130,7 @@ pub fn read<D: Doorbell>(
             let mut next = rdtsc();
             while seq < count {
                 looks += 1;
-                if overrun_every > 0 && looks % overrun_every == 0 {
+                if looks.checked_rem(overrun_every) == Some(0) {
                     next = next.saturating_add(3 * period);
                 }
                 wait_until(next);

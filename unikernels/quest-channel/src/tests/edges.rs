@@ -1,7 +1,7 @@
 //! Single-threaded edges: empty, full, sizes, wrap-around at every offset, layout checks.
 
 use super::{pattern, scale, TestChannel, ACK_LEN};
-use crate::wire::{RING_HEADER_SIZE, WORD};
+use crate::wire::{RECORD_HEADER_SIZE as H, RING_HEADER_SIZE, WORD};
 use crate::{ChannelMemory, Directory, LayoutError, Receiver, RecvError, Role, SendError, Sender};
 
 fn message(seq: u64, len: usize) -> Vec<u8> {
@@ -36,8 +36,9 @@ fn messages_arrive_in_order_with_their_lengths() {
 fn a_full_ring_reports_full_until_the_reader_frees_a_record() {
     let ch = TestChannel::with_ring(256);
     let (mut tx, mut rx) = ch.pair();
-    // 24-byte messages take 32 bytes of ring: exactly 8 fit in 256.
-    let msg = [7u8; 24];
+    // 16-byte messages take 32 bytes of ring (16 of header and stamp): exactly 8 fit in
+    // 256.
+    let msg = [7u8; 16];
     for _ in 0..8 {
         tx.try_send(&msg).unwrap();
     }
@@ -47,12 +48,12 @@ fn a_full_ring_reports_full_until_the_reader_frees_a_record() {
         Err(SendError::Full),
         "not even a header fits"
     );
-    let mut buf = [0u8; 24];
-    assert_eq!(rx.try_recv(&mut buf), Ok(Some(24)));
+    let mut buf = [0u8; 16];
+    assert_eq!(rx.try_recv(&mut buf), Ok(Some(16)));
     tx.try_send(&msg).unwrap();
     assert_eq!(tx.try_send(&msg), Err(SendError::Full));
     for _ in 0..8 {
-        assert_eq!(rx.try_recv(&mut buf), Ok(Some(24)));
+        assert_eq!(rx.try_recv(&mut buf), Ok(Some(16)));
     }
     assert_eq!(rx.try_recv(&mut buf), Ok(None));
     assert_eq!(ch.write_index(), ch.read_index());
@@ -64,7 +65,7 @@ fn the_largest_message_fills_the_ring_and_one_more_byte_is_too_large() {
     let ch = TestChannel::with_ring(512);
     let (mut tx, mut rx) = ch.pair();
     let max = tx.max_message_len();
-    assert_eq!(max, 504);
+    assert_eq!(max, 496);
     assert_eq!(rx.max_message_len(), max);
     let big = message(1, max);
     // Twice, so the second one starts mid-ring and wraps.
@@ -92,19 +93,31 @@ fn the_largest_message_fills_the_ring_and_one_more_byte_is_too_large() {
 fn wrap_around_at_every_offset_and_length() {
     const RING: usize = 256;
     let lengths: Vec<usize> = if cfg!(miri) {
-        vec![0, 1, 7, 8, 9, 100, RING - 8]
+        vec![0, 1, 7, 8, 9, 100, RING - H]
     } else {
-        (0..=RING - 8).collect()
+        (0..=RING - H).collect()
     };
     let mut buf = vec![0u8; RING];
     for offset in (0..RING).step_by(WORD) {
         for &len in &lengths {
             let ch = TestChannel::with_ring(RING);
             let (mut tx, mut rx) = ch.pair();
-            if offset > 0 {
-                // One record of `offset` bytes moves both indices there.
-                tx.try_send(&vec![0u8; offset - WORD]).unwrap();
-                assert_eq!(rx.try_recv(&mut buf), Ok(Some(offset - WORD)));
+            // Records totalling `offset` bytes (or a lap more, as a record is at least
+            // H bytes) move both indices there.
+            let mut todo = if offset == 0 || offset >= H {
+                offset
+            } else {
+                offset + RING
+            };
+            while todo > 0 {
+                let record = if todo > RING {
+                    todo / 2 / WORD * WORD
+                } else {
+                    todo
+                };
+                tx.try_send(&vec![0u8; record - H]).unwrap();
+                assert_eq!(rx.try_recv(&mut buf), Ok(Some(record - H)));
+                todo -= record;
             }
             let msg = message(offset as u64, len);
             tx.try_send(&msg).unwrap();
@@ -120,7 +133,7 @@ fn wrap_around_at_every_offset_and_length() {
 
 #[test]
 fn many_laps_of_a_tiny_ring_keep_their_order() {
-    let ch = TestChannel::with_ring(24);
+    let ch = TestChannel::with_ring(32);
     let (mut tx, mut rx) = ch.pair();
     let mut buf = [0u8; 16];
     for seq in 0..scale(10_000, 200) as u64 {
@@ -254,7 +267,7 @@ fn endpoints_opened_through_a_directory_talk() {
             Receiver::from_memory(rmem).unwrap(),
         )
     };
-    assert_eq!(tx.max_message_len(), 1016);
+    assert_eq!(tx.max_message_len(), 1008);
     tx.send(b"through the directory").unwrap();
     let mut buf = [0u8; 64];
     assert_eq!(rx.recv(&mut buf), Ok(21));
@@ -271,4 +284,61 @@ fn a_spinning_pair_never_touches_the_sleep_counters() {
         rx.recv(&mut buf).unwrap();
     }
     assert_eq!((ch.reader_sleep(), ch.writer_sleep()), (0, 0));
+}
+
+#[test]
+fn every_message_is_timed_on_the_readers_clock() {
+    let ch = TestChannel::with_ring(1024);
+    let (mut tx, rx) = ch.pair();
+    let mut buf = [0u8; 64];
+    // Say the writer's TSC reads 2^40 more than ours (offset = ours - theirs): converted
+    // to our clock, every stamp is 2^40 earlier, so every latency is at least that.
+    let mut rx = rx.with_tsc_offset(-(1 << 40));
+    for len in [0usize, 8, 64] {
+        tx.try_send(&[1; 64][..len]).unwrap();
+        assert_eq!(rx.try_recv(&mut buf), Ok(Some(len)));
+    }
+    let l = rx.latency();
+    assert_eq!((l.messages, l.early), (3, 0));
+    assert!(
+        l.worst >= 1 << 40 && l.worst < (1 << 40) + (1 << 36),
+        "{}",
+        l.worst
+    );
+    assert_eq!(l.buckets[41], 3, "2^40 + a little has 41 significant bits");
+    // Say ours reads 2^50 more: stamps land in our future (a wrong offset, or a lying
+    // writer), counted as early with latency 0.
+    let mut rx = rx.with_tsc_offset(1 << 50);
+    tx.try_send(&[2; 8]).unwrap();
+    assert_eq!(rx.try_recv(&mut buf), Ok(Some(8)));
+    let l = rx.latency();
+    assert_eq!((l.messages, l.early, l.buckets[0]), (4, 1, 1));
+    // Nothing received, nothing recorded: an empty poll is not a message.
+    assert_eq!(rx.try_recv(&mut buf), Ok(None));
+    assert_eq!(rx.latency().messages, 4);
+}
+
+#[test]
+fn a_reopened_receiver_keeps_counting_and_unread_tracks_the_reader() {
+    let ch = TestChannel::with_ring(1024);
+    let (mut tx, mut rx) = ch.pair();
+    let mut buf = [0u8; 64];
+    assert_eq!(tx.unread(), Ok(0));
+    tx.try_send(&[1; 10]).unwrap();
+    tx.try_send(&[1; 40]).unwrap();
+    assert_eq!(tx.unread(), Ok(32 + 56));
+    assert_eq!(rx.try_recv(&mut buf), Ok(Some(10)));
+    assert_eq!(tx.unread(), Ok(56));
+    drop(rx);
+    let mut rx = ch.receiver();
+    assert_eq!(rx.try_recv(&mut buf), Ok(Some(40)));
+    assert_eq!(
+        rx.latency().messages,
+        2,
+        "the block survives a new receiver"
+    );
+    assert_eq!(tx.unread(), Ok(0));
+    // A reader index behind the last one seen is a lie.
+    ch.set_read_index(32);
+    assert_eq!(tx.unread(), Err(SendError::Corrupt));
 }
