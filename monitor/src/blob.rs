@@ -10,7 +10,6 @@ use core::fmt;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use quest_abi::{AbiError, TableView};
 use quest_monitor_core::placement::Range;
-use sha2::{Digest, Sha256};
 
 /// The validated contents of the blob.
 #[derive(Clone, Copy, Debug)]
@@ -113,7 +112,7 @@ pub fn verify_payloads(
         let Some(p) = table.payload(i) else { break };
         let ok = p
             .bytes_in(area)
-            .is_some_and(|bytes| Sha256::digest(bytes)[..] == p.sha256()[..]);
+            .is_some_and(|bytes| crate::arch::sha256::digest(bytes)[..] == p.sha256()[..]);
         if !ok {
             v.first_bad.fetch_min(i, Ordering::AcqRel);
         }

@@ -6,7 +6,7 @@ use crate::arch::{cpu, idt, paging, pic, tsc, x2apic};
 use crate::blob::Blob;
 use crate::memory::Layout;
 use crate::system::{ChannelPlacement, SandboxPlacement, System};
-use crate::{bootinfo, cores, frame_pool, memory, sandbox_memory, smp};
+use crate::{bootinfo, cores, frame_pool, memory, smp};
 use core::cell::UnsafeCell;
 use core::fmt::Display;
 use quest_abi::MAX_CHANNELS;
@@ -75,8 +75,6 @@ pub unsafe fn run(magic: u32, mbi_addr: u64) -> ! {
     if table.console_port() != crate::console::DEFAULT_PORT {
         crate::console::init(table.console_port());
     }
-    // The payloads' SHA-256 is checked later by every started core together, before any
-    // vCPU runs (`smp::enter`); until then they are only copied.
     crate::println!(
         "quest: table '{}' valid: {} sandboxes, {} vcpus, {} channels, {} payloads",
         table.name(),
@@ -114,11 +112,9 @@ pub unsafe fn run(magic: u32, mbi_addr: u64) -> ! {
     frame_pool::init(layout.pool);
 
     let system_parts = publish(&layout, &blob, cores.apic_ids());
-    for s in table.sandboxes() {
-        sandbox_memory::load_sandbox(&table, blob.payload_area, system_parts.0, s.id());
-    }
-    sandbox_memory::zero_channels(&table, system_parts.1);
-    crate::println!("quest: sandbox memory initialised (payloads copied, the rest zeroed)");
+    // Sandbox memory is loaded (payloads copied, the rest zeroed) and the payloads'
+    // SHA-256 checked later by every started core together, before any vCPU runs
+    // (`smp::enter`).
 
     let (tsc_khz, source) =
         tsc::calibrate().unwrap_or_else(|| refuse("cannot find the TSC frequency"));

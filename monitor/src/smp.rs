@@ -156,17 +156,24 @@ pub fn release(system: System) -> &'static System {
 /// Set by the one core that reports a corrupt payload.
 static REFUSING: AtomicBool = AtomicBool::new(false);
 
-/// Checks this core's share of the payload hashes (all started cores together; none
-/// passes before all are checked), then runs this core's vCPU, or parks the core if it
+/// Loads this core's share of sandbox memory and checks its share of the payload hashes
+/// (all started cores together; none passes before all are done), clears the XMM
+/// registers the hashing used, then runs this core's vCPU, or parks the core if it
 /// has none. A corrupt payload: one core prints why and stops the machine, the others
 /// park.
 pub fn enter(core: CoreId, system: &'static System) -> ! {
-    match system.verify_payloads() {
-        Ok(true) => crate::println!(
-            "quest: {} payloads verified (SHA-256) on {} cores",
+    crate::sandbox_memory::boot_share(system);
+    let verified = system.verify_payloads();
+    crate::arch::sha256::scrub();
+    match verified {
+        Ok(true) => {
+            crate::println!(
+            "quest: sandbox memory initialised and {} payloads verified (SHA-256{}) on {} cores",
             system.table.payload_count(),
+            if crate::arch::sha256::available() { ", SHA-NI" } else { "" },
             system.started_cores
-        ),
+        )
+        }
         Ok(false) => {}
         Err(e) => {
             if REFUSING.swap(true, Ordering::AcqRel) {

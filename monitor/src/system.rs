@@ -2,11 +2,11 @@
 //! VT-x half (`vmx`): everything a core needs to run its sandbox's vCPU.
 //!
 //! CONTRACT (owned by the platform code; the vmx code only reads it):
-//! - `System` is built once by the boot core after the table is validated, host memory
-//!   placed and the sandbox memory initialised (payloads copied, the rest zeroed). It is
-//!   `'static` and immutable afterwards. Every started core then checks a share of the
-//!   payload hashes ([`System::verify_payloads`]); none goes on to a vCPU before all are
-//!   checked, and a corrupt payload stops the machine.
+//! - `System` is built once by the boot core after the table is validated and host memory
+//!   placed. It is `'static` and immutable afterwards. Every started core then loads a
+//!   share of the sandbox memory (payloads copied, the rest zeroed) and checks a share of
+//!   the payload hashes ([`System::verify_payloads`]); none goes on to a vCPU before all
+//!   are done, and a corrupt payload stops the machine.
 //! - Every core that runs a vCPU calls `crate::vmx::run_core(core, &SYSTEM)` and never
 //!   returns. Cores without a vCPU park in `hlt`.
 //! - Frames for VMXON regions, VMCSs, EPT tables and bitmaps come from

@@ -102,6 +102,8 @@ pub unsafe fn init_core(index: usize, ist_top: u64) {
         load_tss(SegmentSelector(TSS_SELECTOR));
         crate::arch::idt::load();
         Msr::new(IA32_GS_BASE).write(local as *const CoreLocal as u64);
+        // SAFETY: this core, interrupts disabled (per the contract), before it hashes.
+        crate::arch::sha256::enable_on_this_core();
     }
 }
 

@@ -7,6 +7,7 @@ pub mod idt;
 pub mod paging;
 pub mod pic;
 pub mod rtc;
+pub mod sha256;
 pub mod trampoline;
 pub mod tsc;
 pub mod x2apic;
