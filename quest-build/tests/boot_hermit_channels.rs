@@ -32,9 +32,10 @@ fn a_hermit_ping_and_a_bare_pong_verify_every_message_while_hermit_fills_its_hea
     assert_passed(&out);
 
     // The std program found both channels in its directory through the boot page tables.
+    let largest = quest_channel::wire::max_message_len(64 << 10);
     line(
         c,
-        "[ping] ping-std: channels open (largest message 65400 B); 100000 messages",
+        &format!("[ping] ping-std: channels open (largest message {largest} B); 100000 messages"),
     );
 
     // Backpressure both ways, every message verified and counted on both sides.

@@ -2,6 +2,7 @@
 //! the channel's declared model (manifest) and the platform's measured costs (a profile),
 //! and the check of observed latencies against it.
 
+pub mod check;
 pub mod formula;
 pub mod profile;
 
