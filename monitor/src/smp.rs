@@ -157,7 +157,8 @@ pub fn release(system: System) -> &'static System {
 static REFUSING: AtomicBool = AtomicBool::new(false);
 
 /// Checks this core's share of the payload hashes (all started cores together; none
-/// passes before all are checked), then runs this core's vCPU, or parks the core if it
+/// passes before all are checked), calibrates (`calibrate`, all started cores together),
+/// then runs this core's vCPU, or parks the core if it
 /// has none. A corrupt payload: one core prints why and stops the machine, the others
 /// park.
 pub fn enter(core: CoreId, system: &'static System) -> ! {
@@ -175,6 +176,8 @@ pub fn enter(core: CoreId, system: &'static System) -> ! {
             crate::boot::refuse(e)
         }
     }
+    // Every started core takes part; no vCPU runs before the page is filled.
+    crate::calibrate::run(core, system);
     if system.sandbox_on_core(core).is_some() {
         crate::vmx::run_core(core, system)
     }
