@@ -10,6 +10,7 @@ mod arch;
 mod blob;
 mod boot;
 mod bootinfo;
+mod calibrate;
 mod console;
 mod cores;
 mod frame_pool;

@@ -158,7 +158,8 @@ static REFUSING: AtomicBool = AtomicBool::new(false);
 
 /// Loads this core's share of sandbox memory and checks its share of the payload hashes
 /// (all started cores together; none passes before all are done), clears the XMM
-/// registers the hashing used, then runs this core's vCPU, or parks the core if it
+/// registers the hashing used, calibrates (`calibrate`, all started cores together), then
+/// runs this core's vCPU, or parks the core if it
 /// has none. A corrupt payload: one core prints why and stops the machine, the others
 /// park.
 pub fn enter(core: CoreId, system: &'static System) -> ! {
@@ -182,6 +183,8 @@ pub fn enter(core: CoreId, system: &'static System) -> ! {
             crate::boot::refuse(e)
         }
     }
+    // Every started core takes part; no vCPU runs before the page is filled.
+    crate::calibrate::run(core, system);
     if system.sandbox_on_core(core).is_some() {
         crate::vmx::run_core(core, system)
     }

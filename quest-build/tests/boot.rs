@@ -8,7 +8,11 @@
 #[macro_use]
 mod common;
 
-use common::{assert_failed, assert_line, assert_passed, boot_with, build, halt_report, reports};
+use common::{
+    assert_failed, assert_line, assert_passed, boot_with, build, halt_report, line, number_after,
+    reports,
+};
+use quest_abi::console::{Constant, Record};
 use quest_abi::Runtime;
 use quest_build::image::inspect::{inspect, read_table};
 use quest_build::image::iso;
@@ -130,6 +134,7 @@ fn isolation_contains_every_attack_and_the_victim_finishes() {
         ("msr", "forbidden MSR write 0x1b"),
         ("ipi", "outside the sandbox"),
         ("triple-fault", "triple fault"),
+        ("write-calibration", "EPT violation (write)"),
     ];
     for (name, reason) in reasons {
         assert_line(c, &format!("[{name}] attacker: launch 1: attack {name}"));
@@ -140,6 +145,24 @@ fn isolation_contains_every_attack_and_the_victim_finishes() {
         );
         assert_line(c, &format!("quest:   '{name}': halted, faults 1"));
     }
+    // The calibration page: what a sandbox reads there is what the monitor measured.
+    let khz = number_after(line(c, "quest: TSC "), "quest: TSC ");
+    let exit = c
+        .lines()
+        .find_map(|l| match Record::parse(l) {
+            Some(Record::CalibrationCost {
+                what: Constant::VmExitEntry,
+                cost,
+            }) => Some(cost.median),
+            _ => None,
+        })
+        .expect("a vm exit+entry calibration line");
+    assert_line(
+        c,
+        &format!(
+            "[write-calibration] attacker: calibration page v1: TSC {khz} kHz, 2 channels, vm exit+entry {exit} cycles"
+        ),
+    );
     // The doorbell attacker's hostile channel indices are refused without a fault.
     assert_line(
         c,

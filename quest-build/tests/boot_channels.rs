@@ -12,8 +12,8 @@ use quest_build::cli::bench_channels::{console_lines, summary_exits, unexplained
 #[macro_use]
 mod common;
 use common::{
-    assert_failed, assert_passed, check_ping_benchmark, check_pingpong_traffic, halt_report, line,
-    number_after,
+    assert_failed, assert_passed, check_calibration, check_ping_benchmark, check_pingpong_traffic,
+    halt_report, line, number_after,
 };
 
 #[test]
@@ -21,6 +21,11 @@ fn pingpong_verifies_every_message_both_ways_with_zero_exits_per_message() {
     let (_, out) = boot_example!("pingpong");
     let c = &out.console;
     assert_passed(&out);
+
+    // Calibrated before the sandboxes ran: both channels share one core pair (measured
+    // once), seen from opposite ends, so their offsets are opposite.
+    let offsets = check_calibration(c, &[("ping-to-pong", 0, 1), ("pong-to-ping", 1, 0)], 1);
+    assert_eq!(offsets[0], -offsets[1], "{offsets:?}");
 
     // Backpressure both ways, every message verified and counted on both sides.
     check_pingpong_traffic(c, "ping");

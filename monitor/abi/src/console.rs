@@ -6,6 +6,7 @@
 //! `[name] `, so a sandbox cannot forge a record. Both sides are allocation-free: the
 //! printer writes through `core::fmt`, the parser borrows from the line.
 
+use crate::calibration::Cost;
 use core::fmt;
 
 /// Start of every monitor line.
@@ -129,7 +130,75 @@ pub enum Record<'a> {
     NotPassed,
     /// `quest: system failed: <why>`.
     SystemFailed(&'a str),
+    /// `quest: calibration: copy cold <m> (max <x>), warm <m> (max <x>) cycles per KiB`.
+    CalibrationCopy {
+        /// Source and destination not cached.
+        cold: Cost,
+        /// Both cached.
+        warm: Cost,
+    },
+    /// `quest: calibration: <what> <m> (max <x>) cycles`.
+    CalibrationCost {
+        /// Which constant.
+        what: Constant,
+        /// Median and maximum, TSC cycles.
+        cost: Cost,
+    },
+    /// `quest: calibration: channel '<name>' cores <w>-><r>: line round trip <m> (max
+    /// <x>) cycles, tsc offset <o> +- <u> cycles`: `<w>-><r>` is the core pair with the
+    /// worst round trip; the offset (reader minus writer) covers every pair.
+    CalibrationChannel {
+        /// Channel name.
+        channel: &'a str,
+        /// Writer-side core of the worst pair.
+        writer_core: u32,
+        /// Reader-side core of the worst pair.
+        reader_core: u32,
+        /// Cache-line round trip.
+        line: Cost,
+        /// Reader's TSC minus writer's TSC.
+        tsc_offset: i64,
+        /// Plus or minus.
+        uncertainty: u64,
+    },
+    /// `quest: calibration: done in <c> TSC cycles (<t> trials each, <p> core pairs)`.
+    CalibrationDone {
+        /// TSC cycles the calibration took.
+        cycles: u64,
+        /// Trials per measurement.
+        trials: u64,
+        /// Distinct core pairs measured.
+        pairs: u64,
+    },
 }
+
+/// A platform constant with a [`Record::CalibrationCost`] line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Constant {
+    /// `vm exit+entry`: a guest `cpuid` exit and the entry back.
+    VmExitEntry,
+    /// `ipi delivery`: an NMI IPI until the target's handler ran, seen on the sender.
+    Ipi,
+    /// `wait wake-up`: a core halted as in `WAIT`, from the doorbell NMI to its first
+    /// store after waking, seen on the sender.
+    Wake,
+}
+
+impl Constant {
+    /// Every constant, in printed order.
+    pub const ALL: [Self; 3] = [Self::VmExitEntry, Self::Ipi, Self::Wake];
+
+    /// How the line names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::VmExitEntry => "vm exit+entry",
+            Self::Ipi => "ipi delivery",
+            Self::Wake => "wait wake-up",
+        }
+    }
+}
+
+const CALIBRATION: &str = "calibration: ";
 
 const PASSED: &str = "all sandboxes exited 0";
 const NOT_PASSED: &str = "not every sandbox exited 0";
@@ -207,6 +276,38 @@ impl fmt::Display for Record<'_> {
             Self::Passed => f.write_str(PASSED),
             Self::NotPassed => f.write_str(NOT_PASSED),
             Self::SystemFailed(why) => write!(f, "system failed: {why}"),
+            Self::CalibrationCopy { cold, warm } => write!(
+                f,
+                "{CALIBRATION}copy cold {} (max {}), warm {} (max {}) cycles per KiB",
+                cold.median, cold.max, warm.median, warm.max
+            ),
+            Self::CalibrationCost { what, cost } => write!(
+                f,
+                "{CALIBRATION}{} {} (max {}) cycles",
+                what.name(),
+                cost.median,
+                cost.max
+            ),
+            Self::CalibrationChannel {
+                channel,
+                writer_core,
+                reader_core,
+                line,
+                tsc_offset,
+                uncertainty,
+            } => write!(
+                f,
+                "{CALIBRATION}channel '{channel}' cores {writer_core}->{reader_core}: line round trip {} (max {}) cycles, tsc offset {tsc_offset} +- {uncertainty} cycles",
+                line.median, line.max
+            ),
+            Self::CalibrationDone {
+                cycles,
+                trials,
+                pairs,
+            } => write!(
+                f,
+                "{CALIBRATION}done in {cycles} TSC cycles ({trials} trials each, {pairs} core pairs)"
+            ),
         }
     }
 }
@@ -267,12 +368,63 @@ impl<'a> Record<'a> {
         if let Some(rest) = l.strip_prefix("  '") {
             return Self::parse_summary(rest).map(Self::Summary);
         }
+        if let Some(rest) = l.strip_prefix(CALIBRATION) {
+            return Self::parse_calibration(rest);
+        }
         match l {
             "summary:" => Some(Self::SummaryStart),
             PASSED => Some(Self::Passed),
             NOT_PASSED => Some(Self::NotPassed),
             _ => l.strip_prefix("system failed: ").map(Self::SystemFailed),
         }
+    }
+
+    fn parse_calibration(rest: &'a str) -> Option<Self> {
+        /// `<median> (max <max>)` followed by `end`.
+        fn cost<'b>(text: &'b str, end: &str) -> Option<(Cost, &'b str)> {
+            let (median, rest) = num_before(text, " (max ")?;
+            let (max, rest) = num_before(rest, end)?;
+            Some((Cost { median, max }, rest))
+        }
+        if let Some(rest) = rest.strip_prefix("copy cold ") {
+            let (cold, rest) = cost(rest, "), warm ")?;
+            let (warm, rest) = cost(rest, ") cycles per KiB")?;
+            return rest
+                .is_empty()
+                .then_some(Self::CalibrationCopy { cold, warm });
+        }
+        if let Some(rest) = rest.strip_prefix("channel '") {
+            let (channel, rest) = rest.split_once("' cores ")?;
+            let (writer_core, rest) = num_before(rest, "->")?;
+            let (reader_core, rest) = num_before(rest, ": line round trip ")?;
+            let (line, rest) = cost(rest, ") cycles, tsc offset ")?;
+            let (tsc_offset, rest) = num_before(rest, " +- ")?;
+            let uncertainty = rest.strip_suffix(" cycles")?.parse().ok()?;
+            return Some(Self::CalibrationChannel {
+                channel,
+                writer_core,
+                reader_core,
+                line,
+                tsc_offset,
+                uncertainty,
+            });
+        }
+        if let Some(rest) = rest.strip_prefix("done in ") {
+            let (cycles, rest) = num_before(rest, " TSC cycles (")?;
+            let (trials, rest) = num_before(rest, " trials each, ")?;
+            let pairs = rest.strip_suffix(" core pairs)")?.parse().ok()?;
+            return Some(Self::CalibrationDone {
+                cycles,
+                trials,
+                pairs,
+            });
+        }
+        Constant::ALL.into_iter().find_map(|what| {
+            let rest = rest.strip_prefix(what.name())?.strip_prefix(' ')?;
+            let (cost, rest) = cost(rest, ") cycles")?;
+            rest.is_empty()
+                .then_some(Self::CalibrationCost { what, cost })
+        })
     }
 
     fn parse_summary(rest: &'a str) -> Option<SandboxSummary<'a>> {
@@ -350,6 +502,58 @@ mod tests {
             let printed = record.to_string();
             assert_eq!(printed, text);
             assert_eq!(Record::parse(&printed), Some(record), "{text}");
+        }
+    }
+
+    #[test]
+    fn calibration_lines_round_trip() {
+        let c = |median, max| Cost { median, max };
+        let cases: [(Record<'_>, &str); 6] = [
+            (
+                Record::CalibrationCopy { cold: c(900, 1400), warm: c(60, 75) },
+                "quest: calibration: copy cold 900 (max 1400), warm 60 (max 75) cycles per KiB",
+            ),
+            (
+                Record::CalibrationCost { what: Constant::VmExitEntry, cost: c(1100, 2500) },
+                "quest: calibration: vm exit+entry 1100 (max 2500) cycles",
+            ),
+            (
+                Record::CalibrationCost { what: Constant::Ipi, cost: c(2000, 2000) },
+                "quest: calibration: ipi delivery 2000 (max 2000) cycles",
+            ),
+            (
+                Record::CalibrationCost { what: Constant::Wake, cost: c(4000, 9000) },
+                "quest: calibration: wait wake-up 4000 (max 9000) cycles",
+            ),
+            (
+                Record::CalibrationChannel {
+                    channel: "ping-to-pong",
+                    writer_core: 0,
+                    reader_core: 1,
+                    line: c(180, 420),
+                    tsc_offset: -12,
+                    uncertainty: 90,
+                },
+                "quest: calibration: channel 'ping-to-pong' cores 0->1: line round trip 180 (max 420) cycles, tsc offset -12 +- 90 cycles",
+            ),
+            (
+                Record::CalibrationDone { cycles: 1_500_000, trials: 32, pairs: 1 },
+                "quest: calibration: done in 1500000 TSC cycles (32 trials each, 1 core pairs)",
+            ),
+        ];
+        for (record, text) in cases {
+            let printed = record.to_string();
+            assert_eq!(printed, text);
+            assert_eq!(Record::parse(&printed), Some(record), "{text}");
+        }
+        for bad in [
+            "quest: calibration: copy cold 1 (max 2), warm 3 (max 4) cycles per KiB!",
+            "quest: calibration: vm exit+entry 1 (max x) cycles",
+            "quest: calibration: teleport 1 (max 2) cycles",
+            "quest: calibration: wait wake-up 1 (max 2) cycles ",
+            "quest: calibration: channel 'a' cores 0->: line round trip 1 (max 2) cycles, tsc offset 0 +- 0 cycles",
+        ] {
+            assert_eq!(Record::parse(bad), None, "{bad}");
         }
     }
 
@@ -439,6 +643,25 @@ mod tests {
         #[test]
         fn parsing_never_panics(line in ".{0,120}") {
             let _ = Record::parse(&line);
+        }
+
+        #[test]
+        fn calibration_numbers_round_trip(a in any::<u64>(), b in any::<u64>(), o in any::<i64>(),
+                                          w in any::<u32>(), r in any::<u32>()) {
+            let cost = Cost { median: a, max: b };
+            let records = [
+                Record::CalibrationCopy { cold: cost, warm: Cost { median: b, max: a } },
+                Record::CalibrationCost { what: Constant::Wake, cost },
+                Record::CalibrationChannel {
+                    channel: "c", writer_core: w, reader_core: r, line: cost, tsc_offset: o,
+                    uncertainty: b,
+                },
+                Record::CalibrationDone { cycles: a, trials: b, pairs: a },
+            ];
+            for record in records {
+                let text = record.to_string();
+                prop_assert_eq!(Record::parse(&text), Some(record));
+            }
         }
 
         #[test]

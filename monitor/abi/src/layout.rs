@@ -51,3 +51,15 @@ pub const DIRECTORY_SIZE: u64 = 0x1000;
 pub const CHANNEL_ACK_SIZE: u64 = 0x1000;
 /// Largest guest RAM a sandbox may have (RAM must end below the channel window).
 pub const MAX_RAM: u64 = CHANNEL_WINDOW_GPA;
+/// The calibration page(s) ([`crate::calibration`]), read-only in every sandbox: just past
+/// the channel window, so it never meets RAM or a channel.
+pub const CALIBRATION_GPA: u64 = CHANNEL_WINDOW_GPA + CHANNEL_WINDOW_SIZE;
+/// Size of the calibration area.
+pub const CALIBRATION_SIZE: u64 = crate::calibration::CALIBRATION_SIZE as u64;
+
+const _: () = {
+    assert!(CALIBRATION_GPA % 0x1000 == 0 && CALIBRATION_SIZE % 0x1000 == 0);
+    assert!(CALIBRATION_GPA >= MAX_RAM);
+    // Below a 39-bit guest-physical address space, like the channel window.
+    assert!(CALIBRATION_GPA + CALIBRATION_SIZE <= 1 << 39);
+};

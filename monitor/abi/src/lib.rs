@@ -20,6 +20,7 @@
 //! - [`args`]: the argument block (`args`, `env`) a `bare` sandbox receives.
 //! - [`directory`]: the channel directory every sandbox finds at a fixed address.
 //! - [`console`]: the monitor's console records the host reads (printer and parser).
+//! - [`calibration`]: the read-only page of platform constants measured at boot.
 //! - `testing` (feature `testing`, for tests only): the one sample table.
 #![no_std]
 #![forbid(unsafe_code)]
@@ -27,6 +28,7 @@
 pub mod addr;
 pub mod args;
 pub mod bootinfo;
+pub mod calibration;
 pub mod console;
 pub mod directory;
 pub mod encode;

@@ -2,6 +2,7 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod boot_cost;
+pub mod calibration;
 pub mod console_line;
 pub mod cpuid_policy;
 pub mod doorbell;

@@ -14,6 +14,9 @@ pub struct HostPlacement<'a> {
     pub directory_hpa: Option<HostPhysAddr>,
     /// Host-physical base of each channel's data area, table order (ack follows data).
     pub channel_hpas: &'a [HostPhysAddr],
+    /// Host-physical base of the calibration page(s), mapped read-only (no write, no
+    /// execute) at [`quest_abi::layout::CALIBRATION_GPA`] when present.
+    pub calibration_hpa: Option<HostPhysAddr>,
 }
 
 /// Why a sandbox's EPT could not be built.
@@ -28,6 +31,8 @@ pub enum SandboxEptError {
     },
     /// Region `region` has an unknown kind or refers to a channel without a placement.
     Region(usize),
+    /// The calibration page could not be mapped.
+    Calibration(EptError),
 }
 
 impl core::fmt::Display for SandboxEptError {
@@ -35,6 +40,7 @@ impl core::fmt::Display for SandboxEptError {
         match self {
             Self::Map { region, error } => write!(f, "region {region}: {error}"),
             Self::Region(r) => write!(f, "region {r} has no host placement"),
+            Self::Calibration(e) => write!(f, "calibration page: {e}"),
         }
     }
 }
@@ -80,6 +86,17 @@ pub fn build_sandbox_ept<M: EptMemory>(
         ept.map_range(gpa, hpa, r.size.get(), r.access.get(), large)
             .map_err(|error| SandboxEptError::Map { region: idx, error })?;
     }
+    if let Some(hpa) = place.calibration_hpa {
+        use quest_abi::layout::{CALIBRATION_GPA, CALIBRATION_SIZE};
+        ept.map_range(
+            GuestPhysAddr::new(CALIBRATION_GPA),
+            hpa,
+            CALIBRATION_SIZE,
+            quest_abi::ACCESS_READ,
+            false,
+        )
+        .map_err(SandboxEptError::Calibration)?;
+    }
     Ok(ept)
 }
 
@@ -112,6 +129,7 @@ mod tests {
             ram_hpa: h(0x4000_0000),
             directory_hpa: Some(h(0x8000_0000)),
             channel_hpas,
+            calibration_hpa: None,
         };
         build_sandbox_ept(&table, sandbox, &place, VecMemory::new(32))
     }
@@ -152,6 +170,32 @@ mod tests {
             ept.translate(g(data_gpa + 64 * 1024)).unwrap().access,
             ACCESS_READ
         );
+    }
+
+    #[test]
+    fn the_calibration_page_is_read_only_in_every_sandbox() {
+        use quest_abi::layout::{CALIBRATION_GPA, CALIBRATION_SIZE};
+        let bytes = sample_table();
+        let table = validate(&bytes).unwrap();
+        let chan = [h(0x9000_0000)];
+        for sandbox in [0, 1] {
+            let place = HostPlacement {
+                ram_hpa: h(0x4000_0000),
+                directory_hpa: Some(h(0x8000_0000)),
+                channel_hpas: &chan,
+                calibration_hpa: Some(h(0xa000_0000)),
+            };
+            let ept = build_sandbox_ept(&table, sandbox, &place, VecMemory::new(32)).unwrap();
+            let last = CALIBRATION_GPA + CALIBRATION_SIZE - 1;
+            let t = ept.translate(g(last)).unwrap();
+            assert_eq!(
+                (t.hpa, t.access),
+                (h(0xa000_0000 + CALIBRATION_SIZE - 1), ACCESS_READ)
+            );
+            assert!(ept
+                .translate(g(CALIBRATION_GPA + CALIBRATION_SIZE))
+                .is_none());
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! monitor until a channel peer's `DOORBELL` (an NMI) wakes it (`doorbell`, `sleep`).
 
 mod boot_cost;
+pub mod calibrate;
 mod caps;
 mod console_out;
 mod doorbell;

@@ -41,7 +41,7 @@ impl core::fmt::Display for SetupError {
 }
 
 /// EPT tables in identity-mapped frames of the monitor's pool.
-struct PoolFrames;
+pub(super) struct PoolFrames;
 
 impl EptMemory for PoolFrames {
     fn alloc_table(&mut self) -> Option<HostPhysAddr> {
@@ -77,6 +77,7 @@ fn build(sys: &System, s: SandboxId) -> Result<SandboxVmx, SetupError> {
         ram_hpa: place.ram_hpa,
         directory_hpa: place.directory_hpa,
         channel_hpas: &channel_hpas[..sys.channels.len().min(quest_abi::MAX_CHANNELS)],
+        calibration_hpa: crate::calibrate::page_hpa(),
     };
     let ept = build_sandbox_ept(sys.table.raw(), s.index(), &host, PoolFrames)
         .map_err(SetupError::Ept)?;

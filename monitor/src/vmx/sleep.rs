@@ -13,7 +13,16 @@
 //! whoever sent it re-checks and resends until the target acknowledged (see `lifecycle`).
 
 use core::arch::global_asm;
-use core::sync::atomic::AtomicU32;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// NMIs the gate below handled, all cores together (boot-time calibration times an IPI
+/// by watching it move).
+static NMIS_HANDLED: AtomicU64 = AtomicU64::new(0);
+
+/// NMIs handled in VMX root mode (by [`vmx_host_nmi`]) since boot.
+pub fn nmis_handled() -> u64 {
+    NMIS_HANDLED.load(Ordering::Acquire)
+}
 
 global_asm!(
     r#"
@@ -37,6 +46,7 @@ quest_wait_window_end:
        return. Frame at entry (no error code): RIP, CS, RFLAGS, RSP, SS. */
     .global vmx_host_nmi
 vmx_host_nmi:
+    lock inc qword ptr [rip + {handled}]
     push rax
     push rcx
     mov rax, [rsp + 16]
@@ -52,7 +62,8 @@ vmx_host_nmi:
     pop rcx
     pop rax
     iretq
-    "#
+    "#,
+    handled = sym NMIS_HANDLED,
 );
 
 extern "C" {

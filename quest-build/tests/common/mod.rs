@@ -272,3 +272,75 @@ pub fn golden(name: &str, expected: &Path, actual: &str) -> Result<(), String> {
         )),
     }
 }
+
+/// The boot log's `quest: calibration:` records: every constant present and plausible
+/// (non-zero where it must be, max >= median), one line per channel in `channels`
+/// (name, writer core, reader core of its one core pair) and the `done` line with the
+/// number of distinct core pairs. Returns each channel's TSC offset, in `channels` order.
+/// (Cold >= warm is not asserted: Bochs has no cache model.)
+pub fn check_calibration(console: &str, channels: &[(&str, u32, u32)], pairs: u64) -> Vec<i64> {
+    use quest_abi::calibration::Cost;
+    use quest_abi::console::{Constant, Record};
+    let records: Vec<Record<'_>> = console.lines().filter_map(Record::parse).collect();
+    let plausible = |what: &str, c: Cost| {
+        assert!(c.median > 0 && c.max >= c.median, "{what}: {c:?}");
+    };
+    let copy = records.iter().find_map(|r| match *r {
+        Record::CalibrationCopy { cold, warm } => Some((cold, warm)),
+        _ => None,
+    });
+    let (cold, warm) = copy.expect("a calibration copy line");
+    plausible("copy cold", cold);
+    plausible("copy warm", warm);
+    for what in Constant::ALL {
+        let cost = records.iter().find_map(|r| match *r {
+            Record::CalibrationCost { what: w, cost } if w == what => Some(cost),
+            _ => None,
+        });
+        plausible(
+            what.name(),
+            cost.unwrap_or_else(|| panic!("no `{}` line", what.name())),
+        );
+    }
+    let offsets = channels
+        .iter()
+        .map(|&(name, w, r)| {
+            let found = records.iter().find_map(|rec| match *rec {
+                Record::CalibrationChannel {
+                    channel,
+                    writer_core,
+                    reader_core,
+                    line,
+                    tsc_offset,
+                    uncertainty,
+                } if channel == name => {
+                    Some((writer_core, reader_core, line, tsc_offset, uncertainty))
+                }
+                _ => None,
+            });
+            let (wc, rc, line, offset, uncertainty) =
+                found.unwrap_or_else(|| panic!("no calibration line for channel `{name}`"));
+            assert_eq!((wc, rc), (w, r), "channel `{name}`: core pair");
+            plausible(name, line);
+            // The offset's uncertainty is half the best exchange's round trip, which is
+            // never more than the worst line round trip plus a TSC read.
+            assert!(
+                uncertainty <= line.max,
+                "channel `{name}`: +- {uncertainty} vs {line:?}"
+            );
+            offset
+        })
+        .collect();
+    let done = records.iter().find_map(|r| match *r {
+        Record::CalibrationDone {
+            cycles,
+            trials,
+            pairs,
+        } => Some((cycles, trials, pairs)),
+        _ => None,
+    });
+    let (cycles, trials, measured) = done.expect("a calibration done line");
+    assert!(cycles > 0 && trials > 0, "{done:?}");
+    assert_eq!(measured, pairs, "distinct core pairs measured");
+    offsets
+}

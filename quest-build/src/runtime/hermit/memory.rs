@@ -137,7 +137,7 @@ pub fn initial_memory(plan: &Plan, index: usize, elf: &[u8]) -> Result<SandboxIm
         PAGE_TABLES_GPA,
         PAGE_TABLES_END - PAGE_TABLES_GPA,
         ram,
-        &channel_window(sandbox),
+        &[channel_window(sandbox), vec![calibration_window()]].concat(),
     )
     .map_err(|source| MemoryError::PageTables {
         sandbox: name(),
@@ -202,6 +202,16 @@ pub fn channel_window(sandbox: &SandboxPlan) -> Vec<WindowMapping> {
             writable: r.access & ACCESS_WRITE != 0,
         })
         .collect()
+}
+
+/// The monitor's calibration page: identity-mapped read-only in every sandbox.
+pub fn calibration_window() -> WindowMapping {
+    use quest_abi::layout::{CALIBRATION_GPA, CALIBRATION_SIZE};
+    WindowMapping {
+        gpa: CALIBRATION_GPA,
+        size: CALIBRATION_SIZE,
+        writable: false,
+    }
 }
 
 /// Every payload lies in RAM and no two overlap (they are listed by address).

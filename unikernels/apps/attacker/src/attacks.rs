@@ -79,6 +79,31 @@ pub fn run(ctx: &Ctx, name: &str, value: Option<&str>) -> Result<String, &'stati
             unsafe { (gpa as *mut u64).write_volatile(0xbad) };
             Ok(format!("wrote channel {channel_name} at {gpa:#x}"))
         }
+        "write-calibration" => {
+            use quest_rt::quest_abi::calibration::{CalibrationView, CALIBRATION_SIZE};
+            use quest_rt::quest_abi::layout::CALIBRATION_GPA;
+            // SAFETY: the monitor maps CALIBRATION_SIZE bytes read-only at
+            // CALIBRATION_GPA in every sandbox and our page tables map them (identity).
+            let page = unsafe {
+                core::slice::from_raw_parts(CALIBRATION_GPA as *const u8, CALIBRATION_SIZE)
+            };
+            let view = CalibrationView::new(page).map_err(|_| "invalid calibration page")?;
+            let c = view.constants();
+            println!(
+                "attacker: calibration page v{}: TSC {} kHz, {} channels, vm exit+entry {} cycles",
+                view.version(),
+                c.tsc_khz,
+                view.channel_count(),
+                c.vm_exit_entry.median
+            );
+            quest_rt::paging::make_writable(CALIBRATION_GPA)?;
+            println!("attacker: writing the calibration page at {CALIBRATION_GPA:#x} (read-only)");
+            // SAFETY: deliberately unsound: EPT maps the page read-only for every sandbox.
+            unsafe { (CALIBRATION_GPA as *mut u64).write_volatile(0xbad) };
+            Ok(format!(
+                "wrote the calibration page at {CALIBRATION_GPA:#x}"
+            ))
+        }
         "port" => {
             let port: u16 = value_or(value, CONSOLE_PORT, "port beyond 0xffff")?;
             println!("attacker: out to port {port:#x}, which is not ours");

@@ -7,7 +7,9 @@
 //! page tables), `write-channel` (a channel data area we only read, made writable in our
 //! page tables so only EPT stands in the way), `port[:PORT]` (`out` to a foreign port,
 //! default the monitor console 0x3f8), `msr[:MSR]` (`wrmsr`, default IA32_APIC_BASE),
-//! `ipi[:APIC]` (x2APIC ICR fixed IPI to an APIC ID not ours), `triple-fault`.
+//! `ipi[:APIC]` (x2APIC ICR fixed IPI to an APIC ID not ours), `triple-fault`,
+//! `write-calibration` (reads and checks the monitor's calibration page, printing what it
+//! says, then writes it, made writable in our page tables so only EPT stands in the way).
 //!
 //! One check is not an attack the monitor must stop by force: `doorbell-bad-index` rings
 //! the `DOORBELL` hypercall with channel indices that are not ours (past our directory,

@@ -169,7 +169,8 @@ pub fn prepare(plan: &Plan, index: usize, app: &[u8]) -> Result<SandboxImage, Ba
     })
 }
 
-/// The page tables of sandbox `index`: RAM read-write, every other region as planned.
+/// The page tables of sandbox `index`: RAM read-write, every other region as planned,
+/// and the calibration page read-only.
 pub fn page_tables(plan: &Plan, index: usize) -> Result<PageTables, PagingError> {
     let max_pages = ((PAGE_TABLES_END - PAGE_TABLES_GPA) / PAGE_SIZE) as usize;
     let mut tables = PageTables::new(PAGE_TABLES_GPA, max_pages);
@@ -180,6 +181,9 @@ pub fn page_tables(plan: &Plan, index: usize) -> Result<PageTables, PagingError>
         let writable = r.kind == RegionKind::Ram || r.access & ACCESS_WRITE != 0;
         tables.map(r.gpa.as_u64(), r.size, writable)?;
     }
+    // The monitor's calibration page, read-only in every sandbox.
+    use quest_abi::layout::{CALIBRATION_GPA, CALIBRATION_SIZE};
+    tables.map(CALIBRATION_GPA, CALIBRATION_SIZE, false)?;
     Ok(tables)
 }
 
