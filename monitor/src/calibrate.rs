@@ -260,6 +260,82 @@ fn copy_trials() -> (Cost, Cost) {
     (math::cost(&mut cold), math::cost(&mut warm))
 }
 
+/// The channel library's own `send` and `recv` (the code every sandbox runs) on a
+/// private channel in fresh frames, on this core, cold (every line of the channel and both
+/// buffers flushed before each trial): an empty message gives the fixed cost, a 4 KiB one
+/// the cost per KiB of record beyond it. `(send fixed, send per KiB, recv fixed, recv
+/// per KiB)`.
+fn channel_trials() -> [Cost; 4] {
+    use quest_channel::{wire, ChannelMemory, Receiver, Sender};
+    const DATA: usize = 2 * 4096;
+    const FRAMES: usize = DATA / 4096 + 3; // data, ack, message, receive buffer
+    let Some(base) = crate::frame_pool::alloc_zeroed(FRAMES) else {
+        return [Cost::default(); 4];
+    };
+    let at = |offset: usize| (base as usize + offset) as *mut u8;
+    let memory = ChannelMemory {
+        data: at(0),
+        data_len: DATA,
+        ack: at(DATA),
+        ack_len: 4096,
+    };
+    // SAFETY: FRAMES fresh, identity-mapped, zeroed frames only this function uses: the
+    // channel's data and ack areas (accessed only through the endpoints' atomics), then a
+    // message and a receive buffer of one page each; one sender, one receiver.
+    let ends = unsafe { (Sender::from_memory(memory), Receiver::from_memory(memory)) };
+    let (Ok(mut tx), Ok(mut rx)) = ends else {
+        return [Cost::default(); 4];
+    };
+    // SAFETY: the last two frames, disjoint from the channel and from each other.
+    let (msg, buf) = unsafe {
+        (
+            core::slice::from_raw_parts(at(DATA + 4096), 4096),
+            core::slice::from_raw_parts_mut(at(DATA + 2 * 4096), 4096),
+        )
+    };
+    let flush = || {
+        for line in (0..FRAMES * 4096).step_by(64) {
+            // SAFETY: the line lies inside the frames allocated above.
+            unsafe { core::arch::x86_64::_mm_clflush(at(line)) };
+        }
+        // SAFETY: MFENCE has no side effects; it orders the flushes before the trial.
+        unsafe { core::arch::x86_64::_mm_mfence() };
+    };
+    let mut samples = [[0u64; TRIALS]; 4];
+    let big = msg.len().min(tx.max_message_len());
+    let record = (wire::record_size(big).unwrap_or(0) as u64).max(1);
+    for trial in 0..TRIALS {
+        let mut one = |len: usize| {
+            flush();
+            let t0 = rdtsc();
+            let sent = tx.try_send(&msg[..len]);
+            let t1 = rdtsc();
+            let got = rx.try_recv(buf);
+            let t2 = rdtsc();
+            match (sent, got) {
+                (Ok(()), Ok(Some(_))) => (t1.wrapping_sub(t0), t2.wrapping_sub(t1)),
+                _ => (0, 0),
+            }
+        };
+        let (send0, recv0) = one(0);
+        let (send4, recv4) = one(big);
+        let measured = [
+            send0,
+            math::per_kib(send4.saturating_sub(send0), record),
+            recv0,
+            math::per_kib(recv4.saturating_sub(recv0), record),
+        ];
+        for (s, m) in samples.iter_mut().zip(measured) {
+            s[trial] = m;
+        }
+    }
+    drop((tx, rx));
+    for frame in 0..FRAMES {
+        crate::frame_pool::free(base + frame as u64 * 4096);
+    }
+    samples.map(|mut s| math::cost(&mut s))
+}
+
 /// The cores of sandbox `s`.
 fn cores_of(sys: &System, s: quest_abi::SandboxId) -> impl Iterator<Item = u32> + '_ {
     sys.table
@@ -293,6 +369,7 @@ fn coordinate(sys: &'static System) {
         core::hint::spin_loop();
     }
     let (copy_cold, copy_warm) = copy_trials();
+    let [send_fixed, send_per_kib, recv_fixed, recv_per_kib] = channel_trials();
     let mut exits = [0u64; TRIALS];
     // SAFETY: the boot core has not entered VMX operation (its vCPU, if any, starts after
     // this phase), interrupts are off, and nobody sends it NMIs during this step.
@@ -359,6 +436,15 @@ fn coordinate(sys: &'static System) {
         Record::CalibrationCopy {
             cold: copy_cold,
             warm: copy_warm
+        }
+    );
+    crate::println!(
+        "{}",
+        Record::CalibrationChannelOps {
+            send_fixed,
+            send_per_kib,
+            recv_fixed,
+            recv_per_kib,
         }
     );
     for (what, cost) in Constant::ALL.into_iter().zip([vm_exit_entry, ipi, wake]) {

@@ -7,6 +7,7 @@
 //! printer writes through `core::fmt`, the parser borrows from the line.
 
 use crate::calibration::Cost;
+use crate::latency::{Latency, BUCKETS};
 use core::fmt;
 
 /// Start of every monitor line.
@@ -76,6 +77,9 @@ pub struct SandboxSummary<'a> {
 }
 
 /// A monitor console line the host reads.
+// A record is built, printed (or parsed) and dropped one line at a time; the latency
+// variant's 65 histogram buckets make it large, which costs nothing here.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Record<'a> {
     /// `quest: TSC <kHz> kHz (<source>)`: the TSC frequency and how it was found.
@@ -160,6 +164,28 @@ pub enum Record<'a> {
         tsc_offset: i64,
         /// Plus or minus.
         uncertainty: u64,
+    },
+    /// `quest: calibration: channel send <m> (max <x>) + <m> (max <x>) per KiB, recv <m>
+    /// (max <x>) + <m> (max <x>) per KiB cycles`: the channel library's own `send` and
+    /// `recv` on one core, cold: the cost of an empty message, and per KiB of record.
+    CalibrationChannelOps {
+        /// `send` of an empty message.
+        send_fixed: Cost,
+        /// `send`'s cost per KiB of record.
+        send_per_kib: Cost,
+        /// `recv` of an empty message.
+        recv_fixed: Cost,
+        /// `recv`'s cost per KiB of record.
+        recv_per_kib: Cost,
+    },
+    /// `quest: latency '<channel>': <n> messages, worst <w>, total <t>, early <e> cycles;
+    /// buckets <i>:<count>,...` (or `buckets none`): what the channel's reader recorded
+    /// (`crate::latency`), printed with the summary.
+    ChannelLatency {
+        /// Channel name.
+        channel: &'a str,
+        /// The reader's statistics.
+        latency: Latency,
     },
     /// `quest: calibration: done in <c> TSC cycles (<t> trials each, <p> core pairs)`.
     CalibrationDone {
@@ -300,6 +326,32 @@ impl fmt::Display for Record<'_> {
                 "{CALIBRATION}channel '{channel}' cores {writer_core}->{reader_core}: line round trip {} (max {}) cycles, tsc offset {tsc_offset} +- {uncertainty} cycles",
                 line.median, line.max
             ),
+            Self::CalibrationChannelOps {
+                send_fixed: sf,
+                send_per_kib: sk,
+                recv_fixed: rf,
+                recv_per_kib: rk,
+            } => write!(
+                f,
+                "{CALIBRATION}channel send {} (max {}) + {} (max {}) per KiB, recv {} (max {}) + {} (max {}) per KiB cycles",
+                sf.median, sf.max, sk.median, sk.max, rf.median, rf.max, rk.median, rk.max
+            ),
+            Self::ChannelLatency { channel, latency: l } => {
+                write!(
+                    f,
+                    "latency '{channel}': {} messages, worst {}, total {}, early {} cycles; buckets ",
+                    l.messages, l.worst, l.total, l.early
+                )?;
+                let mut any = false;
+                for (i, n) in l.buckets.iter().enumerate().filter(|(_, &n)| n > 0) {
+                    write!(f, "{}{i}:{n}", if any { "," } else { "" })?;
+                    any = true;
+                }
+                if !any {
+                    f.write_str("none")?;
+                }
+                Ok(())
+            }
             Self::CalibrationDone {
                 cycles,
                 trials,
@@ -371,6 +423,9 @@ impl<'a> Record<'a> {
         if let Some(rest) = l.strip_prefix(CALIBRATION) {
             return Self::parse_calibration(rest);
         }
+        if let Some(rest) = l.strip_prefix("latency '") {
+            return Self::parse_latency(rest);
+        }
         match l {
             "summary:" => Some(Self::SummaryStart),
             PASSED => Some(Self::Passed),
@@ -409,6 +464,18 @@ impl<'a> Record<'a> {
                 uncertainty,
             });
         }
+        if let Some(rest) = rest.strip_prefix("channel send ") {
+            let (send_fixed, rest) = cost(rest, ") + ")?;
+            let (send_per_kib, rest) = cost(rest, ") per KiB, recv ")?;
+            let (recv_fixed, rest) = cost(rest, ") + ")?;
+            let (recv_per_kib, rest) = cost(rest, ") per KiB cycles")?;
+            return rest.is_empty().then_some(Self::CalibrationChannelOps {
+                send_fixed,
+                send_per_kib,
+                recv_fixed,
+                recv_per_kib,
+            });
+        }
         if let Some(rest) = rest.strip_prefix("done in ") {
             let (cycles, rest) = num_before(rest, " TSC cycles (")?;
             let (trials, rest) = num_before(rest, " trials each, ")?;
@@ -424,6 +491,32 @@ impl<'a> Record<'a> {
             let (cost, rest) = cost(rest, ") cycles")?;
             rest.is_empty()
                 .then_some(Self::CalibrationCost { what, cost })
+        })
+    }
+
+    fn parse_latency(rest: &'a str) -> Option<Self> {
+        let (channel, rest) = rest.split_once("': ")?;
+        let (messages, rest) = num_before(rest, " messages, worst ")?;
+        let (worst, rest) = num_before(rest, ", total ")?;
+        let (total, rest) = num_before(rest, ", early ")?;
+        let (early, rest) = num_before(rest, " cycles; buckets ")?;
+        let mut buckets = [0u64; BUCKETS];
+        if rest != "none" {
+            for item in rest.split(',') {
+                let (i, n) = item.split_once(':')?;
+                let i: usize = i.parse().ok()?;
+                *buckets.get_mut(i)? = n.parse().ok()?;
+            }
+        }
+        Some(Self::ChannelLatency {
+            channel,
+            latency: Latency {
+                messages,
+                worst,
+                total,
+                early,
+                buckets,
+            },
         })
     }
 
@@ -506,9 +599,47 @@ mod tests {
     }
 
     #[test]
+    fn latency_lines_round_trip() {
+        let mut buckets = [0u64; BUCKETS];
+        (buckets[0], buckets[11], buckets[64]) = (1, 7, 2);
+        let latency = Latency {
+            messages: 10,
+            worst: u64::MAX,
+            total: 5,
+            early: 1,
+            buckets,
+        };
+        let record = Record::ChannelLatency {
+            channel: "bulk",
+            latency,
+        };
+        let text = "quest: latency 'bulk': 10 messages, worst 18446744073709551615, total 5, early 1 cycles; buckets 0:1,11:7,64:2";
+        assert_eq!(record.to_string(), text);
+        assert_eq!(Record::parse(text), Some(record));
+        let empty = Record::ChannelLatency {
+            channel: "quiet",
+            latency: Latency {
+                messages: 0,
+                worst: 0,
+                total: 0,
+                early: 0,
+                buckets: [0; BUCKETS],
+            },
+        };
+        assert_eq!(Record::parse(&empty.to_string()), Some(empty));
+        for bad in [
+            "quest: latency 'bulk': 10 messages, worst 1, total 5, early 1 cycles; buckets 65:1",
+            "quest: latency 'bulk': 10 messages, worst 1, total 5, early 1 cycles; buckets 3:x",
+            "quest: latency 'bulk': 10 messages, worst 1, total 5 cycles; buckets none",
+        ] {
+            assert_eq!(Record::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn calibration_lines_round_trip() {
         let c = |median, max| Cost { median, max };
-        let cases: [(Record<'_>, &str); 6] = [
+        let cases: [(Record<'_>, &str); 7] = [
             (
                 Record::CalibrationCopy { cold: c(900, 1400), warm: c(60, 75) },
                 "quest: calibration: copy cold 900 (max 1400), warm 60 (max 75) cycles per KiB",
@@ -540,6 +671,15 @@ mod tests {
                 Record::CalibrationDone { cycles: 1_500_000, trials: 32, pairs: 1 },
                 "quest: calibration: done in 1500000 TSC cycles (32 trials each, 1 core pairs)",
             ),
+            (
+                Record::CalibrationChannelOps {
+                    send_fixed: c(40, 90),
+                    send_per_kib: c(700, 800),
+                    recv_fixed: c(50, 99),
+                    recv_per_kib: c(900, 1000),
+                },
+                "quest: calibration: channel send 40 (max 90) + 700 (max 800) per KiB, recv 50 (max 99) + 900 (max 1000) per KiB cycles",
+            ),
         ];
         for (record, text) in cases {
             let printed = record.to_string();
@@ -547,7 +687,7 @@ mod tests {
             assert_eq!(Record::parse(&printed), Some(record), "{text}");
         }
         for bad in [
-            "quest: calibration: copy cold 1 (max 2), warm 3 (max 4) cycles per KiB!",
+            "quest: calibration: channel send 1 (max 2) + 3 (max 4) per KiB, recv 5 (max 6) + 7 (max 8) per KiB cycles.",
             "quest: calibration: vm exit+entry 1 (max x) cycles",
             "quest: calibration: teleport 1 (max 2) cycles",
             "quest: calibration: wait wake-up 1 (max 2) cycles ",

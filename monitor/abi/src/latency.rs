@@ -63,7 +63,7 @@ pub const fn bucket_floor(i: usize) -> u64 {
 }
 
 /// A reader's statistics, as read back from its acknowledgement area.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Latency {
     /// Messages received.
     pub messages: u64,

@@ -274,6 +274,7 @@ pub fn summary(sys: &System) -> bool {
         };
         crate::println!("{}", Record::Summary(summary));
     }
+    channel_latencies(sys);
     crate::println!(
         "{}",
         if all_ok {
@@ -283,6 +284,43 @@ pub fn summary(sys: &System) -> bool {
         }
     );
     all_ok
+}
+
+/// Prints what each channel's reader recorded about its messages' latency (the block in
+/// its acknowledgement area, `quest_abi::latency`). The reader owns that memory and may
+/// have written anything there: each word is read once, and a block that does not check
+/// out is reported as nothing recorded.
+fn channel_latencies(sys: &System) {
+    use quest_abi::latency::{Latency, STATS_OFFSET, STATS_SIZE};
+    for (ch, place) in sys.table.channels().zip(sys.channels) {
+        let Some(block) = place
+            .hpa
+            .checked_add(ch.data_size())
+            .and_then(|ack| ack.checked_add(STATS_OFFSET as u64))
+        else {
+            continue;
+        };
+        if ch.ack_size() < (STATS_OFFSET + STATS_SIZE) as u64 {
+            continue;
+        }
+        let word = |i: usize| {
+            let at = block.as_u64() + 8 * i as u64;
+            // SAFETY: placement gave this channel `data_size + ack_size` bytes at `hpa`,
+            // identity mapped; the block lies inside the ack area (checked above) and `i`
+            // stays below STATS_SIZE / 8 (Latency::read's indices). A volatile load of an
+            // aligned word: the reader may still be writing it, and any value is fine.
+            unsafe { core::ptr::read_volatile(at as *const u64) }
+        };
+        if let Ok(latency) = Latency::read(word) {
+            crate::println!(
+                "{}",
+                Record::ChannelLatency {
+                    channel: ch.name(),
+                    latency
+                }
+            );
+        }
+    }
 }
 
 /// Writes the launch values (TSC kHz, launch count, boot time in µs and in ns) at the

@@ -54,13 +54,17 @@ pub fn profile(console: &str, machine: &str, system: &str) -> Result<Profile, St
             _ => {}
         }
     }
-    let missing = |what: &str| format!("the boot log has no {what} line (is this monitor older than calibration?)");
+    let missing = |what: &str| {
+        format!("the boot log has no {what} line (is this monitor older than calibration?)")
+    };
     let khz = khz.ok_or_else(|| missing("`quest: TSC` frequency"))?;
     let (cold, warm) = copy.ok_or_else(|| missing("`quest: calibration: copy`"))?;
     let (send_fixed, send_per_kib, recv_fixed, recv_per_kib) =
         ops.ok_or_else(|| missing("`quest: calibration: channel send/recv`"))?;
     let [Some(exit), Some(ipi), Some(wake)] = costs else {
-        return Err(missing("`quest: calibration:` vm exit+entry, ipi delivery or wait wake-up"));
+        return Err(missing(
+            "`quest: calibration:` vm exit+entry, ipi delivery or wait wake-up",
+        ));
     };
     let line = channels
         .iter()

@@ -4,6 +4,7 @@
 
 pub mod check;
 pub mod formula;
+pub mod measured;
 pub mod profile;
 
 use crate::manifest::types::{Channel as ManifestChannel, Manifest, ReaderMode, Spanned};

@@ -2,6 +2,7 @@
 
 use crate::build::{Progress, Workspace};
 use crate::run::{self, qemu::Accel, Emulator, RunError, RunOptions};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -27,6 +28,17 @@ pub struct RunArgs {
     /// Stop the boot after this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = 600)]
     pub timeout: u64,
+    /// Write the platform constants the monitor measured at boot to
+    /// images/<system>.platform.toml (for `quest-build bounds --platform`).
+    #[arg(long)]
+    pub calibrate: bool,
+    /// Check every message's latency against its channel's bound (computed from this
+    /// boot's calibration); exit 1 if any is over. Needs a manifest.
+    #[arg(long)]
+    pub check_bounds: bool,
+    /// With --check-bounds: print the check as JSON (channels, bounds, histograms).
+    #[arg(long, requires = "check_bounds")]
+    pub json: bool,
 }
 
 fn emulator(arg: Option<EmulatorArg>) -> Option<Emulator> {
@@ -43,6 +55,25 @@ fn emulator(arg: Option<EmulatorArg>) -> Option<Emulator> {
 pub fn run(args: &RunArgs) -> ExitCode {
     let ws = Workspace::locate();
     let progress = Progress::stderr();
+    // A bound needs the channels' declared models: the manifest, read before building.
+    let manifest = if args.check_bounds {
+        if args.target.extension().is_some_and(|e| e == "toml") {
+            match crate::manifest::load(&args.target) {
+                Ok(m) => Some(m),
+                Err(diagnostics) => {
+                    eprint!("{}", diagnostics.render(std::io::stderr().is_terminal()));
+                    return ExitCode::from(1);
+                }
+            }
+        } else {
+            eprintln!(
+                "error: --check-bounds needs the manifest (the channels' declared models), not an image"
+            );
+            return ExitCode::from(2);
+        }
+    } else {
+        None
+    };
     let (iso, elf) = match run::prepare(&ws, &args.target, &progress) {
         Ok(paths) => paths,
         Err(RunError::Image(e)) => {
@@ -84,7 +115,36 @@ pub fn run(args: &RunArgs) -> ExitCode {
         emulator: Some(chosen),
         ..opts
     };
-    match run::boot(&ws, &iso, machine, &opts, &mut std::io::stdout()) {
+    let outcome = run::boot(&ws, &iso, machine, &opts, &mut std::io::stdout());
+    let system = iso
+        .file_stem()
+        .map_or_else(|| "system".into(), |s| s.to_string_lossy().into_owned());
+    let machine_words = match chosen {
+        Emulator::Bochs => format!(
+            "bochs {}, {} cores, ips {}",
+            run::bochs::CPU_MODEL,
+            machine.cores,
+            run::bochs::IPS
+        ),
+        other => format!("{other}, {} cores", machine.cores),
+    };
+    let mut measured_ok = true;
+    if let Ok(o) = &outcome {
+        if args.calibrate {
+            measured_ok &= write_profile(&ws, &o.console, &machine_words, &system, &progress);
+        }
+        if let Some(m) = &manifest {
+            measured_ok &= check_bounds(m, &o.console, &machine_words, args.json);
+        }
+    }
+    match outcome {
+        Ok(outcome) if outcome.passed() && !measured_ok => {
+            eprintln!(
+                "error: {} but the measurements failed (above)",
+                outcome.describe()
+            );
+            ExitCode::from(1)
+        }
         Ok(outcome) if outcome.passed() => {
             progress.step(
                 "Finished",
@@ -106,4 +166,61 @@ pub fn run(args: &RunArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `--calibrate`: the profile this boot measured, written next to the images.
+fn write_profile(
+    ws: &Workspace,
+    console: &str,
+    machine: &str,
+    system: &str,
+    progress: &Progress,
+) -> bool {
+    let profile = match crate::bounds::measured::profile(console, machine, system) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: cannot calibrate: {e}");
+            return false;
+        }
+    };
+    let path = ws.images().join(format!("{system}.platform.toml"));
+    match std::fs::write(&path, profile.render()) {
+        Ok(()) => {
+            progress.step("Calibrated", format!("wrote {}", path.display()));
+            true
+        }
+        Err(e) => {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            false
+        }
+    }
+}
+
+/// `--check-bounds`: every channel's observed latencies against the bounds computed from
+/// this boot's own calibration; prints the histograms and the verdict line.
+fn check_bounds(m: &crate::manifest::Manifest, console: &str, machine: &str, json: bool) -> bool {
+    use crate::bounds::{analyse, check::check, measured};
+    let profile = match measured::profile(console, machine, &m.system.name.value) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: cannot check bounds: {e}");
+            return false;
+        }
+    };
+    let bounds = analyse(m, &profile);
+    let result = check(&bounds, &measured::latencies(console));
+    if json {
+        let doc = serde_json::json!({
+            "line": result.line(),
+            "held": result.held(),
+            "tsc_khz": profile.platform.tsc_khz,
+            "channels": result.channels,
+            "unreported": result.unreported,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    } else {
+        print!("{}", result.report());
+    }
+    println!("{}", result.line());
+    result.held()
 }

@@ -22,6 +22,8 @@ pub enum Role {
 pub struct ChannelInfo<'a> {
     /// Position in this directory (what the `DOORBELL` hypercall takes).
     pub index: usize,
+    /// Index of the channel in the partition table (the calibration page's index).
+    pub channel: usize,
     /// Channel name (`None` if the entry's name is not valid UTF-8).
     pub name: Option<&'a str>,
     /// This sandbox's end (`None` for an unknown role value).
@@ -97,6 +99,7 @@ impl<'a> Directory<'a> {
             .enumerate()
             .map(|(index, e)| ChannelInfo {
                 index,
+                channel: e.channel.get() as usize,
                 name: quest_abi::name_str(&e.name),
                 role: match e.role.get() {
                     ROLE_WRITER => Some(Role::Writer),
@@ -147,6 +150,9 @@ impl<'a> Directory<'a> {
 #[derive(Debug, Default)]
 pub(crate) struct Opened {
     pub(crate) index: usize,
+    /// The channel's index in the partition table (0 for an endpoint built from memory).
+    #[cfg_attr(not(any(target_os = "none", target_os = "hermit")), allow(dead_code))]
+    pub(crate) channel: usize,
     _claim: Option<Claim>,
 }
 
@@ -163,6 +169,7 @@ pub(crate) fn open<T>(
 ) -> Result<(T, Opened), OpenError> {
     let directory = Directory::fixed()?;
     let (memory, index) = directory.endpoint(name, role)?;
+    let channel = directory.find(name, role)?.channel;
     let claim = Claim::take(index)?;
     // SAFETY: the directory at the fixed address is the monitor's (see `Directory::fixed`):
     // its entries name this sandbox's channel mappings, which stay mapped for the
@@ -175,6 +182,7 @@ pub(crate) fn open<T>(
         endpoint,
         Opened {
             index,
+            channel,
             _claim: Some(claim),
         },
     ))

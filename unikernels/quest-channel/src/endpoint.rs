@@ -135,6 +135,7 @@ macro_rules! endpoint_methods {
             pub fn open(name: &str) -> Result<Self, crate::OpenError> {
                 let (mut end, opened) = crate::directory::open(name, $role, Self::from_memory)?;
                 end.ep.opened = opened;
+                end.opened();
                 Ok(end)
             }
         }

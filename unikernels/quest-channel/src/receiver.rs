@@ -57,6 +57,28 @@ impl Receiver<Spin> {
     }
 }
 
+impl Receiver<Spin> {
+    /// Once opened from the directory: converts the writer's stamps with the TSC offset
+    /// the monitor measured between the two ends' cores (the calibration page), if the
+    /// page is there and names this channel; else the clocks are taken as equal.
+    #[cfg(any(target_os = "none", target_os = "hermit", doc))]
+    fn opened(&mut self) {
+        use quest_abi::calibration::CalibrationView;
+        use quest_abi::layout::{CALIBRATION_GPA, CALIBRATION_SIZE};
+        let page = core::ptr::with_exposed_provenance::<u8>(CALIBRATION_GPA as usize);
+        // SAFETY: in a Quest sandbox the monitor maps CALIBRATION_SIZE bytes read-only at
+        // CALIBRATION_GPA, identity-mapped, for the sandbox's whole life, filled before any
+        // vCPU ran and never written afterwards, so an immutable 'static slice is sound.
+        let bytes = unsafe { core::slice::from_raw_parts(page, CALIBRATION_SIZE as usize) };
+        if let Some(c) = CalibrationView::new(bytes)
+            .ok()
+            .and_then(|v| v.channel(self.ep.opened.channel))
+        {
+            self.tsc_offset = c.tsc_offset;
+        }
+    }
+}
+
 endpoint_methods! { Receiver, crate::Role::Reader, "reads", recv, [read, write_seen, tsc_offset] }
 
 impl<D: Doorbell> Receiver<D> {

@@ -44,6 +44,12 @@ impl Sender<Spin> {
     }
 }
 
+impl Sender<Spin> {
+    /// Nothing more to set up once opened from the directory.
+    #[cfg(any(target_os = "none", target_os = "hermit", doc))]
+    fn opened(&mut self) {}
+}
+
 endpoint_methods! { Sender, crate::Role::Writer, "writes", send, [write, read_seen] }
 
 impl<D: Doorbell> Sender<D> {
