@@ -55,6 +55,16 @@
 //!   that did not move. After each publish (consume) the peer issues a SeqCst fence, reads
 //!   the counter, and rings the doorbell once per value it has not rung for.
 //!
+//! # Memory contract
+//! Building an endpoint over raw memory ([`Sender::from_memory`],
+//! [`Receiver::from_memory`]) is `unsafe`: the caller promises that `memory.data` is valid
+//! for `memory.data_len` bytes and `memory.ack` for `memory.ack_len` bytes for as long as
+//! the endpoint exists, writable where the endpoint writes (the data area for a sender,
+//! the acknowledgement area for a receiver) and readable elsewhere; that both areas are
+//! accessed (by anyone) only through aligned atomic operations; and that no other endpoint
+//! of the same role uses the same channel at the same time. [`Sender::open`] and
+//! [`Receiver::open`] keep this contract themselves.
+//!
 //! # A hostile peer
 //! Neither endpoint trusts the other. Every shared value is read once into a local and
 //! checked there; payloads are copied word by word with atomic loads, within the ring

@@ -31,10 +31,7 @@ impl Receiver<Spin> {
     /// A receiver over memory the caller provides.
     ///
     /// # Safety
-    /// `memory.ack` is valid for reads and writes of `memory.ack_len` bytes, and
-    /// `memory.data` for reads of `memory.data_len` bytes, for as long as the receiver
-    /// exists; both areas are accessed (by anyone) only through aligned atomic operations;
-    /// and no other receiver uses the same channel at the same time.
+    /// `memory` meets the crate's [memory contract](crate#memory-contract) for a receiver.
     pub unsafe fn from_memory(memory: ChannelMemory) -> Result<Self, LayoutError> {
         // SAFETY: forwarded from our caller.
         let shared = unsafe { Shared::new(memory) }?;

@@ -24,10 +24,7 @@ impl Sender<Spin> {
     /// A sender over memory the caller provides.
     ///
     /// # Safety
-    /// `memory.data` is valid for reads and writes of `memory.data_len` bytes, and
-    /// `memory.ack` for reads of `memory.ack_len` bytes, for as long as the sender exists;
-    /// both areas are accessed (by anyone) only through aligned atomic operations; and no
-    /// other sender uses the same channel at the same time.
+    /// `memory` meets the crate's [memory contract](crate#memory-contract) for a sender.
     pub unsafe fn from_memory(memory: ChannelMemory) -> Result<Self, LayoutError> {
         // SAFETY: forwarded from our caller.
         let shared = unsafe { Shared::new(memory) }?;

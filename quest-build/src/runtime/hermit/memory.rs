@@ -15,7 +15,7 @@ use quest_abi::layout::{
     BOOT_INFO_GPA, FDT_GPA, FDT_MAX_SIZE, GDT_GPA, HERMIT_KERNEL_GPA, PAGE_TABLES_END,
     PAGE_TABLES_GPA,
 };
-use quest_abi::{RegionKind, ACCESS_WRITE, LARGE_PAGE_SIZE};
+use quest_abi::{GuestPhysAddr, RegionKind, ACCESS_WRITE, LARGE_PAGE_SIZE};
 use zerocopy::IntoBytes;
 
 /// Why a Hermit sandbox's initial memory cannot be prepared.
@@ -134,7 +134,7 @@ pub fn initial_memory(plan: &Plan, index: usize, elf: &[u8]) -> Result<SandboxIm
         });
     }
     let tables = hermit_page_tables(
-        PAGE_TABLES_GPA,
+        GuestPhysAddr::new(PAGE_TABLES_GPA),
         PAGE_TABLES_END - PAGE_TABLES_GPA,
         ram,
         &[channel_window(sandbox), vec![calibration_window()]].concat(),
@@ -197,7 +197,7 @@ pub fn channel_window(sandbox: &SandboxPlan) -> Vec<WindowMapping> {
         .iter()
         .filter(|r| r.kind != RegionKind::Ram)
         .map(|r| WindowMapping {
-            gpa: r.gpa.as_u64(),
+            gpa: r.gpa,
             size: r.size,
             writable: r.access & ACCESS_WRITE != 0,
         })
@@ -258,12 +258,12 @@ mod tests {
         // (ping reads data, writes ack).
         let writable: Vec<_> = window.iter().map(|w| w.writable).collect();
         assert_eq!(writable, [false, true, false, false, true]);
-        assert_eq!(window[0].gpa, DIRECTORY_GPA);
+        assert_eq!(window[0].gpa, GuestPhysAddr::new(DIRECTORY_GPA));
         for (w, r) in window
             .iter()
             .zip(ping.regions.iter().filter(|r| r.kind != RegionKind::Ram))
         {
-            assert_eq!((w.gpa, w.size), (r.gpa.as_u64(), r.size));
+            assert_eq!((w.gpa, w.size), (r.gpa, r.size));
         }
         // A sandbox without channels maps nothing beyond RAM.
         let pong_alone = crate::plan::plan(&crate::plan::testing::manifest(

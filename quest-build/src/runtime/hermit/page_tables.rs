@@ -23,7 +23,7 @@
 //! GiB of RAM, then the tables of the channel window.
 
 use crate::runtime::paging::{PageTables, PagingError};
-use quest_abi::LARGE_PAGE_SIZE;
+use quest_abi::{GuestPhysAddr, LARGE_PAGE_SIZE};
 
 const PAGE: u64 = 4096;
 const ENTRIES: u64 = 512;
@@ -48,7 +48,7 @@ pub const HERMIT_VIRTUAL_START: u64 = 0x4000_0000_0000;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WindowMapping {
     /// Guest-physical (and virtual) start, 4 KiB aligned.
-    pub gpa: u64,
+    pub gpa: GuestPhysAddr,
     /// Size, a multiple of 4 KiB.
     pub size: u64,
     /// Whether the guest may write it.
@@ -75,7 +75,7 @@ pub enum PageTableError {
     #[error(
         "the region at {0:#x} reaches Hermit's own virtual address range (from {HERMIT_VIRTUAL_START:#x})"
     )]
-    HermitRange(u64),
+    HermitRange(GuestPhysAddr),
     /// A window region cannot be mapped (misaligned, overlapping, no room for tables).
     #[error("channel window: {0}")]
     Window(#[from] PagingError),
@@ -84,7 +84,7 @@ pub enum PageTableError {
 /// The tables for `ram_size` bytes of RAM, as bytes to place at guest-physical `base`;
 /// at most `area_size` bytes. CR3 = `base`.
 pub fn identity_page_tables(
-    base: u64,
+    base: GuestPhysAddr,
     area_size: u64,
     ram_size: u64,
 ) -> Result<Vec<u8>, PageTableError> {
@@ -94,7 +94,7 @@ pub fn identity_page_tables(
 /// [`identity_page_tables`] plus identity mappings of `window` (each region with its own
 /// write permission; never executable code, but NX is left to Hermit's EFER setting).
 pub fn hermit_page_tables(
-    base: u64,
+    base: GuestPhysAddr,
     area_size: u64,
     ram_size: u64,
     window: &[WindowMapping],
@@ -115,9 +115,9 @@ pub fn hermit_page_tables(
     }
     let mut tables = PageTables::new(base, room as usize);
     // RAM first: PML4, PDPT, then the directories in address order, as uhyve lays them.
-    tables.map(0, ram_size, true)?;
+    tables.map(GuestPhysAddr::ZERO, ram_size, true)?;
     for w in window {
-        if w.gpa.saturating_add(w.size) > HERMIT_VIRTUAL_START {
+        if w.gpa.as_u64().saturating_add(w.size) > HERMIT_VIRTUAL_START {
             return Err(PageTableError::HermitRange(w.gpa));
         }
         tables.map(w.gpa, w.size, w.writable)?;
@@ -133,6 +133,7 @@ mod tests {
     use x86_64::structures::paging::PageTableFlags as Flags;
 
     const AREA: u64 = PAGE_TABLES_END - PAGE_TABLES_GPA;
+    const BASE: GuestPhysAddr = GuestPhysAddr::new(PAGE_TABLES_GPA);
 
     /// A guest memory holding just the tables, and a 4-level walk over it.
     struct Walker {
@@ -179,7 +180,7 @@ mod tests {
     }
 
     fn walker(ram: u64) -> Walker {
-        let bytes = identity_page_tables(PAGE_TABLES_GPA, AREA, ram).unwrap();
+        let bytes = identity_page_tables(BASE, AREA, ram).unwrap();
         assert!(bytes.len() as u64 <= AREA);
         Walker {
             base: PAGE_TABLES_GPA,
@@ -228,12 +229,12 @@ mod tests {
 
     #[test]
     fn bad_sizes_are_refused() {
-        let err = identity_page_tables(PAGE_TABLES_GPA, AREA, 3 << 20).unwrap_err();
+        let err = identity_page_tables(BASE, AREA, 3 << 20).unwrap_err();
         assert_eq!(err, PageTableError::Shape(3 << 20));
-        assert!(identity_page_tables(PAGE_TABLES_GPA, AREA, 0).is_err());
+        assert!(identity_page_tables(BASE, AREA, 0).is_err());
         // 40 pages of room: 38 directories at most.
-        assert!(identity_page_tables(PAGE_TABLES_GPA, AREA, 38 << 30).is_ok());
-        let err = identity_page_tables(PAGE_TABLES_GPA, AREA, 39 << 30).unwrap_err();
+        assert!(identity_page_tables(BASE, AREA, 38 << 30).is_ok());
+        let err = identity_page_tables(BASE, AREA, 39 << 30).unwrap_err();
         assert!(matches!(
             err,
             PageTableError::TooBig {
@@ -250,7 +251,7 @@ mod tests {
     fn window() -> Vec<WindowMapping> {
         use quest_abi::layout::{CHANNEL_WINDOW_GPA, DIRECTORY_GPA};
         let w = |gpa: u64, size: u64, writable: bool| WindowMapping {
-            gpa,
+            gpa: GuestPhysAddr::new(gpa),
             size,
             writable,
         };
@@ -267,7 +268,7 @@ mod tests {
     #[test]
     fn the_channel_window_is_identity_mapped_with_planned_access() {
         let ram = 64 << 20;
-        let bytes = hermit_page_tables(PAGE_TABLES_GPA, AREA, ram, &window()).unwrap();
+        let bytes = hermit_page_tables(BASE, AREA, ram, &window()).unwrap();
         // PML4, PDPT, one RAM directory, the window's directory and one 4 KiB table.
         assert_eq!(bytes.len() as u64, 5 * PAGE);
         let w = Walker {
@@ -275,7 +276,8 @@ mod tests {
             bytes,
         };
         for region in window() {
-            for va in [region.gpa, region.gpa + 8, region.gpa + region.size - 1] {
+            let gpa = region.gpa.as_u64();
+            for va in [gpa, gpa + 8, gpa + region.size - 1] {
                 assert_eq!(
                     w.translate_rw(va),
                     Some((va, false, region.writable)),
@@ -298,7 +300,7 @@ mod tests {
         assert_eq!(w.entry(PAGE_TABLES_GPA, 511) & !0xfff, PAGE_TABLES_GPA);
         // The RAM part is what it is without a window: the same PML4 and RAM directory,
         // and the same PDPT but for the window's entry (slot 256: 0x40_0000_0000 / 1 GiB).
-        let plain = identity_page_tables(PAGE_TABLES_GPA, AREA, ram).unwrap();
+        let plain = identity_page_tables(BASE, AREA, ram).unwrap();
         assert_eq!(plain.len() as u64, 3 * PAGE);
         let page = |b: &[u8], i: u64| b[(i * PAGE) as usize..((i + 1) * PAGE) as usize].to_vec();
         assert_eq!(page(&w.bytes, 0), page(&plain, 0));
@@ -320,11 +322,11 @@ mod tests {
     fn whole_aligned_2mib_of_a_window_region_use_large_pages() {
         let gpa = quest_abi::layout::CHANNEL_WINDOW_GPA + (2 << 20);
         let big = WindowMapping {
-            gpa,
+            gpa: GuestPhysAddr::new(gpa),
             size: 4 << 20,
             writable: true,
         };
-        let bytes = hermit_page_tables(PAGE_TABLES_GPA, AREA, 4 << 20, &[big]).unwrap();
+        let bytes = hermit_page_tables(BASE, AREA, 4 << 20, &[big]).unwrap();
         assert_eq!(bytes.len() as u64, 4 * PAGE, "no 4 KiB table needed");
         let w = Walker {
             base: PAGE_TABLES_GPA,
@@ -340,19 +342,21 @@ mod tests {
     fn window_regions_that_clash_are_refused() {
         let ram = 8 << 20;
         let at = |gpa: u64, size: u64| WindowMapping {
-            gpa,
+            gpa: GuestPhysAddr::new(gpa),
             size,
             writable: false,
         };
         // Inside RAM.
-        let err = hermit_page_tables(PAGE_TABLES_GPA, AREA, ram, &[at(0x1000, 0x1000)]);
+        let err = hermit_page_tables(BASE, AREA, ram, &[at(0x1000, 0x1000)]);
         assert_eq!(
             err,
-            Err(PageTableError::Window(PagingError::Overlap(0x1000)))
+            Err(PageTableError::Window(PagingError::Overlap(
+                GuestPhysAddr::new(0x1000)
+            )))
         );
         // Reaching the range Hermit allocates its heap and stacks from.
         let err = hermit_page_tables(
-            PAGE_TABLES_GPA,
+            BASE,
             AREA,
             ram,
             &[at(HERMIT_VIRTUAL_START - 0x1000, 0x2000)],
@@ -360,17 +364,17 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             err,
-            PageTableError::HermitRange(HERMIT_VIRTUAL_START - 0x1000)
+            PageTableError::HermitRange(GuestPhysAddr::new(HERMIT_VIRTUAL_START - 0x1000))
         );
         assert!(err.to_string().contains("0x400000000000"), "{err}");
         // Misaligned.
         let gpa = quest_abi::layout::CHANNEL_WINDOW_GPA + 0x10;
         assert!(matches!(
-            hermit_page_tables(PAGE_TABLES_GPA, AREA, ram, &[at(gpa, 0x1000)]),
+            hermit_page_tables(BASE, AREA, ram, &[at(gpa, 0x1000)]),
             Err(PageTableError::Window(PagingError::Shape { .. }))
         ));
         // No room left for the window's tables.
-        let err = hermit_page_tables(PAGE_TABLES_GPA, 3 * PAGE, ram, &window()).unwrap_err();
+        let err = hermit_page_tables(BASE, 3 * PAGE, ram, &window()).unwrap_err();
         assert_eq!(err, PageTableError::Window(PagingError::Full(3)));
     }
 

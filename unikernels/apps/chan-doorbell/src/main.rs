@@ -34,6 +34,8 @@ use quest_rt::{println, Ctx};
 
 quest_rt::entry!(main, vcpu0_only);
 
+/// The channel the ringer writes and the sleeper reads.
+const CHANNEL: &str = "to-sleeper";
 /// Polls before an endpoint sleeps (a few thousand cycles of spinning).
 const SPIN_LIMIT: u32 = 200;
 /// The ringer's pause before each wake-up message: far longer than the spin limit.
@@ -63,24 +65,8 @@ fn main(ctx: &Ctx) -> i32 {
     let role = env.args().next().unwrap_or("");
     let doorbell = CountingDoorbell(quest_rt::doorbell::VmcallDoorbell);
     let result = match role {
-        "ringer" => Sender::open("to-sleeper")
-            .map_err(|e| format!("cannot open to-sleeper: {e}"))
-            .and_then(|tx| {
-                ringer(
-                    tx.with_doorbell(doorbell).with_spin_limit(SPIN_LIMIT),
-                    wakes,
-                    races,
-                )
-            }),
-        "sleeper" => Receiver::open("to-sleeper")
-            .map_err(|e| format!("cannot open to-sleeper: {e}"))
-            .and_then(|rx| {
-                sleeper(
-                    rx.with_doorbell(doorbell).with_spin_limit(SPIN_LIMIT),
-                    wakes,
-                    races,
-                )
-            }),
+        "ringer" => ringer(doorbell, wakes, races),
+        "sleeper" => sleeper(doorbell, wakes, races),
         other => Err(format!("unknown role {other:?} (ringer or sleeper)")),
     };
     match result {
@@ -99,7 +85,14 @@ fn main(ctx: &Ctx) -> i32 {
     }
 }
 
-fn ringer(mut tx: Sender<CountingDoorbell>, wakes: u64, races: u64) -> Result<(), String> {
+/// Why `to-sleeper` could not be opened, as the result line says it.
+fn cannot_open(e: quest_channel::OpenError) -> String {
+    format!("cannot open {CHANNEL}: {e}")
+}
+
+fn ringer(doorbell: CountingDoorbell, wakes: u64, races: u64) -> Result<(), String> {
+    let tx = Sender::open(CHANNEL).map_err(cannot_open)?;
+    let mut tx = tx.with_doorbell(doorbell).with_spin_limit(SPIN_LIMIT);
     for seq in 0..wakes {
         pause(WAKE_PAUSE);
         let mut msg = [0u8; 16];
@@ -130,7 +123,9 @@ fn ringer(mut tx: Sender<CountingDoorbell>, wakes: u64, races: u64) -> Result<()
     Ok(())
 }
 
-fn sleeper(mut rx: Receiver<CountingDoorbell>, wakes: u64, races: u64) -> Result<(), String> {
+fn sleeper(doorbell: CountingDoorbell, wakes: u64, races: u64) -> Result<(), String> {
+    let rx = Receiver::open(CHANNEL).map_err(cannot_open)?;
+    let mut rx = rx.with_doorbell(doorbell).with_spin_limit(SPIN_LIMIT);
     let mut buf = vec![0u8; MAX_LEN];
     let mut latency = Vec::with_capacity(wakes as usize);
     for seq in 0..wakes {

@@ -173,13 +173,13 @@ pub fn prepare(plan: &Plan, index: usize, app: &[u8]) -> Result<SandboxImage, Ba
 /// and the calibration page read-only.
 pub fn page_tables(plan: &Plan, index: usize) -> Result<PageTables, PagingError> {
     let max_pages = ((PAGE_TABLES_END - PAGE_TABLES_GPA) / PAGE_SIZE) as usize;
-    let mut tables = PageTables::new(PAGE_TABLES_GPA, max_pages);
+    let mut tables = PageTables::new(GuestPhysAddr::new(PAGE_TABLES_GPA), max_pages);
     let Some(sb) = plan.sandboxes.get(index) else {
         return Ok(tables);
     };
     for r in &sb.regions {
         let writable = r.kind == RegionKind::Ram || r.access & ACCESS_WRITE != 0;
-        tables.map(r.gpa.as_u64(), r.size, writable)?;
+        tables.map(r.gpa, r.size, writable)?;
     }
     // The monitor's calibration page, read-only in every sandbox.
     use quest_abi::layout::{CALIBRATION_GPA, CALIBRATION_SIZE};
