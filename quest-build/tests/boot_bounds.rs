@@ -19,8 +19,8 @@ fn every_message_of_every_mode_is_within_its_bound() {
     let c = &out.console;
     assert_passed(&out);
     for (sandbox, what) in [
-        ("bulk-sink", "spin bulk: 80000 messages verified"),
-        ("poller", "poll ticks: 20000 messages verified in "),
+        ("bulk-sink", "spin bulk: 96000 messages verified"),
+        ("poller", "poll ticks: 4000 messages verified in "),
         ("sleeper", "doorbell pages: 2000 messages verified"),
     ] {
         line(c, &format!("[{sandbox}] {what}"));
@@ -59,8 +59,8 @@ fn a_reader_that_breaks_its_period_is_reported_as_a_violation() {
         .replace("\"../unikernels/apps", &format!("\"{}", apps.display()))
         .replace("name = \"bounds\"", "name = \"bounds-overrun\"")
         .replace("OVERRUN = \"0\"", "OVERRUN = \"5\"")
-        .replace("\"80000\"", "\"2000\"")
-        .replace("\"20000\"", "\"400\"")
+        .replace("\"96000\"", "\"2000\"")
+        .replace("COUNT = \"4000\"", "COUNT = \"100\"")
         .replace("COUNT = \"2000\"", "COUNT = \"50\"");
     assert!(broken.contains("OVERRUN = \"5\""));
     let dir = root.join("images/tests/bounds-overrun");

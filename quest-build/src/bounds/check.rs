@@ -187,6 +187,7 @@ mod tests {
             detection: Detection::Spin,
             min_interval: None,
             burst: Some(1),
+            reader_work: 0,
         };
         ChannelBound {
             name: name.into(),

@@ -23,9 +23,11 @@ pub struct Costs {
     pub recv_per_kib: u64,
     /// A VM exit and the entry back (the writer's doorbell hypercall).
     pub vm_exit_entry: u64,
-    /// An IPI from sending to the target core's handler.
+    /// An IPI from sending to the target core's handler (the doorbell's IPI is inside
+    /// `wake`; this is for reference).
     pub ipi: u64,
-    /// A core sleeping in WAIT back in its guest after the doorbell's IPI arrived.
+    /// A core sleeping in WAIT running again after the doorbell: the IPI, the wake-up
+    /// and one line transfer, as measured.
     pub wake: u64,
 }
 
@@ -56,6 +58,8 @@ pub struct Channel {
     pub detection: Detection,
     /// The least cycles between two sends, if promised.
     pub min_interval: Option<u64>,
+    /// The reader's own work per message (between one `recv` and its next), cycles.
+    pub reader_work: u64,
     /// The most messages sent without waiting for the reader, if promised.
     pub burst: Option<u64>,
 }
@@ -106,11 +110,13 @@ fn copy(bytes: u64, per_kib: u64) -> u64 {
     div_ceil(bytes.saturating_mul(per_kib), 1024)
 }
 
-/// The reader's work on one record of `bytes`: its `recv` and its lines' transfer.
-fn service(bytes: u64, k: &Costs) -> u64 {
+/// The reader's work on one record of `bytes`: its `recv`, its lines' transfer and its
+/// own work on the message.
+fn service(bytes: u64, k: &Costs, work: u64) -> u64 {
     k.recv_fixed
         .saturating_add(copy(bytes, k.recv_per_kib))
         .saturating_add(lines(bytes).saturating_mul(k.line_transfer))
+        .saturating_add(work)
 }
 
 /// The bound for one message on channel `c` with costs `k`.
@@ -119,13 +125,15 @@ fn service(bytes: u64, k: &Costs) -> u64 {
 /// - `writer_copy = send_fixed + record x send_per_kib`;
 /// - `transfer = lines(record) x line_transfer`;
 /// - `detection`: spin `line_transfer` (the write index); poll `period + jitter +
-///   line_transfer`; doorbell `vm_exit_entry + ipi + wake + line_transfer`;
+///   line_transfer`; doorbell `vm_exit_entry + wake + line_transfer` (`wake` includes
+///   the IPI);
 /// - `queueing = min(ahead x service(record), ring_work)`: `ahead` is `burst - 1` with a
 ///   burst, the fixed point `ceil(total / min_interval)` with a rate (response-time
 ///   analysis: only messages sent within the last `total` cycles can still be ahead), the
 ///   smaller of both, and otherwise unbounded; `ring_work` is the reader's work on a ring
 ///   full of the smallest records (`ring / 16` records: header and stamp), true whatever the writer
-///   does; `service(b) = recv_fixed + b x recv_per_kib + lines(b) x line_transfer`;
+///   does; `service(b) = recv_fixed + b x recv_per_kib + lines(b) x line_transfer +
+///   reader_work`;
 /// - `reader_copy = recv_fixed + record x recv_per_kib`.
 pub fn bound(c: &Channel, k: &Costs) -> Bound {
     let record = record_size(usize::try_from(c.max_message).unwrap_or(usize::MAX))
@@ -136,7 +144,7 @@ pub fn bound(c: &Channel, k: &Costs) -> Bound {
     let detection = match c.detection {
         Detection::Spin => k.line_transfer,
         Detection::Poll { period, jitter } => period.saturating_add(jitter),
-        Detection::Doorbell => k.vm_exit_entry.saturating_add(k.ipi).saturating_add(k.wake),
+        Detection::Doorbell => k.vm_exit_entry.saturating_add(k.wake),
     }
     .saturating_add(match c.detection {
         Detection::Spin => 0,
@@ -153,13 +161,16 @@ pub fn bound(c: &Channel, k: &Costs) -> Bound {
     // message leaves keeps the bound monotone in the message size).
     let rest = c.ring;
     let smallest = RECORD_HEADER_SIZE as u64;
-    let per_record = k.recv_fixed.saturating_add(k.line_transfer);
+    let per_record = k
+        .recv_fixed
+        .saturating_add(k.line_transfer)
+        .saturating_add(c.reader_work);
     let ring_work = (rest / smallest)
         .saturating_mul(per_record)
         .saturating_add(copy(rest, k.recv_per_kib))
         .saturating_add(div_ceil(rest, CACHE_LINE as u64).saturating_mul(k.line_transfer));
     let ring_ahead = rest / smallest;
-    let each = service(record, k);
+    let each = service(record, k, c.reader_work);
     let burst_ahead = c.burst.map(|b| b.saturating_sub(1));
     let rate_ahead = c.min_interval.map(|interval| {
         // Fixed point of ahead = ceil((base + ahead x each) / interval), from below; it
@@ -194,7 +205,7 @@ pub fn bound(c: &Channel, k: &Costs) -> Bound {
         .saturating_add(copy(record, k.recv_per_kib))
         .saturating_add(lines(record).saturating_mul(k.line_transfer));
     let writer_wakes = match c.detection {
-        Detection::Doorbell => k.vm_exit_entry.saturating_add(k.ipi).saturating_add(k.wake),
+        Detection::Doorbell => k.vm_exit_entry.saturating_add(k.wake),
         _ => 0,
     };
     let full_ring_wait = detection

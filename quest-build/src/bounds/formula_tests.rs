@@ -38,17 +38,21 @@ fn channel() -> impl Strategy<Value = Channel> {
         detection(),
         proptest::option::of(1u64..10_000_000),
         proptest::option::of(1u64..5_000),
+        0u64..100_000,
     )
-        .prop_map(|(pages, msg, detection, min_interval, burst)| {
-            let ring = pages * 4096 - 128;
-            Channel {
-                ring,
-                max_message: msg % (ring - 15),
-                detection,
-                min_interval,
-                burst,
-            }
-        })
+        .prop_map(
+            |(pages, msg, detection, min_interval, burst, reader_work)| {
+                let ring = pages * 4096 - 128;
+                Channel {
+                    ring,
+                    max_message: msg % (ring - 15),
+                    detection,
+                    min_interval,
+                    burst,
+                    reader_work,
+                }
+            },
+        )
 }
 
 /// One cost raised by `by`.
@@ -113,6 +117,11 @@ proptest! {
     }
 
     #[test]
+    fn monotone_in_the_readers_work(c in channel(), k in costs(), more in 1u64..100_000) {
+        no_lower(&bound(&c, &k), &bound(&Channel { reader_work: c.reader_work + more, ..c }, &k))?;
+    }
+
+    #[test]
     fn monotone_in_the_readers_period(c in channel(), k in costs(), more in 1u64..100_000) {
         if let Detection::Poll { period, jitter } = c.detection {
             let a = bound(&c, &k);
@@ -161,6 +170,7 @@ fn worked_example() {
         },
         min_interval: None,
         burst: Some(3),
+        reader_work: 0,
     };
     let b = bound(&c, &k);
     // record = 16 (header, stamp) + 1024 bytes; 18 lines (17 touched, one more for
@@ -182,8 +192,18 @@ fn worked_example() {
         },
         &k,
     );
-    assert_eq!(d.detection, 2000 + 500 + 700 + 100);
-    // No promise at all: the ring full of one-word records.
+    // Doorbell instead: exit + wake-up (which includes the IPI) + the index line.
+    assert_eq!(d.detection, 2000 + 700 + 100);
+    // The reader's own work per message adds to each message ahead.
+    let busy = bound(
+        &Channel {
+            reader_work: 500,
+            ..c
+        },
+        &k,
+    );
+    assert_eq!(busy.queueing, b.queueing + 2 * 500);
+    // No promise at all: the ring full of the smallest records.
     let free = bound(&Channel { burst: None, ..c }, &k);
     assert_eq!(free.ahead, (4096 - 128) / 16);
     assert!(free.total > b.total);
@@ -210,6 +230,7 @@ fn a_rate_bounds_the_queue_by_response_time() {
         },
         min_interval: Some(1_000),
         burst: None,
+        reader_work: 0,
     };
     let b = bound(&c, &k);
     // About period / interval messages pile up between two looks, and a few more while

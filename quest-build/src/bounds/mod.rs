@@ -61,6 +61,7 @@ pub fn model(c: &ManifestChannel, tsc_khz: u64) -> Channel {
         max_message,
         detection,
         min_interval: cycles(&c.min_interval),
+        reader_work: cycles(&c.reader_work).unwrap_or(0),
         burst: c.burst.as_ref().map(|b| u64::from(b.value)),
     }
 }

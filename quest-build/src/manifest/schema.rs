@@ -88,6 +88,9 @@ manifest_table! {
         poll_period: Option<Spanned<u64>> = Opt<Duration>, optional, "poll_period = \"100us\"";
         /// `poll_jitter` (ns): how late a poll may come after its period (default 0).
         poll_jitter: Option<Spanned<u64>> = Opt<Duration>, optional, "poll_jitter = \"5us\"";
+        /// `reader_work` (ns): the reader's own work per message, between one `recv` and
+        /// its next (default 0).
+        reader_work: Option<Spanned<u64>> = Opt<Duration>, optional, "reader_work = \"20us\"";
         /// `max_message`: the largest message the writer sends (default: what the ring holds).
         max_message: Option<Spanned<u64>> = Opt<Size>, optional, "max_message = \"4KiB\"";
         /// `min_interval` (ns): the least time between two sends (default: none promised).

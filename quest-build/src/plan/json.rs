@@ -294,7 +294,10 @@ mod tests {
             v["channels"][0]["writer_gpa"],
             p.channels[0].writer_gpa.as_u64()
         );
-        assert_eq!(v["channels"][1]["capacity"], 8192 - 128 - 8);
+        assert_eq!(
+            v["channels"][1]["capacity"],
+            quest_channel::max_message_len(8192) as u64
+        );
         assert_eq!(v["host_memory"]["needed"], p.host_memory_needed);
         assert_eq!(v["table"]["crc32"], t.checksum());
         assert_eq!(v["table"]["size"], t.table.len());

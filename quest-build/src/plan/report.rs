@@ -6,6 +6,7 @@ use super::types::{Plan, RegionPlan, Role, SandboxPlan};
 use super::units::{access, addr, console, size};
 use crate::manifest::budget::{host_allocation, LOW_MEMORY_RESERVE};
 use quest_abi::{RegionKind, Runtime};
+use quest_channel::wire::RECORD_HEADER_SIZE;
 use std::fmt::Write;
 use std::path::Path;
 
@@ -214,7 +215,7 @@ fn channels(out: &mut String, plan: &Plan) {
     let _ = writeln!(
         out,
         "channels (capacity = largest message: data size - {RING_HEADER_SIZE} B ring header \
-         - 8 B record header)"
+         - {RECORD_HEADER_SIZE} B record header and stamp)"
     );
     let name = |i: usize| plan.sandboxes.get(i).map_or("?", |s| s.name.as_str());
     let mut rows = vec![[
@@ -317,7 +318,8 @@ mod tests {
         );
         assert!(r.contains("v1 -> core 2 (rsp 0x7f0000)"), "{r}");
         assert!(r.contains("ports    0x2f8-0x2ff"), "{r}");
-        assert!(r.contains("65400 B"), "{r}");
+        let largest = quest_channel::max_message_len(64 << 10);
+        assert!(r.contains(&format!("{largest} B")), "{r}");
         let crc = format!("CRC-32 {:#010x}", t.checksum());
         assert!(r.contains(&crc), "{r}");
         assert!(r.contains(&format!("{} bytes", t.table.len())), "{r}");

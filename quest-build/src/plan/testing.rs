@@ -78,6 +78,7 @@ pub(crate) fn manifest(
                 reader_mode: sp(ReaderMode::Spin),
                 poll_period: None,
                 poll_jitter: None,
+                reader_work: None,
                 max_message: None,
                 min_interval: None,
                 burst: None,

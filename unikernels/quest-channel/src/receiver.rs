@@ -43,7 +43,8 @@ impl Receiver<Spin> {
             for i in 1..latency::STATS_SIZE / WORD {
                 shared.stats_word(i).store(0, Ordering::Relaxed);
             }
-            magic.store(latency::STATS_MAGIC, Ordering::Relaxed);
+            // Release: a writer that sees the magic (`Sender::reader_opened`) sees zeros.
+            magic.store(latency::STATS_MAGIC, Ordering::Release);
         }
         Ok(Self {
             read,

@@ -58,6 +58,17 @@ impl<D: Doorbell> Sender<D> {
             && write.wrapping_sub(read) <= shared.ring_bytes()
     }
 
+    /// Whether the reader has opened the channel (its receiver started the latency block
+    /// in the acknowledgement area): a writer whose messages' latency should count only
+    /// once the reader is there waits for this before its first send.
+    pub fn reader_opened(&self) -> bool {
+        self.ep
+            .shared
+            .stats_word(quest_abi::latency::MAGIC_WORD)
+            .load(Ordering::Acquire)
+            == quest_abi::latency::STATS_MAGIC
+    }
+
     /// Bytes sent but not yet taken by the reader (reads, and checks, the reader's index).
     pub fn unread(&mut self) -> Result<u64, SendError> {
         if self.ep.poisoned {

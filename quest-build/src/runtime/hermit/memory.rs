@@ -208,7 +208,7 @@ pub fn channel_window(sandbox: &SandboxPlan) -> Vec<WindowMapping> {
 pub fn calibration_window() -> WindowMapping {
     use quest_abi::layout::{CALIBRATION_GPA, CALIBRATION_SIZE};
     WindowMapping {
-        gpa: CALIBRATION_GPA,
+        gpa: quest_abi::GuestPhysAddr::new(CALIBRATION_GPA),
         size: CALIBRATION_SIZE,
         writable: false,
     }

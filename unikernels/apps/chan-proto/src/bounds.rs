@@ -73,6 +73,11 @@ pub fn write<D: Doorbell>(
 ) -> Result<String, String> {
     let mut buf = vec![0u8; MAX_LEN];
     let mut last = 0u64;
+    // The reader honours its mode only once it runs: a Hermit reader starts later than a
+    // bare writer, and a message waiting for that would measure the boot, not the channel.
+    while !tx.reader_opened() {
+        core::hint::spin_loop();
+    }
     for seq in 0..count {
         let max = match how {
             Writer::Burst(b) => (seq / b.max(1)) % 8 == 7,

@@ -321,7 +321,10 @@ fn every_message_is_timed_on_the_readers_clock() {
 #[test]
 fn a_reopened_receiver_keeps_counting_and_unread_tracks_the_reader() {
     let ch = TestChannel::with_ring(1024);
-    let (mut tx, mut rx) = ch.pair();
+    let mut tx = ch.sender();
+    assert!(!tx.reader_opened(), "no receiver yet");
+    let mut rx = ch.receiver();
+    assert!(tx.reader_opened());
     let mut buf = [0u8; 64];
     assert_eq!(tx.unread(), Ok(0));
     tx.try_send(&[1; 10]).unwrap();

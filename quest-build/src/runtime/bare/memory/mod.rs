@@ -183,7 +183,11 @@ pub fn page_tables(plan: &Plan, index: usize) -> Result<PageTables, PagingError>
     }
     // The monitor's calibration page, read-only in every sandbox.
     use quest_abi::layout::{CALIBRATION_GPA, CALIBRATION_SIZE};
-    tables.map(CALIBRATION_GPA, CALIBRATION_SIZE, false)?;
+    tables.map(
+        quest_abi::GuestPhysAddr::new(CALIBRATION_GPA),
+        CALIBRATION_SIZE,
+        false,
+    )?;
     Ok(tables)
 }
 
