@@ -126,15 +126,46 @@ impl Profile {
         Ok(p)
     }
 
-    /// The profile as a file: a comment, then TOML.
+    /// The profile as a file: a comment, then TOML with one line per measurement (what
+    /// [`Profile::parse`] reads back).
     pub fn render(&self) -> String {
-        let body = toml::to_string(self).unwrap_or_default();
-        format!(
+        use std::fmt::Write as _;
+        let m = |v: &Measured| format!("{{ median = {}, max = {} }}", v.median, v.max);
+        let quoted = |s: &str| toml::Value::String(s.to_owned()).to_string();
+        let c = &self.cycles;
+        let mut out = String::from(
             "# Quest platform profile: what the monitor measured at boot, in TSC cycles\n\
-             # ({{ median, max }} over its trials). Written by `quest-build run --calibrate`,\n\
-             # read by `quest-build bounds --platform`; see partition-manifests/README.md.\n\n\
-             {body}"
-        )
+             # ({ median, max } over its trials). Written by `quest-build run --calibrate`,\n\
+             # read by `quest-build bounds --platform`; see partition-manifests/README.md.\n\n",
+        );
+        let _ = writeln!(out, "[platform]");
+        let _ = writeln!(out, "machine = {}", quoted(&self.platform.machine));
+        let _ = writeln!(out, "system = {}", quoted(&self.platform.system));
+        let _ = writeln!(out, "tsc_khz = {}\n", self.platform.tsc_khz);
+        let _ = writeln!(out, "[cycles]");
+        for (name, v) in [
+            ("line_round_trip", &c.line_round_trip),
+            ("send_fixed", &c.send_fixed),
+            ("send_per_kib", &c.send_per_kib),
+            ("recv_fixed", &c.recv_fixed),
+            ("recv_per_kib", &c.recv_per_kib),
+            ("copy_cold_per_kib", &c.copy_cold_per_kib),
+            ("copy_warm_per_kib", &c.copy_warm_per_kib),
+            ("vm_exit_entry", &c.vm_exit_entry),
+            ("ipi", &c.ipi),
+            ("wait_wakeup", &c.wait_wakeup),
+        ] {
+            let _ = writeln!(out, "{name} = {}", m(v));
+        }
+        for ch in &self.channels {
+            let _ = writeln!(out, "\n[[channel]]");
+            let _ = writeln!(out, "name = {}", quoted(&ch.name));
+            let _ = writeln!(out, "cores = [{}, {}]", ch.cores[0], ch.cores[1]);
+            let _ = writeln!(out, "line_round_trip = {}", m(&ch.line_round_trip));
+            let _ = writeln!(out, "tsc_offset = {}", ch.tsc_offset);
+            let _ = writeln!(out, "tsc_uncertainty = {}", ch.tsc_uncertainty);
+        }
+        out
     }
 
     /// The costs a bound uses for a channel: the worst of each measurement, with the
@@ -156,5 +187,72 @@ impl Profile {
             ipi: c.ipi.max,
             wake: c.wait_wakeup.max,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Profile {
+        let m = |median, max| Measured { median, max };
+        Profile {
+            platform: Origin {
+                machine: "bochs \"quoted\", 2 cores".into(),
+                system: "pingpong".into(),
+                tsc_khz: 10_000,
+            },
+            cycles: Cycles {
+                line_round_trip: m(25, 30),
+                send_fixed: m(75, 80),
+                send_per_kib: m(1282, 1283),
+                recv_fixed: m(120, 120),
+                recv_per_kib: m(1276, 1277),
+                copy_cold_per_kib: m(135, 140),
+                copy_warm_per_kib: m(130, 135),
+                vm_exit_entry: m(70, 70),
+                ipi: m(15, 20),
+                wait_wakeup: m(30, 35),
+            },
+            channels: vec![ChannelPair {
+                name: "ping-to-pong".into(),
+                cores: [0, 1],
+                line_round_trip: m(25, 40),
+                tsc_offset: -12,
+                tsc_uncertainty: 15,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_rendered_profile_reads_back() {
+        let p = sample();
+        assert_eq!(Profile::parse(&p.render()), Ok(p));
+    }
+
+    #[test]
+    fn costs_use_the_worst_values_and_the_channels_own_pair() {
+        let p = sample();
+        let own = p.costs("ping-to-pong");
+        assert_eq!(own.line_transfer, 20, "half its own round trip, rounded up");
+        assert_eq!(p.costs("other").line_transfer, 15, "half the worst pair's");
+        assert_eq!((own.send_fixed, own.recv_per_kib, own.wake), (80, 1277, 35));
+    }
+
+    #[test]
+    fn bad_profiles_say_what_is_wrong() {
+        let text = sample().render();
+        let typo = text.replace("send_fixed", "send_fixd");
+        assert!(Profile::parse(&typo).unwrap_err().contains("send_fixd"));
+        let zero = text.replace("tsc_khz = 10000", "tsc_khz = 0");
+        assert!(Profile::parse(&zero).unwrap_err().contains("tsc_khz"));
+        assert!(Profile::parse("").is_err());
+    }
+
+    #[test]
+    fn the_shipped_profile_is_valid() {
+        let p = Profile::parse(crate::bounds::BOCHS_PROFILE).expect("valid");
+        assert!(p.platform.machine.starts_with("bochs "));
+        assert!(p.cycles.recv_per_kib.max > 0 && p.cycles.line_round_trip.max > 0);
     }
 }
