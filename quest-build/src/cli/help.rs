@@ -64,8 +64,17 @@ own network namespace (its display is a VNC server) with dummy sound drivers, so
 needs no sound card or display. The configuration and logs of each boot are kept in
 images/run/NAME-PID-N/ (bochsrc, serial.log, bochs.log, emulator.out).
 
+Before any sandbox runs, the monitor measures the platform (`quest: calibration:` lines).
+--calibrate writes those constants to images/<system>.platform.toml, a profile for
+`quest-build bounds --platform`. --check-bounds (manifests only) computes each channel's
+bound from this boot's own calibration and checks every message's latency, as its reader
+recorded it, against it; it prints a log2 histogram per channel and one line:
+  bounds: <messages> messages on <k> channels, worst observed/bound <ratio>, held
+(or `... VIOLATED on <channel>`, and the run exits 1). --json prints the check as JSON.
+
 Exit status: 0 if every sandbox exited 0; else the first failing sandbox's status; 1 if
-the system halted, the boot never finished, or the time limit ended it.";
+the system halted, the boot never finished, the time limit ended it, or a calibration or
+bounds check failed.";
 
 /// After `quest-build bounds --help`.
 pub const BOUNDS: &str = "\
