@@ -23,7 +23,9 @@ use crate::arch::tsc;
 use crate::system::System;
 use crate::vmx::calibrate as vmx;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use quest_abi::calibration::{ChannelConstants, Constants, Cost, CALIBRATION_SIZE};
+use quest_abi::calibration::{
+    ChannelConstants, Constants, Cost, PairCalibration, CALIBRATION_SIZE,
+};
 use quest_abi::console::{Constant, Record};
 use quest_abi::{CoreId, HostPhysAddr, MAX_CHANNELS};
 use quest_monitor_core::calibration::{
@@ -456,11 +458,13 @@ fn coordinate(sys: &'static System) {
             "{}",
             Record::CalibrationChannel {
                 channel: ch.name(),
-                writer_core: w,
-                reader_core: r,
-                line: c.line_round_trip,
-                tsc_offset: c.tsc_offset,
-                uncertainty: c.offset_uncertainty,
+                pair: PairCalibration {
+                    writer_core: w,
+                    reader_core: r,
+                    line: c.line_round_trip,
+                    tsc_offset: c.tsc_offset,
+                    uncertainty: c.offset_uncertainty,
+                },
             }
         );
     }

@@ -149,6 +149,22 @@ pub struct Constants {
     pub calibration_cycles: u64,
 }
 
+/// What calibration found for one channel's worst core pair, as its boot-log line
+/// (`quest: calibration: channel ...`) says it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PairCalibration {
+    /// Writer-side core of the worst pair.
+    pub writer_core: u32,
+    /// Reader-side core of the worst pair.
+    pub reader_core: u32,
+    /// Cache-line round trip.
+    pub line: Cost,
+    /// Reader's TSC minus writer's TSC (covering every pair of the channel).
+    pub tsc_offset: i64,
+    /// Plus or minus.
+    pub uncertainty: u64,
+}
+
 /// One channel's constants (what [`encode`] takes and [`CalibrationView::channel`] gives).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ChannelConstants {

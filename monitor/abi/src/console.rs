@@ -6,7 +6,7 @@
 //! `[name] `, so a sandbox cannot forge a record. Both sides are allocation-free: the
 //! printer writes through `core::fmt`, the parser borrows from the line.
 
-use crate::calibration::Cost;
+use crate::calibration::{Cost, PairCalibration};
 use crate::latency::{Latency, BUCKETS};
 use core::fmt;
 
@@ -154,16 +154,8 @@ pub enum Record<'a> {
     CalibrationChannel {
         /// Channel name.
         channel: &'a str,
-        /// Writer-side core of the worst pair.
-        writer_core: u32,
-        /// Reader-side core of the worst pair.
-        reader_core: u32,
-        /// Cache-line round trip.
-        line: Cost,
-        /// Reader's TSC minus writer's TSC.
-        tsc_offset: i64,
-        /// Plus or minus.
-        uncertainty: u64,
+        /// Its worst core pair and their offset.
+        pair: PairCalibration,
     },
     /// `quest: calibration: channel send <m> (max <x>) + <m> (max <x>) per KiB, recv <m>
     /// (max <x>) + <m> (max <x>) per KiB cycles`: the channel library's own `send` and
@@ -314,17 +306,10 @@ impl fmt::Display for Record<'_> {
                 cost.median,
                 cost.max
             ),
-            Self::CalibrationChannel {
-                channel,
-                writer_core,
-                reader_core,
-                line,
-                tsc_offset,
-                uncertainty,
-            } => write!(
+            Self::CalibrationChannel { channel, pair: p } => write!(
                 f,
-                "{CALIBRATION}channel '{channel}' cores {writer_core}->{reader_core}: line round trip {} (max {}) cycles, tsc offset {tsc_offset} +- {uncertainty} cycles",
-                line.median, line.max
+                "{CALIBRATION}channel '{channel}' cores {}->{}: line round trip {} (max {}) cycles, tsc offset {} +- {} cycles",
+                p.writer_core, p.reader_core, p.line.median, p.line.max, p.tsc_offset, p.uncertainty
             ),
             Self::CalibrationChannelOps {
                 send_fixed: sf,
@@ -455,14 +440,14 @@ impl<'a> Record<'a> {
             let (line, rest) = cost(rest, ") cycles, tsc offset ")?;
             let (tsc_offset, rest) = num_before(rest, " +- ")?;
             let uncertainty = rest.strip_suffix(" cycles")?.parse().ok()?;
-            return Some(Self::CalibrationChannel {
-                channel,
+            let pair = PairCalibration {
                 writer_core,
                 reader_core,
                 line,
                 tsc_offset,
                 uncertainty,
-            });
+            };
+            return Some(Self::CalibrationChannel { channel, pair });
         }
         if let Some(rest) = rest.strip_prefix("channel send ") {
             let (send_fixed, rest) = cost(rest, ") + ")?;
@@ -659,11 +644,13 @@ mod tests {
             (
                 Record::CalibrationChannel {
                     channel: "ping-to-pong",
-                    writer_core: 0,
-                    reader_core: 1,
-                    line: c(180, 420),
-                    tsc_offset: -12,
-                    uncertainty: 90,
+                    pair: PairCalibration {
+                        writer_core: 0,
+                        reader_core: 1,
+                        line: c(180, 420),
+                        tsc_offset: -12,
+                        uncertainty: 90,
+                    },
                 },
                 "quest: calibration: channel 'ping-to-pong' cores 0->1: line round trip 180 (max 420) cycles, tsc offset -12 +- 90 cycles",
             ),
@@ -793,8 +780,10 @@ mod tests {
                 Record::CalibrationCopy { cold: cost, warm: Cost { median: b, max: a } },
                 Record::CalibrationCost { what: Constant::Wake, cost },
                 Record::CalibrationChannel {
-                    channel: "c", writer_core: w, reader_core: r, line: cost, tsc_offset: o,
-                    uncertainty: b,
+                    channel: "c",
+                    pair: PairCalibration {
+                        writer_core: w, reader_core: r, line: cost, tsc_offset: o, uncertainty: b,
+                    },
                 },
                 Record::CalibrationDone { cycles: a, trials: b, pairs: a },
             ];

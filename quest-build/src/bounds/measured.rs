@@ -37,19 +37,12 @@ pub fn profile(console: &str, machine: &str, system: &str) -> Result<Profile, St
                 let i = Constant::ALL.iter().position(|&c| c == what).unwrap_or(0);
                 costs[i] = Some(cost);
             }
-            Record::CalibrationChannel {
-                channel,
-                writer_core,
-                reader_core,
-                line,
-                tsc_offset,
-                uncertainty,
-            } => channels.push(ChannelPair {
+            Record::CalibrationChannel { channel, pair: p } => channels.push(ChannelPair {
                 name: channel.to_owned(),
-                cores: [writer_core, reader_core],
-                line_round_trip: measured(line),
-                tsc_offset,
-                tsc_uncertainty: uncertainty,
+                cores: [p.writer_core, p.reader_core],
+                line_round_trip: measured(p.line),
+                tsc_offset: p.tsc_offset,
+                tsc_uncertainty: p.uncertainty,
             }),
             _ => {}
         }

@@ -3,9 +3,8 @@
 
 use crate::bounds::profile::Profile;
 use crate::bounds::{analyse, formula::micros, ChannelBound, BOCHS_PROFILE};
-use crate::manifest;
 use std::fmt::Write as _;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -38,12 +37,8 @@ fn profile_of(args: &BoundsArgs) -> Result<(Profile, String), String> {
 
 /// Prints every channel's bound. Status 1 if the manifest or the profile is invalid.
 pub fn run(args: &BoundsArgs) -> ExitCode {
-    let m = match manifest::load(&args.manifest) {
-        Ok(m) => m,
-        Err(diagnostics) => {
-            eprint!("{}", diagnostics.render(std::io::stderr().is_terminal()));
-            return ExitCode::from(1);
-        }
+    let Some(m) = super::load_manifest(&args.manifest) else {
+        return ExitCode::from(1);
     };
     let (profile, which) = match profile_of(args) {
         Ok(p) => p,

@@ -77,6 +77,15 @@ pub struct PlanArgs {
     pub svg: Option<std::path::PathBuf>,
 }
 
+/// Loads a manifest, or prints every diagnostic to stderr (in colour on a terminal) and
+/// gives `None`: what every command that takes a manifest does first.
+pub fn load_manifest(path: &std::path::Path) -> Option<crate::manifest::Manifest> {
+    use std::io::IsTerminal;
+    crate::manifest::load(path)
+        .map_err(|d| eprint!("{}", d.render(std::io::stderr().is_terminal())))
+        .ok()
+}
+
 /// Runs the command line and returns the process status.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {

@@ -2,19 +2,15 @@
 //! as a picture.
 
 use super::PlanArgs;
-use crate::{manifest, plan};
-use std::io::{IsTerminal, Write};
+use crate::plan;
+use std::io::Write;
 use std::process::ExitCode;
 
 /// Plans the manifest and prints the report (or JSON); with `--svg`, also writes the
 /// picture. Status 1 if the manifest is invalid or the picture cannot be written.
 pub fn run(args: &PlanArgs) -> ExitCode {
-    let m = match manifest::load(&args.manifest) {
-        Ok(m) => m,
-        Err(diagnostics) => {
-            eprint!("{}", diagnostics.render(std::io::stderr().is_terminal()));
-            return ExitCode::from(1);
-        }
+    let Some(m) = super::load_manifest(&args.manifest) else {
+        return ExitCode::from(1);
     };
     let p = plan::plan(&m);
     let table = match plan::encode_table(&p, None) {

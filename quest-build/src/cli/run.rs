@@ -2,7 +2,6 @@
 
 use crate::build::{Progress, Workspace};
 use crate::run::{self, qemu::Accel, Emulator, RunError, RunOptions};
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -58,12 +57,9 @@ pub fn run(args: &RunArgs) -> ExitCode {
     // A bound needs the channels' declared models: the manifest, read before building.
     let manifest = if args.check_bounds {
         if args.target.extension().is_some_and(|e| e == "toml") {
-            match crate::manifest::load(&args.target) {
-                Ok(m) => Some(m),
-                Err(diagnostics) => {
-                    eprint!("{}", diagnostics.render(std::io::stderr().is_terminal()));
-                    return ExitCode::from(1);
-                }
+            match super::load_manifest(&args.target) {
+                Some(m) => Some(m),
+                None => return ExitCode::from(1),
             }
         } else {
             eprintln!(

@@ -279,66 +279,59 @@ pub fn golden(name: &str, expected: &Path, actual: &str) -> Result<(), String> {
 /// number of distinct core pairs. Returns each channel's TSC offset, in `channels` order.
 /// (Cold >= warm is not asserted: Bochs has no cache model.)
 pub fn check_calibration(console: &str, channels: &[(&str, u32, u32)], pairs: u64) -> Vec<i64> {
-    use quest_abi::calibration::Cost;
-    use quest_abi::console::{Constant, Record};
-    let records: Vec<Record<'_>> = console.lines().filter_map(Record::parse).collect();
-    let plausible = |what: &str, c: Cost| {
+    use quest_abi::console::Record;
+    use quest_build::bounds::{measured, profile::Measured};
+    // The same reading `run --calibrate` does: every line must be there and parse.
+    let profile = measured::profile(console, "test", "test").expect("a complete calibration");
+    let plausible = |what: &str, c: &Measured| {
         assert!(c.median > 0 && c.max >= c.median, "{what}: {c:?}");
     };
-    let copy = records.iter().find_map(|r| match *r {
-        Record::CalibrationCopy { cold, warm } => Some((cold, warm)),
-        _ => None,
-    });
-    let (cold, warm) = copy.expect("a calibration copy line");
-    plausible("copy cold", cold);
-    plausible("copy warm", warm);
-    for what in Constant::ALL {
-        let cost = records.iter().find_map(|r| match *r {
-            Record::CalibrationCost { what: w, cost } if w == what => Some(cost),
-            _ => None,
-        });
-        plausible(
-            what.name(),
-            cost.unwrap_or_else(|| panic!("no `{}` line", what.name())),
-        );
+    let c = &profile.cycles;
+    for (what, cost) in [
+        ("copy cold", &c.copy_cold_per_kib),
+        ("copy warm", &c.copy_warm_per_kib),
+        ("send fixed", &c.send_fixed),
+        ("send per KiB", &c.send_per_kib),
+        ("recv fixed", &c.recv_fixed),
+        ("recv per KiB", &c.recv_per_kib),
+        ("vm exit+entry", &c.vm_exit_entry),
+        ("ipi delivery", &c.ipi),
+        ("wait wake-up", &c.wait_wakeup),
+    ] {
+        plausible(what, cost);
     }
     let offsets = channels
         .iter()
         .map(|&(name, w, r)| {
-            let found = records.iter().find_map(|rec| match *rec {
-                Record::CalibrationChannel {
-                    channel,
-                    writer_core,
-                    reader_core,
-                    line,
-                    tsc_offset,
-                    uncertainty,
-                } if channel == name => {
-                    Some((writer_core, reader_core, line, tsc_offset, uncertainty))
-                }
-                _ => None,
-            });
-            let (wc, rc, line, offset, uncertainty) =
-                found.unwrap_or_else(|| panic!("no calibration line for channel `{name}`"));
-            assert_eq!((wc, rc), (w, r), "channel `{name}`: core pair");
-            plausible(name, line);
+            let p = profile
+                .channels
+                .iter()
+                .find(|p| p.name == name)
+                .unwrap_or_else(|| panic!("no calibration line for channel `{name}`"));
+            assert_eq!(p.cores, [w, r], "channel `{name}`: core pair");
+            plausible(name, &p.line_round_trip);
             // The offset's uncertainty is half the best exchange's round trip, which is
             // never more than the worst line round trip plus a TSC read.
             assert!(
-                uncertainty <= line.max,
-                "channel `{name}`: +- {uncertainty} vs {line:?}"
+                p.tsc_uncertainty <= p.line_round_trip.max,
+                "channel `{name}`: +- {} vs {:?}",
+                p.tsc_uncertainty,
+                p.line_round_trip
             );
-            offset
+            p.tsc_offset
         })
         .collect();
-    let done = records.iter().find_map(|r| match *r {
-        Record::CalibrationDone {
-            cycles,
-            trials,
-            pairs,
-        } => Some((cycles, trials, pairs)),
-        _ => None,
-    });
+    let done = console
+        .lines()
+        .filter_map(Record::parse)
+        .find_map(|r| match r {
+            Record::CalibrationDone {
+                cycles,
+                trials,
+                pairs,
+            } => Some((cycles, trials, pairs)),
+            _ => None,
+        });
     let (cycles, trials, measured) = done.expect("a calibration done line");
     assert!(cycles > 0 && trials > 0, "{done:?}");
     assert_eq!(measured, pairs, "distinct core pairs measured");

@@ -113,36 +113,33 @@ impl Field for Uint32 {
     }
 }
 
-impl Field for Size {
-    type Draft = Option<Spanned<u64>>;
-    type Model = Spanned<u64>;
-    fn read(r: &mut Reader<'_>, t: &dyn TableLike, h: &Span, what: &str, key: &Key) -> Self::Draft {
-        let (item, span) = r.get(t, h, what, key)?;
-        let n = r.number(
-            item,
-            span.clone(),
-            key,
-            "a size (`\"64MiB\"` or a byte count)",
-            Ok,
-            size::parse_size,
-        )?;
-        Some(Spanned::new(n, span))
-    }
+/// A `u64` key read by [`Reader::number`]: `EXPECTED` in diagnostics, `INT` for a TOML
+/// integer, `TEXT` for a string.
+trait NumberKind {
+    const EXPECTED: &'static str;
+    const INT: fn(u64) -> Result<u64, size::NumberError>;
+    const TEXT: fn(&str) -> Result<u64, size::NumberError>;
 }
 
-impl Field for Duration {
+impl NumberKind for Size {
+    const EXPECTED: &'static str = "a size (`\"64MiB\"` or a byte count)";
+    const INT: fn(u64) -> Result<u64, size::NumberError> = Ok;
+    const TEXT: fn(&str) -> Result<u64, size::NumberError> = size::parse_size;
+}
+
+impl NumberKind for Duration {
+    const EXPECTED: &'static str = "a duration (`\"100us\"`)";
+    // A bare integer could be cycles or microseconds: refused with a hint.
+    const INT: fn(u64) -> Result<u64, size::NumberError> = |_| Err(size::NumberError::NoTimeUnit);
+    const TEXT: fn(&str) -> Result<u64, size::NumberError> = size::parse_duration;
+}
+
+impl<N: NumberKind> Field for N {
     type Draft = Option<Spanned<u64>>;
     type Model = Spanned<u64>;
     fn read(r: &mut Reader<'_>, t: &dyn TableLike, h: &Span, what: &str, key: &Key) -> Self::Draft {
         let (item, span) = r.get(t, h, what, key)?;
-        let n = r.number(
-            item,
-            span.clone(),
-            key,
-            "a duration (`\"100us\"`)",
-            |_| Err(size::NumberError::NoTimeUnit),
-            size::parse_duration,
-        )?;
+        let n = r.number(item, span.clone(), key, N::EXPECTED, N::INT, N::TEXT)?;
         Some(Spanned::new(n, span))
     }
 }
