@@ -54,6 +54,24 @@ pub struct Cycles {
     pub wait_wakeup: Measured,
 }
 
+impl Cycles {
+    /// Each measurement with its key in the profile, in file order.
+    pub fn each(&self) -> [(&'static str, &Measured); 10] {
+        [
+            ("line_round_trip", &self.line_round_trip),
+            ("send_fixed", &self.send_fixed),
+            ("send_per_kib", &self.send_per_kib),
+            ("recv_fixed", &self.recv_fixed),
+            ("recv_per_kib", &self.recv_per_kib),
+            ("copy_cold_per_kib", &self.copy_cold_per_kib),
+            ("copy_warm_per_kib", &self.copy_warm_per_kib),
+            ("vm_exit_entry", &self.vm_exit_entry),
+            ("ipi", &self.ipi),
+            ("wait_wakeup", &self.wait_wakeup),
+        ]
+    }
+}
+
 /// One channel's core pair, as measured.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -143,18 +161,7 @@ impl Profile {
         let _ = writeln!(out, "system = {}", quoted(&self.platform.system));
         let _ = writeln!(out, "tsc_khz = {}\n", self.platform.tsc_khz);
         let _ = writeln!(out, "[cycles]");
-        for (name, v) in [
-            ("line_round_trip", &c.line_round_trip),
-            ("send_fixed", &c.send_fixed),
-            ("send_per_kib", &c.send_per_kib),
-            ("recv_fixed", &c.recv_fixed),
-            ("recv_per_kib", &c.recv_per_kib),
-            ("copy_cold_per_kib", &c.copy_cold_per_kib),
-            ("copy_warm_per_kib", &c.copy_warm_per_kib),
-            ("vm_exit_entry", &c.vm_exit_entry),
-            ("ipi", &c.ipi),
-            ("wait_wakeup", &c.wait_wakeup),
-        ] {
+        for (name, v) in c.each() {
             let _ = writeln!(out, "{name} = {}", m(v));
         }
         for ch in &self.channels {

@@ -112,36 +112,19 @@ pub(crate) trait Enumerated: Copy + 'static {
     const DEFAULT: Self;
 }
 
-impl Enumerated for Console {
-    const NAMES: &'static [(&'static str, Self)] = &[
-        ("com1", Console::Com1),
-        ("com2", Console::Com2),
-        ("com3", Console::Com3),
-        ("com4", Console::Com4),
-    ];
-    const DEFAULT: Self = Console::Com1;
+/// Implements [`Enumerated`]: each name and its value, the first being the default.
+macro_rules! enumerated {
+    ($($T:ident { $($name:literal => $value:ident),+ $(,)? })*) => {$(
+        impl Enumerated for $T {
+            const NAMES: &'static [(&'static str, Self)] = &[$(($name, $T::$value)),+];
+            const DEFAULT: Self = Self::NAMES[0].1;
+        }
+    )*};
 }
 
-impl Enumerated for Runtime {
-    const NAMES: &'static [(&'static str, Self)] =
-        &[("hermit", Runtime::Hermit), ("bare", Runtime::Bare)];
-    const DEFAULT: Self = Runtime::Hermit;
-}
-
-impl Enumerated for ReaderMode {
-    const NAMES: &'static [(&'static str, Self)] = &[
-        ("spin", ReaderMode::Spin),
-        ("poll", ReaderMode::Poll),
-        ("doorbell", ReaderMode::Doorbell),
-    ];
-    const DEFAULT: Self = ReaderMode::Spin;
-}
-
-impl Enumerated for OnFault {
-    const NAMES: &'static [(&'static str, Self)] = &[
-        ("halt-sandbox", OnFault::HaltSandbox),
-        ("restart", OnFault::Restart),
-        ("halt-system", OnFault::HaltSystem),
-    ];
-    const DEFAULT: Self = OnFault::HaltSandbox;
+enumerated! {
+    Console { "com1" => Com1, "com2" => Com2, "com3" => Com3, "com4" => Com4 }
+    Runtime { "hermit" => Hermit, "bare" => Bare }
+    ReaderMode { "spin" => Spin, "poll" => Poll, "doorbell" => Doorbell }
+    OnFault { "halt-sandbox" => HaltSandbox, "restart" => Restart, "halt-system" => HaltSystem }
 }

@@ -286,18 +286,7 @@ pub fn check_calibration(console: &str, channels: &[(&str, u32, u32)], pairs: u6
     let plausible = |what: &str, c: &Measured| {
         assert!(c.median > 0 && c.max >= c.median, "{what}: {c:?}");
     };
-    let c = &profile.cycles;
-    for (what, cost) in [
-        ("copy cold", &c.copy_cold_per_kib),
-        ("copy warm", &c.copy_warm_per_kib),
-        ("send fixed", &c.send_fixed),
-        ("send per KiB", &c.send_per_kib),
-        ("recv fixed", &c.recv_fixed),
-        ("recv per KiB", &c.recv_per_kib),
-        ("vm exit+entry", &c.vm_exit_entry),
-        ("ipi delivery", &c.ipi),
-        ("wait wake-up", &c.wait_wakeup),
-    ] {
+    for (what, cost) in profile.cycles.each() {
         plausible(what, cost);
     }
     let offsets = channels
