@@ -28,7 +28,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECS", default_value_t = 600)]
     pub timeout: u64,
     /// Write the platform constants the monitor measured at boot to
-    /// images/<system>.platform.toml (for `quest-build bounds --platform`).
+    /// `images/<system>.platform.toml` (for `quest-build bounds --platform`).
     #[arg(long)]
     pub calibrate: bool,
     /// Check every message's latency against its channel's bound (computed from this
