@@ -1,45 +1,81 @@
-//! Bounded communication, booted: `partition-manifests/bounds.toml` (three channels, one
-//! per reader mode, 102 000 messages) must keep every message within the bound computed
-//! from the same boot's calibration, and the tightest channel must come within half of
-//! its bound (a bound nothing approaches is no use). Then the same system with a reader
-//! that breaks its declared period, through `quest-build run --check-bounds`: it must say
-//! VIOLATED and exit 1, which proves the check can fail.
+//! Bounded communication, booted through `quest-build run --check-bounds --json`, as a user
+//! runs it: `partition-manifests/bounds.toml` (three channels, one per reader mode, 102 000
+//! messages) must keep every message within the bound computed from the same boot's
+//! calibration, and the tightest channel must come within half of its bound (a bound
+//! nothing approaches is no use). Then the same system with a reader that breaks its
+//! declared period: the check must say VIOLATED and exit 1, which proves it can fail.
 
-use quest_build::bounds::{analyse, check::check, measured};
-use quest_build::manifest;
 use std::process::Command;
 
 #[macro_use]
 mod common;
-use common::{assert_passed, line, repo_root};
+use common::{line, repo_root};
+
+/// Runs `quest-build run --check-bounds --json MANIFEST` as a user would: its exit status,
+/// its stdout (the console, then the check).
+fn run_checked(manifest: &std::path::Path) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_quest-build"))
+        .args(["run", "--check-bounds", "--json", "--timeout", "900"])
+        .arg(manifest)
+        .output()
+        .expect("quest-build runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    (out.status.code(), stdout)
+}
+
+/// The JSON document `--json` printed after the console.
+fn check_json(stdout: &str) -> serde_json::Value {
+    let start = stdout.find("\n{\n").expect("a JSON document") + 1;
+    let end = stdout[start..].find("\n}\n").expect("its end") + start + 2;
+    serde_json::from_str(&stdout[start..end]).expect("valid JSON")
+}
 
 #[test]
 fn every_message_of_every_mode_is_within_its_bound() {
-    let (_, out) = boot_example!("bounds");
-    let c = &out.console;
-    assert_passed(&out);
+    require_bochs!();
+    let (status, stdout) = run_checked(&repo_root().join("partition-manifests/bounds.toml"));
+    line(&stdout, "quest: all sandboxes exited 0");
     for (sandbox, what) in [
         ("bulk-sink", "spin bulk: 96000 messages verified"),
         ("poller", "poll ticks: 4000 messages verified in "),
         ("sleeper", "doorbell pages: 2000 messages verified"),
     ] {
-        line(c, &format!("[{sandbox}] {what}"));
+        line(&stdout, &format!("[{sandbox}] {what}"));
     }
-    let m = manifest::load(&repo_root().join("partition-manifests/bounds.toml"))
-        .unwrap_or_else(|d| panic!("{}", d.render(false)));
-    let profile = measured::profile(c, "bochs", "bounds").expect("the boot calibrated");
-    let bounds = analyse(&m, &profile);
-    let result = check(&bounds, &measured::latencies(c));
-    println!("{}{}", result.report(), result.line());
-    assert!(result.held(), "{}", result.line());
-    assert!(result.unreported.is_empty(), "{:?}", result.unreported);
-    assert_eq!(result.channels.len(), 3);
-    assert!(result.messages() >= 100_000, "{}", result.line());
-    for ch in &result.channels {
-        assert_eq!(ch.early, 0, "{}: stamps from the future", ch.name);
-        assert!(ch.worst > 0 && ch.median_at_least <= ch.worst, "{ch:?}");
+    let verdict = line(&stdout, "bounds: ");
+    assert!(verdict.ends_with(", held"), "{verdict}");
+    assert_eq!(status, Some(0));
+    let v = check_json(&stdout);
+    assert_eq!(v["held"], true);
+    assert_eq!(v["unreported"].as_array().map(Vec::len), Some(0));
+    let channels = v["channels"].as_array().expect("channels");
+    assert_eq!(channels.len(), 3);
+    let mut messages = 0;
+    let mut tightest = 0.0f64;
+    for ch in channels {
+        let n = ch["messages"].as_u64().unwrap_or(0);
+        let (worst, bound) = (
+            ch["worst"].as_u64().unwrap_or(0),
+            ch["bound"].as_u64().unwrap_or(0),
+        );
+        assert_eq!(ch["early"], 0, "{}: stamps from the future", ch["name"]);
+        assert!(n > 0 && worst > 0 && worst <= bound, "{ch}");
+        let histogram: u64 = ch["histogram"]
+            .as_array()
+            .expect("buckets")
+            .iter()
+            .filter_map(|b| b.as_u64())
+            .sum();
+        assert_eq!(
+            histogram, n,
+            "{}: every message is in the histogram",
+            ch["name"]
+        );
+        messages += n;
+        tightest = tightest.max(ch["ratio"].as_f64().unwrap_or(0.0));
     }
-    let tightest = result.channels.iter().map(|c| c.ratio).fold(0.0, f64::max);
+    assert!(messages >= 100_000, "{messages} messages");
     assert!(
         tightest >= 0.5,
         "the tightest channel's worst latency is only {:.0}% of its bound",
@@ -67,15 +103,10 @@ fn a_reader_that_breaks_its_period_is_reported_as_a_violation() {
     std::fs::create_dir_all(&dir).unwrap();
     let manifest = dir.join("bounds-overrun.toml");
     std::fs::write(&manifest, broken).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_quest-build"))
-        .args(["run", "--check-bounds", "--timeout", "600"])
-        .arg(&manifest)
-        .output()
-        .expect("quest-build runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let (status, stdout) = run_checked(&manifest);
     let verdict = line(&stdout, "bounds: ");
     assert!(verdict.ends_with("VIOLATED on ticks"), "{verdict}");
     line(&stdout, "quest: all sandboxes exited 0");
-    assert_eq!(out.status.code(), Some(1), "a violation fails the run");
+    assert_eq!(check_json(&stdout)["held"], false);
+    assert_eq!(status, Some(1), "a violation fails the run");
 }
