@@ -99,3 +99,79 @@ pub fn latencies(console: &str) -> Vec<(String, Latency)> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The calibration part of a real boot log (bounds.toml, Bochs), with sandbox lines
+    /// mixed in.
+    const BOOT: &str = "\
+quest: TSC 10000 kHz (measured against the PIT)
+quest: calibration: copy cold 135 (max 140), warm 130 (max 135) cycles per KiB
+quest: calibration: channel send 75 (max 80) + 1282 (max 1283) per KiB, recv 120 (max 120) + 1276 (max 1277) per KiB cycles
+[bulk-sink] hello
+quest: calibration: vm exit+entry 70 (max 70) cycles
+quest: calibration: ipi delivery 15 (max 20) cycles
+quest: calibration: wait wake-up 30 (max 35) cycles
+quest: calibration: channel 'bulk' cores 0->1: line round trip 25 (max 30) cycles, tsc offset -5 +- 15 cycles
+quest: calibration: channel 'ticks' cores 2->3: line round trip 25 (max 45) cycles, tsc offset 0 +- 15 cycles
+quest: calibration: done in 1040990 TSC cycles (32 trials each, 2 core pairs)
+quest: latency 'bulk': 3 messages, worst 900, total 1000, early 0 cycles; buckets 7:2,10:1
+";
+
+    #[test]
+    fn a_boot_log_gives_its_profile_and_latencies() {
+        let p = profile(BOOT, "bochs", "bounds").expect("complete");
+        assert_eq!(p.platform.tsc_khz, 10_000);
+        assert_eq!(
+            p.cycles.recv_per_kib,
+            Measured {
+                median: 1276,
+                max: 1277
+            }
+        );
+        assert_eq!(p.cycles.wait_wakeup.max, 35);
+        assert_eq!(p.cycles.copy_warm_per_kib.median, 130);
+        assert_eq!(p.channels.len(), 2);
+        assert_eq!(
+            (p.channels[0].cores, p.channels[0].tsc_offset),
+            ([0, 1], -5)
+        );
+        // The profile's own line round trip is the worst pair's.
+        assert_eq!(p.cycles.line_round_trip.max, 45);
+        // What it writes reads back.
+        assert_eq!(Profile::parse(&p.render()), Ok(p));
+        let l = latencies(BOOT);
+        assert_eq!(l.len(), 1);
+        assert_eq!(
+            (l[0].0.as_str(), l[0].1.messages, l[0].1.worst),
+            ("bulk", 3, 900)
+        );
+    }
+
+    #[test]
+    fn a_missing_line_is_named() {
+        for (line, what) in [
+            ("quest: TSC", "TSC"),
+            ("quest: calibration: copy", "copy"),
+            ("quest: calibration: channel send", "send/recv"),
+            ("quest: calibration: wait wake-up", "wake-up"),
+        ] {
+            let cut: String = BOOT
+                .lines()
+                .filter(|l| !l.starts_with(line))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let e = profile(&cut, "bochs", "bounds").unwrap_err();
+            assert!(e.contains(what), "{line}: {e}");
+        }
+        let no_channels: String = BOOT
+            .lines()
+            .filter(|l| !l.contains("channel '"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let e = profile(&no_channels, "bochs", "hello").unwrap_err();
+        assert!(e.contains("no channels"), "{e}");
+    }
+}
