@@ -64,6 +64,21 @@ pub struct Channel {
     pub burst: Option<u64>,
 }
 
+/// What limits how many messages can be ahead of one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QueueLimit {
+    /// The writer's promise (burst or rate).
+    Promise,
+    /// The ring: the promise allows more than the ring holds.
+    Ring,
+    /// The ring: the writer promises nothing.
+    NoPromise,
+    /// The ring: the reader's work per message is more than the writer's least interval,
+    /// so under that promise the queue can grow until the ring is full.
+    ReaderTooSlow,
+}
+
 /// The bound, term by term (cycles).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Bound {
@@ -81,6 +96,8 @@ pub struct Bound {
     pub ahead: u64,
     /// The reader's work on them.
     pub queueing: u64,
+    /// What limits the queue.
+    pub queue_limit: QueueLimit,
     /// The reader's `recv` of the message.
     pub reader_copy: u64,
     /// From the start of `send` to the return of `recv`.
@@ -173,27 +190,28 @@ pub fn bound(c: &Channel, k: &Costs) -> Bound {
     let each = service(record, k, c.reader_work);
     let burst_ahead = c.burst.map(|b| b.saturating_sub(1));
     let rate_ahead = c.min_interval.map(|interval| {
-        // Fixed point of ahead = ceil((base + ahead x each) / interval), from below; it
-        // stops growing (converges) when each < interval, else it is capped by the ring.
-        let mut ahead = 0u64;
-        loop {
-            let total = base.saturating_add(ahead.saturating_mul(each));
-            let next = div_ceil(total, interval).min(ring_ahead);
-            if next <= ahead {
-                break ahead;
-            }
-            ahead = next;
+        // The least fixed point of ahead = ceil((base + ahead x each) / interval), the
+        // limit of iterating from 0: the least `a` with a x (interval - each) >= base,
+        // i.e. ceil(base / (interval - each)) when each < interval; otherwise the queue
+        // has no bound but the ring.
+        match interval.checked_sub(each) {
+            Some(slack) if slack > 0 => div_ceil(base, slack),
+            _ => u64::MAX,
         }
     });
     let declared = match (burst_ahead, rate_ahead) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
-    let (ahead, queueing) = match declared {
-        Some(a) if a.saturating_mul(each) < ring_work => {
-            (a.min(ring_ahead), a.min(ring_ahead).saturating_mul(each))
+    let (ahead, queueing, queue_limit) = match declared {
+        Some(a) if a < ring_ahead && a.saturating_mul(each) < ring_work => {
+            (a, a.saturating_mul(each), QueueLimit::Promise)
         }
-        _ => (ring_ahead, ring_work),
+        None => (ring_ahead, ring_work, QueueLimit::NoPromise),
+        _ if c.burst.is_none() && rate_ahead == Some(u64::MAX) => {
+            (ring_ahead, ring_work, QueueLimit::ReaderTooSlow)
+        }
+        _ => (ring_ahead, ring_work, QueueLimit::Ring),
     };
     let total = base.saturating_add(queueing);
 
@@ -224,6 +242,7 @@ pub fn bound(c: &Channel, k: &Costs) -> Bound {
         detection,
         ahead,
         queueing,
+        queue_limit,
         reader_copy,
         total,
         full_ring_wait,

@@ -134,6 +134,22 @@ proptest! {
         }
     }
 
+    /// The closed form is the iteration's limit: ceil((base + a x each) / interval) <= a,
+    /// and one less would not be a fixed point.
+    #[test]
+    fn the_rate_term_is_the_least_fixed_point(c in channel(), k in costs()) {
+        let b = bound(&c, &k);
+        if let (Some(interval), None, QueueLimit::Promise) = (c.min_interval, c.burst, b.queue_limit) {
+            let base = b.total - b.queueing;
+            let each = if b.ahead > 0 { b.queueing / b.ahead } else { 0 };
+            let f = |a: u64| (base + a * each).div_ceil(interval);
+            prop_assert!(f(b.ahead) <= b.ahead, "f({}) = {}", b.ahead, f(b.ahead));
+            if b.ahead > 0 && each > 0 {
+                prop_assert!(f(b.ahead - 1) > b.ahead - 1);
+            }
+        }
+    }
+
     #[test]
     fn terms_add_up_and_never_below_the_floor(c in channel(), k in costs()) {
         let b = bound(&c, &k);
@@ -206,6 +222,7 @@ fn worked_example() {
     // No promise at all: the ring full of the smallest records.
     let free = bound(&Channel { burst: None, ..c }, &k);
     assert_eq!(free.ahead, (4096 - 128) / 16);
+    assert_eq!(free.queue_limit, QueueLimit::NoPromise);
     assert!(free.total > b.total);
 }
 
@@ -236,6 +253,17 @@ fn a_rate_bounds_the_queue_by_response_time() {
     // About period / interval messages pile up between two looks, and a few more while
     // they are read.
     assert!((10..=12).contains(&b.ahead), "ahead {}", b.ahead);
+    assert_eq!(b.queue_limit, QueueLimit::Promise);
+    // A reader slower than the writer's interval: the promise bounds nothing.
+    let slow = bound(
+        &Channel {
+            reader_work: 2_000,
+            ..c
+        },
+        &k,
+    );
+    assert_eq!(slow.queue_limit, QueueLimit::ReaderTooSlow);
+    assert_eq!(slow.ahead, c.ring / 16);
     assert_eq!(
         b.total,
         b.writer_copy + b.transfer + b.detection + b.queueing + b.reader_copy

@@ -1,8 +1,9 @@
 //! `quest-build bounds MANIFEST [--platform FILE] [--json]`: the worst-case latency of one
 //! message on each channel, term by term, in cycles and microseconds.
 
+use crate::bounds::formula::{micros, QueueLimit};
 use crate::bounds::profile::Profile;
-use crate::bounds::{analyse, formula::micros, ChannelBound, BOCHS_PROFILE};
+use crate::bounds::{analyse, ChannelBound, BOCHS_PROFILE};
 use std::fmt::Write as _;
 use std::io::Write;
 use std::path::PathBuf;
@@ -109,7 +110,19 @@ pub fn report(system: &str, profile: &Profile, which: &str, bounds: &[ChannelBou
             ("writer copy (send)", b.writer_copy),
             ("record lines to the reader", b.transfer),
             ("detection", b.detection),
-            (&*format!("queueing ({} ahead)", b.ahead), b.queueing),
+            (
+                &*format!(
+                    "queueing ({} ahead{})",
+                    b.ahead,
+                    match b.queue_limit {
+                        QueueLimit::Promise => "",
+                        QueueLimit::Ring => ", ring full",
+                        QueueLimit::NoPromise => ", ring full: no promise",
+                        QueueLimit::ReaderTooSlow => ", ring full: reader too slow",
+                    }
+                ),
+                b.queueing,
+            ),
             ("reader copy (recv)", b.reader_copy),
         ];
         for (what, cycles) in rows {
@@ -122,6 +135,14 @@ pub fn report(system: &str, profile: &Profile, which: &str, bounds: &[ChannelBou
             grouped(b.total),
             us(b.total)
         );
+        if b.queue_limit == QueueLimit::ReaderTooSlow {
+            let _ = writeln!(
+                s,
+                "  note: the reader takes longer per message than the writer's min_interval \
+                 allows, so the queue can grow until the ring is full; raise min_interval \
+                 or lower reader_work"
+            );
+        }
         let _ = writeln!(
             s,
             "  {:<28} {:>14} cycles = {:.2} us",
