@@ -141,7 +141,7 @@ proptest! {
         let b = bound(&c, &k);
         if let (Some(interval), None, QueueLimit::Promise) = (c.min_interval, c.burst, b.queue_limit) {
             let base = b.total - b.queueing;
-            let each = if b.ahead > 0 { b.queueing / b.ahead } else { 0 };
+            let each = b.queueing.checked_div(b.ahead).unwrap_or(0);
             let f = |a: u64| (base + a * each).div_ceil(interval);
             prop_assert!(f(b.ahead) <= b.ahead, "f({}) = {}", b.ahead, f(b.ahead));
             if b.ahead > 0 && each > 0 {
