@@ -1,6 +1,9 @@
 //! The channel rows of `quest-build bench`: boots `partition-manifests/pingpong.toml` in
 //! Bochs and reads what ping printed (`bench rtt ...`, `bench stream ...`, its message
-//! count) and what the monitor's summary counted (VM exits per sandbox).
+//! count) and what the monitor's summary counted (VM exits per sandbox); boots
+//! `channels-local.toml` for the floor and the same channel inside one sandbox
+//! ([`local_rows`]); boots `bounds.toml` for each reader mode's bound against what was
+//! observed ([`bounds_rows`], the `--check-bounds` code).
 //!
 //! VM exits per message: every exit of ping and pong that is not explained by a console
 //! line it printed (one `CONSOLE_WRITE` hypercall each; they print only outside the
@@ -217,15 +220,116 @@ pub fn rows(console: &str) -> Result<Vec<(String, String)>, String> {
     Ok(rows)
 }
 
-/// Builds and boots `pingpong.toml` in Bochs and returns the channel rows.
-pub fn measure(ws: &Workspace, timeout: Duration) -> Result<Vec<(String, String)>, String> {
-    let progress = Progress::stderr();
+/// `inter / intra` with two decimals (`-` if either is missing).
+fn ratio(inter: u64, intra: u64) -> String {
+    if intra == 0 {
+        return "-".into();
+    }
+    format!("{:.2}", inter as f64 / intra as f64)
+}
+
+/// The rows that compare pingpong's round trips with chan-local's (`local_console`): the
+/// floor, the same channel inside one sandbox, and the ratios the goals are stated in.
+pub fn local_rows(
+    pingpong_console: &str,
+    local_console: &str,
+) -> Result<Vec<(String, String)>, String> {
+    let floor = bench_lines(local_console, "local", "floor")
+        .find_map(|(size, f)| {
+            Some((
+                size.parse::<u64>().ok()?,
+                *f.get("median")?,
+                *f.get("rounds")?,
+            ))
+        })
+        .ok_or("chan-local printed no `bench floor` line")?;
+    let intra = round_trips(local_console, "local");
+    if intra.is_empty() {
+        return Err("chan-local printed no `bench rtt` line".into());
+    }
+    let inter = round_trips(pingpong_console, "ping");
+    let mut rows = vec![(
+        format!(
+            "floor: atomic ping-pong of {} B each way, one sandbox, 2 cores, TSC cycles ({} rounds)",
+            floor.0, floor.2
+        ),
+        format!("median {}", floor.1),
+    )];
+    for r in &intra {
+        let other = inter.iter().find(|i| i.size == r.size);
+        rows.push((
+            format!(
+                "channel round trip {} B inside one sandbox (2 vCPUs), TSC cycles",
+                r.size
+            ),
+            format!(
+                "min {}, median {}, p99 {}, max {}; inter-sandbox / intra-sandbox median {} (goal <= 1.1)",
+                r.min,
+                r.median,
+                r.p99,
+                r.max,
+                other.map_or_else(|| "-".into(), |o| ratio(o.median, r.median))
+            ),
+        ));
+    }
+    if let Some(o) = inter.iter().find(|i| i.size == floor.0) {
+        rows.push((
+            format!("channel {} B round trip / floor (goal <= 2)", floor.0),
+            format!(
+                "{} (inter-sandbox median {} / floor median {})",
+                ratio(o.median, floor.1),
+                o.median,
+                floor.1
+            ),
+        ));
+    }
+    Ok(rows)
+}
+
+/// The per-channel rows of a `bounds.toml` console: for each reader mode its bound, worst
+/// observed latency, median (the lower edge of the median's log2 bucket) and ratio, as
+/// `quest-build run --check-bounds` computes them from the boot's own calibration.
+pub fn bounds_rows(
+    m: &crate::manifest::Manifest,
+    console: &str,
+) -> Result<Vec<(String, String)>, String> {
+    use crate::bounds::{analyse, check::check, measured};
+    let profile = measured::profile(console, "bochs (quest-build bench)", &m.system.name.value)?;
+    let result = check(&analyse(m, &profile), &measured::latencies(console));
+    let mut rows: Vec<(String, String)> = result
+        .channels
+        .iter()
+        .map(|c| {
+            (
+                format!("bound, {} reader: channel {}, TSC cycles", c.mode, c.name),
+                format!(
+                    "bound {}, worst {}, median >= {}, worst/bound {:.2} ({} messages{})",
+                    c.bound,
+                    c.worst,
+                    c.median_at_least,
+                    c.ratio,
+                    c.messages,
+                    if c.held { "" } else { ", VIOLATED" }
+                ),
+            )
+        })
+        .collect();
+    rows.push(("bounds: verdict".into(), result.line()));
+    Ok(rows)
+}
+
+/// Builds and boots the example `manifest` (relative to the repository) in Bochs and
+/// returns its console; an error unless every sandbox passed.
+fn boot(ws: &Workspace, manifest: &str, timeout: Duration) -> Result<String, String> {
+    let stem = std::path::Path::new(manifest)
+        .file_stem()
+        .map_or_else(|| "bench".into(), |s| s.to_string_lossy().into_owned());
     let req = ImageRequest {
-        manifest: ws.root.join("partition-manifests/pingpong.toml"),
-        iso: Some(ws.images().join("bench").join("pingpong.iso")),
+        manifest: ws.root.join(manifest),
+        iso: Some(ws.images().join("bench").join(format!("{stem}.iso"))),
         make_iso: true,
     };
-    progress.step("Measuring", "channels: booting pingpong in Bochs");
+    Progress::stderr().step("Measuring", format!("channels: booting {stem} in Bochs"));
     let built = image::build_image(ws, &req, &Progress::quiet()).map_err(|e| match e {
         image::ImageError::Manifest(d) => d.render(false),
         other => other.to_string(),
@@ -240,9 +344,22 @@ pub fn measure(ws: &Workspace, timeout: Duration) -> Result<Vec<(String, String)
     let outcome =
         run::boot(ws, &iso, machine, &opts, &mut std::io::sink()).map_err(|e| e.to_string())?;
     if !outcome.passed() {
-        return Err(format!("pingpong did not pass: {}", outcome.describe()));
+        return Err(format!("{stem} did not pass: {}", outcome.describe()));
     }
-    rows(&outcome.console)
+    Ok(outcome.console)
+}
+
+/// Boots `pingpong.toml`, `channels-local.toml` and `bounds.toml` in Bochs and returns the
+/// channel rows.
+pub fn measure(ws: &Workspace, timeout: Duration) -> Result<Vec<(String, String)>, String> {
+    let pingpong = boot(ws, "partition-manifests/pingpong.toml", timeout)?;
+    let mut out = rows(&pingpong)?;
+    let local = boot(ws, "partition-manifests/channels-local.toml", timeout)?;
+    out.extend(local_rows(&pingpong, &local)?);
+    let bounds = "partition-manifests/bounds.toml";
+    let m = crate::manifest::load(&ws.root.join(bounds)).map_err(|d| d.render(false))?;
+    out.extend(bounds_rows(&m, &boot(ws, bounds, timeout)?)?);
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -315,5 +432,28 @@ quest:   'pong': exited 0, faults 0, launches 1, exits 2: vmcall 2; doorbells 0,
         let e = summary_exits(c, "a").unwrap();
         assert_eq!(e.total, 0);
         assert!(e.by_reason.is_empty());
+    }
+
+    #[test]
+    fn local_rows_set_the_channel_beside_the_floor_and_the_intra_sandbox_ring() {
+        let local = "[local] bench floor 64 rounds=2000 min=70 median=70 p99=75 max=75\n\
+                     [local] bench rtt 64 rounds=2000 min=550 median=555 p99=555 max=555\n";
+        let table = local_rows(CONSOLE, local).unwrap();
+        assert_eq!(table.len(), 3, "{table:#?}");
+        assert!(table[0].0.starts_with("floor: atomic ping-pong of 64 B"));
+        assert_eq!(table[0].1, "median 70");
+        assert!(table[1]
+            .1
+            .ends_with("inter-sandbox / intra-sandbox median 1.42 (goal <= 1.1)"));
+        assert_eq!(
+            table[2].1,
+            "11.29 (inter-sandbox median 790 / floor median 70)"
+        );
+        assert!(local_rows(
+            CONSOLE,
+            "[local] bench rtt 64 rounds=1 min=1 median=1 p99=1 max=1\n"
+        )
+        .is_err());
+        assert!(local_rows(CONSOLE, &local.replace("rtt", "x")).is_err());
     }
 }

@@ -15,7 +15,6 @@
 use crate::directory::Opened;
 use crate::doorbell::{Doorbell, Spin};
 use crate::shared::Shared;
-use crate::wire::{self, WORD};
 use core::sync::atomic::{fence, AtomicU64, Ordering};
 
 /// How many times a blocked endpoint polls before it sleeps (when it has a doorbell).
@@ -77,7 +76,7 @@ impl<D: Doorbell> Endpoint<D> {
 
     /// Largest message this channel can carry.
     pub(crate) fn max_message_len(&self) -> usize {
-        wire::max_message_len(wire::RING_HEADER_SIZE + self.shared.ring_words() * WORD)
+        self.shared.max_message()
     }
 
     /// Rings the peer if it announced (in `peer_sleep`) a sleep we have not rung for.

@@ -4,7 +4,7 @@ use crate::doorbell::{Doorbell, Spin};
 use crate::endpoint::{endpoint_methods, Endpoint};
 use crate::error::{LayoutError, RecvError};
 use crate::shared::{ChannelMemory, Shared};
-use crate::wire::{record_len, record_size, RECORD_HEADER_SIZE, WORD};
+use crate::wire::{record_len, record_size, WORD};
 use core::sync::atomic::Ordering;
 use quest_abi::latency::{self, Latency};
 
@@ -25,6 +25,8 @@ pub struct Receiver<D: Doorbell = Spin> {
     write_seen: u64,
     /// Our TSC minus the writer's (the calibrated offset between the two cores).
     tsc_offset: i64,
+    /// The ring word `read` falls on (kept as we go: no division per message).
+    pos: usize,
 }
 
 impl Receiver<Spin> {
@@ -50,6 +52,7 @@ impl Receiver<Spin> {
             read,
             write_seen: read,
             tsc_offset: 0,
+            pos: shared.word_of(read),
             ep: Endpoint::new(shared, read % WORD as u64 != 0, Shared::reader_sleep),
         })
     }
@@ -77,7 +80,7 @@ impl Receiver<Spin> {
     }
 }
 
-endpoint_methods! { Receiver, crate::Role::Reader, "reads", recv, [read, write_seen, tsc_offset] }
+endpoint_methods! { Receiver, crate::Role::Reader, "reads", recv, [read, write_seen, tsc_offset, pos] }
 
 impl<D: Doorbell> Receiver<D> {
     /// The same receiver, converting the writer's stamps with `offset` (our TSC minus the
@@ -103,16 +106,16 @@ impl<D: Doorbell> Receiver<D> {
 
     /// Records one message's latency: from the writer's `stamp` (converted to our clock)
     /// to now.
+    #[inline]
     fn record(&self, stamp: u64) {
         let sent = stamp.wrapping_add(self.tsc_offset as u64);
         let now = crate::clock::now();
-        let shared = &self.ep.shared;
-        let word = |i| shared.stats_word(i);
+        let stats = self.ep.shared.stats();
         let cycles = match now.checked_sub(sent) {
             // More than 2^63 cycles means a stamp from the future that wrapped.
             Some(c) if c < 1 << 63 => c,
             _ => {
-                let early = word(latency::EARLY_WORD);
+                let early = &stats[latency::EARLY_WORD];
                 early.store(
                     early.load(Ordering::Relaxed).wrapping_add(1),
                     Ordering::Relaxed,
@@ -122,17 +125,19 @@ impl<D: Doorbell> Receiver<D> {
         };
         Latency::record(
             cycles,
-            |i| word(i).load(Ordering::Relaxed),
-            |i, v| word(i).store(v, Ordering::Relaxed),
+            |i| stats[i].load(Ordering::Relaxed),
+            |i, v| stats[i].store(v, Ordering::Relaxed),
         );
     }
 
+    #[cold]
     fn corrupt(&mut self) -> RecvError {
         self.ep.poisoned = true;
         RecvError::Corrupt
     }
 
     /// Receives the next message into `buf` if there is one; returns its length.
+    #[inline]
     pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<Option<usize>, RecvError> {
         if self.ep.poisoned {
             return Err(RecvError::Corrupt);
@@ -151,25 +156,30 @@ impl<D: Doorbell> Receiver<D> {
                 return Ok(None);
             }
         }
+        self.take(buf).map(Some)
+    }
+
+    /// Takes the record at our index, which the writer has published (`read <
+    /// write_seen`); returns its length.
+    #[inline]
+    fn take(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
         let available = self.write_seen.wrapping_sub(self.read);
-        let start = self.ep.shared.word_of(self.read);
-        let header = self.ep.shared.load_ring(start);
+        let header = self.ep.shared.load_ring(self.pos);
         let Some(len) = record_len(header) else {
             return Err(self.corrupt());
         };
         let len = len as usize;
         let record = match record_size(len) {
-            Some(r) if len <= self.max_message_len() && r as u64 <= available => r as u64,
+            Some(r) if len <= self.ep.shared.max_message() && r as u64 <= available => r,
             _ => return Err(self.corrupt()),
         };
         let Some(dst) = buf.get_mut(..len) else {
             return Err(RecvError::BufferTooSmall { needed: len });
         };
-        let stamp = self.ep.shared.load_ring(start + 1);
-        self.ep
-            .shared
-            .copy_out(start + RECORD_HEADER_SIZE / WORD, dst);
-        self.read = self.read.wrapping_add(record);
+        let words = record / WORD;
+        let stamp = self.ep.shared.get_record(self.pos, words, dst);
+        self.pos = self.ep.shared.advance(self.pos, words);
+        self.read = self.read.wrapping_add(record as u64);
         // Frees the record: the writer's Acquire load of our index orders our loads above
         // before its stores that reuse the space.
         self.ep
@@ -180,7 +190,7 @@ impl<D: Doorbell> Receiver<D> {
             self.ep.wake_peer(Shared::writer_sleep);
         }
         self.record(stamp);
-        Ok(Some(len))
+        Ok(len)
     }
 
     /// Receives the next message into `buf`, waiting (spinning with `pause`, then sleeping
@@ -191,13 +201,19 @@ impl<D: Doorbell> Receiver<D> {
             if let Some(len) = self.try_recv(buf)? {
                 return Ok(len);
             }
-            // Sleeps unless the writer published meanwhile.
-            self.ep.pause(
-                &mut polls,
-                Shared::reader_sleep,
-                Shared::write_index,
-                self.write_seen,
-            );
+            // Wait until the writer's index moves (a hint only: `try_recv` reads it again
+            // and checks it). Sleeps unless the writer published meanwhile.
+            loop {
+                self.ep.pause(
+                    &mut polls,
+                    Shared::reader_sleep,
+                    Shared::write_index,
+                    self.write_seen,
+                );
+                if self.ep.shared.write_index().load(Ordering::Relaxed) != self.write_seen {
+                    break;
+                }
+            }
         }
     }
 }

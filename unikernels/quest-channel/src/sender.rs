@@ -4,7 +4,7 @@ use crate::doorbell::{Doorbell, Spin};
 use crate::endpoint::{endpoint_methods, Endpoint};
 use crate::error::{LayoutError, SendError};
 use crate::shared::{ChannelMemory, Shared};
-use crate::wire::{record_header, record_size, RECORD_HEADER_SIZE, WORD};
+use crate::wire::{record_header, record_size, WORD};
 use core::sync::atomic::Ordering;
 
 /// The writing end of a channel: the only producer of its ring.
@@ -18,6 +18,8 @@ pub struct Sender<D: Doorbell = Spin> {
     write: u64,
     /// The reader's index as last read and checked.
     read_seen: u64,
+    /// The ring word `write` falls on (kept as we go: no division per message).
+    pos: usize,
 }
 
 impl Sender<Spin> {
@@ -36,6 +38,7 @@ impl Sender<Spin> {
         Ok(Self {
             write,
             read_seen: read,
+            pos: shared.word_of(write),
             ep: Endpoint::new(shared, poisoned, Shared::writer_sleep),
         })
     }
@@ -47,7 +50,7 @@ impl Sender<Spin> {
     fn opened(&mut self) {}
 }
 
-endpoint_methods! { Sender, crate::Role::Writer, "writes", send, [write, read_seen] }
+endpoint_methods! { Sender, crate::Role::Writer, "writes", send, [write, read_seen, pos] }
 
 impl<D: Doorbell> Sender<D> {
     /// `read` is a plausible reader index: a word multiple between `seen` (the last one
@@ -84,11 +87,12 @@ impl<D: Doorbell> Sender<D> {
     }
 
     /// Sends `msg` if the ring has room for it now.
+    #[inline]
     pub fn try_send(&mut self, msg: &[u8]) -> Result<(), SendError> {
         if self.ep.poisoned {
             return Err(SendError::Corrupt);
         }
-        let max = self.max_message_len();
+        let max = self.ep.shared.max_message();
         if msg.len() > max {
             return Err(SendError::TooLarge {
                 len: msg.len(),
@@ -96,31 +100,23 @@ impl<D: Doorbell> Sender<D> {
             });
         }
         // Cannot overflow: msg.len() <= max < ring size.
-        let record = record_size(msg.len()).unwrap_or(usize::MAX) as u64;
+        let record = record_size(msg.len()).unwrap_or(usize::MAX);
         let ring = self.ep.shared.ring_bytes();
-        if ring - self.write.wrapping_sub(self.read_seen) < record {
-            // Only now look at the reader's line: a sender with room never touches it.
-            let read = self.ep.shared.read_index().load(Ordering::Acquire);
-            if !Self::read_index_plausible(read, self.read_seen, self.write, &self.ep.shared) {
-                self.ep.poisoned = true;
-                return Err(SendError::Corrupt);
-            }
-            self.read_seen = read;
-            if ring - self.write.wrapping_sub(read) < record {
-                return Err(SendError::Full);
-            }
+        if ring - self.write.wrapping_sub(self.read_seen) < record as u64 {
+            self.refresh_space(record as u64)?;
         }
-        let start = self.ep.shared.word_of(self.write);
         // The length fits in 32 bits: max_message_len caps it. The stamp is taken once
         // the ring has room: a wait for room is the full-ring wait, not the message's.
-        self.ep
-            .shared
-            .store_ring(start, record_header(msg.len() as u32));
-        self.ep.shared.store_ring(start + 1, crate::clock::now());
-        self.ep
-            .shared
-            .copy_in(start + RECORD_HEADER_SIZE / WORD, msg);
-        self.write = self.write.wrapping_add(record);
+        let words = record / WORD;
+        self.ep.shared.put_record(
+            self.pos,
+            words,
+            record_header(msg.len() as u32),
+            crate::clock::now(),
+            msg,
+        );
+        self.pos = self.ep.shared.advance(self.pos, words);
+        self.write = self.write.wrapping_add(record as u64);
         // Publishes the record: the reader's Acquire load of the index sees every store
         // above.
         self.ep
@@ -129,6 +125,23 @@ impl<D: Doorbell> Sender<D> {
             .store(self.write, Ordering::Release);
         if D::SLEEPS {
             self.ep.wake_peer(Shared::reader_sleep);
+        }
+        Ok(())
+    }
+
+    /// The space we last knew of is too small for a `record`-byte record: only now look
+    /// at the reader's line (a sender with room never touches it), check its index, and
+    /// report `Full` if there is still no room.
+    #[cold]
+    fn refresh_space(&mut self, record: u64) -> Result<(), SendError> {
+        let read = self.ep.shared.read_index().load(Ordering::Acquire);
+        if !Self::read_index_plausible(read, self.read_seen, self.write, &self.ep.shared) {
+            self.ep.poisoned = true;
+            return Err(SendError::Corrupt);
+        }
+        self.read_seen = read;
+        if self.ep.shared.ring_bytes() - self.write.wrapping_sub(read) < record {
+            return Err(SendError::Full);
         }
         Ok(())
     }

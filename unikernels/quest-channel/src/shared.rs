@@ -41,7 +41,12 @@ pub(crate) struct Shared {
     data: NonNull<AtomicU64>,
     ack: NonNull<AtomicU64>,
     ring_words: usize,
+    /// `wire::max_message_len` of this ring (computed once: it is on every send's path).
+    max_message: usize,
 }
+
+/// Words of the reader's latency statistics block.
+pub(crate) const STATS_WORDS: usize = quest_abi::latency::STATS_SIZE / WORD;
 
 // SAFETY: `Shared` is a pair of pointers to memory that outlives it (constructor contract)
 // and is only ever accessed through atomic operations, which are sound from any thread.
@@ -84,20 +89,24 @@ impl Shared {
             data: data.cast(),
             ack: ack.cast(),
             ring_words: ring / WORD,
+            max_message: crate::wire::max_message_len(RING_HEADER_SIZE + ring),
         })
     }
 
-    /// Words in the ring.
-    pub(crate) fn ring_words(&self) -> usize {
-        self.ring_words
+    /// Largest message the ring carries.
+    #[inline]
+    pub(crate) fn max_message(&self) -> usize {
+        self.max_message
     }
 
     /// Bytes in the ring.
+    #[inline]
     pub(crate) fn ring_bytes(&self) -> u64 {
         (self.ring_words * WORD) as u64
     }
 
     /// The word at byte `offset` of the data area.
+    #[inline]
     fn data_word(&self, offset: usize) -> &AtomicU64 {
         debug_assert!(offset % WORD == 0 && offset < RING_HEADER_SIZE);
         // SAFETY: only called with the header offsets from `wire`, which are word-aligned
@@ -107,6 +116,7 @@ impl Shared {
     }
 
     /// The word at byte `offset` of the acknowledgement area.
+    #[inline]
     fn ack_word(&self, offset: usize) -> &AtomicU64 {
         debug_assert!(offset % WORD == 0 && offset < ACK_AREA_MIN);
         // SAFETY: only called with the ack offsets from `wire`, word-aligned and below
@@ -115,16 +125,19 @@ impl Shared {
     }
 
     /// The writer's index (data area).
+    #[inline]
     pub(crate) fn write_index(&self) -> &AtomicU64 {
         self.data_word(WRITE_INDEX_OFFSET)
     }
 
     /// The writer's sleep counter (data area).
+    #[inline]
     pub(crate) fn writer_sleep(&self) -> &AtomicU64 {
         self.data_word(WRITER_SLEEP_OFFSET)
     }
 
     /// The reader's index (acknowledgement area).
+    #[inline]
     pub(crate) fn read_index(&self) -> &AtomicU64 {
         self.ack_word(READ_INDEX_OFFSET)
     }
@@ -134,7 +147,126 @@ impl Shared {
         self.ack_word(crate::wire::STATS_OFFSET + i * WORD)
     }
 
+    /// The reader's whole latency statistics block (acknowledgement area).
+    #[inline]
+    pub(crate) fn stats(&self) -> &[AtomicU64; STATS_WORDS] {
+        const _: () = assert!(crate::wire::STATS_OFFSET % WORD == 0);
+        // SAFETY: the block is STATS_SIZE bytes at the word-aligned STATS_OFFSET, and
+        // STATS_OFFSET + STATS_SIZE = ACK_AREA_MIN <= the ack area's length (invariant);
+        // the memory lives as long as `self` and is only accessed atomically.
+        unsafe {
+            &*self
+                .ack
+                .as_ptr()
+                .add(crate::wire::STATS_OFFSET / WORD)
+                .cast::<[AtomicU64; STATS_WORDS]>()
+        }
+    }
+
+    /// The ring, as its words.
+    #[inline]
+    fn ring(&self) -> &[AtomicU64] {
+        // SAFETY: the ring is `ring_words` words starting RING_HEADER_SIZE (a word
+        // multiple) bytes into the data area, inside it (invariant); the memory lives as
+        // long as `self` and is only accessed atomically, so shared `&AtomicU64`s are fine.
+        unsafe {
+            core::slice::from_raw_parts(
+                self.data.as_ptr().add(RING_HEADER_SIZE / WORD),
+                self.ring_words,
+            )
+        }
+    }
+
+    /// The ring word that follows word `pos` (`pos < ring_words`), wrapping to 0.
+    #[inline]
+    pub(crate) fn advance(&self, pos: usize, words: usize) -> usize {
+        // pos < ring_words and words <= ring_words, so one subtraction reduces the sum.
+        let next = pos + words;
+        if next >= self.ring_words {
+            next - self.ring_words
+        } else {
+            next
+        }
+    }
+
+    /// A record of `words` words at ring word `pos` that reaches past the end of the
+    /// ring, as its two parts: from `pos` to the end, then from the start (clamped to the
+    /// ring whatever the arguments).
+    #[cold]
+    fn wrapped(&self, pos: usize, words: usize) -> (&[AtomicU64], &[AtomicU64]) {
+        let (ring, pos) = (self.ring(), pos.min(self.ring_words));
+        let tail = &ring[pos..];
+        let head = &ring[..words.saturating_sub(tail.len()).min(ring.len())];
+        (tail, head)
+    }
+
+    /// Stores one record of `words` words at ring word `pos`: `header`, `stamp`, then
+    /// `payload` zero-padded to whole words (`words` = 2 + payload words). Straight
+    /// stores when the record does not reach the end of the ring, else word by word with
+    /// the wrap. Never outside the ring whatever the arguments.
+    #[inline]
+    pub(crate) fn put_record(
+        &self,
+        pos: usize,
+        words: usize,
+        header: u64,
+        stamp: u64,
+        payload: &[u8],
+    ) {
+        let end = pos.saturating_add(words);
+        if let Some([h, s, body @ ..]) = self.ring().get(pos..end) {
+            h.store(header, Ordering::Relaxed);
+            s.store(stamp, Ordering::Relaxed);
+            store_words(body, payload);
+        } else {
+            // The record wraps: the end of the ring from `pos`, then its start.
+            match self.wrapped(pos, words) {
+                ([h], [s, body @ ..]) => {
+                    h.store(header, Ordering::Relaxed);
+                    s.store(stamp, Ordering::Relaxed);
+                    store_words(body, payload);
+                }
+                ([h, s, body @ ..], head) => {
+                    h.store(header, Ordering::Relaxed);
+                    s.store(stamp, Ordering::Relaxed);
+                    let (first, rest) = payload.split_at((body.len() * WORD).min(payload.len()));
+                    store_words(body, first);
+                    store_words(head, rest);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Loads the stamp and payload of the `words`-word record at ring word `pos` into
+    /// `payload` (see [`Shared::put_record`]); returns the stamp.
+    #[inline]
+    pub(crate) fn get_record(&self, pos: usize, words: usize, payload: &mut [u8]) -> u64 {
+        let end = pos.saturating_add(words);
+        if let Some([_, s, body @ ..]) = self.ring().get(pos..end) {
+            let stamp = s.load(Ordering::Relaxed);
+            load_words(body, payload);
+            stamp
+        } else {
+            match self.wrapped(pos, words) {
+                ([_], [s, body @ ..]) => {
+                    load_words(body, payload);
+                    s.load(Ordering::Relaxed)
+                }
+                ([_, s, body @ ..], head) => {
+                    let split = (body.len() * WORD).min(payload.len());
+                    let (first, rest) = payload.split_at_mut(split);
+                    load_words(body, first);
+                    load_words(head, rest);
+                    s.load(Ordering::Relaxed)
+                }
+                _ => 0,
+            }
+        }
+    }
+
     /// The reader's sleep counter (acknowledgement area).
+    #[inline]
     pub(crate) fn reader_sleep(&self) -> &AtomicU64 {
         self.ack_word(READER_SLEEP_OFFSET)
     }
@@ -143,6 +275,7 @@ impl Shared {
     ///
     /// # Safety
     /// `i < self.ring_words`.
+    #[inline]
     unsafe fn ring_word(&self, i: usize) -> &AtomicU64 {
         debug_assert!(i < self.ring_words);
         // SAFETY: the ring starts RING_HEADER_SIZE (a word multiple) bytes into the data
@@ -158,6 +291,7 @@ impl Shared {
     }
 
     /// `i` reduced into the ring (no division on the usual, already reduced path).
+    #[inline]
     fn reduce(&self, i: usize) -> usize {
         if i < self.ring_words {
             i
@@ -168,63 +302,46 @@ impl Shared {
 
     /// Loads ring word `i % ring_words` (Relaxed: ordered by the Acquire load of the
     /// peer's index that made it visible).
+    #[inline]
     pub(crate) fn load_ring(&self, i: usize) -> u64 {
         let i = self.reduce(i);
         // SAFETY: i < ring_words after the remainder.
         unsafe { self.ring_word(i) }.load(Ordering::Relaxed)
     }
+}
 
-    /// Stores ring word `i % ring_words` (Relaxed: published by the Release store of the
-    /// writer's index).
-    pub(crate) fn store_ring(&self, i: usize, value: u64) {
-        let i = self.reduce(i);
-        // SAFETY: i < ring_words after the remainder.
-        unsafe { self.ring_word(i) }.store(value, Ordering::Relaxed)
+/// Stores `src` into `dst`, one word per 8 bytes, the last one zero-padded (`dst` has
+/// room for them all: fewer words are left unwritten past its end, never beyond).
+#[inline]
+fn store_words(dst: &[AtomicU64], src: &[u8]) {
+    let full = src.len() / WORD;
+    let (body, tail) = src.split_at(full * WORD);
+    for (d, c) in dst.iter().zip(body.chunks_exact(WORD)) {
+        let mut word = [0u8; WORD];
+        word.copy_from_slice(c);
+        d.store(u64::from_le_bytes(word), Ordering::Relaxed);
     }
-
-    /// Copies `dst.len()` bytes out of the ring, starting at word `start` and wrapping at
-    /// the end of the ring: one atomic load per word, never outside the ring.
-    pub(crate) fn copy_out(&self, start: usize, dst: &mut [u8]) {
-        let mut i = self.reduce(start);
-        let mut chunks = dst.chunks_exact_mut(WORD);
-        for chunk in &mut chunks {
-            // SAFETY: i < ring_words: it starts reduced and wraps to 0 when it reaches it.
-            let word = unsafe { self.ring_word(i) }.load(Ordering::Relaxed);
-            chunk.copy_from_slice(&word.to_le_bytes());
-            i += 1;
-            if i == self.ring_words {
-                i = 0;
-            }
-        }
-        let tail = chunks.into_remainder();
-        if !tail.is_empty() {
-            // SAFETY: as above.
-            let word = unsafe { self.ring_word(i) }.load(Ordering::Relaxed);
-            tail.copy_from_slice(&word.to_le_bytes()[..tail.len()]);
-        }
-    }
-
-    /// Copies `src` into the ring, starting at word `start` and wrapping at the end of the
-    /// ring; the last word is zero-padded. One atomic store per word.
-    pub(crate) fn copy_in(&self, start: usize, src: &[u8]) {
-        let mut i = self.reduce(start);
-        let mut chunks = src.chunks_exact(WORD);
-        for chunk in &mut chunks {
-            let mut word = [0u8; WORD];
-            word.copy_from_slice(chunk);
-            // SAFETY: i < ring_words: it starts reduced and wraps to 0 when it reaches it.
-            unsafe { self.ring_word(i) }.store(u64::from_le_bytes(word), Ordering::Relaxed);
-            i += 1;
-            if i == self.ring_words {
-                i = 0;
-            }
-        }
-        let tail = chunks.remainder();
-        if !tail.is_empty() {
+    if !tail.is_empty() {
+        if let Some(d) = dst.get(full) {
             let mut word = [0u8; WORD];
             word[..tail.len()].copy_from_slice(tail);
-            // SAFETY: as above.
-            unsafe { self.ring_word(i) }.store(u64::from_le_bytes(word), Ordering::Relaxed);
+            d.store(u64::from_le_bytes(word), Ordering::Relaxed);
+        }
+    }
+}
+
+/// Loads `dst.len()` bytes out of `src`, one atomic load per word.
+#[inline]
+fn load_words(src: &[AtomicU64], dst: &mut [u8]) {
+    let full = dst.len() / WORD;
+    let (body, tail) = dst.split_at_mut(full * WORD);
+    for (s, c) in src.iter().zip(body.chunks_exact_mut(WORD)) {
+        c.copy_from_slice(&s.load(Ordering::Relaxed).to_le_bytes());
+    }
+    if !tail.is_empty() {
+        if let Some(s) = src.get(full) {
+            let n = tail.len();
+            tail.copy_from_slice(&s.load(Ordering::Relaxed).to_le_bytes()[..n]);
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use super::{rdtsc, Counts, Runtime};
 use crate::pingpong::{RTT_SIZES, STREAM_LEN, WARMUP};
-use crate::stats::summarize;
+use crate::stats::{summarize, Summary};
 use crate::{fill, MAX_LEN};
 use alloc::format;
 use alloc::string::String;
@@ -25,29 +25,13 @@ pub fn run(
 ) -> Result<(), String> {
     let mut out = vec![0u8; MAX_LEN];
     let mut inp = vec![0u8; MAX_LEN];
-    let mut results = Vec::new();
-    for size in RTT_SIZES {
-        fill(SEED, size as u64, &mut out[..size]);
-        let mut samples = Vec::with_capacity(rounds as usize);
-        for i in 0..WARMUP + rounds {
-            let start = rdtsc();
-            tx.send(&out[..size])
-                .map_err(|e| format!("rtt {size}: {e}"))?;
-            let n = rx.recv(&mut inp).map_err(|e| format!("rtt {size}: {e}"))?;
-            let took = rdtsc().wrapping_sub(start);
-            if n != size || inp[..n] != out[..size] {
-                return Err(format!(
-                    "rtt {size}: round {i} came back as {n} other bytes"
-                ));
-            }
-            if i >= WARMUP {
-                samples.push(took);
-            }
-        }
-        counts.sent += WARMUP + rounds;
-        counts.received += WARMUP + rounds;
-        results.push((size, summarize(&mut samples)));
-    }
+    let results = time_round_trips(&RTT_SIZES, rounds, |msg, reply| {
+        let size = msg.len();
+        tx.send(msg).map_err(|e| format!("rtt {size}: {e}"))?;
+        rx.recv(reply).map_err(|e| format!("rtt {size}: {e}"))
+    })?;
+    counts.sent += (WARMUP + rounds) * RTT_SIZES.len() as u64;
+    counts.received += (WARMUP + rounds) * RTT_SIZES.len() as u64;
 
     fill(SEED, 0, &mut out);
     rt.stream_started();
@@ -71,13 +55,8 @@ pub fn run(
         return Err(format!("stream ack says {acked:?}, sent {stream}"));
     }
 
-    for (size, s) in results.into_iter() {
-        if let Some(s) = s {
-            rt.println(format_args!(
-                "bench rtt {size} rounds={rounds} min={} median={} p99={} max={}",
-                s.min, s.median, s.p99, s.max
-            ));
-        }
+    for (size, s) in results {
+        rt.println(format_args!("{}", rtt_line("rtt", size, rounds, &s)));
     }
     rt.println(format_args!(
         "bench stream {STREAM_LEN} messages={stream} bytes={bytes} cycles={cycles} bytes_per_kcycle={} mb_per_s={} tsc_khz={}",
@@ -86,4 +65,48 @@ pub fn run(
         rate.tsc_khz,
     ));
     Ok(())
+}
+
+/// Times `rounds` round trips (after [`WARMUP`] untimed ones) of each of `sizes`, with
+/// [`SEED`]'s contents: `round(msg, reply)` sends `msg`, waits for its echo in `reply`
+/// and returns the echo's length. Every echo is checked, outside the timed part.
+pub fn time_round_trips(
+    sizes: &[usize],
+    rounds: u64,
+    mut round: impl FnMut(&[u8], &mut [u8]) -> Result<usize, String>,
+) -> Result<Vec<(usize, Summary)>, String> {
+    let mut out = vec![0u8; MAX_LEN];
+    let mut inp = vec![0u8; MAX_LEN];
+    let mut results = Vec::new();
+    for &size in sizes {
+        let size = size.min(MAX_LEN);
+        fill(SEED, size as u64, &mut out[..size]);
+        let mut samples = Vec::with_capacity(rounds as usize);
+        for i in 0..WARMUP + rounds {
+            let start = rdtsc();
+            let n = round(&out[..size], &mut inp)?;
+            let took = rdtsc().wrapping_sub(start);
+            if n != size || inp[..n] != out[..size] {
+                return Err(format!(
+                    "rtt {size}: round {i} came back as {n} other bytes"
+                ));
+            }
+            if i >= WARMUP {
+                samples.push(took);
+            }
+        }
+        if let Some(s) = summarize(&mut samples) {
+            results.push((size, s));
+        }
+    }
+    Ok(results)
+}
+
+/// The `bench KIND SIZE rounds=.. min=.. median=.. p99=.. max=..` line `quest-build bench`
+/// parses.
+pub fn rtt_line(kind: &str, size: usize, rounds: u64, s: &Summary) -> String {
+    format!(
+        "bench {kind} {size} rounds={rounds} min={} median={} p99={} max={}",
+        s.min, s.median, s.p99, s.max
+    )
 }

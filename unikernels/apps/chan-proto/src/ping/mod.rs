@@ -16,7 +16,7 @@
 //! What differs between the runtimes (the console, how the TSC frequency is known, the
 //! std app's heap hog) is the [`Runtime`] each app supplies.
 
-mod bench;
+pub mod bench;
 mod verify;
 
 use alloc::string::String;
