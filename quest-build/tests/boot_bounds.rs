@@ -24,6 +24,14 @@ fn run_checked(manifest: &std::path::Path) -> (Option<i32>, String) {
     (out.status.code(), stdout)
 }
 
+/// The verdict line, printed last (the JSON before it quotes it too).
+fn verdict(stdout: &str) -> &str {
+    stdout
+        .lines()
+        .rfind(|l| l.starts_with("bounds: "))
+        .unwrap_or_else(|| panic!("no verdict line"))
+}
+
 /// The JSON document `--json` printed after the console.
 fn check_json(stdout: &str) -> serde_json::Value {
     let start = stdout.find("\n{\n").expect("a JSON document") + 1;
@@ -43,7 +51,7 @@ fn every_message_of_every_mode_is_within_its_bound() {
     ] {
         line(&stdout, &format!("[{sandbox}] {what}"));
     }
-    let verdict = line(&stdout, "bounds: ");
+    let verdict = verdict(&stdout);
     assert!(verdict.ends_with(", held"), "{verdict}");
     assert_eq!(status, Some(0));
     let v = check_json(&stdout);
@@ -104,7 +112,7 @@ fn a_reader_that_breaks_its_period_is_reported_as_a_violation() {
     let manifest = dir.join("bounds-overrun.toml");
     std::fs::write(&manifest, broken).unwrap();
     let (status, stdout) = run_checked(&manifest);
-    let verdict = line(&stdout, "bounds: ");
+    let verdict = verdict(&stdout);
     assert!(verdict.ends_with("VIOLATED on ticks"), "{verdict}");
     line(&stdout, "quest: all sandboxes exited 0");
     assert_eq!(check_json(&stdout)["held"], false);
