@@ -15,6 +15,7 @@ pub mod msr_policy;
 pub mod placement;
 pub mod rtc_time;
 pub mod sandbox_ept;
+pub mod sandbox_place;
 pub mod uhyve;
 pub mod uncovered;
 pub mod vmcs_fields;

@@ -13,10 +13,11 @@
 
 use super::console_out;
 use super::instructions as vmx;
-use super::sandbox::{self, state, SandboxState, STATUS_EXITED, STATUS_HALTED, STATUS_RUNNING};
+use super::sandbox;
 use super::vcpu::{Action, Fault, FaultKind, Vcpu};
+use crate::sandboxes::{self, state, SandboxState, STATUS_EXITED, STATUS_HALTED, STATUS_RUNNING};
 use crate::system::System;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::Ordering;
 use quest_abi::console::{Reasons, Record, SandboxEnd, SandboxSummary};
 use quest_abi::{GuestPhysAddr, OnFault};
 use quest_monitor_core::exit::{reason_name, REASON_COUNT};
@@ -26,9 +27,6 @@ use quest_monitor_core::vmcs_fields::field32;
 const MAX_LAUNCHES: u32 = 8;
 /// TSC cycles to wait for a vCPU to park before sending the NMI again.
 const NMI_RETRY_CYCLES: u64 = 2_000_000;
-
-/// Sandboxes that have ended (exited or halted).
-static FINISHED: AtomicUsize = AtomicUsize::new(0);
 
 /// How a vCPU's run ended.
 enum Stopped {
@@ -85,6 +83,7 @@ fn prepare_vcpu(v: &mut Vcpu) -> Result<(), vmx::VmFail> {
     v.regs.0[vmx::reg::RDI] = v.entry.rdi();
     v.regs.0[vmx::reg::RSI] = v.entry.rsi();
     v.line.clear();
+    v.mem = super::guest_mem::GuestMem::of(v.sys, v.sandbox);
     let res = sandbox::resources(v.sys, v.sandbox).map_err(|_| vmx::VmFail::Invalid)?;
     // SAFETY: VMX is on; the CPU supports single-context INVEPT (checked in caps) and
     // INVVPID when `caps.invvpid`.
@@ -153,13 +152,15 @@ fn rdtsc() -> u64 {
     unsafe { core::arch::x86_64::_rdtsc() }
 }
 
-/// Sends NMIs to every other vCPU of the sandbox until each has parked.
+/// Sends NMIs to every other vCPU of the sandbox (on the cores its placement gives
+/// them) until each has parked.
 fn stop_others(v: &Vcpu, st: &SandboxState, generation: u32) {
-    for (i, entry) in v.sandbox_view.vcpus().enumerate() {
+    let placement = sandboxes::record(v.sandbox).placement();
+    for (i, &core) in placement.cores.as_slice().iter().enumerate() {
         if i == v.index {
             continue;
         }
-        let Some(apic_id) = v.sys.apic_id(entry.core()) else {
+        let Some(apic_id) = v.sys.apic_id(core) else {
             continue;
         };
         while st.parked[i].load(Ordering::Acquire) < generation {
@@ -236,7 +237,7 @@ fn lead_stop(v: &Vcpu, st: &SandboxState, action: Action, generation: u32) {
 
 /// Records one more finished sandbox; the last one prints the summary and shuts down.
 fn finish(sys: &System) -> ! {
-    let done = FINISHED.fetch_add(1, Ordering::AcqRel) + 1;
+    let done = sandboxes::finish_one();
     if done == sys.table.sandbox_count() {
         let ok = summary(sys);
         crate::shutdown::shutdown(ok);
@@ -292,9 +293,8 @@ pub fn summary(sys: &System) -> bool {
 /// out is reported as nothing recorded.
 fn channel_latencies(sys: &System) {
     use quest_abi::latency::{Latency, STATS_OFFSET, STATS_SIZE};
-    for (ch, place) in sys.table.channels().zip(sys.channels) {
-        let Some(block) = place
-            .hpa
+    for (ch, hpa) in sys.table.channels().zip(sys.channels()) {
+        let Some(block) = hpa
             .checked_add(ch.data_size())
             .and_then(|ack| ack.checked_add(STATS_OFFSET as u64))
         else {
