@@ -22,7 +22,7 @@ pub fn handle(v: &mut Vcpu) -> Action {
         Some(Hypercall::Exit) => return Action::Exit(a0 as u32 as i32),
         Some(Hypercall::Wait) => doorbell::wait(v),
         Some(Hypercall::Doorbell) => doorbell::ring(v, a0),
-        None => ERR_UNKNOWN,
+        Some(Hypercall::Migrate) | None => ERR_UNKNOWN,
     };
     v.regs.0[reg::RAX] = result;
     v.skip_instruction();
