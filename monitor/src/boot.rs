@@ -110,6 +110,10 @@ pub unsafe fn run(magic: u32, mbi_addr: u64) -> ! {
     let mut needed = [false; MAX_CORES as usize];
     for v in table.vcpus() {
         needed[v.core().index()] = true;
+        // A standby core waits in the monitor until its vCPU arrives.
+        if let Some(standby) = v.standby_core() {
+            needed[standby.index()] = true;
+        }
     }
     check(smp::start_aps(
         &info,

@@ -14,7 +14,7 @@ use quest_monitor_core::placement::{place, PlacementError, Range};
 const MIN_POOL: u64 = 4 << 20;
 /// ... and at most this (the pool's bitmap size).
 const MAX_POOL: u64 = 128 << 20;
-const MAX_REQUESTS: usize = 1 + 2 * MAX_SANDBOXES + MAX_CHANNELS;
+const MAX_REQUESTS: usize = 1 + 3 * MAX_SANDBOXES + MAX_CHANNELS;
 const MAX_RESERVED: usize = crate::bootinfo::MAX_AREAS + 4;
 
 /// Where the monitor's pool and the channels went (each sandbox's placement is in its
@@ -62,6 +62,8 @@ pub enum Request {
     Ram(SandboxId),
     /// A sandbox's channel directory page.
     Directory(SandboxId),
+    /// A sandbox's standby RAM region.
+    StandbyRam(SandboxId),
     /// A channel's data and ack areas.
     Channel(usize),
 }
@@ -83,6 +85,7 @@ impl fmt::Display for MemoryError {
                     Request::Pool => f.write_str("the monitor's frame pool"),
                     Request::Ram(s) => write!(f, "the RAM of sandbox {s}"),
                     Request::Directory(s) => write!(f, "the channel directory of sandbox {s}"),
+                    Request::StandbyRam(s) => write!(f, "the standby RAM of sandbox {s}"),
                     Request::Channel(c) => write!(f, "channel {c}"),
                 }
             }
@@ -186,6 +189,9 @@ pub fn plan(
         if sandbox.directory_gpa().is_some() {
             requests.push(Request::Directory(sandbox.id()), DIRECTORY_SIZE);
         }
+        if sandbox.migration().is_some_and(|m| m.separate_memory) {
+            requests.push(Request::StandbyRam(sandbox.id()), sandbox.ram_size());
+        }
     }
     for channel in table.channels() {
         requests.push(Request::Channel(channel.index()), channel.size());
@@ -225,11 +231,13 @@ pub fn plan(
         channel_hpas: [HostPhysAddr::ZERO; MAX_CHANNELS],
     };
     let mut sandboxes = [SandboxPlacement::UNPLACED; MAX_SANDBOXES];
+    let mut standby_ram = [None; MAX_SANDBOXES];
     for (i, what) in requests.what[..requests.count].iter().enumerate() {
         match *what {
             Request::Pool => {}
             Request::Ram(s) => sandboxes[s.index()].ram_hpa = out[i],
             Request::Directory(s) => sandboxes[s.index()].directory_hpa = Some(out[i]),
+            Request::StandbyRam(s) => standby_ram[s.index()] = Some(out[i]),
             Request::Channel(c) => placed.channel_hpas[c] = out[i],
         }
     }
@@ -237,7 +245,17 @@ pub fn plan(
         let mut place = sandboxes[sandbox.id().index()];
         // A validated table gives every sandbox 1..=MAX_VCPUS_PER_SANDBOX vCPUs.
         place.cores = CoreSet::new(sandbox.vcpus().map(|v| v.core())).unwrap_or(CoreSet::EMPTY);
-        record(sandbox.id()).place(place);
+        // Standby cores: all vCPUs have one or none has (validated).
+        let standby = match sandbox.migration() {
+            Some(_) => SandboxPlacement {
+                ram_hpa: standby_ram[sandbox.id().index()].unwrap_or(place.ram_hpa),
+                directory_hpa: place.directory_hpa,
+                cores: CoreSet::new(sandbox.vcpus().filter_map(|v| v.standby_core()))
+                    .unwrap_or(CoreSet::EMPTY),
+            },
+            None => SandboxPlacement::UNPLACED,
+        };
+        record(sandbox.id()).place(place, standby);
     }
     Ok(placed)
 }
@@ -264,6 +282,14 @@ pub fn print(placed: &Placed, table: &TableView<'_>) {
             p.ram_hpa,
             sandbox.ram_size(),
         );
+        let standby = record(sandbox.id()).standby();
+        if !standby.cores.is_empty() && standby.ram_hpa != p.ram_hpa {
+            line(
+                format_args!("sandbox '{name}' standby RAM"),
+                standby.ram_hpa,
+                sandbox.ram_size(),
+            );
+        }
         if let Some(directory_hpa) = p.directory_hpa {
             line(
                 format_args!("sandbox '{name}' directory"),

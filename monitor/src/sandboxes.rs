@@ -111,11 +111,56 @@ impl SandboxState {
     }
 }
 
+/// A sandbox's migrations (see `vmx::migrate`).
+#[derive(Debug)]
+pub struct MigrationState {
+    /// Non-zero while a migration is decided or under way (taken by the requester).
+    pub busy: AtomicU32,
+    /// TSC when the requester stopped the sandbox.
+    pub started: AtomicU64,
+    /// vCPUs that arrived on their destination core in this migration.
+    pub arrived: AtomicU32,
+    /// vCPUs that left their source core in this migration.
+    pub left: AtomicU32,
+    /// 1 + the index of the sandbox's own vCPU that asked (0: another sandbox asked).
+    pub own_requester: AtomicU32,
+    /// Migrations done.
+    pub count: AtomicU64,
+    /// The last migration's downtime, TSC cycles.
+    pub last_downtime: AtomicU64,
+    /// The longest downtime, TSC cycles.
+    pub worst_downtime: AtomicU64,
+}
+
+impl MigrationState {
+    const fn new() -> Self {
+        Self {
+            busy: AtomicU32::new(0),
+            started: AtomicU64::new(0),
+            arrived: AtomicU32::new(0),
+            left: AtomicU32::new(0),
+            own_requester: AtomicU32::new(0),
+            count: AtomicU64::new(0),
+            last_downtime: AtomicU64::new(0),
+            worst_downtime: AtomicU64::new(0),
+        }
+    }
+}
+
+/// `SandboxState::stop` value of a migration: every vCPU leaves its core for its
+/// standby core (any other non-zero value: the sandbox stops).
+pub const STOP_MIGRATE: u32 = 2;
+
 /// Everything the monitor keeps about one sandbox.
 #[derive(Debug)]
 pub struct SandboxRecord {
     /// Where it lives (see the module documentation for who may change it, and when).
     placement: spin::Mutex<SandboxPlacement>,
+    /// Where it may move: its standby cores (and standby RAM region, or its own RAM when
+    /// it migrates cores only). A migration swaps it with `placement`.
+    standby: spin::Mutex<SandboxPlacement>,
+    /// Its migrations.
+    pub migration: MigrationState,
     /// Its VMX structures for the current placement, built by the first vCPU to ask.
     vmx: spin::Mutex<Option<Result<SandboxVmx, SetupError>>>,
     /// Lifecycle state and counters.
@@ -126,6 +171,8 @@ impl SandboxRecord {
     const fn new() -> Self {
         Self {
             placement: spin::Mutex::new(SandboxPlacement::UNPLACED),
+            standby: spin::Mutex::new(SandboxPlacement::UNPLACED),
+            migration: MigrationState::new(),
             vmx: spin::Mutex::new(None),
             state: SandboxState::new(),
         }
@@ -136,9 +183,29 @@ impl SandboxRecord {
         *self.placement.lock()
     }
 
-    /// Places the sandbox at boot (boot core, before any vCPU of it runs).
-    pub fn place(&self, placement: SandboxPlacement) {
+    /// The standby placement (no cores: it may not migrate).
+    pub fn standby(&self) -> SandboxPlacement {
+        *self.standby.lock()
+    }
+
+    /// Places the sandbox at boot (boot core, before any vCPU of it runs), and where it
+    /// may move.
+    pub fn place(&self, placement: SandboxPlacement, standby: SandboxPlacement) {
         *self.placement.lock() = placement;
+        *self.standby.lock() = standby;
+    }
+
+    /// Swaps the placement and the standby placement (a migration's last step). Only
+    /// while no vCPU of the sandbox is in its guest. When the RAM moves, the VMX
+    /// structures are dropped, to be rebuilt for the new RAM by the next vCPU to ask.
+    pub fn swap_placement(&self) -> (SandboxPlacement, SandboxPlacement) {
+        let mut current = self.placement.lock();
+        let mut standby = self.standby.lock();
+        core::mem::swap(&mut *current, &mut *standby);
+        if current.ram_hpa != standby.ram_hpa {
+            *self.vmx.lock() = None;
+        }
+        (*standby, *current)
     }
 
     /// The VMX structures for the current placement, built with `build` by the first

@@ -58,6 +58,11 @@ impl System {
         self.table.vcpu_on_core(core).map(|v| v.sandbox())
     }
 
+    /// Whether logical core `core` is a vCPU's standby core.
+    pub fn standby_on_core(&self, core: CoreId) -> bool {
+        self.table.vcpus().any(|v| v.standby_core() == Some(core))
+    }
+
     /// The x2APIC ID of logical core `core` (`None` if the machine has no such core).
     pub fn apic_id(&self, core: CoreId) -> Option<u32> {
         self.cores.apic_ids().get(core.index()).copied()

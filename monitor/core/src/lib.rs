@@ -11,6 +11,7 @@ pub mod exit;
 pub mod frames;
 pub mod guest_memory;
 pub mod io_bitmap;
+pub mod migration;
 pub mod msr_policy;
 pub mod placement;
 pub mod rtc_time;

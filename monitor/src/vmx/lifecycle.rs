@@ -15,7 +15,9 @@ use super::console_out;
 use super::instructions as vmx;
 use super::sandbox;
 use super::vcpu::{Action, Fault, FaultKind, Vcpu};
-use crate::sandboxes::{self, state, SandboxState, STATUS_EXITED, STATUS_HALTED, STATUS_RUNNING};
+use crate::sandboxes::{
+    self, state, SandboxState, STATUS_EXITED, STATUS_HALTED, STATUS_RUNNING, STOP_MIGRATE,
+};
 use crate::system::System;
 use core::sync::atomic::Ordering;
 use quest_abi::console::{Reasons, Record, SandboxEnd, SandboxSummary};
@@ -34,26 +36,38 @@ enum Stopped {
     Leader(Action),
     /// Another core stopped the sandbox.
     Follower,
+    /// The sandbox migrates: the vCPU leaves this core.
+    Migrate,
 }
 
-/// Runs `v`'s vCPU for as long as its sandbox lives. Never returns.
-pub fn run(mut v: Vcpu) -> ! {
+/// Runs `v`'s vCPU on this core for as long as its sandbox lives; returns when it moved
+/// to another core (`migrate`).
+pub fn run(mut v: Vcpu) {
     let st = state(v.sandbox);
     let mut generation = 0u32;
-    if v.index == 0 && st.generation.load(Ordering::Acquire) == 0 {
+    if v.arrived.is_none() && v.index == 0 && st.generation.load(Ordering::Acquire) == 0 {
         patch_launch_values(&v, 1);
         st.generation.store(1, Ordering::Release);
     }
     loop {
-        generation = wait_for_launch(st, generation);
-        if let Err(f) = prepare_vcpu(&mut v) {
-            crate::println!(
-                "quest: sandbox '{}' core {}: cannot set up its vCPU: {f:?}",
-                v.name,
-                v.core
-            );
+        if let Some(g) = v.arrived.take() {
+            // Resumes where it left its old core.
+            generation = g;
+        } else {
+            generation = wait_for_launch(st, generation);
+            if let Err(f) = prepare_vcpu(&mut v) {
+                crate::println!(
+                    "quest: sandbox '{}' core {}: cannot set up its vCPU: {f:?}",
+                    v.name,
+                    v.core
+                );
+            }
         }
         let stopped = run_until_stop(&mut v, st);
+        if let Stopped::Migrate = stopped {
+            super::migrate::hand_off(v, generation);
+            return;
+        }
         v.line.flush(|l| console_out::print_line(v.name, l));
         st.parked[v.index].store(generation, Ordering::Release);
         if let Stopped::Leader(action) = stopped {
@@ -98,8 +112,16 @@ fn prepare_vcpu(v: &mut Vcpu) -> Result<(), vmx::VmFail> {
 
 fn run_until_stop(v: &mut Vcpu, st: &SandboxState) -> Stopped {
     loop {
-        if st.stop.load(Ordering::Acquire) != 0 {
-            return Stopped::Follower;
+        match st.stop.load(Ordering::Acquire) {
+            0 => {}
+            STOP_MIGRATE => return Stopped::Migrate,
+            _ => return Stopped::Follower,
+        }
+        if let Some(action) = v.pending.take() {
+            // An exit or fault that came while the sandbox migrated: decided here.
+            if let Some(stopped) = decide(v, st, action) {
+                return stopped;
+            }
         }
         if !v.entered_once {
             // Counted (and the boot cost printed, by the last vCPU) before the entry, so
@@ -125,24 +147,36 @@ fn run_until_stop(v: &mut Vcpu, st: &SandboxState) -> Stopped {
                 Action::fault(FaultKind::EntryFailed { reason: 0, error })
             }
         };
-        match action {
-            Action::Continue => {}
-            Action::Exit(_) | Action::Fault(_) => {
-                if let Action::Fault(_) = action {
-                    st.faults.fetch_add(1, Ordering::Relaxed);
-                }
-                if st
-                    .stop
-                    .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-                {
-                    return Stopped::Leader(action);
-                }
-                if let Action::Fault(f) = action {
-                    report(v, &f, "sandbox already stopping");
-                }
-                return Stopped::Follower;
+        if let Action::Fault(_) = action {
+            st.faults.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(stopped) = decide(v, st, action) {
+            return stopped;
+        }
+    }
+}
+
+/// What an exit or fault does to the run: this core leads the stop, another already
+/// does, or (during a migration) the decision moves with the vCPU and is taken on its
+/// new core. `None`: go on.
+fn decide(v: &mut Vcpu, st: &SandboxState, action: Action) -> Option<Stopped> {
+    if let Action::Continue = action {
+        return None;
+    }
+    match st
+        .stop
+        .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+    {
+        Ok(_) => Some(Stopped::Leader(action)),
+        Err(STOP_MIGRATE) => {
+            v.pending = Some(action);
+            Some(Stopped::Migrate)
+        }
+        Err(_) => {
+            if let Action::Fault(f) = action {
+                report(v, &f, "sandbox already stopping");
             }
+            Some(Stopped::Follower)
         }
     }
 }
@@ -274,6 +308,17 @@ pub fn summary(sys: &System) -> bool {
             slept: st.sleeps.load(Ordering::Relaxed),
         };
         crate::println!("{}", Record::Summary(summary));
+        if sandbox.migration().is_some() {
+            let m = &sandboxes::record(sandbox.id()).migration;
+            crate::println!(
+                "{}",
+                Record::Migrations {
+                    sandbox: sandbox.name(),
+                    count: m.count.load(Ordering::Acquire),
+                    worst_downtime: m.worst_downtime.load(Ordering::Acquire),
+                }
+            );
+        }
     }
     channel_latencies(sys);
     crate::println!(
