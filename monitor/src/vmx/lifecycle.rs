@@ -79,7 +79,9 @@ pub fn run(mut v: Vcpu) {
 fn wait_for_launch(st: &SandboxState, current: u32) -> u32 {
     loop {
         let g = st.generation.load(Ordering::Acquire);
-        if g > current && st.stop.load(Ordering::Acquire) == 0 {
+        // A migration may begin as soon as the launch is published: launch anyway, and
+        // leave for the standby core before the first entry.
+        if g > current && matches!(st.stop.load(Ordering::Acquire), 0 | STOP_MIGRATE) {
             return g;
         }
         if st.status.load(Ordering::Acquire) != STATUS_RUNNING {
