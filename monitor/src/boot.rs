@@ -3,14 +3,11 @@
 //! cores and the hand-off to the vmx code.
 
 use crate::arch::{cpu, idt, paging, pic, tsc, x2apic};
-use crate::blob::Blob;
-use crate::memory::Layout;
-use crate::system::{ChannelPlacement, SandboxPlacement, System};
+use crate::system::System;
 use crate::{bootinfo, cores, frame_pool, memory, smp};
 use core::cell::UnsafeCell;
 use core::fmt::Display;
-use quest_abi::MAX_CHANNELS;
-use quest_abi::{CoreId, MAX_CORES, MAX_SANDBOXES};
+use quest_abi::{CoreId, MAX_CORES};
 
 /// The boot core's emergency (IST) stack; APs get theirs from the frame pool.
 #[repr(C, align(16))]
@@ -18,21 +15,6 @@ struct BootIstStack(UnsafeCell<[u8; 16384]>);
 // SAFETY: only the CPU uses it, as the boot core's IST stack.
 unsafe impl Sync for BootIstStack {}
 static BOOT_IST: BootIstStack = BootIstStack(UnsafeCell::new([0; 16384]));
-
-/// Where the placement and the core list live once `System` refers to them.
-struct Placed {
-    sandboxes: UnsafeCell<[SandboxPlacement; MAX_SANDBOXES]>,
-    channels: UnsafeCell<[ChannelPlacement; MAX_CHANNELS]>,
-    apic_ids: UnsafeCell<[u32; MAX_CORES as usize]>,
-}
-// SAFETY: written once by the boot core in `run` before `System` (the only reader)
-// is published to other cores; read-only afterwards.
-unsafe impl Sync for Placed {}
-static PLACED: Placed = Placed {
-    sandboxes: UnsafeCell::new([SandboxPlacement::UNPLACED; MAX_SANDBOXES]),
-    channels: UnsafeCell::new([ChannelPlacement::UNPLACED; MAX_CHANNELS]),
-    apic_ids: UnsafeCell::new([0; MAX_CORES as usize]),
-};
 
 /// Prints `quest: <why>` and stops the machine with a failure status.
 pub fn refuse(why: impl Display) -> ! {
@@ -107,11 +89,9 @@ pub unsafe fn run(magic: u32, mbi_addr: u64) -> ! {
         .unwrap_or(0);
     // SAFETY: boot core, before any AP runs.
     let mapped_limit = unsafe { paging::extend_identity_map(ram_end) };
-    let layout = check(memory::plan(&info, &table, mapped_limit));
-    memory::print(&layout, &table);
-    frame_pool::init(layout.pool);
-
-    let system_parts = publish(&layout, &blob, cores.apic_ids());
+    let placed = check(memory::plan(&info, &table, mapped_limit));
+    memory::print(&placed, &table);
+    frame_pool::init(placed.pool);
     // Sandbox memory is loaded (payloads copied, the rest zeroed) and the payloads'
     // SHA-256 checked later by every started core together, before any vCPU runs
     // (`smp::enter`).
@@ -130,6 +110,10 @@ pub unsafe fn run(magic: u32, mbi_addr: u64) -> ! {
     let mut needed = [false; MAX_CORES as usize];
     for v in table.vcpus() {
         needed[v.core().index()] = true;
+        // A standby core waits in the monitor until its vCPU arrives.
+        if let Some(standby) = v.standby_core() {
+            needed[standby.index()] = true;
+        }
     }
     check(smp::start_aps(
         &info,
@@ -146,9 +130,8 @@ pub unsafe fn run(magic: u32, mbi_addr: u64) -> ! {
     let system = smp::release(System {
         table,
         payload_area: blob.payload_area,
-        sandboxes: system_parts.0,
-        channels: system_parts.1,
-        apic_ids: system_parts.2,
+        channel_hpas: placed.channel_hpas,
+        cores,
         tsc_khz,
         boot_time_us,
         started_cores: 1 + needed.iter().skip(1).filter(|&&n| n).count(),
@@ -184,26 +167,5 @@ fn wall_clock(tsc_khz: u32) -> u64 {
             );
             0
         }
-    }
-}
-
-type Parts = (
-    &'static [SandboxPlacement],
-    &'static [ChannelPlacement],
-    &'static [u32],
-);
-
-/// Copies the placement and core list into their static homes.
-fn publish(layout: &Layout, blob: &Blob, apic_ids: &[u32]) -> Parts {
-    let (ns, nc) = (blob.table.sandbox_count(), blob.table.channel_count());
-    // SAFETY: see `Placed`: boot core, once, before any other core can read.
-    unsafe {
-        let sandboxes = &mut *PLACED.sandboxes.get();
-        let channels = &mut *PLACED.channels.get();
-        let ids = &mut *PLACED.apic_ids.get();
-        sandboxes[..ns].copy_from_slice(&layout.sandboxes[..ns]);
-        channels[..nc].copy_from_slice(&layout.channels[..nc]);
-        ids[..apic_ids.len()].copy_from_slice(apic_ids);
-        (&sandboxes[..ns], &channels[..nc], &ids[..apic_ids.len()])
     }
 }

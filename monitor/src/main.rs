@@ -16,6 +16,7 @@ mod cores;
 mod frame_pool;
 mod memory;
 mod sandbox_memory;
+mod sandboxes;
 mod shutdown;
 mod smp;
 mod system;

@@ -1,9 +1,10 @@
 //! Host memory at boot: which RAM is usable, how much the table needs, and where each
 //! sandbox's RAM and directory page and each channel go (deterministic first fit, 2 MiB
-//! aligned; `quest_monitor_core::placement`). The result is printed, one line each.
+//! aligned; `quest_monitor_core::placement`). Each sandbox's placement goes into its
+//! record (`crate::sandboxes`); the result is printed, one line each.
 
 use crate::bootinfo::BootInfo;
-use crate::system::{ChannelPlacement, SandboxPlacement};
+use crate::sandboxes::{record, CoreSet, SandboxPlacement};
 use core::fmt;
 use quest_abi::layout::DIRECTORY_SIZE;
 use quest_abi::memory::{host_memory_needed, LOW_MEMORY_RESERVE as LOW_MEMORY};
@@ -13,18 +14,17 @@ use quest_monitor_core::placement::{place, PlacementError, Range};
 const MIN_POOL: u64 = 4 << 20;
 /// ... and at most this (the pool's bitmap size).
 const MAX_POOL: u64 = 128 << 20;
-const MAX_REQUESTS: usize = 1 + 2 * MAX_SANDBOXES + MAX_CHANNELS;
+const MAX_REQUESTS: usize = 1 + 3 * MAX_SANDBOXES + MAX_CHANNELS;
 const MAX_RESERVED: usize = crate::bootinfo::MAX_AREAS + 4;
 
-/// Where everything went.
+/// Where the monitor's pool and the channels went (each sandbox's placement is in its
+/// record).
 #[derive(Debug)]
-pub struct Layout {
+pub struct Placed {
     /// The monitor's frame pool.
     pub pool: Range,
-    /// Per sandbox, table order.
-    pub sandboxes: [SandboxPlacement; MAX_SANDBOXES],
-    /// Per channel, table order.
-    pub channels: [ChannelPlacement; MAX_CHANNELS],
+    /// Host-physical base of each channel, table order.
+    pub channel_hpas: [HostPhysAddr; MAX_CHANNELS],
 }
 
 /// Why the table does not fit this machine. Display gives the text after `quest: `.
@@ -62,6 +62,8 @@ pub enum Request {
     Ram(SandboxId),
     /// A sandbox's channel directory page.
     Directory(SandboxId),
+    /// A sandbox's standby RAM region.
+    StandbyRam(SandboxId),
     /// A channel's data and ack areas.
     Channel(usize),
 }
@@ -83,6 +85,7 @@ impl fmt::Display for MemoryError {
                     Request::Pool => f.write_str("the monitor's frame pool"),
                     Request::Ram(s) => write!(f, "the RAM of sandbox {s}"),
                     Request::Directory(s) => write!(f, "the channel directory of sandbox {s}"),
+                    Request::StandbyRam(s) => write!(f, "the standby RAM of sandbox {s}"),
                     Request::Channel(c) => write!(f, "channel {c}"),
                 }
             }
@@ -119,13 +122,15 @@ impl Requests {
 }
 
 /// Places the frame pool, every sandbox and every channel in usable RAM below
-/// `mapped_limit`, away from everything `info` says is taken. `table` is validated, so it
-/// has at most [`MAX_SANDBOXES`] sandboxes and [`MAX_CHANNELS`] channels.
+/// `mapped_limit`, away from everything `info` says is taken, and records each sandbox's
+/// placement (RAM, directory, and the cores the table gives its vCPUs) in its record.
+/// `table` is validated, so it has at most [`MAX_SANDBOXES`] sandboxes and
+/// [`MAX_CHANNELS`] channels. Boot core only, before any other core runs.
 pub fn plan(
     info: &BootInfo,
     table: &TableView<'_>,
     mapped_limit: u64,
-) -> Result<Layout, MemoryError> {
+) -> Result<Placed, MemoryError> {
     let mut usable = [Range { start: 0, end: 0 }; crate::bootinfo::MAX_AREAS];
     let mut usable_count = 0;
     let mut reserved = [Range { start: 0, end: 0 }; MAX_RESERVED];
@@ -184,6 +189,9 @@ pub fn plan(
         if sandbox.directory_gpa().is_some() {
             requests.push(Request::Directory(sandbox.id()), DIRECTORY_SIZE);
         }
+        if sandbox.migration().is_some_and(|m| m.separate_memory) {
+            requests.push(Request::StandbyRam(sandbox.id()), sandbox.ram_size());
+        }
     }
     for channel in table.channels() {
         requests.push(Request::Channel(channel.index()), channel.size());
@@ -218,24 +226,42 @@ pub fn plan(
         },
     })?;
 
-    let mut layout = Layout {
+    let mut placed = Placed {
         pool: Range::sized(out[0].as_u64(), pool_size),
-        sandboxes: [SandboxPlacement::UNPLACED; MAX_SANDBOXES],
-        channels: [ChannelPlacement::UNPLACED; MAX_CHANNELS],
+        channel_hpas: [HostPhysAddr::ZERO; MAX_CHANNELS],
     };
+    let mut sandboxes = [SandboxPlacement::UNPLACED; MAX_SANDBOXES];
+    let mut standby_ram = [None; MAX_SANDBOXES];
     for (i, what) in requests.what[..requests.count].iter().enumerate() {
         match *what {
             Request::Pool => {}
-            Request::Ram(s) => layout.sandboxes[s.index()].ram_hpa = out[i],
-            Request::Directory(s) => layout.sandboxes[s.index()].directory_hpa = Some(out[i]),
-            Request::Channel(c) => layout.channels[c].hpa = out[i],
+            Request::Ram(s) => sandboxes[s.index()].ram_hpa = out[i],
+            Request::Directory(s) => sandboxes[s.index()].directory_hpa = Some(out[i]),
+            Request::StandbyRam(s) => standby_ram[s.index()] = Some(out[i]),
+            Request::Channel(c) => placed.channel_hpas[c] = out[i],
         }
     }
-    Ok(layout)
+    for sandbox in table.sandboxes() {
+        let mut place = sandboxes[sandbox.id().index()];
+        // A validated table gives every sandbox 1..=MAX_VCPUS_PER_SANDBOX vCPUs.
+        place.cores = CoreSet::new(sandbox.vcpus().map(|v| v.core())).unwrap_or(CoreSet::EMPTY);
+        // Standby cores: all vCPUs have one or none has (validated).
+        let standby = match sandbox.migration() {
+            Some(_) => SandboxPlacement {
+                ram_hpa: standby_ram[sandbox.id().index()].unwrap_or(place.ram_hpa),
+                directory_hpa: place.directory_hpa,
+                cores: CoreSet::new(sandbox.vcpus().filter_map(|v| v.standby_core()))
+                    .unwrap_or(CoreSet::EMPTY),
+            },
+            None => SandboxPlacement::UNPLACED,
+        };
+        record(sandbox.id()).place(place, standby);
+    }
+    Ok(placed)
 }
 
 /// Prints the placement, one line per allocation.
-pub fn print(layout: &Layout, table: &TableView<'_>) {
+pub fn print(placed: &Placed, table: &TableView<'_>) {
     let line = |what: fmt::Arguments<'_>, start: HostPhysAddr, size: u64| {
         crate::println!(
             "quest: memory: {what} at {start:#x}-{:#x} ({})",
@@ -245,17 +271,25 @@ pub fn print(layout: &Layout, table: &TableView<'_>) {
     };
     line(
         format_args!("monitor frame pool"),
-        HostPhysAddr::new(layout.pool.start),
-        layout.pool.size(),
+        HostPhysAddr::new(placed.pool.start),
+        placed.pool.size(),
     );
     for sandbox in table.sandboxes() {
         let name = sandbox.name();
-        let p = &layout.sandboxes[sandbox.id().index()];
+        let p = record(sandbox.id()).placement();
         line(
             format_args!("sandbox '{name}' RAM"),
             p.ram_hpa,
             sandbox.ram_size(),
         );
+        let standby = record(sandbox.id()).standby();
+        if !standby.cores.is_empty() && standby.ram_hpa != p.ram_hpa {
+            line(
+                format_args!("sandbox '{name}' standby RAM"),
+                standby.ram_hpa,
+                sandbox.ram_size(),
+            );
+        }
         if let Some(directory_hpa) = p.directory_hpa {
             line(
                 format_args!("sandbox '{name}' directory"),
@@ -267,7 +301,7 @@ pub fn print(layout: &Layout, table: &TableView<'_>) {
     for channel in table.channels() {
         line(
             format_args!("channel '{}'", channel.name()),
-            layout.channels[channel.index()].hpa,
+            placed.channel_hpas[channel.index()],
             channel.size(),
         );
     }

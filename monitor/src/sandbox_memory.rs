@@ -2,7 +2,8 @@
 //! they leave uncovered and the directory pages zeroed, channels zeroed. Used at boot and
 //! to restart a sandbox from its pristine image.
 
-use crate::system::{SandboxPlacement, System};
+use crate::sandboxes::record;
+use crate::system::System;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use quest_abi::layout::DIRECTORY_SIZE;
 use quest_abi::view::SandboxView;
@@ -37,17 +38,12 @@ const WINDOW: u64 = 2 << 20;
 
 /// Loads sandbox `s`: zeroes its RAM and directory page and copies its payloads.
 /// `payload_area` and `table` must be the validated, hash-checked blob.
-pub fn load_sandbox(
-    table: &TableView<'_>,
-    payload_area: &[u8],
-    placements: &[SandboxPlacement],
-    s: SandboxId,
-) {
+pub fn load_sandbox(table: &TableView<'_>, payload_area: &[u8], s: SandboxId) {
     let Some(sandbox) = table.sandbox(s) else {
         return;
     };
     for part in 0..parts(&sandbox) {
-        load_part(table, payload_area, placements, s, part);
+        load_part(table, payload_area, s, part);
     }
 }
 
@@ -56,20 +52,15 @@ fn parts(sandbox: &SandboxView<'_>) -> u64 {
     sandbox.ram_size().div_ceil(WINDOW) + 1
 }
 
-/// Loads part `part` of sandbox `s` (see [`parts`]): window `part` of its RAM (the bytes
-/// no payload covers zeroed, the payloads' bytes in it copied), or the directory page
-/// (zeroed, its payloads copied) for the last part. `payload_area` and `table` must be
-/// the validated blob.
-fn load_part(
-    table: &TableView<'_>,
-    payload_area: &[u8],
-    placements: &[SandboxPlacement],
-    s: SandboxId,
-    part: u64,
-) {
-    let (Some(sandbox), Some(place)) = (table.sandbox(s), placements.get(s.index())) else {
+/// Loads part `part` of sandbox `s` (see [`parts`]) at its current placement (its
+/// record's): window `part` of its RAM (the bytes no payload covers zeroed, the payloads'
+/// bytes in it copied), or the directory page (zeroed, its payloads copied) for the last
+/// part. `payload_area` and `table` must be the validated blob.
+fn load_part(table: &TableView<'_>, payload_area: &[u8], s: SandboxId, part: u64) {
+    let Some(sandbox) = table.sandbox(s) else {
         return;
     };
+    let place = record(s).placement();
     let ram = sandbox.ram_size();
     let window = (
         part.saturating_mul(WINDOW),
@@ -177,17 +168,17 @@ pub fn boot_share(system: &System) {
             job -= n;
         }
         if let Some(s) = claimed {
-            load_part(table, system.payload_area, system.sandboxes, s, job);
+            load_part(table, system.payload_area, s, job);
             continue;
         }
-        let Some((c, place)) = usize::try_from(job)
+        let Some((c, hpa)) = usize::try_from(job)
             .ok()
-            .and_then(|c| table.channels().zip(system.channels).nth(c))
+            .and_then(|c| table.channels().zip(system.channels()).nth(c))
         else {
             return;
         };
         // SAFETY: placement gave this channel `data_size + ack_size` bytes at `hpa`;
         // no sandbox runs yet.
-        unsafe { zero(place.hpa, c.size()) };
+        unsafe { zero(*hpa, c.size()) };
     }
 }

@@ -185,7 +185,7 @@ pub fn enter(core: CoreId, system: &'static System) -> ! {
     }
     // Every started core takes part; no vCPU runs before the page is filled.
     crate::calibrate::run(core, system);
-    if system.sandbox_on_core(core).is_some() {
+    if system.sandbox_on_core(core).is_some() || system.standby_on_core(core) {
         crate::vmx::run_core(core, system)
     }
     park()

@@ -3,7 +3,8 @@
 //!
 //! CONTRACT (owned by the platform code; the vmx code only reads it):
 //! - `System` is built once by the boot core after the table is validated and host memory
-//!   placed. It is `'static` and immutable afterwards. Every started core then loads a
+//!   placed (each sandbox's placement is in its record, `crate::sandboxes`; the channels'
+//!   in `System`). It is `'static` and immutable afterwards. Every started core then loads a
 //!   share of the sandbox memory (payloads copied, the rest zeroed) and checks a share of
 //!   the payload hashes ([`System::verify_payloads`]); none goes on to a vCPU before all
 //!   are done, and a corrupt payload stops the machine.
@@ -12,38 +13,8 @@
 //! - Frames for VMXON regions, VMCSs, EPT tables and bitmaps come from
 //!   `crate::frame_pool::alloc_zeroed`; host GS base is `crate::arch::cpu::gs_base()`.
 
-use quest_abi::{CoreId, HostPhysAddr, SandboxId, TableView};
-
-/// Host-physical placement of one sandbox (chosen at boot, printed).
-#[derive(Clone, Copy, Debug)]
-pub struct SandboxPlacement {
-    /// Host-physical base of guest RAM (guest-physical 0), 2 MiB aligned.
-    pub ram_hpa: HostPhysAddr,
-    /// Host-physical base of the sandbox's channel directory page, if it has one.
-    pub directory_hpa: Option<HostPhysAddr>,
-}
-
-impl SandboxPlacement {
-    /// Not placed (yet).
-    pub const UNPLACED: Self = Self {
-        ram_hpa: HostPhysAddr::ZERO,
-        directory_hpa: None,
-    };
-}
-
-/// Host-physical placement of one channel: `[data][ack]` contiguous, 2 MiB aligned.
-#[derive(Clone, Copy, Debug)]
-pub struct ChannelPlacement {
-    /// Host-physical base of the data area; the ack area follows it.
-    pub hpa: HostPhysAddr,
-}
-
-impl ChannelPlacement {
-    /// Not placed (yet).
-    pub const UNPLACED: Self = Self {
-        hpa: HostPhysAddr::ZERO,
-    };
-}
+use crate::cores::Cores;
+use quest_abi::{CoreId, HostPhysAddr, SandboxId, TableView, MAX_CHANNELS};
 
 /// Everything the vmx half needs.
 #[derive(Debug)]
@@ -53,13 +24,11 @@ pub struct System {
     /// The payload area of the image (payload offsets are relative to it); kept so a
     /// sandbox can be reloaded from its pristine image ([`System::reload_sandbox`]).
     pub payload_area: &'static [u8],
-    /// Per sandbox, table order.
-    pub sandboxes: &'static [SandboxPlacement],
-    /// Per channel, table order.
-    pub channels: &'static [ChannelPlacement],
-    /// x2APIC ID of each logical core (index = logical core index; see
-    /// [`System::apic_id`]).
-    pub apic_ids: &'static [u32],
+    /// Host-physical base of each channel's data area (the ack area follows it), table
+    /// order; the first `table.channel_count()` are placed (see [`System::channels`]).
+    pub channel_hpas: [HostPhysAddr; MAX_CHANNELS],
+    /// The machine's cores (x2APIC ID per logical core index; see [`System::apic_id`]).
+    pub cores: Cores,
     /// TSC frequency in kHz, measured at boot.
     pub tsc_khz: u32,
     /// Wall-clock time at which the TSC read 0, in microseconds since the Unix epoch
@@ -74,7 +43,7 @@ impl System {
     /// Puts sandbox `s`'s RAM and directory back to their pristine boot contents (RAM
     /// zeroed, payloads copied). Its vCPUs must not be running. Channels are untouched.
     pub fn reload_sandbox(&self, s: SandboxId) {
-        crate::sandbox_memory::load_sandbox(&self.table, self.payload_area, self.sandboxes, s);
+        crate::sandbox_memory::load_sandbox(&self.table, self.payload_area, s);
     }
 
     /// This core's share of checking every payload's SHA-256; returns once all
@@ -89,8 +58,19 @@ impl System {
         self.table.vcpu_on_core(core).map(|v| v.sandbox())
     }
 
+    /// Whether logical core `core` is a vCPU's standby core.
+    pub fn standby_on_core(&self, core: CoreId) -> bool {
+        self.table.vcpus().any(|v| v.standby_core() == Some(core))
+    }
+
     /// The x2APIC ID of logical core `core` (`None` if the machine has no such core).
     pub fn apic_id(&self, core: CoreId) -> Option<u32> {
-        self.apic_ids.get(core.index()).copied()
+        self.cores.apic_ids().get(core.index()).copied()
+    }
+
+    /// Each channel's host-physical base, table order.
+    pub fn channels(&self) -> &[HostPhysAddr] {
+        let n = self.table.channel_count().min(MAX_CHANNELS);
+        &self.channel_hpas[..n]
     }
 }

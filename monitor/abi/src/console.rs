@@ -8,6 +8,7 @@
 
 use crate::calibration::{Cost, PairCalibration};
 use crate::latency::{Latency, BUCKETS};
+use crate::table::MAX_VCPUS_PER_SANDBOX;
 use core::fmt;
 
 /// Start of every monitor line.
@@ -74,6 +75,76 @@ pub struct SandboxSummary<'a> {
     pub waits: u64,
     /// Of those, the ones that slept.
     pub slept: u64,
+}
+
+/// The cores of a sandbox's vCPUs, vCPU order, as a migration record prints them
+/// (`[1, 2]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CoreList {
+    cores: [u32; MAX_VCPUS_PER_SANDBOX],
+    len: usize,
+}
+
+impl CoreList {
+    /// The cores of `cores`; `None` for more than [`MAX_VCPUS_PER_SANDBOX`].
+    pub fn new(cores: impl IntoIterator<Item = u32>) -> Option<Self> {
+        let mut list = Self {
+            cores: [0; MAX_VCPUS_PER_SANDBOX],
+            len: 0,
+        };
+        for c in cores {
+            *list.cores.get_mut(list.len)? = c;
+            list.len += 1;
+        }
+        Some(list)
+    }
+
+    /// The cores.
+    pub fn as_slice(&self) -> &[u32] {
+        &self.cores[..self.len]
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        let inner = text.strip_prefix('[')?.strip_suffix(']')?;
+        let mut list = Self::new([])?;
+        for item in inner.split(", ").filter(|i| !i.is_empty()) {
+            *list.cores.get_mut(list.len)? = item.parse().ok()?;
+            list.len += 1;
+        }
+        Some(list)
+    }
+}
+
+impl fmt::Display for CoreList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[")?;
+        for (i, c) in self.as_slice().iter().enumerate() {
+            write!(f, "{}{c}", if i == 0 { "" } else { ", " })?;
+        }
+        f.write_str("]")
+    }
+}
+
+/// What one migration did ([`Record::Migrated`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Migrated<'a> {
+    /// Sandbox name.
+    pub sandbox: &'a str,
+    /// The cores it ran on.
+    pub from_cores: CoreList,
+    /// The cores it runs on now.
+    pub to_cores: CoreList,
+    /// Host-physical base of its RAM before.
+    pub from_memory: u64,
+    /// ... and after (the same for a core-only migration).
+    pub to_memory: u64,
+    /// Pre-copy rounds (0: core-only, or stop-and-copy).
+    pub rounds: u64,
+    /// 4 KiB pages copied while it was stopped.
+    pub pages: u64,
+    /// TSC cycles from the stop request until its last vCPU entered the guest again on
+    /// the destination, measured there.
+    pub downtime: u64,
 }
 
 /// A monitor console line the host reads.
@@ -178,6 +249,29 @@ pub enum Record<'a> {
         channel: &'a str,
         /// The reader's statistics.
         latency: Latency,
+    },
+    /// `quest: migrated '<sandbox>' cores [..] -> [..], memory <from> -> <to>, <n>
+    /// pre-copy rounds, <p> pages, downtime <d> cycles` (addresses in hex).
+    Migrated(Migrated<'a>),
+    /// `quest: migration of '<sandbox>' asked by '<by>' refused: <reason>` (a
+    /// `quest_abi::hypercall::MigrateRefusal`'s words).
+    MigrationRefused {
+        /// The sandbox to migrate.
+        sandbox: &'a str,
+        /// Who asked.
+        by: &'a str,
+        /// Why not.
+        reason: &'a str,
+    },
+    /// `quest: migrations of '<sandbox>': <n>, worst downtime <d> cycles`, with the
+    /// summary, for each sandbox that may migrate.
+    Migrations {
+        /// Sandbox name.
+        sandbox: &'a str,
+        /// Migrations done.
+        count: u64,
+        /// The longest downtime among them, TSC cycles.
+        worst_downtime: u64,
     },
     /// `quest: calibration: done in <c> TSC cycles (<t> trials each, <p> core pairs)`.
     CalibrationDone {
@@ -337,6 +431,24 @@ impl fmt::Display for Record<'_> {
                 }
                 Ok(())
             }
+            Self::Migrated(m) => write!(
+                f,
+                "migrated '{}' cores {} -> {}, memory {:#x} -> {:#x}, {} pre-copy rounds, {} pages, downtime {} cycles",
+                m.sandbox, m.from_cores, m.to_cores, m.from_memory, m.to_memory, m.rounds, m.pages, m.downtime
+            ),
+            Self::MigrationRefused {
+                sandbox,
+                by,
+                reason,
+            } => write!(f, "migration of '{sandbox}' asked by '{by}' refused: {reason}"),
+            Self::Migrations {
+                sandbox,
+                count,
+                worst_downtime,
+            } => write!(
+                f,
+                "migrations of '{sandbox}': {count}, worst downtime {worst_downtime} cycles"
+            ),
             Self::CalibrationDone {
                 cycles,
                 trials,
@@ -410,6 +522,28 @@ impl<'a> Record<'a> {
         }
         if let Some(rest) = l.strip_prefix("latency '") {
             return Self::parse_latency(rest);
+        }
+        if let Some(rest) = l.strip_prefix("migrated '") {
+            return Self::parse_migrated(rest).map(Self::Migrated);
+        }
+        if let Some(rest) = l.strip_prefix("migration of '") {
+            let (sandbox, rest) = rest.split_once("' asked by '")?;
+            let (by, reason) = rest.split_once("' refused: ")?;
+            return Some(Self::MigrationRefused {
+                sandbox,
+                by,
+                reason,
+            });
+        }
+        if let Some(rest) = l.strip_prefix("migrations of '") {
+            let (sandbox, rest) = rest.split_once("': ")?;
+            let (count, rest) = num_before(rest, ", worst downtime ")?;
+            let worst_downtime = rest.strip_suffix(" cycles")?.parse().ok()?;
+            return Some(Self::Migrations {
+                sandbox,
+                count,
+                worst_downtime,
+            });
         }
         match l {
             "summary:" => Some(Self::SummaryStart),
@@ -505,6 +639,30 @@ impl<'a> Record<'a> {
         })
     }
 
+    fn parse_migrated(rest: &'a str) -> Option<Migrated<'a>> {
+        fn hex(text: &str) -> Option<u64> {
+            u64::from_str_radix(text.strip_prefix("0x")?, 16).ok()
+        }
+        let (sandbox, rest) = rest.split_once("' cores ")?;
+        let (from, rest) = rest.split_once(" -> ")?;
+        let (to, rest) = rest.split_once(", memory ")?;
+        let (from_memory, rest) = rest.split_once(" -> ")?;
+        let (to_memory, rest) = rest.split_once(", ")?;
+        let (rounds, rest) = num_before(rest, " pre-copy rounds, ")?;
+        let (pages, rest) = num_before(rest, " pages, downtime ")?;
+        let downtime = rest.strip_suffix(" cycles")?.parse().ok()?;
+        Some(Migrated {
+            sandbox,
+            from_cores: CoreList::parse(from)?,
+            to_cores: CoreList::parse(to)?,
+            from_memory: hex(from_memory)?,
+            to_memory: hex(to_memory)?,
+            rounds,
+            pages,
+            downtime,
+        })
+    }
+
     fn parse_summary(rest: &'a str) -> Option<SandboxSummary<'a>> {
         let (name, rest) = rest.split_once("': ")?;
         let (end, rest) = rest.split_once(", faults ")?;
@@ -544,6 +702,56 @@ mod tests {
     use proptest::prelude::*;
     use std::string::ToString;
     use std::vec::Vec;
+
+    #[test]
+    fn migration_lines_print_and_parse_back() {
+        let cores = |c: &[u32]| CoreList::new(c.iter().copied()).unwrap();
+        let cases = [
+            (
+                Record::Migrated(Migrated {
+                    sandbox: "mover",
+                    from_cores: cores(&[1, 2]),
+                    to_cores: cores(&[4, 3]),
+                    from_memory: 0x2a0_0000,
+                    to_memory: 0x2a0_0000,
+                    rounds: 0,
+                    pages: 0,
+                    downtime: 18_211,
+                }),
+                "quest: migrated 'mover' cores [1, 2] -> [4, 3], memory 0x2a00000 -> 0x2a00000, 0 pre-copy rounds, 0 pages, downtime 18211 cycles",
+            ),
+            (
+                Record::MigrationRefused {
+                    sandbox: "mover",
+                    by: "intruder",
+                    reason: "not allowed",
+                },
+                "quest: migration of 'mover' asked by 'intruder' refused: not allowed",
+            ),
+            (
+                Record::Migrations {
+                    sandbox: "mover",
+                    count: 100,
+                    worst_downtime: 20_000,
+                },
+                "quest: migrations of 'mover': 100, worst downtime 20000 cycles",
+            ),
+        ];
+        for (record, text) in cases {
+            let printed = record.to_string();
+            assert_eq!(printed, text);
+            assert_eq!(Record::parse(&printed), Some(record), "{text}");
+        }
+        for bad in [
+            "quest: migrated 'm' cores [1 -> [2], memory 0x0 -> 0x0, 0 pre-copy rounds, 0 pages, downtime 1 cycles",
+            "quest: migrated 'm' cores [1] -> [x], memory 0x0 -> 0x0, 0 pre-copy rounds, 0 pages, downtime 1 cycles",
+            "quest: migrated 'm' cores [1] -> [2], memory 10 -> 0x0, 0 pre-copy rounds, 0 pages, downtime 1 cycles",
+            "quest: migrations of 'm': many, worst downtime 1 cycles",
+        ] {
+            assert_eq!(Record::parse(bad), None, "{bad}");
+        }
+        assert!(CoreList::new(0..17).is_none());
+    }
 
     #[test]
     fn lines_are_printed_as_before_and_parse_back() {

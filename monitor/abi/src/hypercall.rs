@@ -18,11 +18,24 @@ pub enum Hypercall {
     Wait = 3,
     /// Ring the peer of a channel: RDI = index of the channel in this sandbox's directory.
     Doorbell = 4,
+    /// Migrate a sandbox to its standby placement (its standby cores, and its standby
+    /// RAM region if it has one): RDI = the sandbox's index in the table, or
+    /// [`MIGRATE_SELF`]. The result in RAX is [`OK`] once the sandbox runs at its new
+    /// placement (for a sandbox migrating itself: the call returns there), a
+    /// [`MigrateRefusal`] code when the monitor refuses (then nothing was stopped), or
+    /// [`ERR_INVALID`] when RDI names no sandbox.
+    Migrate = 5,
 }
 
 impl Hypercall {
     /// Every hypercall.
-    pub const ALL: [Self; 4] = [Self::ConsoleWrite, Self::Exit, Self::Wait, Self::Doorbell];
+    pub const ALL: [Self; 5] = [
+        Self::ConsoleWrite,
+        Self::Exit,
+        Self::Wait,
+        Self::Doorbell,
+        Self::Migrate,
+    ];
 
     /// The number a guest puts in RAX.
     pub const fn number(self) -> u64 {
@@ -36,9 +49,96 @@ impl Hypercall {
             2 => Some(Self::Exit),
             3 => Some(Self::Wait),
             4 => Some(Self::Doorbell),
+            5 => Some(Self::Migrate),
             _ => None,
         }
     }
+}
+
+/// [`Hypercall::Migrate`]'s RDI for "the calling sandbox".
+pub const MIGRATE_SELF: u64 = u64::MAX;
+
+/// Why the monitor refused a [`Hypercall::Migrate`] (its RAX). Nothing was stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u64)]
+pub enum MigrateRefusal {
+    /// The caller is not among the sandbox's `migrate_by`, or the sandbox has no standby
+    /// placement.
+    NotAllowed = u64::MAX - 60,
+    /// A migration of this sandbox is already under way, or it is stopping.
+    Busy = u64::MAX - 61,
+    /// Even the shortest stop this migration needs would exceed the sandbox's
+    /// `max_downtime` (the admission test, with the calibrated costs).
+    WouldExceedMaxDowntime = u64::MAX - 62,
+    /// A standby core or the standby region is not free (in use, or its core never
+    /// started).
+    DestinationNotFree = u64::MAX - 63,
+}
+
+impl MigrateRefusal {
+    /// Every refusal.
+    pub const ALL: [Self; 4] = [
+        Self::NotAllowed,
+        Self::Busy,
+        Self::WouldExceedMaxDowntime,
+        Self::DestinationNotFree,
+    ];
+
+    /// The code in RAX.
+    pub const fn code(self) -> u64 {
+        self as u64
+    }
+
+    /// The refusal a code stands for (`None`: not a refusal).
+    pub fn from_code(code: u64) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.code() == code)
+    }
+
+    /// A few words for reports.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::NotAllowed => "not allowed",
+            Self::Busy => "busy",
+            Self::WouldExceedMaxDowntime => "would exceed max_downtime",
+            Self::DestinationNotFree => "destination not free",
+        }
+    }
+}
+
+/// What a migration's stop phase costs, in TSC cycles, as the platform measured them
+/// (the calibration page at run time, a platform profile on the host).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MigrationCosts {
+    /// Sending one IPI (the NMI that stops a vCPU).
+    pub ipi: u64,
+    /// One VM exit and entry (each vCPU leaves its guest once and enters it again).
+    pub vm_exit_entry: u64,
+    /// Copying one KiB of memory.
+    pub copy_per_kib: u64,
+}
+
+/// The unit of dirty tracking: sandbox RAM is mapped with 2 MiB EPT pages, so one write
+/// dirties this much.
+pub const DIRTY_GRANULE: u64 = crate::LARGE_PAGE_SIZE;
+
+/// The shortest downtime a migration of a sandbox with `vcpus` vCPUs and `ram` bytes of
+/// RAM can ever have: every vCPU is stopped (an IPI and its VM exit) and resumed (its VM
+/// entry); with `separate` memory the stop phase also copies at least what the running
+/// vCPUs keep dirtying, one granule each (its stack), at most all of RAM. A `max_downtime`
+/// below this can never be met.
+pub fn min_downtime_cycles(vcpus: u64, ram: u64, separate: bool, c: &MigrationCosts) -> u64 {
+    let park = vcpus.saturating_mul(c.ipi.saturating_add(c.vm_exit_entry));
+    let copy = if separate {
+        copy_cycles(vcpus.saturating_mul(DIRTY_GRANULE).min(ram), c)
+    } else {
+        0
+    };
+    park.saturating_add(copy)
+}
+
+/// Cycles to copy `bytes` at the measured rate.
+pub fn copy_cycles(bytes: u64, c: &MigrationCosts) -> u64 {
+    bytes.div_ceil(1024).saturating_mul(c.copy_per_kib)
 }
 
 /// Most bytes one [`Hypercall::ConsoleWrite`] may pass.
@@ -61,8 +161,47 @@ mod tests {
             assert_eq!(Hypercall::from_number(h.number()), Some(h));
         }
         assert_eq!(Hypercall::Doorbell.number(), 4, "the numbers are ABI");
-        for n in [0, 5, OK, ERR_INVALID, ERR_UNKNOWN, u64::MAX] {
+        assert_eq!(Hypercall::Migrate.number(), 5, "the numbers are ABI");
+        for n in [0, 6, OK, ERR_INVALID, ERR_UNKNOWN, u64::MAX] {
             assert_eq!(Hypercall::from_number(n), None);
         }
+    }
+
+    #[test]
+    fn refusal_codes_are_distinct_from_every_other_result() {
+        for r in MigrateRefusal::ALL {
+            assert_eq!(MigrateRefusal::from_code(r.code()), Some(r));
+            assert!(![OK, ERR_INVALID, ERR_UNKNOWN].contains(&r.code()));
+        }
+        for n in [OK, ERR_INVALID, ERR_UNKNOWN, 5] {
+            assert_eq!(MigrateRefusal::from_code(n), None);
+        }
+    }
+
+    #[test]
+    fn the_downtime_floor_counts_parking_and_the_least_final_copy() {
+        let c = MigrationCosts {
+            ipi: 20,
+            vm_exit_entry: 70,
+            copy_per_kib: 135,
+        };
+        assert_eq!(min_downtime_cycles(2, 64 << 20, false, &c), 2 * 90);
+        // Two vCPUs, separate memory: at least two 2 MiB granules are copied.
+        assert_eq!(
+            min_downtime_cycles(2, 64 << 20, true, &c),
+            2 * 90 + 2 * 2048 * 135
+        );
+        // Never more than all of RAM.
+        assert_eq!(
+            min_downtime_cycles(4, 4 << 20, true, &c),
+            4 * 90 + 4096 * 135
+        );
+        assert_eq!(copy_cycles(1, &c), 135, "a started KiB counts");
+        let huge = MigrationCosts {
+            ipi: u64::MAX,
+            vm_exit_entry: 1,
+            copy_per_kib: u64::MAX,
+        };
+        assert_eq!(min_downtime_cycles(3, u64::MAX, true, &huge), u64::MAX);
     }
 }

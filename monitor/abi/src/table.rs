@@ -9,8 +9,8 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 /// First bytes of every partition table.
 pub const TABLE_MAGIC: [u8; 8] = *b"QUESTPT\0";
-/// Version of the table format described by this crate.
-pub const TABLE_VERSION: u32 = 1;
+/// Version of the table format described by this crate (2: migration fields).
+pub const TABLE_VERSION: u32 = 2;
 /// Length of every name field (NUL-padded UTF-8, at most `NAME_LEN - 1` bytes).
 pub const NAME_LEN: usize = 32;
 /// Alignment of the payload area that follows the table in an image.
@@ -222,7 +222,23 @@ pub struct SandboxEntry {
     /// since the Unix epoch (little-endian u64; Hermit reads it as the low half of an
     /// i128 whose high half the host leaves zero) at launch (0: none).
     pub patch_boot_time_ns_gpa: U64,
+    /// `MIGRATION_*` bits (0 unless every vCPU has a standby core).
+    pub migration_flags: U32,
+    /// Reserved, zero.
+    pub reserved: U32,
+    /// Who may ask for this sandbox's migration: bit `i` for sandbox index `i` (its own
+    /// bit for "itself"); 0 unless it has standby cores.
+    pub migrate_by: U64,
+    /// The longest pause a migration may cause it, in nanoseconds; non-zero exactly when
+    /// it has standby cores.
+    pub max_downtime_ns: U64,
 }
+
+/// [`SandboxEntry::migration_flags`]: the monitor places a separate standby RAM region
+/// and a migration moves the sandbox's RAM between the two.
+pub const MIGRATION_SEPARATE_MEMORY: u32 = 1;
+/// Every defined `MIGRATION_*` bit.
+pub const MIGRATION_FLAGS: u32 = MIGRATION_SEPARATE_MEMORY;
 
 /// One virtual CPU: which logical core runs it and its initial 64-bit register state.
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
@@ -234,8 +250,9 @@ pub struct VcpuEntry {
     pub index: U32,
     /// Logical core index (0 = boot core) that runs this vCPU.
     pub core: U32,
-    /// Reserved, zero.
-    pub reserved: U32,
+    /// The core it moves to when its sandbox migrates (the sandbox's alone while it does
+    /// not run there), or [`NO_INDEX`]. Either every vCPU of a sandbox has one or none.
+    pub standby_core: U32,
     /// Initial RIP (guest-virtual = guest-physical: identity mapped at start).
     pub rip: U64,
     /// Initial RSP.

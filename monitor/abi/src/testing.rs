@@ -84,7 +84,7 @@ impl Sample {
             sandbox: sandbox.into(),
             index: index.into(),
             core: core.into(),
-            reserved: 0.into(),
+            standby_core: NO_INDEX.into(),
             rip: BARE_IMAGE_GPA.into(),
             rsp: (8 * MIB - u64::from(index) * BARE_STACK_SIZE).into(),
             rdi: BOOT_INFO_GPA.into(),

@@ -106,6 +106,10 @@ pub enum AbiError {
     Payload(u32),
     /// A sandbox field (boot info, page tables, patch addresses) lies outside its RAM.
     SandboxAddress(u32),
+    /// A sandbox's migration fields disagree (standby cores on some vCPUs only, unknown
+    /// flags or controllers, no `max_downtime` for a migratable sandbox, or migration
+    /// fields without standby cores).
+    Migration(u32),
 }
 
 impl core::fmt::Display for AbiError {
@@ -177,6 +181,7 @@ impl core::fmt::Display for AbiError {
                 "payload {i} lies outside the payload area or its sandbox's memory"
             ),
             Self::SandboxAddress(i) => write!(f, "sandbox {i} has a boot address outside its RAM"),
+            Self::Migration(i) => write!(f, "sandbox {i} has inconsistent migration fields"),
         }
     }
 }
@@ -451,7 +456,7 @@ fn check_vcpus(t: &Table<'_>) -> Result<(), AbiError> {
             if v.sandbox.get() as usize != s {
                 return Err(AbiError::WrongOwner(Array::Vcpus, idx));
             }
-            if v.index.get() as usize != pos || v.reserved.get() != 0 {
+            if v.index.get() as usize != pos {
                 return Err(AbiError::VcpuIndex(idx));
             }
             let core = v.core.get();
@@ -466,6 +471,61 @@ fn check_vcpus(t: &Table<'_>) -> Result<(), AbiError> {
             if v.rip.get() >= ram || v.rsp.get() > ram || v.rsp.get() == 0 {
                 return Err(AbiError::VcpuState(idx));
             }
+        }
+    }
+    check_standby(t, &mut used)
+}
+
+/// Standby cores: every vCPU of a sandbox has one or none does; each is a core of the
+/// system that no vCPU runs on and no other vCPU stands by on. The migration fields of
+/// a sandbox are set exactly when it has standby cores.
+fn check_standby(t: &Table<'_>, used: &mut [u64]) -> Result<(), AbiError> {
+    let cores = t.header.system_cores.get();
+    for s in 0..t.sandboxes.len() {
+        let sandbox = &t.sandboxes[s];
+        let first = sandbox.vcpus.first.get();
+        let vcpus = t.sandbox_vcpus(s);
+        let with = vcpus
+            .iter()
+            .filter(|v| v.standby_core.get() != NO_INDEX)
+            .count();
+        let idx = s as u32;
+        if with != 0 && with != vcpus.len() {
+            return Err(AbiError::Migration(idx));
+        }
+        let migratable = with != 0;
+        let flags = sandbox.migration_flags.get();
+        let others = sandbox.migrate_by.get();
+        let known = if t.sandboxes.len() >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << t.sandboxes.len()) - 1
+        };
+        let fields_ok = if migratable {
+            flags & !MIGRATION_FLAGS == 0
+                && others != 0
+                && others & !known == 0
+                && sandbox.max_downtime_ns.get() != 0
+        } else {
+            flags == 0 && others == 0 && sandbox.max_downtime_ns.get() == 0
+        };
+        if !fields_ok || sandbox.reserved.get() != 0 {
+            return Err(AbiError::Migration(idx));
+        }
+        for (pos, v) in vcpus.iter().enumerate() {
+            let core = v.standby_core.get();
+            if core == NO_INDEX {
+                continue;
+            }
+            let at = first + pos as u32;
+            if core >= cores {
+                return Err(AbiError::CoreOutOfRange(at));
+            }
+            let (word, bit) = ((core / 64) as usize, core % 64);
+            if used[word] & (1 << bit) != 0 {
+                return Err(AbiError::CoreUsedTwice(at));
+            }
+            used[word] |= 1 << bit;
         }
     }
     Ok(())
@@ -676,4 +736,106 @@ fn check_payloads(t: &Table<'_>) -> Result<(), AbiError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod migration_tests {
+    use super::*;
+    use crate::testing::Sample;
+    use crate::view::Migration;
+    use crate::{SandboxId, TableView};
+
+    /// The sample with sandbox `b` (one vCPU on core 3) migratable to core 0 by `a` and
+    /// itself, within 1 ms, then `edit`ed and validated.
+    fn migratable(edit: impl FnOnce(&mut Sample)) -> Result<(), AbiError> {
+        let mut s = Sample::new();
+        s.vcpus[2].standby_core = 0.into();
+        s.sandboxes[1].migrate_by = 0b11.into();
+        s.sandboxes[1].max_downtime_ns = 1_000_000.into();
+        edit(&mut s);
+        validate(&s.encode()).map(|_| ())
+    }
+
+    #[test]
+    fn a_standby_placement_is_valid_and_viewed() {
+        assert_eq!(migratable(|_| {}), Ok(()));
+        let mut s = Sample::new();
+        s.vcpus[2].standby_core = 0.into();
+        s.sandboxes[1].migrate_by = 0b01.into();
+        s.sandboxes[1].max_downtime_ns = 5.into();
+        s.sandboxes[1].migration_flags = MIGRATION_SEPARATE_MEMORY.into();
+        let bytes = s.encode();
+        let view = TableView::validate(&bytes).unwrap();
+        let b = view.sandbox(SandboxId::new(1)).unwrap();
+        let m = b.migration().unwrap();
+        assert_eq!(
+            m,
+            Migration {
+                separate_memory: true,
+                migrate_by: 1,
+                max_downtime_ns: 5
+            }
+        );
+        assert!(m.allows(SandboxId::new(0)) && !m.allows(SandboxId::new(1)));
+        assert_eq!(
+            b.vcpus().next().unwrap().standby_core(),
+            Some(crate::CoreId::new(0))
+        );
+        let a = view.sandbox(SandboxId::new(0)).unwrap();
+        assert!(a.migration().is_none());
+        assert!(a.vcpus().all(|v| v.standby_core().is_none()));
+    }
+
+    #[test]
+    fn standby_cores_must_be_free_and_exist() {
+        let e = |core: u32| migratable(move |s| s.vcpus[2].standby_core = core.into());
+        assert_eq!(e(3), Err(AbiError::CoreUsedTwice(2)), "its own core");
+        assert_eq!(e(1), Err(AbiError::CoreUsedTwice(2)), "another's core");
+        assert_eq!(e(4), Err(AbiError::CoreOutOfRange(2)));
+        // Two sandboxes standing by on the same core.
+        let both = migratable(|s| {
+            s.vcpus[0].standby_core = 0.into();
+            s.vcpus[1].standby_core = 4.into();
+            s.system_cores = 5;
+            s.sandboxes[0].migrate_by = 1.into();
+            s.sandboxes[0].max_downtime_ns = 1.into();
+        });
+        assert_eq!(both, Err(AbiError::CoreUsedTwice(2)));
+    }
+
+    #[test]
+    fn migration_fields_must_agree() {
+        let m = |edit: fn(&mut Sample)| migratable(edit);
+        // Only one of a's two vCPUs has a standby core.
+        assert_eq!(
+            m(|s| s.vcpus[0].standby_core = 0.into()),
+            Err(AbiError::Migration(0))
+        );
+        assert_eq!(
+            m(|s| s.sandboxes[1].migrate_by = 0b100.into()),
+            Err(AbiError::Migration(1)),
+            "an unknown controller"
+        );
+        assert_eq!(
+            m(|s| s.sandboxes[1].migrate_by = 0.into()),
+            Err(AbiError::Migration(1))
+        );
+        assert_eq!(
+            m(|s| s.sandboxes[1].max_downtime_ns = 0.into()),
+            Err(AbiError::Migration(1))
+        );
+        assert_eq!(
+            m(|s| s.sandboxes[1].migration_flags = 2.into()),
+            Err(AbiError::Migration(1))
+        );
+        assert_eq!(
+            m(|s| s.sandboxes[1].reserved = 1.into()),
+            Err(AbiError::Migration(1))
+        );
+        // Migration fields without standby cores.
+        assert_eq!(
+            m(|s| s.sandboxes[0].max_downtime_ns = 7.into()),
+            Err(AbiError::Migration(0))
+        );
+    }
 }

@@ -231,6 +231,16 @@ impl<'a> SandboxView<'a> {
         }
     }
 
+    /// How it may migrate, if it may (every vCPU then has a standby core: validated).
+    pub fn migration(&self) -> Option<Migration> {
+        let e = self.entry;
+        (e.max_downtime_ns.get() != 0).then(|| Migration {
+            separate_memory: e.migration_flags.get() & MIGRATION_SEPARATE_MEMORY != 0,
+            migrate_by: e.migrate_by.get(),
+            max_downtime_ns: e.max_downtime_ns.get(),
+        })
+    }
+
     /// The raw entry (for code that takes table entries).
     pub fn entry(&self) -> &'a SandboxEntry {
         self.entry
@@ -299,6 +309,25 @@ pub struct LaunchPatches {
     pub boot_time_ns: Option<GuestPhysAddr>,
 }
 
+/// How a sandbox may migrate ([`SandboxView::migration`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Migration {
+    /// It has a separate standby RAM region.
+    pub separate_memory: bool,
+    /// Bit `i`: sandbox `i` may ask for its migration (only bits of existing sandboxes,
+    /// at least one: validated).
+    pub migrate_by: u64,
+    /// The longest pause it tolerates, ns (non-zero).
+    pub max_downtime_ns: u64,
+}
+
+impl Migration {
+    /// Whether sandbox `caller` may ask for this migration.
+    pub fn allows(&self, caller: SandboxId) -> bool {
+        caller.index() < 64 && self.migrate_by & (1 << caller.index()) != 0
+    }
+}
+
 /// One vCPU of a [`TableView`].
 #[derive(Clone, Copy, Debug)]
 pub struct VcpuView<'a> {
@@ -317,6 +346,12 @@ impl<'a> VcpuView<'a> {
     /// Logical core that runs it (below the system's cores, used by no other vCPU).
     pub fn core(&self) -> CoreId {
         CoreId::new(self.entry.core.get())
+    }
+    /// The core it moves to when its sandbox migrates (below the system's cores, used by
+    /// no other vCPU, running or standing by), if its sandbox may migrate.
+    pub fn standby_core(&self) -> Option<CoreId> {
+        let c = self.entry.standby_core.get();
+        (c != NO_INDEX).then(|| CoreId::new(c))
     }
     /// Initial RIP (inside RAM).
     pub fn rip(&self) -> u64 {

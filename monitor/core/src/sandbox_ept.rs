@@ -3,15 +3,15 @@
 //! and exactly the access the table gives them, and nothing else.
 
 use crate::ept::{EptBuilder, EptError, EptMemory};
+use crate::sandbox_place::SandboxPlacement;
 use quest_abi::{GuestPhysAddr, HostPhysAddr, RegionKind, Table};
 
-/// Host-physical placement of what one sandbox maps (chosen by the monitor at boot).
+/// What one sandbox's EPT maps, borrowed from where the monitor keeps it: the sandbox's
+/// own placement (its record) and the channels' (fixed at boot).
 #[derive(Clone, Copy, Debug)]
 pub struct HostPlacement<'a> {
-    /// Host-physical base of guest RAM (guest-physical 0).
-    pub ram_hpa: HostPhysAddr,
-    /// Host-physical base of the sandbox's channel directory page, if it has one.
-    pub directory_hpa: Option<HostPhysAddr>,
+    /// The sandbox's RAM and directory page.
+    pub sandbox: &'a SandboxPlacement,
     /// Host-physical base of each channel's data area, table order (ack follows data).
     pub channel_hpas: &'a [HostPhysAddr],
     /// Host-physical base of the calibration page(s), mapped read-only (no write, no
@@ -61,8 +61,8 @@ pub fn build_sandbox_ept<M: EptMemory>(
         let idx = first + pos;
         let kind = RegionKind::from_u32(r.kind.get()).ok_or(SandboxEptError::Region(idx))?;
         let (hpa, large) = match kind {
-            RegionKind::Ram => (Some(place.ram_hpa), true),
-            RegionKind::Directory => (place.directory_hpa, false),
+            RegionKind::Ram => (Some(place.sandbox.ram_hpa), true),
+            RegionKind::Directory => (place.sandbox.directory_hpa, false),
             RegionKind::ChannelData | RegionKind::ChannelAck => {
                 let c = r.channel.get() as usize;
                 let base = *place
@@ -117,6 +117,15 @@ mod tests {
         HostPhysAddr::new(a)
     }
 
+    /// RAM at 1 GiB, the directory at 2 GiB.
+    fn sample_placement() -> SandboxPlacement {
+        SandboxPlacement {
+            ram_hpa: h(0x4000_0000),
+            directory_hpa: Some(h(0x8000_0000)),
+            ..SandboxPlacement::UNPLACED
+        }
+    }
+
     /// The EPT of `sandbox` of the sample table, with its RAM at 1 GiB, the directory at
     /// 2 GiB and the channels at `channel_hpas`.
     fn sample_ept(
@@ -126,8 +135,7 @@ mod tests {
         let bytes = sample_table();
         let table = validate(&bytes).unwrap();
         let place = HostPlacement {
-            ram_hpa: h(0x4000_0000),
-            directory_hpa: Some(h(0x8000_0000)),
+            sandbox: &sample_placement(),
             channel_hpas,
             calibration_hpa: None,
         };
@@ -180,8 +188,7 @@ mod tests {
         let chan = [h(0x9000_0000)];
         for sandbox in [0, 1] {
             let place = HostPlacement {
-                ram_hpa: h(0x4000_0000),
-                directory_hpa: Some(h(0x8000_0000)),
+                sandbox: &sample_placement(),
                 channel_hpas: &chan,
                 calibration_hpa: Some(h(0xa000_0000)),
             };

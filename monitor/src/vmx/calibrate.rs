@@ -11,7 +11,8 @@
 
 use super::caps::VmxCaps;
 use super::instructions::{self as vmx, GuestRegs};
-use super::sandbox::{PoolFrames, SandboxVmx};
+use super::sandbox::PoolFrames;
+use crate::sandboxes::SandboxVmx;
 use crate::system::System;
 use quest_abi::{GuestPhysAddr, HostPhysAddr, ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE};
 use quest_monitor_core::ept::EptBuilder;

@@ -14,9 +14,9 @@
 //! - Stopping: the leader's NMIs (`lifecycle::stop_others`) end the sleep the same way,
 //!   the waiter sees `stop` and returns, and the run loop parks it.
 
-use super::sandbox::state;
 use super::sleep::sleep_until_nmi;
 use super::vcpu::Vcpu;
+use crate::sandboxes::{record, state};
 use core::sync::atomic::Ordering;
 use quest_abi::hypercall::{ERR_INVALID, OK};
 use quest_abi::SandboxId;
@@ -57,8 +57,10 @@ pub fn ring(v: &Vcpu, directory_index: u64) -> u64 {
         return ERR_INVALID;
     };
     state(v.sandbox).doorbells.fetch_add(1, Ordering::Relaxed);
-    let peer = state(peer_sandbox.id());
-    for (i, entry) in peer_sandbox.vcpus().enumerate() {
+    let peer_record = record(peer_sandbox.id());
+    let peer = &peer_record.state;
+    let peer_cores = peer_record.placement().cores;
+    for (i, &core) in peer_cores.as_slice().iter().enumerate() {
         let (Some(pending), Some(waiting)) = (peer.doorbell_pending.get(i), peer.waiting.get(i))
         else {
             continue;
@@ -67,7 +69,7 @@ pub fn ring(v: &Vcpu, directory_index: u64) -> u64 {
         if waiting.load(Ordering::SeqCst) == 0 {
             continue;
         }
-        if let Some(apic_id) = v.sys.apic_id(entry.core()) {
+        if let Some(apic_id) = v.sys.apic_id(core) {
             // SAFETY: the core runs a vCPU of the peer sandbox (validated table), whose
             // NMI gate only ends its sleep; NMI exiting is on should it be back in its
             // guest by now (then the exit handler just resumes it).

@@ -14,10 +14,11 @@ pub struct GuestMem {
 }
 
 impl GuestMem {
-    /// Sandbox `s`'s RAM.
+    /// Sandbox `s`'s RAM at its current placement (its record's; a vCPU takes this again
+    /// whenever it (re)launches, since the placement may have changed while it was parked).
     pub fn of(sys: &System, s: SandboxId) -> Self {
         Self {
-            ram_hpa: sys.sandboxes[s.index()].ram_hpa,
+            ram_hpa: crate::sandboxes::record(s).placement().ram_hpa,
             ram_size: sys.table.sandbox(s).map_or(0, |sb| sb.ram_size()),
         }
     }

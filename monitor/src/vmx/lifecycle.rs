@@ -13,10 +13,13 @@
 
 use super::console_out;
 use super::instructions as vmx;
-use super::sandbox::{self, state, SandboxState, STATUS_EXITED, STATUS_HALTED, STATUS_RUNNING};
+use super::sandbox;
 use super::vcpu::{Action, Fault, FaultKind, Vcpu};
+use crate::sandboxes::{
+    self, state, SandboxState, STATUS_EXITED, STATUS_HALTED, STATUS_RUNNING, STOP_MIGRATE,
+};
 use crate::system::System;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::Ordering;
 use quest_abi::console::{Reasons, Record, SandboxEnd, SandboxSummary};
 use quest_abi::{GuestPhysAddr, OnFault};
 use quest_monitor_core::exit::{reason_name, REASON_COUNT};
@@ -27,35 +30,44 @@ const MAX_LAUNCHES: u32 = 8;
 /// TSC cycles to wait for a vCPU to park before sending the NMI again.
 const NMI_RETRY_CYCLES: u64 = 2_000_000;
 
-/// Sandboxes that have ended (exited or halted).
-static FINISHED: AtomicUsize = AtomicUsize::new(0);
-
 /// How a vCPU's run ended.
 enum Stopped {
     /// This core decided the stop and must finish it.
     Leader(Action),
     /// Another core stopped the sandbox.
     Follower,
+    /// The sandbox migrates: the vCPU leaves this core.
+    Migrate,
 }
 
-/// Runs `v`'s vCPU for as long as its sandbox lives. Never returns.
-pub fn run(mut v: Vcpu) -> ! {
+/// Runs `v`'s vCPU on this core for as long as its sandbox lives; returns when it moved
+/// to another core (`migrate`).
+pub fn run(mut v: Vcpu) {
     let st = state(v.sandbox);
     let mut generation = 0u32;
-    if v.index == 0 && st.generation.load(Ordering::Acquire) == 0 {
+    if v.arrived.is_none() && v.index == 0 && st.generation.load(Ordering::Acquire) == 0 {
         patch_launch_values(&v, 1);
         st.generation.store(1, Ordering::Release);
     }
     loop {
-        generation = wait_for_launch(st, generation);
-        if let Err(f) = prepare_vcpu(&mut v) {
-            crate::println!(
-                "quest: sandbox '{}' core {}: cannot set up its vCPU: {f:?}",
-                v.name,
-                v.core
-            );
+        if let Some(g) = v.arrived.take() {
+            // Resumes where it left its old core.
+            generation = g;
+        } else {
+            generation = wait_for_launch(st, generation);
+            if let Err(f) = prepare_vcpu(&mut v) {
+                crate::println!(
+                    "quest: sandbox '{}' core {}: cannot set up its vCPU: {f:?}",
+                    v.name,
+                    v.core
+                );
+            }
         }
         let stopped = run_until_stop(&mut v, st);
+        if let Stopped::Migrate = stopped {
+            super::migrate::hand_off(v, generation);
+            return;
+        }
         v.line.flush(|l| console_out::print_line(v.name, l));
         st.parked[v.index].store(generation, Ordering::Release);
         if let Stopped::Leader(action) = stopped {
@@ -67,7 +79,9 @@ pub fn run(mut v: Vcpu) -> ! {
 fn wait_for_launch(st: &SandboxState, current: u32) -> u32 {
     loop {
         let g = st.generation.load(Ordering::Acquire);
-        if g > current && st.stop.load(Ordering::Acquire) == 0 {
+        // A migration may begin as soon as the launch is published: launch anyway, and
+        // leave for the standby core before the first entry.
+        if g > current && matches!(st.stop.load(Ordering::Acquire), 0 | STOP_MIGRATE) {
             return g;
         }
         if st.status.load(Ordering::Acquire) != STATUS_RUNNING {
@@ -85,6 +99,7 @@ fn prepare_vcpu(v: &mut Vcpu) -> Result<(), vmx::VmFail> {
     v.regs.0[vmx::reg::RDI] = v.entry.rdi();
     v.regs.0[vmx::reg::RSI] = v.entry.rsi();
     v.line.clear();
+    v.mem = super::guest_mem::GuestMem::of(v.sys, v.sandbox);
     let res = sandbox::resources(v.sys, v.sandbox).map_err(|_| vmx::VmFail::Invalid)?;
     // SAFETY: VMX is on; the CPU supports single-context INVEPT (checked in caps) and
     // INVVPID when `caps.invvpid`.
@@ -99,8 +114,16 @@ fn prepare_vcpu(v: &mut Vcpu) -> Result<(), vmx::VmFail> {
 
 fn run_until_stop(v: &mut Vcpu, st: &SandboxState) -> Stopped {
     loop {
-        if st.stop.load(Ordering::Acquire) != 0 {
-            return Stopped::Follower;
+        match st.stop.load(Ordering::Acquire) {
+            0 => {}
+            STOP_MIGRATE => return Stopped::Migrate,
+            _ => return Stopped::Follower,
+        }
+        if let Some(action) = v.pending.take() {
+            // An exit or fault that came while the sandbox migrated: decided here.
+            if let Some(stopped) = decide(v, st, action) {
+                return stopped;
+            }
         }
         if !v.entered_once {
             // Counted (and the boot cost printed, by the last vCPU) before the entry, so
@@ -126,24 +149,36 @@ fn run_until_stop(v: &mut Vcpu, st: &SandboxState) -> Stopped {
                 Action::fault(FaultKind::EntryFailed { reason: 0, error })
             }
         };
-        match action {
-            Action::Continue => {}
-            Action::Exit(_) | Action::Fault(_) => {
-                if let Action::Fault(_) = action {
-                    st.faults.fetch_add(1, Ordering::Relaxed);
-                }
-                if st
-                    .stop
-                    .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-                {
-                    return Stopped::Leader(action);
-                }
-                if let Action::Fault(f) = action {
-                    report(v, &f, "sandbox already stopping");
-                }
-                return Stopped::Follower;
+        if let Action::Fault(_) = action {
+            st.faults.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(stopped) = decide(v, st, action) {
+            return stopped;
+        }
+    }
+}
+
+/// What an exit or fault does to the run: this core leads the stop, another already
+/// does, or (during a migration) the decision moves with the vCPU and is taken on its
+/// new core. `None`: go on.
+fn decide(v: &mut Vcpu, st: &SandboxState, action: Action) -> Option<Stopped> {
+    if let Action::Continue = action {
+        return None;
+    }
+    match st
+        .stop
+        .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+    {
+        Ok(_) => Some(Stopped::Leader(action)),
+        Err(STOP_MIGRATE) => {
+            v.pending = Some(action);
+            Some(Stopped::Migrate)
+        }
+        Err(_) => {
+            if let Action::Fault(f) = action {
+                report(v, &f, "sandbox already stopping");
             }
+            Some(Stopped::Follower)
         }
     }
 }
@@ -153,13 +188,15 @@ fn rdtsc() -> u64 {
     unsafe { core::arch::x86_64::_rdtsc() }
 }
 
-/// Sends NMIs to every other vCPU of the sandbox until each has parked.
+/// Sends NMIs to every other vCPU of the sandbox (on the cores its placement gives
+/// them) until each has parked.
 fn stop_others(v: &Vcpu, st: &SandboxState, generation: u32) {
-    for (i, entry) in v.sandbox_view.vcpus().enumerate() {
+    let placement = sandboxes::record(v.sandbox).placement();
+    for (i, &core) in placement.cores.as_slice().iter().enumerate() {
         if i == v.index {
             continue;
         }
-        let Some(apic_id) = v.sys.apic_id(entry.core()) else {
+        let Some(apic_id) = v.sys.apic_id(core) else {
             continue;
         };
         while st.parked[i].load(Ordering::Acquire) < generation {
@@ -236,7 +273,7 @@ fn lead_stop(v: &Vcpu, st: &SandboxState, action: Action, generation: u32) {
 
 /// Records one more finished sandbox; the last one prints the summary and shuts down.
 fn finish(sys: &System) -> ! {
-    let done = FINISHED.fetch_add(1, Ordering::AcqRel) + 1;
+    let done = sandboxes::finish_one();
     if done == sys.table.sandbox_count() {
         let ok = summary(sys);
         crate::shutdown::shutdown(ok);
@@ -273,6 +310,17 @@ pub fn summary(sys: &System) -> bool {
             slept: st.sleeps.load(Ordering::Relaxed),
         };
         crate::println!("{}", Record::Summary(summary));
+        if sandbox.migration().is_some() {
+            let m = &sandboxes::record(sandbox.id()).migration;
+            crate::println!(
+                "{}",
+                Record::Migrations {
+                    sandbox: sandbox.name(),
+                    count: m.count.load(Ordering::Acquire),
+                    worst_downtime: m.worst_downtime.load(Ordering::Acquire),
+                }
+            );
+        }
     }
     channel_latencies(sys);
     crate::println!(
@@ -292,9 +340,8 @@ pub fn summary(sys: &System) -> bool {
 /// out is reported as nothing recorded.
 fn channel_latencies(sys: &System) {
     use quest_abi::latency::{Latency, STATS_OFFSET, STATS_SIZE};
-    for (ch, place) in sys.table.channels().zip(sys.channels) {
-        let Some(block) = place
-            .hpa
+    for (ch, hpa) in sys.table.channels().zip(sys.channels()) {
+        let Some(block) = hpa
             .checked_add(ch.data_size())
             .and_then(|ack| ack.checked_add(STATS_OFFSET as u64))
         else {

@@ -22,6 +22,7 @@ mod handlers;
 mod host;
 mod instructions;
 mod lifecycle;
+mod migrate;
 mod sandbox;
 mod sleep;
 mod vcpu;
@@ -41,18 +42,10 @@ pub fn check_support() -> Result<VmxCaps, VmxError> {
     *CAPS.call_once(caps::check_support)
 }
 
-/// Runs the vCPU assigned to logical core `core` for the life of the system.
+/// Runs the vCPU assigned to logical core `core` for the life of the system; a standby
+/// core (or a core whose vCPU migrated away) waits for a vCPU to arrive
+/// ([`migrate::stand_by`]) and runs it.
 pub fn run_core(core: CoreId, sys: &'static System) -> ! {
-    let Some((entry, sandbox_view)) = sys
-        .table
-        .vcpu_on_core(core)
-        .and_then(|v| Some((v, sys.table.sandbox(v.sandbox())?)))
-    else {
-        lifecycle::park_forever();
-    };
-    let s = sandbox_view.id();
-    boot_cost::launch(s);
-    let name = sandbox_view.name();
     let caps = match check_support() {
         Ok(c) => c,
         Err(e) => fatal(format_args!("{e}")),
@@ -65,15 +58,36 @@ pub fn run_core(core: CoreId, sys: &'static System) -> ! {
     } {
         fatal(format_args!("core {core} cannot enter VMX operation: {e}"));
     }
+    let mut next = first_vcpu(core, sys, caps);
+    loop {
+        let v = match next.take() {
+            Some(v) => v,
+            None => migrate::stand_by(core),
+        };
+        lifecycle::run(v);
+    }
+}
+
+/// The vCPU the table puts on `core`, with its VMCS current and its controls and host
+/// state written (`None`: the core stands by).
+fn first_vcpu(core: CoreId, sys: &'static System, caps: VmxCaps) -> Option<vcpu::Vcpu> {
+    let (entry, sandbox_view) = sys
+        .table
+        .vcpu_on_core(core)
+        .and_then(|v| Some((v, sys.table.sandbox(v.sandbox())?)))?;
+    let s = sandbox_view.id();
+    boot_cost::launch(s);
+    let name = sandbox_view.name();
     let res = match sandbox::resources(sys, s) {
         Ok(r) => r,
         Err(e) => fatal(format_args!("sandbox '{name}': {e}")),
     };
-    // SAFETY: VMX is on; the VMCS made current here stays current on this core for
-    // good (one vCPU per core).
-    if let Err(e) = unsafe { host::new_current_vmcs(&caps) } {
-        fatal(format_args!("core {core}: cannot create a VMCS: {e}"));
-    }
+    // SAFETY: VMX is on; the VMCS made current here stays current on this core until
+    // its vCPU migrates away (`migrate::hand_off` clears it).
+    let vmcs = match unsafe { host::new_current_vmcs(&caps) } {
+        Ok(vmcs) => vmcs,
+        Err(e) => fatal(format_args!("core {core}: cannot create a VMCS: {e}")),
+    };
     // SAFETY: the VMCS is current; the host state describes this core, whose GDT, TSS
     // and vCPU IDT stay loaded.
     let setup = unsafe {
@@ -82,7 +96,7 @@ pub fn run_core(core: CoreId, sys: &'static System) -> ! {
     if let Err(e) = setup {
         fatal(format_args!("core {core}: cannot write the VMCS: {e:?}"));
     }
-    lifecycle::run(vcpu::Vcpu {
+    Some(vcpu::Vcpu {
         sys,
         sandbox: s,
         sandbox_view,
@@ -96,6 +110,9 @@ pub fn run_core(core: CoreId, sys: &'static System) -> ! {
         mem: guest_mem::GuestMem::of(sys, s),
         launched: false,
         entered_once: false,
+        vmcs,
+        arrived: None,
+        pending: None,
     })
 }
 

@@ -41,6 +41,13 @@ pub struct Vcpu {
     pub launched: bool,
     /// Its first VM entry was counted for the boot cost (`boot_cost`).
     pub entered_once: bool,
+    /// Host-physical address of its VMCS (current on the core it runs on).
+    pub vmcs: u64,
+    /// It just arrived on this core by a migration, in this launch generation: it
+    /// resumes where it was instead of launching.
+    pub arrived: Option<u32>,
+    /// An exit or fault that came while its sandbox migrated, decided on its new core.
+    pub pending: Option<Action>,
 }
 
 /// Why a sandbox is stopped.

@@ -3,7 +3,7 @@
 
 use super::caps::VmxCaps;
 use super::instructions::{self as vmx, VmFail};
-use super::sandbox::SandboxVmx;
+use crate::sandboxes::SandboxVmx;
 use quest_abi::view::{SandboxView, VcpuView};
 use quest_abi::{gdt, layout};
 use quest_monitor_core::vmcs_fields::{field16, field32, field64, natural, Field32, Segment};

@@ -9,7 +9,7 @@ use super::parse::fields::{
     Choice, CoreList, Devices, Duration, Env, Opt, Path, Size, Str, StringList, Uint32,
 };
 use super::parse::table::manifest_table;
-use super::types::{Console, Device, OnFault, ReaderMode, Runtime, Spanned};
+use super::types::{Console, Device, OnFault, ReaderMode, Runtime, Spanned, StandbyMemory};
 use std::path::PathBuf;
 
 /// A key a table accepts, and an example of it (used in hints).
@@ -68,6 +68,19 @@ manifest_table! {
         devices: Vec<Spanned<Device>> = Devices, optional, "devices = [{ port = \"0x2f8-0x2ff\" }]";
         /// `on_fault` (default `halt-sandbox`).
         on_fault: Spanned<OnFault> = Choice<OnFault>, optional, "on_fault = \"restart\"";
+        /// `standby_cores`: where the sandbox may migrate to, one core per vCPU (vCPU
+        /// order), its own exclusively while it does not run there (default: none, it
+        /// never migrates).
+        standby_cores: Option<Spanned<Vec<Spanned<u32>>>> = Opt<CoreList>, optional, "standby_cores = [3]";
+        /// `standby_memory`: `same` (a migration moves the cores only; default) or
+        /// `separate` (the monitor places a second RAM region and a migration moves
+        /// between the two).
+        standby_memory: Spanned<StandbyMemory> = Choice<StandbyMemory>, optional, "standby_memory = \"separate\"";
+        /// `migrate_by`: who may ask for its migration: `self` and/or names of
+        /// controller sandboxes (default: nobody).
+        migrate_by: Vec<Spanned<String>> = StringList, optional, "migrate_by = [\"self\", \"controller\"]";
+        /// `max_downtime` (ns): the longest pause a migration may cause it.
+        max_downtime: Option<Spanned<u64>> = Opt<Duration>, optional, "max_downtime = \"5ms\"";
     }
 }
 
@@ -126,5 +139,6 @@ enumerated! {
     Console { "com1" => Com1, "com2" => Com2, "com3" => Com3, "com4" => Com4 }
     Runtime { "hermit" => Hermit, "bare" => Bare }
     ReaderMode { "spin" => Spin, "poll" => Poll, "doorbell" => Doorbell }
+    StandbyMemory { "same" => Same, "separate" => Separate }
     OnFault { "halt-sandbox" => HaltSandbox, "restart" => Restart, "halt-system" => HaltSystem }
 }

@@ -53,6 +53,15 @@ pub enum ReaderMode {
     Doorbell,
 }
 
+/// Where a migrating sandbox's memory goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StandbyMemory {
+    /// Nowhere: a migration moves its vCPUs to the standby cores, its RAM stays.
+    Same,
+    /// A second RAM region the monitor places; a migration copies RAM between the two.
+    Separate,
+}
+
 /// A PC serial port used as the monitor console.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Console {

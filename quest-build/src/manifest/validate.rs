@@ -66,12 +66,52 @@ pub(crate) fn validate(
     v.duplicates(draft.sandboxes.iter().map(|s| &s.name), "sandbox");
     v.duplicates(draft.channels.iter().map(|c| &c.name), "channel");
     v.cores(draft);
+    v.migration(draft);
     v.endpoints(draft);
     v.channel_counts(draft);
     v.channel_windows(draft);
     v.ports(draft);
     v.budget(draft);
     v.apps(draft, base_dir, apps);
+}
+
+#[path = "validate_migration.rs"]
+mod migration;
+
+/// The name a sandbox uses in `migrate_by` for itself.
+pub const MIGRATE_SELF: &str = "self";
+
+/// The sandboxes' names in manifest order, each once (duplicates have their own error).
+fn sandbox_names(draft: &Draft) -> Vec<&str> {
+    let names: Vec<&str> = draft
+        .sandboxes
+        .iter()
+        .filter_map(|s| s.name.as_ref())
+        .map(|n| n.value.as_str())
+        .collect();
+    names
+        .iter()
+        .enumerate()
+        .filter(|&(i, n)| !names[..i].contains(n))
+        .map(|(_, n)| *n)
+        .collect()
+}
+
+/// The hint for a name that is none of `names`: the closest one, or `list` followed by
+/// all of them.
+fn unknown_sandbox_hint(name: &str, names: &[&str], list: &str) -> String {
+    match did_you_mean(name, names.iter().copied()) {
+        Some(m) => format!("did you mean `{m}`?"),
+        None if names.is_empty() => "declare the sandbox with `[[sandbox]]`".to_owned(),
+        None => format!(
+            "{list}{}",
+            names
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }
 
 struct Validator<'d> {
@@ -391,24 +431,8 @@ impl Validator<'_> {
                 );
             }
             for core in &cores.value {
-                if let Some(sys) = system_cores {
-                    if core.value >= sys.value && sys.value > 0 {
-                        self.diags.push(
-                            Diagnostic::error(
-                                format!(
-                                    "core {} does not exist: the system has {} cores (0 to {})",
-                                    core.value,
-                                    sys.value,
-                                    sys.value - 1
-                                ),
-                                core.span.clone(),
-                            )
-                            .label("no such core")
-                            .related(sys.span.clone(), "system cores set here")
-                            .hint("use a lower core index or raise `system.cores`"),
-                        );
-                        continue;
-                    }
+                if !self.core_exists(core, system_cores, "core") {
+                    continue;
                 }
                 match owner.get(&core.value) {
                     Some((first, other)) => {
@@ -432,37 +456,41 @@ impl Validator<'_> {
         }
     }
 
+    /// Whether `core` (a `what`) exists in a system of `system_cores`; reports it if not.
+    fn core_exists(
+        &mut self,
+        core: &Spanned<u32>,
+        system_cores: Option<&Spanned<u32>>,
+        what: &str,
+    ) -> bool {
+        let Some(sys) = system_cores.filter(|s| core.value >= s.value && s.value > 0) else {
+            return true;
+        };
+        self.diags.push(
+            Diagnostic::error(
+                format!(
+                    "{what} {} does not exist: the system has {} cores (0 to {})",
+                    core.value,
+                    sys.value,
+                    sys.value - 1
+                ),
+                core.span.clone(),
+            )
+            .label("no such core")
+            .related(sys.span.clone(), "system cores set here")
+            .hint("use a lower core index or raise `system.cores`"),
+        );
+        false
+    }
+
     fn endpoints(&mut self, draft: &Draft) {
-        let names: Vec<&str> = draft
-            .sandboxes
-            .iter()
-            .filter_map(|s| s.name.as_ref())
-            .map(|n| n.value.as_str())
-            .collect();
-        // Names in manifest order, each once (duplicates have their own error).
-        let names: Vec<&str> = names
-            .iter()
-            .enumerate()
-            .filter(|&(i, n)| !names[..i].contains(n))
-            .map(|(_, n)| *n)
-            .collect();
+        let names = sandbox_names(draft);
         for c in &draft.channels {
             for end in [&c.writer, &c.reader].into_iter().flatten() {
                 if names.contains(&end.value.as_str()) {
                     continue;
                 }
-                let hint = match did_you_mean(&end.value, names.iter().copied()) {
-                    Some(m) => format!("did you mean `{m}`?"),
-                    None if names.is_empty() => "declare the sandbox with `[[sandbox]]`".to_owned(),
-                    None => format!(
-                        "sandboxes are: {}",
-                        names
-                            .iter()
-                            .map(|n| format!("`{n}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                };
+                let hint = unknown_sandbox_hint(&end.value, &names, "sandboxes are: ");
                 self.diags.push(
                     Diagnostic::error(
                         format!("no sandbox named `{}`", end.value),
@@ -617,10 +645,18 @@ impl Validator<'_> {
         let Some(mem) = draft.system.as_ref().and_then(|s| s.memory.as_ref()) else {
             return;
         };
+        // A sandbox with a separate standby region needs its RAM twice.
         let rams: Option<Vec<u64>> = draft
             .sandboxes
             .iter()
-            .map(|s| s.memory.as_ref().map(|m| m.value))
+            .flat_map(|s| {
+                let ram = s.memory.as_ref().map(|m| m.value);
+                let twice = s.standby_cores.is_some()
+                    && s.standby_memory
+                        .as_ref()
+                        .is_some_and(|m| m.value == StandbyMemory::Separate);
+                std::iter::repeat_n(ram, if twice { 2 } else { 1 })
+            })
             .collect();
         let chans: Option<Vec<u64>> = draft
             .channels
@@ -630,7 +666,7 @@ impl Validator<'_> {
         let (Some(rams), Some(chans)) = (rams, chans) else {
             return; // a size could not be read; its own diagnostic says so
         };
-        let reserve = budget::monitor_reserve(rams.len());
+        let reserve = budget::monitor_reserve(draft.sandboxes.len());
         let need = budget::host_memory_needed(reserve, rams.iter().copied(), chans.iter().copied());
         if need > mem.value {
             let alloc = |v: &[u64]| {

@@ -45,12 +45,23 @@ struct JsonSandbox<'a> {
     boot: JsonBoot,
     ports: Vec<[u16; 2]>,
     regions: Vec<JsonRegion<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    migration: Option<JsonMigration>,
+}
+
+#[derive(Serialize)]
+struct JsonMigration {
+    standby_memory: &'static str,
+    migrate_by: Vec<usize>,
+    max_downtime_ns: u64,
 }
 
 #[derive(Serialize)]
 struct JsonVcpu {
     index: u32,
     core: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    standby_core: Option<u32>,
     stack_top: u64,
 }
 
@@ -147,9 +158,11 @@ fn region<'a>(plan: &'a Plan, sb: &SandboxPlan, r: &RegionPlan) -> JsonRegion<'a
 pub fn render(plan: &Plan, table: &EncodedTable, base_dir: &Path) -> String {
     let name = |i: usize| plan.sandboxes.get(i).map_or("?", |s| s.name.as_str());
     let used = |c: u32| {
-        plan.sandboxes
-            .iter()
-            .any(|s| s.vcpus.iter().any(|v| v.core == c))
+        plan.sandboxes.iter().any(|s| {
+            s.vcpus
+                .iter()
+                .any(|v| v.core == c || v.standby_core == Some(c))
+        })
     };
     let json = JsonPlan {
         system: JsonSystem {
@@ -195,6 +208,7 @@ pub fn render(plan: &Plan, table: &EncodedTable, base_dir: &Path) -> String {
                     .map(|v| JsonVcpu {
                         index: v.index,
                         core: v.core,
+                        standby_core: v.standby_core,
                         stack_top: v.stack_top,
                     })
                     .collect(),
@@ -216,6 +230,15 @@ pub fn render(plan: &Plan, table: &EncodedTable, base_dir: &Path) -> String {
                 },
                 ports: sb.ports.iter().map(|&(a, b)| [a, b]).collect(),
                 regions: sb.regions.iter().map(|r| region(plan, sb, r)).collect(),
+                migration: sb.migration.as_ref().map(|m| JsonMigration {
+                    standby_memory: if m.separate_memory {
+                        "separate"
+                    } else {
+                        "same"
+                    },
+                    migrate_by: m.migrate_by.clone(),
+                    max_downtime_ns: m.max_downtime_ns,
+                }),
             })
             .collect(),
         channels: plan

@@ -19,14 +19,16 @@ pub fn stack_top(runtime: Runtime, ram_size: u64, index: u32) -> u64 {
     crate::runtime::of(runtime).stack_top(ram_size, index)
 }
 
-/// The vCPUs of a sandbox: vCPU `i` runs on `cores[i]`.
-pub fn vcpus(runtime: Runtime, ram_size: u64, cores: &[u32]) -> Vec<VcpuPlan> {
+/// The vCPUs of a sandbox: vCPU `i` runs on `cores[i]` and stands by on `standby[i]`
+/// (none when `standby` is shorter).
+pub fn vcpus(runtime: Runtime, ram_size: u64, cores: &[u32], standby: &[u32]) -> Vec<VcpuPlan> {
     cores
         .iter()
         .zip(0u32..)
         .map(|(&core, index)| VcpuPlan {
             index,
             core,
+            standby_core: standby.get(index as usize).copied(),
             stack_top: stack_top(runtime, ram_size, index),
         })
         .collect()
@@ -103,7 +105,7 @@ mod tests {
     #[test]
     fn bare_stacks_are_disjoint_at_the_top_of_ram() {
         let ram = 8 << 20;
-        let v = vcpus(Runtime::Bare, ram, &[3, 1, 2]);
+        let v = vcpus(Runtime::Bare, ram, &[3, 1, 2], &[]);
         assert_eq!(v.iter().map(|v| v.core).collect::<Vec<_>>(), [3, 1, 2]);
         assert_eq!(v.iter().map(|v| v.index).collect::<Vec<_>>(), [0, 1, 2]);
         assert_eq!(v[0].stack_top, ram);
@@ -113,7 +115,7 @@ mod tests {
 
     #[test]
     fn hermit_vcpus_share_the_boot_stack_below_the_kernel() {
-        let v = vcpus(Runtime::Hermit, 64 << 20, &[0, 1]);
+        let v = vcpus(Runtime::Hermit, 64 << 20, &[0, 1], &[]);
         // Hermit's `_start` takes RSP as the base of its boot stack and adds the size.
         assert!(v.iter().all(|v| v.stack_top == HERMIT_BOOT_STACK_GPA));
     }

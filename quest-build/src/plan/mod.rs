@@ -60,6 +60,12 @@ pub fn plan(m: &Manifest) -> Plan {
             let runtime = s.runtime.value;
             let ram_size = s.memory.value;
             let cores: Vec<u32> = s.cores.value.iter().map(|c| c.value).collect();
+            let standby: Vec<u32> = s
+                .standby_cores
+                .iter()
+                .flat_map(|c| &c.value)
+                .map(|c| c.value)
+                .collect();
             let mut regions = vec![layout::ram_region(ram_size)];
             regions.extend(window.regions);
             SandboxPlan {
@@ -74,7 +80,7 @@ pub fn plan(m: &Manifest) -> Plan {
                     .map(|(k, v)| (k.value.clone(), v.value.clone()))
                     .collect(),
                 ram_size,
-                vcpus: layout::vcpus(runtime, ram_size, &cores),
+                vcpus: layout::vcpus(runtime, ram_size, &cores, &standby),
                 regions,
                 ports: s
                     .devices
@@ -85,6 +91,7 @@ pub fn plan(m: &Manifest) -> Plan {
                     .collect(),
                 boot: layout::boot_layout(runtime, !window.ends.is_empty()),
                 channel_ends: window.ends,
+                migration: migration_plan(m, s),
             }
         })
         .collect();
@@ -92,7 +99,10 @@ pub fn plan(m: &Manifest) -> Plan {
     let monitor_reserve = budget::monitor_reserve(sandboxes.len());
     let host_memory_needed = budget::host_memory_needed(
         monitor_reserve,
-        sandboxes.iter().map(|s| s.ram_size),
+        sandboxes.iter().flat_map(|s| {
+            let standby = s.migration.as_ref().is_some_and(|m| m.separate_memory);
+            std::iter::repeat_n(s.ram_size, if standby { 2 } else { 1 })
+        }),
         placement
             .channels
             .iter()
@@ -108,6 +118,30 @@ pub fn plan(m: &Manifest) -> Plan {
         sandboxes,
         channels: placement.channels,
     }
+}
+
+/// A sandbox's migration terms (`None` without `standby_cores`).
+fn migration_plan(m: &Manifest, s: &manifest::Sandbox) -> Option<MigrationPlan> {
+    s.standby_cores.as_ref()?;
+    let mut migrate_by: Vec<usize> = s
+        .migrate_by
+        .iter()
+        .filter_map(|c| {
+            let name = if c.value == manifest::validate::MIGRATE_SELF {
+                &s.name.value
+            } else {
+                &c.value
+            };
+            m.sandboxes.iter().position(|o| &o.name.value == name)
+        })
+        .collect();
+    migrate_by.sort_unstable();
+    migrate_by.dedup();
+    Some(MigrationPlan {
+        separate_memory: s.standby_memory.value == manifest::StandbyMemory::Separate,
+        migrate_by,
+        max_downtime_ns: s.max_downtime.as_ref().map_or(0, |d| d.value),
+    })
 }
 
 #[cfg(test)]

@@ -76,20 +76,30 @@ fn core_grid(out: &mut String, plan: &Plan) {
     for sb in &plan.sandboxes {
         let mut row = vec![sb.name.clone()];
         row.extend((0..plan.system_cores).map(|c| {
-            sb.vcpus
-                .iter()
-                .find(|v| v.core == c)
-                .map_or_else(|| ".".to_owned(), |v| format!("v{}", v.index))
+            let running = sb.vcpus.iter().find(|v| v.core == c);
+            let standby = sb.vcpus.iter().find(|v| v.standby_core == Some(c));
+            match (running, standby) {
+                (Some(v), _) => format!("v{}", v.index),
+                (None, Some(v)) => format!("s{}", v.index),
+                (None, None) => ".".to_owned(),
+            }
         }));
         rows.push(row);
     }
     columns(out, "  ", &rows);
+    if plan.sandboxes.iter().any(|s| s.migration.is_some()) {
+        let _ = writeln!(
+            out,
+            "  sN: the standby core of vCPU N (it runs there after a migration)"
+        );
+    }
     let idle: Vec<String> = (0..plan.system_cores)
         .filter(|&c| {
-            !plan
-                .sandboxes
-                .iter()
-                .any(|s| s.vcpus.iter().any(|v| v.core == c))
+            !plan.sandboxes.iter().any(|s| {
+                s.vcpus
+                    .iter()
+                    .any(|v| v.core == c || v.standby_core == Some(c))
+            })
         })
         .map(|c| c.to_string())
         .collect();
@@ -154,6 +164,35 @@ fn sandbox(out: &mut String, plan: &Plan, index: usize, sb: &SandboxPlan, base_d
         .map(|v| format!("v{} -> core {} (rsp {:#x})", v.index, v.core, v.stack_top))
         .collect();
     rows.push(vec!["vcpus".to_owned(), vcpus.join(", ")]);
+    if let Some(m) = &sb.migration {
+        let standby: Vec<String> = sb
+            .vcpus
+            .iter()
+            .map(|v| {
+                let core = v.standby_core.map_or("?".to_owned(), |c| c.to_string());
+                format!("v{} -> core {core}", v.index)
+            })
+            .collect();
+        let by: Vec<&str> = m
+            .migrate_by
+            .iter()
+            .map(|&i| plan.sandboxes.get(i).map_or("?", |s| s.name.as_str()))
+            .collect();
+        rows.push(vec![
+            "migrates".to_owned(),
+            format!(
+                "{}, {} RAM; asked by {}; max downtime {}",
+                standby.join(", "),
+                if m.separate_memory {
+                    "separate standby"
+                } else {
+                    "same"
+                },
+                by.join(", "),
+                crate::manifest::size::human_duration(m.max_downtime_ns)
+            ),
+        ]);
+    }
     let b = &sb.boot;
     rows.push(vec![
         "boot".to_owned(),
@@ -268,6 +307,13 @@ fn host_memory(out: &mut String, plan: &Plan) {
             size(host_allocation(sb.ram_size)),
             "RAM".to_owned(),
         ]);
+        if sb.migration.as_ref().is_some_and(|m| m.separate_memory) {
+            rows.push(vec![
+                format!("sandbox `{}`", sb.name),
+                size(host_allocation(sb.ram_size)),
+                "standby RAM".to_owned(),
+            ]);
+        }
     }
     for c in &plan.channels {
         rows.push(vec![

@@ -5,7 +5,7 @@ use super::types::{Plan, SandboxImage};
 use quest_abi::GuestPhysAddr;
 use quest_abi::{
     ChannelEntry, DeviceEntry, DeviceKind, IndexRange, PayloadEntry, RegionEntry, SandboxEntry,
-    TableParts, VcpuEntry, NO_INDEX, PAGE_SIZE, PAYLOAD_ALIGN,
+    TableParts, VcpuEntry, MIGRATION_SEPARATE_MEMORY, NO_INDEX, PAGE_SIZE, PAYLOAD_ALIGN,
 };
 use sha2::{Digest, Sha256};
 use zerocopy::little_endian::U64;
@@ -117,6 +117,7 @@ pub fn encode_table(
             e.sandbox = owner.into();
             e.index = v.index.into();
             e.core = v.core.into();
+            e.standby_core = v.standby_core.unwrap_or(NO_INDEX).into();
             e.rip = entry.into();
             e.rsp = v.stack_top.into();
             e.rdi = gpa_field(sb.boot.boot_info_gpa);
@@ -170,6 +171,17 @@ pub fn encode_table(
         e.patch_boot_time_gpa = optional_gpa_field(sb.boot.patch_boot_time_gpa);
         e.patch_boot_time_ns_gpa = optional_gpa_field(sb.boot.patch_boot_time_ns_gpa);
         e.patch_launch_count_gpa = optional_gpa_field(sb.boot.patch_launch_count_gpa);
+        if let Some(m) = &sb.migration {
+            if m.separate_memory {
+                e.migration_flags = MIGRATION_SEPARATE_MEMORY.into();
+            }
+            let mut by = 0u64;
+            for &c in &m.migrate_by {
+                by |= 1u64.checked_shl(idx(c, "too many sandboxes")?).unwrap_or(0);
+            }
+            e.migrate_by = by.into();
+            e.max_downtime_ns = m.max_downtime_ns.into();
+        }
         sandboxes.push(e);
     }
 

@@ -66,6 +66,10 @@ pub(crate) fn manifest(
                     .map(|&(first, last)| sp(Device::Ports { first, last }))
                     .collect(),
                 on_fault: sp(OnFault::HaltSandbox),
+                standby_cores: None,
+                standby_memory: sp(StandbyMemory::Same),
+                migrate_by: Vec::new(),
+                max_downtime: None,
             })
             .collect(),
         channels: channels

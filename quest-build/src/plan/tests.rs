@@ -273,3 +273,51 @@ proptest! {
         prop_assert_eq!(encode_table(&p, Some(&images)).unwrap(), enc);
     }
 }
+
+#[test]
+fn migration_terms_reach_the_table() {
+    use manifest::{Spanned, StandbyMemory};
+    use quest_abi::{Runtime, SandboxId, TableView};
+    fn sp<T>(v: T) -> Spanned<T> {
+        Spanned::new(v, 0..0)
+    }
+    let mut m = testing::manifest(
+        6,
+        256,
+        &[
+            SandboxSpec::new("ctl", Runtime::Bare, &[0], 4),
+            SandboxSpec::new("mover", Runtime::Bare, &[1, 2], 8),
+        ],
+        &[],
+    );
+    let mover = &mut m.sandboxes[1];
+    mover.standby_cores = Some(sp(vec![sp(4), sp(3)]));
+    mover.standby_memory = sp(StandbyMemory::Separate);
+    mover.migrate_by = vec![sp("self".to_string()), sp("ctl".to_string())];
+    mover.max_downtime = Some(sp(40_000_000));
+    let p = plan(&m);
+    let terms = p.sandboxes[1].migration.as_ref().unwrap();
+    assert_eq!(terms.migrate_by, [0, 1], "ctl and itself, by index");
+    assert!(p.sandboxes[0].migration.is_none());
+    // The standby region is budgeted: 8 MiB more than the same system without it.
+    let mut still = m.clone();
+    still.sandboxes[1].standby_memory = sp(StandbyMemory::Same);
+    assert_eq!(
+        p.host_memory_needed,
+        plan(&still).host_memory_needed + 8 * MIB
+    );
+
+    let enc = encode_table(&p, None).unwrap();
+    let view = TableView::validate(&enc.table).unwrap();
+    let sb = view.sandbox(SandboxId::new(1)).unwrap();
+    let mig = sb.migration().unwrap();
+    assert!(mig.separate_memory);
+    assert_eq!((mig.migrate_by, mig.max_downtime_ns), (0b11, 40_000_000));
+    let standby: Vec<_> = sb
+        .vcpus()
+        .map(|v| v.standby_core().map(|c| c.index()))
+        .collect();
+    assert_eq!(standby, [Some(4), Some(3)]);
+    let ctl = view.sandbox(SandboxId::new(0)).unwrap();
+    assert!(ctl.migration().is_none() && ctl.vcpus().all(|v| v.standby_core().is_none()));
+}

@@ -55,6 +55,20 @@ pub struct SandboxPlan {
     pub boot: BootLayout,
     /// The channels this sandbox is an endpoint of, as listed in its directory.
     pub channel_ends: Vec<ChannelEnd>,
+    /// How it may migrate (its vCPUs then each have a standby core), if it may.
+    pub migration: Option<MigrationPlan>,
+}
+
+/// A migratable sandbox's terms.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MigrationPlan {
+    /// The monitor places a separate standby RAM region.
+    pub separate_memory: bool,
+    /// The sandboxes (indices) that may ask for its migration, itself included when
+    /// `migrate_by` names `self`; ascending.
+    pub migrate_by: Vec<usize>,
+    /// The longest pause it tolerates, ns.
+    pub max_downtime_ns: u64,
 }
 
 /// One vCPU.
@@ -64,6 +78,8 @@ pub struct VcpuPlan {
     pub index: u32,
     /// Logical core that runs it.
     pub core: u32,
+    /// The core it moves to when its sandbox migrates.
+    pub standby_core: Option<u32>,
     /// Initial stack pointer.
     pub stack_top: u64,
 }

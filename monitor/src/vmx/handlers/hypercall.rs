@@ -1,10 +1,11 @@
 //! VMCALL: Quest's own hypercalls (`quest_abi::hypercall`): number in RAX, arguments in
 //! RDI, RSI, RDX, result in RAX. Bad arguments get `ERR_INVALID`, unknown numbers
-//! `ERR_UNKNOWN`; neither stops the sandbox. `Wait` and `Doorbell` are in `vmx::doorbell`.
+//! `ERR_UNKNOWN`; neither stops the sandbox. `Wait` and `Doorbell` are in `vmx::doorbell`,
+//! `Migrate` in `vmx::migrate`.
 
-use crate::vmx::doorbell;
 use crate::vmx::instructions::reg;
 use crate::vmx::vcpu::{Action, Vcpu};
+use crate::vmx::{doorbell, migrate};
 use quest_abi::hypercall::{Hypercall, CONSOLE_WRITE_MAX, ERR_INVALID, ERR_UNKNOWN, OK};
 use quest_abi::GuestPhysAddr;
 
@@ -22,6 +23,7 @@ pub fn handle(v: &mut Vcpu) -> Action {
         Some(Hypercall::Exit) => return Action::Exit(a0 as u32 as i32),
         Some(Hypercall::Wait) => doorbell::wait(v),
         Some(Hypercall::Doorbell) => doorbell::ring(v, a0),
+        Some(Hypercall::Migrate) => migrate::request(v, a0),
         None => ERR_UNKNOWN,
     };
     v.regs.0[reg::RAX] = result;

@@ -1,0 +1,197 @@
+//! The monitor's decisions about a `MIGRATE` hypercall (`quest_abi::hypercall`): which
+//! sandbox it names, whether the caller may ask, and the admission test, in the order
+//! the monitor applies them; and the TSC offset that keeps a moved vCPU's clock
+//! continuous. Pure, so every refusal is tested on the host.
+
+use quest_abi::hypercall::{
+    copy_cycles, min_downtime_cycles, MigrateRefusal, MigrationCosts, MIGRATE_SELF,
+};
+use quest_abi::view::Migration;
+use quest_abi::SandboxId;
+
+/// The sandbox a `MIGRATE` with `rdi` from `caller` names, in a table of `count`
+/// sandboxes (`None`: no such sandbox, answer `ERR_INVALID`).
+pub fn target(rdi: u64, caller: SandboxId, count: usize) -> Option<SandboxId> {
+    if rdi == MIGRATE_SELF {
+        return Some(caller);
+    }
+    usize::try_from(rdi)
+        .ok()
+        .filter(|&i| i < count)
+        .and_then(SandboxId::from_index)
+}
+
+/// What the monitor knows when it decides.
+#[derive(Clone, Copy, Debug)]
+pub struct Request {
+    /// Who asks.
+    pub caller: SandboxId,
+    /// The target's migration terms (`None`: it has no standby placement).
+    pub terms: Option<Migration>,
+    /// The target's vCPUs.
+    pub vcpus: u64,
+    /// The target's RAM, bytes.
+    pub ram: u64,
+    /// Whether this migration moves its RAM (a separate standby region). The monitor
+    /// moves it by stop-and-copy (no pre-copy yet): the whole RAM is copied and the old
+    /// region scrubbed while the sandbox is stopped.
+    pub moves_memory: bool,
+    /// The target runs (launched, not stopping, not migrating).
+    pub idle_for_migration: bool,
+    /// Every destination core waits in the monitor, and the standby region (if any) is
+    /// free.
+    pub destination_free: bool,
+    /// The calibrated costs.
+    pub costs: MigrationCosts,
+    /// TSC frequency, kHz.
+    pub tsc_khz: u64,
+}
+
+/// `max_downtime_ns` in TSC cycles at `tsc_khz` (rounded down: the budget never grows).
+pub fn budget_cycles(max_downtime_ns: u64, tsc_khz: u64) -> u64 {
+    let c = u128::from(max_downtime_ns) * u128::from(tsc_khz) / 1_000_000;
+    u64::try_from(c).unwrap_or(u64::MAX)
+}
+
+/// Accepts or refuses `r`. The order is the order of the checks: who asks, the state of
+/// the target, the admission test, the destination.
+pub fn admit(r: &Request) -> Result<(), MigrateRefusal> {
+    let terms = r
+        .terms
+        .filter(|t| t.allows(r.caller))
+        .ok_or(MigrateRefusal::NotAllowed)?;
+    if !r.idle_for_migration {
+        return Err(MigrateRefusal::Busy);
+    }
+    let least = stop_cycles(r);
+    if least > budget_cycles(terms.max_downtime_ns, r.tsc_khz) {
+        return Err(MigrateRefusal::WouldExceedMaxDowntime);
+    }
+    if !r.destination_free {
+        return Err(MigrateRefusal::DestinationNotFree);
+    }
+    Ok(())
+}
+
+/// The least downtime of `r` as the monitor does it: every vCPU stopped and resumed,
+/// and with memory, the copy of all RAM and the scrub of the old region.
+pub fn stop_cycles(r: &Request) -> u64 {
+    let park = min_downtime_cycles(r.vcpus, r.ram, false, &r.costs);
+    if r.moves_memory {
+        park.saturating_add(copy_cycles(r.ram, &r.costs).saturating_mul(2))
+    } else {
+        park
+    }
+}
+
+/// The VMCS TSC offset a vCPU needs on its destination core so that its TSC goes on
+/// from where it was: `old_offset` on the source, whose TSC reads `source_minus_dest`
+/// cycles ahead of the destination's (calibrated). Wrapping, as the CPU adds it.
+pub fn moved_tsc_offset(old_offset: u64, source_minus_dest: i64) -> u64 {
+    old_offset.wrapping_add(source_minus_dest as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn terms(migrate_by: u64, max_downtime_ns: u64) -> Option<Migration> {
+        Some(Migration {
+            separate_memory: false,
+            migrate_by,
+            max_downtime_ns,
+        })
+    }
+
+    fn request() -> Request {
+        Request {
+            caller: SandboxId::new(1),
+            terms: terms(0b10, 1_000_000),
+            vcpus: 2,
+            ram: 8 << 20,
+            moves_memory: false,
+            idle_for_migration: true,
+            destination_free: true,
+            costs: MigrationCosts {
+                ipi: 20,
+                vm_exit_entry: 70,
+                copy_per_kib: 135,
+            },
+            tsc_khz: 10_000,
+        }
+    }
+
+    #[test]
+    fn targets_are_self_or_an_existing_sandbox() {
+        let me = SandboxId::new(2);
+        assert_eq!(target(MIGRATE_SELF, me, 3), Some(me));
+        assert_eq!(target(0, me, 3), Some(SandboxId::new(0)));
+        assert_eq!(target(3, me, 3), None);
+        assert_eq!(target(u64::MAX - 1, me, 3), None);
+    }
+
+    #[test]
+    fn each_refusal_has_its_cause() {
+        assert_eq!(admit(&request()), Ok(()));
+        let with = |f: fn(&mut Request)| {
+            let mut r = request();
+            f(&mut r);
+            admit(&r)
+        };
+        assert_eq!(
+            with(|r| r.caller = SandboxId::new(0)),
+            Err(MigrateRefusal::NotAllowed)
+        );
+        assert_eq!(with(|r| r.terms = None), Err(MigrateRefusal::NotAllowed));
+        assert_eq!(
+            with(|r| r.idle_for_migration = false),
+            Err(MigrateRefusal::Busy)
+        );
+        // 1 ms at 10 MHz = 10000 cycles: parking two vCPUs fits, copying 8 MiB does not.
+        assert_eq!(
+            with(|r| r.moves_memory = true),
+            Err(MigrateRefusal::WouldExceedMaxDowntime)
+        );
+        assert_eq!(
+            with(|r| r.terms = terms(0b10, 17_999)),
+            Err(MigrateRefusal::WouldExceedMaxDowntime),
+            "2 x 90 cycles need 18 us"
+        );
+        assert_eq!(with(|r| r.terms = terms(0b10, 18_000)), Ok(()));
+        assert_eq!(
+            with(|r| r.destination_free = false),
+            Err(MigrateRefusal::DestinationNotFree)
+        );
+        // Not allowed comes first: a stranger learns nothing about the target's state.
+        assert_eq!(
+            with(|r| {
+                r.caller = SandboxId::new(5);
+                r.idle_for_migration = false;
+            }),
+            Err(MigrateRefusal::NotAllowed)
+        );
+    }
+
+    #[test]
+    fn stop_and_copy_counts_the_copy_and_the_scrub() {
+        let mut r = request();
+        assert_eq!(stop_cycles(&r), 2 * 90);
+        r.moves_memory = true;
+        assert_eq!(stop_cycles(&r), 2 * 90 + 2 * 8192 * 135);
+        // The budget that admits exactly that.
+        r.terms = terms(0b10, (2 * 90 + 2 * 8192 * 135) * 100);
+        assert_eq!(admit(&r), Ok(()));
+        r.terms = terms(0b10, (2 * 90 + 2 * 8192 * 135) * 100 - 100);
+        assert_eq!(admit(&r), Err(MigrateRefusal::WouldExceedMaxDowntime));
+    }
+
+    #[test]
+    fn budgets_and_offsets() {
+        assert_eq!(budget_cycles(1_000_000, 10_000), 10_000);
+        assert_eq!(budget_cycles(1, 999), 0, "rounded down");
+        assert_eq!(budget_cycles(u64::MAX, u64::MAX), u64::MAX);
+        assert_eq!(moved_tsc_offset(0, 0), 0);
+        assert_eq!(moved_tsc_offset(100, -30), 70);
+        assert_eq!(moved_tsc_offset(0, -1), u64::MAX, "a negative offset wraps");
+    }
+}

@@ -1,0 +1,462 @@
+//! Migrating a sandbox to its standby placement (`quest_abi::hypercall::Hypercall::Migrate`).
+//!
+//! Protocol (the park protocol of `lifecycle`, with its own stop value):
+//! 1. The requester (a vCPU of the sandbox itself or of a controller) decides
+//!    (`quest_monitor_core::migration::admit`), takes the sandbox's `busy` flag, notes the
+//!    TSC and sets `stop` to [`STOP_MIGRATE`]; then it sends NMIs until every other vCPU of
+//!    the sandbox has left its core.
+//! 2. Each vCPU, before its next VM entry, sees the stop and hands itself off
+//!    ([`hand_off`]): the state the VMCS does not hold (XCR0 and the XSAVE area, the
+//!    syscall MSRs, CR2, the local x2APIC timer and LVTs) is saved, its VMCS cleared, and
+//!    the whole `Vcpu` (registers, console line, VMCS address) put in its standby core's
+//!    arrival slot. Its old core then stands by itself.
+//! 3. A standby core ([`stand_by`]) takes the arrival, makes the VMCS current, rewrites
+//!    its host state for this core, restores the saved state, keeps the guest's TSC
+//!    continuous (VMCS TSC offset, `moved_tsc_offset`), and waits for the other vCPUs.
+//!    The last to arrive finishes: with a separate standby region it copies the RAM
+//!    there (stop-and-copy) and scrubs the old region; it swaps the placement with the
+//!    standby placement, measures the downtime, prints the record and releases the stop.
+//!
+//! Known limits: interrupts pending in the source core's local APIC (IRR) and debug
+//! registers do not move; every core's TSC is assumed to agree with the others (the
+//! calibration page measures channel core pairs only, and reports 0 on Bochs).
+
+use super::instructions::{self as vmx, reg};
+use super::vcpu::Vcpu;
+use crate::sandboxes::{record, SandboxRecord, STATUS_RUNNING, STOP_MIGRATE};
+use core::arch::asm;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use quest_abi::calibration::CalibrationView;
+use quest_abi::console::{CoreList, Migrated, Record};
+use quest_abi::hypercall::{MigrationCosts, ERR_INVALID, OK};
+use quest_abi::{CoreId, MAX_CORES};
+use quest_monitor_core::migration::{admit, moved_tsc_offset, target, Request};
+use quest_monitor_core::sandbox_place::SandboxPlacement;
+use quest_monitor_core::vmcs_fields::field64;
+use x86_64::registers::model_specific::Msr;
+
+const CORES: usize = MAX_CORES as usize;
+/// TSC cycles to wait for a vCPU to leave before sending the NMI again.
+const NMI_RETRY_CYCLES: u64 = 100_000;
+
+/// Per core: it waits in [`stand_by`] (1) for a vCPU to arrive.
+static STANDING_BY: [AtomicU32; CORES] = [const { AtomicU32::new(0) }; CORES];
+/// Per core: the frame its arriving vCPU's XSAVE area is written to (0: none yet).
+static XSAVE_AREA: [AtomicU64; CORES] = [const { AtomicU64::new(0) }; CORES];
+/// Per core: the vCPU on its way there.
+static ARRIVALS: [spin::Mutex<Option<Arrival>>; CORES] = [const { spin::Mutex::new(None) }; CORES];
+
+/// MSRs the guest writes directly and VMX does not switch (STAR, LSTAR, CSTAR, FMASK,
+/// kernel GS base, TSC_AUX).
+const MOVED_MSRS: [u32; 6] = [
+    0xC000_0081,
+    0xC000_0082,
+    0xC000_0083,
+    0xC000_0084,
+    0xC000_0102,
+    0xC000_0103,
+];
+const TSC_DEADLINE: u32 = 0x6E0;
+const APIC_TPR: u32 = 0x808;
+const APIC_SVR: u32 = 0x80F;
+const APIC_LVT_TIMER: u32 = 0x832;
+const APIC_LVT_LINT0: u32 = 0x835;
+const APIC_LVT_LINT1: u32 = 0x836;
+const APIC_LVT_ERROR: u32 = 0x837;
+const APIC_TIMER_INITIAL: u32 = 0x838;
+const APIC_TIMER_CURRENT: u32 = 0x839;
+const APIC_TIMER_DIVIDE: u32 = 0x83E;
+/// LVT registers restored before the timer is armed again, in this order.
+const APIC_REGS: [u32; 7] = [
+    APIC_TIMER_DIVIDE,
+    APIC_LVT_LINT0,
+    APIC_LVT_LINT1,
+    APIC_LVT_ERROR,
+    APIC_SVR,
+    APIC_TPR,
+    APIC_LVT_TIMER,
+];
+const LVT_MASKED: u64 = 1 << 16;
+const LVT_TIMER_MODE: u64 = 3 << 17;
+const LVT_TSC_DEADLINE: u64 = 2 << 17;
+
+/// What moves with a vCPU besides its VMCS and `Vcpu`.
+#[derive(Clone, Copy, Debug)]
+struct Saved {
+    xcr0: u64,
+    cr2: u64,
+    msrs: [u64; MOVED_MSRS.len()],
+    apic: [u64; APIC_REGS.len()],
+    tsc_deadline: u64,
+    timer_remaining: u64,
+    tsc_offset: u64,
+}
+
+struct Arrival {
+    v: Vcpu,
+    saved: Saved,
+}
+
+fn rdtsc() -> u64 {
+    // SAFETY: RDTSC has no side effects.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+fn rdmsr(index: u32) -> u64 {
+    // SAFETY: every index used here is an MSR or x2APIC register this CPU has (the
+    // guest may access the same ones, see `msr_policy`); reading has no side effect.
+    unsafe { Msr::new(index).read() }
+}
+
+fn wrmsr(index: u32, value: u64) {
+    // SAFETY: values the guest itself wrote to the same registers on its source core
+    // (read back there), written to this core's copy of them while the guest is out.
+    unsafe { Msr::new(index).write(value) }
+}
+
+fn xgetbv0() -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: CR4.OSXSAVE is set on every vCPU core (`host::enable_vmx`).
+    unsafe {
+        asm!("xgetbv", in("ecx") 0u32, out("eax") lo, out("edx") hi, options(nomem, nostack))
+    };
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+fn xsetbv0(value: u64) {
+    // SAFETY: `value` is an XCR0 the guest set (checked by the XSETBV handler) with at
+    // most the SSE bit added, which x87 being set always allows.
+    unsafe {
+        asm!("xsetbv", in("ecx") 0u32, in("eax") value as u32, in("edx") (value >> 32) as u32, options(nomem, nostack));
+    }
+}
+
+/// XCR0 while saving or restoring: the guest's, with SSE so the XMM registers move even
+/// when the guest never enabled it in XCR0.
+fn save_mask(xcr0: u64) -> u64 {
+    xcr0 | 0b11
+}
+
+/// The largest XSAVE area this CPU may need fits in one frame.
+fn xsave_fits() -> bool {
+    // CPUID.(EAX=0DH,ECX=0):ECX: the size for every component the CPU supports.
+    core::arch::x86_64::__cpuid_count(0xD, 0).ecx <= 4096
+}
+
+/// The calibrated costs of the stop phase (the boot calibration page).
+fn costs() -> MigrationCosts {
+    let Some(page) = crate::calibrate::page_hpa() else {
+        return MigrationCosts::default();
+    };
+    // SAFETY: the calibration page is CALIBRATION_SIZE bytes of identity-mapped monitor
+    // memory, filled before any vCPU ran and read-only since.
+    let bytes = unsafe {
+        core::slice::from_raw_parts(
+            page.as_u64() as *const u8,
+            quest_abi::calibration::CALIBRATION_SIZE,
+        )
+    };
+    CalibrationView::new(bytes).map_or(MigrationCosts::default(), |view| {
+        let c = view.constants();
+        MigrationCosts {
+            ipi: c.ipi.max,
+            vm_exit_entry: c.vm_exit_entry.max,
+            copy_per_kib: c.copy_cold_per_kib.max.max(c.copy_warm_per_kib.max),
+        }
+    })
+}
+
+/// `MIGRATE(rdi)` from `v`: the result for RAX. When `v`'s own sandbox migrates, `v`
+/// leaves its core right after this returns (the run loop sees the stop).
+pub fn request(v: &mut Vcpu, rdi: u64) -> u64 {
+    let table = &v.sys.table;
+    let Some(s) = target(rdi, v.sandbox, table.sandbox_count()) else {
+        return ERR_INVALID;
+    };
+    let Some(view) = table.sandbox(s) else {
+        return ERR_INVALID;
+    };
+    let rec = record(s);
+    let st = &rec.state;
+    let terms = view.migration();
+    let allowed = terms.is_some_and(|t| t.allows(v.sandbox));
+    let took = allowed
+        && rec
+            .migration
+            .busy
+            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+    let idle = took
+        && st.status.load(Ordering::Acquire) == STATUS_RUNNING
+        && st.generation.load(Ordering::Acquire) > 0
+        && st.stop.load(Ordering::Acquire) == 0;
+    let standby = rec.standby();
+    let destination_free = xsave_fits()
+        && !standby.cores.is_empty()
+        && standby.cores.as_slice().iter().all(|c| {
+            STANDING_BY[c.index() % CORES].load(Ordering::Acquire) == 1
+                && ARRIVALS[c.index() % CORES].lock().is_none()
+        });
+    let vcpus = view.vcpus().len();
+    let decision = admit(&Request {
+        caller: v.sandbox,
+        terms,
+        vcpus: vcpus as u64,
+        ram: view.ram_size(),
+        moves_memory: terms.is_some_and(|t| t.separate_memory),
+        idle_for_migration: idle,
+        destination_free,
+        costs: costs(),
+        tsc_khz: v.sys.tsc_khz.into(),
+    });
+    let own = s == v.sandbox;
+    let started = rdtsc();
+    let decision = decision.and_then(|()| {
+        rec.migration.arrived.store(0, Ordering::Relaxed);
+        rec.migration.left.store(0, Ordering::Relaxed);
+        let requester = if own { v.index as u32 + 1 } else { 0 };
+        rec.migration
+            .own_requester
+            .store(requester, Ordering::Relaxed);
+        rec.migration.started.store(started, Ordering::Relaxed);
+        // An exit or fault may have won the stop since the check above.
+        st.stop
+            .compare_exchange(0, STOP_MIGRATE, Ordering::AcqRel, Ordering::Acquire)
+            .map(|_| ())
+            .map_err(|_| quest_abi::hypercall::MigrateRefusal::Busy)
+    });
+    if let Err(refusal) = decision {
+        if took {
+            rec.migration.busy.store(0, Ordering::Release);
+        }
+        crate::println!(
+            "{}",
+            Record::MigrationRefused {
+                sandbox: view.name(),
+                by: v.name,
+                reason: refusal.as_str(),
+            }
+        );
+        return refusal.code();
+    }
+    // Every other vCPU leaves its core before its next entry; nudge the ones in their
+    // guest (NMI exiting) or asleep in WAIT (the stop wakes them).
+    let others = vcpus as u32 - u32::from(own);
+    let placement = rec.placement();
+    while rec.migration.left.load(Ordering::Acquire) < others {
+        for (i, core) in placement.cores.as_slice().iter().enumerate() {
+            if own && i == v.index {
+                continue;
+            }
+            if let Some(apic_id) = v.sys.apic_id(*core) {
+                // SAFETY: a vCPU core of the sandbox, or (once its vCPU left) a standby
+                // core waiting in the monitor: both only re-check their state on an NMI.
+                unsafe { super::host::send_nmi(apic_id) };
+            }
+        }
+        let at = rdtsc();
+        while rec.migration.left.load(Ordering::Acquire) < others
+            && rdtsc().wrapping_sub(at) < NMI_RETRY_CYCLES
+        {
+            core::hint::spin_loop();
+        }
+    }
+    if own {
+        return OK;
+    }
+    // A controller waits until the sandbox runs at its new placement.
+    while rec.migration.busy.load(Ordering::Acquire) != 0 {
+        core::hint::spin_loop();
+    }
+    v.regs.0[reg::RDX] = rec.migration.last_downtime.load(Ordering::Acquire);
+    OK
+}
+
+/// Sends `v` (which saw [`STOP_MIGRATE`] before its next entry) to its standby core;
+/// this core no longer runs it.
+pub fn hand_off(mut v: Vcpu, generation: u32) {
+    let rec = record(v.sandbox);
+    let Some(dest) = rec.standby().cores.of_vcpu(v.index) else {
+        super::fatal(format_args!(
+            "sandbox '{}' vCPU {} has no standby core",
+            v.name, v.index
+        ))
+    };
+    let area = XSAVE_AREA[dest.index() % CORES].load(Ordering::Acquire);
+    let xcr0 = xgetbv0();
+    xsetbv0(save_mask(xcr0));
+    // SAFETY: `area` is the destination's 4 KiB, 4 KiB-aligned frame (allocated before
+    // it stood by, which the requester checked), large enough for every component
+    // (`xsave_fits`); nothing else uses it until that core restores from it.
+    unsafe {
+        asm!("xsave64 [{0}]", in(reg) area, in("eax") u32::MAX, in("edx") u32::MAX, options(nostack));
+    }
+    xsetbv0(xcr0);
+    let cr2: u64;
+    // SAFETY: reading CR2 has no side effect.
+    unsafe { asm!("mov {0}, cr2", out(reg) cr2, options(nomem, nostack)) };
+    let lvt_timer = rdmsr(APIC_LVT_TIMER);
+    let saved = Saved {
+        xcr0,
+        cr2,
+        msrs: MOVED_MSRS.map(rdmsr),
+        apic: APIC_REGS.map(rdmsr),
+        tsc_deadline: if lvt_timer & LVT_TIMER_MODE == LVT_TSC_DEADLINE {
+            rdmsr(TSC_DEADLINE)
+        } else {
+            0
+        },
+        timer_remaining: rdmsr(APIC_TIMER_CURRENT),
+        // SAFETY: this vCPU's VMCS is current on this core.
+        tsc_offset: unsafe { vmx::read64(field64::TSC_OFFSET) },
+    };
+    // This core's timer no longer belongs to the guest.
+    wrmsr(APIC_LVT_TIMER, lvt_timer | LVT_MASKED);
+    wrmsr(APIC_TIMER_INITIAL, 0);
+    if lvt_timer & LVT_TIMER_MODE == LVT_TSC_DEADLINE {
+        wrmsr(TSC_DEADLINE, 0);
+    }
+    // SAFETY: the VMCS is current here and used by no other core; VMCLEAR writes it
+    // back to memory so the destination can load it.
+    if let Err(e) = unsafe { vmx::vmclear(v.vmcs) } {
+        super::fatal(format_args!("sandbox '{}': VMCLEAR failed: {e:?}", v.name));
+    }
+    v.core = dest;
+    v.launched = false;
+    v.arrived = Some(generation);
+    *ARRIVALS[dest.index() % CORES].lock() = Some(Arrival { v, saved });
+    rec.migration.left.fetch_add(1, Ordering::AcqRel);
+}
+
+/// Waits on `core` until a vCPU arrives, and returns it ready to enter its guest here.
+pub fn stand_by(core: CoreId) -> Vcpu {
+    let slot = core.index() % CORES;
+    if XSAVE_AREA[slot].load(Ordering::Acquire) == 0 {
+        match crate::frame_pool::alloc_zeroed(1) {
+            Some(frame) => XSAVE_AREA[slot].store(frame, Ordering::Release),
+            None => super::fatal(format_args!(
+                "core {core}: no frame for a migrating vCPU's state"
+            )),
+        }
+    }
+    STANDING_BY[slot].store(1, Ordering::Release);
+    let Arrival { mut v, saved } = loop {
+        if let Some(a) = ARRIVALS[slot].lock().take() {
+            break a;
+        }
+        core::hint::spin_loop();
+    };
+    STANDING_BY[slot].store(0, Ordering::Release);
+    restore(&v, &saved, XSAVE_AREA[slot].load(Ordering::Acquire));
+    let rec = record(v.sandbox);
+    let epoch = rec.migration.count.load(Ordering::Acquire);
+    let vcpus = v.vcpu_count() as u32;
+    if rec.migration.arrived.fetch_add(1, Ordering::AcqRel) + 1 == vcpus {
+        finish(&v, rec);
+    } else {
+        while rec.migration.count.load(Ordering::Acquire) == epoch {
+            core::hint::spin_loop();
+        }
+    }
+    // The RAM may have moved: this vCPU's EPT pointer and view of guest memory follow.
+    v.mem = super::guest_mem::GuestMem::of(v.sys, v.sandbox);
+    match super::sandbox::resources(v.sys, v.sandbox) {
+        // SAFETY: this vCPU's VMCS is current; the EPT is complete and the sandbox's.
+        Ok(res) => unsafe {
+            let _ = vmx::write64(field64::EPT_POINTER, res.eptp);
+            let _ = vmx::invept_single(res.eptp);
+        },
+        Err(e) => super::fatal(format_args!("sandbox '{}': {e}", v.name)),
+    }
+    if rec.migration.own_requester.load(Ordering::Acquire) == v.index as u32 + 1 {
+        v.regs.0[reg::RDX] = rec.migration.last_downtime.load(Ordering::Acquire);
+    }
+    v
+}
+
+/// Makes `v`'s VMCS current on this core and restores what [`hand_off`] saved.
+fn restore(v: &Vcpu, saved: &Saved, area: u64) {
+    // SAFETY: VMX is on here; the VMCS was cleared by its source core and is used by no
+    // other; the host state written describes this core, whose GDT, TSS and vCPU IDT
+    // stay loaded; the TSC offset keeps the guest's clock where it was.
+    let loaded = unsafe {
+        vmx::vmptrld(v.vmcs)
+            .and_then(|()| super::host::write_host_state())
+            .and_then(|()| vmx::write64(field64::TSC_OFFSET, moved_tsc_offset(saved.tsc_offset, 0)))
+    };
+    if let Err(e) = loaded {
+        super::fatal(format_args!(
+            "sandbox '{}': cannot load its VMCS on core {}: {e:?}",
+            v.name, v.core
+        ));
+    }
+    xsetbv0(save_mask(saved.xcr0));
+    // SAFETY: `area` holds the state XSAVE wrote on the source core with the same mask.
+    unsafe {
+        asm!("xrstor64 [{0}]", in(reg) area, in("eax") u32::MAX, in("edx") u32::MAX, options(nostack));
+    }
+    xsetbv0(saved.xcr0);
+    // SAFETY: writing CR2 only changes what a page-fault handler would read.
+    unsafe { asm!("mov cr2, {0}", in(reg) saved.cr2, options(nomem, nostack)) };
+    for (msr, value) in MOVED_MSRS.iter().zip(saved.msrs) {
+        wrmsr(*msr, value);
+    }
+    for (r, value) in APIC_REGS.iter().zip(saved.apic) {
+        wrmsr(*r, value);
+    }
+    let lvt_timer = saved.apic[APIC_REGS.len() - 1];
+    if lvt_timer & LVT_TIMER_MODE == LVT_TSC_DEADLINE {
+        // A deadline already past fires at once, as it would have on the source.
+        if saved.tsc_deadline != 0 {
+            wrmsr(TSC_DEADLINE, saved.tsc_deadline);
+        }
+    } else if saved.timer_remaining != 0 {
+        wrmsr(APIC_TIMER_INITIAL, saved.timer_remaining);
+    }
+}
+
+/// The last vCPU to arrive: move the RAM if it moves, swap the placements, report,
+/// release the stop.
+fn finish(v: &Vcpu, rec: &SandboxRecord) {
+    let ram = v.sandbox_view.ram_size();
+    let (from, to): (SandboxPlacement, SandboxPlacement) = rec.swap_placement();
+    let mut pages = 0;
+    if from.ram_hpa != to.ram_hpa {
+        // SAFETY: both regions are this sandbox's own, `ram` bytes each, identity mapped,
+        // disjoint (placed separately at boot); no vCPU of the sandbox is in its guest.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                from.ram_hpa.as_u64() as *const u8,
+                to.ram_hpa.as_u64() as *mut u8,
+                ram as usize,
+            );
+            core::ptr::write_bytes(from.ram_hpa.as_u64() as *mut u8, 0, ram as usize);
+        }
+        pages = ram / 4096;
+    }
+    let m = &rec.migration;
+    let downtime = rdtsc().wrapping_sub(m.started.load(Ordering::Acquire));
+    m.last_downtime.store(downtime, Ordering::Release);
+    m.worst_downtime.fetch_max(downtime, Ordering::AcqRel);
+    let cores = |p: &SandboxPlacement| {
+        // A core set has at most MAX_VCPUS_PER_SANDBOX cores, as a core list.
+        CoreList::new(p.cores.as_slice().iter().map(|c| c.as_u32()))
+            .unwrap_or_else(|| super::fatal(format_args!("core list too long")))
+    };
+    crate::println!(
+        "{}",
+        Record::Migrated(Migrated {
+            sandbox: v.name,
+            from_cores: cores(&from),
+            to_cores: cores(&to),
+            from_memory: from.ram_hpa.as_u64(),
+            to_memory: to.ram_hpa.as_u64(),
+            rounds: 0,
+            pages,
+            downtime,
+        })
+    );
+    rec.state.stop.store(0, Ordering::Release);
+    m.count.fetch_add(1, Ordering::AcqRel);
+    m.busy.store(0, Ordering::Release);
+}
