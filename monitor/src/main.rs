@@ -18,6 +18,7 @@ mod memory;
 mod sandbox_memory;
 mod sandboxes;
 mod shutdown;
+mod slot;
 mod smp;
 mod system;
 mod uart;

@@ -9,6 +9,7 @@
 //! (re)launches. The VMX structures follow the placement: whoever changes the placement
 //! drops them, and the next launch rebuilds them.
 
+use crate::slot::Slot;
 use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use quest_abi::{SandboxId, MAX_SANDBOXES, MAX_VCPUS_PER_SANDBOX};
 use quest_monitor_core::exit::REASON_COUNT;
@@ -162,7 +163,7 @@ pub struct SandboxRecord {
     /// Its migrations.
     pub migration: MigrationState,
     /// Its VMX structures for the current placement, built by the first vCPU to ask.
-    vmx: spin::Mutex<Option<Result<SandboxVmx, SetupError>>>,
+    vmx: spin::Mutex<Slot<Result<SandboxVmx, SetupError>>>,
     /// Lifecycle state and counters.
     pub state: SandboxState,
 }
@@ -173,7 +174,7 @@ impl SandboxRecord {
             placement: spin::Mutex::new(SandboxPlacement::UNPLACED),
             standby: spin::Mutex::new(SandboxPlacement::UNPLACED),
             migration: MigrationState::new(),
-            vmx: spin::Mutex::new(None),
+            vmx: spin::Mutex::new(Slot::Empty),
             state: SandboxState::new(),
         }
     }
@@ -203,7 +204,7 @@ impl SandboxRecord {
         let mut standby = self.standby.lock();
         core::mem::swap(&mut *current, &mut *standby);
         if current.ram_hpa != standby.ram_hpa {
-            *self.vmx.lock() = None;
+            *self.vmx.lock() = Slot::Empty;
         }
         (*standby, *current)
     }
@@ -215,7 +216,7 @@ impl SandboxRecord {
         build: impl FnOnce(&SandboxPlacement) -> Result<SandboxVmx, SetupError>,
     ) -> Result<SandboxVmx, SetupError> {
         let mut vmx = self.vmx.lock();
-        *vmx.get_or_insert_with(|| build(&self.placement()))
+        vmx.get_or_insert_with(|| build(&self.placement()))
     }
 }
 

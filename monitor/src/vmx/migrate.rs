@@ -24,6 +24,7 @@
 use super::instructions::{self as vmx, reg};
 use super::vcpu::Vcpu;
 use crate::sandboxes::{record, SandboxRecord, STATUS_RUNNING, STOP_MIGRATE};
+use crate::slot::Slot;
 use core::arch::asm;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use quest_abi::calibration::CalibrationView;
@@ -44,7 +45,8 @@ static STANDING_BY: [AtomicU32; CORES] = [const { AtomicU32::new(0) }; CORES];
 /// Per core: the frame its arriving vCPU's XSAVE area is written to (0: none yet).
 static XSAVE_AREA: [AtomicU64; CORES] = [const { AtomicU64::new(0) }; CORES];
 /// Per core: the vCPU on its way there.
-static ARRIVALS: [spin::Mutex<Option<Arrival>>; CORES] = [const { spin::Mutex::new(None) }; CORES];
+static ARRIVALS: [spin::Mutex<Slot<Arrival>>; CORES] =
+    [const { spin::Mutex::new(Slot::Empty) }; CORES];
 
 /// MSRs the guest writes directly and VMX does not switch (STAR, LSTAR, CSTAR, FMASK,
 /// kernel GS base, TSC_AUX).
@@ -195,7 +197,7 @@ pub fn request(v: &mut Vcpu, rdi: u64) -> u64 {
         && !standby.cores.is_empty()
         && standby.cores.as_slice().iter().all(|c| {
             STANDING_BY[c.index() % CORES].load(Ordering::Acquire) == 1
-                && ARRIVALS[c.index() % CORES].lock().is_none()
+                && ARRIVALS[c.index() % CORES].lock().is_empty()
         });
     let vcpus = view.vcpus().len();
     let decision = admit(&Request {
@@ -324,7 +326,7 @@ pub fn hand_off(mut v: Vcpu, generation: u32) {
     v.core = dest;
     v.launched = false;
     v.arrived = Some(generation);
-    *ARRIVALS[dest.index() % CORES].lock() = Some(Arrival { v, saved });
+    *ARRIVALS[dest.index() % CORES].lock() = Slot::Full(Arrival { v, saved });
     rec.migration.left.fetch_add(1, Ordering::AcqRel);
 }
 
