@@ -1,6 +1,7 @@
 //! Pure monitor logic, host-tested.
 #![cfg_attr(not(test), no_std)]
 
+pub mod backend;
 pub mod boot_cost;
 pub mod calibration;
 pub mod console_line;
@@ -12,6 +13,7 @@ pub mod frames;
 pub mod guest_memory;
 pub mod io_bitmap;
 pub mod msr_policy;
+pub mod npt;
 pub mod placement;
 pub mod rtc_time;
 pub mod sandbox_ept;
