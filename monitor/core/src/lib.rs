@@ -17,6 +17,7 @@ pub mod npt;
 pub mod placement;
 pub mod rtc_time;
 pub mod sandbox_ept;
+pub mod svm_exit;
 pub mod svm_maps;
 pub mod uhyve;
 pub mod uncovered;
