@@ -37,7 +37,7 @@ pub const LEAF1_ECX_VMX: u32 = 1 << 5;
 /// CPUID Fn8000_0001_ECX[2]: SVM.
 pub const EXT1_ECX_SVM: u32 = 1 << 2;
 
-/// CPUID Fn8000_000A_EDX feature bits (AMD APM Vol. 3, Appendix E.4.9).
+/// CPUID Fn8000_000A_EDX feature bits (AMD APM Vol. 3, Appendix E, "SVM Features").
 pub mod svm_features {
     /// Nested paging.
     pub const NP: u32 = 1 << 0;

@@ -5,9 +5,9 @@
 //! NPT entries are ordinary long-mode page-table entries (APM Vol. 2, 5.4 "Page-Translation-
 //! Table Entry Fields"), not EPT entries: bit 0 present (readable), bit 1 writable, bit 2
 //! user, bit 7 page size (a 2 MiB leaf in a PD), bit 63 no-execute. Every nested walk is a
-//! user-level access (APM 15.25.5), so U must be set at every level; NX is honoured
-//! because the host runs with EFER.NXE = 1 (the nested walk uses the host's EFER and CR4,
-//! APM 15.25.3), which the SVM backend must keep set. PWT, PCD and PAT are 0: PAT entry 0,
+//! user-level access, so U must be set at every level; NX is honoured because the host
+//! runs with EFER.NXE = 1 (the nested walk uses the host's EFER and CR4, as captured at
+//! VMRUN; both in APM 15.25), which the SVM backend must keep set. PWT, PCD and PAT are 0: PAT entry 0,
 //! write-back with the power-on PAT, the same type as the EPT's leaves.
 //!
 //! There is one page-table builder and one region walk: [`NptBuilder`] runs the EPT
@@ -211,7 +211,7 @@ mod tests {
         HostPhysAddr::new(a)
     }
 
-    /// The processor's nested walk over the raw frames (APM 15.25.5 and 5.3): every level
+    /// The processor's nested walk over the raw frames (APM 15.25 and 5.3): every level
     /// must be present and user; writable and executable are the AND over the levels; a
     /// PD entry with PS is a 2 MiB leaf. Returns (hpa, ACCESS_* bits, page size).
     fn hardware_walk(mem: &VecMemory, ncr3: u64, gpa: u64) -> Option<(u64, u32, u64)> {

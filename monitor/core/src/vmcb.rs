@@ -2,8 +2,8 @@
 //! Vol. 2, Appendix B "Layout of VMCB": Table B-1, control area at 0x000, and Table B-2,
 //! state-save area at 0x400, its offsets given here from the start of the VMCB), the exit
 //! codes (Appendix C "SVM Intercept Exit Codes") and the field encodings the backend
-//! writes or decodes (15.7 intercept vectors, 15.10.2 IOIO EXITINFO1, 15.20 EVENTINJ,
-//! 15.25.6 nested page fault EXITINFO1).
+//! writes or decodes (intercept vectors, IOIO EXITINFO1 in 15.10, EVENTINJ in 15.20,
+//! the nested page fault's EXITINFO1 in 15.25).
 //!
 //! Written from the APM's tables; the tests check what the APM fixes: each field inside
 //! its area, no two fields overlapping, the segment registers in their order and size,
@@ -196,7 +196,7 @@ pub mod intercept4 {
     pub const SVM_INSTRUCTIONS: u32 = VMRUN | VMMCALL | VMLOAD | VMSAVE | STGI | CLGI | SKINIT;
 }
 
-/// TLB_CONTROL values (APM 15.16.1).
+/// TLB_CONTROL values (APM 15.16, TLB control).
 pub mod tlb_control {
     /// Flush nothing.
     pub const NOTHING: u8 = 0;
@@ -265,7 +265,7 @@ pub fn event_inject(vector: u8, error_code: Option<u32>) -> u64 {
     u64::from(vector) | TYPE_EXCEPTION | VALID | code
 }
 
-/// EXITINFO1 of an IOIO intercept (APM 15.10.2, Figure 15-2).
+/// EXITINFO1 of an IOIO intercept (APM 15.10.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IoInfo {
     /// `in` (true) or `out`.
@@ -299,7 +299,7 @@ impl IoInfo {
     }
 }
 
-/// EXITINFO1 of a nested page fault (APM 15.25.6: a #PF error code plus bits 32/33).
+/// EXITINFO1 of a nested page fault (APM 15.25: a #PF error code plus bits 32/33).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NptFault {
     /// The nested translation was present (a permission fault, else not mapped).
