@@ -2,14 +2,14 @@
 //! CPUID leaves and two MSRs read by the caller (pure, so every refusal is host-tested).
 //!
 //! VT-x (Intel SDM Vol. 3, 24.6 "Discovering Support for VMX" and 24.7 "Enabling and
-//! Entering VMX Operation"): CPUID.1:ECX[5], and IA32_FEATURE_CONTROL (0x3A) must not be
+//! Entering VMX Operation"): `CPUID.1:ECX[5]`, and IA32_FEATURE_CONTROL (0x3A) must not be
 //! locked with VMXON outside SMX disabled. EPT and the controls are checked afterwards
 //! from the VMX capability MSRs (`vmx_controls`), which exist only once VMX is reported.
 //!
 //! SVM (AMD APM Vol. 2, 15.4 "Enabling SVM" and 15.30.1 "VM_CR MSR"): CPUID
-//! Fn8000_0001_ECX[2] (SVM), VM_CR (0xC001_0114) bit 4 SVMDIS clear (when it is set,
-//! firmware disabled SVM; CPUID Fn8000_000A_EDX[2] SVML says whether a key could unlock
-//! it, which Quest does not attempt), and from CPUID Fn8000_000A: EDX[0] nested paging
+//! `Fn8000_0001_ECX[2]` (SVM), VM_CR (0xC001_0114) bit 4 SVMDIS clear (when it is set,
+//! firmware disabled SVM; CPUID `Fn8000_000A_EDX[2]` SVML says whether a key could unlock
+//! it, which Quest does not attempt), and from CPUID Fn8000_000A: `EDX[0]` nested paging
 //! (Quest maps sandboxes only through nested page tables) and at least two ASIDs in EBX
 //! (ASID 0 is the host's). Next-RIP saving, flush-by-ASID and VMCB clean bits are
 //! optional and reported, so the backend can use them when present.
@@ -32,9 +32,9 @@ pub const VM_CR_SVMDIS: u64 = 1 << 4;
 /// EFER bit 12: SVME, set to enable SVM (AMD APM Vol. 2, 15.4).
 pub const EFER_SVME: u64 = 1 << 12;
 
-/// CPUID.1:ECX[5]: VMX.
+/// `CPUID.1:ECX[5]`: VMX.
 pub const LEAF1_ECX_VMX: u32 = 1 << 5;
-/// CPUID Fn8000_0001_ECX[2]: SVM.
+/// CPUID `Fn8000_0001_ECX[2]`: SVM.
 pub const EXT1_ECX_SVM: u32 = 1 << 2;
 
 /// CPUID Fn8000_000A_EDX feature bits (AMD APM Vol. 3, Appendix E, "SVM Features").
@@ -157,7 +157,7 @@ pub enum Backend {
 /// Why VT-x cannot be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VmxMissing {
-    /// CPUID.1:ECX[5] is clear.
+    /// `CPUID.1:ECX[5]` is clear.
     NotReported,
     /// IA32_FEATURE_CONTROL is locked with VMXON outside SMX disabled.
     DisabledByFirmware,
@@ -166,14 +166,14 @@ pub enum VmxMissing {
 /// Why SVM cannot be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SvmMissing {
-    /// CPUID Fn8000_0001_ECX[2] is clear (or the leaf does not exist).
+    /// CPUID `Fn8000_0001_ECX[2]` is clear (or the leaf does not exist).
     NotReported,
-    /// VM_CR.SVMDIS is set; `unlockable_with_key` is CPUID Fn8000_000A_EDX[2].
+    /// VM_CR.SVMDIS is set; `unlockable_with_key` is CPUID `Fn8000_000A_EDX[2]`.
     DisabledByFirmware {
         /// SVML: the firmware could unlock it with a key (Quest does not try).
         unlockable_with_key: bool,
     },
-    /// CPUID Fn8000_000A_EDX[0] (nested paging) is clear or the leaf does not exist.
+    /// CPUID `Fn8000_000A_EDX[0]` (nested paging) is clear or the leaf does not exist.
     NoNestedPaging,
     /// Fewer than two ASIDs (one for the host, at least one for sandboxes).
     TooFewAsids(u32),
