@@ -242,7 +242,8 @@ pub fn payload_area_offset(total_size: u32) -> u64 {
 /// The table's CRC: CRC-32 (ISO-HDLC, as zlib and Ethernet), computed bit by bit. It
 /// runs once per boot over a few KiB, and the table-driven variants cost the monitor
 /// image 1-16 KiB of table for nothing.
-const CRC32: crc::Crc<u32, crc::NoTable> = crc::Crc::<u32, crc::NoTable>::new(&crc::CRC_32_ISO_HDLC);
+const CRC32: crc::Crc<u32, crc::NoTable> =
+    crc::Crc::<u32, crc::NoTable>::new(&crc::CRC_32_ISO_HDLC);
 
 /// CRC-32 of a table with its checksum field taken as zero.
 pub fn checksum(table: &[u8]) -> u32 {

@@ -1,6 +1,7 @@
 //! Pure monitor logic, host-tested.
 #![cfg_attr(not(test), no_std)]
 
+pub mod backend;
 pub mod boot_cost;
 pub mod calibration;
 pub mod console_line;
@@ -13,12 +14,16 @@ pub mod guest_memory;
 pub mod io_bitmap;
 pub mod migration;
 pub mod msr_policy;
+pub mod npt;
 pub mod placement;
 pub mod rtc_time;
 pub mod sandbox_ept;
 pub mod sandbox_place;
+pub mod svm_exit;
+pub mod svm_maps;
 pub mod uhyve;
 pub mod uncovered;
+pub mod vmcb;
 pub mod vmcs_fields;
 pub mod vmx_controls;
 pub mod x2apic_icr;

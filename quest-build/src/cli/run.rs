@@ -1,4 +1,4 @@
-//! `quest-build run MANIFEST|IMAGE [--emulator bochs|qemu] [--timeout SECS]`.
+//! `quest-build run MANIFEST|IMAGE [--emulator bochs|qemu] [--cpu intel|amd] [--timeout SECS]`.
 
 use crate::build::{Progress, Workspace};
 use crate::run::{self, qemu::Accel, Emulator, RunError, RunOptions};
@@ -11,8 +11,18 @@ use std::time::Duration;
 pub enum EmulatorArg {
     /// Bochs: emulates VT-x with EPT (slow, works everywhere).
     Bochs,
-    /// QEMU: with KVM where the host offers VT-x, else software emulation (no VT-x).
+    /// QEMU: with KVM where the host offers VT-x, else software emulation (AMD SVM, no
+    /// VT-x).
     Qemu,
+}
+
+/// The processor Bochs emulates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CpuArg {
+    /// Intel with VT-x and EPT (the default).
+    Intel,
+    /// AMD with SVM and nested paging (the `ryzen` model).
+    Amd,
 }
 
 /// `quest-build run`.
@@ -24,6 +34,10 @@ pub struct RunArgs {
     /// The emulator [default: QEMU with KVM if the host offers VT-x, else Bochs].
     #[arg(long, value_enum)]
     pub emulator: Option<EmulatorArg>,
+    /// The processor Bochs emulates (implies Bochs; QEMU's software emulation is always
+    /// AMD and KVM uses the host's CPU).
+    #[arg(long, value_enum)]
+    pub cpu: Option<CpuArg>,
     /// Stop the boot after this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = 600)]
     pub timeout: u64,
@@ -40,12 +54,36 @@ pub struct RunArgs {
     pub json: bool,
 }
 
-fn emulator(arg: Option<EmulatorArg>) -> Option<Emulator> {
-    arg.map(|e| match e {
-        EmulatorArg::Bochs => Emulator::Bochs,
-        EmulatorArg::Qemu if run::host::kvm_with_vtx() => Emulator::Qemu(Accel::Kvm),
-        EmulatorArg::Qemu => Emulator::Qemu(Accel::Tcg),
+/// The emulator `--emulator` and `--cpu` ask for (`None`: the default); an error for a
+/// CPU QEMU cannot be told to emulate.
+fn emulator(
+    arg: Option<EmulatorArg>,
+    cpu: Option<CpuArg>,
+    kvm: impl FnOnce() -> bool,
+) -> Result<Option<Emulator>, &'static str> {
+    Ok(match (arg, cpu) {
+        (Some(EmulatorArg::Qemu), Some(_)) => {
+            return Err("--cpu chooses Bochs' processor; QEMU uses the host's CPU with KVM and an AMD one without")
+        }
+        (Some(EmulatorArg::Qemu), None) if kvm() => Some(Emulator::Qemu(Accel::Kvm)),
+        (Some(EmulatorArg::Qemu), None) => Some(Emulator::Qemu(Accel::Tcg)),
+        (_, Some(CpuArg::Amd)) => Some(Emulator::BochsAmd),
+        (Some(EmulatorArg::Bochs), _) | (None, Some(CpuArg::Intel)) => Some(Emulator::Bochs),
+        (None, None) => None,
     })
+}
+
+/// The warning for an emulator whose CPU the monitor cannot use yet.
+fn backend_warning(chosen: Emulator) -> Option<&'static str> {
+    match chosen {
+        Emulator::Qemu(Accel::Tcg) => Some(
+            "QEMU's software emulation offers AMD SVM, not VT-x, and the monitor has no SVM backend yet: it will refuse to start (use --emulator bochs)",
+        ),
+        Emulator::BochsAmd => Some(
+            "the AMD CPU offers SVM, not VT-x, and the monitor has no SVM backend yet: it will refuse to start (use --cpu intel)",
+        ),
+        Emulator::Bochs | Emulator::Qemu(Accel::Kvm) => None,
+    }
 }
 
 /// Builds if needed, boots, streams the console; status 0 only if every sandbox exited 0,
@@ -88,14 +126,21 @@ pub fn run(args: &RunArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let asked = match emulator(args.emulator, args.cpu, run::host::kvm_with_vtx) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let opts = RunOptions {
-        emulator: emulator(args.emulator),
+        emulator: asked,
         timeout: Duration::from_secs(args.timeout),
         echo: true,
     };
     let chosen = opts.emulator.unwrap_or_else(run::default_emulator);
-    if chosen == Emulator::Qemu(Accel::Tcg) {
-        progress.warn("this host offers no VT-x to QEMU; the monitor will refuse to start (use --emulator bochs)");
+    if let Some(warning) = backend_warning(chosen) {
+        progress.warn(warning);
     }
     progress.step(
         "Running",
@@ -116,9 +161,13 @@ pub fn run(args: &RunArgs) -> ExitCode {
         .file_stem()
         .map_or_else(|| "system".into(), |s| s.to_string_lossy().into_owned());
     let machine_words = match chosen {
-        Emulator::Bochs => format!(
+        Emulator::Bochs | Emulator::BochsAmd => format!(
             "bochs {}, {} cores, ips {}",
-            run::bochs::CPU_MODEL,
+            if chosen == Emulator::BochsAmd {
+                run::bochs::AMD_CPU_MODEL
+            } else {
+                run::bochs::CPU_MODEL
+            },
             machine.cores,
             run::bochs::IPS
         ),
@@ -219,4 +268,68 @@ fn check_bounds(m: &crate::manifest::Manifest, console: &str, machine: &str, jso
     }
     println!("{}", result.line());
     result.held()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_and_emulator_choose_together() {
+        let no_kvm = || false;
+        assert_eq!(emulator(None, None, no_kvm), Ok(None), "the default");
+        assert_eq!(
+            emulator(None, Some(CpuArg::Amd), no_kvm),
+            Ok(Some(Emulator::BochsAmd)),
+            "--cpu implies Bochs"
+        );
+        assert_eq!(
+            emulator(Some(EmulatorArg::Bochs), Some(CpuArg::Amd), no_kvm),
+            Ok(Some(Emulator::BochsAmd))
+        );
+        for cpu in [None, Some(CpuArg::Intel)] {
+            assert_eq!(
+                emulator(Some(EmulatorArg::Bochs), cpu, no_kvm),
+                Ok(Some(Emulator::Bochs))
+            );
+        }
+        assert_eq!(
+            emulator(None, Some(CpuArg::Intel), no_kvm),
+            Ok(Some(Emulator::Bochs))
+        );
+        assert_eq!(
+            emulator(Some(EmulatorArg::Qemu), None, no_kvm),
+            Ok(Some(Emulator::Qemu(Accel::Tcg)))
+        );
+        assert_eq!(
+            emulator(Some(EmulatorArg::Qemu), None, || true),
+            Ok(Some(Emulator::Qemu(Accel::Kvm)))
+        );
+        let refused = emulator(Some(EmulatorArg::Qemu), Some(CpuArg::Amd), no_kvm);
+        assert!(refused.is_err_and(|e| e.starts_with("--cpu chooses Bochs")));
+    }
+
+    #[test]
+    fn the_warning_says_the_svm_backend_is_missing_only_where_it_matters() {
+        for e in [Emulator::Qemu(Accel::Tcg), Emulator::BochsAmd] {
+            let w = backend_warning(e).expect("a warning");
+            assert!(w.contains("no SVM backend yet"), "{w}");
+            assert!(w.contains("will refuse to start"), "{w}");
+        }
+        assert_eq!(backend_warning(Emulator::Bochs), None);
+        assert_eq!(backend_warning(Emulator::Qemu(Accel::Kvm)), None);
+    }
+
+    #[test]
+    fn the_cpu_flag_parses() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            run: RunArgs,
+        }
+        let cli = Cli::try_parse_from(["x", "a.toml", "--cpu", "amd"]).expect("parses");
+        assert_eq!(cli.run.cpu, Some(CpuArg::Amd));
+        assert!(Cli::try_parse_from(["x", "a.toml", "--cpu", "arm"]).is_err());
+    }
 }

@@ -10,11 +10,38 @@ use std::path::Path;
 /// times the instructions, and Bochs' TSC counts instructions). `corei7_skylake_x`, the
 /// model used before, has everything but SHA.
 pub const CPU_MODEL: &str = "corei7_icelake_u";
+/// The Bochs CPU model of `--cpu amd`: `ryzen` (an AMD Ryzen 7 1700, first-generation
+/// Zen), the Bochs 2.7 model with AMD SVM and nested paging (and no VT-x). Images boot on
+/// it to test the monitor's SVM backend; until that exists, the monitor refuses there.
+/// Like the real Zen 1 it appears to have no x2APIC (Bochs 2.7's model answers no
+/// CPUID leaf 0xB), which an SVM backend must allow for.
+pub const AMD_CPU_MODEL: &str = "ryzen";
+
+/// Which processor Bochs emulates (`quest-build run --cpu`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BochsCpu {
+    /// Intel with VT-x and EPT ([`CPU_MODEL`]): the platform the monitor is tested on.
+    #[default]
+    Intel,
+    /// AMD with SVM and nested paging ([`AMD_CPU_MODEL`]).
+    Amd,
+}
+
+impl BochsCpu {
+    /// The Bochs `cpu: model=` value.
+    pub fn model(self) -> &'static str {
+        match self {
+            Self::Intel => CPU_MODEL,
+            Self::Amd => AMD_CPU_MODEL,
+        }
+    }
+}
+
 /// Instructions per emulated second per CPU (2M-10M keeps several emulated CPUs responsive; 10M boots BIOS+GRUB in about 1 s).
 pub const IPS: u64 = 10_000_000;
 
-/// A headless Bochs configuration booting `iso` on `cores` CPUs with `memory_mib` MiB,
-/// COM1 written to `serial_log`, Bochs' log to `bochs_log`.
+/// A headless Bochs configuration booting `iso` on `cores` CPUs of model `cpu` with
+/// `memory_mib` MiB, COM1 written to `serial_log`, Bochs' log to `bochs_log`.
 ///
 /// It needs nothing from the host beyond the Debian packages (`bochs`, `bochsbios`,
 /// `vgabios`): every Bochs 2.7 default that reaches for host hardware was checked and is
@@ -27,11 +54,13 @@ pub const IPS: u64 = 10_000_000;
 /// devices and PCI passthrough are only loaded when configured, and are not.
 pub fn bochsrc(
     iso: &Path,
-    cores: u32,
-    memory_mib: u64,
+    cpu: BochsCpu,
+    machine: Machine,
     serial_log: &Path,
     bochs_log: &Path,
 ) -> String {
+    let Machine { cores, memory_mib } = machine;
+    let model = cpu.model();
     format!(
         "\
 # Written by quest-build run; every line is explained in quest-build/src/run/bochs.rs.
@@ -40,7 +69,7 @@ display_library: rfb, options=\"timeout=0\"
 romimage: file=/usr/share/bochs/BIOS-bochs-latest
 vgaromimage: file=/usr/share/vgabios/vgabios.bin
 memory: guest={memory_mib}, host={memory_mib}
-cpu: model={CPU_MODEL}, count={cores}, ips={IPS}, reset_on_triple_fault=0, ignore_bad_msrs=1
+cpu: model={model}, count={cores}, ips={IPS}, reset_on_triple_fault=0, ignore_bad_msrs=1
 clock: sync=none, time0=local
 ata0: enabled=1, ioaddr1=0x1f0, ioaddr2=0x3f0, irq=14
 ata0-master: type=cdrom, path={iso}, status=inserted
@@ -64,21 +93,27 @@ port_e9_hack: enabled=1
 
 /// Writes `bochsrc` (see [`bochsrc`]; Bochs' own log goes to `bochs.log`) and the
 /// debugger's command file into `dir`, and returns the command line that runs Bochs with
-/// them (to be run in its own network namespace: the VNC display listens).
+/// them (to be run in its own network namespace: the VNC display listens). The CPU is
+/// the Intel one; [`prepare_cpu`] chooses.
 pub fn prepare(
     dir: &Path,
     iso: &Path,
     machine: Machine,
     serial_log: &Path,
 ) -> std::io::Result<Vec<OsString>> {
+    prepare_cpu(dir, iso, BochsCpu::Intel, machine, serial_log)
+}
+
+/// [`prepare`] with the CPU model `cpu`.
+pub fn prepare_cpu(
+    dir: &Path,
+    iso: &Path,
+    cpu: BochsCpu,
+    machine: Machine,
+    serial_log: &Path,
+) -> std::io::Result<Vec<OsString>> {
     let rc = dir.join("bochsrc");
-    let text = bochsrc(
-        iso,
-        machine.cores,
-        machine.memory_mib,
-        serial_log,
-        &dir.join("bochs.log"),
-    );
+    let text = bochsrc(iso, cpu, machine, serial_log, &dir.join("bochs.log"));
     std::fs::write(&rc, text)?;
     // The debugger's command file: continue, and quit at any later prompt (stdin is
     // empty), so Bochs never waits for a person.
@@ -116,14 +151,37 @@ plugin_ctrl: gameport=0, parallel=0
 mod tests {
     use super::*;
 
-    fn sample() -> String {
+    fn sample_cpu(cpu: BochsCpu) -> String {
+        let machine = Machine {
+            cores: 3,
+            memory_mib: 512,
+        };
         bochsrc(
             Path::new("/i/hello.iso"),
-            3,
-            512,
+            cpu,
+            machine,
             Path::new("/r/serial.log"),
             Path::new("/r/bochs.log"),
         )
+    }
+
+    fn sample() -> String {
+        sample_cpu(BochsCpu::Intel)
+    }
+
+    #[test]
+    fn the_amd_cpu_is_the_ryzen_model_and_nothing_else_changes() {
+        let (intel, amd) = (sample(), sample_cpu(BochsCpu::Amd));
+        assert!(
+            amd.contains("cpu: model=ryzen, count=3, ips=10000000"),
+            "{amd}"
+        );
+        assert_eq!(
+            amd.replace("model=ryzen", "model=corei7_icelake_u"),
+            intel,
+            "only the model differs"
+        );
+        assert_eq!(BochsCpu::default(), BochsCpu::Intel);
     }
 
     #[test]

@@ -23,8 +23,10 @@ use std::time::{Duration, Instant};
 /// Which emulator boots the image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Emulator {
-    /// Bochs (VT-x and EPT emulated; slow but available everywhere).
+    /// Bochs with an Intel CPU (VT-x and EPT emulated; slow but available everywhere).
     Bochs,
+    /// Bochs with an AMD CPU (SVM and nested paging; `quest-build run --cpu amd`).
+    BochsAmd,
     /// QEMU with the given acceleration.
     Qemu(qemu::Accel),
 }
@@ -33,8 +35,9 @@ impl std::fmt::Display for Emulator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Bochs => f.write_str("Bochs"),
+            Self::BochsAmd => f.write_str("Bochs (AMD, SVM)"),
             Self::Qemu(qemu::Accel::Kvm) => f.write_str("QEMU (KVM)"),
-            Self::Qemu(qemu::Accel::Tcg) => f.write_str("QEMU (software emulation, no VT-x)"),
+            Self::Qemu(qemu::Accel::Tcg) => f.write_str("QEMU (software emulation, AMD SVM)"),
         }
     }
 }
@@ -278,11 +281,16 @@ pub fn boot(
     let serial = dir.join("serial.log");
     std::fs::write(&serial, b"").map_err(io_err("creating the serial log"))?;
     let mut command = match emulator {
-        Emulator::Bochs => {
+        Emulator::Bochs | Emulator::BochsAmd => {
             if let Some(line) = host::bochs_missing() {
                 return Err(RunError::Missing(line));
             }
-            let args = bochs::prepare(&dir, &iso, machine, &serial)
+            let cpu = if emulator == Emulator::BochsAmd {
+                bochs::BochsCpu::Amd
+            } else {
+                bochs::BochsCpu::Intel
+            };
+            let args = bochs::prepare_cpu(&dir, &iso, cpu, machine, &serial)
                 .map_err(io_err("writing the Bochs configuration"))?;
             let isolation = host::network_isolation().ok_or_else(|| {
                 RunError::Missing(

@@ -104,6 +104,9 @@ extern "sysv64" fn rust_start(boot_info_addr: u64, vcpu: u64) -> ! {
         unsafe { zero_bss() };
         init_heap(info);
         crate::time::set_tsc_khz(info.tsc_khz.get());
+        // The hypercall instruction, chosen once here (one CPUID exit per sandbox) so no
+        // vCPU issues a CPUID of its own later.
+        crate::hypercall::Instruction::current();
         SETUP.store(SETUP_DONE, Ordering::Release);
     } else {
         while SETUP.load(Ordering::Acquire) != SETUP_DONE {

@@ -140,16 +140,10 @@ pub fn run(ctx: &Ctx, name: &str, value: Option<&str>) -> Result<String, &'stati
     }
 }
 
-/// `VMCALL DOORBELL` with a raw index (what a hostile guest controls).
+/// The `DOORBELL` hypercall with a raw index (what a hostile guest controls), through
+/// quest-rt's entry (`VMCALL` or `VMMCALL`, whichever this CPU's vendor uses).
 fn doorbell(index: u64) -> u64 {
-    let ret: u64;
-    // SAFETY: VMCALL enters the monitor, which must validate the index; DOORBELL touches
-    // no guest memory and returns with every register but RAX preserved.
-    unsafe {
-        core::arch::asm!("vmcall", inlateout("rax") Hypercall::Doorbell.number() => ret, in("rdi") index,
-            options(nostack));
-    }
-    ret
+    quest_rt::hypercall::hypercall(Hypercall::Doorbell, index, 0)
 }
 
 /// Rings channel indices that are not ours; each must be refused with `ERR_INVALID`,
