@@ -22,8 +22,13 @@ impl<T> Slot<T> {
         matches!(self, Self::Empty)
     }
 
-    /// Takes the value out, leaving the slot empty.
+    /// Takes the value out, leaving the slot empty. An empty slot is only looked at, not
+    /// rewritten: callers poll slots under a spin lock, and a poll that moved the whole
+    /// (large) slot each time held the lock long enough to starve the core filling it.
     pub fn take(&mut self) -> Option<T> {
+        if self.is_empty() {
+            return None;
+        }
         match core::mem::replace(self, Self::Empty) {
             Self::Full(t) => Some(t),
             Self::Empty => None,
