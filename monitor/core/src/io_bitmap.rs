@@ -34,10 +34,11 @@ pub fn access_allowed(devices: &[DeviceEntry], port: u16, size: u8) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn dev(first: u64, last: u64) -> DeviceEntry {
+    /// A port-range device of sandbox 0 (also used by the SVM map tests).
+    pub(crate) fn dev(first: u64, last: u64) -> DeviceEntry {
         DeviceEntry {
             sandbox: 0.into(),
             kind: 0.into(),

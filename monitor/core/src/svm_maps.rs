@@ -90,6 +90,7 @@ pub fn iopm_intercepts(map: &[u8; IOPM_SIZE], port: u16, size: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::io_bitmap::tests::dev;
     use crate::msr_policy::{build_msr_bitmap, read_policy, write_policy, ReadPolicy, WritePolicy};
 
     /// VT-x's rule (SDM 26.1.3): an access exits if it wraps past 0xFFFF or if the bit of
@@ -118,15 +119,6 @@ mod tests {
                 let at = if write { write_at } else { read_at };
                 map[at + k / 8] & (1 << (k % 8)) != 0
             })
-    }
-
-    fn dev(first: u64, last: u64) -> DeviceEntry {
-        DeviceEntry {
-            sandbox: 0.into(),
-            kind: 0.into(),
-            first: first.into(),
-            last: last.into(),
-        }
     }
 
     #[test]
