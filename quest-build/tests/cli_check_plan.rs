@@ -162,3 +162,41 @@ fn plan_fails_with_status_1_on_bad_input_and_2_on_usage() {
     assert_eq!(help.status.code(), Some(0));
     assert!(text(&help.stdout).contains("--svg <FILE>"));
 }
+
+#[test]
+fn bounds_prints_each_migratable_sandbox_and_its_admission() {
+    let example =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../partition-manifests/migration.toml");
+    let out = quest_build(&[&"bounds", &example]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report = text(&out.stdout);
+    assert!(
+        report.starts_with("bounds for 'migration': 2 channel(s), 1 migratable sandbox(es)"),
+        "{report}"
+    );
+    assert!(
+        report.contains("sandbox 'mover' migrates cores [1] <-> [2], 4096 KiB of RAM moving"),
+        "{report}"
+    );
+    assert!(
+        report.contains("admission: accepted if the least pause"),
+        "{report}"
+    );
+
+    let out = quest_build(&[&"bounds", &"--json", &example]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let m = &v["migrations"][0];
+    assert_eq!(m["sandbox"], "mover");
+    let n = |k: &str| {
+        m[k].as_u64()
+            .unwrap_or_else(|| panic!("{k} is a number: {m}"))
+    };
+    assert_eq!(n("least"), n("park") + n("least_copy"));
+    assert!(
+        n("least") <= n("worst") && n("worst") <= n("stop_and_copy"),
+        "{m}"
+    );
+    assert!(n("worst") <= n("budget"), "{m}");
+    assert_eq!(m["admissible"], true);
+}

@@ -117,6 +117,32 @@ pub struct MigrationCosts {
     pub copy_per_kib: u64,
 }
 
+impl MigrationCosts {
+    /// The costs from the platform's measured worst cases (the calibration page at run
+    /// time, a platform profile on the host): the largest IPI and VM exit/entry, and the
+    /// slower of the cold and warm copy rates. The monitor and `quest-build` both derive
+    /// them here, so the admission test and `quest-build bounds` agree.
+    pub fn from_max(
+        ipi: u64,
+        vm_exit_entry: u64,
+        copy_cold_per_kib: u64,
+        copy_warm_per_kib: u64,
+    ) -> Self {
+        Self {
+            ipi,
+            vm_exit_entry,
+            copy_per_kib: copy_cold_per_kib.max(copy_warm_per_kib),
+        }
+    }
+}
+
+/// `max_downtime_ns` in TSC cycles at `tsc_khz`, rounded down (a budget never grows by
+/// rounding). The monitor's admission test and `quest-build bounds` use it.
+pub fn budget_cycles(max_downtime_ns: u64, tsc_khz: u64) -> u64 {
+    let c = u128::from(max_downtime_ns) * u128::from(tsc_khz) / 1_000_000;
+    u64::try_from(c).unwrap_or(u64::MAX)
+}
+
 /// The unit of dirty tracking: sandbox RAM is mapped with 2 MiB EPT pages, so one write
 /// dirties this much.
 pub const DIRTY_GRANULE: u64 = crate::LARGE_PAGE_SIZE;

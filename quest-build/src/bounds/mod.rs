@@ -5,6 +5,7 @@
 pub mod check;
 pub mod formula;
 pub mod measured;
+pub mod migration;
 pub mod profile;
 
 use crate::manifest::types::{Channel as ManifestChannel, Manifest, ReaderMode, Spanned};

@@ -55,6 +55,17 @@ pub struct Cycles {
 }
 
 impl Cycles {
+    /// What a migration's stop phase costs on this platform (the monitor derives the same
+    /// from its calibration page).
+    pub fn migration_costs(&self) -> quest_abi::hypercall::MigrationCosts {
+        quest_abi::hypercall::MigrationCosts::from_max(
+            self.ipi.max,
+            self.vm_exit_entry.max,
+            self.copy_cold_per_kib.max,
+            self.copy_warm_per_kib.max,
+        )
+    }
+
     /// Each measurement with its key in the profile, in file order.
     pub fn each(&self) -> [(&'static str, &Measured); 10] {
         [

@@ -1,7 +1,9 @@
 //! `quest-build bounds MANIFEST [--platform FILE] [--json]`: the worst-case latency of one
-//! message on each channel, term by term, in cycles and microseconds.
+//! message on each channel, term by term, and each migratable sandbox's worst-case
+//! downtime with the admission condition, in cycles and microseconds.
 
 use crate::bounds::formula::{micros, QueueLimit};
+use crate::bounds::migration::{self, MigrationBound};
 use crate::bounds::profile::Profile;
 use crate::bounds::{analyse, ChannelBound, BOCHS_PROFILE};
 use std::fmt::Write as _;
@@ -49,10 +51,15 @@ pub fn run(args: &BoundsArgs) -> ExitCode {
         }
     };
     let bounds = analyse(&m, &profile);
+    let moves = migration::analyse(
+        &m,
+        &profile.cycles.migration_costs(),
+        profile.platform.tsc_khz,
+    );
     let text = if args.json {
-        json(&m.system.name.value, &profile, &which, &bounds)
+        json(&m.system.name.value, &profile, &which, &bounds, &moves)
     } else {
-        report(&m.system.name.value, &profile, &which, &bounds)
+        report(&m.system.name.value, &profile, &which, &bounds, &moves)
     };
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
@@ -73,13 +80,20 @@ fn grouped(n: u64) -> String {
 }
 
 /// The human report.
-pub fn report(system: &str, profile: &Profile, which: &str, bounds: &[ChannelBound]) -> String {
+pub fn report(
+    system: &str,
+    profile: &Profile,
+    which: &str,
+    bounds: &[ChannelBound],
+    moves: &[MigrationBound],
+) -> String {
     let khz = profile.platform.tsc_khz;
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "bounds for '{system}': {} channel(s)\nplatform: {} ({which}), TSC {khz} kHz",
+        "bounds for '{system}': {} channel(s), {} migratable sandbox(es)\nplatform: {} ({which}), TSC {khz} kHz",
         bounds.len(),
+        moves.len(),
         profile.platform.machine,
     );
     if which.starts_with("shipped") {
@@ -151,11 +165,95 @@ pub fn report(system: &str, profile: &Profile, which: &str, bounds: &[ChannelBou
             us(b.full_ring_wait)
         );
     }
+    for m in moves {
+        migration_report(&mut s, m, khz);
+    }
     s
 }
 
+/// One migratable sandbox: its pause, term by term, and the admission condition.
+fn migration_report(s: &mut String, m: &MigrationBound, khz: u64) {
+    let us = |c: u64| micros(c, khz);
+    let list = |c: &[u32]| {
+        let items: Vec<String> = c.iter().map(u32::to_string).collect();
+        format!("[{}]", items.join(", "))
+    };
+    let _ = writeln!(
+        s,
+        "\nsandbox '{}' migrates cores {} <-> {}, {} KiB of RAM {}; asked by {}",
+        m.sandbox,
+        list(&m.cores),
+        list(&m.standby_cores),
+        m.ram / 1024,
+        if m.moves_memory {
+            "moving between its two regions"
+        } else {
+            "staying in place"
+        },
+        if m.migrate_by.is_empty() {
+            "nobody".to_owned()
+        } else {
+            m.migrate_by.join(", ")
+        },
+    );
+    let rows = [
+        ("stop and resume the vCPUs", m.park),
+        ("least copy while stopped", m.least_copy),
+        ("least pause (admission)", m.least),
+        ("stop-and-copy of all RAM", m.stop_and_copy),
+    ];
+    for (what, cycles) in rows {
+        let _ = writeln!(s, "  {what:<28} {:>14} cycles", grouped(cycles));
+    }
+    match m.budget {
+        Some(b) => {
+            let _ = writeln!(
+                s,
+                "  {:<28} {:>14} cycles = {:.2} us",
+                "max_downtime",
+                grouped(b),
+                us(b)
+            );
+            if m.admissible {
+                let _ = writeln!(
+                    s,
+                    "  {:<28} {:>14} cycles = {:.2} us\n  admission: accepted if the least pause \
+                     fits in max_downtime ({} <= {}: holds), the\n  destination is free and no \
+                     other migration of it runs; pre-copy stops the sandbox once\n  the dirty \
+                     rest fits in max_downtime, or copies all RAM stopped if that fits",
+                    "worst-case downtime",
+                    grouped(m.worst),
+                    us(m.worst),
+                    grouped(m.least),
+                    grouped(b),
+                );
+            } else {
+                let _ = writeln!(
+                    s,
+                    "  admission: every request is refused (\"would exceed max_downtime\"): \
+                     the least pause {} > max_downtime {}",
+                    grouped(m.least),
+                    grouped(b),
+                );
+            }
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "  admission: no max_downtime, so every request is refused"
+            );
+        }
+    }
+}
+
 /// The JSON form (for tools).
-pub fn json(system: &str, profile: &Profile, which: &str, bounds: &[ChannelBound]) -> String {
+pub fn json(
+    system: &str,
+    profile: &Profile,
+    which: &str,
+    bounds: &[ChannelBound],
+    moves: &[MigrationBound],
+) -> String {
     let khz = profile.platform.tsc_khz;
     let channels: Vec<_> = bounds
         .iter()
@@ -179,6 +277,16 @@ pub fn json(system: &str, profile: &Profile, which: &str, bounds: &[ChannelBound
             "tsc_khz": khz,
         },
         "channels": channels,
+        "migrations": moves
+            .iter()
+            .map(|m| {
+                let mut v = serde_json::to_value(m).unwrap_or_default();
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("worst_us".into(), micros(m.worst, khz).into());
+                }
+                v
+            })
+            .collect::<Vec<_>>(),
     });
     serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
 }

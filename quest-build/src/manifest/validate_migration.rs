@@ -17,15 +17,7 @@ use std::collections::HashMap;
 /// its TSC frequency.
 pub(crate) fn platform_costs() -> Option<(MigrationCosts, u64)> {
     let p = Profile::parse(BOCHS_PROFILE).ok()?;
-    let c = &p.cycles;
-    Some((
-        MigrationCosts {
-            ipi: c.ipi.max,
-            vm_exit_entry: c.vm_exit_entry.max,
-            copy_per_kib: c.copy_warm_per_kib.max.max(c.copy_cold_per_kib.max),
-        },
-        p.platform.tsc_khz,
-    ))
+    Some((p.cycles.migration_costs(), p.platform.tsc_khz))
 }
 
 fn name_of(s: &DraftSandbox) -> &str {
