@@ -81,6 +81,13 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// Runs quest-build, asserts it succeeded and returns its standard output.
+fn stdout_of(args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
+    let out = quest_build(args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    text(&out.stdout)
+}
+
 #[test]
 fn check_reports_every_manifest_and_fails_if_one_is_invalid() {
     let s = Scratch::new("check");
@@ -108,9 +115,7 @@ fn check_reports_every_manifest_and_fails_if_one_is_invalid() {
 fn plan_prints_report_json_and_svg() {
     let s = Scratch::new("plan");
     let good = s.path("good.toml");
-    let out = quest_build(&[&"plan", &good]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let report = text(&out.stdout);
+    let report = stdout_of(&[&"plan", &good]);
     assert!(
         report.starts_with("system `pair`: 4 cores, 512 MiB RAM"),
         "{report}"
@@ -119,9 +124,8 @@ fn plan_prints_report_json_and_svg() {
         assert!(report.contains(wanted), "{report}");
     }
 
-    let out = quest_build(&[&"plan", &"--json", &good]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout_of(&[&"plan", &"--json", &good])).expect("valid JSON");
     assert_eq!(v["sandboxes"][1]["vcpus"][1]["core"], 2);
     assert_eq!(v["sandboxes"][0]["app"], "apps/ping");
     assert_eq!(v["channels"][0]["data_size"], 65536);
@@ -167,9 +171,7 @@ fn plan_fails_with_status_1_on_bad_input_and_2_on_usage() {
 fn bounds_prints_each_migratable_sandbox_and_its_admission() {
     let example =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../partition-manifests/migration.toml");
-    let out = quest_build(&[&"bounds", &example]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let report = text(&out.stdout);
+    let report = stdout_of(&[&"bounds", &example]);
     assert!(
         report.starts_with("bounds for 'migration': 2 channel(s), 1 migratable sandbox(es)"),
         "{report}"
@@ -183,9 +185,8 @@ fn bounds_prints_each_migratable_sandbox_and_its_admission() {
         "{report}"
     );
 
-    let out = quest_build(&[&"bounds", &"--json", &example]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout_of(&[&"bounds", &"--json", &example])).expect("valid JSON");
     let m = &v["migrations"][0];
     assert_eq!(m["sandbox"], "mover");
     let n = |k: &str| {

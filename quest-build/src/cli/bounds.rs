@@ -56,10 +56,17 @@ pub fn run(args: &BoundsArgs) -> ExitCode {
         &profile.cycles.migration_costs(),
         profile.platform.tsc_khz,
     );
+    let analysis = Analysis {
+        system: &m.system.name.value,
+        profile: &profile,
+        which: &which,
+        bounds: &bounds,
+        moves: &moves,
+    };
     let text = if args.json {
-        json(&m.system.name.value, &profile, &which, &bounds, &moves)
+        analysis.json()
     } else {
-        report(&m.system.name.value, &profile, &which, &bounds, &moves)
+        analysis.report()
     };
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
@@ -79,96 +86,157 @@ fn grouped(n: u64) -> String {
     out
 }
 
-/// The human report.
-pub fn report(
-    system: &str,
-    profile: &Profile,
-    which: &str,
-    bounds: &[ChannelBound],
-    moves: &[MigrationBound],
-) -> String {
-    let khz = profile.platform.tsc_khz;
-    let mut s = String::new();
-    let _ = writeln!(
+/// What `bounds` prints, before it is printed.
+#[derive(Clone, Copy, Debug)]
+pub struct Analysis<'a> {
+    /// The system's name.
+    pub system: &'a str,
+    /// The platform profile used.
+    pub profile: &'a Profile,
+    /// Which profile, in words.
+    pub which: &'a str,
+    /// Every channel's bound.
+    pub bounds: &'a [ChannelBound],
+    /// Every migratable sandbox's downtime.
+    pub moves: &'a [MigrationBound],
+}
+
+impl Analysis<'_> {
+    /// The human report.
+    pub fn report(&self) -> String {
+        let Self {
+            system,
+            profile,
+            which,
+            bounds,
+            moves,
+        } = *self;
+        let khz = profile.platform.tsc_khz;
+        let mut s = String::new();
+        let _ = writeln!(
         s,
         "bounds for '{system}': {} channel(s), {} migratable sandbox(es)\nplatform: {} ({which}), TSC {khz} kHz",
         bounds.len(),
         moves.len(),
         profile.platform.machine,
     );
-    if which.starts_with("shipped") {
-        let _ = writeln!(
-            s,
-            "  (measure this machine's constants with `quest-build run --calibrate MANIFEST`)"
-        );
-    }
-    let us = |c: u64| micros(c, khz);
-    for c in bounds {
-        let b = &c.bound;
-        let mode = match c.poll {
-            Some((p, j)) => format!("poll every {} cycles (jitter {})", grouped(p), grouped(j)),
-            None => c.mode.to_owned(),
-        };
-        let promise = match (c.min_interval, c.burst) {
-            (Some(i), Some(n)) => format!("sends >= {} cycles apart, bursts <= {n}", grouped(i)),
-            (Some(i), None) => format!("sends >= {} cycles apart", grouped(i)),
-            (None, Some(n)) => format!("bursts <= {n}"),
-            (None, None) => "no rate promised".to_owned(),
-        };
-        let _ = writeln!(
+        if which.starts_with("shipped") {
+            let _ = writeln!(
+                s,
+                "  (measure this machine's constants with `quest-build run --calibrate MANIFEST`)"
+            );
+        }
+        let us = |c: u64| micros(c, khz);
+        for c in bounds {
+            let b = &c.bound;
+            let mode = match c.poll {
+                Some((p, j)) => format!("poll every {} cycles (jitter {})", grouped(p), grouped(j)),
+                None => c.mode.to_owned(),
+            };
+            let promise = match (c.min_interval, c.burst) {
+                (Some(i), Some(n)) => {
+                    format!("sends >= {} cycles apart, bursts <= {n}", grouped(i))
+                }
+                (Some(i), None) => format!("sends >= {} cycles apart", grouped(i)),
+                (None, Some(n)) => format!("bursts <= {n}"),
+                (None, None) => "no rate promised".to_owned(),
+            };
+            let _ = writeln!(
             s,
             "\nchannel '{}' {} -> {}: reader {mode}; ring {} B, messages <= {} B ({} fit); {promise}",
             c.name, c.writer, c.reader, c.ring, c.max_message, b.capacity,
         );
-        let rows = [
-            ("writer copy (send)", b.writer_copy),
-            ("record lines to the reader", b.transfer),
-            ("detection", b.detection),
-            (
-                &*format!(
-                    "queueing ({} ahead{})",
-                    b.ahead,
-                    match b.queue_limit {
-                        QueueLimit::Promise => "",
-                        QueueLimit::Ring => ", ring full",
-                        QueueLimit::NoPromise => ", ring full: no promise",
-                        QueueLimit::ReaderTooSlow => ", ring full: reader too slow",
-                    }
+            let rows = [
+                ("writer copy (send)", b.writer_copy),
+                ("record lines to the reader", b.transfer),
+                ("detection", b.detection),
+                (
+                    &*format!(
+                        "queueing ({} ahead{})",
+                        b.ahead,
+                        match b.queue_limit {
+                            QueueLimit::Promise => "",
+                            QueueLimit::Ring => ", ring full",
+                            QueueLimit::NoPromise => ", ring full: no promise",
+                            QueueLimit::ReaderTooSlow => ", ring full: reader too slow",
+                        }
+                    ),
+                    b.queueing,
                 ),
-                b.queueing,
-            ),
-            ("reader copy (recv)", b.reader_copy),
-        ];
-        for (what, cycles) in rows {
-            let _ = writeln!(s, "  {what:<28} {:>14} cycles", grouped(cycles));
-        }
-        let _ = writeln!(
-            s,
-            "  {:<28} {:>14} cycles = {:.2} us",
-            "bound",
-            grouped(b.total),
-            us(b.total)
-        );
-        if b.queue_limit == QueueLimit::ReaderTooSlow {
+                ("reader copy (recv)", b.reader_copy),
+            ];
+            for (what, cycles) in rows {
+                let _ = writeln!(s, "  {what:<28} {:>14} cycles", grouped(cycles));
+            }
             let _ = writeln!(
                 s,
-                "  note: the reader takes longer per message than the writer's min_interval \
+                "  {:<28} {:>14} cycles = {:.2} us",
+                "bound",
+                grouped(b.total),
+                us(b.total)
+            );
+            if b.queue_limit == QueueLimit::ReaderTooSlow {
+                let _ = writeln!(
+                    s,
+                    "  note: the reader takes longer per message than the writer's min_interval \
                  allows, so the queue can grow until the ring is full; raise min_interval \
                  or lower reader_work"
+                );
+            }
+            let _ = writeln!(
+                s,
+                "  {:<28} {:>14} cycles = {:.2} us",
+                "full-ring send wait",
+                grouped(b.full_ring_wait),
+                us(b.full_ring_wait)
             );
         }
-        let _ = writeln!(
-            s,
-            "  {:<28} {:>14} cycles = {:.2} us",
-            "full-ring send wait",
-            grouped(b.full_ring_wait),
-            us(b.full_ring_wait)
-        );
+        for m in moves {
+            migration_report(&mut s, m, khz);
+        }
+        s
     }
-    for m in moves {
-        migration_report(&mut s, m, khz);
+
+    /// The JSON form (for tools).
+    pub fn json(&self) -> String {
+        let khz = self.profile.platform.tsc_khz;
+        let channels: Vec<_> = self
+            .bounds
+            .iter()
+            .map(|c| {
+                let mut v = serde_json::to_value(c).unwrap_or_default();
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("bound_us".into(), micros(c.bound.total, khz).into());
+                    o.insert(
+                        "full_ring_wait_us".into(),
+                        micros(c.bound.full_ring_wait, khz).into(),
+                    );
+                }
+                v
+            })
+            .collect();
+        let doc = serde_json::json!({
+            "system": self.system,
+            "platform": {
+                "machine": self.profile.platform.machine,
+                "source": self.which,
+                "tsc_khz": khz,
+            },
+            "channels": channels,
+            "migrations": self
+            .moves
+                .iter()
+                .map(|m| {
+                    let mut v = serde_json::to_value(m).unwrap_or_default();
+                    if let Some(o) = v.as_object_mut() {
+                        o.insert("worst_us".into(), micros(m.worst, khz).into());
+                    }
+                    v
+                })
+                .collect::<Vec<_>>(),
+        });
+        serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
     }
-    s
 }
 
 /// One migratable sandbox: its pause, term by term, and the admission condition.
@@ -244,49 +312,4 @@ fn migration_report(s: &mut String, m: &MigrationBound, khz: u64) {
             );
         }
     }
-}
-
-/// The JSON form (for tools).
-pub fn json(
-    system: &str,
-    profile: &Profile,
-    which: &str,
-    bounds: &[ChannelBound],
-    moves: &[MigrationBound],
-) -> String {
-    let khz = profile.platform.tsc_khz;
-    let channels: Vec<_> = bounds
-        .iter()
-        .map(|c| {
-            let mut v = serde_json::to_value(c).unwrap_or_default();
-            if let Some(o) = v.as_object_mut() {
-                o.insert("bound_us".into(), micros(c.bound.total, khz).into());
-                o.insert(
-                    "full_ring_wait_us".into(),
-                    micros(c.bound.full_ring_wait, khz).into(),
-                );
-            }
-            v
-        })
-        .collect();
-    let doc = serde_json::json!({
-        "system": system,
-        "platform": {
-            "machine": profile.platform.machine,
-            "source": which,
-            "tsc_khz": khz,
-        },
-        "channels": channels,
-        "migrations": moves
-            .iter()
-            .map(|m| {
-                let mut v = serde_json::to_value(m).unwrap_or_default();
-                if let Some(o) = v.as_object_mut() {
-                    o.insert("worst_us".into(), micros(m.worst, khz).into());
-                }
-                v
-            })
-            .collect::<Vec<_>>(),
-    });
-    serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
 }
