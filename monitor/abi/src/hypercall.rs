@@ -73,15 +73,20 @@ pub enum MigrateRefusal {
     /// A standby core or the standby region is not free (in use, or its core never
     /// started).
     DestinationNotFree = u64::MAX - 63,
+    /// Accepted, then abandoned before anything stopped: pre-copy did not converge
+    /// within its rounds, or the sandbox stopped (exit or fault) meanwhile. The sandbox
+    /// runs where it was (or `on_fault` applied).
+    Abandoned = u64::MAX - 64,
 }
 
 impl MigrateRefusal {
     /// Every refusal.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::NotAllowed,
         Self::Busy,
         Self::WouldExceedMaxDowntime,
         Self::DestinationNotFree,
+        Self::Abandoned,
     ];
 
     /// The code in RAX.
@@ -101,6 +106,7 @@ impl MigrateRefusal {
             Self::Busy => "busy",
             Self::WouldExceedMaxDowntime => "would exceed max_downtime",
             Self::DestinationNotFree => "destination not free",
+            Self::Abandoned => "abandoned",
         }
     }
 }
@@ -117,9 +123,9 @@ pub struct MigrationCosts {
     pub copy_per_kib: u64,
 }
 
-/// The unit of dirty tracking: sandbox RAM is mapped with 2 MiB EPT pages, so one write
-/// dirties this much.
-pub const DIRTY_GRANULE: u64 = crate::LARGE_PAGE_SIZE;
+/// The unit of dirty tracking: the RAM of a sandbox that moves its memory is mapped with
+/// 4 KiB EPT pages, so one write dirties this much.
+pub const DIRTY_GRANULE: u64 = crate::PAGE_SIZE;
 
 /// The shortest downtime a migration of a sandbox with `vcpus` vCPUs and `ram` bytes of
 /// RAM can ever have: every vCPU is stopped (an IPI and its VM exit) and resumed (its VM
@@ -186,16 +192,13 @@ mod tests {
             copy_per_kib: 135,
         };
         assert_eq!(min_downtime_cycles(2, 64 << 20, false, &c), 2 * 90);
-        // Two vCPUs, separate memory: at least two 2 MiB granules are copied.
+        // Two vCPUs, separate memory: at least two 4 KiB granules are copied.
         assert_eq!(
             min_downtime_cycles(2, 64 << 20, true, &c),
-            2 * 90 + 2 * 2048 * 135
+            2 * 90 + 2 * 4 * 135
         );
         // Never more than all of RAM.
-        assert_eq!(
-            min_downtime_cycles(4, 4 << 20, true, &c),
-            4 * 90 + 4096 * 135
-        );
+        assert_eq!(min_downtime_cycles(4, 8 << 10, true, &c), 4 * 90 + 8 * 135);
         assert_eq!(copy_cycles(1, &c), 135, "a started KiB counts");
         let huge = MigrationCosts {
             ipi: u64::MAX,
