@@ -123,9 +123,10 @@ pub struct MigrationCosts {
     pub copy_per_kib: u64,
 }
 
-/// The unit of dirty tracking: the RAM of a sandbox that moves its memory is mapped with
-/// 4 KiB EPT pages, so one write dirties this much.
-pub const DIRTY_GRANULE: u64 = crate::PAGE_SIZE;
+/// What one running vCPU is assumed to dirty at least before the stop: 2 MiB. The
+/// monitor tracks dirty pages at 4 KiB (the RAM of a sandbox that moves its memory is
+/// mapped with 4 KiB EPT pages), so this floor is conservative.
+pub const DIRTY_GRANULE: u64 = crate::LARGE_PAGE_SIZE;
 
 /// The shortest downtime a migration of a sandbox with `vcpus` vCPUs and `ram` bytes of
 /// RAM can ever have: every vCPU is stopped (an IPI and its VM exit) and resumed (its VM
@@ -192,13 +193,16 @@ mod tests {
             copy_per_kib: 135,
         };
         assert_eq!(min_downtime_cycles(2, 64 << 20, false, &c), 2 * 90);
-        // Two vCPUs, separate memory: at least two 4 KiB granules are copied.
+        // Two vCPUs, separate memory: at least two 2 MiB granules are copied.
         assert_eq!(
             min_downtime_cycles(2, 64 << 20, true, &c),
-            2 * 90 + 2 * 4 * 135
+            2 * 90 + 2 * 2048 * 135
         );
         // Never more than all of RAM.
-        assert_eq!(min_downtime_cycles(4, 8 << 10, true, &c), 4 * 90 + 8 * 135);
+        assert_eq!(
+            min_downtime_cycles(4, 4 << 20, true, &c),
+            4 * 90 + 4096 * 135
+        );
         assert_eq!(copy_cycles(1, &c), 135, "a started KiB counts");
         let huge = MigrationCosts {
             ipi: u64::MAX,

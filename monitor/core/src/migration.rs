@@ -76,8 +76,8 @@ pub fn admit(r: &Request) -> Result<(), MigrateRefusal> {
 }
 
 /// The least downtime of `r` as the monitor does it: every vCPU stopped and resumed,
-/// and with memory, the copy of what is still dirty after pre-copy (at least a page per
-/// vCPU), or of all RAM without pre-copy.
+/// and with memory, the copy of what is still dirty after pre-copy (at least a dirty
+/// granule per vCPU), or of all RAM without pre-copy.
 pub fn stop_cycles(r: &Request) -> u64 {
     let park = min_downtime_cycles(r.vcpus, r.ram, false, &r.costs);
     match (r.moves_memory, r.precopy) {
@@ -187,11 +187,11 @@ mod tests {
         assert_eq!(admit(&r), Ok(()));
         r.terms = terms(0b10, (2 * 90 + 8192 * 135) * 100 - 100);
         assert_eq!(admit(&r), Err(MigrateRefusal::WouldExceedMaxDowntime));
-        // With pre-copy, a page per vCPU is the least that remains.
+        // With pre-copy, a dirty granule per vCPU is the least that remains.
         r.precopy = true;
-        assert_eq!(stop_cycles(&r), 2 * 90 + 2 * 4 * 135);
+        assert_eq!(stop_cycles(&r), 2 * 90 + 2 * 2048 * 135);
         assert_eq!(admit(&r), Ok(()));
-        r.terms = terms(0b10, (2 * 90 + 2 * 4 * 135) * 100 - 100);
+        r.terms = terms(0b10, (2 * 90 + 2 * 2048 * 135) * 100 - 100);
         assert_eq!(admit(&r), Err(MigrateRefusal::WouldExceedMaxDowntime));
     }
 
