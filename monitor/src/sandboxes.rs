@@ -131,6 +131,25 @@ pub struct MigrationState {
     pub last_downtime: AtomicU64,
     /// The longest downtime, TSC cycles.
     pub worst_downtime: AtomicU64,
+    /// Non-zero while pre-copy tracks the sandbox's dirty pages (from the first round
+    /// until the stop's final copy): RAM the monitor writes for it is marked dirty too.
+    pub precopy: AtomicU32,
+    /// The pre-copy rounds and pages of the migration under way.
+    pub rounds: AtomicU32,
+    /// Pages copied by the migration under way (pre-copy and stop).
+    pub pages: AtomicU64,
+    /// Non-zero: the dirty set is not to be trusted (the sandbox relaunched just as it
+    /// stopped); the stop copies all of RAM.
+    pub full_copy: AtomicU32,
+    /// Non-zero: the migration under way was abandoned (the requester's answer).
+    pub abandoned: AtomicU32,
+    /// INVEPT requests of pre-copy (each round's): the latest epoch.
+    pub flush: AtomicU32,
+    /// Per vCPU: the flush epoch it last dropped its translations for.
+    pub flushed: [AtomicU32; MAX_VCPUS_PER_SANDBOX],
+    /// Per vCPU: non-zero from just before it checks `flush` and enters its guest until
+    /// it is back in the monitor.
+    pub in_guest: [AtomicU32; MAX_VCPUS_PER_SANDBOX],
 }
 
 impl MigrationState {
@@ -144,6 +163,14 @@ impl MigrationState {
             count: AtomicU64::new(0),
             last_downtime: AtomicU64::new(0),
             worst_downtime: AtomicU64::new(0),
+            precopy: AtomicU32::new(0),
+            rounds: AtomicU32::new(0),
+            pages: AtomicU64::new(0),
+            full_copy: AtomicU32::new(0),
+            abandoned: AtomicU32::new(0),
+            flush: AtomicU32::new(0),
+            flushed: [const { AtomicU32::new(0) }; MAX_VCPUS_PER_SANDBOX],
+            in_guest: [const { AtomicU32::new(0) }; MAX_VCPUS_PER_SANDBOX],
         }
     }
 }
@@ -198,15 +225,36 @@ impl SandboxRecord {
 
     /// Swaps the placement and the standby placement (a migration's last step). Only
     /// while no vCPU of the sandbox is in its guest. When the RAM moves, the VMX
-    /// structures are dropped, to be rebuilt for the new RAM by the next vCPU to ask.
-    pub fn swap_placement(&self) -> (SandboxPlacement, SandboxPlacement) {
+    /// structures are dropped (and returned, for their frames), to be rebuilt for the new
+    /// RAM by the next vCPU to ask.
+    pub fn swap_placement(&self) -> (SandboxPlacement, SandboxPlacement, Option<SandboxVmx>) {
         let mut current = self.placement.lock();
         let mut standby = self.standby.lock();
         core::mem::swap(&mut *current, &mut *standby);
-        if current.ram_hpa != standby.ram_hpa {
-            *self.vmx.lock() = Slot::Empty;
+        let dropped = if current.ram_hpa != standby.ram_hpa {
+            match self.vmx.lock().take() {
+                Some(Ok(vmx)) => Some(vmx),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        (*standby, *current, dropped)
+    }
+
+    /// Whether the sandbox's RAM moves when it migrates (a separate standby region): then
+    /// its EPT tracks dirty pages (`EPT_DIRTY_FLAGS`).
+    pub fn moves_memory(&self) -> bool {
+        let standby = self.standby();
+        !standby.cores.is_empty() && standby.ram_hpa != self.placement().ram_hpa
+    }
+
+    /// The EPT pointer of its current structures, if built.
+    pub fn eptp(&self) -> Option<u64> {
+        match &*self.vmx.lock() {
+            Slot::Full(Ok(vmx)) => Some(vmx.eptp),
+            _ => None,
         }
-        (*standby, *current)
     }
 
     /// The VMX structures for the current placement, built with `build` by the first
@@ -215,10 +263,25 @@ impl SandboxRecord {
         &self,
         build: impl FnOnce(&SandboxPlacement) -> Result<SandboxVmx, SetupError>,
     ) -> Result<SandboxVmx, SetupError> {
+        let flags = if self.moves_memory() {
+            EPT_DIRTY_FLAGS.load(Ordering::Acquire)
+        } else {
+            0
+        };
         let mut vmx = self.vmx.lock();
-        vmx.get_or_insert_with(|| build(&self.placement()))
+        vmx.get_or_insert_with(|| {
+            build(&self.placement()).map(|v| SandboxVmx {
+                eptp: v.eptp | flags,
+                ..v
+            })
+        })
     }
 }
+
+/// EPTP bits for sandboxes that move their RAM: the accessed and dirty flags (EPTP bit
+/// 6) when the CPU has them (set once at boot by `vmx::check_support`, before any EPT is
+/// built), else 0 and such sandboxes migrate by stop-and-copy.
+pub static EPT_DIRTY_FLAGS: AtomicU64 = AtomicU64::new(0);
 
 /// Every sandbox's record, and how many have ended.
 struct Sandboxes {

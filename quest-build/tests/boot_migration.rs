@@ -63,8 +63,10 @@ fn a_sandbox_migrates_between_cores_and_memory_with_its_clock_ram_and_messages_i
             (standby, home)
         };
         assert_eq!((m.from_memory, m.to_memory), (a, b), "migration {i}");
-        // Stop-and-copy of its 4 MiB.
-        assert_eq!((m.rounds, m.pages), (0, 1024));
+        // Pre-copy (Bochs has EPT dirty flags): a first round of all 4 MiB, then what
+        // was dirtied, bounded by the rounds allowed (8).
+        assert!((1..=8).contains(&m.rounds), "{m:?}");
+        assert!(m.pages >= 1024, "{m:?}");
         assert!(m.downtime > 0 && m.downtime <= max_downtime, "{m:?}");
     }
     let worst = moves.iter().map(|m| m.downtime).max().unwrap_or(0);

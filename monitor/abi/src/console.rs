@@ -263,6 +263,19 @@ pub enum Record<'a> {
         /// Why not.
         reason: &'a str,
     },
+    /// `quest: migration of '<sandbox>' abandoned: <reason>, <n> pre-copy rounds, <p>
+    /// pages`: an accepted migration given up before the sandbox stopped (it runs where
+    /// it was, or its `on_fault` applied); the destination region was scrubbed.
+    MigrationAbandoned {
+        /// The sandbox.
+        sandbox: &'a str,
+        /// Why (no comma).
+        reason: &'a str,
+        /// Pre-copy rounds done.
+        rounds: u32,
+        /// Pages copied (now scrubbed).
+        pages: u64,
+    },
     /// `quest: migrations of '<sandbox>': <n>, worst downtime <d> cycles`, with the
     /// summary, for each sandbox that may migrate.
     Migrations {
@@ -441,6 +454,15 @@ impl fmt::Display for Record<'_> {
                 by,
                 reason,
             } => write!(f, "migration of '{sandbox}' asked by '{by}' refused: {reason}"),
+            Self::MigrationAbandoned {
+                sandbox,
+                reason,
+                rounds,
+                pages,
+            } => write!(
+                f,
+                "migration of '{sandbox}' abandoned: {reason}, {rounds} pre-copy rounds, {pages} pages"
+            ),
             Self::Migrations {
                 sandbox,
                 count,
@@ -527,6 +549,16 @@ impl<'a> Record<'a> {
             return Self::parse_migrated(rest).map(Self::Migrated);
         }
         if let Some(rest) = l.strip_prefix("migration of '") {
+            if let Some((sandbox, rest)) = rest.split_once("' abandoned: ") {
+                let (rest, pages) = rest.rsplit_once(", ")?;
+                let (reason, rounds) = rest.rsplit_once(", ")?;
+                return Some(Self::MigrationAbandoned {
+                    sandbox,
+                    reason,
+                    rounds: rounds.strip_suffix(" pre-copy rounds")?.parse().ok()?,
+                    pages: pages.strip_suffix(" pages")?.parse().ok()?,
+                });
+            }
             let (sandbox, rest) = rest.split_once("' asked by '")?;
             let (by, reason) = rest.split_once("' refused: ")?;
             return Some(Self::MigrationRefused {
@@ -729,6 +761,15 @@ mod tests {
                 "quest: migration of 'mover' asked by 'intruder' refused: not allowed",
             ),
             (
+                Record::MigrationAbandoned {
+                    sandbox: "mover",
+                    reason: "pre-copy did not converge",
+                    rounds: 8,
+                    pages: 9_000,
+                },
+                "quest: migration of 'mover' abandoned: pre-copy did not converge, 8 pre-copy rounds, 9000 pages",
+            ),
+            (
                 Record::Migrations {
                     sandbox: "mover",
                     count: 100,
@@ -747,6 +788,8 @@ mod tests {
             "quest: migrated 'm' cores [1] -> [x], memory 0x0 -> 0x0, 0 pre-copy rounds, 0 pages, downtime 1 cycles",
             "quest: migrated 'm' cores [1] -> [2], memory 10 -> 0x0, 0 pre-copy rounds, 0 pages, downtime 1 cycles",
             "quest: migrations of 'm': many, worst downtime 1 cycles",
+            "quest: migration of 'm' abandoned: x, y pre-copy rounds, 1 pages",
+            "quest: migration of 'm' abandoned: 1 pre-copy rounds, 1 pages",
         ] {
             assert_eq!(Record::parse(bad), None, "{bad}");
         }

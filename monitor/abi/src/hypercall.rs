@@ -73,15 +73,20 @@ pub enum MigrateRefusal {
     /// A standby core or the standby region is not free (in use, or its core never
     /// started).
     DestinationNotFree = u64::MAX - 63,
+    /// Accepted, then abandoned before anything stopped: pre-copy did not converge
+    /// within its rounds, or the sandbox stopped (exit or fault) meanwhile. The sandbox
+    /// runs where it was (or `on_fault` applied).
+    Abandoned = u64::MAX - 64,
 }
 
 impl MigrateRefusal {
     /// Every refusal.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::NotAllowed,
         Self::Busy,
         Self::WouldExceedMaxDowntime,
         Self::DestinationNotFree,
+        Self::Abandoned,
     ];
 
     /// The code in RAX.
@@ -101,6 +106,7 @@ impl MigrateRefusal {
             Self::Busy => "busy",
             Self::WouldExceedMaxDowntime => "would exceed max_downtime",
             Self::DestinationNotFree => "destination not free",
+            Self::Abandoned => "abandoned",
         }
     }
 }
@@ -143,8 +149,9 @@ pub fn budget_cycles(max_downtime_ns: u64, tsc_khz: u64) -> u64 {
     u64::try_from(c).unwrap_or(u64::MAX)
 }
 
-/// The unit of dirty tracking: sandbox RAM is mapped with 2 MiB EPT pages, so one write
-/// dirties this much.
+/// What one running vCPU is assumed to dirty at least before the stop: 2 MiB. The
+/// monitor tracks dirty pages at 4 KiB (the RAM of a sandbox that moves its memory is
+/// mapped with 4 KiB EPT pages), so this floor is conservative.
 pub const DIRTY_GRANULE: u64 = crate::LARGE_PAGE_SIZE;
 
 /// The shortest downtime a migration of a sandbox with `vcpus` vCPUs and `ram` bytes of

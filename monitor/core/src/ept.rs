@@ -18,13 +18,13 @@ pub const PAGE_2M: u64 = 0x20_0000;
 /// Guest-physical addresses must be below 2^48 (4-level EPT).
 pub const GPA_LIMIT: u64 = 1 << 48;
 /// EPT entry bits 0-2: read, write, execute.
-const RWX: u64 = 7;
+pub(crate) const RWX: u64 = 7;
 /// Memory type write-back (6) in bits 5:3 of a leaf (SDM 29.3.7).
 const LEAF_WB: u64 = 6 << 3;
 /// Bit 7 of a PD entry: the entry maps a 2 MiB page.
-const LARGE: u64 = 1 << 7;
+pub(crate) const LARGE: u64 = 1 << 7;
 /// Bits 51:12: the physical address in an entry.
-const ADDR_MASK: u64 = 0x000F_FFFF_FFFF_F000;
+pub(crate) const ADDR_MASK: u64 = 0x000F_FFFF_FFFF_F000;
 
 /// Where the builder gets and edits page-table frames.
 pub trait EptMemory {
@@ -90,7 +90,7 @@ pub struct EptBuilder<M: EptMemory> {
     root: HostPhysAddr,
 }
 
-fn index(gpa: u64, level: u32) -> usize {
+pub(crate) fn index(gpa: u64, level: u32) -> usize {
     ((gpa >> (12 + 9 * level)) & 0x1ff) as usize
 }
 

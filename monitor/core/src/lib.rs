@@ -16,6 +16,7 @@ pub mod migration;
 pub mod msr_policy;
 pub mod npt;
 pub mod placement;
+pub mod precopy;
 pub mod rtc_time;
 pub mod sandbox_ept;
 pub mod sandbox_place;

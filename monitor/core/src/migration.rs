@@ -4,7 +4,7 @@
 //! continuous. Pure, so every refusal is tested on the host.
 
 use quest_abi::hypercall::{
-    copy_cycles, min_downtime_cycles, MigrateRefusal, MigrationCosts, MIGRATE_SELF,
+    budget_cycles, copy_cycles, min_downtime_cycles, MigrateRefusal, MigrationCosts, MIGRATE_SELF,
 };
 use quest_abi::view::Migration;
 use quest_abi::SandboxId;
@@ -32,10 +32,12 @@ pub struct Request {
     pub vcpus: u64,
     /// The target's RAM, bytes.
     pub ram: u64,
-    /// Whether this migration moves its RAM (a separate standby region). The monitor
-    /// moves it by stop-and-copy (no pre-copy yet): the whole RAM is copied and the old
-    /// region scrubbed while the sandbox is stopped.
+    /// Whether this migration moves its RAM (a separate standby region).
     pub moves_memory: bool,
+    /// Whether the RAM is pre-copied while the sandbox runs (the CPU has EPT dirty
+    /// flags): then the stop copies only what is still dirty; otherwise all of it. The
+    /// old region is scrubbed after the sandbox resumes, either way.
+    pub precopy: bool,
     /// The target runs (launched, not stopping, not migrating).
     pub idle_for_migration: bool,
     /// Every destination core waits in the monitor, and the standby region (if any) is
@@ -45,12 +47,6 @@ pub struct Request {
     pub costs: MigrationCosts,
     /// TSC frequency, kHz.
     pub tsc_khz: u64,
-}
-
-/// `max_downtime_ns` in TSC cycles at `tsc_khz` (rounded down: the budget never grows).
-pub fn budget_cycles(max_downtime_ns: u64, tsc_khz: u64) -> u64 {
-    let c = u128::from(max_downtime_ns) * u128::from(tsc_khz) / 1_000_000;
-    u64::try_from(c).unwrap_or(u64::MAX)
 }
 
 /// Accepts or refuses `r`. The order is the order of the checks: who asks, the state of
@@ -74,13 +70,14 @@ pub fn admit(r: &Request) -> Result<(), MigrateRefusal> {
 }
 
 /// The least downtime of `r` as the monitor does it: every vCPU stopped and resumed,
-/// and with memory, the copy of all RAM and the scrub of the old region.
+/// and with memory, the copy of what is still dirty after pre-copy (at least a dirty
+/// granule per vCPU), or of all RAM without pre-copy.
 pub fn stop_cycles(r: &Request) -> u64 {
     let park = min_downtime_cycles(r.vcpus, r.ram, false, &r.costs);
-    if r.moves_memory {
-        park.saturating_add(copy_cycles(r.ram, &r.costs).saturating_mul(2))
-    } else {
-        park
+    match (r.moves_memory, r.precopy) {
+        (false, _) => park,
+        (true, true) => min_downtime_cycles(r.vcpus, r.ram, true, &r.costs),
+        (true, false) => park.saturating_add(copy_cycles(r.ram, &r.costs)),
     }
 }
 
@@ -110,6 +107,7 @@ mod tests {
             vcpus: 2,
             ram: 8 << 20,
             moves_memory: false,
+            precopy: false,
             idle_for_migration: true,
             destination_free: true,
             costs: MigrationCosts {
@@ -173,15 +171,21 @@ mod tests {
     }
 
     #[test]
-    fn stop_and_copy_counts_the_copy_and_the_scrub() {
+    fn stop_and_copy_counts_the_copy_and_pre_copy_the_least_final_copy() {
         let mut r = request();
         assert_eq!(stop_cycles(&r), 2 * 90);
         r.moves_memory = true;
-        assert_eq!(stop_cycles(&r), 2 * 90 + 2 * 8192 * 135);
+        assert_eq!(stop_cycles(&r), 2 * 90 + 8192 * 135);
         // The budget that admits exactly that.
-        r.terms = terms(0b10, (2 * 90 + 2 * 8192 * 135) * 100);
+        r.terms = terms(0b10, (2 * 90 + 8192 * 135) * 100);
         assert_eq!(admit(&r), Ok(()));
-        r.terms = terms(0b10, (2 * 90 + 2 * 8192 * 135) * 100 - 100);
+        r.terms = terms(0b10, (2 * 90 + 8192 * 135) * 100 - 100);
+        assert_eq!(admit(&r), Err(MigrateRefusal::WouldExceedMaxDowntime));
+        // With pre-copy, a dirty granule per vCPU is the least that remains.
+        r.precopy = true;
+        assert_eq!(stop_cycles(&r), 2 * 90 + 2 * 2048 * 135);
+        assert_eq!(admit(&r), Ok(()));
+        r.terms = terms(0b10, (2 * 90 + 2 * 2048 * 135) * 100 - 100);
         assert_eq!(admit(&r), Err(MigrateRefusal::WouldExceedMaxDowntime));
     }
 

@@ -1,5 +1,6 @@
 //! The EPT of one sandbox, built from its regions in the partition table: RAM with 2 MiB
-//! pages (read/write/execute), its channel directory and channel areas with 4 KiB pages
+//! pages (read/write/execute; 4 KiB pages for a sandbox that may move its RAM, whose
+//! pre-copy tracks dirty pages at that size, see `crate::precopy`), its channel directory and channel areas with 4 KiB pages
 //! and exactly the access the table gives them, and nothing else.
 
 use crate::ept::{EptBuilder, EptError, EptMemory};
@@ -52,7 +53,10 @@ pub fn build_sandbox_ept<M: EptMemory>(
     place: &HostPlacement<'_>,
     mem: M,
 ) -> Result<EptBuilder<M>, SandboxEptError> {
-    let first = table.sandboxes[sandbox].regions.first.get() as usize;
+    let entry = &table.sandboxes[sandbox];
+    let first = entry.regions.first.get() as usize;
+    let moves_ram = entry.max_downtime_ns.get() != 0
+        && entry.migration_flags.get() & quest_abi::MIGRATION_SEPARATE_MEMORY != 0;
     let mut ept = EptBuilder::new(mem).map_err(|error| SandboxEptError::Map {
         region: first,
         error,
@@ -61,7 +65,7 @@ pub fn build_sandbox_ept<M: EptMemory>(
         let idx = first + pos;
         let kind = RegionKind::from_u32(r.kind.get()).ok_or(SandboxEptError::Region(idx))?;
         let (hpa, large) = match kind {
-            RegionKind::Ram => (Some(place.sandbox.ram_hpa), true),
+            RegionKind::Ram => (Some(place.sandbox.ram_hpa), !moves_ram),
             RegionKind::Directory => (place.sandbox.directory_hpa, false),
             RegionKind::ChannelData | RegionKind::ChannelAck => {
                 let c = r.channel.get() as usize;

@@ -9,6 +9,7 @@ use quest_monitor_core::guest_memory::{ram_range, GuestRam};
 /// One sandbox's RAM as the monitor sees it (identity-mapped host memory).
 #[derive(Clone, Copy, Debug)]
 pub struct GuestMem {
+    sandbox: SandboxId,
     ram_hpa: HostPhysAddr,
     ram_size: u64,
 }
@@ -18,6 +19,7 @@ impl GuestMem {
     /// whenever it (re)launches, since the placement may have changed while it was parked).
     pub fn of(sys: &System, s: SandboxId) -> Self {
         Self {
+            sandbox: s,
             ram_hpa: crate::sandboxes::record(s).placement().ram_hpa,
             ram_size: sys.table.sandbox(s).map_or(0, |sb| sb.ram_size()),
         }
@@ -43,6 +45,8 @@ impl GuestMem {
         // SAFETY: inside the sandbox's own RAM (checked above); monitor memory and other
         // sandboxes are never in that range.
         unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), hpa as *mut u8, bytes.len()) };
+        // A migration's pre-copy must see this write (the CPU's dirty flags do not).
+        super::migrate::monitor_wrote(self.sandbox, gpa.as_u64(), bytes.len() as u64);
         true
     }
 

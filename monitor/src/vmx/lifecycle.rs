@@ -131,8 +131,11 @@ fn run_until_stop(v: &mut Vcpu, st: &SandboxState) -> Stopped {
             v.entered_once = true;
             super::boot_cost::entered(v, rdtsc());
         }
+        super::migrate::entering(v);
         // SAFETY: the VMCS is current and complete (controls, host and guest state).
-        let action = match unsafe { vmx::enter_guest(&mut v.regs, v.launched) } {
+        let entered = unsafe { vmx::enter_guest(&mut v.regs, v.launched) };
+        super::migrate::left_guest(v);
+        let action = match entered {
             Ok(()) => {
                 v.launched = true;
                 // SAFETY: right after a VM exit with this VMCS current.

@@ -2,20 +2,36 @@
 //!
 //! Protocol (the park protocol of `lifecycle`, with its own stop value):
 //! 1. The requester (a vCPU of the sandbox itself or of a controller) decides
-//!    (`quest_monitor_core::migration::admit`), takes the sandbox's `busy` flag, notes the
-//!    TSC and sets `stop` to [`STOP_MIGRATE`]; then it sends NMIs until every other vCPU of
+//!    (`quest_monitor_core::migration::admit`) and takes the sandbox's `busy` flag.
+//! 2. Pre-copy ([`precopy`], when the RAM moves and the CPU has EPT dirty flags): the
+//!    requester hands the job to the first standby core, which waits in [`stand_by`]
+//!    and copies the RAM to the standby region while the sandbox runs, in rounds
+//!    (`quest_monitor_core::precopy`): each round marks the dirty pages in the EPT
+//!    (clearing their dirty bits), has every vCPU drop its cached translations
+//!    ([`flush`]: a vCPU in its guest gets an NMI, leaves it and does INVEPT before its
+//!    next entry, [`entering`]; one outside its guest will do so before it enters), then
+//!    copies the marked pages. When what was dirtied during a round can be copied within
+//!    `max_downtime`, it stops the sandbox (step 3); when that does not happen within
+//!    the rounds allowed, or the sandbox stops or relaunches meanwhile, the migration is
+//!    abandoned: the destination region is scrubbed, the sandbox runs on untouched.
+//!    A requester of the sandbox itself waits in the monitor meanwhile (its other vCPUs
+//!    run).
+//! 3. The stop: whoever stops (the pre-copy core, or the requester without pre-copy)
+//!    notes the TSC, sets `stop` to [`STOP_MIGRATE`] and sends NMIs until every vCPU of
 //!    the sandbox has left its core.
-//! 2. Each vCPU, before its next VM entry, sees the stop and hands itself off
+//! 4. Each vCPU, before its next VM entry, sees the stop and hands itself off
 //!    ([`hand_off`]): the state the VMCS does not hold (XCR0 and the XSAVE area, the
 //!    syscall MSRs, CR2, the local x2APIC timer and LVTs) is saved, its VMCS cleared, and
 //!    the whole `Vcpu` (registers, console line, VMCS address) put in its standby core's
 //!    arrival slot. Its old core then stands by itself.
-//! 3. A standby core ([`stand_by`]) takes the arrival, makes the VMCS current, rewrites
+//! 5. A standby core ([`stand_by`]) takes the arrival, makes the VMCS current, rewrites
 //!    its host state for this core, restores the saved state, keeps the guest's TSC
 //!    continuous (VMCS TSC offset, `moved_tsc_offset`), and waits for the other vCPUs.
-//!    The last to arrive finishes: with a separate standby region it copies the RAM
-//!    there (stop-and-copy) and scrubs the old region; it swaps the placement with the
-//!    standby placement, measures the downtime, prints the record and releases the stop.
+//!    The last to arrive finishes: with a separate standby region it copies what is still
+//!    dirty (all of RAM without pre-copy) there; it swaps the placement with the standby
+//!    placement (the EPT is rebuilt for the new region), measures the downtime, prints
+//!    the record and releases the stop. vCPU 0's old core scrubs the old region once the
+//!    sandbox runs again, and only then ends the migration (`busy`).
 //!
 //! Known limits: interrupts pending in the source core's local APIC (IRR) and debug
 //! registers do not move; every core's TSC is assumed to agree with the others (the
@@ -23,15 +39,20 @@
 
 use super::instructions::{self as vmx, reg};
 use super::vcpu::Vcpu;
-use crate::sandboxes::{record, SandboxRecord, STATUS_RUNNING, STOP_MIGRATE};
+use crate::sandboxes::{record, SandboxRecord, SandboxVmx, STATUS_RUNNING, STOP_MIGRATE};
 use crate::slot::Slot;
 use core::arch::asm;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use quest_abi::calibration::CalibrationView;
 use quest_abi::console::{CoreList, Migrated, Record};
-use quest_abi::hypercall::{MigrationCosts, ERR_INVALID, OK};
-use quest_abi::{CoreId, MAX_CORES};
+use quest_abi::hypercall::budget_cycles;
+use quest_abi::hypercall::{min_downtime_cycles, MigrateRefusal, MigrationCosts, ERR_INVALID, OK};
+use quest_abi::{CoreId, HostPhysAddr, SandboxId, MAX_CORES};
 use quest_monitor_core::migration::{admit, moved_tsc_offset, target, Request};
+use quest_monitor_core::precopy::{
+    DirtyTracker, EptEntries, Next, RoundPolicy, CAP_ACCESSED_DIRTY, EPTP_ACCESSED_DIRTY,
+    MAX_ROUNDS,
+};
 use quest_monitor_core::sandbox_place::SandboxPlacement;
 use quest_monitor_core::vmcs_fields::field64;
 use x86_64::registers::model_specific::Msr;
@@ -44,6 +65,13 @@ const NMI_RETRY_CYCLES: u64 = 100_000;
 static STANDING_BY: [AtomicU32; CORES] = [const { AtomicU32::new(0) }; CORES];
 /// Per core: the frame its arriving vCPU's XSAVE area is written to (0: none yet).
 static XSAVE_AREA: [AtomicU64; CORES] = [const { AtomicU64::new(0) }; CORES];
+/// Per core: 1 + the index of a sandbox whose pre-copy it is to run (0: none).
+static PRECOPY: [AtomicU32; CORES] = [const { AtomicU32::new(0) }; CORES];
+/// Per core: 1 + the index of a sandbox whose old RAM region it scrubs once the
+/// migration count leaves [`SCRUB_EPOCH`] (0: none).
+static SCRUB: [AtomicU32; CORES] = [const { AtomicU32::new(0) }; CORES];
+/// Per core: the migration count of the migration whose old region it scrubs.
+static SCRUB_EPOCH: [AtomicU64; CORES] = [const { AtomicU64::new(0) }; CORES];
 /// Per core: the vCPU on its way there.
 static ARRIVALS: [spin::Mutex<Slot<Arrival>>; CORES] =
     [const { spin::Mutex::new(Slot::Empty) }; CORES];
@@ -160,12 +188,28 @@ fn costs() -> MigrationCosts {
     };
     CalibrationView::new(bytes).map_or(MigrationCosts::default(), |view| {
         let c = view.constants();
-        MigrationCosts {
-            ipi: c.ipi.max,
-            vm_exit_entry: c.vm_exit_entry.max,
-            copy_per_kib: c.copy_cold_per_kib.max.max(c.copy_warm_per_kib.max),
-        }
+        MigrationCosts::from_max(
+            c.ipi.max,
+            c.vm_exit_entry.max,
+            c.copy_cold_per_kib.max,
+            c.copy_warm_per_kib.max,
+        )
     })
+}
+
+/// Whether this CPU keeps EPT accessed and dirty flags: then sandboxes that move their
+/// RAM get them (`sandboxes::EPT_DIRTY_FLAGS`) and migrate with pre-copy. Called once,
+/// on the boot core, once VMX support is checked and before any EPT is built.
+pub fn note_dirty_tracking() {
+    // IA32_VMX_EPT_VPID_CAP exists: EPT support was checked.
+    if rdmsr(0x48C) & CAP_ACCESSED_DIRTY != 0 {
+        crate::sandboxes::EPT_DIRTY_FLAGS.store(EPTP_ACCESSED_DIRTY, Ordering::Release);
+    }
+}
+
+/// Whether sandbox `rec`'s migrations pre-copy (its RAM moves, its EPT has dirty flags).
+fn precopies(rec: &SandboxRecord) -> bool {
+    rec.moves_memory() && rec.eptp().is_some_and(|e| e & EPTP_ACCESSED_DIRTY != 0)
 }
 
 /// `MIGRATE(rdi)` from `v`: the result for RAX. When `v`'s own sandbox migrates, `v`
@@ -200,32 +244,37 @@ pub fn request(v: &mut Vcpu, rdi: u64) -> u64 {
                 && ARRIVALS[c.index() % CORES].lock().is_empty()
         });
     let vcpus = view.vcpus().len();
+    let precopy = precopies(rec);
     let decision = admit(&Request {
         caller: v.sandbox,
         terms,
         vcpus: vcpus as u64,
         ram: view.ram_size(),
         moves_memory: terms.is_some_and(|t| t.separate_memory),
+        precopy,
         idle_for_migration: idle,
         destination_free,
         costs: costs(),
         tsc_khz: v.sys.tsc_khz.into(),
     });
     let own = s == v.sandbox;
-    let started = rdtsc();
     let decision = decision.and_then(|()| {
-        rec.migration.arrived.store(0, Ordering::Relaxed);
-        rec.migration.left.store(0, Ordering::Relaxed);
+        let m = &rec.migration;
+        m.arrived.store(0, Ordering::Relaxed);
+        m.left.store(0, Ordering::Relaxed);
+        m.rounds.store(0, Ordering::Relaxed);
+        m.pages.store(0, Ordering::Relaxed);
+        m.full_copy.store(0, Ordering::Relaxed);
+        m.abandoned.store(0, Ordering::Relaxed);
         let requester = if own { v.index as u32 + 1 } else { 0 };
-        rec.migration
-            .own_requester
-            .store(requester, Ordering::Relaxed);
-        rec.migration.started.store(started, Ordering::Relaxed);
-        // An exit or fault may have won the stop since the check above.
-        st.stop
-            .compare_exchange(0, STOP_MIGRATE, Ordering::AcqRel, Ordering::Acquire)
-            .map(|_| ())
-            .map_err(|_| quest_abi::hypercall::MigrateRefusal::Busy)
+        m.own_requester.store(requester, Ordering::Relaxed);
+        if precopy {
+            let leader = standby.cores.as_slice()[0];
+            PRECOPY[leader.index() % CORES].store(s.index() as u32 + 1, Ordering::Release);
+            Ok(())
+        } else {
+            stop_for_migration(rec)
+        }
     });
     if let Err(refusal) = decision {
         if took {
@@ -241,37 +290,301 @@ pub fn request(v: &mut Vcpu, rdi: u64) -> u64 {
         );
         return refusal.code();
     }
-    // Every other vCPU leaves its core before its next entry; nudge the ones in their
-    // guest (NMI exiting) or asleep in WAIT (the stop wakes them).
-    let others = vcpus as u32 - u32::from(own);
+    let mine = crate::sandboxes::state(v.sandbox);
+    if own {
+        if precopy {
+            // This vCPU waits here (out of its guest, so pre-copy's flushes pass it by)
+            // until the sandbox stops to move, or the migration is abandoned.
+            while st.stop.load(Ordering::Acquire) == 0
+                && rec.migration.busy.load(Ordering::Acquire) != 0
+            {
+                core::hint::spin_loop();
+            }
+            if st.stop.load(Ordering::Acquire) != STOP_MIGRATE {
+                return MigrateRefusal::Abandoned.code();
+            }
+        } else {
+            nudge_out(v.sys, rec, vcpus as u32 - 1, Some(v.index));
+        }
+        return OK;
+    }
+    if !precopy {
+        nudge_out(v.sys, rec, vcpus as u32, None);
+    }
+    // A controller waits until the sandbox runs at its new placement, or the migration
+    // was abandoned (or its own sandbox stops: then its answer no longer matters).
+    while rec.migration.busy.load(Ordering::Acquire) != 0 && mine.stop.load(Ordering::Acquire) == 0
+    {
+        core::hint::spin_loop();
+    }
+    if rec.migration.abandoned.load(Ordering::Acquire) != 0 {
+        return MigrateRefusal::Abandoned.code();
+    }
+    v.regs.0[reg::RDX] = rec.migration.last_downtime.load(Ordering::Acquire);
+    OK
+}
+
+/// Notes the TSC and stops the sandbox for its move (fails if an exit or fault won the
+/// stop first).
+fn stop_for_migration(rec: &SandboxRecord) -> Result<(), MigrateRefusal> {
+    rec.migration.started.store(rdtsc(), Ordering::Relaxed);
+    rec.state
+        .stop
+        .compare_exchange(0, STOP_MIGRATE, Ordering::AcqRel, Ordering::Acquire)
+        .map(|_| ())
+        .map_err(|_| MigrateRefusal::Busy)
+}
+
+/// Sends NMIs to the sandbox's vCPU cores (but `skip`'s) until `count` vCPUs have left
+/// them: each leaves before its next entry; the NMI nudges the ones in their guest (NMI
+/// exiting) or asleep in WAIT (the stop wakes them).
+fn nudge_out(sys: &crate::system::System, rec: &SandboxRecord, count: u32, skip: Option<usize>) {
     let placement = rec.placement();
-    while rec.migration.left.load(Ordering::Acquire) < others {
+    while rec.migration.left.load(Ordering::Acquire) < count {
         for (i, core) in placement.cores.as_slice().iter().enumerate() {
-            if own && i == v.index {
+            if skip == Some(i) {
                 continue;
             }
-            if let Some(apic_id) = v.sys.apic_id(*core) {
+            if let Some(apic_id) = sys.apic_id(*core) {
                 // SAFETY: a vCPU core of the sandbox, or (once its vCPU left) a standby
                 // core waiting in the monitor: both only re-check their state on an NMI.
                 unsafe { super::host::send_nmi(apic_id) };
             }
         }
         let at = rdtsc();
-        while rec.migration.left.load(Ordering::Acquire) < others
+        while rec.migration.left.load(Ordering::Acquire) < count
             && rdtsc().wrapping_sub(at) < NMI_RETRY_CYCLES
         {
             core::hint::spin_loop();
         }
     }
-    if own {
-        return OK;
+}
+
+/// A live EPT's entries, in identity-mapped frames of the monitor's pool, changed with
+/// atomic read-modify-writes (the CPU sets the accessed and dirty flags with locked
+/// operations meanwhile).
+struct LiveEpt;
+
+impl LiveEpt {
+    fn at(table: HostPhysAddr, index: usize) -> &'static AtomicU64 {
+        // SAFETY: `table` is a frame of a sandbox's EPT (from the pool, identity mapped,
+        // 4 KiB aligned, never freed while its sandbox can use it), and index < 512, so
+        // the word is in it and 8-byte aligned; the monitor only ever accesses EPT
+        // entries atomically or volatilely.
+        unsafe { &*((table.as_u64() + 8 * (index % 512) as u64) as *const AtomicU64) }
     }
-    // A controller waits until the sandbox runs at its new placement.
-    while rec.migration.busy.load(Ordering::Acquire) != 0 {
-        core::hint::spin_loop();
+}
+
+impl EptEntries for LiveEpt {
+    fn entry(&self, table: HostPhysAddr, index: usize) -> u64 {
+        Self::at(table, index).load(Ordering::Acquire)
     }
-    v.regs.0[reg::RDX] = rec.migration.last_downtime.load(Ordering::Acquire);
-    OK
+    fn modify(&mut self, table: HostPhysAddr, index: usize, clear: u64, set: u64) -> u64 {
+        let e = Self::at(table, index);
+        let mut old = e.load(Ordering::Acquire);
+        loop {
+            match e.compare_exchange_weak(
+                old,
+                (old & !clear) | set,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(v) => return v,
+                Err(now) => old = now,
+            }
+        }
+    }
+}
+
+/// The dirty set of sandbox `s`'s RAM in the EPT whose pointer is `eptp`.
+fn tracker(sys: &crate::system::System, s: SandboxId, eptp: u64) -> DirtyTracker<LiveEpt> {
+    let ram = sys.table.sandbox(s).map_or(0, |v| v.ram_size());
+    DirtyTracker::new(LiveEpt, eptp, 0, ram)
+}
+
+/// `v` is about to enter its guest: it drops its cached translations if pre-copy asked
+/// since its last entry (see [`flush`] for the order of the two stores and loads).
+pub fn entering(v: &Vcpu) {
+    let m = &record(v.sandbox).migration;
+    let i = v.index % quest_abi::MAX_VCPUS_PER_SANDBOX;
+    m.in_guest[i].store(1, Ordering::SeqCst);
+    let epoch = m.flush.load(Ordering::SeqCst);
+    if m.flushed[i].load(Ordering::Relaxed) != epoch {
+        // SAFETY: this vCPU's VMCS is current; INVEPT single-context is supported
+        // (checked at boot) and drops only translations of this EPT.
+        unsafe {
+            let _ = vmx::invept_single(vmx::read64(field64::EPT_POINTER));
+        }
+        m.flushed[i].store(epoch, Ordering::Release);
+    }
+}
+
+/// `v` is back in the monitor.
+pub fn left_guest(v: &Vcpu) {
+    let m = &record(v.sandbox).migration;
+    m.in_guest[v.index % quest_abi::MAX_VCPUS_PER_SANDBOX].store(0, Ordering::SeqCst);
+}
+
+/// Makes every vCPU of sandbox `s` drop its cached translations of the EPT before it
+/// writes guest memory again. A vCPU in its guest gets NMIs until it did (its exit
+/// returns to [`entering`]); one outside it needs nothing: it stored `in_guest = 0`
+/// before this bumped the epoch, or it reads the new epoch in [`entering`] after its
+/// `in_guest = 1` (all sequentially consistent). False when `aborted` says to give up.
+fn flush(sys: &crate::system::System, s: SandboxId, aborted: &dyn Fn() -> bool) -> bool {
+    let rec = record(s);
+    let m = &rec.migration;
+    let epoch = m.flush.fetch_add(1, Ordering::SeqCst).wrapping_add(1);
+    let placement = rec.placement();
+    for (i, core) in placement.cores.as_slice().iter().enumerate() {
+        let i = i % quest_abi::MAX_VCPUS_PER_SANDBOX;
+        let done = || {
+            m.in_guest[i].load(Ordering::SeqCst) == 0
+                || m.flushed[i].load(Ordering::Acquire) == epoch
+        };
+        while !done() {
+            if aborted() {
+                return false;
+            }
+            if let Some(apic_id) = sys.apic_id(*core) {
+                // SAFETY: a vCPU core of the sandbox: in its guest the NMI exits, in the
+                // monitor the NMI gate just returns.
+                unsafe { super::host::send_nmi(apic_id) };
+            }
+            let at = rdtsc();
+            while !done() && rdtsc().wrapping_sub(at) < NMI_RETRY_CYCLES {
+                core::hint::spin_loop();
+            }
+        }
+    }
+    true
+}
+
+/// The monitor wrote `[gpa, gpa + len)` of sandbox `s`'s RAM (after the write): during
+/// pre-copy those pages count as dirty.
+pub fn monitor_wrote(s: SandboxId, gpa: u64, len: u64) {
+    let rec = record(s);
+    if rec.migration.precopy.load(Ordering::SeqCst) == 0 {
+        return;
+    }
+    if let Some(eptp) = rec.eptp() {
+        let ram = u64::MAX;
+        DirtyTracker::new(LiveEpt, eptp, 0, ram).set_dirty(gpa, len);
+    }
+}
+
+/// Copies `len` bytes at RAM offset `off` from the region at `from` to the one at `to`.
+fn copy_ram(from: HostPhysAddr, to: HostPhysAddr, off: u64, len: u64) {
+    // SAFETY: both regions are the migrating sandbox's own (placed apart at boot), at
+    // least `off + len` bytes long (the tracker only yields pages of its RAM), identity
+    // mapped; nobody else writes the destination.
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            (from.as_u64() + off) as *const u8,
+            (to.as_u64() + off) as *mut u8,
+            len as usize,
+        );
+    }
+}
+
+/// Zeroes `len` bytes at `region` (a sandbox region nobody runs on).
+fn scrub(region: HostPhysAddr, len: u64) {
+    // SAFETY: a RAM region of a sandbox that no vCPU uses (its old or unused standby
+    // region), `len` = its RAM size, identity mapped.
+    unsafe { core::ptr::write_bytes(region.as_u64() as *mut u8, 0, len as usize) };
+}
+
+/// Pre-copy of sandbox `s` on the first of its standby cores (see the module
+/// documentation): ends by stopping the sandbox for its move, or by abandoning.
+fn precopy(sys: &crate::system::System, s: SandboxId) {
+    let rec = record(s);
+    let st = &rec.state;
+    let m = &rec.migration;
+    let Some(view) = sys.table.sandbox(s) else {
+        return;
+    };
+    let ram = view.ram_size();
+    let generation = st.generation.load(Ordering::Acquire);
+    let aborted = || {
+        st.stop.load(Ordering::Acquire) != 0
+            || st.generation.load(Ordering::Acquire) != generation
+            || st.status.load(Ordering::Acquire) != STATUS_RUNNING
+    };
+    let (from, to) = (rec.placement().ram_hpa, rec.standby().ram_hpa);
+    let Some(eptp) = rec.eptp() else {
+        return abandon(sys, s, "no EPT", None);
+    };
+    let costs = costs();
+    let policy = RoundPolicy {
+        budget: budget_cycles(
+            view.migration().map_or(0, |t| t.max_downtime_ns),
+            sys.tsc_khz.into(),
+        ),
+        park: min_downtime_cycles(view.vcpus().len() as u64, ram, false, &costs),
+        costs,
+        max_rounds: MAX_ROUNDS,
+    };
+    let mut t = tracker(sys, s, eptp);
+    m.precopy.store(1, Ordering::SeqCst);
+    t.mark(true);
+    let mut rounds = 0u32;
+    loop {
+        if !flush(sys, s, &aborted) {
+            return abandon(sys, s, "the sandbox stopped", Some(&mut t));
+        }
+        let pages = t.take(|| !aborted(), |off, len| copy_ram(from, to, off, len));
+        if aborted() {
+            return abandon(sys, s, "the sandbox stopped", Some(&mut t));
+        }
+        rounds += 1;
+        m.rounds.store(rounds, Ordering::Relaxed);
+        m.pages.fetch_add(pages, Ordering::Relaxed);
+        match policy.next(rounds, t.dirty_pages()) {
+            Next::Stop => break,
+            Next::Abandon => {
+                return abandon(sys, s, "pre-copy did not converge", Some(&mut t));
+            }
+            Next::Copy => {
+                t.mark(false);
+            }
+        }
+    }
+    if stop_for_migration(rec).is_err() {
+        return abandon(sys, s, "the sandbox stopped", Some(&mut t));
+    }
+    if st.generation.load(Ordering::Acquire) != generation {
+        // It relaunched (new RAM contents) just before the stop: copy all of it.
+        m.full_copy.store(1, Ordering::Release);
+    }
+    nudge_out(sys, rec, view.vcpus().len() as u32, None);
+}
+
+/// Gives up the migration of `s` before anything stopped: the destination region is
+/// scrubbed, the EPT's marks cleared; the requester gets [`MigrateRefusal::Abandoned`].
+fn abandon(
+    sys: &crate::system::System,
+    s: SandboxId,
+    reason: &str,
+    t: Option<&mut DirtyTracker<LiveEpt>>,
+) {
+    let rec = record(s);
+    let m = &rec.migration;
+    m.precopy.store(0, Ordering::SeqCst);
+    if let Some(t) = t {
+        t.unmark();
+    }
+    let ram = sys.table.sandbox(s).map_or(0, |v| v.ram_size());
+    scrub(rec.standby().ram_hpa, ram);
+    crate::println!(
+        "{}",
+        Record::MigrationAbandoned {
+            sandbox: sys.table.sandbox(s).map_or("?", |v| v.name()),
+            reason,
+            rounds: m.rounds.load(Ordering::Relaxed),
+            pages: m.pages.load(Ordering::Relaxed),
+        }
+    );
+    m.abandoned.store(1, Ordering::Release);
+    m.busy.store(0, Ordering::Release);
 }
 
 /// Sends `v` (which saw [`STOP_MIGRATE`] before its next entry) to its standby core;
@@ -323,6 +636,15 @@ pub fn hand_off(mut v: Vcpu, generation: u32) {
     if let Err(e) = unsafe { vmx::vmclear(v.vmcs) } {
         super::fatal(format_args!("sandbox '{}': VMCLEAR failed: {e:?}", v.name));
     }
+    if v.index == 0 && rec.moves_memory() {
+        // This core scrubs the old region once the sandbox runs on the new one.
+        let here = v.core.index() % CORES;
+        SCRUB_EPOCH[here].store(
+            rec.migration.count.load(Ordering::Acquire),
+            Ordering::Relaxed,
+        );
+        SCRUB[here].store(v.sandbox.index() as u32 + 1, Ordering::Release);
+    }
     v.core = dest;
     v.launched = false;
     v.arrived = Some(generation);
@@ -331,7 +653,9 @@ pub fn hand_off(mut v: Vcpu, generation: u32) {
 }
 
 /// Waits on `core` until a vCPU arrives, and returns it ready to enter its guest here.
-pub fn stand_by(core: CoreId) -> Vcpu {
+/// Meanwhile it runs the pre-copy of a migration to this core, and first scrubs the old
+/// region of a sandbox whose vCPU 0 just left this core.
+pub fn stand_by(core: CoreId, sys: &'static crate::system::System) -> Vcpu {
     let slot = core.index() % CORES;
     if XSAVE_AREA[slot].load(Ordering::Acquire) == 0 {
         match crate::frame_pool::alloc_zeroed(1) {
@@ -342,9 +666,33 @@ pub fn stand_by(core: CoreId) -> Vcpu {
         }
     }
     STANDING_BY[slot].store(1, Ordering::Release);
+    let scrubbing = SCRUB[slot].swap(0, Ordering::AcqRel);
+    if let Some(s) = scrubbing
+        .checked_sub(1)
+        .and_then(|i| SandboxId::from_index(i as usize))
+    {
+        let m = &record(s).migration;
+        let epoch = SCRUB_EPOCH[slot].load(Ordering::Relaxed);
+        while m.count.load(Ordering::Acquire) == epoch {
+            core::hint::spin_loop();
+        }
+        // The swap made the old region the standby one; nobody runs there.
+        scrub(
+            record(s).standby().ram_hpa,
+            sys.table.sandbox(s).map_or(0, |v| v.ram_size()),
+        );
+        m.busy.store(0, Ordering::Release);
+    }
     let Arrival { mut v, saved } = loop {
         if let Some(a) = ARRIVALS[slot].lock().take() {
             break a;
+        }
+        let job = PRECOPY[slot].swap(0, Ordering::AcqRel);
+        if let Some(s) = job
+            .checked_sub(1)
+            .and_then(|i| SandboxId::from_index(i as usize))
+        {
+            precopy(sys, s);
         }
         core::hint::spin_loop();
     };
@@ -417,26 +765,36 @@ fn restore(v: &Vcpu, saved: &Saved, area: u64) {
     }
 }
 
-/// The last vCPU to arrive: move the RAM if it moves, swap the placements, report,
-/// release the stop.
+/// The last vCPU to arrive: move the RAM if it moves (what is still dirty after
+/// pre-copy, or all of it), swap the placements, report, release the stop. The old
+/// region is scrubbed afterwards, by vCPU 0's old core ([`stand_by`]).
 fn finish(v: &Vcpu, rec: &SandboxRecord) {
     let ram = v.sandbox_view.ram_size();
-    let (from, to): (SandboxPlacement, SandboxPlacement) = rec.swap_placement();
-    let mut pages = 0;
-    if from.ram_hpa != to.ram_hpa {
-        // SAFETY: both regions are this sandbox's own, `ram` bytes each, identity mapped,
-        // disjoint (placed separately at boot); no vCPU of the sandbox is in its guest.
-        unsafe {
-            core::ptr::copy_nonoverlapping(
-                from.ram_hpa.as_u64() as *const u8,
-                to.ram_hpa.as_u64() as *mut u8,
-                ram as usize,
-            );
-            core::ptr::write_bytes(from.ram_hpa.as_u64() as *mut u8, 0, ram as usize);
-        }
-        pages = ram / 4096;
-    }
     let m = &rec.migration;
+    let precopied = m.precopy.load(Ordering::Acquire) != 0;
+    let eptp = rec.eptp();
+    let (from, to, dropped) = rec.swap_placement();
+    let mut pages = m.pages.load(Ordering::Relaxed);
+    if from.ram_hpa != to.ram_hpa {
+        match eptp {
+            Some(eptp) if precopied && m.full_copy.load(Ordering::Acquire) == 0 => {
+                let mut t = tracker(v.sys, v.sandbox, eptp);
+                t.mark(false);
+                pages += t.take(
+                    || true,
+                    |off, len| copy_ram(from.ram_hpa, to.ram_hpa, off, len),
+                );
+            }
+            _ => {
+                copy_ram(from.ram_hpa, to.ram_hpa, 0, ram);
+                pages += ram / 4096;
+            }
+        }
+    }
+    m.precopy.store(0, Ordering::SeqCst);
+    if let Some(old) = dropped {
+        free_vmx(&old);
+    }
     let downtime = rdtsc().wrapping_sub(m.started.load(Ordering::Acquire));
     m.last_downtime.store(downtime, Ordering::Release);
     m.worst_downtime.fetch_max(downtime, Ordering::AcqRel);
@@ -453,12 +811,38 @@ fn finish(v: &Vcpu, rec: &SandboxRecord) {
             to_cores: cores(&to),
             from_memory: from.ram_hpa.as_u64(),
             to_memory: to.ram_hpa.as_u64(),
-            rounds: 0,
+            rounds: m.rounds.load(Ordering::Relaxed).into(),
             pages,
             downtime,
         })
     );
     rec.state.stop.store(0, Ordering::Release);
     m.count.fetch_add(1, Ordering::AcqRel);
-    m.busy.store(0, Ordering::Release);
+    if from.ram_hpa == to.ram_hpa {
+        m.busy.store(0, Ordering::Release);
+    }
+}
+
+/// Returns the frames of a sandbox's dropped VMX structures to the pool: the bitmaps and
+/// every EPT table. No vCPU uses them any more (all are stopped, and each does INVEPT
+/// for the EPT it loads before it enters its guest again).
+fn free_vmx(old: &SandboxVmx) {
+    let _ = crate::frame_pool::free(old.io_bitmaps);
+    let _ = crate::frame_pool::free(old.io_bitmaps + 4096);
+    let _ = crate::frame_pool::free(old.msr_bitmap);
+    free_table(HostPhysAddr::new(old.eptp & !0xFFF), 3);
+}
+
+/// Frees EPT table `table` at `level` (3 = PML4) and the tables below it.
+fn free_table(table: HostPhysAddr, level: u32) {
+    if level > 0 {
+        for i in 0..512 {
+            let e = LiveEpt.entry(table, i);
+            let large = level == 1 && e & (1 << 7) != 0;
+            if e & 7 != 0 && !large {
+                free_table(HostPhysAddr::new(e & 0x000F_FFFF_FFFF_F000), level - 1);
+            }
+        }
+    }
+    let _ = crate::frame_pool::free(table.as_u64());
 }

@@ -39,7 +39,13 @@ static CAPS: spin::Once<Result<VmxCaps, VmxError>> = spin::Once::new();
 /// Checks that this machine has VT-x with EPT and what Quest needs of it (see
 /// [`VmxError`] for the messages). The result is kept for [`run_core`].
 pub fn check_support() -> Result<VmxCaps, VmxError> {
-    *CAPS.call_once(caps::check_support)
+    *CAPS.call_once(|| {
+        let caps = caps::check_support();
+        if caps.is_ok() {
+            migrate::note_dirty_tracking();
+        }
+        caps
+    })
 }
 
 /// Runs the vCPU assigned to logical core `core` for the life of the system; a standby
@@ -62,7 +68,7 @@ pub fn run_core(core: CoreId, sys: &'static System) -> ! {
     loop {
         let v = match next.take() {
             Some(v) => v,
-            None => migrate::stand_by(core),
+            None => migrate::stand_by(core, sys),
         };
         lifecycle::run(v);
     }
