@@ -131,6 +131,11 @@ pub struct MigrationState {
     pub last_downtime: AtomicU64,
     /// The longest downtime, TSC cycles.
     pub worst_downtime: AtomicU64,
+    /// TSC when the last of its vCPUs left its source core in the migration under way.
+    pub last_exit: AtomicU64,
+    /// The cycles the migration under way hides from its clock (`downtime_clock =
+    /// "hidden"`; 0 otherwise), set before the stop is released.
+    pub hidden: AtomicU64,
     /// Non-zero while pre-copy tracks the sandbox's dirty pages (from the first round
     /// until the stop's final copy): RAM the monitor writes for it is marked dirty too.
     pub precopy: AtomicU32,
@@ -163,6 +168,8 @@ impl MigrationState {
             count: AtomicU64::new(0),
             last_downtime: AtomicU64::new(0),
             worst_downtime: AtomicU64::new(0),
+            last_exit: AtomicU64::new(0),
+            hidden: AtomicU64::new(0),
             precopy: AtomicU32::new(0),
             rounds: AtomicU32::new(0),
             pages: AtomicU64::new(0),

@@ -237,8 +237,11 @@ pub struct SandboxEntry {
 /// [`SandboxEntry::migration_flags`]: the monitor places a separate standby RAM region
 /// and a migration moves the sandbox's RAM between the two.
 pub const MIGRATION_SEPARATE_MEMORY: u32 = 1;
+/// [`SandboxEntry::migration_flags`]: a migration's pause is hidden from the sandbox's
+/// clock (its TSC resumes where it stopped); without it the TSC runs on through it.
+pub const MIGRATION_HIDE_DOWNTIME: u32 = 2;
 /// Every defined `MIGRATION_*` bit.
-pub const MIGRATION_FLAGS: u32 = MIGRATION_SEPARATE_MEMORY;
+pub const MIGRATION_FLAGS: u32 = MIGRATION_SEPARATE_MEMORY | MIGRATION_HIDE_DOWNTIME;
 
 /// One virtual CPU: which logical core runs it and its initial 64-bit register state.
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]

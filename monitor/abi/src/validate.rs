@@ -769,7 +769,8 @@ mod migration_tests {
         s.vcpus[2].standby_core = 0.into();
         s.sandboxes[1].migrate_by = 0b01.into();
         s.sandboxes[1].max_downtime_ns = 5.into();
-        s.sandboxes[1].migration_flags = MIGRATION_SEPARATE_MEMORY.into();
+        s.sandboxes[1].migration_flags =
+            (MIGRATION_SEPARATE_MEMORY | MIGRATION_HIDE_DOWNTIME).into();
         let bytes = s.encode();
         let view = TableView::validate(&bytes).unwrap();
         let b = view.sandbox(SandboxId::new(1)).unwrap();
@@ -778,6 +779,7 @@ mod migration_tests {
             m,
             Migration {
                 separate_memory: true,
+                hide_downtime: true,
                 migrate_by: 1,
                 max_downtime_ns: 5
             }
@@ -831,7 +833,7 @@ mod migration_tests {
             Err(AbiError::Migration(1))
         );
         assert_eq!(
-            m(|s| s.sandboxes[1].migration_flags = 2.into()),
+            m(|s| s.sandboxes[1].migration_flags = 4.into()),
             Err(AbiError::Migration(1))
         );
         assert_eq!(

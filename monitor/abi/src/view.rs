@@ -236,6 +236,7 @@ impl<'a> SandboxView<'a> {
         let e = self.entry;
         (e.max_downtime_ns.get() != 0).then(|| Migration {
             separate_memory: e.migration_flags.get() & MIGRATION_SEPARATE_MEMORY != 0,
+            hide_downtime: e.migration_flags.get() & MIGRATION_HIDE_DOWNTIME != 0,
             migrate_by: e.migrate_by.get(),
             max_downtime_ns: e.max_downtime_ns.get(),
         })
@@ -314,6 +315,8 @@ pub struct LaunchPatches {
 pub struct Migration {
     /// It has a separate standby RAM region.
     pub separate_memory: bool,
+    /// A migration's pause is hidden from its clock (`downtime_clock = "hidden"`).
+    pub hide_downtime: bool,
     /// Bit `i`: sandbox `i` may ask for its migration (only bits of existing sandboxes,
     /// at least one: validated).
     pub migrate_by: u64,

@@ -88,13 +88,64 @@ pub fn moved_tsc_offset(old_offset: u64, source_minus_dest: i64) -> u64 {
     old_offset.wrapping_add(source_minus_dest as u64)
 }
 
+/// The host TSC value at which a guest deadline of `guest` (its own TSC, which reads the
+/// host's plus `tsc_offset`) falls. 0 disarms the timer and stays 0; a deadline that
+/// translates to 0 becomes 1 (already past) rather than disarming it.
+pub fn host_deadline(guest: u64, tsc_offset: u64) -> u64 {
+    if guest == 0 {
+        0
+    } else {
+        guest.wrapping_sub(tsc_offset).max(1)
+    }
+}
+
+/// What the guest reads back for a host deadline `host` ([`host_deadline`]'s inverse; 0:
+/// not armed, or fired).
+pub fn guest_deadline(host: u64, tsc_offset: u64) -> u64 {
+    if host == 0 {
+        0
+    } else {
+        host.wrapping_add(tsc_offset)
+    }
+}
+
+/// How much of a migration's pause a sandbox with `downtime_clock = "hidden"` does not
+/// see: from the last of its vCPUs leaving its guest (`last_exit`) to the release
+/// (`release`). Every vCPU left at or before `last_exit` and enters again after
+/// `release`, so taking this off every vCPU's TSC offset keeps each one's clock
+/// monotonic, and all of them still agree with each other.
+pub fn hidden_cycles(last_exit: u64, release: u64) -> u64 {
+    release.saturating_sub(last_exit)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[test]
+    fn deadlines_translate_between_guest_and_host_tsc() {
+        // The guest's TSC runs 1000 behind the host's (offset -1000).
+        let off = 1000u64.wrapping_neg();
+        assert_eq!(host_deadline(5000, off), 6000);
+        assert_eq!(guest_deadline(6000, off), 5000);
+        assert_eq!(host_deadline(0, off), 0, "0 disarms");
+        assert_eq!(guest_deadline(0, off), 0, "0: not armed");
+        assert_eq!(
+            host_deadline(1000, 1000),
+            1,
+            "a translated 0 is past, not disarmed"
+        );
+        for g in [1u64, 77, u64::MAX] {
+            assert_eq!(guest_deadline(host_deadline(g, off), off), g);
+        }
+        assert_eq!(hidden_cycles(100, 350), 250);
+        assert_eq!(hidden_cycles(400, 350), 0, "never negative");
+    }
+
     fn terms(migrate_by: u64, max_downtime_ns: u64) -> Option<Migration> {
         Some(Migration {
             separate_memory: false,
+            hide_downtime: false,
             migrate_by,
             max_downtime_ns,
         })

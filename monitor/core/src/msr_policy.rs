@@ -30,6 +30,8 @@ pub const X2APIC_LDR: u32 = 0x80D;
 pub const X2APIC_ICR: u32 = 0x830;
 /// IA32_APIC_BASE.
 pub const IA32_APIC_BASE: u32 = 0x1B;
+/// IA32_TSC_DEADLINE.
+pub const TSC_DEADLINE: u32 = 0x6E0;
 
 /// What a guest read of an MSR does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,9 +158,35 @@ pub fn build_msr_bitmap(out: &mut [u8; MSR_BITMAP_SIZE]) {
     }
 }
 
+/// Makes reads and writes of TSC_DEADLINE exit, for a sandbox whose migrations hide their
+/// pause from its clock (`downtime_clock = "hidden"`): its TSC offset then differs from 0,
+/// and the processor compares the deadline with the host's TSC, not the guest's (TSC
+/// offsetting changes what RDTSC, RDTSCP and RDMSR of IA32_TSC return, not the deadline
+/// MSR), so the monitor
+/// translates each access (`crate::migration::host_deadline`). It costs such a sandbox
+/// one VM exit per timer it arms; other sandboxes keep the pass-through.
+pub fn trap_tsc_deadline(out: &mut [u8; MSR_BITMAP_SIZE]) {
+    if let Some((byte, bit)) = read_bit(TSC_DEADLINE) {
+        out[byte] |= bit;
+        out[byte + 2048] |= bit;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_trapped_tsc_deadline_exits_both_ways_and_nothing_else_changes() {
+        let mut plain = [0u8; MSR_BITMAP_SIZE];
+        build_msr_bitmap(&mut plain);
+        let mut trapped = plain;
+        trap_tsc_deadline(&mut trapped);
+        assert!(!exits(&plain, TSC_DEADLINE, false) && !exits(&plain, TSC_DEADLINE, true));
+        assert!(exits(&trapped, TSC_DEADLINE, false) && exits(&trapped, TSC_DEADLINE, true));
+        let differing = plain.iter().zip(&trapped).filter(|(a, b)| a != b).count();
+        assert_eq!(differing, 2, "one read bit and one write bit");
+    }
 
     fn exits(map: &[u8; MSR_BITMAP_SIZE], msr: u32, write: bool) -> bool {
         match read_bit(msr) {

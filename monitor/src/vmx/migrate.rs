@@ -48,7 +48,7 @@ use quest_abi::console::{CoreList, Migrated, Record};
 use quest_abi::hypercall::budget_cycles;
 use quest_abi::hypercall::{min_downtime_cycles, MigrateRefusal, MigrationCosts, ERR_INVALID, OK};
 use quest_abi::{CoreId, HostPhysAddr, SandboxId, MAX_CORES};
-use quest_monitor_core::migration::{admit, moved_tsc_offset, target, Request};
+use quest_monitor_core::migration::{admit, hidden_cycles, moved_tsc_offset, target, Request};
 use quest_monitor_core::precopy::{
     DirtyTracker, EptEntries, Next, RoundPolicy, CAP_ACCESSED_DIRTY, EPTP_ACCESSED_DIRTY,
     MAX_ROUNDS,
@@ -327,6 +327,7 @@ pub fn request(v: &mut Vcpu, rdi: u64) -> u64 {
 /// Notes the TSC and stops the sandbox for its move (fails if an exit or fault won the
 /// stop first).
 fn stop_for_migration(rec: &SandboxRecord) -> Result<(), MigrateRefusal> {
+    rec.migration.last_exit.store(0, Ordering::Relaxed);
     rec.migration.started.store(rdtsc(), Ordering::Relaxed);
     rec.state
         .stop
@@ -645,6 +646,7 @@ pub fn hand_off(mut v: Vcpu, generation: u32) {
         );
         SCRUB[here].store(v.sandbox.index() as u32 + 1, Ordering::Release);
     }
+    rec.migration.last_exit.fetch_max(rdtsc(), Ordering::AcqRel);
     v.core = dest;
     v.launched = false;
     v.arrived = Some(generation);
@@ -708,6 +710,9 @@ pub fn stand_by(core: CoreId, sys: &'static crate::system::System) -> Vcpu {
             core::hint::spin_loop();
         }
     }
+    if hides_pause(&v) {
+        hide_pause(&v, &saved, rec.migration.hidden.load(Ordering::Acquire));
+    }
     // The RAM may have moved: this vCPU's EPT pointer and view of guest memory follow.
     v.mem = super::guest_mem::GuestMem::of(v.sys, v.sandbox);
     match super::sandbox::resources(v.sys, v.sandbox) {
@@ -722,6 +727,28 @@ pub fn stand_by(core: CoreId, sys: &'static crate::system::System) -> Vcpu {
         v.regs.0[reg::RDX] = rec.migration.last_downtime.load(Ordering::Acquire);
     }
     v
+}
+
+/// Whether `v`'s sandbox hides migration pauses from its clock.
+fn hides_pause(v: &Vcpu) -> bool {
+    v.sandbox_view.migration().is_some_and(|m| m.hide_downtime)
+}
+
+/// After the release, for a sandbox that hides pauses: takes the hidden cycles off this
+/// vCPU's TSC offset, and arms its TSC deadline (saved in host cycles on the source) as
+/// far later as its clock was set back.
+fn hide_pause(v: &Vcpu, saved: &Saved, hidden: u64) {
+    // SAFETY: this vCPU's VMCS is current on this core.
+    let offset = unsafe { vmx::read64(field64::TSC_OFFSET) };
+    // SAFETY: as above; a smaller offset only sets the guest's TSC back by less than it
+    // was paused (`hidden_cycles`), so it stays monotonic.
+    if let Err(e) = unsafe { vmx::write64(field64::TSC_OFFSET, offset.wrapping_sub(hidden)) } {
+        super::fatal(format_args!("sandbox '{}': TSC offset: {e:?}", v.name));
+    }
+    let lvt_timer = saved.apic[APIC_REGS.len() - 1];
+    if lvt_timer & LVT_TIMER_MODE == LVT_TSC_DEADLINE && saved.tsc_deadline != 0 {
+        wrmsr(TSC_DEADLINE, saved.tsc_deadline.wrapping_add(hidden));
+    }
 }
 
 /// Makes `v`'s VMCS current on this core and restores what [`hand_off`] saved.
@@ -756,8 +783,9 @@ fn restore(v: &Vcpu, saved: &Saved, area: u64) {
     }
     let lvt_timer = saved.apic[APIC_REGS.len() - 1];
     if lvt_timer & LVT_TIMER_MODE == LVT_TSC_DEADLINE {
-        // A deadline already past fires at once, as it would have on the source.
-        if saved.tsc_deadline != 0 {
+        // A deadline already past fires at once, as it would have on the source. With a
+        // hidden pause the deadline moves with the clock: armed in `hide_pause`.
+        if saved.tsc_deadline != 0 && !hides_pause(v) {
             wrmsr(TSC_DEADLINE, saved.tsc_deadline);
         }
     } else if saved.timer_remaining != 0 {
@@ -816,6 +844,12 @@ fn finish(v: &Vcpu, rec: &SandboxRecord) {
             downtime,
         })
     );
+    let hidden = if hides_pause(v) {
+        hidden_cycles(m.last_exit.load(Ordering::Acquire), rdtsc())
+    } else {
+        0
+    };
+    m.hidden.store(hidden, Ordering::Release);
     rec.state.stop.store(0, Ordering::Release);
     m.count.fetch_add(1, Ordering::AcqRel);
     if from.ram_hpa == to.ram_hpa {

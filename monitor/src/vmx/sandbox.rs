@@ -7,7 +7,7 @@ use crate::system::System;
 use quest_abi::{HostPhysAddr, SandboxId};
 use quest_monitor_core::ept::EptMemory;
 use quest_monitor_core::io_bitmap::{build_io_bitmaps, IO_BITMAPS_SIZE};
-use quest_monitor_core::msr_policy::{build_msr_bitmap, MSR_BITMAP_SIZE};
+use quest_monitor_core::msr_policy::{build_msr_bitmap, trap_tsc_deadline, MSR_BITMAP_SIZE};
 use quest_monitor_core::sandbox_ept::{build_sandbox_ept, HostPlacement};
 
 /// EPT tables in identity-mapped frames of the monitor's pool.
@@ -56,6 +56,14 @@ fn build(sys: &System, s: SandboxId, place: &SandboxPlacement) -> Result<Sandbox
     // SAFETY: a fresh frame, identity mapped, not shared yet.
     let msr_bytes = unsafe { &mut *(msr as *mut [u8; MSR_BITMAP_SIZE]) };
     build_msr_bitmap(msr_bytes);
+    if sys
+        .table
+        .sandbox(s)
+        .and_then(|sb| sb.migration())
+        .is_some_and(|m| m.hide_downtime)
+    {
+        trap_tsc_deadline(msr_bytes);
+    }
     Ok(SandboxVmx {
         eptp: ept.eptp(),
         io_bitmaps: io,

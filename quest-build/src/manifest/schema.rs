@@ -9,7 +9,9 @@ use super::parse::fields::{
     Choice, CoreList, Devices, Duration, Env, Opt, Path, Size, Str, StringList, Uint32,
 };
 use super::parse::table::manifest_table;
-use super::types::{Console, Device, OnFault, ReaderMode, Runtime, Spanned, StandbyMemory};
+use super::types::{
+    Console, Device, DowntimeClock, OnFault, ReaderMode, Runtime, Spanned, StandbyMemory,
+};
 use std::path::PathBuf;
 
 /// A key a table accepts, and an example of it (used in hints).
@@ -81,6 +83,10 @@ manifest_table! {
         migrate_by: Vec<Spanned<String>> = StringList, optional, "migrate_by = [\"self\", \"controller\"]";
         /// `max_downtime` (ns): the longest pause a migration may cause it.
         max_downtime: Option<Spanned<u64>> = Opt<Duration>, optional, "max_downtime = \"5ms\"";
+        /// `downtime_clock`: whether a migration's pause shows on its clock: `elapses`
+        /// (default: its TSC runs on through the pause, so deadlines keep their
+        /// real-time meaning) or `hidden` (its TSC resumes where it stopped).
+        downtime_clock: Spanned<DowntimeClock> = Choice<DowntimeClock>, optional, "downtime_clock = \"hidden\"";
     }
 }
 
@@ -140,5 +146,6 @@ enumerated! {
     Runtime { "hermit" => Hermit, "bare" => Bare }
     ReaderMode { "spin" => Spin, "poll" => Poll, "doorbell" => Doorbell }
     StandbyMemory { "same" => Same, "separate" => Separate }
+    DowntimeClock { "elapses" => Elapses, "hidden" => Hidden }
     OnFault { "halt-sandbox" => HaltSandbox, "restart" => Restart, "halt-system" => HaltSystem }
 }

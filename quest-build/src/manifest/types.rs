@@ -62,6 +62,15 @@ pub enum StandbyMemory {
     Separate,
 }
 
+/// Whether a migration's pause shows on the migrated sandbox's clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DowntimeClock {
+    /// Its TSC runs on through the pause (deadlines keep their real-time meaning).
+    Elapses,
+    /// Its TSC resumes where it stopped: the pause is invisible to its clock.
+    Hidden,
+}
+
 /// A PC serial port used as the monitor console.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Console {

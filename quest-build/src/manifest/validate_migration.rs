@@ -9,7 +9,7 @@ use crate::manifest::diag::Diagnostic;
 use crate::manifest::parse::Draft;
 use crate::manifest::schema::DraftSandbox;
 use crate::manifest::size::human_duration;
-use crate::manifest::types::{Span, StandbyMemory};
+use crate::manifest::types::{DowntimeClock, Span, StandbyMemory};
 use quest_abi::hypercall::{min_downtime_cycles, MigrationCosts};
 use std::collections::HashMap;
 
@@ -115,6 +115,13 @@ impl Validator<'_> {
             .filter(|m| m.value == StandbyMemory::Separate)
         {
             spans.push(("standby_memory", m.span.clone()));
+        }
+        if let Some(c) = s
+            .downtime_clock
+            .as_ref()
+            .filter(|c| c.value == DowntimeClock::Hidden)
+        {
+            spans.push(("downtime_clock", c.span.clone()));
         }
         for (key, span) in spans {
             self.diags.push(

@@ -141,6 +141,7 @@ fn migration_plan(m: &Manifest, s: &manifest::Sandbox) -> Option<MigrationPlan> 
         separate_memory: s.standby_memory.value == manifest::StandbyMemory::Separate,
         migrate_by,
         max_downtime_ns: s.max_downtime.as_ref().map_or(0, |d| d.value),
+        hide_downtime: s.downtime_clock.value == manifest::DowntimeClock::Hidden,
     })
 }
 

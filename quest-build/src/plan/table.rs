@@ -5,7 +5,8 @@ use super::types::{Plan, SandboxImage};
 use quest_abi::GuestPhysAddr;
 use quest_abi::{
     ChannelEntry, DeviceEntry, DeviceKind, IndexRange, PayloadEntry, RegionEntry, SandboxEntry,
-    TableParts, VcpuEntry, MIGRATION_SEPARATE_MEMORY, NO_INDEX, PAGE_SIZE, PAYLOAD_ALIGN,
+    TableParts, VcpuEntry, MIGRATION_HIDE_DOWNTIME, MIGRATION_SEPARATE_MEMORY, NO_INDEX, PAGE_SIZE,
+    PAYLOAD_ALIGN,
 };
 use sha2::{Digest, Sha256};
 use zerocopy::little_endian::U64;
@@ -172,9 +173,10 @@ pub fn encode_table(
         e.patch_boot_time_ns_gpa = optional_gpa_field(sb.boot.patch_boot_time_ns_gpa);
         e.patch_launch_count_gpa = optional_gpa_field(sb.boot.patch_launch_count_gpa);
         if let Some(m) = &sb.migration {
-            if m.separate_memory {
-                e.migration_flags = MIGRATION_SEPARATE_MEMORY.into();
-            }
+            let flag = |on: bool, bit: u32| if on { bit } else { 0 };
+            e.migration_flags = (flag(m.separate_memory, MIGRATION_SEPARATE_MEMORY)
+                | flag(m.hide_downtime, MIGRATION_HIDE_DOWNTIME))
+            .into();
             let mut by = 0u64;
             for &c in &m.migrate_by {
                 by |= 1u64.checked_shl(idx(c, "too many sandboxes")?).unwrap_or(0);

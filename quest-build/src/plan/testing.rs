@@ -70,6 +70,7 @@ pub(crate) fn manifest(
                 standby_memory: sp(StandbyMemory::Same),
                 migrate_by: Vec::new(),
                 max_downtime: None,
+                downtime_clock: sp(DowntimeClock::Elapses),
             })
             .collect(),
         channels: channels

@@ -69,6 +69,8 @@ pub struct MigrationPlan {
     pub migrate_by: Vec<usize>,
     /// The longest pause it tolerates, ns.
     pub max_downtime_ns: u64,
+    /// A migration's pause is hidden from its clock.
+    pub hide_downtime: bool,
 }
 
 /// One vCPU.

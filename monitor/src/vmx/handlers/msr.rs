@@ -4,9 +4,11 @@
 
 use crate::vmx::instructions::reg;
 use crate::vmx::vcpu::{Action, FaultKind, Vcpu};
+use quest_monitor_core::migration::{guest_deadline, host_deadline};
 use quest_monitor_core::msr_policy::{
-    logical_apic_id, read_policy, write_policy, ReadPolicy, WritePolicy, X2APIC_ICR,
+    logical_apic_id, read_policy, write_policy, ReadPolicy, WritePolicy, TSC_DEADLINE, X2APIC_ICR,
 };
+use quest_monitor_core::vmcs_fields::field64;
 use quest_monitor_core::x2apic_icr::translate_icr;
 use x86_64::registers::model_specific::Msr;
 
@@ -15,9 +17,21 @@ fn set_result(v: &mut Vcpu, value: u64) {
     v.regs.0[reg::RDX] = value >> 32;
 }
 
+/// The vCPU's TSC offset (its TSC reads the host's plus this).
+fn tsc_offset() -> u64 {
+    // SAFETY: the exiting vCPU's VMCS is current on this core.
+    unsafe { crate::vmx::instructions::read64(field64::TSC_OFFSET) }
+}
+
 pub fn read(v: &mut Vcpu) -> Action {
     let msr = v.regs.0[reg::RCX] as u32;
     let value = match read_policy(msr) {
+        // Exits only for a sandbox that hides migration pauses (`trap_tsc_deadline`).
+        _ if msr == TSC_DEADLINE => {
+            // SAFETY: this core's own deadline MSR, armed for this vCPU; reading has no
+            // side effect.
+            guest_deadline(unsafe { Msr::new(TSC_DEADLINE).read() }, tsc_offset())
+        }
         ReadPolicy::VirtualApicId => v.index as u64,
         ReadPolicy::VirtualLogicalId => u64::from(logical_apic_id(v.index as u32)),
         // A pass-through MSR only exits when outside the bitmap's ranges (none is), and
@@ -36,6 +50,12 @@ pub fn write(v: &mut Vcpu) -> Action {
     let msr = v.regs.0[reg::RCX] as u32;
     let value = (v.regs.0[reg::RDX] << 32) | (v.regs.0[reg::RAX] & 0xffff_ffff);
     match write_policy(msr) {
+        // Exits only for a sandbox that hides migration pauses (`trap_tsc_deadline`).
+        _ if msr == TSC_DEADLINE => {
+            // SAFETY: this core's timer belongs to this vCPU; the deadline is the guest's,
+            // moved to the host's TSC, so it fires when the guest's TSC reaches it.
+            unsafe { Msr::new(TSC_DEADLINE).write(host_deadline(value, tsc_offset())) };
+        }
         WritePolicy::Icr => return send_ipi(v, value),
         WritePolicy::SameValueOnly => {
             // SAFETY: only IA32_APIC_BASE has this policy; reading it has no effect.
