@@ -31,6 +31,19 @@ fn gpa_range(start: u64, size: u64) -> Range<GuestPhysAddr> {
     GuestPhysAddr::new(start)..GuestPhysAddr::new(start.saturating_add(size))
 }
 
+/// Accessors that return a field of the view's entry as the table stores it (a plain
+/// number, no range or meaning to check).
+macro_rules! entry_fields {
+    ($($(#[$doc:meta])* $field:ident: $ty:ty;)+) => {
+        $(
+            $(#[$doc])*
+            pub fn $field(&self) -> $ty {
+                self.entry.$field.get()
+            }
+        )+
+    };
+}
+
 impl<'a> TableView<'a> {
     /// Validates `bytes` ([`validate()`]) and returns the view.
     pub fn validate(bytes: &'a [u8]) -> Result<Self, AbiError> {
@@ -199,9 +212,9 @@ impl<'a> SandboxView<'a> {
         OnFault::from_u32(self.entry.on_fault.get()).unwrap_or(OnFault::HaltSystem)
     }
 
-    /// Guest RAM size in bytes (RAM is guest-physical `[0, ram_size)`, 2 MiB multiple).
-    pub fn ram_size(&self) -> u64 {
-        self.entry.ram_size.get()
+    entry_fields! {
+        /// Guest RAM size in bytes (RAM is guest-physical `[0, ram_size)`, 2 MiB multiple).
+        ram_size: u64;
     }
 
     /// Guest-physical address of the boot information block (inside RAM).
@@ -353,21 +366,15 @@ impl<'a> VcpuView<'a> {
         let c = self.entry.standby_core.get();
         (c != NO_INDEX).then(|| CoreId::new(c))
     }
-    /// Initial RIP (inside RAM).
-    pub fn rip(&self) -> u64 {
-        self.entry.rip.get()
-    }
-    /// Initial RSP (inside RAM or at its end).
-    pub fn rsp(&self) -> u64 {
-        self.entry.rsp.get()
-    }
-    /// Initial RDI.
-    pub fn rdi(&self) -> u64 {
-        self.entry.rdi.get()
-    }
-    /// Initial RSI.
-    pub fn rsi(&self) -> u64 {
-        self.entry.rsi.get()
+    entry_fields! {
+        /// Initial RIP (inside RAM).
+        rip: u64;
+        /// Initial RSP (inside RAM or at its end).
+        rsp: u64;
+        /// Initial RDI.
+        rdi: u64;
+        /// Initial RSI.
+        rsi: u64;
     }
     /// The raw entry.
     pub fn entry(&self) -> &'a VcpuEntry {
@@ -391,9 +398,9 @@ impl RegionView<'_> {
     pub fn gpa(&self) -> Range<GuestPhysAddr> {
         gpa_range(self.entry.gpa.get(), self.entry.size.get())
     }
-    /// `ACCESS_*` bits.
-    pub fn access(&self) -> u32 {
-        self.entry.access.get()
+    entry_fields! {
+        /// `ACCESS_*` bits.
+        access: u32;
     }
     /// The channel of a channel region.
     pub fn channel(&self) -> Option<usize> {
@@ -446,13 +453,11 @@ impl<'a> ChannelView<'a> {
     pub fn reader(&self) -> SandboxId {
         SandboxId::new(self.entry.reader.get())
     }
-    /// Size of the data area (page multiple).
-    pub fn data_size(&self) -> u64 {
-        self.entry.data_size.get()
-    }
-    /// Size of the acknowledgement area (page multiple).
-    pub fn ack_size(&self) -> u64 {
-        self.entry.ack_size.get()
+    entry_fields! {
+        /// Size of the data area (page multiple).
+        data_size: u64;
+        /// Size of the acknowledgement area (page multiple).
+        ack_size: u64;
     }
     /// Host memory it needs: data then ack, contiguous (no overflow: validated).
     pub fn size(&self) -> u64 {
@@ -489,9 +494,9 @@ impl<'a> PayloadView<'a> {
     pub fn gpa(&self) -> Range<GuestPhysAddr> {
         gpa_range(self.entry.gpa.get(), self.entry.size.get())
     }
-    /// Size in bytes (non-zero).
-    pub fn size(&self) -> u64 {
-        self.entry.size.get()
+    entry_fields! {
+        /// Size in bytes (non-zero).
+        size: u64;
     }
     /// Its byte range inside the payload area (inside it: validated).
     pub fn area_range(&self) -> Range<u64> {
