@@ -31,14 +31,16 @@ fn gpa_range(start: u64, size: u64) -> Range<GuestPhysAddr> {
     GuestPhysAddr::new(start)..GuestPhysAddr::new(start.saturating_add(size))
 }
 
-/// Accessors that return a field of the view's entry as the table stores it (a plain
-/// number, no range or meaning to check).
+/// Accessors that return one field of the view's entry: the number the table stores, or
+/// that number through `= conversion` (an id, an address).
 macro_rules! entry_fields {
-    ($($(#[$doc:meta])* $field:ident: $ty:ty;)+) => {
+    ($($(#[$doc:meta])* $field:ident: $ty:ty $(= $conversion:path)?;)+) => {
         $(
             $(#[$doc])*
             pub fn $field(&self) -> $ty {
-                self.entry.$field.get()
+                let value = self.entry.$field.get();
+                $(let value = $conversion(value);)?
+                value
             }
         )+
     };
@@ -215,21 +217,12 @@ impl<'a> SandboxView<'a> {
     entry_fields! {
         /// Guest RAM size in bytes (RAM is guest-physical `[0, ram_size)`, 2 MiB multiple).
         ram_size: u64;
-    }
-
-    /// Guest-physical address of the boot information block (inside RAM).
-    pub fn boot_info_gpa(&self) -> GuestPhysAddr {
-        GuestPhysAddr::new(self.entry.boot_info_gpa.get())
-    }
-
-    /// Guest-physical address of the initial PML4 (CR3; inside RAM, page aligned).
-    pub fn page_table_gpa(&self) -> GuestPhysAddr {
-        GuestPhysAddr::new(self.entry.page_table_gpa.get())
-    }
-
-    /// Guest-physical address of its channel directory, if it has one.
-    pub fn directory_gpa(&self) -> Option<GuestPhysAddr> {
-        optional(self.entry.directory_gpa.get())
+        /// Guest-physical address of the boot information block (inside RAM).
+        boot_info_gpa: GuestPhysAddr = GuestPhysAddr::new;
+        /// Guest-physical address of the initial PML4 (CR3; inside RAM, page aligned).
+        page_table_gpa: GuestPhysAddr = GuestPhysAddr::new;
+        /// Guest-physical address of its channel directory, if it has one.
+        directory_gpa: Option<GuestPhysAddr> = optional;
     }
 
     /// The values the monitor writes into guest RAM at each launch, with where (each
@@ -348,25 +341,13 @@ pub struct VcpuView<'a> {
 }
 
 impl<'a> VcpuView<'a> {
-    /// Owning sandbox (valid).
-    pub fn sandbox(&self) -> SandboxId {
-        SandboxId::new(self.entry.sandbox.get())
-    }
-    /// Index inside its sandbox (also its virtual APIC ID).
-    pub fn index(&self) -> usize {
-        idx(self.entry.index.get())
-    }
-    /// Logical core that runs it (below the system's cores, used by no other vCPU).
-    pub fn core(&self) -> CoreId {
-        CoreId::new(self.entry.core.get())
-    }
-    /// The core it moves to when its sandbox migrates (below the system's cores, used by
-    /// no other vCPU, running or standing by), if its sandbox may migrate.
-    pub fn standby_core(&self) -> Option<CoreId> {
-        let c = self.entry.standby_core.get();
-        (c != NO_INDEX).then(|| CoreId::new(c))
-    }
     entry_fields! {
+        /// Owning sandbox (valid).
+        sandbox: SandboxId = SandboxId::new;
+        /// Index inside its sandbox (also its virtual APIC ID).
+        index: usize = idx;
+        /// Logical core that runs it (below the system's cores, used by no other vCPU).
+        core: CoreId = CoreId::new;
         /// Initial RIP (inside RAM).
         rip: u64;
         /// Initial RSP (inside RAM or at its end).
@@ -375,6 +356,12 @@ impl<'a> VcpuView<'a> {
         rdi: u64;
         /// Initial RSI.
         rsi: u64;
+    }
+    /// The core it moves to when its sandbox migrates (below the system's cores, used by
+    /// no other vCPU, running or standing by), if its sandbox may migrate.
+    pub fn standby_core(&self) -> Option<CoreId> {
+        let c = self.entry.standby_core.get();
+        (c != NO_INDEX).then(|| CoreId::new(c))
     }
     /// The raw entry.
     pub fn entry(&self) -> &'a VcpuEntry {
@@ -445,15 +432,11 @@ impl<'a> ChannelView<'a> {
         // Validated: a non-empty UTF-8 name.
         crate::name_str(&self.entry.name).unwrap_or("?")
     }
-    /// Writer sandbox (valid).
-    pub fn writer(&self) -> SandboxId {
-        SandboxId::new(self.entry.writer.get())
-    }
-    /// Reader sandbox (valid, not the writer).
-    pub fn reader(&self) -> SandboxId {
-        SandboxId::new(self.entry.reader.get())
-    }
     entry_fields! {
+        /// Writer sandbox (valid).
+        writer: SandboxId = SandboxId::new;
+        /// Reader sandbox (valid, not the writer).
+        reader: SandboxId = SandboxId::new;
         /// Size of the data area (page multiple).
         data_size: u64;
         /// Size of the acknowledgement area (page multiple).
@@ -486,17 +469,15 @@ impl<'a> PayloadView<'a> {
     pub fn index_in_sandbox(&self) -> usize {
         self.in_sandbox
     }
-    /// Owning sandbox.
-    pub fn sandbox(&self) -> SandboxId {
-        SandboxId::new(self.entry.sandbox.get())
+    entry_fields! {
+        /// Owning sandbox.
+        sandbox: SandboxId = SandboxId::new;
+        /// Size in bytes (non-zero).
+        size: u64;
     }
     /// Guest-physical destination range (inside RAM or the directory: validated).
     pub fn gpa(&self) -> Range<GuestPhysAddr> {
         gpa_range(self.entry.gpa.get(), self.entry.size.get())
-    }
-    entry_fields! {
-        /// Size in bytes (non-zero).
-        size: u64;
     }
     /// Its byte range inside the payload area (inside it: validated).
     pub fn area_range(&self) -> Range<u64> {
