@@ -345,26 +345,29 @@ mod tests {
     fn report_shows_grid_maps_channels_budget_and_table() {
         let (p, t, r) = testing::render_pingpong(render);
         let lines: Vec<&str> = r.lines().collect();
-        assert!(lines.contains(&"  core  0   1   2   3"), "{r}");
-        assert!(lines.contains(&"  ping  v0  .   .   ."), "{r}");
-        assert!(lines.contains(&"  pong  .   v0  v1  ."), "{r}");
-        assert!(r.contains("idle cores (monitor only): 3"), "{r}");
-        assert!(r.contains("  app      apps/ping\n"), "{r}");
-        assert!(
-            r.contains("0x0000_0000_0000  -  0x0000_0400_0000  64 MiB  rwx  RAM"),
-            "{r}"
-        );
-        assert!(
-            r.contains("0x0040_0000_2000  -  0x0040_0001_2000  64 KiB  rw-  channel `ping-to-pong` data (writer)"),
-            "{r}"
-        );
-        assert!(r.contains("v1 -> core 2 (rsp 0x7f0000)"), "{r}");
-        assert!(r.contains("ports    0x2f8-0x2ff"), "{r}");
-        let largest = quest_channel::max_message_len(64 << 10);
-        assert!(r.contains(&format!("{largest} B")), "{r}");
+        for line in [
+            "  core  0   1   2   3",
+            "  ping  v0  .   .   .",
+            "  pong  .   v0  v1  .",
+        ] {
+            assert!(lines.contains(&line), "{r}");
+        }
+        let largest = format!("{} B", quest_channel::max_message_len(64 << 10));
         let crc = format!("CRC-32 {:#010x}", t.checksum());
-        assert!(r.contains(&crc), "{r}");
-        assert!(r.contains(&format!("{} bytes", t.table.len())), "{r}");
+        let table_size = format!("{} bytes", t.table.len());
+        for wanted in [
+            "idle cores (monitor only): 3",
+            "  app      apps/ping\n",
+            "0x0000_0000_0000  -  0x0000_0400_0000  64 MiB  rwx  RAM",
+            "0x0040_0000_2000  -  0x0040_0001_2000  64 KiB  rw-  channel `ping-to-pong` data (writer)",
+            "v1 -> core 2 (rsp 0x7f0000)",
+            "ports    0x2f8-0x2ff",
+            &largest,
+            &crc,
+            &table_size,
+        ] {
+            assert!(r.contains(wanted), "{r}");
+        }
         let total = size(p.host_memory_needed);
         assert!(
             lines
