@@ -819,7 +819,9 @@ mod migration_tests {
 
     #[test]
     fn migration_fields_must_agree() {
-        let cases: [(fn(&mut Sample), u32, &str); 7] = [
+        /// An edit of the sample, the sandbox it makes inconsistent, and why.
+        type Case = (fn(&mut Sample), u32, &'static str);
+        let cases: [Case; 7] = [
             (
                 |s| s.vcpus[0].standby_core = 0.into(),
                 0,
