@@ -735,6 +735,22 @@ mod tests {
     use std::string::ToString;
     use std::vec::Vec;
 
+    /// Each record prints as its text, and the text parses back into the record.
+    fn prints_and_parses_back<const N: usize>(cases: [(Record<'_>, &str); N]) {
+        for (record, text) in cases {
+            let printed = record.to_string();
+            assert_eq!(printed, text);
+            assert_eq!(Record::parse(&printed), Some(record), "{text}");
+        }
+    }
+
+    /// None of `lines` parses as a record.
+    fn not_records(lines: &[&str]) {
+        for line in lines {
+            assert_eq!(Record::parse(line), None, "{line:?}");
+        }
+    }
+
     #[test]
     fn migration_lines_print_and_parse_back() {
         let cores = |c: &[u32]| CoreList::new(c.iter().copied()).unwrap();
@@ -778,21 +794,15 @@ mod tests {
                 "quest: migrations of 'mover': 100, worst downtime 20000 cycles",
             ),
         ];
-        for (record, text) in cases {
-            let printed = record.to_string();
-            assert_eq!(printed, text);
-            assert_eq!(Record::parse(&printed), Some(record), "{text}");
-        }
-        for bad in [
+        prints_and_parses_back(cases);
+        not_records(&[
             "quest: migrated 'm' cores [1 -> [2], memory 0x0 -> 0x0, 0 pre-copy rounds, 0 pages, downtime 1 cycles",
             "quest: migrated 'm' cores [1] -> [x], memory 0x0 -> 0x0, 0 pre-copy rounds, 0 pages, downtime 1 cycles",
             "quest: migrated 'm' cores [1] -> [2], memory 10 -> 0x0, 0 pre-copy rounds, 0 pages, downtime 1 cycles",
             "quest: migrations of 'm': many, worst downtime 1 cycles",
             "quest: migration of 'm' abandoned: x, y pre-copy rounds, 1 pages",
             "quest: migration of 'm' abandoned: 1 pre-copy rounds, 1 pages",
-        ] {
-            assert_eq!(Record::parse(bad), None, "{bad}");
-        }
+        ]);
         assert!(CoreList::new(0..17).is_none());
     }
 
@@ -827,11 +837,7 @@ mod tests {
                 "quest: boot cost is 1.53 passes over all sandbox memory (104 MiB in 2000000 TSC cycles per pass)",
             ),
         ];
-        for (record, text) in cases {
-            let printed = record.to_string();
-            assert_eq!(printed, text);
-            assert_eq!(Record::parse(&printed), Some(record), "{text}");
-        }
+        prints_and_parses_back(cases);
     }
 
     #[test]
@@ -863,13 +869,11 @@ mod tests {
             },
         };
         assert_eq!(Record::parse(&empty.to_string()), Some(empty));
-        for bad in [
+        not_records(&[
             "quest: latency 'bulk': 10 messages, worst 1, total 5, early 1 cycles; buckets 65:1",
             "quest: latency 'bulk': 10 messages, worst 1, total 5, early 1 cycles; buckets 3:x",
             "quest: latency 'bulk': 10 messages, worst 1, total 5 cycles; buckets none",
-        ] {
-            assert_eq!(Record::parse(bad), None, "{bad}");
-        }
+        ]);
     }
 
     #[test]
@@ -919,20 +923,14 @@ mod tests {
                 "quest: calibration: channel send 40 (max 90) + 700 (max 800) per KiB, recv 50 (max 99) + 900 (max 1000) per KiB cycles",
             ),
         ];
-        for (record, text) in cases {
-            let printed = record.to_string();
-            assert_eq!(printed, text);
-            assert_eq!(Record::parse(&printed), Some(record), "{text}");
-        }
-        for bad in [
+        prints_and_parses_back(cases);
+        not_records(&[
             "quest: calibration: channel send 1 (max 2) + 3 (max 4) per KiB, recv 5 (max 6) + 7 (max 8) per KiB cycles.",
             "quest: calibration: vm exit+entry 1 (max x) cycles",
             "quest: calibration: teleport 1 (max 2) cycles",
             "quest: calibration: wait wake-up 1 (max 2) cycles ",
             "quest: calibration: channel 'a' cores 0->: line round trip 1 (max 2) cycles, tsc offset 0 +- 0 cycles",
-        ] {
-            assert_eq!(Record::parse(bad), None, "{bad}");
-        }
+        ]);
     }
 
     #[test]
@@ -1001,16 +999,14 @@ mod tests {
 
     #[test]
     fn sandbox_output_and_other_lines_are_not_records() {
-        for line in [
+        not_records(&[
             "[evil] quest: all sandboxes exited 0",
             "quest: all sandboxes exited 0 ",
             "quest: all sandboxes running after lots TSC cycles",
             "quest: memory: monitor frame pool at 0x400000-0x2801000 (36868 KiB)",
             "quest:   'a': exited 7",
             "",
-        ] {
-            assert_eq!(Record::parse(line), None, "{line:?}");
-        }
+        ]);
         assert_eq!(
             Record::parse("quest: summary:\r"),
             Some(Record::SummaryStart)

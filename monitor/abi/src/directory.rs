@@ -1,7 +1,9 @@
 //! The channel directory: a read-only page at [`crate::layout::DIRECTORY_GPA`] in every
 //! sandbox that has channels, listing them by name with their guest addresses.
 
+use crate::layout::DIRECTORY_SIZE;
 use crate::table::NAME_LEN;
+use core::mem::size_of;
 use zerocopy::little_endian::{U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
@@ -46,6 +48,27 @@ pub struct DirectoryEntry {
 }
 
 /// Most entries that fit in one directory page.
-pub const MAX_DIRECTORY_ENTRIES: usize = (crate::layout::DIRECTORY_SIZE as usize
-    - core::mem::size_of::<DirectoryHeader>())
-    / core::mem::size_of::<DirectoryEntry>();
+pub const MAX_DIRECTORY_ENTRIES: usize =
+    (DIRECTORY_SIZE as usize - size_of::<DirectoryHeader>()) / size_of::<DirectoryEntry>();
+
+/// The directory page listing `entries` in order: the header, the entries, then zeros.
+/// Entries beyond [`MAX_DIRECTORY_ENTRIES`] do not fit and are left out.
+pub fn directory_page(entries: &[DirectoryEntry]) -> [u8; DIRECTORY_SIZE as usize] {
+    let entries = &entries[..entries.len().min(MAX_DIRECTORY_ENTRIES)];
+    let header = DirectoryHeader {
+        magic: DIRECTORY_MAGIC,
+        // At most MAX_DIRECTORY_ENTRIES: fits.
+        count: (entries.len() as u32).into(),
+        reserved: 0.into(),
+    };
+    let mut page = [0u8; DIRECTORY_SIZE as usize];
+    let (head, rest) = page.split_at_mut(size_of::<DirectoryHeader>());
+    head.copy_from_slice(header.as_bytes());
+    for (slot, entry) in rest
+        .chunks_exact_mut(size_of::<DirectoryEntry>())
+        .zip(entries)
+    {
+        slot.copy_from_slice(entry.as_bytes());
+    }
+    page
+}

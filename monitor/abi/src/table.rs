@@ -55,30 +55,42 @@ macro_rules! table_enum {
     };
 }
 
-/// Location of one entry array inside the table.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    FromBytes,
-    IntoBytes,
-    KnownLayout,
-    Immutable,
-    Unaligned,
-)]
-#[repr(C)]
-pub struct ArrayRef {
-    /// Byte offset from the start of the table.
-    pub offset: U32,
-    /// Number of entries.
-    pub count: U32,
-    /// Size of one entry in bytes (must equal the size this crate defines).
-    pub entry_size: U32,
-    /// Reserved, zero.
-    pub reserved: U32,
+/// Declares small fixed-layout values of the table that, unlike the entries, are also
+/// compared and defaulted: one list of derives for all of them.
+macro_rules! table_value {
+    ($($(#[$meta:meta])* pub struct $name:ident $body:tt)+) => {
+        $(
+            $(#[$meta])*
+            #[derive(
+                Clone, Copy, Debug, Default, PartialEq, Eq,
+                FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+            )]
+            #[repr(C)]
+            pub struct $name $body
+        )+
+    };
+}
+
+table_value! {
+    /// Location of one entry array inside the table.
+    pub struct ArrayRef {
+        /// Byte offset from the start of the table.
+        pub offset: U32,
+        /// Number of entries.
+        pub count: U32,
+        /// Size of one entry in bytes (must equal the size this crate defines).
+        pub entry_size: U32,
+        /// Reserved, zero.
+        pub reserved: U32,
+    }
+
+    /// A contiguous range `[first, first + count)` into one of the entry arrays.
+    pub struct IndexRange {
+        /// First index.
+        pub first: U32,
+        /// Number of entries.
+        pub count: U32,
+    }
 }
 
 /// The table header, at offset 0.
@@ -121,28 +133,6 @@ pub struct Header {
     pub devices: ArrayRef,
     /// Initial guest memory contents, [`PayloadEntry`], grouped by sandbox.
     pub payloads: ArrayRef,
-}
-
-/// A contiguous range `[first, first + count)` into one of the entry arrays.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    FromBytes,
-    IntoBytes,
-    KnownLayout,
-    Immutable,
-    Unaligned,
-)]
-#[repr(C)]
-pub struct IndexRange {
-    /// First index.
-    pub first: U32,
-    /// Number of entries.
-    pub count: U32,
 }
 
 impl IndexRange {

@@ -448,12 +448,37 @@ fn check_sandboxes(t: &Table<'_>) -> Result<(), AbiError> {
     check_tiling(t, t.payloads.len(), Array::Payloads, |s| s.payloads)
 }
 
+/// The logical cores that vCPUs run or stand by on, one bit each.
+struct CoresUsed {
+    cores: u32,
+    used: [u64; (MAX_CORES as usize).div_ceil(64)],
+}
+
+impl CoresUsed {
+    /// Marks `core` as used by vCPU `vcpu`: it must be a core of the system no vCPU
+    /// runs or stands by on yet.
+    fn claim(&mut self, core: u32, vcpu: u32) -> Result<(), AbiError> {
+        if core >= self.cores {
+            return Err(AbiError::CoreOutOfRange(vcpu));
+        }
+        let (word, bit) = ((core / 64) as usize, core % 64);
+        if self.used[word] & (1 << bit) != 0 {
+            return Err(AbiError::CoreUsedTwice(vcpu));
+        }
+        self.used[word] |= 1 << bit;
+        Ok(())
+    }
+}
+
 fn check_vcpus(t: &Table<'_>) -> Result<(), AbiError> {
     let cores = t.header.system_cores.get();
     if cores == 0 || cores > MAX_CORES {
         return Err(AbiError::BadSize);
     }
-    let mut used = [0u64; (MAX_CORES as usize).div_ceil(64)];
+    let mut used = CoresUsed {
+        cores,
+        used: [0; (MAX_CORES as usize).div_ceil(64)],
+    };
     for s in 0..t.sandboxes.len() {
         let ram = t.sandboxes[s].ram_size.get();
         let first = t.sandboxes[s].vcpus.first.get();
@@ -465,15 +490,7 @@ fn check_vcpus(t: &Table<'_>) -> Result<(), AbiError> {
             if v.index.get() as usize != pos {
                 return Err(AbiError::VcpuIndex(idx));
             }
-            let core = v.core.get();
-            if core >= cores {
-                return Err(AbiError::CoreOutOfRange(idx));
-            }
-            let (word, bit) = ((core / 64) as usize, core % 64);
-            if used[word] & (1 << bit) != 0 {
-                return Err(AbiError::CoreUsedTwice(idx));
-            }
-            used[word] |= 1 << bit;
+            used.claim(v.core.get(), idx)?;
             if v.rip.get() >= ram || v.rsp.get() > ram || v.rsp.get() == 0 {
                 return Err(AbiError::VcpuState(idx));
             }
@@ -485,8 +502,7 @@ fn check_vcpus(t: &Table<'_>) -> Result<(), AbiError> {
 /// Standby cores: every vCPU of a sandbox has one or none does; each is a core of the
 /// system that no vCPU runs on and no other vCPU stands by on. The migration fields of
 /// a sandbox are set exactly when it has standby cores.
-fn check_standby(t: &Table<'_>, used: &mut [u64]) -> Result<(), AbiError> {
-    let cores = t.header.system_cores.get();
+fn check_standby(t: &Table<'_>, used: &mut CoresUsed) -> Result<(), AbiError> {
     for s in 0..t.sandboxes.len() {
         let sandbox = &t.sandboxes[s];
         let first = sandbox.vcpus.first.get();
@@ -523,15 +539,7 @@ fn check_standby(t: &Table<'_>, used: &mut [u64]) -> Result<(), AbiError> {
             if core == NO_INDEX {
                 continue;
             }
-            let at = first + pos as u32;
-            if core >= cores {
-                return Err(AbiError::CoreOutOfRange(at));
-            }
-            let (word, bit) = ((core / 64) as usize, core % 64);
-            if used[word] & (1 << bit) != 0 {
-                return Err(AbiError::CoreUsedTwice(at));
-            }
-            used[word] |= 1 << bit;
+            used.claim(core, first + pos as u32)?;
         }
     }
     Ok(())
@@ -813,37 +821,39 @@ mod migration_tests {
 
     #[test]
     fn migration_fields_must_agree() {
-        let m = |edit: fn(&mut Sample)| migratable(edit);
-        // Only one of a's two vCPUs has a standby core.
-        assert_eq!(
-            m(|s| s.vcpus[0].standby_core = 0.into()),
-            Err(AbiError::Migration(0))
-        );
-        assert_eq!(
-            m(|s| s.sandboxes[1].migrate_by = 0b100.into()),
-            Err(AbiError::Migration(1)),
-            "an unknown controller"
-        );
-        assert_eq!(
-            m(|s| s.sandboxes[1].migrate_by = 0.into()),
-            Err(AbiError::Migration(1))
-        );
-        assert_eq!(
-            m(|s| s.sandboxes[1].max_downtime_ns = 0.into()),
-            Err(AbiError::Migration(1))
-        );
-        assert_eq!(
-            m(|s| s.sandboxes[1].migration_flags = 4.into()),
-            Err(AbiError::Migration(1))
-        );
-        assert_eq!(
-            m(|s| s.sandboxes[1].reserved = 1.into()),
-            Err(AbiError::Migration(1))
-        );
-        // Migration fields without standby cores.
-        assert_eq!(
-            m(|s| s.sandboxes[0].max_downtime_ns = 7.into()),
-            Err(AbiError::Migration(0))
-        );
+        /// An edit of the sample, the sandbox it makes inconsistent, and why.
+        type Case = (fn(&mut Sample), u32, &'static str);
+        let cases: [Case; 7] = [
+            (
+                |s| s.vcpus[0].standby_core = 0.into(),
+                0,
+                "only one of a's two vCPUs has a standby core",
+            ),
+            (
+                |s| s.sandboxes[1].migrate_by = 0b100.into(),
+                1,
+                "an unknown controller",
+            ),
+            (|s| s.sandboxes[1].migrate_by = 0.into(), 1, "no controller"),
+            (
+                |s| s.sandboxes[1].max_downtime_ns = 0.into(),
+                1,
+                "no downtime",
+            ),
+            (
+                |s| s.sandboxes[1].migration_flags = 4.into(),
+                1,
+                "unknown flag",
+            ),
+            (|s| s.sandboxes[1].reserved = 1.into(), 1, "reserved"),
+            (
+                |s| s.sandboxes[0].max_downtime_ns = 7.into(),
+                0,
+                "migration fields without standby cores",
+            ),
+        ];
+        for (edit, sandbox, why) in cases {
+            assert_eq!(migratable(edit), Err(AbiError::Migration(sandbox)), "{why}");
+        }
     }
 }

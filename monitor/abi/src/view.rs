@@ -31,6 +31,21 @@ fn gpa_range(start: u64, size: u64) -> Range<GuestPhysAddr> {
     GuestPhysAddr::new(start)..GuestPhysAddr::new(start.saturating_add(size))
 }
 
+/// Accessors that return one field of the view's entry: the number the table stores, or
+/// that number through `= conversion` (an id, an address).
+macro_rules! entry_fields {
+    ($($(#[$doc:meta])* $field:ident: $ty:ty $(= $conversion:path)?;)+) => {
+        $(
+            $(#[$doc])*
+            pub fn $field(&self) -> $ty {
+                let value = self.entry.$field.get();
+                $(let value = $conversion(value);)?
+                value
+            }
+        )+
+    };
+}
+
 impl<'a> TableView<'a> {
     /// Validates `bytes` ([`validate()`]) and returns the view.
     pub fn validate(bytes: &'a [u8]) -> Result<Self, AbiError> {
@@ -199,24 +214,15 @@ impl<'a> SandboxView<'a> {
         OnFault::from_u32(self.entry.on_fault.get()).unwrap_or(OnFault::HaltSystem)
     }
 
-    /// Guest RAM size in bytes (RAM is guest-physical `[0, ram_size)`, 2 MiB multiple).
-    pub fn ram_size(&self) -> u64 {
-        self.entry.ram_size.get()
-    }
-
-    /// Guest-physical address of the boot information block (inside RAM).
-    pub fn boot_info_gpa(&self) -> GuestPhysAddr {
-        GuestPhysAddr::new(self.entry.boot_info_gpa.get())
-    }
-
-    /// Guest-physical address of the initial PML4 (CR3; inside RAM, page aligned).
-    pub fn page_table_gpa(&self) -> GuestPhysAddr {
-        GuestPhysAddr::new(self.entry.page_table_gpa.get())
-    }
-
-    /// Guest-physical address of its channel directory, if it has one.
-    pub fn directory_gpa(&self) -> Option<GuestPhysAddr> {
-        optional(self.entry.directory_gpa.get())
+    entry_fields! {
+        /// Guest RAM size in bytes (RAM is guest-physical `[0, ram_size)`, 2 MiB multiple).
+        ram_size: u64;
+        /// Guest-physical address of the boot information block (inside RAM).
+        boot_info_gpa: GuestPhysAddr = GuestPhysAddr::new;
+        /// Guest-physical address of the initial PML4 (CR3; inside RAM, page aligned).
+        page_table_gpa: GuestPhysAddr = GuestPhysAddr::new;
+        /// Guest-physical address of its channel directory, if it has one.
+        directory_gpa: Option<GuestPhysAddr> = optional;
     }
 
     /// The values the monitor writes into guest RAM at each launch, with where (each
@@ -338,39 +344,27 @@ pub struct VcpuView<'a> {
 }
 
 impl<'a> VcpuView<'a> {
-    /// Owning sandbox (valid).
-    pub fn sandbox(&self) -> SandboxId {
-        SandboxId::new(self.entry.sandbox.get())
-    }
-    /// Index inside its sandbox (also its virtual APIC ID).
-    pub fn index(&self) -> usize {
-        idx(self.entry.index.get())
-    }
-    /// Logical core that runs it (below the system's cores, used by no other vCPU).
-    pub fn core(&self) -> CoreId {
-        CoreId::new(self.entry.core.get())
+    entry_fields! {
+        /// Owning sandbox (valid).
+        sandbox: SandboxId = SandboxId::new;
+        /// Index inside its sandbox (also its virtual APIC ID).
+        index: usize = idx;
+        /// Logical core that runs it (below the system's cores, used by no other vCPU).
+        core: CoreId = CoreId::new;
+        /// Initial RIP (inside RAM).
+        rip: u64;
+        /// Initial RSP (inside RAM or at its end).
+        rsp: u64;
+        /// Initial RDI.
+        rdi: u64;
+        /// Initial RSI.
+        rsi: u64;
     }
     /// The core it moves to when its sandbox migrates (below the system's cores, used by
     /// no other vCPU, running or standing by), if its sandbox may migrate.
     pub fn standby_core(&self) -> Option<CoreId> {
         let c = self.entry.standby_core.get();
         (c != NO_INDEX).then(|| CoreId::new(c))
-    }
-    /// Initial RIP (inside RAM).
-    pub fn rip(&self) -> u64 {
-        self.entry.rip.get()
-    }
-    /// Initial RSP (inside RAM or at its end).
-    pub fn rsp(&self) -> u64 {
-        self.entry.rsp.get()
-    }
-    /// Initial RDI.
-    pub fn rdi(&self) -> u64 {
-        self.entry.rdi.get()
-    }
-    /// Initial RSI.
-    pub fn rsi(&self) -> u64 {
-        self.entry.rsi.get()
     }
     /// The raw entry.
     pub fn entry(&self) -> &'a VcpuEntry {
@@ -394,9 +388,9 @@ impl RegionView<'_> {
     pub fn gpa(&self) -> Range<GuestPhysAddr> {
         gpa_range(self.entry.gpa.get(), self.entry.size.get())
     }
-    /// `ACCESS_*` bits.
-    pub fn access(&self) -> u32 {
-        self.entry.access.get()
+    entry_fields! {
+        /// `ACCESS_*` bits.
+        access: u32;
     }
     /// The channel of a channel region.
     pub fn channel(&self) -> Option<usize> {
@@ -441,21 +435,15 @@ impl<'a> ChannelView<'a> {
         // Validated: a non-empty UTF-8 name.
         crate::name_str(&self.entry.name).unwrap_or("?")
     }
-    /// Writer sandbox (valid).
-    pub fn writer(&self) -> SandboxId {
-        SandboxId::new(self.entry.writer.get())
-    }
-    /// Reader sandbox (valid, not the writer).
-    pub fn reader(&self) -> SandboxId {
-        SandboxId::new(self.entry.reader.get())
-    }
-    /// Size of the data area (page multiple).
-    pub fn data_size(&self) -> u64 {
-        self.entry.data_size.get()
-    }
-    /// Size of the acknowledgement area (page multiple).
-    pub fn ack_size(&self) -> u64 {
-        self.entry.ack_size.get()
+    entry_fields! {
+        /// Writer sandbox (valid).
+        writer: SandboxId = SandboxId::new;
+        /// Reader sandbox (valid, not the writer).
+        reader: SandboxId = SandboxId::new;
+        /// Size of the data area (page multiple).
+        data_size: u64;
+        /// Size of the acknowledgement area (page multiple).
+        ack_size: u64;
     }
     /// Host memory it needs: data then ack, contiguous (no overflow: validated).
     pub fn size(&self) -> u64 {
@@ -484,17 +472,15 @@ impl<'a> PayloadView<'a> {
     pub fn index_in_sandbox(&self) -> usize {
         self.in_sandbox
     }
-    /// Owning sandbox.
-    pub fn sandbox(&self) -> SandboxId {
-        SandboxId::new(self.entry.sandbox.get())
+    entry_fields! {
+        /// Owning sandbox.
+        sandbox: SandboxId = SandboxId::new;
+        /// Size in bytes (non-zero).
+        size: u64;
     }
     /// Guest-physical destination range (inside RAM or the directory: validated).
     pub fn gpa(&self) -> Range<GuestPhysAddr> {
         gpa_range(self.entry.gpa.get(), self.entry.size.get())
-    }
-    /// Size in bytes (non-zero).
-    pub fn size(&self) -> u64 {
-        self.entry.size.get()
     }
     /// Its byte range inside the payload area (inside it: validated).
     pub fn area_range(&self) -> Range<u64> {

@@ -220,6 +220,14 @@ mod tests {
         d.render(false)
     }
 
+    /// Plain errors `(message, span)`, reported in `source`, rendered plain.
+    fn rendered_errors(source: &str, errors: &[(&str, Span)]) -> String {
+        let items = errors
+            .iter()
+            .map(|(m, span)| Diagnostic::error(*m, span.clone()));
+        rendered(source, items)
+    }
+
     #[test]
     fn renders_location_caret_label_hint_and_summary() {
         let out = rendered(
@@ -250,13 +258,7 @@ mod tests {
 
     #[test]
     fn renders_every_error_and_counts_them() {
-        let out = rendered(
-            "a = 1\nb = 2\n",
-            [
-                Diagnostic::error("first", 0..1),
-                Diagnostic::error("second", 6..7),
-            ],
-        );
+        let out = rendered_errors("a = 1\nb = 2\n", &[("first", 0..1), ("second", 6..7)]);
         for wanted in [
             "error: first",
             "error: second",
@@ -293,13 +295,13 @@ mod tests {
 
     #[test]
     fn bad_spans_are_clamped_not_panicking() {
-        let out = rendered(
+        let out = rendered_errors(
             "é = 1",
-            [
-                Diagnostic::error("mid-char", 1..2),
-                Diagnostic::error("past the end", 50..90),
+            &[
+                ("mid-char", 1..2),
+                ("past the end", 50..90),
                 // A reversed span, as a buggy caller might build.
-                Diagnostic::error("reversed", Span { start: 4, end: 2 }),
+                ("reversed", Span { start: 4, end: 2 }),
             ],
         );
         assert!(out.contains("due to 3 previous errors"), "{out}");

@@ -301,41 +301,45 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// Each `(text, what parse makes of it)`.
+    fn parses<T: PartialEq + std::fmt::Debug>(
+        parse: fn(&str) -> Result<T, NumberError>,
+        cases: &[(&str, Result<T, NumberError>)],
+    ) {
+        for (text, want) in cases {
+            assert_eq!(&parse(text), want, "{text:?}");
+        }
+    }
+
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("500ns"), Ok(500));
-        assert_eq!(parse_duration("100us"), Ok(100_000));
-        assert_eq!(parse_duration("100 \u{b5}s"), Ok(100_000));
-        assert_eq!(parse_duration("2.5ms"), Ok(2_500_000));
-        assert_eq!(parse_duration(".5us"), Ok(500));
-        assert_eq!(parse_duration("1s"), Ok(1_000_000_000));
-        assert_eq!(parse_duration("1.000000001s"), Ok(1_000_000_001));
-        assert_eq!(
-            parse_duration("1.50ns"),
-            Err(NumberError::TooPrecise("1.50ns".into()))
+        use NumberError::*;
+        parses(
+            parse_duration,
+            &[
+                ("500ns", Ok(500)),
+                ("100us", Ok(100_000)),
+                ("100 \u{b5}s", Ok(100_000)),
+                ("2.5ms", Ok(2_500_000)),
+                (".5us", Ok(500)),
+                ("1s", Ok(1_000_000_000)),
+                ("1.000000001s", Ok(1_000_000_001)),
+                ("1.50ns", Err(TooPrecise("1.50ns".into()))),
+                ("1.0ns", Ok(1)),
+                ("100", Err(NoTimeUnit)),
+                ("100 min", Err(UnknownTimeUnit("min".into()))),
+                ("1.2.3us", Err(NotANumber("1.2.3us".into()))),
+                ("us", Err(NotANumber("us".into()))),
+                (
+                    "99999999999999999999s",
+                    Err(Overflow("99999999999999999999".into())),
+                ),
+                (
+                    "18446744073.709551616s",
+                    Err(Overflow("18446744073.709551616s".into())),
+                ),
+            ],
         );
-        assert_eq!(parse_duration("1.0ns"), Ok(1));
-        assert_eq!(parse_duration("100"), Err(NumberError::NoTimeUnit));
-        assert_eq!(
-            parse_duration("100 min"),
-            Err(NumberError::UnknownTimeUnit("min".into()))
-        );
-        assert!(matches!(
-            parse_duration("1.2.3us"),
-            Err(NumberError::NotANumber(_))
-        ));
-        assert!(matches!(
-            parse_duration("us"),
-            Err(NumberError::NotANumber(_))
-        ));
-        assert!(matches!(
-            parse_duration("99999999999999999999s"),
-            Err(NumberError::Overflow(_))
-        ));
-        assert!(matches!(
-            parse_duration("18446744073.709551616s"),
-            Err(NumberError::Overflow(_))
-        ));
     }
 
     proptest! {
@@ -365,47 +369,42 @@ mod tests {
 
     #[test]
     fn bad_sizes_say_why() {
-        assert_eq!(parse_size(""), Err(NumberError::Empty));
-        assert_eq!(
-            parse_size("MiB"),
-            Err(NumberError::NotANumber("MiB".into()))
-        );
-        assert_eq!(parse_size("0x10MiB"), Err(NumberError::HexWithUnit));
+        use NumberError::*;
         // A unit is what follows the number; a close one is suggested.
-        for (input, unit, suggestion) in [
-            ("64MB", "MB", Some("MiB")),
-            ("64mib", "mib", Some("MiB")),
-            ("64 parsecs", "parsecs", None),
-            ("1.5GiB", ".5GiB", None),
-        ] {
-            let unit = unit.into();
-            assert_eq!(
-                parse_size(input),
-                Err(NumberError::UnknownUnit { unit, suggestion })
-            );
-        }
-        assert_eq!(
-            parse_size("0xzz"),
-            Err(NumberError::NotANumber("0xzz".into()))
+        let unit = |unit: &str, suggestion| UnknownUnit {
+            unit: unit.into(),
+            suggestion,
+        };
+        parses(
+            parse_size,
+            &[
+                ("", Err(Empty)),
+                ("MiB", Err(NotANumber("MiB".into()))),
+                ("0x10MiB", Err(HexWithUnit)),
+                ("64MB", Err(unit("MB", Some("MiB")))),
+                ("64mib", Err(unit("mib", Some("MiB")))),
+                ("64 parsecs", Err(unit("parsecs", None))),
+                ("1.5GiB", Err(unit(".5GiB", None))),
+                ("0xzz", Err(NotANumber("0xzz".into()))),
+            ],
         );
     }
 
     #[test]
     fn overflow_is_an_error() {
-        assert_eq!(
-            parse_size("99999999999GiB"),
-            Err(NumberError::Overflow("99999999999GiB".into()))
+        fn overflow(text: &str) -> (&str, Result<u64, NumberError>) {
+            (text, Err(NumberError::Overflow(text.into())))
+        }
+        parses(
+            parse_size,
+            &[
+                overflow("99999999999GiB"),
+                overflow("99999999999999999999999"),
+                overflow("0x1_0000_0000_0000_0000"),
+                ("16777215TiB", Ok(16_777_215 << 40)),
+                overflow("16777216TiB"),
+            ],
         );
-        assert_eq!(
-            parse_size("99999999999999999999999"),
-            Err(NumberError::Overflow("99999999999999999999999".into()))
-        );
-        assert!(matches!(
-            parse_size("0x1_0000_0000_0000_0000"),
-            Err(NumberError::Overflow(_))
-        ));
-        assert_eq!(parse_size("16777215TiB"), Ok(16_777_215 << 40));
-        assert!(parse_size("16777216TiB").is_err());
     }
 
     #[test]

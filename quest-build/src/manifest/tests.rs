@@ -65,7 +65,7 @@ fn errors(src: &str) -> Vec<String> {
 }
 
 /// `VALID` with `from` replaced by `to` (which must occur).
-fn edit(from: &str, to: &str) -> String {
+pub(super) fn edit(from: &str, to: &str) -> String {
     assert!(VALID.contains(from), "{from}");
     VALID.replacen(from, to, 1)
 }

@@ -97,10 +97,17 @@ fn sandbox_names(draft: &Draft) -> Vec<&str> {
         .collect()
 }
 
-/// The hint for a name that is none of `names`: the closest one, or `list` followed by
-/// all of them.
-fn unknown_sandbox_hint(name: &str, names: &[&str], list: &str) -> String {
-    match did_you_mean(name, names.iter().copied()) {
+/// The error for `name`, which is none of the sandbox names `names`: "no sandbox named
+/// `NAME`" then `context`, labelled `label`. Its hint is the closest name, or `list`
+/// followed by all of them.
+fn unknown_sandbox(
+    name: &Spanned<String>,
+    names: &[&str],
+    context: &str,
+    label: &str,
+    list: &str,
+) -> Diagnostic {
+    let hint = match did_you_mean(&name.value, names.iter().copied()) {
         Some(m) => format!("did you mean `{m}`?"),
         None if names.is_empty() => "declare the sandbox with `[[sandbox]]`".to_owned(),
         None => format!(
@@ -111,7 +118,13 @@ fn unknown_sandbox_hint(name: &str, names: &[&str], list: &str) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-    }
+    };
+    Diagnostic::error(
+        format!("no sandbox named `{}`{context}", name.value),
+        name.span.clone(),
+    )
+    .label(label)
+    .hint(hint)
 }
 
 struct Validator<'d> {
@@ -490,15 +503,13 @@ impl Validator<'_> {
                 if names.contains(&end.value.as_str()) {
                     continue;
                 }
-                let hint = unknown_sandbox_hint(&end.value, &names, "sandboxes are: ");
-                self.diags.push(
-                    Diagnostic::error(
-                        format!("no sandbox named `{}`", end.value),
-                        end.span.clone(),
-                    )
-                    .label("unknown sandbox")
-                    .hint(hint),
-                );
+                self.diags.push(unknown_sandbox(
+                    end,
+                    &names,
+                    "",
+                    "unknown sandbox",
+                    "sandboxes are: ",
+                ));
             }
             if let (Some(w), Some(r)) = (&c.writer, &c.reader) {
                 if w.value == r.value {

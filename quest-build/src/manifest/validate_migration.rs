@@ -158,15 +158,13 @@ impl Validator<'_> {
             if names.contains(&c.value.as_str()) {
                 continue;
             }
-            let hint = super::unknown_sandbox_hint(&c.value, &names, "a controller is one of: ");
-            self.diags.push(
-                Diagnostic::error(
-                    format!("no sandbox named `{}` to control migrations", c.value),
-                    c.span.clone(),
-                )
-                .label("unknown controller")
-                .hint(hint),
-            );
+            self.diags.push(super::unknown_sandbox(
+                c,
+                &names,
+                " to control migrations",
+                "unknown controller",
+                "a controller is one of: ",
+            ));
         }
     }
 

@@ -3,15 +3,11 @@
 //! library looks its channels up there by name.
 
 use super::types::{Plan, Role};
-use quest_abi::directory::{
-    DirectoryEntry, DirectoryHeader, DIRECTORY_MAGIC, MAX_DIRECTORY_ENTRIES, ROLE_READER,
-    ROLE_WRITER,
-};
-use quest_abi::layout::DIRECTORY_SIZE;
-use zerocopy::{FromZeros, IntoBytes};
+use quest_abi::directory::{directory_page, DirectoryEntry, ROLE_READER, ROLE_WRITER};
+use zerocopy::FromZeros;
 
-/// The directory page of sandbox `sandbox`: [`DIRECTORY_SIZE`] bytes listing its channels
-/// in manifest order. Empty when the sandbox has no channels (it has no directory region
+/// The directory page of sandbox `sandbox` ([`directory_page`]), listing its channels in
+/// manifest order. Empty when the sandbox has no channels (it has no directory region
 /// then, and [`super::encode_table`] leaves empty payloads out) or does not exist.
 /// Channels beyond what one page holds are left out (validation rejects such a plan).
 pub fn directory_bytes(plan: &Plan, sandbox: usize) -> Vec<u8> {
@@ -21,39 +17,36 @@ pub fn directory_bytes(plan: &Plan, sandbox: usize) -> Vec<u8> {
     if sb.channel_ends.is_empty() {
         return Vec::new();
     }
-    let ends = &sb.channel_ends[..sb.channel_ends.len().min(MAX_DIRECTORY_ENTRIES)];
-    let mut page = vec![0u8; DIRECTORY_SIZE as usize];
-    let mut header = DirectoryHeader::new_zeroed();
-    header.magic = DIRECTORY_MAGIC;
-    header.count = (ends.len() as u32).into();
-    let mut at = header.as_bytes().len();
-    page[..at].copy_from_slice(header.as_bytes());
-    for end in ends {
-        let mut e = DirectoryEntry::new_zeroed();
-        if let Some(c) = plan.channels.get(end.channel) {
-            e.name = quest_abi::name_field(&c.name).unwrap_or_default();
-            e.data_size = c.data_size.into();
-            e.ack_size = c.ack_size.into();
-        }
-        e.role = match end.role {
-            Role::Writer => ROLE_WRITER,
-            Role::Reader => ROLE_READER,
-        }
-        .into();
-        e.channel = u32::try_from(end.channel).unwrap_or(u32::MAX).into();
-        e.data_gpa = end.data_gpa.as_u64().into();
-        e.ack_gpa = end.ack_gpa.as_u64().into();
-        let bytes = e.as_bytes();
-        page[at..at + bytes.len()].copy_from_slice(bytes);
-        at += bytes.len();
-    }
-    page
+    let entries: Vec<DirectoryEntry> = sb
+        .channel_ends
+        .iter()
+        .map(|end| {
+            let mut e = DirectoryEntry::new_zeroed();
+            if let Some(c) = plan.channels.get(end.channel) {
+                e.name = quest_abi::name_field(&c.name).unwrap_or_default();
+                e.data_size = c.data_size.into();
+                e.ack_size = c.ack_size.into();
+            }
+            e.role = match end.role {
+                Role::Writer => ROLE_WRITER,
+                Role::Reader => ROLE_READER,
+            }
+            .into();
+            e.channel = u32::try_from(end.channel).unwrap_or(u32::MAX).into();
+            e.data_gpa = end.data_gpa.as_u64().into();
+            e.ack_gpa = end.ack_gpa.as_u64().into();
+            e
+        })
+        .collect();
+    directory_page(&entries).to_vec()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::plan::{plan, testing};
+    use quest_abi::directory::{DirectoryHeader, DIRECTORY_MAGIC};
+    use quest_abi::layout::DIRECTORY_SIZE;
     use zerocopy::FromBytes;
 
     #[test]

@@ -291,14 +291,12 @@ pub fn render(plan: &Plan, table: &EncodedTable, base_dir: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{encode_table, plan, testing};
+    use crate::plan::testing;
     use serde_json::Value;
 
     #[test]
     fn json_carries_the_plan() {
-        let p = plan(&testing::pingpong());
-        let t = encode_table(&p, None).unwrap();
-        let text = render(&p, &t, Path::new("/manifests"));
+        let (p, t, text) = testing::render_pingpong(render);
         let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["system"]["name"], "test");
         assert_eq!(v["system"]["idle_cores"], serde_json::json!([3]));

@@ -67,6 +67,15 @@ fn columns(out: &mut String, indent: &str, rows: &[Vec<String>]) {
     }
 }
 
+/// `items` joined with commas, or `none` when there are none.
+fn list_or(items: &[String], none: &str) -> String {
+    if items.is_empty() {
+        none.to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
 /// Cores across, sandboxes down; a cell names the vCPU running there.
 fn core_grid(out: &mut String, plan: &Plan) {
     let _ = writeln!(out, "cores (vN: the sandbox's vCPU N runs on that core)");
@@ -212,25 +221,14 @@ fn sandbox(out: &mut String, plan: &Plan, index: usize, sb: &SandboxPlan, base_d
     .collect();
     rows.push(vec![
         "patched".to_owned(),
-        if patches.is_empty() {
-            "nothing (monitor writes no boot-time values)".to_owned()
-        } else {
-            patches.join(", ")
-        },
+        list_or(&patches, "nothing (monitor writes no boot-time values)"),
     ]);
     let ports: Vec<String> = sb
         .ports
         .iter()
         .map(|(a, b)| format!("{a:#x}-{b:#x}"))
         .collect();
-    rows.push(vec![
-        "ports".to_owned(),
-        if ports.is_empty() {
-            "none".to_owned()
-        } else {
-            ports.join(", ")
-        },
-    ]);
+    rows.push(vec!["ports".to_owned(), list_or(&ports, "none")]);
     columns(out, "  ", &rows);
     let _ = writeln!(out, "  guest-physical memory map");
     let map: Vec<Vec<String>> = sb
@@ -341,34 +339,35 @@ fn host_memory(out: &mut String, plan: &Plan) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{encode_table, plan, testing};
+    use crate::plan::testing;
 
     #[test]
     fn report_shows_grid_maps_channels_budget_and_table() {
-        let p = plan(&testing::pingpong());
-        let t = encode_table(&p, None).unwrap();
-        let r = render(&p, &t, Path::new("/manifests"));
+        let (p, t, r) = testing::render_pingpong(render);
         let lines: Vec<&str> = r.lines().collect();
-        assert!(lines.contains(&"  core  0   1   2   3"), "{r}");
-        assert!(lines.contains(&"  ping  v0  .   .   ."), "{r}");
-        assert!(lines.contains(&"  pong  .   v0  v1  ."), "{r}");
-        assert!(r.contains("idle cores (monitor only): 3"), "{r}");
-        assert!(r.contains("  app      apps/ping\n"), "{r}");
-        assert!(
-            r.contains("0x0000_0000_0000  -  0x0000_0400_0000  64 MiB  rwx  RAM"),
-            "{r}"
-        );
-        assert!(
-            r.contains("0x0040_0000_2000  -  0x0040_0001_2000  64 KiB  rw-  channel `ping-to-pong` data (writer)"),
-            "{r}"
-        );
-        assert!(r.contains("v1 -> core 2 (rsp 0x7f0000)"), "{r}");
-        assert!(r.contains("ports    0x2f8-0x2ff"), "{r}");
-        let largest = quest_channel::max_message_len(64 << 10);
-        assert!(r.contains(&format!("{largest} B")), "{r}");
+        for line in [
+            "  core  0   1   2   3",
+            "  ping  v0  .   .   .",
+            "  pong  .   v0  v1  .",
+        ] {
+            assert!(lines.contains(&line), "{r}");
+        }
+        let largest = format!("{} B", quest_channel::max_message_len(64 << 10));
         let crc = format!("CRC-32 {:#010x}", t.checksum());
-        assert!(r.contains(&crc), "{r}");
-        assert!(r.contains(&format!("{} bytes", t.table.len())), "{r}");
+        let table_size = format!("{} bytes", t.table.len());
+        for wanted in [
+            "idle cores (monitor only): 3",
+            "  app      apps/ping\n",
+            "0x0000_0000_0000  -  0x0000_0400_0000  64 MiB  rwx  RAM",
+            "0x0040_0000_2000  -  0x0040_0001_2000  64 KiB  rw-  channel `ping-to-pong` data (writer)",
+            "v1 -> core 2 (rsp 0x7f0000)",
+            "ports    0x2f8-0x2ff",
+            &largest,
+            &crc,
+            &table_size,
+        ] {
+            assert!(r.contains(wanted), "{r}");
+        }
         let total = size(p.host_memory_needed);
         assert!(
             lines

@@ -92,6 +92,17 @@ pub(crate) fn manifest(
     }
 }
 
+/// [`pingpong`]'s plan and table, shown by `render` (the report, the JSON) as for a
+/// manifest in `/manifests`.
+pub(crate) fn render_pingpong(
+    render: fn(&super::Plan, &super::EncodedTable, &std::path::Path) -> String,
+) -> (super::Plan, super::EncodedTable, String) {
+    let p = super::plan(&pingpong());
+    let t = super::encode_table(&p, None).unwrap();
+    let text = render(&p, &t, std::path::Path::new("/manifests"));
+    (p, t, text)
+}
+
 /// Two sandboxes, a channel each way, a serial port passed through.
 pub(crate) fn pingpong() -> Manifest {
     let mut pong = SandboxSpec::new("pong", Runtime::Bare, &[1, 2], 8);

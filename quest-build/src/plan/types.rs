@@ -28,6 +28,18 @@ pub struct Plan {
     pub channels: Vec<ChannelPlan>,
 }
 
+impl Plan {
+    /// Sandbox `index`.
+    pub fn sandbox(&self, index: usize) -> Result<&SandboxPlan, NoSandbox> {
+        self.sandboxes.get(index).ok_or(NoSandbox(index))
+    }
+}
+
+/// A sandbox index that is not in the plan (a bug in the caller).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("bug: no sandbox {0} in the plan")]
+pub struct NoSandbox(pub usize);
+
 /// One sandbox's plan.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SandboxPlan {

@@ -224,8 +224,9 @@ impl Drop for Claim {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use quest_abi::directory::directory_page;
     use quest_abi::layout::DIRECTORY_SIZE;
-    use zerocopy::{FromZeros, IntoBytes};
+    use zerocopy::FromZeros;
 
     fn entry(name: &str, role: u32, data_gpa: u64) -> DirectoryEntry {
         let mut e = DirectoryEntry::new_zeroed();
@@ -238,23 +239,12 @@ mod tests {
         e
     }
 
-    fn page(entries: &[DirectoryEntry]) -> Vec<u8> {
-        let mut page = vec![0u8; DIRECTORY_SIZE as usize];
-        let mut h = DirectoryHeader::new_zeroed();
-        h.magic = DIRECTORY_MAGIC;
-        h.count = (entries.len() as u32).into();
-        let mut at = h.as_bytes().len();
-        page[..at].copy_from_slice(h.as_bytes());
-        for e in entries {
-            page[at..at + e.as_bytes().len()].copy_from_slice(e.as_bytes());
-            at += e.as_bytes().len();
-        }
-        page
-    }
-
     /// A directory page with a channel we write and one we read: `(name, data GPA)` each.
-    fn writer_and_reader(writer: (&str, u64), reader: (&str, u64)) -> Vec<u8> {
-        page(&[
+    fn writer_and_reader(
+        writer: (&str, u64),
+        reader: (&str, u64),
+    ) -> [u8; DIRECTORY_SIZE as usize] {
+        directory_page(&[
             entry(writer.0, ROLE_WRITER, writer.1),
             entry(reader.0, ROLE_READER, reader.1),
         ])
@@ -304,19 +294,19 @@ mod tests {
             Directory::from_bytes(&[]).unwrap_err(),
             OpenError::DirectoryMissing
         );
-        let mut p = page(&[entry("ping", ROLE_WRITER, 0x1000)]);
+        let mut p = directory_page(&[entry("ping", ROLE_WRITER, 0x1000)]);
         p[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
         assert_eq!(
             Directory::from_bytes(&p).unwrap_err(),
             OpenError::DirectoryMissing
         );
-        let short = page(&[entry("ping", ROLE_WRITER, 0x1000)]);
+        let short = directory_page(&[entry("ping", ROLE_WRITER, 0x1000)]);
         assert_eq!(
             Directory::from_bytes(&short[..40]).unwrap_err(),
             OpenError::DirectoryMissing,
             "count claims an entry the slice does not hold"
         );
-        let empty = page(&[]);
+        let empty = directory_page(&[]);
         assert!(Directory::from_bytes(&empty).unwrap().is_empty());
     }
 
@@ -324,7 +314,7 @@ mod tests {
     fn unknown_roles_and_bad_names_match_nothing() {
         let mut bad_name = entry("ping", 7, 0x1000);
         bad_name.name[0] = 0xff;
-        let p = page(&[bad_name, entry("ping", 7, 0x1000)]);
+        let p = directory_page(&[bad_name, entry("ping", 7, 0x1000)]);
         let d = Directory::from_bytes(&p).unwrap();
         let infos: Vec<_> = d.channels().collect();
         assert_eq!(infos[0].name, None);

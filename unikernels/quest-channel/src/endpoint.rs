@@ -122,10 +122,23 @@ impl<D: Doorbell> Endpoint<D> {
 /// The public methods [`Sender`](crate::Sender) and [`Receiver`](crate::Receiver) share
 /// word for word, written once: each type holds its [`Endpoint`] in a field `ep` next to
 /// its two indices. `$verb` is what the sandbox does to the channel ("writes"/"reads"),
-/// `$blocking` the method that waits, `$role` the directory role.
+/// `$blocking` the method that waits, `$role` the directory role. Each type sets itself
+/// up over checked shared memory in its own `from_shared`.
 macro_rules! endpoint_methods {
     ($End:ident, $role:expr, $verb:literal, $blocking:ident, [$($index:ident),*]) => {
         impl $End<$crate::doorbell::Spin> {
+            #[doc = concat!("A ", stringify!($End), " over memory the caller provides.")]
+            ///
+            /// # Safety
+            #[doc = concat!("`memory` meets the crate's [memory contract](crate#memory-contract) for the end that ", $verb, ".")]
+            pub unsafe fn from_memory(
+                memory: $crate::shared::ChannelMemory,
+            ) -> Result<Self, $crate::error::LayoutError> {
+                // SAFETY: forwarded from our caller.
+                let shared = unsafe { $crate::shared::Shared::new(memory) }?;
+                Ok(Self::from_shared(shared))
+            }
+
             #[doc = concat!("Opens the channel `name`, which this sandbox ", $verb, ", from the directory")]
             /// the monitor maps at [`quest_abi::layout::DIRECTORY_GPA`].
             ///

@@ -2,8 +2,8 @@
 
 use crate::doorbell::{Doorbell, Spin};
 use crate::endpoint::{endpoint_methods, Endpoint};
-use crate::error::{LayoutError, RecvError};
-use crate::shared::{ChannelMemory, Shared};
+use crate::error::RecvError;
+use crate::shared::Shared;
 use crate::wire::{record_len, record_size, WORD};
 use core::sync::atomic::Ordering;
 use quest_abi::latency::{self, Latency};
@@ -30,13 +30,8 @@ pub struct Receiver<D: Doorbell = Spin> {
 }
 
 impl Receiver<Spin> {
-    /// A receiver over memory the caller provides.
-    ///
-    /// # Safety
-    /// `memory` meets the crate's [memory contract](crate#memory-contract) for a receiver.
-    pub unsafe fn from_memory(memory: ChannelMemory) -> Result<Self, LayoutError> {
-        // SAFETY: forwarded from our caller.
-        let shared = unsafe { Shared::new(memory) }?;
+    /// The receiver over `shared` (for `from_memory`).
+    fn from_shared(shared: Shared) -> Self {
         // Our own index (only we write the acknowledgement area).
         let read = shared.read_index().load(Ordering::Relaxed);
         // The statistics block is ours: start it unless an earlier receiver did.
@@ -48,17 +43,15 @@ impl Receiver<Spin> {
             // Release: a writer that sees the magic (`Sender::reader_opened`) sees zeros.
             magic.store(latency::STATS_MAGIC, Ordering::Release);
         }
-        Ok(Self {
+        Self {
             read,
             write_seen: read,
             tsc_offset: 0,
             pos: shared.word_of(read),
             ep: Endpoint::new(shared, read % WORD as u64 != 0, Shared::reader_sleep),
-        })
+        }
     }
-}
 
-impl Receiver<Spin> {
     /// Once opened from the directory: converts the writer's stamps with the TSC offset
     /// the monitor measured between the two ends' cores (the calibration page), if the
     /// page is there and names this channel; else the clocks are taken as equal.

@@ -2,8 +2,8 @@
 
 use crate::doorbell::{Doorbell, Spin};
 use crate::endpoint::{endpoint_methods, Endpoint};
-use crate::error::{LayoutError, SendError};
-use crate::shared::{ChannelMemory, Shared};
+use crate::error::SendError;
+use crate::shared::Shared;
 use crate::wire::{record_header, record_size, WORD};
 use core::sync::atomic::Ordering;
 
@@ -23,28 +23,21 @@ pub struct Sender<D: Doorbell = Spin> {
 }
 
 impl Sender<Spin> {
-    /// A sender over memory the caller provides.
-    ///
-    /// # Safety
-    /// `memory` meets the crate's [memory contract](crate#memory-contract) for a sender.
-    pub unsafe fn from_memory(memory: ChannelMemory) -> Result<Self, LayoutError> {
-        // SAFETY: forwarded from our caller.
-        let shared = unsafe { Shared::new(memory) }?;
+    /// The sender over `shared` (for `from_memory`).
+    fn from_shared(shared: Shared) -> Self {
         // Our own index (only we write the data area); the reader's is checked against it.
         let write = shared.write_index().load(Ordering::Relaxed);
         let read = shared.read_index().load(Ordering::Acquire);
         let poisoned =
             write % WORD as u64 != 0 || !Self::read_index_plausible(read, read, write, &shared);
-        Ok(Self {
+        Self {
             write,
             read_seen: read,
             pos: shared.word_of(write),
             ep: Endpoint::new(shared, poisoned, Shared::writer_sleep),
-        })
+        }
     }
-}
 
-impl Sender<Spin> {
     /// Nothing more to set up once opened from the directory.
     #[cfg(any(target_os = "none", target_os = "hermit", doc))]
     fn opened(&mut self) {}

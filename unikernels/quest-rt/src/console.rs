@@ -72,3 +72,13 @@ macro_rules! println {
     () => { $crate::console::_print(format_args!("\n")) };
     ($($arg:tt)*) => { $crate::console::_print(format_args!("{}\n", format_args!($($arg)*))) };
 }
+
+/// Exit status of a hostile test application whose attack the monitor did not stop.
+pub const NOT_CONTAINED: i32 = 3;
+
+/// Reports that the monitor did not stop `what` (the line the boot tests look for:
+/// `WHO: NOT CONTAINED: WHAT`) and returns [`NOT_CONTAINED`], the status to exit with.
+pub fn not_contained(who: &str, what: impl fmt::Display) -> i32 {
+    crate::println!("{who}: NOT CONTAINED: {what}");
+    NOT_CONTAINED
+}

@@ -1,7 +1,7 @@
 //! The reading of manifests into drafts: every key, defaults, and what is reported.
 
 use super::*;
-use crate::manifest::tests::ports;
+use crate::manifest::tests::{edit, ports};
 use crate::manifest::types::{Console, OnFault, Runtime};
 
 fn parse_ok(src: &str) -> (Draft, Vec<Diagnostic>) {
@@ -10,38 +10,23 @@ fn parse_ok(src: &str) -> (Draft, Vec<Diagnostic>) {
     (draft, diags)
 }
 
-const MINIMAL: &str = r#"
-[system]
-name = "demo"
-cores = 2
-memory = "512MiB"
-
-[[sandbox]]
-name = "a"
-app = "../apps/a"
-runtime = "bare"
-cores = [0, 1]
-memory = "8MiB"
-args = ["x", "y"]
-env = { K = "v" }
-devices = [{ port = "0x2f8-0x2ff" }, { port = 0x60 }]
-on_fault = "restart"
-
-[[channel]]
-name = "c"
-writer = "a"
-reader = "a"
-size = 4096
-"#;
+/// The whole-manifest tests' sample, with a second device given as a bare integer port.
+fn sample() -> String {
+    edit(
+        "devices = [{ port = \"0x2f8-0x2ff\" }]",
+        "devices = [{ port = \"0x2f8-0x2ff\" }, { port = 0x60 }]",
+    )
+}
 
 #[test]
 fn reads_every_key_with_spans() {
-    let (d, diags) = parse_ok(MINIMAL);
+    let src = sample();
+    let (d, diags) = parse_ok(&src);
     assert!(diags.is_empty(), "{diags:?}");
     let sys = d.system.unwrap();
     assert_eq!(sys.name.as_ref().unwrap().value, "demo");
-    assert_eq!(&MINIMAL[sys.name.unwrap().span], "\"demo\"");
-    assert_eq!(sys.cores.unwrap().value, 2);
+    assert_eq!(&src[sys.name.unwrap().span], "\"demo\"");
+    assert_eq!(sys.cores.unwrap().value, 4);
     assert_eq!(sys.memory.unwrap().value, 512 << 20);
     assert_eq!(sys.console.as_ref().unwrap().value, Console::Com1);
     let s = &d.sandboxes[0];
@@ -55,17 +40,15 @@ fn reads_every_key_with_spans() {
         .map(|c| c.value)
         .collect();
     assert_eq!(cores, [0, 1]);
-    assert_eq!(
-        &MINIMAL[s.cores.as_ref().unwrap().value[1].span.clone()],
-        "1"
-    );
+    assert_eq!(&src[s.cores.as_ref().unwrap().value[1].span.clone()], "1");
     assert_eq!(s.args.len(), 2);
-    assert_eq!(s.env.1[0].0.value, "K");
-    assert_eq!(s.env.1[0].1.value, "v");
+    assert_eq!(s.env.1[0].0.value, "MODE");
+    assert_eq!(s.env.1[0].1.value, "fast");
     assert_eq!(s.devices[0].value, ports(0x2f8, 0x2ff));
     assert_eq!(s.devices[1].value, ports(0x60, 0x60));
-    assert_eq!(s.on_fault.as_ref().unwrap().value, OnFault::Restart);
-    assert_eq!(d.channels[0].size.as_ref().unwrap().value, 4096);
+    let pong = &d.sandboxes[1];
+    assert_eq!(pong.on_fault.as_ref().unwrap().value, OnFault::Restart);
+    assert_eq!(d.channels[0].size.as_ref().unwrap().value, 64 << 10);
 }
 
 #[test]

@@ -10,7 +10,7 @@ use super::bootinfo::{boot_info, BootInfoParams};
 use super::fdt::{device_tree, FdtParams};
 use super::load::{load, LoadError};
 use super::page_tables::{hermit_page_tables, PageTableError, WindowMapping};
-use crate::plan::{directory_bytes, Payload, Plan, SandboxImage, SandboxPlan};
+use crate::plan::{directory_bytes, NoSandbox, Payload, Plan, SandboxImage, SandboxPlan};
 use quest_abi::layout::{
     BOOT_INFO_GPA, FDT_GPA, FDT_MAX_SIZE, GDT_GPA, HERMIT_KERNEL_GPA, PAGE_TABLES_END,
     PAGE_TABLES_GPA,
@@ -22,8 +22,8 @@ use zerocopy::IntoBytes;
 #[derive(Debug, thiserror::Error)]
 pub enum MemoryError {
     /// The sandbox index is not in the plan (a bug).
-    #[error("bug: no sandbox {0} in the plan")]
-    NoSandbox(usize),
+    #[error(transparent)]
+    NoSandbox(#[from] NoSandbox),
     /// The unikernel cannot be loaded.
     #[error("sandbox `{sandbox}`: loading its Hermit image: {source}")]
     Load {
@@ -94,10 +94,7 @@ const _: () = {
 
 /// The initial memory of Hermit sandbox `index` of `plan`, running the unikernel `elf`.
 pub fn initial_memory(plan: &Plan, index: usize, elf: &[u8]) -> Result<SandboxImage, MemoryError> {
-    let sandbox = plan
-        .sandboxes
-        .get(index)
-        .ok_or(MemoryError::NoSandbox(index))?;
+    let sandbox = plan.sandbox(index)?;
     let name = || sandbox.name.clone();
     let ram = sandbox.ram_size;
     let image = load(elf, HERMIT_KERNEL_GPA, ram).map_err(|source| MemoryError::Load {

@@ -222,10 +222,7 @@ pub fn build_sandbox(
     sandbox: usize,
     progress: &Progress,
 ) -> Result<HermitBuild, HermitError> {
-    let sb = plan
-        .sandboxes
-        .get(sandbox)
-        .ok_or(MemoryError::NoSandbox(sandbox))?;
+    let sb = plan.sandbox(sandbox).map_err(MemoryError::from)?;
     if sb.runtime != Runtime::Hermit {
         return Err(HermitError::NotHermit(sb.name.clone()));
     }

@@ -14,7 +14,7 @@
 //! One check is not an attack the monitor must stop by force: `doorbell-bad-index` rings
 //! the `DOORBELL` hypercall with channel indices that are not ours (past our directory,
 //! huge, negative) and checks each gets `ERR_INVALID` while our own channel's index gets
-//! `OK`; it exits 0 when the monitor refused them all, `NOT_CONTAINED` otherwise.
+//! `OK`; it exits 0 when the monitor refused them all, `NOT_CONTAINED` (3) otherwise.
 #![no_std]
 #![no_main]
 
@@ -23,12 +23,10 @@ extern crate alloc;
 mod attacks;
 
 use alloc::vec::Vec;
+use quest_rt::console::not_contained;
 use quest_rt::{println, Ctx};
 
 quest_rt::entry!(main, vcpu0_only);
-
-/// Exit status when an attack was not stopped.
-const NOT_CONTAINED: i32 = 3;
 
 fn main(ctx: &Ctx) -> i32 {
     let names: Vec<&str> = ctx.args().args().collect();
@@ -45,17 +43,11 @@ fn main(ctx: &Ctx) -> i32 {
     if name == "doorbell-bad-index" {
         return match attacks::doorbell_bad_index(ctx) {
             Ok(()) => 0,
-            Err(what) => {
-                println!("attacker: NOT CONTAINED: {what}");
-                NOT_CONTAINED
-            }
+            Err(what) => not_contained("attacker", what),
         };
     }
     match attacks::run(ctx, name, value) {
-        Ok(what) => {
-            println!("attacker: NOT CONTAINED: {what}");
-            NOT_CONTAINED
-        }
+        Ok(what) => not_contained("attacker", what),
         Err(e) => {
             println!("attacker: cannot run {attack}: {e}");
             2

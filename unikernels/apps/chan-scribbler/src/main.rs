@@ -12,12 +12,10 @@ extern crate alloc;
 use chan_proto::hostile::{SCRIBBLER_MESSAGES, SCRIBBLER_SEED};
 use chan_proto::{verify, MAX_LEN};
 use quest_channel::Receiver;
+use quest_rt::console::not_contained;
 use quest_rt::{println, Ctx};
 
 quest_rt::entry!(main, vcpu0_only);
-
-/// Exit status if the write was not stopped.
-const NOT_CONTAINED: i32 = 3;
 
 fn main(ctx: &Ctx) -> i32 {
     let mut rx = match Receiver::open("to-scribbler") {
@@ -54,6 +52,5 @@ fn main(ctx: &Ctx) -> i32 {
     // SAFETY: deliberately unsound: EPT maps this page read-only for the reader, so the
     // monitor stops us here; the write never happens.
     unsafe { (gpa as *mut u64).write_volatile(u64::MAX) };
-    println!("scribbler: NOT CONTAINED: wrote the data area of to-scribbler");
-    NOT_CONTAINED
+    not_contained("scribbler", "wrote the data area of to-scribbler")
 }

@@ -13,49 +13,63 @@ struct Event {
     cv: Condvar,
 }
 
+/// What the two doorbells of a pair did.
+#[derive(Default)]
+struct Counts {
+    waits: AtomicUsize,
+    rings: AtomicUsize,
+    /// Waits that timed out.
+    lost: AtomicUsize,
+}
+
+impl Counts {
+    fn waits(&self) -> usize {
+        self.waits.load(Ordering::Relaxed)
+    }
+    fn rings(&self) -> usize {
+        self.rings.load(Ordering::Relaxed)
+    }
+    fn lost(&self) -> usize {
+        self.lost.load(Ordering::Relaxed)
+    }
+}
+
 /// A doorbell between two threads: `ring` sets the peer's event, `wait` takes our own.
 /// A wait that times out counts as a lost wake-up.
-#[derive(Clone)]
 struct ThreadBell {
     mine: Arc<Event>,
     peer: Arc<Event>,
-    waits: Arc<AtomicUsize>,
-    rings: Arc<AtomicUsize>,
-    lost: Arc<AtomicUsize>,
+    counts: Arc<Counts>,
 }
 
 impl ThreadBell {
-    fn pair() -> (Self, Self) {
+    /// The writer's and the reader's doorbell, and what they did.
+    fn pair() -> (Self, Self, Arc<Counts>) {
         let (a, b) = (Arc::new(Event::default()), Arc::new(Event::default()));
-        let counter = || Arc::new(AtomicUsize::new(0));
-        let (waits, rings, lost) = (counter(), counter(), counter());
+        let counts = Arc::new(Counts::default());
         let one = Self {
             mine: a.clone(),
             peer: b.clone(),
-            waits: waits.clone(),
-            rings: rings.clone(),
-            lost: lost.clone(),
+            counts: counts.clone(),
         };
         let other = Self {
             mine: b,
             peer: a,
-            waits,
-            rings,
-            lost,
+            counts: counts.clone(),
         };
-        (one, other)
+        (one, other, counts)
     }
 }
 
 impl Doorbell for ThreadBell {
     fn ring(&self, _directory_index: usize) {
-        self.rings.fetch_add(1, Ordering::Relaxed);
+        self.counts.rings.fetch_add(1, Ordering::Relaxed);
         *self.peer.pending.lock().unwrap() = true;
         self.peer.cv.notify_one();
     }
 
     fn wait(&self) {
-        self.waits.fetch_add(1, Ordering::Relaxed);
+        self.counts.waits.fetch_add(1, Ordering::Relaxed);
         let pending = self.mine.pending.lock().unwrap();
         let (mut pending, timeout) = self
             .mine
@@ -63,7 +77,7 @@ impl Doorbell for ThreadBell {
             .wait_timeout_while(pending, Duration::from_secs(20), |p| !*p)
             .unwrap();
         if timeout.timed_out() {
-            self.lost.fetch_add(1, Ordering::Relaxed);
+            self.counts.lost.fetch_add(1, Ordering::Relaxed);
         }
         *pending = false;
     }
@@ -72,8 +86,7 @@ impl Doorbell for ThreadBell {
 #[test]
 fn sleeping_endpoints_are_always_woken() {
     let ch = TestChannel::with_ring(64);
-    let (bell_tx, bell_rx) = ThreadBell::pair();
-    let stats = bell_tx.clone();
+    let (bell_tx, bell_rx, counts) = ThreadBell::pair();
     let mut tx = ch.sender().with_doorbell(bell_tx).with_spin_limit(2);
     let mut rx = ch.receiver().with_doorbell(bell_rx).with_spin_limit(2);
     let count = scale(100_000, 200) as u64;
@@ -96,12 +109,12 @@ fn sleeping_endpoints_are_always_woken() {
             }
         });
     });
-    assert_eq!(stats.lost.load(Ordering::Relaxed), 0, "a wake-up was lost");
-    assert!(stats.waits.load(Ordering::Relaxed) > 0, "nobody ever slept");
-    assert!(stats.rings.load(Ordering::Relaxed) > 0);
+    assert_eq!(counts.lost(), 0, "a wake-up was lost");
+    assert!(counts.waits() > 0, "nobody ever slept");
+    assert!(counts.rings() > 0);
     let announced = ch.reader_sleep() + ch.writer_sleep();
     assert!(
-        stats.rings.load(Ordering::Relaxed) as u64 <= announced,
+        counts.rings() as u64 <= announced,
         "one ring per announced sleep at most"
     );
 }
@@ -109,8 +122,7 @@ fn sleeping_endpoints_are_always_woken() {
 #[test]
 fn a_reader_asleep_before_the_first_message_is_woken_by_it() {
     let ch = TestChannel::with_ring(64);
-    let (bell_tx, bell_rx) = ThreadBell::pair();
-    let stats = bell_tx.clone();
+    let (bell_tx, bell_rx, counts) = ThreadBell::pair();
     let mut rx = ch.receiver().with_doorbell(bell_rx).with_spin_limit(0);
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -125,6 +137,6 @@ fn a_reader_asleep_before_the_first_message_is_woken_by_it() {
         let mut tx = ch.sender().with_doorbell(bell_tx);
         tx.send(b"hello").unwrap();
     });
-    assert_eq!(stats.lost.load(Ordering::Relaxed), 0);
-    assert_eq!(stats.rings.load(Ordering::Relaxed), 1);
+    assert_eq!(counts.lost(), 0);
+    assert_eq!(counts.rings(), 1);
 }

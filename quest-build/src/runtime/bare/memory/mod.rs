@@ -5,7 +5,7 @@
 
 use super::super::paging::{PageTables, PagingError};
 use super::elf::{self, ElfError};
-use crate::plan::{Payload, Plan, SandboxImage};
+use crate::plan::{NoSandbox, Payload, Plan, SandboxImage};
 use quest_abi::args::{encode_args, ArgsError};
 use quest_abi::bootinfo::{BootInfo, BOOT_INFO_MAGIC, BOOT_INFO_VERSION};
 use quest_abi::layout::{
@@ -56,17 +56,14 @@ pub enum BareError {
         problem: ArgsError,
     },
     /// The sandbox index is not in the plan (a bug).
-    #[error("bug: no sandbox {0} in the plan")]
-    NoSandbox(usize),
+    #[error(transparent)]
+    NoSandbox(#[from] NoSandbox),
 }
 
 /// Prepares the initial memory of bare sandbox `index` of `plan` running the application
 /// ELF `app`.
 pub fn prepare(plan: &Plan, index: usize, app: &[u8]) -> Result<SandboxImage, BareError> {
-    let sb = plan
-        .sandboxes
-        .get(index)
-        .ok_or(BareError::NoSandbox(index))?;
+    let sb = plan.sandbox(index)?;
     let name = || sb.name.clone();
     let loaded = elf::load(app, sb.boot.image_gpa.as_u64()).map_err(|source| BareError::Elf {
         sandbox: name(),
