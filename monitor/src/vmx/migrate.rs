@@ -33,9 +33,18 @@
 //!    the record and releases the stop. vCPU 0's old core scrubs the old region once the
 //!    sandbox runs again, and only then ends the migration (`busy`).
 //!
-//! Known limits: interrupts pending in the source core's local APIC (IRR) and debug
-//! registers do not move; every core's TSC is assumed to agree with the others (the
-//! calibration page measures channel core pairs only, and reports 0 on Bochs).
+//! Interrupts: the guest owns its cores' local APICs, so what is pending there is guest
+//! state too. [`hand_off`] saves the source core's IRR and ends its in-service vectors
+//! (EOI: a guest stopped inside a handler would otherwise leave the vector in service on
+//! that core, blocking every vector of its priority class there should the vCPU come
+//! back); the destination asks for the pending ones again with self-IPIs. IPIs the other
+//! vCPUs send while the sandbox moves also reach the standby cores ([`ipi_cores`]).
+//! The source core's IRR cannot be cleared: a vCPU that returns there later may see one
+//! stale, spurious interrupt of a vector it uses.
+//!
+//! Known limits: debug registers do not move; every core's TSC is assumed to agree with
+//! the others (the calibration page measures channel core pairs only, and reports 0 on
+//! Bochs).
 
 use super::instructions::{self as vmx, reg};
 use super::vcpu::Vcpu;
@@ -88,6 +97,11 @@ const MOVED_MSRS: [u32; 6] = [
 ];
 const TSC_DEADLINE: u32 = 0x6E0;
 const APIC_TPR: u32 = 0x808;
+const APIC_EOI: u32 = 0x80B;
+/// First of the eight in-service (ISR) and request (IRR) registers, 32 vectors each.
+const APIC_ISR: u32 = 0x810;
+const APIC_IRR: u32 = 0x820;
+const APIC_SELF_IPI: u32 = 0x83F;
 const APIC_SVR: u32 = 0x80F;
 const APIC_LVT_TIMER: u32 = 0x832;
 const APIC_LVT_LINT0: u32 = 0x835;
@@ -120,6 +134,8 @@ struct Saved {
     tsc_deadline: u64,
     timer_remaining: u64,
     tsc_offset: u64,
+    /// Interrupts pending on the source core (IRR), 32 vectors per word.
+    irr: [u32; 8],
 }
 
 struct Arrival {
@@ -140,7 +156,8 @@ fn rdmsr(index: u32) -> u64 {
 
 fn wrmsr(index: u32, value: u64) {
     // SAFETY: values the guest itself wrote to the same registers on its source core
-    // (read back there), written to this core's copy of them while the guest is out.
+    // (read back there), written to this core's copy of them while the guest is out; or
+    // the guest's own interrupts ended (EOI) or requested again (self-IPI) on its cores.
     unsafe { Msr::new(index).write(value) }
 }
 
@@ -625,12 +642,26 @@ pub fn hand_off(mut v: Vcpu, generation: u32) {
         timer_remaining: rdmsr(APIC_TIMER_CURRENT),
         // SAFETY: this vCPU's VMCS is current on this core.
         tsc_offset: unsafe { vmx::read64(field64::TSC_OFFSET) },
+        irr: [0; 8],
     };
     // This core's timer no longer belongs to the guest.
     wrmsr(APIC_LVT_TIMER, lvt_timer | LVT_MASKED);
     wrmsr(APIC_TIMER_INITIAL, 0);
     if lvt_timer & LVT_TIMER_MODE == LVT_TSC_DEADLINE {
         wrmsr(TSC_DEADLINE, 0);
+    }
+    // With the timer quiet, what the guest has pending here moves with it (a deadline
+    // that passed while it was out is no longer in TSC_DEADLINE, only in the IRR), and
+    // what it has in service ends here (see the module documentation).
+    let saved = Saved {
+        irr: core::array::from_fn(|i| rdmsr(APIC_IRR + i as u32) as u32),
+        ..saved
+    };
+    let in_service: u32 = (0..8)
+        .map(|i| (rdmsr(APIC_ISR + i) as u32).count_ones())
+        .sum();
+    for _ in 0..in_service {
+        wrmsr(APIC_EOI, 0);
     }
     // SAFETY: the VMCS is current here and used by no other core; VMCLEAR writes it
     // back to memory so the destination can load it.
@@ -790,6 +821,43 @@ fn restore(v: &Vcpu, saved: &Saved, area: u64) {
         }
     } else if saved.timer_remaining != 0 {
         wrmsr(APIC_TIMER_INITIAL, saved.timer_remaining);
+    }
+    // What was pending on the source core becomes pending here (vectors 0-15 are not
+    // deliverable by IPI, nor requested by anything the guest can program).
+    for (word, bits) in saved.irr.iter().enumerate() {
+        for bit in 0..32 {
+            let vector = word as u64 * 32 + bit;
+            if bits & (1 << bit) != 0 && vector >= 16 {
+                wrmsr(APIC_SELF_IPI, vector);
+            }
+        }
+    }
+}
+
+/// The cores an IPI to vCPU `vcpu` of sandbox `s` goes to: the core its current
+/// placement gives it and, while the sandbox migrates (or just did), also its standby
+/// core. The vCPU may have left its old core (its IRR already saved) before the IPI
+/// arrived; on the standby core the IPI waits in the IRR, which the monitor never
+/// accepts, and is delivered when the vCPU enters its guest there. A copy on a core it
+/// did not end up on is at worst one spurious interrupt (module documentation).
+pub fn ipi_cores(s: quest_abi::SandboxId, vcpu: usize, mut send: impl FnMut(CoreId)) {
+    let rec = record(s);
+    let m = &rec.migration;
+    let epoch = m.count.load(Ordering::Acquire);
+    let first = rec.placement().cores.of_vcpu(vcpu);
+    if let Some(core) = first {
+        send(core);
+    }
+    if m.busy.load(Ordering::Acquire) != 0 || m.count.load(Ordering::Acquire) != epoch {
+        // Standby before placement: a swap between the two reads then still yields both
+        // the old and the new core.
+        let standby = rec.standby().cores.of_vcpu(vcpu);
+        let now = rec.placement().cores.of_vcpu(vcpu);
+        for core in [standby, now].into_iter().flatten() {
+            if Some(core) != first {
+                send(core);
+            }
+        }
     }
 }
 

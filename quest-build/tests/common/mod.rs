@@ -6,6 +6,7 @@
 //! Each test crate includes this module and uses a part of it.
 #![allow(dead_code, unused_macros)]
 
+use quest_abi::console::{Migrated, Record};
 use quest_build::build::{Progress, Workspace};
 use quest_build::cli::bench_channels::{messages_sent, round_trips, stream, Stream};
 use quest_build::image::{build_image, BuiltImage, ImageRequest};
@@ -325,4 +326,92 @@ pub fn check_calibration(console: &str, channels: &[(&str, u32, u32)], pairs: u6
     assert!(cycles > 0 && trials > 0, "{done:?}");
     assert_eq!(measured, pairs, "distinct core pairs measured");
     offsets
+}
+
+/// What a migration boot's console says about one migrating sandbox.
+pub struct MigrationLog<'a> {
+    /// Every monitor record of the boot.
+    pub records: Vec<Record<'a>>,
+    /// The TSC frequency the monitor measured.
+    pub tsc_khz: u64,
+    /// The sandbox's `migrated` records, in order.
+    pub moves: Vec<Migrated<'a>>,
+    /// The worst downtime among them, TSC cycles.
+    pub worst: u64,
+}
+
+/// Checks the `migrated` records of `sandbox` in `console`: `count` moves back and forth
+/// between `cores` (`.0` -> `.1`, then back) and between its RAM region and its standby
+/// region, each a pre-copy of at least its `pages` pages of RAM within `max_downtime_ms`, and the
+/// summary's count and worst downtime.
+pub fn check_back_and_forth<'a>(
+    console: &'a str,
+    sandbox: &str,
+    count: usize,
+    cores: (&[u32], &[u32]),
+    pages: u64,
+    max_downtime_ms: u64,
+) -> MigrationLog<'a> {
+    let records: Vec<Record<'_>> = console.lines().filter_map(Record::parse).collect();
+    let tsc_khz = records
+        .iter()
+        .find_map(|r| match r {
+            Record::Tsc { khz, .. } => Some(*khz),
+            _ => None,
+        })
+        .expect("the TSC record");
+    let moves: Vec<Migrated<'_>> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Migrated(m) if m.sandbox == sandbox => Some(*m),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(moves.len(), count, "{moves:?}");
+    let standby = line(
+        console,
+        &format!("quest: memory: sandbox '{sandbox}' standby RAM at 0x"),
+    );
+    let standby = u64::from_str_radix(
+        standby
+            .split_once(" at 0x")
+            .and_then(|(_, r)| r.split_once('-'))
+            .map(|(a, _)| a)
+            .expect("standby address"),
+        16,
+    )
+    .expect("hex address");
+    let home = moves[0].from_memory;
+    assert_ne!(home, standby);
+    let max_downtime = tsc_khz * max_downtime_ms;
+    for (i, m) in moves.iter().enumerate() {
+        let (from, to) = if i % 2 == 0 {
+            (cores, (home, standby))
+        } else {
+            ((cores.1, cores.0), (standby, home))
+        };
+        assert_eq!(
+            (m.from_cores.as_slice(), m.to_cores.as_slice()),
+            from,
+            "migration {i}"
+        );
+        assert_eq!((m.from_memory, m.to_memory), to, "migration {i}");
+        // Pre-copy (Bochs has EPT dirty flags): a first round of all of RAM (`pages`),
+        // then what was dirtied, within the rounds allowed (8).
+        assert!((1..=8).contains(&m.rounds), "migration {i}: {m:?}");
+        assert!(m.pages >= pages, "migration {i}: {m:?}");
+        assert!(m.downtime > 0 && m.downtime <= max_downtime, "{m:?}");
+    }
+    let worst = moves.iter().map(|m| m.downtime).max().unwrap_or(0);
+    assert!(records.contains(&Record::Migrations {
+        sandbox,
+        count: count as u64,
+        worst_downtime: worst,
+    }));
+    MigrationLog {
+        records,
+        tsc_khz,
+        moves,
+        worst,
+    }
 }

@@ -82,13 +82,18 @@ fn send_ipi(v: &mut Vcpu, icr: u64) -> Action {
         Ok(ipi) => ipi,
         Err(e) => return Action::fault_at(FaultKind::BadIpi(e), icr >> 32),
     };
+    // The target vCPUs' cores where they are now, not where the table first put them
+    // (the sandbox may have migrated).
     for t in ipi.target_indices() {
-        let Some(apic_id) = v.sandbox_view.vcpu(t).and_then(|e| v.sys.apic_id(e.core())) else {
-            continue;
-        };
-        // SAFETY: a fixed-mode, physical-destination IPI with a legal vector to a core
-        // of this very sandbox (checked by `translate_icr` and the lookup above).
-        unsafe { Msr::new(X2APIC_ICR).write(ipi.icr_for(apic_id)) };
+        crate::vmx::migrate::ipi_cores(v.sandbox, t, |core| {
+            let Some(apic_id) = v.sys.apic_id(core) else {
+                return;
+            };
+            // SAFETY: a fixed-mode, physical-destination IPI with a legal vector to a
+            // core of this very sandbox, or its standby core (`translate_icr`,
+            // `ipi_cores`); standby cores never accept interrupts.
+            unsafe { Msr::new(X2APIC_ICR).write(ipi.icr_for(apic_id)) };
+        });
     }
     v.skip_instruction();
     Action::Continue

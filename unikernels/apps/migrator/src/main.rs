@@ -8,7 +8,9 @@
 //!   the controller says it is done.
 //! - `controller`: migrates `mover` `CONTROL` times (retrying while it is busy), checks
 //!   the refusals it must get (a sandbox without standby placement, itself), then tells
-//!   the mover on `done`.
+//!   the mover on `done`. With `READY` set it first waits for one message on the channel
+//!   of that name (the mover says when it is ready to be moved), and with `SPACING_MS`
+//!   it lets the mover run that long at each placement.
 //! - `sink`: reads every message of `stream` and verifies it (none lost, duplicated or
 //!   reordered), measuring the largest gap between two messages on its own clock; then
 //!   it asks to migrate the mover, which it may not.
@@ -58,7 +60,7 @@ fn main(ctx: &Ctx) -> i32 {
     let var = |name| chan_proto::number(ctx.args().var(name), 0);
     match role {
         "mover" => mover(var("SELF"), var("BURST").max(1), var("MAX_DOWNTIME_MS")),
-        "controller" => controller(var("CONTROL")),
+        "controller" => controller(var("CONTROL"), ctx.args().var("READY"), var("SPACING_MS")),
         "sink" => sink(var("MESSAGES")),
         _ => {
             println!("migrator: unknown role {role:?}");
@@ -155,10 +157,26 @@ fn mover(rounds: u64, burst: u64, max_downtime_ms: u64) -> i32 {
     0
 }
 
-fn controller(count: u64) -> i32 {
+fn controller(count: u64, ready: Option<&str>, spacing_ms: u64) -> i32 {
     let Ok(mut done) = Sender::open("done") else {
         println!("controller: cannot open done");
         return 2;
+    };
+    if let Some(name) = ready {
+        let mut byte = [0u8; 1];
+        let Ok(mut rx) = Receiver::open(name) else {
+            println!("controller: cannot open {name}");
+            return 2;
+        };
+        if let Err(e) = rx.recv(&mut byte) {
+            println!("controller: {name}: {e}");
+            return 1;
+        }
+    }
+    // Without SPACING_MS, a short pause.
+    let spacing = match spacing_ms {
+        0 => 20_000,
+        ms => ms.saturating_mul(u64::from(tsc_khz())),
     };
     let (mut moved, mut busy, mut worst) = (0u64, 0u64, 0u64);
     while moved < count {
@@ -174,7 +192,7 @@ fn controller(count: u64) -> i32 {
             }
         }
         // Let the mover run a little at each placement.
-        let until = rdtsc() + 20_000;
+        let until = rdtsc() + spacing;
         while rdtsc() < until {
             core::hint::spin_loop();
         }
