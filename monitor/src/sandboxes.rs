@@ -198,6 +198,10 @@ pub struct SandboxRecord {
     pub migration: MigrationState,
     /// Its VMX structures for the current placement, built by the first vCPU to ask.
     vmx: spin::Mutex<Slot<Result<SandboxVmx, SetupError>>>,
+    /// VMX structures built ahead for the standby placement (by pre-copy, so that a
+    /// move's pause does not include building them); [`Self::swap_placement`] installs
+    /// them.
+    standby_vmx: spin::Mutex<Slot<SandboxVmx>>,
     /// Lifecycle state and counters.
     pub state: SandboxState,
 }
@@ -209,6 +213,7 @@ impl SandboxRecord {
             standby: spin::Mutex::new(SandboxPlacement::UNPLACED),
             migration: MigrationState::new(),
             vmx: spin::Mutex::new(Slot::Empty),
+            standby_vmx: spin::Mutex::new(Slot::Empty),
             state: SandboxState::new(),
         }
     }
@@ -239,10 +244,15 @@ impl SandboxRecord {
         let mut standby = self.standby.lock();
         core::mem::swap(&mut *current, &mut *standby);
         let dropped = if current.ram_hpa != standby.ram_hpa {
-            match self.vmx.lock().take() {
-                Some(Ok(vmx)) => Some(vmx),
+            let mut vmx = self.vmx.lock();
+            let old = match vmx.take() {
+                Some(Ok(old)) => Some(old),
                 _ => None,
+            };
+            if let Some(ahead) = self.standby_vmx.lock().take() {
+                *vmx = Slot::Full(Ok(ahead));
             }
+            old
         } else {
             None
         };
@@ -262,6 +272,29 @@ impl SandboxRecord {
             Slot::Full(Ok(vmx)) => Some(vmx.eptp),
             _ => None,
         }
+    }
+
+    /// Builds the standby placement's VMX structures ahead of a move (once; kept until
+    /// a swap installs them).
+    pub fn prebuild_standby(
+        &self,
+        build: impl FnOnce(&SandboxPlacement) -> Result<SandboxVmx, SetupError>,
+    ) -> Result<(), SetupError> {
+        let standby = self.standby();
+        let flags = if self.moves_memory() {
+            EPT_DIRTY_FLAGS.load(Ordering::Acquire)
+        } else {
+            0
+        };
+        let mut ahead = self.standby_vmx.lock();
+        if ahead.is_empty() {
+            let v = build(&standby)?;
+            *ahead = Slot::Full(SandboxVmx {
+                eptp: v.eptp | flags,
+                ..v
+            });
+        }
+        Ok(())
     }
 
     /// The VMX structures for the current placement, built with `build` by the first

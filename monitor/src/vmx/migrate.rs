@@ -527,6 +527,13 @@ fn precopy(sys: &crate::system::System, s: SandboxId) {
             || st.generation.load(Ordering::Acquire) != generation
             || st.status.load(Ordering::Acquire) != STATUS_RUNNING
     };
+    // The destination's EPT and bitmaps, built while the sandbox still runs.
+    if let Err(e) = super::sandbox::prebuild_standby(sys, s) {
+        crate::println!(
+            "quest: sandbox '{}': cannot build its standby structures: {e}",
+            view.name()
+        );
+    }
     let (from, to) = (rec.placement().ram_hpa, rec.standby().ram_hpa);
     let Some(eptp) = rec.eptp() else {
         return abandon(sys, s, "no EPT", None);
@@ -875,11 +882,7 @@ fn finish(v: &Vcpu, rec: &SandboxRecord) {
         match eptp {
             Some(eptp) if precopied && m.full_copy.load(Ordering::Acquire) == 0 => {
                 let mut t = tracker(v.sys, v.sandbox, eptp);
-                t.mark(false);
-                pages += t.take(
-                    || true,
-                    |off, len| copy_ram(from.ram_hpa, to.ram_hpa, off, len),
-                );
+                pages += t.take_dirty(|off, len| copy_ram(from.ram_hpa, to.ram_hpa, off, len));
             }
             _ => {
                 copy_ram(from.ram_hpa, to.ram_hpa, 0, ram);
@@ -890,6 +893,11 @@ fn finish(v: &Vcpu, rec: &SandboxRecord) {
     m.precopy.store(0, Ordering::SeqCst);
     if let Some(old) = dropped {
         free_vmx(&old);
+    }
+    // The new placement's EPT and bitmaps are part of the pause: build them now, so
+    // that the downtime measured below is the whole of it (the vCPUs only load them).
+    if let Err(e) = super::sandbox::resources(v.sys, v.sandbox) {
+        super::fatal(format_args!("sandbox '{}': {e}", v.name));
     }
     let downtime = rdtsc().wrapping_sub(m.started.load(Ordering::Acquire));
     m.last_downtime.store(downtime, Ordering::Release);

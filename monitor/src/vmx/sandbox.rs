@@ -35,6 +35,12 @@ pub fn resources(sys: &System, s: SandboxId) -> Result<SandboxVmx, SetupError> {
     record(s).vmx(|place| build(sys, s, place))
 }
 
+/// Builds sandbox `s`'s structures for its standby placement ahead of a migration
+/// (pre-copy does, so that the move's pause only installs them).
+pub fn prebuild_standby(sys: &System, s: SandboxId) -> Result<(), SetupError> {
+    record(s).prebuild_standby(|place| build(sys, s, place))
+}
+
 fn build(sys: &System, s: SandboxId, place: &SandboxPlacement) -> Result<SandboxVmx, SetupError> {
     let host = HostPlacement {
         sandbox: place,
