@@ -1,6 +1,7 @@
 //! The Quest monitor: boots from GRUB (multiboot2), checks and places the partition
 //! table embedded in its own image, starts the cores the table needs and hands each to
-//! the VT-x code (`vmx`), which runs that core's sandbox vCPU.
+//! the VT-x code (`vmx`) or, on AMD, the SVM code (`svm`), which runs that core's
+//! sandbox vCPU.
 //!
 //! Platform half (this file's modules except `vmx`): boot, console, memory, cores.
 #![no_std]
@@ -17,6 +18,7 @@ mod frame_pool;
 mod memory;
 mod sandbox_memory;
 mod sandboxes;
+mod svm;
 mod shutdown;
 mod slot;
 mod smp;

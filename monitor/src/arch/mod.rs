@@ -1,6 +1,7 @@
 //! x86-64 specifics: boot entry, AP trampoline, descriptor tables, APIC, legacy PIC, TSC,
 //! paging.
 
+pub mod apic;
 pub mod boot32;
 pub mod cpu;
 pub mod idt;

@@ -11,7 +11,7 @@ use quest_monitor_core::msr_policy::{build_msr_bitmap, MSR_BITMAP_SIZE};
 use quest_monitor_core::sandbox_ept::{build_sandbox_ept, HostPlacement};
 
 /// EPT tables in identity-mapped frames of the monitor's pool.
-pub(super) struct PoolFrames;
+pub(crate) struct PoolFrames;
 
 impl EptMemory for PoolFrames {
     fn alloc_table(&mut self) -> Option<HostPhysAddr> {

@@ -5,7 +5,7 @@
 use crate::vmx::instructions::reg;
 use crate::vmx::vcpu::{Action, FaultKind, Vcpu};
 use quest_monitor_core::msr_policy::{
-    logical_apic_id, read_policy, write_policy, ReadPolicy, WritePolicy, X2APIC_ICR,
+    logical_apic_id, read_policy, write_policy, ReadPolicy, WritePolicy,
 };
 use quest_monitor_core::x2apic_icr::translate_icr;
 use x86_64::registers::model_specific::Msr;
@@ -68,7 +68,7 @@ fn send_ipi(v: &mut Vcpu, icr: u64) -> Action {
         };
         // SAFETY: a fixed-mode, physical-destination IPI with a legal vector to a core
         // of this very sandbox (checked by `translate_icr` and the lookup above).
-        unsafe { Msr::new(X2APIC_ICR).write(ipi.icr_for(apic_id)) };
+        unsafe { crate::arch::apic::send_ipi(apic_id, ipi.icr_for(apic_id) as u32) };
     }
     v.skip_instruction();
     Action::Continue
