@@ -171,3 +171,40 @@ pub unsafe fn send_nmi(apic_id: u32) {
     // SAFETY: per the contract.
     unsafe { send_ipi(apic_id, ICR_NMI) }
 }
+
+/// Whether sandboxes' x2APIC is emulated over this core's xAPIC
+/// (`quest_monitor_core::x2apic_emulation`; SVM backend only).
+pub fn emulates_x2apic() -> bool {
+    mode() == Mode::Xapic
+}
+
+/// A guest read of x2APIC MSR `msr` or IA32_APIC_BASE that the MSR policy passes
+/// through, performed on this core's xAPIC; `None` when it has no xAPIC counterpart.
+pub fn guest_read(msr: u32) -> Option<u64> {
+    use quest_monitor_core::x2apic_emulation::{access, apic_base, Access};
+    if msr == IA32_APIC_BASE {
+        // SAFETY: as in `choose`.
+        return Some(apic_base(unsafe { Msr::new(IA32_APIC_BASE).read() }));
+    }
+    match access(msr, 0) {
+        Access::Register(offset) => Some(u64::from(xapic_read(offset))),
+        Access::SelfIpi(_) | Access::None => None,
+    }
+}
+
+/// A guest write of `value` to x2APIC MSR `msr` that the MSR policy passes through,
+/// performed on this core's xAPIC; false when the MSR has no xAPIC counterpart.
+///
+/// # Safety
+/// The policy allows the write (it only affects this core's local APIC).
+pub unsafe fn guest_write(msr: u32, value: u64) -> bool {
+    use quest_monitor_core::x2apic_emulation::{access, Access};
+    match access(msr, value) {
+        // SAFETY: per the contract.
+        Access::Register(offset) => unsafe { xapic_write(offset, value as u32) },
+        // SAFETY: a fixed IPI to this core only (self shorthand).
+        Access::SelfIpi(low) => unsafe { send_ipi(0, low) },
+        Access::None => return false,
+    }
+    true
+}

@@ -18,7 +18,8 @@ use quest_monitor_core::msr_policy::{build_msr_bitmap, MSR_BITMAP_SIZE};
 use quest_monitor_core::npt::{build_sandbox_npt, NptBuilder};
 use quest_monitor_core::sandbox_ept::HostPlacement;
 use quest_monitor_core::svm_exit::{classify, SvmExit};
-use quest_monitor_core::svm_maps::{build_iopm, build_msrpm, IOPM_SIZE, MSRPM_SIZE};
+use quest_monitor_core::svm_maps::{build_iopm, build_msrpm, intercept_msr, IOPM_SIZE, MSRPM_SIZE};
+use quest_monitor_core::x2apic_emulation::{self, X2APIC_LAST};
 use quest_monitor_core::vmcb::{
     control, event_inject, exit_code, intercept3, intercept4, save, segment_attributes, tlb_control as tlb,
     IoInfo, NptFault,
@@ -201,6 +202,11 @@ fn build(sys: &System, s: SandboxId, place: &SandboxPlacement) -> Result<Sandbox
     build_iopm(devices, iopm_bytes);
     build_msr_bitmap(vmx_bytes);
     build_msrpm(vmx_bytes, msrpm_bytes);
+    if crate::arch::apic::emulates_x2apic() {
+        for msr in (0..=X2APIC_LAST).filter(|&m| x2apic_emulation::intercepted(m)) {
+            intercept_msr(msrpm_bytes, msr);
+        }
+    }
     Ok(SandboxVmx {
         eptp: npt.ncr3(),
         io_bitmaps: iopm,

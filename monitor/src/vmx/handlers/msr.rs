@@ -8,6 +8,7 @@ use quest_monitor_core::msr_policy::{
     logical_apic_id, read_policy, write_policy, ReadPolicy, WritePolicy,
 };
 use quest_monitor_core::x2apic_icr::translate_icr;
+use crate::arch::apic;
 use x86_64::registers::model_specific::Msr;
 
 fn set_result(v: &mut Vcpu, value: u64) {
@@ -20,6 +21,10 @@ pub fn read(v: &mut Vcpu) -> Action {
     let value = match read_policy(msr) {
         ReadPolicy::VirtualApicId => v.index as u64,
         ReadPolicy::VirtualLogicalId => u64::from(logical_apic_id(v.index as u32)),
+        // On an xAPIC host the x2APIC and IA32_APIC_BASE exit (`apic::emulates_x2apic`).
+        ReadPolicy::Pass if apic::emulates_x2apic() && apic::guest_read(msr).is_some() => {
+            apic::guest_read(msr).unwrap_or(0)
+        }
         // A pass-through MSR only exits when outside the bitmap's ranges (none is), and
         // an unknown one reads as on a CPU without it: #GP.
         ReadPolicy::Pass | ReadPolicy::InjectGp => {
@@ -38,8 +43,11 @@ pub fn write(v: &mut Vcpu) -> Action {
     match write_policy(msr) {
         WritePolicy::Icr => return send_ipi(v, value),
         WritePolicy::SameValueOnly => {
-            // SAFETY: only IA32_APIC_BASE has this policy; reading it has no effect.
-            let current = unsafe { Msr::new(msr).read() };
+            let current = match apic::guest_read(msr) {
+                Some(emulated) if apic::emulates_x2apic() => emulated,
+                // SAFETY: only IA32_APIC_BASE has this policy; reading it has no effect.
+                _ => unsafe { Msr::new(msr).read() },
+            };
             if value != current {
                 return Action::fault_at(FaultKind::ForbiddenMsr(msr), u64::from(msr));
             }
@@ -48,6 +56,8 @@ pub fn write(v: &mut Vcpu) -> Action {
             v.inject_exception(13, true);
             return Action::Continue;
         }
+        // SAFETY: the policy passes this write on VT-x: it only affects this core's APIC.
+        WritePolicy::Pass if apic::emulates_x2apic() && unsafe { apic::guest_write(msr, value) } => {}
         WritePolicy::Pass | WritePolicy::Forbidden => {
             return Action::fault_at(FaultKind::ForbiddenMsr(msr), u64::from(msr));
         }
@@ -68,7 +78,7 @@ fn send_ipi(v: &mut Vcpu, icr: u64) -> Action {
         };
         // SAFETY: a fixed-mode, physical-destination IPI with a legal vector to a core
         // of this very sandbox (checked by `translate_icr` and the lookup above).
-        unsafe { crate::arch::apic::send_ipi(apic_id, ipi.icr_for(apic_id) as u32) };
+        unsafe { apic::send_ipi(apic_id, ipi.icr_for(apic_id) as u32) };
     }
     v.skip_instruction();
     Action::Continue
