@@ -3,12 +3,12 @@
 //! cores and the hand-off to the vmx code.
 
 use crate::arch::{apic, cpu, idt, paging, pic, tsc};
-use quest_monitor_core::backend::Backend;
 use crate::system::System;
 use crate::{bootinfo, cores, frame_pool, memory, smp};
 use core::cell::UnsafeCell;
 use core::fmt::Display;
 use quest_abi::{CoreId, MAX_CORES};
+use quest_monitor_core::backend::Backend;
 
 /// The boot core's emergency (IST) stack; APs get theirs from the frame pool.
 #[repr(C, align(16))]
@@ -44,8 +44,15 @@ pub unsafe fn run(magic: u32, mbi_addr: u64) -> ! {
 
     // The CPU first: VT-x or SVM (CPUID, then only the MSRs it names), then the APIC:
     // VT-x sandboxes use the x2APIC directly; the SVM backend also runs on an xAPIC.
-    if check(crate::svm::choose()) == Backend::Vmx {
-        check(crate::vmx::check_support());
+    match check(crate::svm::choose()) {
+        Backend::Vmx => {
+            check(crate::vmx::check_support());
+        }
+        Backend::Svm(caps) => crate::println!(
+            "quest: AMD SVM with nested paging ({} ASIDs, next-RIP save {})",
+            caps.asids,
+            if caps.next_rip { "yes" } else { "no" }
+        ),
     }
     if apic::choose() == apic::Mode::Xapic && !crate::svm::active() {
         refuse("this CPU has no x2APIC; Quest needs it");

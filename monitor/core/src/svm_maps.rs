@@ -230,12 +230,22 @@ mod tests {
         let before = map;
         intercept_msr(&mut map, 0x80B);
         assert!(msrpm_intercepts(&map, 0x80B, false) && msrpm_intercepts(&map, 0x80B, true));
-        let changed = map.iter().zip(before.iter()).filter(|(a, b)| a != b).count();
+        let changed = map
+            .iter()
+            .zip(before.iter())
+            .filter(|(a, b)| a != b)
+            .count();
         assert_eq!(changed, 1);
         for msr in [0x808, 0x80F, 0xC000_0100] {
             assert!(!msrpm_intercepts(&map, msr, false), "{msr:#x}");
         }
         intercept_msr(&mut map, 0x4000_0000);
-        assert_eq!(changed, map.iter().zip(before.iter()).filter(|(a, b)| a != b).count());
+        assert_eq!(
+            changed,
+            map.iter()
+                .zip(before.iter())
+                .filter(|(a, b)| a != b)
+                .count()
+        );
     }
 }

@@ -104,8 +104,8 @@ mod tests {
     #[test]
     fn each_passed_x2apic_register_has_an_xapic_counterpart() {
         for msr in X2APIC_FIRST..=X2APIC_LAST {
-            let passed = read_policy(msr) == ReadPolicy::Pass
-                || write_policy(msr) == WritePolicy::Pass;
+            let passed =
+                read_policy(msr) == ReadPolicy::Pass || write_policy(msr) == WritePolicy::Pass;
             if passed {
                 assert_ne!(access(msr, 0), Access::None, "{msr:#x}");
             }

@@ -8,8 +8,8 @@
 use super::host;
 use crate::sandboxes::{record, SandboxPlacement, SandboxState, SandboxVmx, SetupError};
 use crate::system::System;
-use crate::vmx::vcpu::{Action, FaultKind, Vcpu};
 use crate::vmx::calibrate::ExitCostError;
+use crate::vmx::vcpu::{Action, FaultKind, Vcpu};
 use quest_abi::{gdt, layout, CoreId, GuestPhysAddr, HostPhysAddr, SandboxId};
 use quest_abi::{ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE};
 use quest_monitor_core::backend::SvmCaps;
@@ -19,11 +19,11 @@ use quest_monitor_core::npt::{build_sandbox_npt, NptBuilder};
 use quest_monitor_core::sandbox_ept::HostPlacement;
 use quest_monitor_core::svm_exit::{classify, SvmExit};
 use quest_monitor_core::svm_maps::{build_iopm, build_msrpm, intercept_msr, IOPM_SIZE, MSRPM_SIZE};
-use quest_monitor_core::x2apic_emulation::{self, X2APIC_LAST};
 use quest_monitor_core::vmcb::{
-    control, event_inject, exit_code, intercept3, intercept4, save, segment_attributes, tlb_control as tlb,
-    IoInfo, NptFault,
+    control, event_inject, exit_code, intercept3, intercept4, save, segment_attributes,
+    tlb_control as tlb, IoInfo, NptFault,
 };
+use quest_monitor_core::x2apic_emulation::{self, X2APIC_LAST};
 
 /// Guest CR0 (PE, ET, NE, PG), CR4 (PAE) and EFER (LME, LMA, NXE, and SVME, which VMRUN
 /// requires of every guest): the launch state the VT-x backend writes too.
@@ -81,9 +81,12 @@ impl Vmcb {
     fn segment(self, offset: usize, selector: u16, attrib: u16, limit: u32, base: u64) {
         // SAFETY: as in `write64`; a segment is 16 bytes at `offset`.
         unsafe {
-            self.at::<u16>(offset + save::SEG_SELECTOR).write_volatile(selector);
-            self.at::<u16>(offset + save::SEG_ATTRIB).write_volatile(attrib);
-            self.at::<u32>(offset + save::SEG_LIMIT).write_volatile(limit);
+            self.at::<u16>(offset + save::SEG_SELECTOR)
+                .write_volatile(selector);
+            self.at::<u16>(offset + save::SEG_ATTRIB)
+                .write_volatile(attrib);
+            self.at::<u32>(offset + save::SEG_LIMIT)
+                .write_volatile(limit);
             self.at::<u64>(offset + save::SEG_BASE).write_volatile(base);
         }
     }
@@ -163,7 +166,10 @@ pub fn skip_instruction(v: &Vcpu) {
 
 /// Injects exception `vector` (error code 0 when `error_code`) at the next VMRUN.
 pub fn inject_exception(v: &Vcpu, vector: u8, error_code: bool) {
-    Vmcb::of(v).write64(control::EVENT_INJ, event_inject(vector, error_code.then_some(0)));
+    Vmcb::of(v).write64(
+        control::EVENT_INJ,
+        event_inject(vector, error_code.then_some(0)),
+    );
 }
 
 /// The sandbox's nested page tables and permission maps (built once, kept in its record
@@ -181,7 +187,8 @@ fn build(sys: &System, s: SandboxId, place: &SandboxPlacement) -> Result<Sandbox
     };
     let npt = build_sandbox_npt(sys.table.raw(), s.index(), &host, crate::vmx::PoolFrames)
         .map_err(SetupError::Ept)?;
-    let alloc = |frames: usize| crate::frame_pool::alloc_zeroed(frames).ok_or(SetupError::OutOfFrames);
+    let alloc =
+        |frames: usize| crate::frame_pool::alloc_zeroed(frames).ok_or(SetupError::OutOfFrames);
     let iopm = alloc(IOPM_SIZE / 4096)?;
     let msrpm = alloc(MSRPM_SIZE / 4096)?;
     let scratch = alloc(MSR_BITMAP_SIZE / 4096)?;
@@ -215,11 +222,7 @@ fn build(sys: &System, s: SandboxId, place: &SandboxPlacement) -> Result<Sandbox
 }
 
 /// The vCPU the table puts on `core`, with a fresh VMCB (`None`: no vCPU there).
-pub fn first_vcpu(
-    core: CoreId,
-    sys: &'static System,
-    caps: SvmCaps,
-) -> Option<Vcpu> {
+pub fn first_vcpu(core: CoreId, sys: &'static System, caps: SvmCaps) -> Option<Vcpu> {
     CAPS.call_once(|| caps);
     let (entry, sandbox_view) = sys
         .table
@@ -241,7 +244,14 @@ pub fn first_vcpu(
         cr4_fixed: (0, 0),
         invvpid: false,
     };
-    Some(crate::vmx::new_vcpu(sys, core, entry, sandbox_view, no_vmx, vmcb))
+    Some(crate::vmx::new_vcpu(
+        sys,
+        core,
+        entry,
+        sandbox_view,
+        no_vmx,
+        vmcb,
+    ))
 }
 
 /// Writes the controls and the launch state into `v`'s VMCB; the first VMRUN flushes the
@@ -324,7 +334,11 @@ fn run(vmcb: Vmcb, regs: &mut [u64; 16], core: CoreId) -> (u64, u64, u64) {
     regs[0] = vmcb.read64(save::RAX);
     vmcb.write8(control::TLB_CONTROL, tlb::NOTHING);
     let pending = vmcb.read64(control::EXIT_INT_INFO);
-    let inject = if pending & EVENT_VALID != 0 { pending } else { 0 };
+    let inject = if pending & EVENT_VALID != 0 {
+        pending
+    } else {
+        0
+    };
     vmcb.write64(control::EVENT_INJ, inject);
     (
         vmcb.read64(control::EXIT_CODE),

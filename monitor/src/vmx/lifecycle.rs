@@ -152,21 +152,21 @@ fn run_until_stop(v: &mut Vcpu, st: &SandboxState) -> Stopped {
 fn enter_vmx(v: &mut Vcpu, st: &SandboxState) -> Action {
     // SAFETY: the VMCS is current and complete (controls, host and guest state).
     match unsafe { vmx::enter_guest(&mut v.regs, v.launched) } {
-            Ok(()) => {
-                v.launched = true;
-                // SAFETY: right after a VM exit with this VMCS current.
-                let raw = unsafe { vmx::read32(field32::EXIT_REASON) };
-                st.count_exit(raw);
-                super::handlers::handle(v, raw)
-            }
-            Err(e) => {
-                let error = match e {
-                    // SAFETY: VMfailValid leaves the error number in the current VMCS.
-                    vmx::VmFail::Valid => unsafe { vmx::read32(field32::VM_INSTRUCTION_ERROR) },
-                    vmx::VmFail::Invalid => 0,
-                };
-                Action::fault(FaultKind::EntryFailed { reason: 0, error })
-            }
+        Ok(()) => {
+            v.launched = true;
+            // SAFETY: right after a VM exit with this VMCS current.
+            let raw = unsafe { vmx::read32(field32::EXIT_REASON) };
+            st.count_exit(raw);
+            super::handlers::handle(v, raw)
+        }
+        Err(e) => {
+            let error = match e {
+                // SAFETY: VMfailValid leaves the error number in the current VMCS.
+                vmx::VmFail::Valid => unsafe { vmx::read32(field32::VM_INSTRUCTION_ERROR) },
+                vmx::VmFail::Invalid => 0,
+            };
+            Action::fault(FaultKind::EntryFailed { reason: 0, error })
+        }
     }
 }
 

@@ -28,8 +28,8 @@ mod sleep;
 pub(crate) mod vcpu;
 mod vmcs;
 
-pub use caps::{VmxCaps, VmxError};
 pub(crate) use boot_cost::launch as count_launch;
+pub use caps::{VmxCaps, VmxError};
 pub(crate) use host::load_vcpu_idt;
 pub(crate) use sandbox::PoolFrames;
 

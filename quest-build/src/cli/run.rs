@@ -73,19 +73,6 @@ fn emulator(
     })
 }
 
-/// The warning for an emulator whose CPU the monitor cannot use yet.
-fn backend_warning(chosen: Emulator) -> Option<&'static str> {
-    match chosen {
-        Emulator::Qemu(Accel::Tcg) => Some(
-            "QEMU's software emulation offers AMD SVM, not VT-x, and the monitor has no SVM backend yet: it will refuse to start (use --emulator bochs)",
-        ),
-        Emulator::BochsAmd => Some(
-            "the AMD CPU offers SVM, not VT-x, and the monitor has no SVM backend yet: it will refuse to start (use --cpu intel)",
-        ),
-        Emulator::Bochs | Emulator::Qemu(Accel::Kvm) => None,
-    }
-}
-
 /// Builds if needed, boots, streams the console; status 0 only if every sandbox exited 0,
 /// else the first failing sandbox's exit status (1 for a halt or a boot that never
 /// finished).
@@ -139,9 +126,6 @@ pub fn run(args: &RunArgs) -> ExitCode {
         echo: true,
     };
     let chosen = opts.emulator.unwrap_or_else(run::default_emulator);
-    if let Some(warning) = backend_warning(chosen) {
-        progress.warn(warning);
-    }
     progress.step(
         "Running",
         format!(
@@ -307,17 +291,6 @@ mod tests {
         );
         let refused = emulator(Some(EmulatorArg::Qemu), Some(CpuArg::Amd), no_kvm);
         assert!(refused.is_err_and(|e| e.starts_with("--cpu chooses Bochs")));
-    }
-
-    #[test]
-    fn the_warning_says_the_svm_backend_is_missing_only_where_it_matters() {
-        for e in [Emulator::Qemu(Accel::Tcg), Emulator::BochsAmd] {
-            let w = backend_warning(e).expect("a warning");
-            assert!(w.contains("no SVM backend yet"), "{w}");
-            assert!(w.contains("will refuse to start"), "{w}");
-        }
-        assert_eq!(backend_warning(Emulator::Bochs), None);
-        assert_eq!(backend_warning(Emulator::Qemu(Accel::Kvm)), None);
     }
 
     #[test]

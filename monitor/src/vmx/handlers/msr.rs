@@ -2,13 +2,13 @@
 //! checked and translated IPIs, #GP for unknown MSRs, and a contained fault for writes
 //! that could reach other cores or the platform.
 
+use crate::arch::apic;
 use crate::vmx::instructions::reg;
 use crate::vmx::vcpu::{Action, FaultKind, Vcpu};
 use quest_monitor_core::msr_policy::{
     logical_apic_id, read_policy, write_policy, ReadPolicy, WritePolicy,
 };
 use quest_monitor_core::x2apic_icr::translate_icr;
-use crate::arch::apic;
 use x86_64::registers::model_specific::Msr;
 
 fn set_result(v: &mut Vcpu, value: u64) {
@@ -57,7 +57,8 @@ pub fn write(v: &mut Vcpu) -> Action {
             return Action::Continue;
         }
         // SAFETY: the policy passes this write on VT-x: it only affects this core's APIC.
-        WritePolicy::Pass if apic::emulates_x2apic() && unsafe { apic::guest_write(msr, value) } => {}
+        WritePolicy::Pass
+            if apic::emulates_x2apic() && unsafe { apic::guest_write(msr, value) } => {}
         WritePolicy::Pass | WritePolicy::Forbidden => {
             return Action::fault_at(FaultKind::ForbiddenMsr(msr), u64::from(msr));
         }
