@@ -7,6 +7,7 @@
 #![no_std]
 #![no_main]
 
+#[macro_use]
 mod arch;
 mod blob;
 mod boot;

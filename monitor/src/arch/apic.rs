@@ -9,25 +9,33 @@
 //! number (`0x800 + offset / 16`), and the ICR is two 32-bit halves (destination in bits
 //! 24..32 of the high half), written high half first.
 
-use super::x2apic;
+use super::x2apic::{self, APIC_GLOBAL_ENABLE, IA32_APIC_BASE, SVR_VALUE};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use x86_64::registers::model_specific::Msr;
 
-const IA32_APIC_BASE: u32 = 0x1b;
-const APIC_GLOBAL_ENABLE: u64 = 1 << 11;
+/// The xAPIC's base address bits of IA32_APIC_BASE.
 const BASE_MASK: u64 = 0x000f_ffff_ffff_f000;
-/// xAPIC register offsets (SDM Vol. 3A, Table 10-1).
-const ID: u64 = 0x20;
-const SVR: u64 = 0xf0;
-const ICR_LOW: u64 = 0x300;
-const ICR_HIGH: u64 = 0x310;
 /// ICR delivery status: the previous IPI is still being sent.
 const ICR_PENDING: u32 = 1 << 12;
-const SVR_VALUE: u32 = 0x1ff;
-/// ICR low halves: INIT (level assert), start-up, NMI.
-const ICR_INIT: u32 = 0x4500;
-const ICR_STARTUP: u32 = 0x4600;
-const ICR_NMI: u32 = 0x4400;
+
+/// xAPIC register offsets the monitor itself uses (SDM Vol. 3A, Table 10-1).
+#[repr(u64)]
+#[derive(Clone, Copy)]
+enum Reg {
+    Id = 0x20,
+    Svr = 0xf0,
+    IcrLow = 0x300,
+    IcrHigh = 0x310,
+}
+
+/// ICR low halves the monitor sends: delivery mode, level assert.
+#[repr(u32)]
+#[derive(Clone, Copy)]
+enum Ipi {
+    Init = 0x4500,
+    Startup = 0x4600,
+    Nmi = 0x4400,
+}
 
 /// True once [`choose`] picked the xAPIC.
 static XAPIC: AtomicBool = AtomicBool::new(false);
@@ -110,7 +118,7 @@ pub unsafe fn enable() {
             let mut base = Msr::new(IA32_APIC_BASE);
             let value = base.read();
             base.write(value | APIC_GLOBAL_ENABLE);
-            xapic_write(SVR, SVR_VALUE);
+            xapic_write(Reg::Svr as u64, SVR_VALUE as u32);
         },
     }
 }
@@ -119,7 +127,7 @@ pub unsafe fn enable() {
 pub fn id() -> u32 {
     match mode() {
         Mode::X2apic => x2apic::id(),
-        Mode::Xapic => xapic_read(ID) >> 24,
+        Mode::Xapic => xapic_read(Reg::Id as u64) >> 24,
     }
 }
 
@@ -136,11 +144,11 @@ pub unsafe fn send_ipi(dest: u32, low: u32) {
         },
         // SAFETY: per the contract; the high half is written first, the low half sends.
         Mode::Xapic => unsafe {
-            while xapic_read(ICR_LOW) & ICR_PENDING != 0 {
+            while xapic_read(Reg::IcrLow as u64) & ICR_PENDING != 0 {
                 core::hint::spin_loop();
             }
-            xapic_write(ICR_HIGH, dest << 24);
-            xapic_write(ICR_LOW, low);
+            xapic_write(Reg::IcrHigh as u64, dest << 24);
+            xapic_write(Reg::IcrLow as u64, low);
         },
     }
 }
@@ -151,7 +159,7 @@ pub unsafe fn send_ipi(dest: u32, low: u32) {
 /// As [`x2apic::send_init`].
 pub unsafe fn send_init(apic_id: u32) {
     // SAFETY: per the contract.
-    unsafe { send_ipi(apic_id, ICR_INIT) }
+    unsafe { send_ipi(apic_id, Ipi::Init as u32) }
 }
 
 /// Start-up IPI (see [`x2apic::send_startup`]).
@@ -160,7 +168,7 @@ pub unsafe fn send_init(apic_id: u32) {
 /// As [`x2apic::send_startup`].
 pub unsafe fn send_startup(apic_id: u32, page: u8) {
     // SAFETY: per the contract.
-    unsafe { send_ipi(apic_id, ICR_STARTUP | u32::from(page)) }
+    unsafe { send_ipi(apic_id, Ipi::Startup as u32 | u32::from(page)) }
 }
 
 /// An NMI to the core with APIC ID `apic_id`.
@@ -169,7 +177,7 @@ pub unsafe fn send_startup(apic_id: u32, page: u8) {
 /// The target must handle NMIs (vCPU cores do: `vmx::host::load_vcpu_idt`).
 pub unsafe fn send_nmi(apic_id: u32) {
     // SAFETY: per the contract.
-    unsafe { send_ipi(apic_id, ICR_NMI) }
+    unsafe { send_ipi(apic_id, Ipi::Nmi as u32) }
 }
 
 /// Whether sandboxes' x2APIC is emulated over this core's xAPIC

@@ -4,6 +4,8 @@
 pub mod apic;
 pub mod boot32;
 pub mod cpu;
+#[macro_use]
+mod guest_regs;
 pub mod idt;
 pub mod paging;
 pub mod pic;

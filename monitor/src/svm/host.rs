@@ -78,62 +78,36 @@ global_asm!(
     .section .text.svm, "ax"
     .global quest_svm_run
 quest_svm_run:
-    push rbp
-    push rbx
-    push r12
-    push r13
-    push r14
-    push r15
+"#,
+    push_callee_saved!(),
+    r#"
     push rdx
     push rdi
     mov rax, rdx
     vmsave rax
     mov rax, rsi
     vmload rax
-    mov rcx, [rdi + 8]
-    mov rdx, [rdi + 16]
-    mov rbx, [rdi + 24]
-    mov rbp, [rdi + 40]
-    mov rsi, [rdi + 48]
-    mov r8,  [rdi + 64]
-    mov r9,  [rdi + 72]
-    mov r10, [rdi + 80]
-    mov r11, [rdi + 88]
-    mov r12, [rdi + 96]
-    mov r13, [rdi + 104]
-    mov r14, [rdi + 112]
-    mov r15, [rdi + 120]
+"#,
+    load_guest_gprs!("rdi"),
+    r#"
     mov rdi, [rdi + 56]
     clgi
     vmrun rax
     push rax
     mov rax, [rsp + 8]
-    mov [rax + 8], rcx
-    mov [rax + 16], rdx
-    mov [rax + 24], rbx
-    mov [rax + 40], rbp
-    mov [rax + 48], rsi
     mov [rax + 56], rdi
-    mov [rax + 64], r8
-    mov [rax + 72], r9
-    mov [rax + 80], r10
-    mov [rax + 88], r11
-    mov [rax + 96], r12
-    mov [rax + 104], r13
-    mov [rax + 112], r14
-    mov [rax + 120], r15
+"#,
+    store_guest_gprs!("rax"),
+    r#"
     pop rax
     vmsave rax
     mov rax, [rsp + 8]
     vmload rax
     stgi
     add rsp, 16
-    pop r15
-    pop r14
-    pop r13
-    pop r12
-    pop rbx
-    pop rbp
+"#,
+    pop_callee_saved!(),
+    r#"
     ret
     "#
 );

@@ -21,7 +21,7 @@ use quest_abi::CoreId;
 use quest_monitor_core::backend::{self, Backend, CpuidFacts, NoBackend, SvmCaps, Vendor};
 use x86_64::registers::model_specific::Msr;
 
-pub use vmcb::{guest_cr3, inject_exception, rip, skip_instruction, vm_exit_entry};
+pub use vmcb::{build_sandbox, guest_cr3, inject_exception, rip, skip_instruction, vm_exit_entry};
 
 static CAPS: spin::Once<SvmCaps> = spin::Once::new();
 

@@ -6,7 +6,7 @@
 //! (the field the VT-x backend keeps its VMCS in).
 
 use super::host;
-use crate::sandboxes::{record, SandboxPlacement, SandboxState, SandboxVmx, SetupError};
+use crate::sandboxes::{SandboxState, SandboxVmx, SetupError};
 use crate::system::System;
 use crate::vmx::calibrate::ExitCostError;
 use crate::vmx::vcpu::{Action, FaultKind, Vcpu};
@@ -172,30 +172,22 @@ pub fn inject_exception(v: &Vcpu, vector: u8, error_code: bool) {
     );
 }
 
-/// The sandbox's nested page tables and permission maps (built once, kept in its record
-/// like the VT-x structures: `eptp` holds nCR3, `io_bitmaps` the IOPM, `msr_bitmap` the
-/// MSRPM).
-fn resources(sys: &System, s: SandboxId) -> Result<SandboxVmx, SetupError> {
-    record(s).vmx(|place| build(sys, s, place))
-}
-
-fn build(sys: &System, s: SandboxId, place: &SandboxPlacement) -> Result<SandboxVmx, SetupError> {
-    let host = HostPlacement {
-        sandbox: place,
-        channel_hpas: sys.channels(),
-        calibration_hpa: crate::calibrate::page_hpa(),
-    };
-    let npt = build_sandbox_npt(sys.table.raw(), s.index(), &host, crate::vmx::PoolFrames)
+/// Builds sandbox `s`'s nested page tables and permission maps (for `vmx::resources`,
+/// which keeps them in the sandbox's record like the VT-x structures: `eptp` holds nCR3,
+/// `io_bitmaps` the IOPM, `msr_bitmap` the MSRPM).
+pub fn build_sandbox(
+    table: &quest_abi::Table<'_>,
+    s: SandboxId,
+    host: &HostPlacement<'_>,
+    devices: &[quest_abi::DeviceEntry],
+) -> Result<SandboxVmx, SetupError> {
+    let npt = build_sandbox_npt(table, s.index(), host, crate::vmx::PoolFrames)
         .map_err(SetupError::Ept)?;
     let alloc =
         |frames: usize| crate::frame_pool::alloc_zeroed(frames).ok_or(SetupError::OutOfFrames);
     let iopm = alloc(IOPM_SIZE / 4096)?;
     let msrpm = alloc(MSRPM_SIZE / 4096)?;
     let scratch = alloc(MSR_BITMAP_SIZE / 4096)?;
-    let devices = sys
-        .table
-        .sandbox(s)
-        .map_or(&[][..], |sb| sb.device_entries());
     // SAFETY: three fresh, zeroed, identity-mapped frame runs of exactly these sizes,
     // owned by this sandbox from now on (the scratch VT-x bitmap only for this build).
     let (iopm_bytes, msrpm_bytes, vmx_bytes) = unsafe {
@@ -257,7 +249,7 @@ pub fn first_vcpu(core: CoreId, sys: &'static System, caps: SvmCaps) -> Option<V
 /// Writes the controls and the launch state into `v`'s VMCB; the first VMRUN flushes the
 /// sandbox's ASID.
 pub fn prepare(v: &mut Vcpu) -> Result<(), SetupError> {
-    let res = resources(v.sys, v.sandbox)?;
+    let res = crate::vmx::resources(v.sys, v.sandbox)?;
     let vmcb = Vmcb::of(v);
     let asid = v.sandbox.index() as u32 + 1;
     vmcb.write_controls(asid, res.eptp, res.io_bitmaps, res.msr_bitmap);

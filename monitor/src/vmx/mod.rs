@@ -31,7 +31,7 @@ mod vmcs;
 pub(crate) use boot_cost::launch as count_launch;
 pub use caps::{VmxCaps, VmxError};
 pub(crate) use host::load_vcpu_idt;
-pub(crate) use sandbox::PoolFrames;
+pub(crate) use sandbox::{resources, PoolFrames};
 
 use crate::system::System;
 use quest_abi::{CoreId, SandboxId};

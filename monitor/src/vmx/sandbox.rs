@@ -2,7 +2,7 @@
 //! for its current placement; they are kept in its record (`crate::sandboxes`).
 
 use super::host::alloc_frame;
-use crate::sandboxes::{record, SandboxPlacement, SandboxVmx, SetupError};
+use crate::sandboxes::{record, SandboxVmx, SetupError};
 use crate::system::System;
 use quest_abi::{HostPhysAddr, SandboxId};
 use quest_monitor_core::ept::EptMemory;
@@ -31,26 +31,37 @@ impl EptMemory for PoolFrames {
 
 /// The sandbox's VMX structures for its current placement (its record's), built by the
 /// first of its vCPUs to ask.
+/// On SVM the same record holds the NPT and permission maps (`svm::build_sandbox`).
 pub fn resources(sys: &System, s: SandboxId) -> Result<SandboxVmx, SetupError> {
-    record(s).vmx(|place| build(sys, s, place))
+    record(s).vmx(|place| {
+        let host = HostPlacement {
+            sandbox: place,
+            channel_hpas: sys.channels(),
+            calibration_hpa: crate::calibrate::page_hpa(),
+        };
+        let devices = sys
+            .table
+            .sandbox(s)
+            .map_or(&[][..], |sb| sb.device_entries());
+        if crate::svm::active() {
+            crate::svm::build_sandbox(sys.table.raw(), s, &host, devices)
+        } else {
+            build(sys.table.raw(), s, &host, devices)
+        }
+    })
 }
 
-fn build(sys: &System, s: SandboxId, place: &SandboxPlacement) -> Result<SandboxVmx, SetupError> {
-    let host = HostPlacement {
-        sandbox: place,
-        channel_hpas: sys.channels(),
-        calibration_hpa: crate::calibrate::page_hpa(),
-    };
-    let ept = build_sandbox_ept(sys.table.raw(), s.index(), &host, PoolFrames)
-        .map_err(SetupError::Ept)?;
+fn build(
+    table: &quest_abi::Table<'_>,
+    s: SandboxId,
+    host: &HostPlacement<'_>,
+    devices: &[quest_abi::DeviceEntry],
+) -> Result<SandboxVmx, SetupError> {
+    let ept = build_sandbox_ept(table, s.index(), host, PoolFrames).map_err(SetupError::Ept)?;
 
     let io = crate::frame_pool::alloc_zeroed(2).ok_or(SetupError::OutOfFrames)?;
     // SAFETY: two fresh contiguous frames, identity mapped, not shared yet.
     let io_bytes = unsafe { &mut *(io as *mut [u8; IO_BITMAPS_SIZE]) };
-    let devices = sys
-        .table
-        .sandbox(s)
-        .map_or(&[][..], |sb| sb.device_entries());
     build_io_bitmaps(devices, io_bytes);
     let msr = alloc_frame().ok_or(SetupError::OutOfFrames)?;
     // SAFETY: a fresh frame, identity mapped, not shared yet.

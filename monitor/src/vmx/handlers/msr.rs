@@ -22,9 +22,7 @@ pub fn read(v: &mut Vcpu) -> Action {
         ReadPolicy::VirtualApicId => v.index as u64,
         ReadPolicy::VirtualLogicalId => u64::from(logical_apic_id(v.index as u32)),
         // On an xAPIC host the x2APIC and IA32_APIC_BASE exit (`apic::emulates_x2apic`).
-        ReadPolicy::Pass if apic::emulates_x2apic() && apic::guest_read(msr).is_some() => {
-            apic::guest_read(msr).unwrap_or(0)
-        }
+        ReadPolicy::Pass if emulated_read(msr).is_some() => emulated_read(msr).unwrap_or(0),
         // A pass-through MSR only exits when outside the bitmap's ranges (none is), and
         // an unknown one reads as on a CPU without it: #GP.
         ReadPolicy::Pass | ReadPolicy::InjectGp => {
@@ -43,11 +41,10 @@ pub fn write(v: &mut Vcpu) -> Action {
     match write_policy(msr) {
         WritePolicy::Icr => return send_ipi(v, value),
         WritePolicy::SameValueOnly => {
-            let current = match apic::guest_read(msr) {
-                Some(emulated) if apic::emulates_x2apic() => emulated,
+            let current = emulated_read(msr).unwrap_or_else(|| {
                 // SAFETY: only IA32_APIC_BASE has this policy; reading it has no effect.
-                _ => unsafe { Msr::new(msr).read() },
-            };
+                unsafe { Msr::new(msr).read() }
+            });
             if value != current {
                 return Action::fault_at(FaultKind::ForbiddenMsr(msr), u64::from(msr));
             }
@@ -56,15 +53,29 @@ pub fn write(v: &mut Vcpu) -> Action {
             v.inject_exception(13, true);
             return Action::Continue;
         }
-        // SAFETY: the policy passes this write on VT-x: it only affects this core's APIC.
-        WritePolicy::Pass
-            if apic::emulates_x2apic() && unsafe { apic::guest_write(msr, value) } => {}
+        WritePolicy::Pass if emulated_write(msr, value) => {}
         WritePolicy::Pass | WritePolicy::Forbidden => {
             return Action::fault_at(FaultKind::ForbiddenMsr(msr), u64::from(msr));
         }
     }
     v.skip_instruction();
     Action::Continue
+}
+
+/// A read the monitor performs on an xAPIC host for a guest x2APIC (`None`: not
+/// emulated here).
+fn emulated_read(msr: u32) -> Option<u64> {
+    apic::emulates_x2apic()
+        .then(|| apic::guest_read(msr))
+        .flatten()
+}
+
+/// A write the policy passes, performed by the monitor on an xAPIC host; false when
+/// not emulated here.
+fn emulated_write(msr: u32, value: u64) -> bool {
+    // SAFETY: only called for writes the policy passes through on VT-x, which only
+    // affect this core's local APIC.
+    apic::emulates_x2apic() && unsafe { apic::guest_write(msr, value) }
 }
 
 /// A guest ICR write: checked, then one physical IPI per target vCPU's core.
