@@ -48,23 +48,41 @@ fn hello_runs_on_svm() {
     assert_line(&out.console, "quest: core 1 online (xAPIC ID 1)");
 }
 
-#[test]
-fn isolation_holds_on_svm() {
-    require_qemu!();
-    let (_, out) = boot_on_svm("isolation");
-    checks::isolation(&out);
+/// A test that boots `partition-manifests/<manifest>.toml` on SVM and applies the VT-x
+/// boot test's check `check` (from `common::checks`) to the outcome.
+macro_rules! same_checks_on_svm {
+    ($($test:ident: $manifest:literal => $check:ident;)*) => {$(
+        #[test]
+        fn $test() {
+            require_qemu!();
+            let (_, out) = boot_on_svm($manifest);
+            checks::$check(&out);
+        }
+    )*};
+}
+
+same_checks_on_svm! {
+    isolation_holds_on_svm: "isolation" => isolation;
+    restart_works_on_svm: "restart" => restart;
+    hermit_failures_are_contained_on_svm: "hermit-faults" => hermit_faults;
+    hostile_channel_endpoints_are_contained_on_svm: "channels-hostile" => channels_hostile;
+    a_hermit_ping_and_a_bare_pong_run_on_svm: "pingpong-hermit" => pingpong_hermit;
 }
 
 #[test]
-fn restart_works_on_svm() {
+fn a_migrating_table_is_refused_clearly_on_svm() {
     require_qemu!();
-    let (_, out) = boot_on_svm("restart");
-    checks::restart(&out);
-}
-
-#[test]
-fn hermit_failures_are_contained_on_svm() {
-    require_qemu!();
-    let (_, out) = boot_on_svm("hermit-faults");
-    checks::hermit_faults(&out);
+    let built = build("migration", "svm-migration");
+    let iso = built.iso.as_ref().expect("an ISO was built");
+    let out = boot_with(iso, &built.elf, Emulator::Qemu(Accel::Tcg));
+    assert!(!out.passed());
+    assert_line(
+        &out.console,
+        "quest: this table migrates vCPUs (standby cores), which the SVM backend cannot do yet; boot it on VT-x",
+    );
+    assert!(
+        !out.console.contains("launched at TSC"),
+        "no sandbox may run"
+    );
+    assert!(!out.timed_out, "the monitor stops the machine itself");
 }

@@ -1,6 +1,6 @@
 //! A guest x2APIC on a host whose local APIC runs in xAPIC mode (a CPU without x2APIC:
 //! QEMU 7.2's software emulation of an AMD CPU with SVM). Guests see the same x2APIC as on
-//! VT-x (CPUID.1:ECX[21] set, IA32_APIC_BASE with EXTD, the MSRs of `msr_policy` with the
+//! VT-x (`CPUID.1:ECX[21]` set, IA32_APIC_BASE with EXTD, the MSRs of `msr_policy` with the
 //! same policies); the SVM backend intercepts every x2APIC MSR and IA32_APIC_BASE, and
 //! the monitor performs each access the policy allows on the core's real APIC through its
 //! memory-mapped registers (x2APIC MSR `0x800 + n` is xAPIC register `n * 16`; SDM Vol.

@@ -11,8 +11,8 @@ use std::time::Duration;
 pub enum EmulatorArg {
     /// Bochs: emulates VT-x with EPT (slow, works everywhere).
     Bochs,
-    /// QEMU: with KVM where the host offers VT-x, else software emulation (AMD SVM, no
-    /// VT-x).
+    /// QEMU: with KVM where the host offers VT-x or SVM, else software emulation (AMD
+    /// SVM, which the monitor's SVM backend runs on).
     Qemu,
 }
 
@@ -31,7 +31,8 @@ pub struct RunArgs {
     /// A manifest (built first), an image ISO, or its ELF.
     #[arg(value_name = "MANIFEST|IMAGE")]
     pub target: PathBuf,
-    /// The emulator [default: QEMU with KVM if the host offers VT-x, else Bochs].
+    /// The emulator [default: QEMU with KVM if the host offers VT-x or SVM; else QEMU's
+    /// software emulation for a system without channels, Bochs for one with channels].
     #[arg(long, value_enum)]
     pub emulator: Option<EmulatorArg>,
     /// The processor Bochs emulates (implies Bochs; QEMU's software emulation is always
@@ -113,7 +114,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let asked = match emulator(args.emulator, args.cpu, run::host::kvm_with_vtx) {
+    let asked = match emulator(args.emulator, args.cpu, run::host::kvm_usable) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("error: {e}");
@@ -125,7 +126,9 @@ pub fn run(args: &RunArgs) -> ExitCode {
         timeout: Duration::from_secs(args.timeout),
         echo: true,
     };
-    let chosen = opts.emulator.unwrap_or_else(run::default_emulator);
+    let chosen = opts
+        .emulator
+        .unwrap_or_else(|| run::default_emulator(run::has_channels(&elf)));
     progress.step(
         "Running",
         format!(
