@@ -45,8 +45,8 @@ impl std::fmt::Display for Emulator {
 /// The default emulator for a system with (or, when unknown, possibly with) channels:
 /// - QEMU with KVM where the host offers VT-x or SVM to guests;
 /// - else QEMU's software emulation (the monitor's SVM backend) for a system without
-///   channels: measured, hello.toml passes in 1.6 s there against about a minute in
-///   Bochs (hello, isolation, restart and hermit-faults: 20-25 s for all four);
+///   channels: measured on a 2-core host, hello.toml passes in 1.6 s there against 5.6 s
+///   in Bochs; pingpong-hermit in 20 s;
 /// - else Bochs: channel applications check their own timing (pingpong's backpressure,
 ///   channels-doorbell's sleeps per message), and QEMU's software emulation does not
 ///   keep instruction time and TSC time in step, so those checks fail there (measured

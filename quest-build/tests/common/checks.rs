@@ -2,13 +2,13 @@
 //! (VT-x) boot tests and the QEMU (SVM) ones call these on their outcome.
 
 use super::{
-    assert_failed, assert_line, assert_passed, check_ping_benchmark, check_pingpong_traffic,
-    halt_report, line, number_after, reports,
+    assert_failed, assert_line, assert_passed, check_calibration, check_ping_benchmark,
+    check_pingpong_traffic, halt_report, line, number_after, reports,
 };
 use quest_abi::console::{Constant, Record};
 use quest_abi::layout::{CHANNEL_WINDOW_GPA, CHANNEL_WINDOW_SIZE};
 use quest_abi::Runtime;
-use quest_build::cli::bench_channels::{summary_exits, unexplained_exits};
+use quest_build::cli::bench_channels::{console_lines, summary_exits, unexplained_exits};
 use quest_build::image::BuiltImage;
 use quest_build::run::{console, RunOutcome};
 use quest_build::runtime::hermit::page_tables::HERMIT_VIRTUAL_START;
@@ -296,5 +296,73 @@ pub fn pingpong_hermit(out: &RunOutcome) {
     );
     for sandbox in ["ping", "pong"] {
         line(c, &format!("quest:   '{sandbox}': exited 0, faults 0"));
+    }
+}
+
+/// pingpong.toml: 100 000 verified messages both ways, backpressure, the benchmark, zero
+/// VM exits per message.
+pub fn pingpong(out: &RunOutcome) {
+    let c = &out.console;
+    assert_passed(out);
+
+    // Calibrated before the sandboxes ran: both channels share one core pair (measured
+    // once), seen from opposite ends, so their offsets are opposite.
+    let offsets = check_calibration(c, &[("ping-to-pong", 0, 1), ("pong-to-ping", 1, 0)], 1);
+    assert_eq!(offsets[0], -offsets[1], "{offsets:?}");
+
+    // Backpressure both ways, every message verified and counted on both sides.
+    check_pingpong_traffic(c, "ping");
+
+    // The benchmark lines, consistent with themselves.
+    check_ping_benchmark(c);
+
+    // No VM exit beyond the console lines and the exit call: zero exits per message on
+    // the spinning path.
+    for sandbox in ["ping", "pong"] {
+        let exits = summary_exits(c, sandbox).expect("summary exit counts");
+        assert_eq!(
+            unexplained_exits(c, sandbox),
+            Some(0),
+            "{sandbox}: {} exits for {} console lines: {:?}",
+            exits.total,
+            console_lines(c, sandbox),
+            exits.by_reason
+        );
+        line(c, &format!("quest:   '{sandbox}': exited 0, faults 0"));
+    }
+}
+
+/// channels-doorbell.toml: sleeping endpoints wake on the doorbell at one exit per
+/// hypercall.
+pub fn channels_doorbell(out: &RunOutcome) {
+    let c = &out.console;
+    assert_passed(out);
+    let wakes = line(c, "[sleeper] sleeper: 20 wake-ups verified after ");
+    assert!(number_after(wakes, "after ") >= 20, "{wakes}");
+    line(
+        c,
+        "[sleeper] sleeper: 1000 racing messages verified in order",
+    );
+    let burst = line(c, "[ringer] ringer: burst of ");
+    assert!(number_after(burst, "full ring ") > 0, "{burst}");
+    let rang = line(c, "[sleeper] sleeper: burst of ");
+    assert!(number_after(rang, "sleeping writer ") > 0, "{rang}");
+
+    for sandbox in ["ringer", "sleeper"] {
+        // What the app counted equals what the monitor counted ...
+        let done = line(c, &format!("[{sandbox}] {sandbox}: done: "));
+        let (waits, rings) = (
+            number_after(done, "done: "),
+            number_after(done, "WAIT and "),
+        );
+        let summary = line(c, &format!("quest:   '{sandbox}': exited 0"));
+        assert_eq!(number_after(summary, "doorbells "), rings, "{summary}");
+        assert_eq!(number_after(summary, "waits "), waits, "{summary}");
+        // ... and each WAIT or DOORBELL costs exactly one VM exit (its VMCALL), no more.
+        assert_eq!(
+            unexplained_exits(c, sandbox),
+            Some(waits + rings),
+            "{summary}"
+        );
     }
 }
