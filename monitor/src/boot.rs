@@ -2,12 +2,13 @@
 //! image comes first and ends with one clear line and a failing shutdown; then memory,
 //! cores and the hand-off to the vmx code.
 
-use crate::arch::{cpu, idt, paging, pic, tsc, x2apic};
+use crate::arch::{apic, cpu, idt, paging, pic, tsc};
 use crate::system::System;
 use crate::{bootinfo, cores, frame_pool, memory, smp};
 use core::cell::UnsafeCell;
 use core::fmt::Display;
 use quest_abi::{CoreId, MAX_CORES};
+use quest_monitor_core::backend::Backend;
 
 /// The boot core's emergency (IST) stack; APs get theirs from the frame pool.
 #[repr(C, align(16))]
@@ -41,13 +42,23 @@ pub unsafe fn run(magic: u32, mbi_addr: u64) -> ! {
     // SAFETY: per this function's contract.
     let info = check(unsafe { bootinfo::read(magic, mbi_addr) });
 
-    // The CPU first: VMX (CPUID only, before any VMX MSR), then x2APIC.
-    check(crate::vmx::check_support());
-    if !x2apic::supported() {
+    // The CPU first: VT-x or SVM (CPUID, then only the MSRs it names), then the APIC:
+    // VT-x sandboxes use the x2APIC directly; the SVM backend also runs on an xAPIC.
+    match check(crate::svm::choose()) {
+        Backend::Vmx => {
+            check(crate::vmx::check_support());
+        }
+        Backend::Svm(caps) => crate::println!(
+            "quest: AMD SVM with nested paging ({} ASIDs, next-RIP save {})",
+            caps.asids,
+            if caps.next_rip { "yes" } else { "no" }
+        ),
+    }
+    if apic::choose() == apic::Mode::Xapic && !crate::svm::active() {
         refuse("this CPU has no x2APIC; Quest needs it");
     }
-    // SAFETY: supported (checked above); interrupts are off.
-    unsafe { x2apic::enable() };
+    // SAFETY: the mode was chosen above; interrupts are off.
+    unsafe { apic::enable() };
     // SAFETY: boot core, before any sandbox runs (see `pic::mask_all`).
     unsafe { pic::mask_all() };
 
@@ -66,8 +77,12 @@ pub unsafe fn run(magic: u32, mbi_addr: u64) -> ! {
         table.payload_count(),
     );
 
+    if crate::svm::active() && table.vcpus().any(|v| v.standby_core().is_some()) {
+        refuse("this table migrates vCPUs (standby cores), which the SVM backend cannot do yet; boot it on VT-x");
+    }
+
     // SAFETY: the root comes from GRUB's copy of the firmware RSDP.
-    let cores = check(unsafe { cores::discover(info.acpi_root, x2apic::id()) });
+    let cores = check(unsafe { cores::discover(info.acpi_root, apic::id()) });
     let want_cores = table.cores();
     if cores.apic_ids().len() < want_cores {
         refuse(format_args!(

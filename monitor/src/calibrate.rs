@@ -373,9 +373,16 @@ fn coordinate(sys: &'static System) {
     let (copy_cold, copy_warm) = copy_trials();
     let [send_fixed, send_per_kib, recv_fixed, recv_per_kib] = channel_trials();
     let mut exits = [0u64; TRIALS];
-    // SAFETY: the boot core has not entered VMX operation (its vCPU, if any, starts after
-    // this phase), interrupts are off, and nobody sends it NMIs during this step.
-    let vm_exit_entry = match unsafe { vmx::vm_exit_entry(sys, &mut exits) } {
+    let measured = if crate::svm::active() {
+        // SAFETY: no vCPU has run on the boot core yet (its vCPU, if any, starts after
+        // this phase), interrupts are off, and nobody sends it NMIs during this step.
+        unsafe { crate::svm::vm_exit_entry(&mut exits) }
+    } else {
+        // SAFETY: the boot core has not entered VMX operation (its vCPU, if any, starts
+        // after this phase), interrupts are off, and nobody sends it NMIs during this step.
+        unsafe { vmx::vm_exit_entry(sys, &mut exits) }
+    };
+    let vm_exit_entry = match measured {
         Ok(n) => math::cost(&mut exits[..n]),
         Err(e) => crate::boot::refuse(format_args!("calibration: vm exit+entry: {e}")),
     };

@@ -1,11 +1,13 @@
 //! The Quest monitor: boots from GRUB (multiboot2), checks and places the partition
 //! table embedded in its own image, starts the cores the table needs and hands each to
-//! the VT-x code (`vmx`), which runs that core's sandbox vCPU.
+//! the VT-x code (`vmx`) or, on AMD, the SVM code (`svm`), which runs that core's
+//! sandbox vCPU.
 //!
 //! Platform half (this file's modules except `vmx`): boot, console, memory, cores.
 #![no_std]
 #![no_main]
 
+#[macro_use]
 mod arch;
 mod blob;
 mod boot;
@@ -20,6 +22,7 @@ mod sandboxes;
 mod shutdown;
 mod slot;
 mod smp;
+mod svm;
 mod system;
 mod uart;
 mod vmx;

@@ -1,7 +1,7 @@
 //! Starting the application processors the table needs (INIT-SIPI-SIPI through the
 //! x2APIC, one at a time) and sending every core to its vCPU once `System` exists.
 
-use crate::arch::{cpu, paging, trampoline, tsc, x2apic};
+use crate::arch::{apic, cpu, paging, trampoline, tsc};
 use crate::bootinfo::BootInfo;
 use crate::system::System;
 use core::fmt;
@@ -105,12 +105,12 @@ pub fn start_aps(info: &BootInfo, apic_ids: &[u32], needed: &[bool]) -> Result<(
         // not started (each is started once); the page holds the trampoline. Timing
         // follows SDM Vol. 3A 8.4.4.1 (10 ms after INIT, 200 us between SIPIs).
         unsafe {
-            x2apic::send_init(apic_id);
+            apic::send_init(apic_id);
             tsc::delay_us(10_000);
-            x2apic::send_startup(apic_id, (page >> 12) as u8);
+            apic::send_startup(apic_id, (page >> 12) as u8);
             tsc::delay_us(200);
             if !ONLINE[i].load(Ordering::Acquire) {
-                x2apic::send_startup(apic_id, (page >> 12) as u8);
+                apic::send_startup(apic_id, (page >> 12) as u8);
             }
         }
         let deadline = tsc::now() + ONLINE_TIMEOUT_US * tsc::khz() as u64 / 1000;
@@ -130,19 +130,25 @@ extern "C" fn ap_main(core: u64) -> ! {
     let core = CoreId::new(core as u32);
     let i = core.index();
     // SAFETY: first code on this core, interrupts off; the IST stack was allocated for
-    // this core alone before its SIPI; x2APIC support was checked on the boot core
-    // (all cores of one machine share it).
+    // this core alone before its SIPI; the APIC mode was chosen on the boot core (all
+    // cores of one machine share it).
     unsafe {
         cpu::init_core(i, IST_TOP[i].load(Ordering::Relaxed));
-        x2apic::enable();
+        apic::enable();
     }
-    let id = x2apic::id();
+    let id = apic::id();
     let expected = EXPECTED_ID[i].load(Ordering::Relaxed) as u32;
     if id != expected {
-        crate::println!("quest: core {core} woke with x2APIC ID {id}, expected {expected}");
+        crate::println!(
+            "quest: core {core} woke with {} ID {id}, expected {expected}",
+            apic::mode().name()
+        );
         park();
     }
-    crate::println!("quest: core {core} online (x2APIC ID {id})");
+    crate::println!(
+        "quest: core {core} online ({} ID {id})",
+        apic::mode().name()
+    );
     ONLINE[i].store(true, Ordering::Release);
     let system = SYSTEM.wait();
     enter(core, system)
@@ -185,6 +191,9 @@ pub fn enter(core: CoreId, system: &'static System) -> ! {
     }
     // Every started core takes part; no vCPU runs before the page is filled.
     crate::calibrate::run(core, system);
+    if crate::svm::active() && system.sandbox_on_core(core).is_some() {
+        crate::svm::run_core(core, system)
+    }
     if system.sandbox_on_core(core).is_some() || system.standby_on_core(core) {
         crate::vmx::run_core(core, system)
     }

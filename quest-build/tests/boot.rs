@@ -1,6 +1,6 @@
 //! Boot tests: each example manifest is built into an image and booted in Bochs (VT-x with
-//! EPT, SMP), and its console is checked. Plus: a corrupted payload is refused, and QEMU
-//! without VT-x gets a clear refusal.
+//! EPT, SMP), and its console is checked (`common::checks`, the same checks as the SVM
+//! boot tests in `boot_svm.rs`). Plus: a corrupted payload is refused.
 //!
 //! They skip (loudly) only when Bochs is not installed and `QUEST_REQUIRE_BOOT` is unset;
 //! CI sets it, so there a missing emulator is a failure.
@@ -8,204 +8,33 @@
 #[macro_use]
 mod common;
 
-use common::{
-    assert_failed, assert_line, assert_passed, boot_with, build, halt_report, line, number_after,
-    reports,
-};
-use quest_abi::console::{Constant, Record};
-use quest_abi::Runtime;
+use common::{assert_line, boot_with, build, checks};
 use quest_build::image::inspect::{inspect, read_table};
 use quest_build::image::iso;
-use quest_build::run::{self, console, qemu::Accel, Emulator};
+use quest_build::run::Emulator;
 
 #[test]
 fn hello_runs_std_hermit_and_bare_sandboxes_and_exits_0() {
     let (built, out) = boot_example!("hello");
-    assert_passed(&out);
-    let c = &out.console;
-    for sb in &built.plan.sandboxes {
-        match sb.runtime {
-            Runtime::Bare => {
-                for v in &sb.vcpus {
-                    assert_line(
-                        c,
-                        &format!(
-                            "[{0}] hello from {0} vcpu {1} on core {2} (apic id ",
-                            sb.name, v.index, v.core
-                        ),
-                    );
-                }
-            }
-            Runtime::Hermit => check_hello_std(c, &sb.name, sb.vcpus.len(), &sb.args, &sb.env),
-        }
-        assert_line(
-            c,
-            &format!("quest: sandbox '{}' exited with status 0", sb.name),
-        );
-        assert_line(c, &format!("quest:   '{}': exited 0, faults 0", sb.name));
-    }
-    assert_line(c, "[gamma] env: GREETING=hello from gamma");
-    assert_eq!(console::verdict(c), console::Verdict::Passed);
-}
-
-/// What hello-std proves in sandbox `name` with `cores` cores: its threads ran on every
-/// core and their results joined correctly, it saw exactly its `args` and `env`, its
-/// clocks work, and every check passed.
-fn check_hello_std(
-    console: &str,
-    name: &str,
-    cores: usize,
-    args: &[String],
-    env: &[(String, String)],
-) {
-    let lines: Vec<&str> = console::sandbox_lines(console, name).collect();
-    let has = |wanted: &str| {
-        assert!(
-            lines.iter().any(|l| l.contains(wanted)),
-            "[{name}] never printed {wanted:?}; it printed:\n{}",
-            lines.join("\n")
-        )
-    };
-    has(&format!("hello-std: {cores} core(s) available"));
-    let all_cores: Vec<usize> = (0..cores).collect();
-    has(&format!(
-        "threads joined, on {cores} distinct core(s) {all_cores:?}, total "
-    ));
-    has(&format!("hello-std: {} argument(s): {args:?}", args.len()));
-    for (k, v) in env {
-        has(&format!("hello-std: env {k}={v}"));
-    }
-    // 15 000 words from the workload, plus the arguments.
-    has(&format!("hello-std: counted {} words", 15_000 + args.len()));
-    has("hello-std: wall clock ");
-    has("hello-std: main started at TSC ");
-    has("hello-std: all checks passed");
-    assert!(
-        !lines.iter().any(|l| l.contains("FAILED")),
-        "[{name}] reported a failed check"
-    );
+    checks::hello(&built, &out);
 }
 
 #[test]
 fn hermit_failures_are_contained_and_reported() {
     let (_, out) = boot_example!("hermit-faults");
-    let c = &out.console;
-    // A panic: its message reaches the console, the sandbox ends with Hermit's abort
-    // status, and nothing counts as a monitor-level fault.
-    assert_line(c, "[panicky] panic-std: about to panic");
-    assert_line(c, "[panicky] thread 'main' panicked at src/main.rs:");
-    assert_line(
-        c,
-        "[panicky] panic-std: index 10 is out of range for 3 entries",
-    );
-    assert_line(c, "quest:   'panicky': exited -1, faults 0");
-    // A host file cannot be opened (no host), cleanly; then a non-zero exit status.
-    assert_line(
-        c,
-        "quest: sandbox 'failing' core 0: uhyve FileOpen is not available in Quest",
-    );
-    assert_line(
-        c,
-        "[failing] exit-code-std: opening a host file failed as expected: ",
-    );
-    assert_line(c, "[failing] exit-code-std: exiting with status 3");
-    assert_line(c, "quest: sandbox 'failing' exited with status 3");
-    assert_line(c, "quest:   'failing': exited 3, faults 0");
-    // The bare sandbox beside them is untouched.
-    assert_line(c, "quest:   'steady': exited 0, faults 0");
-    assert_failed(&out);
-    // `quest-build run` ends with the first failing sandbox's status.
-    assert_eq!(out.exit_status(), 3, "{}", out.describe());
+    checks::hermit_faults(&out);
 }
 
 #[test]
 fn isolation_contains_every_attack_and_the_victim_finishes() {
     let (_, out) = boot_example!("isolation");
-    let c = &out.console;
-    assert!(!c.contains("NOT CONTAINED"), "an attack got through");
-    assert_line(c, "[victim] victim: result ok ");
-    assert_line(c, "quest: sandbox 'victim' exited with status 0");
-    // Each attacker sandbox is named after its attack; the monitor's report names why.
-    let reasons = [
-        ("write-outside", "EPT violation"),
-        ("read-outside", "EPT violation"),
-        ("write-channel", "EPT violation"),
-        ("port", "forbidden I/O port 0x3f8 (out)"),
-        ("msr", "forbidden MSR write 0x1b"),
-        ("ipi", "outside the sandbox"),
-        ("triple-fault", "triple fault"),
-        ("write-calibration", "EPT violation (write)"),
-    ];
-    for (name, reason) in reasons {
-        assert_line(c, &format!("[{name}] attacker: launch 1: attack {name}"));
-        let report = halt_report(c, name);
-        assert!(
-            report.contains(reason),
-            "`{name}` was stopped for the wrong reason: {report}"
-        );
-        assert_line(c, &format!("quest:   '{name}': halted, faults 1"));
-    }
-    // The calibration page: what a sandbox reads there is what the monitor measured.
-    let khz = number_after(line(c, "quest: TSC "), "quest: TSC ");
-    let exit = c
-        .lines()
-        .find_map(|l| match Record::parse(l) {
-            Some(Record::CalibrationCost {
-                what: Constant::VmExitEntry,
-                cost,
-            }) => Some(cost.median),
-            _ => None,
-        })
-        .expect("a vm exit+entry calibration line");
-    assert_line(
-        c,
-        &format!(
-            "[write-calibration] attacker: calibration page v1: TSC {khz} kHz, 2 channels, vm exit+entry {exit} cycles"
-        ),
-    );
-    // The doorbell attacker's hostile channel indices are refused without a fault.
-    assert_line(
-        c,
-        "[doorbell] attacker: launch 1: attack doorbell-bad-index",
-    );
-    assert_line(
-        c,
-        "[doorbell] attacker: doorbell: 7 hostile indices refused, our own channel rang",
-    );
-    assert_line(c, "quest:   'doorbell': exited 0, faults 0");
-    assert_line(
-        c,
-        "quest:   'doorbell': exited 0, faults 0, launches 1, exits ",
-    );
-    let doorbell_summary = c
-        .lines()
-        .find(|l| l.starts_with("quest:   'doorbell': exited"))
-        .expect("a summary line for `doorbell`");
-    assert!(
-        doorbell_summary.contains("doorbells 1, waits 0"),
-        "only the valid index counts as a doorbell: {doorbell_summary}"
-    );
-    // Halted attackers make the system fail, which is the honest verdict.
-    assert_failed(&out);
+    checks::isolation(&out);
 }
 
 #[test]
 fn a_restarted_sandbox_comes_back_and_exits_0() {
     let (_, out) = boot_example!("restart");
-    let c = &out.console;
-    let crasher: Vec<&str> = console::sandbox_lines(c, "crasher").collect();
-    for launch in 1..=3 {
-        assert!(
-            crasher.contains(&format!("crasher: launch {launch}").as_str()),
-            "crasher never printed its launch {launch}: {crasher:?}"
-        );
-    }
-    assert!(crasher.contains(&"crasher: launch 3 survived, exiting cleanly"));
-    let restarts = reports(c, "crasher", "-> restarting").count();
-    assert_eq!(restarts, 2, "two faults, two restarts");
-    assert_line(c, "quest:   'crasher': exited 0, faults 2, launches 3");
-    assert_line(c, "quest:   'steady': exited 0, faults 0, launches 1");
-    assert_passed(&out);
+    checks::restart(&out);
 }
 
 #[test]
@@ -239,28 +68,4 @@ fn a_corrupted_payload_byte_is_refused() {
         !out.console.contains("[beta]"),
         "no sandbox may run from a corrupt image"
     );
-}
-
-#[test]
-fn qemu_without_vtx_refuses_clearly() {
-    if let Some(missing) = run::host::qemu_missing() {
-        if std::env::var_os("QUEST_REQUIRE_BOOT").is_some() {
-            panic!("QUEST_REQUIRE_BOOT is set, but {missing}");
-        }
-        eprintln!("\n*** SKIPPED QEMU boot test: {missing} ***\n");
-        return;
-    }
-    if run::host::bochs_missing().is_some() && std::env::var_os("QUEST_REQUIRE_BOOT").is_none() {
-        // Same rule as the other boot tests: GRUB tools come with the same setup.
-        require_bochs!();
-    }
-    let built = build("hello", "qemu-tcg");
-    let iso = built.iso.as_ref().expect("an ISO was built");
-    let out = boot_with(iso, &built.elf, Emulator::Qemu(Accel::Tcg));
-    assert!(!out.passed());
-    assert_line(
-        &out.console,
-        "quest: this CPU has no VT-x with EPT; Quest needs it",
-    );
-    assert!(!out.timed_out, "the monitor stops the machine itself");
 }

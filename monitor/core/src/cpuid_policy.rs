@@ -31,6 +31,9 @@ pub struct CpuidContext {
     pub vcpu_count: u32,
     /// TSC frequency in kHz.
     pub tsc_khz: u32,
+    /// The monitor emulates the x2APIC over the host's xAPIC
+    /// ([`crate::x2apic_emulation`]): leaf 1 reports x2APIC although the host has none.
+    pub x2apic_emulated: bool,
 }
 
 /// CPUID result registers.
@@ -61,6 +64,9 @@ pub fn filter(leaf: u32, subleaf: u32, host: CpuidRegs, ctx: &CpuidContext) -> C
     match leaf {
         1 => {
             r.ecx = (r.ecx & !(ECX_VMX | ECX_SMX)) | ECX_HYPERVISOR;
+            if ctx.x2apic_emulated {
+                r.ecx |= crate::x2apic_emulation::CPUID_X2APIC;
+            }
             let count = ctx.vcpu_count.min(255);
             r.ebx = (r.ebx & 0x0000_FFFF) | (count << 16) | ((ctx.vcpu_index & 0xff) << 24);
         }
@@ -151,6 +157,7 @@ mod tests {
         vcpu_index: 2,
         vcpu_count: 3,
         tsc_khz: 2_500_000,
+        x2apic_emulated: false,
     };
 
     #[test]
@@ -170,6 +177,20 @@ mod tests {
         assert_eq!((r.ebx >> 16) & 0xff, 3);
         assert_eq!(r.ebx & 0xffff, 0x0800, "CLFLUSH size kept");
         assert_eq!((r.eax, r.edx), (host.eax, host.edx));
+    }
+
+    #[test]
+    fn leaf1_reports_the_x2apic_the_monitor_emulates_and_only_then() {
+        let host = CpuidRegs {
+            ecx: 0x0020_0000 ^ 0x7ffa_f3ff, // an xAPIC-only host
+            ..CpuidRegs::default()
+        };
+        assert_eq!(filter(1, 0, host, &CTX).ecx & (1 << 21), 0);
+        let emulated = CpuidContext {
+            x2apic_emulated: true,
+            ..CTX
+        };
+        assert_ne!(filter(1, 0, host, &emulated).ecx & (1 << 21), 0);
     }
 
     #[test]

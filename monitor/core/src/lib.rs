@@ -27,4 +27,5 @@ pub mod uncovered;
 pub mod vmcb;
 pub mod vmcs_fields;
 pub mod vmx_controls;
+pub mod x2apic_emulation;
 pub mod x2apic_icr;

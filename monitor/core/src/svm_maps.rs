@@ -69,6 +69,18 @@ pub fn build_msrpm(vmx: &[u8; MSR_BITMAP_SIZE], out: &mut [u8; MSRPM_SIZE]) {
     }
 }
 
+/// Makes the MSRPM intercept reads and writes of `msr` (an MSR outside its ranges is
+/// intercepted already).
+pub fn intercept_msr(map: &mut [u8; MSRPM_SIZE], msr: u32) {
+    if let Some(&(first, at)) = MSRPM_RANGES
+        .iter()
+        .find(|&&(first, _)| msr.wrapping_sub(first) < RANGE_MSRS)
+    {
+        let k = (msr - first) as usize;
+        map[at + k / 4] |= 3 << (2 * (k % 4));
+    }
+}
+
 /// Whether the MSRPM intercepts a read (or, with `write`, a write) of `msr`.
 pub fn msrpm_intercepts(map: &[u8; MSRPM_SIZE], msr: u32, write: bool) -> bool {
     MSRPM_RANGES
@@ -205,6 +217,35 @@ mod tests {
         assert!(
             msrpm[0x1000..].iter().all(|&b| b == 0xff),
             "third range trapped"
+        );
+    }
+
+    #[test]
+    fn intercepting_one_msr_sets_both_its_bits_and_no_other() {
+        let mut vmx = [0u8; MSR_BITMAP_SIZE];
+        build_msr_bitmap(&mut vmx);
+        let mut map = [0u8; MSRPM_SIZE];
+        build_msrpm(&vmx, &mut map);
+        assert!(!msrpm_intercepts(&map, 0x80B, false) && !msrpm_intercepts(&map, 0x80B, true));
+        let before = map;
+        intercept_msr(&mut map, 0x80B);
+        assert!(msrpm_intercepts(&map, 0x80B, false) && msrpm_intercepts(&map, 0x80B, true));
+        let changed = map
+            .iter()
+            .zip(before.iter())
+            .filter(|(a, b)| a != b)
+            .count();
+        assert_eq!(changed, 1);
+        for msr in [0x808, 0x80F, 0xC000_0100] {
+            assert!(!msrpm_intercepts(&map, msr, false), "{msr:#x}");
+        }
+        intercept_msr(&mut map, 0x4000_0000);
+        assert_eq!(
+            changed,
+            map.iter()
+                .zip(before.iter())
+                .filter(|(a, b)| a != b)
+                .count()
         );
     }
 }

@@ -1,21 +1,18 @@
-//! The local APIC in x2APIC mode: enabling it and sending the INIT and startup IPIs that
-//! wake application processors (SDM Vol. 3A, 10.12 and 8.4.4).
+//! The local APIC in x2APIC mode: support, enabling it, its ID and its ICR (SDM Vol. 3A,
+//! 10.12); IPIs are sent through [`super::apic`], which also covers the xAPIC.
 
 use core::arch::x86_64::__cpuid;
 use x86_64::registers::model_specific::Msr;
 
-const IA32_APIC_BASE: u32 = 0x1b;
-const APIC_GLOBAL_ENABLE: u64 = 1 << 11;
+pub(super) const IA32_APIC_BASE: u32 = 0x1b;
+pub(super) const APIC_GLOBAL_ENABLE: u64 = 1 << 11;
 const APIC_X2APIC_ENABLE: u64 = 1 << 10;
 const X2APIC_ID: u32 = 0x802;
 const X2APIC_SVR: u32 = 0x80f;
-const X2APIC_ICR: u32 = 0x830;
+/// The interrupt command register (one 64-bit MSR in x2APIC mode).
+pub const ICR: u32 = 0x830;
 /// Spurious-interrupt vector; bit 8 software-enables the APIC.
-const SVR_VALUE: u64 = 0x1ff;
-/// ICR: delivery mode INIT, level assert.
-const ICR_INIT: u64 = 0x4500;
-/// ICR: delivery mode start-up, level assert; the low byte is the start page number.
-const ICR_STARTUP: u64 = 0x4600;
+pub(super) const SVR_VALUE: u64 = 0x1ff;
 
 /// Whether the CPU has an x2APIC (CPUID.1:ECX[21]).
 pub fn supported() -> bool {
@@ -44,22 +41,4 @@ pub unsafe fn enable() {
 pub fn id() -> u32 {
     // SAFETY: reading the ID register in x2APIC mode has no side effect.
     unsafe { Msr::new(X2APIC_ID).read() as u32 }
-}
-
-/// Sends an INIT IPI to the core with x2APIC ID `apic_id`.
-///
-/// # Safety
-/// Resets the target core: it must be one the monitor means to (re)start.
-pub unsafe fn send_init(apic_id: u32) {
-    // SAFETY: per the contract; x2APIC ICR writes are a single MSR write.
-    unsafe { Msr::new(X2APIC_ICR).write((apic_id as u64) << 32 | ICR_INIT) };
-}
-
-/// Sends a start-up IPI: the target starts in real mode at `page << 12`.
-///
-/// # Safety
-/// The target must be in wait-for-SIPI state and `page` must hold start-up code.
-pub unsafe fn send_startup(apic_id: u32, page: u8) {
-    // SAFETY: per the contract.
-    unsafe { Msr::new(X2APIC_ICR).write((apic_id as u64) << 32 | ICR_STARTUP | page as u64) };
 }

@@ -22,7 +22,7 @@ use quest_monitor_core::vmcs_fields::{field32, natural};
 /// VPID of the calibration guest (sandboxes use 1..=MAX_SANDBOXES).
 const CALIBRATION_VPID: u16 = quest_abi::MAX_SANDBOXES as u16 + 1;
 /// Guest frames: code, PML4, PDPT, page directory.
-const GUEST_FRAMES: usize = 4;
+pub(crate) const GUEST_FRAMES: usize = 4;
 
 /// Loads the vCPU IDT on this core (its NMI gate only returns, ending a sleep window),
 /// so calibration may send it NMIs as `DOORBELL` and a stopping leader do.
@@ -74,11 +74,11 @@ impl core::fmt::Display for ExitCostError {
     }
 }
 
-fn step<T, E>(r: Result<T, E>, what: &'static str) -> Result<T, ExitCostError> {
+pub(crate) fn step<T, E>(r: Result<T, E>, what: &'static str) -> Result<T, ExitCostError> {
     r.map_err(|_| ExitCostError::Vmx(what))
 }
 
-fn rdtsc() -> u64 {
+pub(crate) fn rdtsc() -> u64 {
     // SAFETY: LFENCE and RDTSC have no side effects; LFENCE keeps the read in order.
     unsafe {
         core::arch::x86_64::_mm_lfence();
@@ -89,16 +89,7 @@ fn rdtsc() -> u64 {
 /// Writes the calibration guest into `base` (GUEST_FRAMES zeroed frames) and returns
 /// its EPT pointer.
 fn build_guest(base: u64) -> Result<u64, ExitCostError> {
-    let write = |offset: u64, value: u64| {
-        // SAFETY: `base` is GUEST_FRAMES fresh identity-mapped frames owned by this
-        // function's caller; every offset is an aligned slot inside them.
-        unsafe { ((base + offset) as *mut u64).write_volatile(value) };
-    };
-    // cpuid (0f a2) then jmp $-4 (eb fc), should the guest ever run on.
-    write(0, 0xfceb_a20f);
-    write(0x1000, 0x2000 | 0x3); // PML4[0] -> PDPT, present + writable
-    write(0x2000, 0x3000 | 0x3); // PDPT[0] -> page directory
-    write(0x3000, 0x83); // PD[0]: 2 MiB page at 0, present + writable + large
+    write_guest(base);
     let mut ept = step(EptBuilder::new(PoolFrames), "EPT allocation")?;
     step(
         ept.map_range(
@@ -111,6 +102,21 @@ fn build_guest(base: u64) -> Result<u64, ExitCostError> {
         "EPT mapping",
     )?;
     Ok(ept.eptp())
+}
+
+/// Writes the calibration guest's code and page tables into `base` (GUEST_FRAMES
+/// zeroed frames, mapped at guest-physical 0 by either backend's tables).
+pub(crate) fn write_guest(base: u64) {
+    let write = |offset: u64, value: u64| {
+        // SAFETY: `base` is GUEST_FRAMES fresh identity-mapped frames owned by this
+        // function's caller; every offset is an aligned slot inside them.
+        unsafe { ((base + offset) as *mut u64).write_volatile(value) };
+    };
+    // cpuid (0f a2) then jmp $-4 (eb fc), should the guest ever run on.
+    write(0, 0xfceb_a20f);
+    write(0x1000, 0x2000 | 0x3); // PML4[0] -> PDPT, present + writable
+    write(0x2000, 0x3000 | 0x3); // PDPT[0] -> page directory
+    write(0x3000, 0x83); // PD[0]: 2 MiB page at 0, present + writable + large
 }
 
 /// Measures `trials` VM exit + entry round trips on this core and returns each in TSC

@@ -191,16 +191,13 @@ pub unsafe fn load_vcpu_idt() {
     unsafe { x86_64::instructions::tables::lidt(&idtr) };
 }
 
-/// x2APIC ICR: delivery mode NMI, level assert, physical destination.
-const ICR_NMI: u64 = 0x4400;
-const X2APIC_ICR: u32 = 0x830;
-
-/// Sends an NMI to the core with x2APIC ID `apic_id`.
+/// Sends an NMI to the core with APIC ID `apic_id`.
 ///
 /// # Safety
 /// The target must be a vCPU core of the monitor (its NMI gate is `vmx_host_nmi` in root
-/// mode, and NMI exiting is on in its VMCS), so the NMI only makes it re-check its state.
+/// mode, and NMI exiting (VT-x) or the NMI intercept (SVM) is on for its guest), so the
+/// NMI only makes it re-check its state.
 pub unsafe fn send_nmi(apic_id: u32) {
-    // SAFETY: per the contract; in x2APIC mode an ICR write is one MSR write.
-    unsafe { Msr::new(X2APIC_ICR).write((u64::from(apic_id) << 32) | ICR_NMI) };
+    // SAFETY: per the contract.
+    unsafe { crate::arch::apic::send_nmi(apic_id) };
 }

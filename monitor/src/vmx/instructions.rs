@@ -216,30 +216,17 @@ global_asm!(
     .section .text.vmx, "ax"
     .global vmx_enter
 vmx_enter:
-    push rbp
-    push rbx
-    push r12
-    push r13
-    push r14
-    push r15
+"#,
+    push_callee_saved!(),
+    r#"
     push rdi
     mov rax, 0x6C14
     vmwrite rax, rsp
     test rsi, rsi
     mov rax, [rdi + 0]
-    mov rcx, [rdi + 8]
-    mov rdx, [rdi + 16]
-    mov rbx, [rdi + 24]
-    mov rbp, [rdi + 40]
-    mov rsi, [rdi + 48]
-    mov r8,  [rdi + 64]
-    mov r9,  [rdi + 72]
-    mov r10, [rdi + 80]
-    mov r11, [rdi + 88]
-    mov r12, [rdi + 96]
-    mov r13, [rdi + 104]
-    mov r14, [rdi + 112]
-    mov r15, [rdi + 120]
+"#,
+    load_guest_gprs!("rdi"),
+    r#"
     mov rdi, [rdi + 56]
     jnz 1f
     vmlaunch
@@ -250,12 +237,9 @@ vmx_enter:
     mov eax, 1
 .Lvmx_return:
     add rsp, 8
-    pop r15
-    pop r14
-    pop r13
-    pop r12
-    pop rbx
-    pop rbp
+"#,
+    pop_callee_saved!(),
+    r#"
     ret
 
     .global vmx_exit
@@ -263,19 +247,9 @@ vmx_exit:
     push rdi
     mov rdi, [rsp + 8]
     mov [rdi + 0], rax
-    mov [rdi + 8], rcx
-    mov [rdi + 16], rdx
-    mov [rdi + 24], rbx
-    mov [rdi + 40], rbp
-    mov [rdi + 48], rsi
-    mov [rdi + 64], r8
-    mov [rdi + 72], r9
-    mov [rdi + 80], r10
-    mov [rdi + 88], r11
-    mov [rdi + 96], r12
-    mov [rdi + 104], r13
-    mov [rdi + 112], r14
-    mov [rdi + 120], r15
+"#,
+    store_guest_gprs!("rdi"),
+    r#"
     pop rax
     mov [rdi + 56], rax
     xor eax, eax

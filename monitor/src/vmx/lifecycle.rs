@@ -93,13 +93,16 @@ fn wait_for_launch(st: &SandboxState, current: u32) -> u32 {
 
 /// Writes the launch state into the VMCS and drops stale translations.
 fn prepare_vcpu(v: &mut Vcpu) -> Result<(), vmx::VmFail> {
-    // SAFETY: this vCPU's VMCS is current on this core (made so in `run_core`).
-    unsafe { super::vmcs::write_guest_state(&v.caps, &v.sandbox_view, &v.entry)? };
     v.regs = vmx::GuestRegs::default();
     v.regs.0[vmx::reg::RDI] = v.entry.rdi();
     v.regs.0[vmx::reg::RSI] = v.entry.rsi();
     v.line.clear();
     v.mem = super::guest_mem::GuestMem::of(v.sys, v.sandbox);
+    if crate::svm::active() {
+        return crate::svm::prepare(v).map_err(|_| vmx::VmFail::Invalid);
+    }
+    // SAFETY: this vCPU's VMCS is current on this core (made so in `run_core`).
+    unsafe { super::vmcs::write_guest_state(&v.caps, &v.sandbox_view, &v.entry)? };
     let res = sandbox::resources(v.sys, v.sandbox).map_err(|_| vmx::VmFail::Invalid)?;
     // SAFETY: VMX is on; the CPU supports single-context INVEPT (checked in caps) and
     // INVVPID when `caps.invvpid`.
@@ -131,32 +134,41 @@ fn run_until_stop(v: &mut Vcpu, st: &SandboxState) -> Stopped {
             v.entered_once = true;
             super::boot_cost::entered(v, rdtsc());
         }
-        super::migrate::entering(v);
-        // SAFETY: the VMCS is current and complete (controls, host and guest state).
-        let entered = unsafe { vmx::enter_guest(&mut v.regs, v.launched) };
-        super::migrate::left_guest(v);
-        let action = match entered {
-            Ok(()) => {
-                v.launched = true;
-                // SAFETY: right after a VM exit with this VMCS current.
-                let raw = unsafe { vmx::read32(field32::EXIT_REASON) };
-                st.count_exit(raw);
-                super::handlers::handle(v, raw)
-            }
-            Err(e) => {
-                let error = match e {
-                    // SAFETY: VMfailValid leaves the error number in the current VMCS.
-                    vmx::VmFail::Valid => unsafe { vmx::read32(field32::VM_INSTRUCTION_ERROR) },
-                    vmx::VmFail::Invalid => 0,
-                };
-                Action::fault(FaultKind::EntryFailed { reason: 0, error })
-            }
+        let action = if crate::svm::active() {
+            crate::svm::enter(v, st)
+        } else {
+            enter_vmx(v, st)
         };
         if let Action::Fault(_) = action {
             st.faults.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(stopped) = decide(v, st, action) {
             return stopped;
+        }
+    }
+}
+
+/// One VM entry and the handling of the exit that ends it (VT-x).
+fn enter_vmx(v: &mut Vcpu, st: &SandboxState) -> Action {
+    super::migrate::entering(v);
+    // SAFETY: the VMCS is current and complete (controls, host and guest state).
+    let entered = unsafe { vmx::enter_guest(&mut v.regs, v.launched) };
+    super::migrate::left_guest(v);
+    match entered {
+        Ok(()) => {
+            v.launched = true;
+            // SAFETY: right after a VM exit with this VMCS current.
+            let raw = unsafe { vmx::read32(field32::EXIT_REASON) };
+            st.count_exit(raw);
+            super::handlers::handle(v, raw)
+        }
+        Err(e) => {
+            let error = match e {
+                // SAFETY: VMfailValid leaves the error number in the current VMCS.
+                vmx::VmFail::Valid => unsafe { vmx::read32(field32::VM_INSTRUCTION_ERROR) },
+                vmx::VmFail::Invalid => 0,
+            };
+            Action::fault(FaultKind::EntryFailed { reason: 0, error })
         }
     }
 }

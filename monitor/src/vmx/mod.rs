@@ -25,10 +25,13 @@ mod lifecycle;
 mod migrate;
 mod sandbox;
 mod sleep;
-mod vcpu;
+pub(crate) mod vcpu;
 mod vmcs;
 
+pub(crate) use boot_cost::launch as count_launch;
 pub use caps::{VmxCaps, VmxError};
+pub(crate) use host::load_vcpu_idt;
+pub(crate) use sandbox::{resources, PoolFrames};
 
 use crate::system::System;
 use quest_abi::{CoreId, SandboxId};
@@ -102,13 +105,27 @@ fn first_vcpu(core: CoreId, sys: &'static System, caps: VmxCaps) -> Option<vcpu:
     if let Err(e) = setup {
         fatal(format_args!("core {core}: cannot write the VMCS: {e:?}"));
     }
-    Some(vcpu::Vcpu {
+    Some(new_vcpu(sys, core, entry, sandbox_view, caps, vmcs))
+}
+
+/// The record of the vCPU `entry` of `sandbox_view` on `core`, whose VMCS (or, on SVM,
+/// VMCB) is at `vmcs`.
+pub(crate) fn new_vcpu(
+    sys: &'static System,
+    core: CoreId,
+    entry: quest_abi::view::VcpuView<'static>,
+    sandbox_view: quest_abi::view::SandboxView<'static>,
+    caps: VmxCaps,
+    vmcs: u64,
+) -> vcpu::Vcpu {
+    let s = sandbox_view.id();
+    vcpu::Vcpu {
         sys,
         sandbox: s,
         sandbox_view,
         index: entry.index(),
         core,
-        name,
+        name: sandbox_view.name(),
         entry,
         caps,
         regs: instructions::GuestRegs::default(),
@@ -119,7 +136,26 @@ fn first_vcpu(core: CoreId, sys: &'static System, caps: VmxCaps) -> Option<vcpu:
         vmcs,
         arrived: None,
         pending: None,
-    })
+    }
+}
+
+/// Runs `v` on this core for as long as its sandbox lives (both backends).
+pub(crate) fn run_vcpu(v: vcpu::Vcpu) {
+    lifecycle::run(v)
+}
+
+/// Handles an exit with VT-x basic exit reason `raw` whose details the handler reads
+/// through `Vcpu` (both backends).
+pub(crate) fn handle_exit(v: &mut vcpu::Vcpu, raw: u32) -> vcpu::Action {
+    handlers::handle(v, raw)
+}
+
+/// Handles an I/O exit already decoded (the SVM backend decodes its own).
+pub(crate) fn io_exit(
+    v: &mut vcpu::Vcpu,
+    q: quest_monitor_core::exit::IoQualification,
+) -> vcpu::Action {
+    handlers::io_decoded(v, q)
 }
 
 /// The VPID of sandbox `s`'s vCPUs (VPID 0 is the host's; at most MAX_SANDBOXES sandboxes).

@@ -11,7 +11,7 @@ use quest_monitor_core::msr_policy::{build_msr_bitmap, trap_tsc_deadline, MSR_BI
 use quest_monitor_core::sandbox_ept::{build_sandbox_ept, HostPlacement};
 
 /// EPT tables in identity-mapped frames of the monitor's pool.
-pub(super) struct PoolFrames;
+pub(crate) struct PoolFrames;
 
 impl EptMemory for PoolFrames {
     fn alloc_table(&mut self) -> Option<HostPhysAddr> {
@@ -31,43 +31,59 @@ impl EptMemory for PoolFrames {
 
 /// The sandbox's VMX structures for its current placement (its record's), built by the
 /// first of its vCPUs to ask.
+/// On SVM the same record holds the NPT and permission maps (`svm::build_sandbox`).
 pub fn resources(sys: &System, s: SandboxId) -> Result<SandboxVmx, SetupError> {
-    record(s).vmx(|place| build(sys, s, place))
+    record(s).vmx(|place| build_for(sys, s, place))
 }
 
 /// Builds sandbox `s`'s structures for its standby placement ahead of a migration
 /// (pre-copy does, so that the move's pause only installs them).
 pub fn prebuild_standby(sys: &System, s: SandboxId) -> Result<(), SetupError> {
-    record(s).prebuild_standby(|place| build(sys, s, place))
+    record(s).prebuild_standby(|place| build_for(sys, s, place))
 }
 
-fn build(sys: &System, s: SandboxId, place: &SandboxPlacement) -> Result<SandboxVmx, SetupError> {
+/// The structures of sandbox `s` at `place`, for the backend in use.
+fn build_for(
+    sys: &System,
+    s: SandboxId,
+    place: &SandboxPlacement,
+) -> Result<SandboxVmx, SetupError> {
     let host = HostPlacement {
         sandbox: place,
         channel_hpas: sys.channels(),
         calibration_hpa: crate::calibrate::page_hpa(),
     };
-    let ept = build_sandbox_ept(sys.table.raw(), s.index(), &host, PoolFrames)
-        .map_err(SetupError::Ept)?;
+    let sandbox = sys.table.sandbox(s);
+    let devices = sandbox.map_or(&[][..], |sb| sb.device_entries());
+    if crate::svm::active() {
+        crate::svm::build_sandbox(sys.table.raw(), s, &host, devices)
+    } else {
+        let hide = sandbox
+            .and_then(|sb| sb.migration())
+            .is_some_and(|m| m.hide_downtime);
+        build(sys.table.raw(), s, &host, devices, hide)
+    }
+}
+
+/// The VT-x structures; `hide_downtime` traps the TSC deadline (`trap_tsc_deadline`).
+fn build(
+    table: &quest_abi::Table<'_>,
+    s: SandboxId,
+    host: &HostPlacement<'_>,
+    devices: &[quest_abi::DeviceEntry],
+    hide_downtime: bool,
+) -> Result<SandboxVmx, SetupError> {
+    let ept = build_sandbox_ept(table, s.index(), host, PoolFrames).map_err(SetupError::Ept)?;
 
     let io = crate::frame_pool::alloc_zeroed(2).ok_or(SetupError::OutOfFrames)?;
     // SAFETY: two fresh contiguous frames, identity mapped, not shared yet.
     let io_bytes = unsafe { &mut *(io as *mut [u8; IO_BITMAPS_SIZE]) };
-    let devices = sys
-        .table
-        .sandbox(s)
-        .map_or(&[][..], |sb| sb.device_entries());
     build_io_bitmaps(devices, io_bytes);
     let msr = alloc_frame().ok_or(SetupError::OutOfFrames)?;
     // SAFETY: a fresh frame, identity mapped, not shared yet.
     let msr_bytes = unsafe { &mut *(msr as *mut [u8; MSR_BITMAP_SIZE]) };
     build_msr_bitmap(msr_bytes);
-    if sys
-        .table
-        .sandbox(s)
-        .and_then(|sb| sb.migration())
-        .is_some_and(|m| m.hide_downtime)
-    {
+    if hide_downtime {
         trap_tsc_deadline(msr_bytes);
     }
     Ok(SandboxVmx {

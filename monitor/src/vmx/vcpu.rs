@@ -162,12 +162,18 @@ impl Vcpu {
 
     /// Guest RIP.
     pub fn rip(&self) -> u64 {
+        if crate::svm::active() {
+            return crate::svm::rip(self);
+        }
         // SAFETY: this vCPU's VMCS is current on this core whenever handlers run.
         unsafe { vmx::read_natural(natural::GUEST_RIP) }
     }
 
     /// Moves RIP past the instruction that exited.
     pub fn skip_instruction(&self) {
+        if crate::svm::active() {
+            return crate::svm::skip_instruction(self);
+        }
         // SAFETY: as in `rip`; the length field is valid for instruction exits.
         unsafe {
             let len = vmx::read32(field32::EXIT_INSTRUCTION_LENGTH);
@@ -178,6 +184,9 @@ impl Vcpu {
     /// Injects hardware exception `vector` (with error code 0 when `error_code`) at the
     /// next VM entry; RIP stays on the faulting instruction.
     pub fn inject_exception(&self, vector: u8, error_code: bool) {
+        if crate::svm::active() {
+            return crate::svm::inject_exception(self, vector, error_code);
+        }
         // SAFETY: as in `rip`; a valid interruption-information value.
         unsafe {
             let _ = vmx::write32(
@@ -186,6 +195,15 @@ impl Vcpu {
             );
             let _ = vmx::write32(field32::ENTRY_EXCEPTION_ERROR_CODE, 0);
         }
+    }
+
+    /// Guest CR3.
+    pub fn guest_cr3(&self) -> u64 {
+        if crate::svm::active() {
+            return crate::svm::guest_cr3(self);
+        }
+        // SAFETY: as in `rip`.
+        unsafe { vmx::read_natural(natural::GUEST_CR3) }
     }
 
     /// Appends console bytes from the guest; complete lines are printed.

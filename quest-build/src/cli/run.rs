@@ -11,8 +11,8 @@ use std::time::Duration;
 pub enum EmulatorArg {
     /// Bochs: emulates VT-x with EPT (slow, works everywhere).
     Bochs,
-    /// QEMU: with KVM where the host offers VT-x, else software emulation (AMD SVM, no
-    /// VT-x).
+    /// QEMU: with KVM where the host offers VT-x or SVM, else software emulation (AMD
+    /// SVM, which the monitor's SVM backend runs on).
     Qemu,
 }
 
@@ -31,7 +31,8 @@ pub struct RunArgs {
     /// A manifest (built first), an image ISO, or its ELF.
     #[arg(value_name = "MANIFEST|IMAGE")]
     pub target: PathBuf,
-    /// The emulator [default: QEMU with KVM if the host offers VT-x, else Bochs].
+    /// The emulator [default: QEMU with KVM if the host offers VT-x or SVM; else QEMU's
+    /// software emulation for a system without channels, Bochs for one with channels].
     #[arg(long, value_enum)]
     pub emulator: Option<EmulatorArg>,
     /// The processor Bochs emulates (implies Bochs; QEMU's software emulation is always
@@ -71,19 +72,6 @@ fn emulator(
         (Some(EmulatorArg::Bochs), _) | (None, Some(CpuArg::Intel)) => Some(Emulator::Bochs),
         (None, None) => None,
     })
-}
-
-/// The warning for an emulator whose CPU the monitor cannot use yet.
-fn backend_warning(chosen: Emulator) -> Option<&'static str> {
-    match chosen {
-        Emulator::Qemu(Accel::Tcg) => Some(
-            "QEMU's software emulation offers AMD SVM, not VT-x, and the monitor has no SVM backend yet: it will refuse to start (use --emulator bochs)",
-        ),
-        Emulator::BochsAmd => Some(
-            "the AMD CPU offers SVM, not VT-x, and the monitor has no SVM backend yet: it will refuse to start (use --cpu intel)",
-        ),
-        Emulator::Bochs | Emulator::Qemu(Accel::Kvm) => None,
-    }
 }
 
 /// Builds if needed, boots, streams the console; status 0 only if every sandbox exited 0,
@@ -126,7 +114,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let asked = match emulator(args.emulator, args.cpu, run::host::kvm_with_vtx) {
+    let asked = match emulator(args.emulator, args.cpu, run::host::kvm_usable) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("error: {e}");
@@ -138,10 +126,9 @@ pub fn run(args: &RunArgs) -> ExitCode {
         timeout: Duration::from_secs(args.timeout),
         echo: true,
     };
-    let chosen = opts.emulator.unwrap_or_else(run::default_emulator);
-    if let Some(warning) = backend_warning(chosen) {
-        progress.warn(warning);
-    }
+    let chosen = opts
+        .emulator
+        .unwrap_or_else(|| run::default_emulator(run::has_channels(&elf)));
     progress.step(
         "Running",
         format!(
@@ -307,17 +294,6 @@ mod tests {
         );
         let refused = emulator(Some(EmulatorArg::Qemu), Some(CpuArg::Amd), no_kvm);
         assert!(refused.is_err_and(|e| e.starts_with("--cpu chooses Bochs")));
-    }
-
-    #[test]
-    fn the_warning_says_the_svm_backend_is_missing_only_where_it_matters() {
-        for e in [Emulator::Qemu(Accel::Tcg), Emulator::BochsAmd] {
-            let w = backend_warning(e).expect("a warning");
-            assert!(w.contains("no SVM backend yet"), "{w}");
-            assert!(w.contains("will refuse to start"), "{w}");
-        }
-        assert_eq!(backend_warning(Emulator::Bochs), None);
-        assert_eq!(backend_warning(Emulator::Qemu(Accel::Kvm)), None);
     }
 
     #[test]

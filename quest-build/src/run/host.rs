@@ -4,24 +4,24 @@ use crate::image::iso::find_program;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-/// Whether `/proc/cpuinfo` text lists the `vmx` flag.
-pub fn cpuinfo_has_vmx(cpuinfo: &str) -> bool {
+/// Whether `/proc/cpuinfo` text lists VT-x (`vmx`) or AMD SVM (`svm`) among the flags.
+pub fn cpuinfo_has_hw_virt(cpuinfo: &str) -> bool {
     cpuinfo
         .lines()
         .filter(|l| l.starts_with("flags"))
-        .any(|l| l.split_whitespace().any(|f| f == "vmx"))
+        .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"))
 }
 
 /// Whether this host can run a guest hypervisor at full speed: `/dev/kvm` is usable and
-/// the CPU has VT-x (a paravirtual `/dev/kvm` without it is far too slow, and QEMU's
-/// software emulation has no VT-x at all).
-pub fn kvm_with_vtx() -> bool {
+/// the CPU has VT-x or SVM, either of which the monitor uses (a paravirtual `/dev/kvm`
+/// without them is far too slow).
+pub fn kvm_usable() -> bool {
     let kvm = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/kvm")
         .is_ok();
-    kvm && std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|c| cpuinfo_has_vmx(&c))
+    kvm && std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|c| cpuinfo_has_hw_virt(&c))
 }
 
 /// Files Bochs needs: its binary, BIOS and VGA BIOS, with the package that has each.
@@ -84,11 +84,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_vmx_flag_is_found_as_a_whole_word() {
-        assert!(cpuinfo_has_vmx(
+    fn the_vmx_and_svm_flags_are_found_as_whole_words() {
+        assert!(cpuinfo_has_hw_virt(
             "processor : 0\nflags\t\t: fpu vme vmx sse\n"
         ));
-        assert!(!cpuinfo_has_vmx("flags\t\t: fpu vmxfoo svm\n"));
-        assert!(!cpuinfo_has_vmx("model name : vmx\n"));
+        assert!(cpuinfo_has_hw_virt("flags\t\t: fpu vmxfoo svm\n"));
+        assert!(!cpuinfo_has_hw_virt("flags\t\t: fpu vmxfoo svmbar\n"));
+        assert!(!cpuinfo_has_hw_virt("model name : vmx svm\n"));
     }
 }

@@ -1,6 +1,6 @@
-//! Booting an ISO in QEMU: with KVM on a host that offers VT-x to guests, or with
+//! Booting an ISO in QEMU: with KVM on a host that offers VT-x or SVM to guests, or with
 //! software emulation (TCG), which emulates AMD SVM with nested paging but no VT-x: the
-//! monitor refuses there, clearly, until it has its SVM backend.
+//! monitor's SVM backend runs there.
 //!
 //! Why each TCG setting (measured with QEMU 7.2):
 //! - `-cpu max`: every feature TCG emulates, SVM and NPT included (`qemu64` has no SVM).

@@ -6,6 +6,8 @@
 //! Each test crate includes this module and uses a part of it.
 #![allow(dead_code, unused_macros)]
 
+pub mod checks;
+
 use quest_abi::console::{Migrated, Record};
 use quest_build::build::{Progress, Workspace};
 use quest_build::cli::bench_channels::{messages_sent, round_trips, stream, Stream};

@@ -23,6 +23,7 @@ pub fn handle(v: &mut Vcpu) -> Action {
         vcpu_index: v.index as u32,
         vcpu_count: v.vcpu_count() as u32,
         tsc_khz: v.sys.tsc_khz,
+        x2apic_emulated: crate::arch::apic::mode() == crate::arch::apic::Mode::Xapic,
     };
     let r = filter(leaf, subleaf, host, &ctx);
     v.regs.0[reg::RAX] = u64::from(r.eax);

@@ -15,9 +15,17 @@ use quest_monitor_core::uhyve::UhyveCall;
 const PIC_PORTS: [u16; 4] = [0x20, 0x21, 0xA0, 0xA1];
 
 pub fn handle(v: &mut Vcpu) -> Action {
-    let q = match IoQualification::decode(super::qualification()) {
-        Some(q) if !q.string => q,
-        Some(q) => {
+    match IoQualification::decode(super::qualification()) {
+        Some(q) => handle_decoded(v, q),
+        None => Action::fault(FaultKind::Unexpected(30)),
+    }
+}
+
+/// An I/O exit, decoded (by either backend).
+pub fn handle_decoded(v: &mut Vcpu, q: IoQualification) -> Action {
+    let q = match q {
+        q if !q.string => q,
+        q => {
             return Action::fault_at(
                 FaultKind::ForbiddenPort {
                     port: q.port,
@@ -26,7 +34,6 @@ pub fn handle(v: &mut Vcpu) -> Action {
                 u64::from(q.port),
             )
         }
-        None => return Action::fault(FaultKind::Unexpected(30)),
     };
     let forbidden = Action::fault_at(
         FaultKind::ForbiddenPort {

@@ -14,6 +14,8 @@ mod uhyve;
 mod unexpected;
 mod xsetbv;
 
+pub use io::handle_decoded as io_decoded;
+
 use super::vcpu::{Action, FaultKind, Vcpu};
 use quest_monitor_core::exit::{ExitReason, ENTRY_FAILURE};
 

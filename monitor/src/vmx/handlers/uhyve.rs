@@ -13,12 +13,10 @@
 //! A parameter struct or buffer outside the sandbox's RAM is a fault: the guest passed an
 //! address no correct kernel would.
 
-use crate::vmx::instructions::{self as vmx};
 use crate::vmx::vcpu::{Action, FaultKind, Vcpu};
 use quest_abi::GuestPhysAddr;
 use quest_monitor_core::guest_memory::translate;
 use quest_monitor_core::uhyve::{self, UhyveCall, Unsupported};
-use quest_monitor_core::vmcs_fields::natural;
 
 /// Longest parameter struct of a call Quest reads or writes.
 const PARAMS_MAX: usize = 32;
@@ -73,8 +71,7 @@ fn file_write(v: &mut Vcpu, raw: &[u8]) -> Result<(), &'static str> {
     if !p.is_console() {
         return Ok(());
     }
-    // SAFETY: this vCPU's VMCS is current whenever its exit handlers run.
-    let cr3 = unsafe { vmx::read_natural(natural::GUEST_CR3) };
+    let cr3 = v.guest_cr3();
     let (mut linear, mut left) = (p.buf, p.len);
     while left > 0 {
         let (gpa, in_page) =
