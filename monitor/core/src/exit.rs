@@ -325,6 +325,37 @@ impl InterruptionInfo {
     }
 }
 
+/// An event whose delivery a VM exit interrupted, to be injected again at the next VM
+/// entry (SDM Vol. 3, "Information for VM Exits During Event Delivery" and "Reinjection
+/// of Events"): otherwise a guest interrupt or exception that was being delivered when,
+/// say, the monitor's NMI took the core is lost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reinjection {
+    /// The VM-entry interruption-information value.
+    pub info: u32,
+    /// Copy the IDT-vectoring error code to the VM-entry exception error code.
+    pub error_code: bool,
+    /// Copy the VM-exit instruction length to the VM-entry instruction length (software
+    /// interrupts and exceptions, which are delivered again from their instruction).
+    pub instruction_length: bool,
+}
+
+/// The reinjection an IDT-vectoring information value asks for (`None`: no event was
+/// being delivered, or an NMI, which the monitor never gives its guests).
+pub fn reinjection(idt_vectoring: u32) -> Option<Reinjection> {
+    let event = InterruptionInfo::decode(idt_vectoring);
+    if !event.valid || event.kind == INTERRUPTION_NMI {
+        return None;
+    }
+    Some(Reinjection {
+        // Bit 12 (NMI unblocking due to IRET) is reserved in the entry field; bits 30:12
+        // must be zero there.
+        info: idt_vectoring & !(0x7FFF_F000),
+        error_code: event.error_code,
+        instruction_length: matches!(event.kind, 4..=6),
+    })
+}
+
 /// Text for the VM-instruction error number (SDM 31.4, Table 31-1).
 pub fn instruction_error_name(n: u32) -> &'static str {
     match n {
@@ -354,6 +385,35 @@ pub fn instruction_error_name(n: u32) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interrupted_deliveries_are_injected_again() {
+        assert_eq!(reinjection(0), None, "nothing was being delivered");
+        assert_eq!(reinjection(0x8000_0202), None, "an NMI: never the guest's");
+        // External interrupt 0x30, with bit 12 set: cleared for the entry.
+        assert_eq!(
+            reinjection(0x8000_1030),
+            Some(Reinjection {
+                info: 0x8000_0030,
+                error_code: false,
+                instruction_length: false
+            })
+        );
+        // #PF (hardware exception 14) with its error code.
+        assert_eq!(
+            reinjection(0x8000_0B0E),
+            Some(Reinjection {
+                info: 0x8000_0B0E,
+                error_code: true,
+                instruction_length: false
+            })
+        );
+        // INT3 (software exception) and INT n (software interrupt) restart from their
+        // instruction.
+        for info in [0x8000_0603, 0x8000_0480] {
+            assert!(reinjection(info).is_some_and(|r| r.instruction_length && r.info == info));
+        }
+    }
 
     #[test]
     fn reasons_decode() {

@@ -191,6 +191,8 @@ pub mod field32 {
     pub const EXIT_INTERRUPTION_ERROR_CODE: Field32 = Field32(0x4406);
     /// IDT-vectoring information.
     pub const IDT_VECTORING_INFO: Field32 = Field32(0x4408);
+    /// IDT-vectoring error code.
+    pub const IDT_VECTORING_ERROR_CODE: Field32 = Field32(0x440A);
     /// VM-exit instruction length.
     pub const EXIT_INSTRUCTION_LENGTH: Field32 = Field32(0x440C);
     /// Guest GDTR limit (B.3.3; the segment limits are [`super::Segment`]'s).

@@ -22,7 +22,7 @@ use crate::system::System;
 use core::sync::atomic::Ordering;
 use quest_abi::console::{Reasons, Record, SandboxEnd, SandboxSummary};
 use quest_abi::{GuestPhysAddr, OnFault};
-use quest_monitor_core::exit::{reason_name, REASON_COUNT};
+use quest_monitor_core::exit::{reason_name, reinjection, REASON_COUNT};
 use quest_monitor_core::vmcs_fields::field32;
 
 /// A sandbox is launched at most this often (first boot + restarts).
@@ -157,6 +157,7 @@ fn enter_vmx(v: &mut Vcpu, st: &SandboxState) -> Action {
     match entered {
         Ok(()) => {
             v.launched = true;
+            reinject_interrupted_event();
             // SAFETY: right after a VM exit with this VMCS current.
             let raw = unsafe { vmx::read32(field32::EXIT_REASON) };
             st.count_exit(raw);
@@ -169,6 +170,29 @@ fn enter_vmx(v: &mut Vcpu, st: &SandboxState) -> Action {
                 vmx::VmFail::Invalid => 0,
             };
             Action::fault(FaultKind::EntryFailed { reason: 0, error })
+        }
+    }
+}
+
+/// Injects again, at the next entry, an event whose delivery this exit interrupted
+/// (`exit::reinjection`): a guest interrupt the monitor's NMI cut into is not lost. A
+/// handler that injects an event of its own overwrites it (none does on exits that can
+/// interrupt a delivery).
+fn reinject_interrupted_event() {
+    // SAFETY: right after a VM exit with this vCPU's VMCS current; the values written
+    // are the processor's own description of the interrupted event.
+    unsafe {
+        let Some(r) = reinjection(vmx::read32(field32::IDT_VECTORING_INFO)) else {
+            return;
+        };
+        let _ = vmx::write32(field32::ENTRY_INTERRUPTION_INFO, r.info);
+        if r.error_code {
+            let code = vmx::read32(field32::IDT_VECTORING_ERROR_CODE);
+            let _ = vmx::write32(field32::ENTRY_EXCEPTION_ERROR_CODE, code);
+        }
+        if r.instruction_length {
+            let len = vmx::read32(field32::EXIT_INSTRUCTION_LENGTH);
+            let _ = vmx::write32(field32::ENTRY_INSTRUCTION_LENGTH, len);
         }
     }
 }
