@@ -8,7 +8,7 @@
 #[macro_use]
 mod common;
 
-use common::{assert_line, boot_with, build, checks};
+use common::{assert_refused, boot_with, build, checks};
 use quest_build::image::inspect::{inspect, read_table};
 use quest_build::image::iso;
 use quest_build::run::Emulator;
@@ -19,22 +19,11 @@ fn hello_runs_std_hermit_and_bare_sandboxes_and_exits_0() {
     checks::hello(&built, &out);
 }
 
-#[test]
-fn hermit_failures_are_contained_and_reported() {
-    let (_, out) = boot_example!("hermit-faults");
-    checks::hermit_faults(&out);
-}
-
-#[test]
-fn isolation_contains_every_attack_and_the_victim_finishes() {
-    let (_, out) = boot_example!("isolation");
-    checks::isolation(&out);
-}
-
-#[test]
-fn a_restarted_sandbox_comes_back_and_exits_0() {
-    let (_, out) = boot_example!("restart");
-    checks::restart(&out);
+boot_checks! {
+    require_bochs, common::build_and_boot;
+    hermit_failures_are_contained_and_reported: "hermit-faults" => hermit_faults;
+    isolation_contains_every_attack_and_the_victim_finishes: "isolation" => isolation;
+    a_restarted_sandbox_comes_back_and_exits_0: "restart" => restart;
 }
 
 #[test]
@@ -59,13 +48,9 @@ fn a_corrupted_payload_byte_is_refused() {
     std::fs::write(&elf, &bytes).expect("writing the corrupted image");
     iso::make_iso(&elf, &iso_path, "corrupted").expect("making the ISO");
     let out = boot_with(&iso_path, &elf, Emulator::Bochs);
-    assert!(!out.passed());
-    assert_line(
-        &out.console,
+    assert_refused(
+        &out,
         "payload 0 of sandbox 'beta' is corrupt (SHA-256 mismatch); refusing to boot",
-    );
-    assert!(
-        !out.console.contains("[beta]"),
-        "no sandbox may run from a corrupt image"
+        "[beta]",
     );
 }

@@ -11,20 +11,9 @@
 #[macro_use]
 mod common;
 
-#[test]
-fn pingpong_verifies_every_message_both_ways_with_zero_exits_per_message() {
-    let (_, out) = boot_example!("pingpong");
-    common::checks::pingpong(&out);
-}
-
-#[test]
-fn a_hostile_writer_and_a_writing_reader_are_contained_and_the_rest_finish() {
-    let (_, out) = boot_example!("channels-hostile");
-    common::checks::channels_hostile(&out);
-}
-
-#[test]
-fn sleeping_endpoints_wake_on_the_doorbell_at_one_exit_per_hypercall() {
-    let (_, out) = boot_example!("channels-doorbell");
-    common::checks::channels_doorbell(&out);
+boot_checks! {
+    require_bochs, common::build_and_boot;
+    pingpong_verifies_every_message_both_ways_with_zero_exits_per_message: "pingpong" => pingpong;
+    a_hostile_writer_and_a_writing_reader_are_contained_and_the_rest_finish: "channels-hostile" => channels_hostile;
+    sleeping_endpoints_wake_on_the_doorbell_at_one_exit_per_hypercall: "channels-doorbell" => channels_doorbell;
 }

@@ -452,42 +452,50 @@ mod tests {
             "no QEMU hint then"
         );
 
-        let no_np = CpuidFacts {
-            svm_edx: svm_features::NRIPS,
-            ..amd()
-        };
-        let e = choose(&no_np, None, Some(0)).unwrap_err();
-        assert_eq!((e.vendor, e.svm), (Vendor::Amd, SvmMissing::NoNestedPaging));
-        assert!(e
-            .to_string()
-            .contains("SVM no nested paging (CPUID 8000_000Ah:EDX.NP"));
-        let short = CpuidFacts {
-            max_extended_leaf: 0x8000_0008,
-            ..amd()
-        };
-        assert_eq!(
-            choose(&short, None, Some(0)).unwrap_err().svm,
-            SvmMissing::NoNestedPaging,
-            "leaf 8000_000Ah missing"
-        );
-
-        let disabled = choose(&amd(), None, Some(VM_CR_SVMDIS | VM_CR_LOCK)).unwrap_err();
-        assert_eq!(
-            disabled.svm,
-            SvmMissing::DisabledByFirmware {
-                unlockable_with_key: true
-            }
-        );
-        assert!(disabled
-            .to_string()
-            .contains("SVM disabled by firmware (VM_CR.SVMDIS = 1, locked with a key)"));
-
-        let one_asid = CpuidFacts {
-            svm_asids: 1,
-            ..amd()
-        };
-        let e = choose(&one_asid, None, Some(0)).unwrap_err();
-        assert_eq!(e.svm, SvmMissing::TooFewAsids(1));
-        assert!(e.to_string().contains("only 1 ASID(s)"));
+        // AMD CPUs whose SVM is refused: the facts, VM_CR, what is missing, what it says.
+        let nested_paging = "SVM no nested paging (CPUID 8000_000Ah:EDX.NP";
+        let refusals = [
+            (
+                CpuidFacts {
+                    svm_edx: svm_features::NRIPS,
+                    ..amd()
+                },
+                0,
+                SvmMissing::NoNestedPaging,
+                nested_paging,
+            ),
+            // Leaf 8000_000Ah missing.
+            (
+                CpuidFacts {
+                    max_extended_leaf: 0x8000_0008,
+                    ..amd()
+                },
+                0,
+                SvmMissing::NoNestedPaging,
+                nested_paging,
+            ),
+            (
+                amd(),
+                VM_CR_SVMDIS | VM_CR_LOCK,
+                SvmMissing::DisabledByFirmware {
+                    unlockable_with_key: true,
+                },
+                "SVM disabled by firmware (VM_CR.SVMDIS = 1, locked with a key)",
+            ),
+            (
+                CpuidFacts {
+                    svm_asids: 1,
+                    ..amd()
+                },
+                0,
+                SvmMissing::TooFewAsids(1),
+                "only 1 ASID(s)",
+            ),
+        ];
+        for (facts, vm_cr, missing, says) in refusals {
+            let e = choose(&facts, None, Some(vm_cr)).unwrap_err();
+            assert_eq!((e.vendor, e.svm), (Vendor::Amd, missing), "{says}");
+            assert!(e.to_string().contains(says), "{e}");
+        }
     }
 }

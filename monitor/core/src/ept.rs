@@ -155,14 +155,16 @@ impl<M: EptMemory> EptBuilder<M> {
         Ok(table)
     }
 
-    fn map_page(
+    /// Maps one page: 2 MiB with `large` (a PD entry with bit 7), else 4 KiB.
+    pub fn map_page(
         &mut self,
         gpa: GuestPhysAddr,
         hpa: HostPhysAddr,
         access: u32,
-        size: u64,
+        large: bool,
     ) -> Result<(), EptError> {
         let bits = check_access(access)?;
+        let size = if large { PAGE_2M } else { PAGE_4K };
         if !gpa.is_aligned(size) || !hpa.is_aligned(size) {
             return Err(EptError::Unaligned { gpa });
         }
@@ -172,36 +174,26 @@ impl<M: EptMemory> EptBuilder<M> {
         if !in_range || hpa.as_u64() & !ADDR_MASK != 0 {
             return Err(EptError::OutOfRange { gpa });
         }
-        let level = if size == PAGE_2M { 1 } else { 0 };
+        let level = u32::from(large);
         let table = self.table_for(gpa, level)?;
         let idx = index(gpa.as_u64(), level);
         if self.mem.read(table, idx) & RWX != 0 {
             return Err(EptError::AlreadyMapped { gpa });
         }
-        let large = if size == PAGE_2M { LARGE } else { 0 };
+        let large = if large { LARGE } else { 0 };
         self.mem
             .write(table, idx, hpa.as_u64() | bits | LEAF_WB | large);
         Ok(())
     }
 
-    /// Maps one 4 KiB page.
+    /// Maps one 4 KiB page (`map_page` without `large`).
     pub fn map_4k(
         &mut self,
         gpa: GuestPhysAddr,
         hpa: HostPhysAddr,
         access: u32,
     ) -> Result<(), EptError> {
-        self.map_page(gpa, hpa, access, PAGE_4K)
-    }
-
-    /// Maps one 2 MiB page.
-    pub fn map_2m(
-        &mut self,
-        gpa: GuestPhysAddr,
-        hpa: HostPhysAddr,
-        access: u32,
-    ) -> Result<(), EptError> {
-        self.map_page(gpa, hpa, access, PAGE_2M)
+        self.map_page(gpa, hpa, access, false)
     }
 
     /// Maps `[gpa, gpa + size)` to `[hpa, ...)`. With `large`, uses 2 MiB pages wherever
@@ -225,15 +217,10 @@ impl<M: EptMemory> EptBuilder<M> {
             let (Some(g), Some(h)) = (gpa.checked_add(off), hpa.checked_add(off)) else {
                 return Err(EptError::OutOfRange { gpa });
             };
-            let step =
-                if large && g.is_aligned(PAGE_2M) && h.is_aligned(PAGE_2M) && size - off >= PAGE_2M
-                {
-                    PAGE_2M
-                } else {
-                    PAGE_4K
-                };
-            self.map_page(g, h, access, step)?;
-            off += step;
+            let big =
+                large && g.is_aligned(PAGE_2M) && h.is_aligned(PAGE_2M) && size - off >= PAGE_2M;
+            self.map_page(g, h, access, big)?;
+            off += if big { PAGE_2M } else { PAGE_4K };
         }
         Ok(())
     }
@@ -348,7 +335,7 @@ mod tests {
     #[test]
     fn leaf_and_pointer_bits_match_the_sdm() {
         let mut ept = EptBuilder::new(VecMemory::new(16)).unwrap();
-        ept.map_2m(g(0), h(0x20_0000), RWX_ACCESS).unwrap();
+        ept.map_page(g(0), h(0x20_0000), RWX_ACCESS, true).unwrap();
         ept.map_4k(g(0x40_0000_0000), h(0x7000), ACCESS_READ)
             .unwrap();
         assert_eq!(ept.eptp() & 0xfff, 0x1e);
@@ -384,18 +371,18 @@ mod tests {
     #[test]
     fn refuses_double_mapping_and_bad_input() {
         let mut ept = EptBuilder::new(VecMemory::new(16)).unwrap();
-        ept.map_2m(g(0), h(0), RW).unwrap();
+        ept.map_page(g(0), h(0), RW, true).unwrap();
         assert_eq!(
             ept.map_4k(g(0x1000), h(0x1000), RW),
             Err(EptError::AlreadyMapped { gpa: g(0x1000) })
         );
         assert_eq!(
-            ept.map_2m(g(0), h(0x20_0000), RW),
+            ept.map_page(g(0), h(0x20_0000), RW, true),
             Err(EptError::AlreadyMapped { gpa: g(0) })
         );
         ept.map_4k(g(PAGE_2M), h(0), RW).unwrap();
         assert_eq!(
-            ept.map_2m(g(PAGE_2M), h(0), RW),
+            ept.map_page(g(PAGE_2M), h(0), RW, true),
             Err(EptError::AlreadyMapped { gpa: g(PAGE_2M) })
         );
         assert_eq!(

@@ -50,6 +50,28 @@ const EPT_MEMORY_TYPE: u64 = 7 << 3;
 const EPT_WB: u64 = 6 << 3;
 const EPT_LARGE: u64 = 1 << 7;
 
+/// The leaf bits that translate one to one between the formats: (EPT bit, NPT bit, whether
+/// the NPT bit means the opposite). Write is RW, execute is the absence of NX, a 2 MiB
+/// leaf is PS.
+const LEAF_BITS: [(u64, u64, bool); 3] = [
+    (EPT_W, NPT_RW, false),
+    (EPT_X, NPT_NX, true),
+    (EPT_LARGE, NPT_PS, false),
+];
+
+/// The [`LEAF_BITS`] of leaf `entry` in the other format: `entry` is an EPT leaf and the
+/// result NPT bits with `to_npt`, the reverse without.
+fn leaf_bits(entry: u64, to_npt: bool) -> u64 {
+    LEAF_BITS.iter().fold(0, |bits, &(ept, npt, inverted)| {
+        let (from, to) = if to_npt { (ept, npt) } else { (npt, ept) };
+        if (entry & from != 0) != inverted {
+            bits | to
+        } else {
+            bits
+        }
+    })
+}
+
 /// The NPT entry for the EPT entry `ept`; `None` when NPT cannot express it (a leaf
 /// without read).
 fn npt_entry(ept: u64) -> Option<u64> {
@@ -64,17 +86,7 @@ fn npt_entry(ept: u64) -> Option<u64> {
     if ept & EPT_R == 0 {
         return None;
     }
-    let mut e = addr | NPT_P | NPT_US | NPT_LEAF;
-    if ept & EPT_W != 0 {
-        e |= NPT_RW;
-    }
-    if ept & EPT_X == 0 {
-        e |= NPT_NX;
-    }
-    if ept & EPT_LARGE != 0 {
-        e |= NPT_PS;
-    }
-    Some(e)
+    Some(addr | NPT_P | NPT_US | NPT_LEAF | leaf_bits(ept, true))
 }
 
 /// The EPT entry the builder wrote for NPT entry `npt` (inverse of [`npt_entry`]).
@@ -86,17 +98,7 @@ fn ept_entry(npt: u64) -> u64 {
     if npt & NPT_LEAF == 0 {
         return addr | EPT_R | EPT_W | EPT_X;
     }
-    let mut e = addr | EPT_R | EPT_WB;
-    if npt & NPT_RW != 0 {
-        e |= EPT_W;
-    }
-    if npt & NPT_NX == 0 {
-        e |= EPT_X;
-    }
-    if npt & NPT_PS != 0 {
-        e |= EPT_LARGE;
-    }
-    e
+    addr | EPT_R | EPT_WB | leaf_bits(npt, false)
 }
 
 /// The frames of an NPT seen as EPT frames: entries are re-encoded on the way in and out.
@@ -368,25 +370,22 @@ mod tests {
         fn get(&self, gpa: u64) -> Option<(u64, u32, u64)>;
     }
 
-    impl Tables for EptBuilder<VecMemory> {
-        fn map(&mut self, gpa: u64, hpa: u64, size: u64, access: u32) -> Result<(), EptError> {
-            self.map_range(g(gpa), h(hpa), size, access, true)
-        }
-        fn get(&self, gpa: u64) -> Option<(u64, u32, u64)> {
-            self.translate(g(gpa))
-                .map(|t| (t.hpa.as_u64(), t.access, t.page_size))
-        }
+    /// [`Tables`] through the builders' own `map_range` (large pages allowed) and
+    /// `translate`, which both have.
+    macro_rules! tables {
+        ($($builder:ty),*) => {$(
+            impl Tables for $builder {
+                fn map(&mut self, gpa: u64, hpa: u64, size: u64, access: u32) -> Result<(), EptError> {
+                    self.map_range(g(gpa), h(hpa), size, access, true)
+                }
+                fn get(&self, gpa: u64) -> Option<(u64, u32, u64)> {
+                    self.translate(g(gpa))
+                        .map(|t| (t.hpa.as_u64(), t.access, t.page_size))
+                }
+            }
+        )*};
     }
-
-    impl Tables for NptBuilder<VecMemory> {
-        fn map(&mut self, gpa: u64, hpa: u64, size: u64, access: u32) -> Result<(), EptError> {
-            self.map_range(g(gpa), h(hpa), size, access, true)
-        }
-        fn get(&self, gpa: u64) -> Option<(u64, u32, u64)> {
-            self.translate(g(gpa))
-                .map(|t| (t.hpa.as_u64(), t.access, t.page_size))
-        }
-    }
+    tables!(EptBuilder<VecMemory>, NptBuilder<VecMemory>);
 
     fn ranges_behave(t: &mut dyn Tables) {
         t.map(0, 0x4000_0000, 2 * PAGE_2M + 3 * PAGE_4K, RWX)

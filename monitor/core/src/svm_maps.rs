@@ -173,12 +173,18 @@ mod tests {
         assert_eq!(iopm[0x2000], 0xff);
     }
 
-    #[test]
-    fn every_msr_is_intercepted_on_svm_exactly_when_it_exits_on_vt_x() {
+    /// VT-x's MSR bitmap and the MSR permission map built from it.
+    fn both_msr_maps() -> ([u8; MSR_BITMAP_SIZE], [u8; MSRPM_SIZE]) {
         let mut vmx = [0u8; MSR_BITMAP_SIZE];
         build_msr_bitmap(&mut vmx);
         let mut msrpm = [0u8; MSRPM_SIZE];
         build_msrpm(&vmx, &mut msrpm);
+        (vmx, msrpm)
+    }
+
+    #[test]
+    fn every_msr_is_intercepted_on_svm_exactly_when_it_exits_on_vt_x() {
+        let (vmx, msrpm) = both_msr_maps();
         let ranges = MSRPM_RANGES.iter().map(|&(first, _)| first);
         let edges = [
             0x2000,
@@ -222,10 +228,7 @@ mod tests {
 
     #[test]
     fn intercepting_one_msr_sets_both_its_bits_and_no_other() {
-        let mut vmx = [0u8; MSR_BITMAP_SIZE];
-        build_msr_bitmap(&mut vmx);
-        let mut map = [0u8; MSRPM_SIZE];
-        build_msrpm(&vmx, &mut map);
+        let (_, mut map) = both_msr_maps();
         assert!(!msrpm_intercepts(&map, 0x80B, false) && !msrpm_intercepts(&map, 0x80B, true));
         let before = map;
         intercept_msr(&mut map, 0x80B);

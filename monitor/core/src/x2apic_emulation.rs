@@ -50,9 +50,15 @@ pub enum Access {
 pub fn access(msr: u32, value: u64) -> Access {
     match msr {
         SELF_IPI => Access::SelfIpi(ICR_SELF_FIXED | (value as u32 & 0xff)),
-        X2APIC_FIRST..=0x83F => Access::Register(u64::from(msr - X2APIC_FIRST) << 4),
+        X2APIC_FIRST..=0x83F => Access::Register(xapic_offset(msr)),
         _ => Access::None,
     }
+}
+
+/// The offset of the xAPIC register that x2APIC MSR `msr` (`X2APIC_FIRST..=X2APIC_LAST`)
+/// is: `(msr - 0x800) * 16`.
+pub const fn xapic_offset(msr: u32) -> u64 {
+    ((msr - X2APIC_FIRST) as u64) << 4
 }
 
 /// The IA32_APIC_BASE a guest reads: the host's, in x2APIC mode.
@@ -74,6 +80,8 @@ mod tests {
         assert_eq!(access(0x838, 0), Access::Register(0x380), "initial count");
         assert_eq!(access(0x839, 0), Access::Register(0x390), "current count");
         assert_eq!(access(0x83E, 0), Access::Register(0x3E0), "divide");
+        // The registers the monitor uses itself (SDM Vol. 3A, Table 10-1): ID, ICR low.
+        assert_eq!((xapic_offset(0x802), xapic_offset(0x830)), (0x20, 0x300));
     }
 
     #[test]

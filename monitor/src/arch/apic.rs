@@ -9,8 +9,9 @@
 //! number (`0x800 + offset / 16`), and the ICR is two 32-bit halves (destination in bits
 //! 24..32 of the high half), written high half first.
 
-use super::x2apic::{self, APIC_GLOBAL_ENABLE, IA32_APIC_BASE, SVR_VALUE};
+use super::x2apic::{self, APIC_GLOBAL_ENABLE, IA32_APIC_BASE, SVR_VALUE, X2APIC_ID, X2APIC_SVR};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use quest_monitor_core::x2apic_emulation::xapic_offset;
 use x86_64::registers::model_specific::Msr;
 
 /// The xAPIC's base address bits of IA32_APIC_BASE.
@@ -18,15 +19,12 @@ const BASE_MASK: u64 = 0x000f_ffff_ffff_f000;
 /// ICR delivery status: the previous IPI is still being sent.
 const ICR_PENDING: u32 = 1 << 12;
 
-/// xAPIC register offsets the monitor itself uses (SDM Vol. 3A, Table 10-1).
-#[repr(u64)]
-#[derive(Clone, Copy)]
-enum Reg {
-    Id = 0x20,
-    Svr = 0xf0,
-    IcrLow = 0x300,
-    IcrHigh = 0x310,
-}
+/// The xAPIC registers the monitor itself uses (SDM Vol. 3A, Table 10-1), at the offsets
+/// of the x2APIC MSRs it uses in x2APIC mode; the ICR's high half follows its low half.
+const ID: u64 = xapic_offset(X2APIC_ID);
+const SVR: u64 = xapic_offset(X2APIC_SVR);
+const ICR_LOW: u64 = xapic_offset(x2apic::ICR);
+const ICR_HIGH: u64 = ICR_LOW + 0x10;
 
 /// ICR low halves the monitor sends: delivery mode, level assert.
 #[repr(u32)]
@@ -118,7 +116,7 @@ pub unsafe fn enable() {
             let mut base = Msr::new(IA32_APIC_BASE);
             let value = base.read();
             base.write(value | APIC_GLOBAL_ENABLE);
-            xapic_write(Reg::Svr as u64, SVR_VALUE as u32);
+            xapic_write(SVR, SVR_VALUE as u32);
         },
     }
 }
@@ -127,7 +125,7 @@ pub unsafe fn enable() {
 pub fn id() -> u32 {
     match mode() {
         Mode::X2apic => x2apic::id(),
-        Mode::Xapic => xapic_read(Reg::Id as u64) >> 24,
+        Mode::Xapic => xapic_read(ID) >> 24,
     }
 }
 
@@ -144,11 +142,11 @@ pub unsafe fn send_ipi(dest: u32, low: u32) {
         },
         // SAFETY: per the contract; the high half is written first, the low half sends.
         Mode::Xapic => unsafe {
-            while xapic_read(Reg::IcrLow as u64) & ICR_PENDING != 0 {
+            while xapic_read(ICR_LOW) & ICR_PENDING != 0 {
                 core::hint::spin_loop();
             }
-            xapic_write(Reg::IcrHigh as u64, dest << 24);
-            xapic_write(Reg::IcrLow as u64, low);
+            xapic_write(ICR_HIGH, dest << 24);
+            xapic_write(ICR_LOW, low);
         },
     }
 }

@@ -7,8 +7,8 @@ use x86_64::registers::model_specific::Msr;
 pub(super) const IA32_APIC_BASE: u32 = 0x1b;
 pub(super) const APIC_GLOBAL_ENABLE: u64 = 1 << 11;
 const APIC_X2APIC_ENABLE: u64 = 1 << 10;
-const X2APIC_ID: u32 = 0x802;
-const X2APIC_SVR: u32 = 0x80f;
+pub(super) const X2APIC_ID: u32 = 0x802;
+pub(super) const X2APIC_SVR: u32 = 0x80f;
 /// The interrupt command register (one 64-bit MSR in x2APIC mode).
 pub const ICR: u32 = 0x830;
 /// Spurious-interrupt vector; bit 8 software-enables the APIC.

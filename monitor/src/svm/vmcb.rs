@@ -10,8 +10,7 @@ use crate::sandboxes::{SandboxState, SandboxVmx, SetupError};
 use crate::system::System;
 use crate::vmx::calibrate::ExitCostError;
 use crate::vmx::vcpu::{Action, FaultKind, Vcpu};
-use quest_abi::{gdt, layout, CoreId, GuestPhysAddr, HostPhysAddr, SandboxId};
-use quest_abi::{ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE};
+use quest_abi::{gdt, layout, CoreId, SandboxId};
 use quest_monitor_core::backend::SvmCaps;
 use quest_monitor_core::io_bitmap::IO_BITMAPS_SIZE;
 use quest_monitor_core::msr_policy::{build_msr_bitmap, MSR_BITMAP_SIZE};
@@ -346,7 +345,7 @@ fn run(vmcb: Vmcb, regs: &mut [u64; 16], core: CoreId) -> (u64, u64, u64) {
 /// # Safety
 /// Interrupts disabled; no vCPU has run on this core yet; nothing sends it NMIs meanwhile.
 pub unsafe fn vm_exit_entry(out: &mut [u64]) -> Result<usize, ExitCostError> {
-    use crate::vmx::calibrate::{rdtsc, step, write_guest, GUEST_FRAMES};
+    use crate::vmx::calibrate::{map_guest, rdtsc, step, write_guest, GUEST_FRAMES};
     let core = CoreId::new(crate::arch::cpu::core_index() as u32);
     // SAFETY: per the contract.
     step(unsafe { host::enable_svm(core) }, "enabling SVM")?;
@@ -360,16 +359,9 @@ pub unsafe fn vm_exit_entry(out: &mut [u64]) -> Result<usize, ExitCostError> {
     );
     write_guest(guest);
     let mut npt = step(NptBuilder::new(crate::vmx::PoolFrames), "NPT allocation")?;
-    step(
-        npt.map_range(
-            GuestPhysAddr::new(0),
-            HostPhysAddr::new(guest),
-            GUEST_FRAMES as u64 * 4096,
-            ACCESS_READ | ACCESS_WRITE | ACCESS_EXEC,
-            false,
-        ),
-        "NPT mapping",
-    )?;
+    map_guest(guest, "NPT mapping", |gpa, hpa, size, access, large| {
+        npt.map_range(gpa, hpa, size, access, large)
+    })?;
     // Zeroed maps intercept nothing; the guest only runs CPUID.
     vmcb.write_controls(1, npt.ncr3(), iopm, msrpm);
     vmcb.write_launch_state(0x1000, 0, 0x1000);

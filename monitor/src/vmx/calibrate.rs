@@ -91,17 +91,26 @@ pub(crate) fn rdtsc() -> u64 {
 fn build_guest(base: u64) -> Result<u64, ExitCostError> {
     write_guest(base);
     let mut ept = step(EptBuilder::new(PoolFrames), "EPT allocation")?;
-    step(
-        ept.map_range(
-            GuestPhysAddr::new(0),
-            HostPhysAddr::new(base),
-            GUEST_FRAMES as u64 * 4096,
-            ACCESS_READ | ACCESS_WRITE | ACCESS_EXEC,
-            false,
-        ),
-        "EPT mapping",
-    )?;
+    map_guest(base, "EPT mapping", |gpa, hpa, size, access, large| {
+        ept.map_range(gpa, hpa, size, access, large)
+    })?;
     Ok(ept.eptp())
+}
+
+/// Maps the calibration guest (GUEST_FRAMES frames at `base`) at guest-physical 0, in
+/// 4 KiB pages, readable, writable and executable, with `map_range` (either backend's
+/// page-table builder's `map_range`; `what` names the step in the error).
+pub(crate) fn map_guest<E>(
+    base: u64,
+    what: &'static str,
+    map_range: impl FnOnce(GuestPhysAddr, HostPhysAddr, u64, u32, bool) -> Result<(), E>,
+) -> Result<(), ExitCostError> {
+    let (gpa, hpa) = (GuestPhysAddr::new(0), HostPhysAddr::new(base));
+    let access = ACCESS_READ | ACCESS_WRITE | ACCESS_EXEC;
+    step(
+        map_range(gpa, hpa, GUEST_FRAMES as u64 * 4096, access, false),
+        what,
+    )
 }
 
 /// Writes the calibration guest's code and page tables into `base` (GUEST_FRAMES

@@ -51,6 +51,21 @@ macro_rules! boot_example {
     }};
 }
 
+/// Tests that each boot `partition-manifests/<manifest>.toml` with `$boot` (a function of
+/// the manifest's name giving `(built image, outcome)`), after skipping the way `$require!`
+/// does, and apply the check `common::checks::<check>` to the outcome. The VT-x boot tests
+/// and the SVM ones share the checks this way.
+macro_rules! boot_checks {
+    ($require:ident, $boot:expr; $($test:ident: $manifest:literal => $check:ident;)*) => {$(
+        #[test]
+        fn $test() {
+            $require!();
+            let (_, out) = $boot($manifest);
+            crate::common::checks::$check(&out);
+        }
+    )*};
+}
+
 /// Builds `partition-manifests/<name>.toml` into `images/tests/<output>.iso`.
 pub fn build(name: &str, output: &str) -> BuiltImage {
     let ws = Workspace::locate();
@@ -138,6 +153,17 @@ pub fn assert_passed(out: &RunOutcome) {
 pub fn assert_failed(out: &RunOutcome) {
     assert!(!out.passed());
     assert_line(&out.console, "quest: not every sandbox exited 0");
+}
+
+/// Fails unless the monitor refused to boot the image: the system did not pass, a console
+/// line contains `reason`, and none contains `ran` (what a running sandbox would print).
+pub fn assert_refused(out: &RunOutcome, reason: &str, ran: &str) {
+    assert!(!out.passed());
+    assert_line(&out.console, reason);
+    assert!(
+        !out.console.contains(ran),
+        "no sandbox may run ({ran:?} was printed)"
+    );
 }
 
 /// Fails unless a console line contains `wanted`.
