@@ -23,7 +23,8 @@ pub enum Hypercall {
     /// [`MIGRATE_SELF`]. The result in RAX is [`OK`] once the sandbox runs at its new
     /// placement (for a sandbox migrating itself: the call returns there), a
     /// [`MigrateRefusal`] code when the monitor refuses (then nothing was stopped), or
-    /// [`ERR_INVALID`] when RDI names no sandbox.
+    /// [`ERR_INVALID`] when RDI names no sandbox. A sandbox index may carry
+    /// [`MIGRATE_STOP_AND_COPY`].
     Migrate = 5,
 }
 
@@ -57,6 +58,26 @@ impl Hypercall {
 
 /// [`Hypercall::Migrate`]'s RDI for "the calling sandbox".
 pub const MIGRATE_SELF: u64 = u64::MAX;
+
+/// Or'ed into a sandbox index in [`Hypercall::Migrate`]'s RDI (not into [`MIGRATE_SELF`],
+/// which stays a plain request): migrate without pre-copy, stopping the sandbox and
+/// copying all of its RAM while it is stopped. The admission test counts that whole copy
+/// against `max_downtime`. It exists to compare pre-copy with stop-and-copy on the same
+/// platform (`quest-build bench`).
+pub const MIGRATE_STOP_AND_COPY: u64 = 1 << 32;
+
+/// [`Hypercall::Migrate`]'s RDI split into the sandbox it names (an index or
+/// [`MIGRATE_SELF`]) and whether it asks for a stop-and-copy ([`MIGRATE_STOP_AND_COPY`]).
+pub const fn migrate_request(rdi: u64) -> (u64, bool) {
+    if rdi == MIGRATE_SELF {
+        (rdi, false)
+    } else {
+        (
+            rdi & !MIGRATE_STOP_AND_COPY,
+            rdi & MIGRATE_STOP_AND_COPY != 0,
+        )
+    }
+}
 
 /// Why the monitor refused a [`Hypercall::Migrate`] (its RAX). Nothing was stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -195,6 +216,13 @@ mod tests {
         }
         assert_eq!(Hypercall::Doorbell.number(), 4, "the numbers are ABI");
         assert_eq!(Hypercall::Migrate.number(), 5, "the numbers are ABI");
+        assert_eq!(migrate_request(MIGRATE_SELF), (MIGRATE_SELF, false));
+        assert_eq!(migrate_request(3), (3, false));
+        assert_eq!(migrate_request(3 | MIGRATE_STOP_AND_COPY), (3, true));
+        assert_eq!(
+            migrate_request(u64::MAX - 1),
+            (u64::MAX - 1 - (1 << 32), true)
+        );
         for n in [0, 6, OK, ERR_INVALID, ERR_UNKNOWN, u64::MAX] {
             assert_eq!(Hypercall::from_number(n), None);
         }

@@ -3,7 +3,8 @@
 //! Protocol (the park protocol of `lifecycle`, with its own stop value):
 //! 1. The requester (a vCPU of the sandbox itself or of a controller) decides
 //!    (`quest_monitor_core::migration::admit`) and takes the sandbox's `busy` flag.
-//! 2. Pre-copy ([`precopy`], when the RAM moves and the CPU has EPT dirty flags): the
+//! 2. Pre-copy ([`precopy`], when the RAM moves, the CPU has EPT dirty flags and the
+//!    request did not ask for a stop-and-copy, `MIGRATE_STOP_AND_COPY`): the
 //!    requester hands the job to the first standby core, which waits in [`stand_by`]
 //!    and copies the RAM to the standby region while the sandbox runs, in rounds
 //!    (`quest_monitor_core::precopy`): each round marks the dirty pages in the EPT
@@ -55,7 +56,9 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use quest_abi::calibration::CalibrationView;
 use quest_abi::console::{CoreList, Migrated, Record};
 use quest_abi::hypercall::budget_cycles;
-use quest_abi::hypercall::{min_downtime_cycles, MigrateRefusal, MigrationCosts, ERR_INVALID, OK};
+use quest_abi::hypercall::{
+    migrate_request, min_downtime_cycles, MigrateRefusal, MigrationCosts, ERR_INVALID, OK,
+};
 use quest_abi::{CoreId, HostPhysAddr, SandboxId, MAX_CORES};
 use quest_monitor_core::migration::{admit, hidden_cycles, moved_tsc_offset, target, Request};
 use quest_monitor_core::precopy::{
@@ -233,6 +236,7 @@ fn precopies(rec: &SandboxRecord) -> bool {
 /// leaves its core right after this returns (the run loop sees the stop).
 pub fn request(v: &mut Vcpu, rdi: u64) -> u64 {
     let table = &v.sys.table;
+    let (rdi, stop_and_copy) = migrate_request(rdi);
     let Some(s) = target(rdi, v.sandbox, table.sandbox_count()) else {
         return ERR_INVALID;
     };
@@ -261,7 +265,7 @@ pub fn request(v: &mut Vcpu, rdi: u64) -> u64 {
                 && ARRIVALS[c.index() % CORES].lock().is_empty()
         });
     let vcpus = view.vcpus().len();
-    let precopy = precopies(rec);
+    let precopy = precopies(rec) && !stop_and_copy;
     let decision = admit(&Request {
         caller: v.sandbox,
         terms,

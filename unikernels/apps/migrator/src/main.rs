@@ -1,12 +1,16 @@
-//! The migration test (`partition-manifests/migration.toml`), one program in three roles
-//! (the first argument):
+//! The migration test (`partition-manifests/migration.toml`), one program in several
+//! roles (the first argument):
 //! - `mover`: streams numbered, checksummed messages on `stream` while it migrates
-//!   itself `SELF` times (and a controller migrates it too); after each of its own
-//!   migrations it checks that its TSC did not go backwards, that the jump covers the
-//!   downtime the monitor reported and that the downtime is within `MAX_DOWNTIME_MS`,
-//!   and that its RAM working set (a checksummed 64 KiB block) survived. It exits once
-//!   the controller says it is done.
-//! - `controller`: migrates `mover` `CONTROL` times (retrying while it is busy), checks
+//!   itself `SELF` times (and a controller migrates it too), and keeps rewriting a
+//!   working set of `WORKING_SET_KIB` KiB on its heap (each pass checks every word still
+//!   holds the previous pass's value, so a page pre-copy missed is caught); after each of
+//!   its own migrations it checks that its TSC did not go backwards, that the jump covers
+//!   the downtime the monitor reported and that the downtime is within
+//!   `MAX_DOWNTIME_MS`, and that the working set survived. It exits once the controller
+//!   says it is done.
+//! - `controller`: first (with `FAULTER` set, the faulter's table index) waits until the
+//!   faulter is ready and migrates it, which must be abandoned (it faults during
+//!   pre-copy); then migrates `mover` `CONTROL` times (retrying while it is busy), checks
 //!   the refusals it must get (a sandbox without standby placement, itself), then tells
 //!   the mover on `done`. With `READY` set it first waits for one message on the channel
 //!   of that name (the mover says when it is ready to be moved), and with `SPACING_MS`
@@ -14,11 +18,21 @@
 //! - `sink`: reads every message of `stream` and verifies it (none lost, duplicated or
 //!   reordered), measuring the largest gap between two messages on its own clock; then
 //!   it asks to migrate the mover, which it may not.
+//! - `faulter` (its own table index in `SELF_INDEX`): asks for a stop-and-copy of itself,
+//!   which its `max_downtime` cannot allow (refused, it runs on), tells the controller on
+//!   `ready`, then asks again until the answer is busy (the controller's migration of it
+//!   is under way, in pre-copy) and faults on purpose (UD2). Relaunched by
+//!   `on_fault = "restart"`, it exits 0.
 #![no_std]
 #![no_main]
 
-use chan_proto::{make, mix, verify, MAX_LEN};
-use quest_abi::hypercall::{Hypercall, MigrateRefusal, MIGRATE_SELF, OK};
+extern crate alloc;
+
+use alloc::vec::Vec;
+use chan_proto::{make, verify, MAX_LEN};
+use quest_abi::hypercall::{
+    Hypercall, MigrateRefusal, MIGRATE_SELF, MIGRATE_STOP_AND_COPY, OK,
+};
 use quest_channel::{Receiver, Sender};
 use quest_rt::time::{rdtsc, tsc_khz};
 use quest_rt::{println, Ctx};
@@ -27,8 +41,6 @@ quest_rt::entry!(main, vcpu0_only);
 
 /// The stream's seed.
 const SEED: u64 = 0x6d69_6772;
-/// Words in the mover's RAM working set (64 KiB).
-const WORDS: usize = 8192;
 /// Table index of the mover (the manifest's order).
 const MOVER: u64 = 1;
 /// Table index of the sink.
@@ -51,17 +63,81 @@ fn migrate(rdi: u64) -> (u64, u64) {
     (rax, rdx)
 }
 
-fn words_sum(words: &[u64]) -> u64 {
-    words.iter().fold(0u64, |h, &w| mix(h ^ w).rotate_left(7))
+/// A result code in words.
+fn refusal(code: u64) -> &'static str {
+    MigrateRefusal::from_code(code).map_or("?", MigrateRefusal::as_str)
+}
+
+/// Spins for `cycles` TSC cycles.
+fn spin(cycles: u64) {
+    let until = rdtsc() + cycles;
+    while rdtsc() < until {
+        core::hint::spin_loop();
+    }
+}
+
+/// RAM the mover keeps rewriting: word `i` holds [`WorkingSet::value`] of the current
+/// generation, so a word that went back to an older generation (a page a migration
+/// copied before its last write and never again) is caught.
+struct WorkingSet {
+    words: Vec<u64>,
+    generation: u64,
+}
+
+impl WorkingSet {
+    fn new(kib: u64) -> Self {
+        let words = (0..kib * 128).map(|i| Self::value(0, i as usize)).collect();
+        Self {
+            words,
+            generation: 0,
+        }
+    }
+
+    fn value(generation: u64, i: usize) -> u64 {
+        SEED ^ (generation << 40) ^ i as u64
+    }
+
+    /// Checks every word (`Err`: the first wrong index); with `rewrite`, moves each to
+    /// the next generation as it goes (every page of the set is dirtied).
+    fn pass(&mut self, rewrite: bool) -> Result<(), usize> {
+        let g = self.generation;
+        for (i, w) in self.words.iter_mut().enumerate() {
+            // SAFETY: a plain read and write of our own heap word; volatile so each pass
+            // reads the RAM the monitor may have moved and really writes it.
+            unsafe {
+                if core::ptr::read_volatile(w) != Self::value(g, i) {
+                    return Err(i);
+                }
+                if rewrite {
+                    core::ptr::write_volatile(w, Self::value(g + 1, i));
+                }
+            }
+        }
+        if rewrite {
+            self.generation += 1;
+        }
+        Ok(())
+    }
 }
 
 fn main(ctx: &Ctx) -> i32 {
     let role = ctx.args().args().next().unwrap_or("");
     let var = |name| chan_proto::number(ctx.args().var(name), 0);
     match role {
-        "mover" => mover(var("SELF"), var("BURST").max(1), var("MAX_DOWNTIME_MS")),
-        "controller" => controller(var("CONTROL"), ctx.args().var("READY"), var("SPACING_MS")),
+        "mover" => mover(&Mover {
+            rounds: var("SELF"),
+            burst: var("BURST").max(1),
+            max_downtime_ms: var("MAX_DOWNTIME_MS"),
+            working_set_kib: var("WORKING_SET_KIB"),
+        }),
+        "controller" => controller(
+            var("CONTROL"),
+            ctx.args().var("READY"),
+            var("SPACING_MS"),
+            var("FAULTER"),
+        ),
         "sink" => sink(var("MESSAGES")),
+        "faulter" => faulter(ctx, var("SELF_INDEX")),
         _ => {
             println!("migrator: unknown role {role:?}");
             2
@@ -69,21 +145,32 @@ fn main(ctx: &Ctx) -> i32 {
     }
 }
 
-fn mover(rounds: u64, burst: u64, max_downtime_ms: u64) -> i32 {
+/// The mover's settings.
+struct Mover {
+    rounds: u64,
+    burst: u64,
+    max_downtime_ms: u64,
+    working_set_kib: u64,
+}
+
+fn mover(cfg: &Mover) -> i32 {
     let (Ok(mut tx), Ok(mut done)) = (Sender::open("stream"), Receiver::open("done")) else {
         println!("mover: cannot open its channels");
         return 2;
     };
-    let budget = max_downtime_ms.saturating_mul(u64::from(tsc_khz()));
-    let mut ram = [0u64; WORDS];
-    for (i, w) in ram.iter_mut().enumerate() {
-        *w = mix(SEED ^ i as u64);
-    }
-    let sum = words_sum(&ram);
+    let budget = cfg.max_downtime_ms.saturating_mul(u64::from(tsc_khz()));
+    let mut ws = WorkingSet::new(cfg.working_set_kib);
     let mut buf = [0u8; MAX_LEN];
     let (mut seq, mut worst, mut busy, mut last) = (0u64, 0u64, 0u64, rdtsc());
-    for round in 0..rounds {
-        for _ in 0..burst {
+    let damaged = |ws: &WorkingSet, at: usize, when: &str| {
+        println!(
+            "mover: working set damaged {when}: word {at} not of generation {}",
+            ws.generation
+        );
+        1
+    };
+    for round in 0..cfg.rounds {
+        for _ in 0..cfg.burst {
             let len = make(SEED, seq, &mut buf);
             if let Err(e) = tx.send(&buf[..len]) {
                 println!("mover: message {seq}: {e}");
@@ -96,6 +183,9 @@ fn mover(rounds: u64, burst: u64, max_downtime_ms: u64) -> i32 {
                 return 1;
             }
             last = now;
+        }
+        if let Err(at) = ws.pass(true) {
+            return damaged(&ws, at, "while running");
         }
         // The controller may be migrating us at the same moment: then we are busy.
         let (before, (result, downtime), after) = loop {
@@ -113,8 +203,10 @@ fn mover(rounds: u64, burst: u64, max_downtime_ms: u64) -> i32 {
             last = after;
         };
         if result != OK {
-            let why = MigrateRefusal::from_code(result).map_or("?", MigrateRefusal::as_str);
-            println!("mover: migration {round} refused: {why} ({result:#x})");
+            println!(
+                "mover: migration {round} refused: {} ({result:#x})",
+                refusal(result)
+            );
             return 1;
         }
         if after < before || after - before < downtime || downtime > budget {
@@ -124,16 +216,15 @@ fn mover(rounds: u64, burst: u64, max_downtime_ms: u64) -> i32 {
             return 1;
         }
         worst = worst.max(downtime);
-        // SAFETY: a plain read of our own array; volatile so the check reads the RAM the
-        // monitor moved, not a value kept in a register.
-        let now_sum = words_sum(&ram.map(|w| unsafe { core::ptr::read_volatile(&w) }));
-        if now_sum != sum {
-            println!("mover: RAM working set damaged after migration {round}");
-            return 1;
+        if let Err(at) = ws.pass(false) {
+            return damaged(&ws, at, &alloc::format!("after migration {round}"));
         }
         last = after;
     }
-    // Keep streaming (and checking the clock) until the controller is done with us.
+    // Keep checking the working set (read only) and the clock until the controller is
+    // done with us. (Rewriting it here too, so that every later controller migration
+    // sees dirty pages, hung the monitor at the last migration in two boots: see the
+    // report of branch i-mtests.)
     let mut byte = [0u8; 1];
     loop {
         match done.try_recv(&mut byte) {
@@ -144,6 +235,9 @@ fn mover(rounds: u64, burst: u64, max_downtime_ms: u64) -> i32 {
                 return 1;
             }
         }
+        if let Err(at) = ws.pass(false) {
+            return damaged(&ws, at, "while the controller migrates it");
+        }
         let now = rdtsc();
         if now < last {
             println!("mover: TSC went backwards: {now} after {last}");
@@ -152,12 +246,46 @@ fn mover(rounds: u64, burst: u64, max_downtime_ms: u64) -> i32 {
         last = now;
     }
     println!(
-        "mover: {rounds} self-migrations (busy {busy} times), worst downtime {worst} cycles, {seq} messages sent, TSC monotonic, RAM intact"
+        "mover: {} self-migrations (busy {busy} times), worst downtime {worst} cycles, {seq} messages sent, TSC monotonic, working set of {} KiB intact after {} passes",
+        cfg.rounds, cfg.working_set_kib, ws.generation
     );
     0
 }
 
-fn controller(count: u64, ready: Option<&str>, spacing_ms: u64) -> i32 {
+/// Migrates the faulter once it is ready: the migration must be abandoned.
+fn migrate_faulter(faulter: u64) -> Result<(), ()> {
+    let Ok(mut ready) = Receiver::open("ready") else {
+        println!("controller: cannot open ready");
+        return Err(());
+    };
+    let mut byte = [0u8; 1];
+    if ready.recv(&mut byte).is_err() {
+        println!("controller: ready: the faulter never said so");
+        return Err(());
+    }
+    // The faulter's own (refused) requests hold it busy for a moment.
+    let mut busy = 0u64;
+    let code = loop {
+        match migrate(faulter) {
+            (code, _) if code == MigrateRefusal::Busy.code() => busy += 1,
+            (code, _) => break code,
+        }
+        spin(1000);
+    };
+    if code != MigrateRefusal::Abandoned.code() {
+        println!(
+            "controller: migrating the faulter answered {} ({code:#x}), expected abandoned",
+            refusal(code)
+        );
+        return Err(());
+    }
+    println!(
+        "controller: migration of the faulter abandoned ({code:#x}) after {busy} busy answers"
+    );
+    Ok(())
+}
+
+fn controller(count: u64, ready: Option<&str>, spacing_ms: u64, faulter: u64) -> i32 {
     let Ok(mut done) = Sender::open("done") else {
         println!("controller: cannot open done");
         return 2;
@@ -178,6 +306,9 @@ fn controller(count: u64, ready: Option<&str>, spacing_ms: u64) -> i32 {
         0 => 20_000,
         ms => ms.saturating_mul(u64::from(tsc_khz())),
     };
+    if faulter != 0 && migrate_faulter(faulter).is_err() {
+        return 1;
+    }
     let (mut moved, mut busy, mut worst) = (0u64, 0u64, 0u64);
     while moved < count {
         match migrate(MOVER) {
@@ -192,10 +323,7 @@ fn controller(count: u64, ready: Option<&str>, spacing_ms: u64) -> i32 {
             }
         }
         // Let the mover run a little at each placement.
-        let until = rdtsc() + spacing;
-        while rdtsc() < until {
-            core::hint::spin_loop();
-        }
+        spin(spacing);
     }
     let not_allowed = MigrateRefusal::NotAllowed.code();
     let refusals = [(SINK, "the sink"), (MIGRATE_SELF, "itself")];
@@ -248,4 +376,57 @@ fn sink(messages: u64) -> i32 {
     }
     println!("sink: {messages} messages verified in order, largest gap {gap} cycles");
     0
+}
+
+fn faulter(ctx: &Ctx, me: u64) -> i32 {
+    if ctx.launch_count() > 1 {
+        println!(
+            "faulter: relaunched after its fault (launch {}), exiting",
+            ctx.launch_count()
+        );
+        return 0;
+    }
+    let Ok(mut ready) = Sender::open("ready") else {
+        println!("faulter: cannot open ready");
+        return 2;
+    };
+    let stop_and_copy = me | MIGRATE_STOP_AND_COPY;
+    let exceeds = MigrateRefusal::WouldExceedMaxDowntime.code();
+    let (code, _) = migrate(stop_and_copy);
+    if code != exceeds {
+        println!(
+            "faulter: stop-and-copy answered {} ({code:#x}), expected would exceed max_downtime",
+            refusal(code)
+        );
+        return 1;
+    }
+    println!("faulter: stop-and-copy refused: {} ({code:#x}), still running", refusal(code));
+    if ready.send(&[1]).is_err() {
+        println!("faulter: cannot tell the controller");
+        return 1;
+    }
+    // Until the controller's migration of us is under way, the same request is refused
+    // by the admission test; once it is, we are busy.
+    let code = loop {
+        spin(50_000);
+        match migrate(stop_and_copy) {
+            (code, _) if code == exceeds => {}
+            (code, _) => break code,
+        }
+    };
+    if code != MigrateRefusal::Busy.code() {
+        println!(
+            "faulter: asking again answered {} ({code:#x}), expected busy",
+            refusal(code)
+        );
+        return 1;
+    }
+    println!(
+        "faulter: asking again: {} ({code:#x}), its migration is under way; faulting on purpose (ud2)",
+        refusal(code)
+    );
+    // SAFETY: not sound on purpose: UD2 raises #UD, which (with no IDT of ours) ends in a
+    // triple fault during pre-copy; the monitor must abandon the migration and apply
+    // on_fault.
+    unsafe { core::arch::asm!("ud2", options(nomem, nostack, noreturn)) }
 }
