@@ -758,9 +758,10 @@ pub fn stand_by(core: CoreId, sys: &'static crate::system::System) -> Vcpu {
     // The RAM may have moved: this vCPU's EPT pointer and view of guest memory follow.
     v.mem = super::guest_mem::GuestMem::of(v.sys, v.sandbox);
     match super::sandbox::resources(v.sys, v.sandbox) {
-        // SAFETY: this vCPU's VMCS is current; the EPT is complete and the sandbox's.
+        // SAFETY: this vCPU's VMCS is current; the EPT and bitmaps are complete and
+        // the sandbox's (the old ones may already be freed: every pointer is replaced).
         Ok(res) => unsafe {
-            let _ = vmx::write64(field64::EPT_POINTER, res.eptp);
+            let _ = super::vmcs::use_structures(&res);
             let _ = vmx::invept_single(res.eptp);
         },
         Err(e) => super::fatal(format_args!("sandbox '{}': {e}", v.name)),

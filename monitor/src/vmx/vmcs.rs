@@ -37,6 +37,22 @@ const ZERO_CONTROLS: [Field32; 8] = [
     field32::ENTRY_INTERRUPTION_INFO,
 ];
 
+/// Points the current VMCS at a sandbox's structures: its EPT and its I/O and MSR
+/// bitmaps. A migration that moves the RAM replaces all of them (and frees the old
+/// frames), so a moved vCPU must take every one of them, not only the EPT pointer.
+///
+/// # Safety
+/// A VMCS must be current on this core; `res` must stay allocated while it is used.
+pub unsafe fn use_structures(res: &SandboxVmx) -> Result<(), VmFail> {
+    // SAFETY: a VMCS is current (contract); addresses are frames owned by the sandbox.
+    unsafe {
+        vmx::write64(field64::IO_BITMAP_A, res.io_bitmaps)?;
+        vmx::write64(field64::IO_BITMAP_B, res.io_bitmaps + 4096)?;
+        vmx::write64(field64::MSR_BITMAP, res.msr_bitmap)?;
+        vmx::write64(field64::EPT_POINTER, res.eptp)
+    }
+}
+
 /// Writes the execution, exit and entry controls for a vCPU of a sandbox.
 ///
 /// # Safety
@@ -52,10 +68,7 @@ pub unsafe fn write_controls(caps: &VmxCaps, res: &SandboxVmx, vpid: u16) -> Res
         for field in ZERO_CONTROLS {
             vmx::write32(field, 0)?;
         }
-        vmx::write64(field64::IO_BITMAP_A, res.io_bitmaps)?;
-        vmx::write64(field64::IO_BITMAP_B, res.io_bitmaps + 4096)?;
-        vmx::write64(field64::MSR_BITMAP, res.msr_bitmap)?;
-        vmx::write64(field64::EPT_POINTER, res.eptp)?;
+        use_structures(res)?;
         vmx::write64(field64::TSC_OFFSET, 0)?;
         vmx::write16(field16::VPID, vpid)?;
         vmx::write_natural(natural::CR0_GUEST_HOST_MASK, CR0_MASK)?;
