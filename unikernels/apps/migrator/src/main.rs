@@ -30,9 +30,7 @@ extern crate alloc;
 
 use alloc::vec::Vec;
 use chan_proto::{make, verify, MAX_LEN};
-use quest_abi::hypercall::{
-    Hypercall, MigrateRefusal, MIGRATE_SELF, MIGRATE_STOP_AND_COPY, OK,
-};
+use quest_abi::hypercall::{Hypercall, MigrateRefusal, MIGRATE_SELF, MIGRATE_STOP_AND_COPY, OK};
 use quest_channel::{Receiver, Sender};
 use quest_rt::time::{rdtsc, tsc_khz};
 use quest_rt::{println, Ctx};
@@ -400,7 +398,10 @@ fn faulter(ctx: &Ctx, me: u64) -> i32 {
         );
         return 1;
     }
-    println!("faulter: stop-and-copy refused: {} ({code:#x}), still running", refusal(code));
+    println!(
+        "faulter: stop-and-copy refused: {} ({code:#x}), still running",
+        refusal(code)
+    );
     if ready.send(&[1]).is_err() {
         println!("faulter: cannot tell the controller");
         return 1;
