@@ -26,6 +26,18 @@ pub(crate) const LARGE: u64 = 1 << 7;
 /// Bits 51:12: the physical address in an entry.
 pub(crate) const ADDR_MASK: u64 = 0x000F_FFFF_FFFF_F000;
 
+/// The EPT's accessed and dirty flags (SDM Vol. 3, 29.3.5), which pre-copy migration
+/// tracks dirty pages with (`crate::precopy`): with bit 6 of the EPT pointer set the
+/// processor sets bit 8 (accessed) of every entry it uses and bit 9 (dirty) of a leaf it
+/// writes through; bit 21 of IA32_VMX_EPT_VPID_CAP says the CPU can.
+pub const EPTP_ACCESSED_DIRTY: u64 = 1 << 6;
+/// Bit 8 of an entry: accessed.
+pub const ACCESSED: u64 = 1 << 8;
+/// Bit 9 of a leaf: dirty.
+pub const DIRTY: u64 = 1 << 9;
+/// IA32_VMX_EPT_VPID_CAP bit 21: the flags above are supported.
+pub const CAP_ACCESSED_DIRTY: u64 = 1 << 21;
+
 /// Where the builder gets and edits page-table frames.
 pub trait EptMemory {
     /// Allocates one zeroed, 4 KiB-aligned frame and returns its host-physical address.

@@ -20,17 +20,11 @@ use crate::ept::{index, ADDR_MASK, LARGE, PAGE_2M, PAGE_4K, RWX};
 use quest_abi::hypercall::{copy_cycles, MigrationCosts};
 use quest_abi::HostPhysAddr;
 
-/// Bit 8 of an EPT leaf: accessed.
-pub const ACCESSED: u64 = 1 << 8;
-/// Bit 9 of an EPT leaf: dirty.
-pub const DIRTY: u64 = 1 << 9;
+pub use crate::ept::{ACCESSED, CAP_ACCESSED_DIRTY, DIRTY, EPTP_ACCESSED_DIRTY};
+
 /// Bit 11 of an EPT leaf (ignored by the processor): the page is marked for this round's
 /// copy.
 pub const TO_COPY: u64 = 1 << 11;
-/// EPTP bit 6: the processor maintains the accessed and dirty flags.
-pub const EPTP_ACCESSED_DIRTY: u64 = 1 << 6;
-/// IA32_VMX_EPT_VPID_CAP bit 21: accessed and dirty flags for EPT are supported.
-pub const CAP_ACCESSED_DIRTY: u64 = 1 << 21;
 
 /// Entries of a live EPT (one that vCPUs may be walking).
 pub trait EptEntries {
