@@ -173,7 +173,7 @@ fn bounds_prints_each_migratable_sandbox_and_its_admission() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../partition-manifests/migration.toml");
     let report = stdout_of(&[&"bounds", &example]);
     assert!(
-        report.starts_with("bounds for 'migration': 2 channel(s), 1 migratable sandbox(es)"),
+        report.starts_with("bounds for 'migration': 3 channel(s), 2 migratable sandbox(es)"),
         "{report}"
     );
     assert!(
