@@ -114,7 +114,11 @@ mod tests {
     fn mover(edits: &[(&str, &str)]) -> MigrationBound {
         let b = analyse(&example(edits), &COSTS, 10_000);
         let names: Vec<&str> = b.iter().map(|m| m.sandbox.as_str()).collect();
-        assert_eq!(names, ["mover", "faulter"], "the sandboxes with standby cores");
+        assert_eq!(
+            names,
+            ["mover", "faulter"],
+            "the sandboxes with standby cores"
+        );
         b.into_iter().next().unwrap_or_else(|| unreachable!())
     }
 
