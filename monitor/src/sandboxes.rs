@@ -133,6 +133,9 @@ pub struct MigrationState {
     pub worst_downtime: AtomicU64,
     /// TSC when the last of its vCPUs left its source core in the migration under way.
     pub last_exit: AtomicU64,
+    /// The `migrated` record of the last migration, printed by vCPU 0's old core after
+    /// the release (printing on the serial port takes long: not inside the pause).
+    pub report: spin::Mutex<Slot<quest_abi::console::Migrated<'static>>>,
     /// The cycles the migration under way hides from its clock (`downtime_clock =
     /// "hidden"`; 0 otherwise), set before the stop is released.
     pub hidden: AtomicU64,
@@ -170,6 +173,7 @@ impl MigrationState {
             worst_downtime: AtomicU64::new(0),
             last_exit: AtomicU64::new(0),
             hidden: AtomicU64::new(0),
+            report: spin::Mutex::new(Slot::Empty),
             precopy: AtomicU32::new(0),
             rounds: AtomicU32::new(0),
             pages: AtomicU64::new(0),

@@ -6,7 +6,7 @@
 //! the missing bits. The monitor's choices, and why:
 //! - pin: NMI exiting (the monitor takes a core back with an NMI IPI); external-interrupt
 //!   exiting OFF, so device and timer interrupts reach the guest without a VM exit.
-//! - primary: I/O bitmaps, MSR bitmaps, secondary controls. No HLT exiting (a halted
+//! - primary: I/O bitmaps, MSR bitmaps, TSC offsetting, secondary controls. No HLT exiting (a halted
 //!   vCPU sleeps in the guest until its own interrupt), no CR3/CR8/INVLPG/RDTSC exiting.
 //! - secondary: EPT and VPID required; RDTSCP, INVPCID and XSAVES enabled when available
 //!   (otherwise those instructions raise #UD in the guest).
@@ -25,6 +25,9 @@ pub mod pin {
 
 /// Primary processor-based control bits (SDM 25.6.2, Table 25-6).
 pub mod primary {
+    /// Use TSC offsetting: the guest's TSC reads the host's plus the VMCS TSC offset (0
+    /// at launch; a migration may change it, see `downtime_clock`).
+    pub const USE_TSC_OFFSETTING: u32 = 1 << 3;
     /// HLT exiting.
     pub const HLT_EXITING: u32 = 1 << 7;
     /// CR3-load exiting.

@@ -109,7 +109,10 @@ pub fn check_support() -> Result<VmxCaps, VmxError> {
         ));
     }
     let primary = adjust(
-        primary::USE_IO_BITMAPS | primary::USE_MSR_BITMAPS | primary::SECONDARY_CONTROLS,
+        primary::USE_IO_BITMAPS
+            | primary::USE_MSR_BITMAPS
+            | primary::USE_TSC_OFFSETTING
+            | primary::SECONDARY_CONTROLS,
         0,
         cap(msr::PROCBASED, msr::TRUE_PROCBASED),
     )

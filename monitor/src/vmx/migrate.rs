@@ -30,9 +30,11 @@
 //!    continuous (VMCS TSC offset, `moved_tsc_offset`), and waits for the other vCPUs.
 //!    The last to arrive finishes: with a separate standby region it copies what is still
 //!    dirty (all of RAM without pre-copy) there; it swaps the placement with the standby
-//!    placement (the EPT is rebuilt for the new region), measures the downtime, prints
-//!    the record and releases the stop. vCPU 0's old core scrubs the old region once the
-//!    sandbox runs again, and only then ends the migration (`busy`).
+//!    placement (the EPT is rebuilt for the new region), measures the downtime and
+//!    releases the stop. vCPU 0's old core then prints the `migrated` record (a console
+//!    line takes longer than the rest of the pause on a 115200 baud UART, so it is not
+//!    part of it), scrubs the old region if the RAM moved, and only then ends the
+//!    migration (`busy`).
 //!
 //! Interrupts: the guest owns its cores' local APICs, so what is pending there is guest
 //! state too. [`hand_off`] saves the source core's IRR and ends its in-service vectors
@@ -679,8 +681,9 @@ pub fn hand_off(mut v: Vcpu, generation: u32) {
     if let Err(e) = unsafe { vmx::vmclear(v.vmcs) } {
         super::fatal(format_args!("sandbox '{}': VMCLEAR failed: {e:?}", v.name));
     }
-    if v.index == 0 && rec.moves_memory() {
-        // This core scrubs the old region once the sandbox runs on the new one.
+    if v.index == 0 {
+        // This core reports the move, and scrubs the old region if the RAM moved, once
+        // the sandbox runs again.
         let here = v.core.index() % CORES;
         SCRUB_EPOCH[here].store(
             rec.migration.count.load(Ordering::Acquire),
@@ -720,11 +723,17 @@ pub fn stand_by(core: CoreId, sys: &'static crate::system::System) -> Vcpu {
         while m.count.load(Ordering::Acquire) == epoch {
             core::hint::spin_loop();
         }
-        // The swap made the old region the standby one; nobody runs there.
-        scrub(
-            record(s).standby().ram_hpa,
-            sys.table.sandbox(s).map_or(0, |v| v.ram_size()),
-        );
+        if let Some(report) = m.report.lock().take() {
+            crate::println!("{}", Record::Migrated(report));
+        }
+        let rec = record(s);
+        if rec.moves_memory() {
+            // The swap made the old region the standby one; nobody runs there.
+            scrub(
+                rec.standby().ram_hpa,
+                sys.table.sandbox(s).map_or(0, |v| v.ram_size()),
+            );
+        }
         m.busy.store(0, Ordering::Release);
     }
     let Arrival { mut v, saved } = loop {
@@ -912,19 +921,17 @@ fn finish(v: &Vcpu, rec: &SandboxRecord) {
         CoreList::new(p.cores.as_slice().iter().map(|c| c.as_u32()))
             .unwrap_or_else(|| super::fatal(format_args!("core list too long")))
     };
-    crate::println!(
-        "{}",
-        Record::Migrated(Migrated {
-            sandbox: v.name,
-            from_cores: cores(&from),
-            to_cores: cores(&to),
-            from_memory: from.ram_hpa.as_u64(),
-            to_memory: to.ram_hpa.as_u64(),
-            rounds: m.rounds.load(Ordering::Relaxed).into(),
-            pages,
-            downtime,
-        })
-    );
+    // Printed by vCPU 0's old core once the sandbox runs again ([`stand_by`]).
+    *m.report.lock() = Slot::Full(Migrated {
+        sandbox: v.name,
+        from_cores: cores(&from),
+        to_cores: cores(&to),
+        from_memory: from.ram_hpa.as_u64(),
+        to_memory: to.ram_hpa.as_u64(),
+        rounds: m.rounds.load(Ordering::Relaxed).into(),
+        pages,
+        downtime,
+    });
     let hidden = if hides_pause(v) {
         hidden_cycles(m.last_exit.load(Ordering::Acquire), rdtsc())
     } else {
@@ -933,9 +940,6 @@ fn finish(v: &Vcpu, rec: &SandboxRecord) {
     m.hidden.store(hidden, Ordering::Release);
     rec.state.stop.store(0, Ordering::Release);
     m.count.fetch_add(1, Ordering::AcqRel);
-    if from.ram_hpa == to.ram_hpa {
-        m.busy.store(0, Ordering::Release);
-    }
 }
 
 /// Returns the frames of a sandbox's dropped VMX structures to the pool: the bitmaps and

@@ -136,6 +136,8 @@ fn main(ctx: &Ctx) -> i32 {
         ),
         "sink" => sink(var("MESSAGES")),
         "faulter" => faulter(ctx, var("SELF_INDEX")),
+        "clock" => clock(ctx.args().var("TIME").unwrap_or("time")),
+        "clock-controller" => clock_controller(var("CONTROL")),
         _ => {
             println!("migrator: unknown role {role:?}");
             2
@@ -430,4 +432,75 @@ fn faulter(ctx: &Ctx, me: u64) -> i32 {
     // triple fault during pre-copy; the monitor must abandon the migration and apply
     // on_fault.
     unsafe { core::arch::asm!("ud2", options(nomem, nostack, noreturn)) }
+}
+
+/// `clock` (partition-manifests/migration-clock.toml): reads its TSC without pause until
+/// the channel `channel` (env `TIME`) brings the controller's TSC, noting the largest step between two reads (the
+/// pauses its clock saw); then prints that step and how far its clock is behind the
+/// controller's (the pauses it did not see).
+fn clock(channel: &str) -> i32 {
+    let Ok(mut time) = Receiver::open(channel) else {
+        println!("clock: cannot open {channel}");
+        return 2;
+    };
+    let mut buf = [0u8; 8];
+    let mut largest = 0u64;
+    let mut last = rdtsc();
+    let theirs = loop {
+        let now = rdtsc();
+        if now < last {
+            println!("clock: FAILED: the TSC went back from {last} to {now}");
+            return 1;
+        }
+        largest = largest.max(now - last);
+        last = now;
+        match time.try_recv(&mut buf) {
+            Ok(Some(8)) => break u64::from_le_bytes(buf),
+            Ok(_) => {}
+            Err(e) => {
+                println!("clock: time: {e}");
+                return 1;
+            }
+        }
+    };
+    let behind = i128::from(theirs) - i128::from(rdtsc());
+    println!("clock: largest step {largest} cycles, behind the controller by {behind} cycles");
+    0
+}
+
+/// `clock-controller`: migrates sandboxes 1 and 2 (two `clock`s) `count` times each,
+/// taking turns, then sends each its own TSC on `time-1` and `time-2`.
+fn clock_controller(count: u64) -> i32 {
+    for target in 1..=2u64 {
+        let Ok(mut tx) = Sender::open(if target == 1 { "time-1" } else { "time-2" }) else {
+            println!("clock-controller: cannot open time-{target}");
+            return 2;
+        };
+        let mut total = 0u64;
+        for _ in 0..count {
+            let code = loop {
+                match migrate(target) {
+                    (code, _) if code == MigrateRefusal::Busy.code() => spin(1000),
+                    (code, downtime) => break if code == OK { Ok(downtime) } else { Err(code) },
+                }
+            };
+            match code {
+                Ok(d) => total += d,
+                Err(code) => {
+                    println!(
+                        "clock-controller: migrating {target}: {} ({code:#x})",
+                        refusal(code)
+                    );
+                    return 1;
+                }
+            }
+            spin(20_000);
+        }
+        println!("clock-controller: sandbox {target}: {count} migrations, downtime {total} cycles in all");
+        if tx.send(&rdtsc().to_le_bytes()).is_err() {
+            println!("clock-controller: cannot send the time to {target}");
+            return 1;
+        }
+    }
+    0
 }
