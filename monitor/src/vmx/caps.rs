@@ -80,6 +80,18 @@ fn rdmsr(index: u32) -> u64 {
     unsafe { Msr::new(index).read() }
 }
 
+/// The primary processor-based controls the monitor needs (`vmx_controls`' module doc).
+const PRIMARY_WANTED: u32 = primary::USE_IO_BITMAPS
+    | primary::USE_MSR_BITMAPS
+    | primary::USE_TSC_OFFSETTING
+    | primary::SECONDARY_CONTROLS;
+/// The VM-exit controls the monitor needs.
+const EXIT_WANTED: u32 = exit::HOST_ADDRESS_SPACE_SIZE
+    | exit::SAVE_EFER
+    | exit::LOAD_EFER
+    | exit::SAVE_PAT
+    | exit::LOAD_PAT;
+
 /// Checks VT-x and EPT support and chooses the controls. Also makes sure
 /// IA32_FEATURE_CONTROL allows VMXON: when firmware left it unlocked, it is set (VMXON
 /// outside SMX) and locked, as firmware should have done.
@@ -108,37 +120,30 @@ pub fn check_support() -> Result<VmxCaps, VmxError> {
             pin::EXTERNAL_INTERRUPT_EXITING,
         ));
     }
-    let primary = adjust(
-        primary::USE_IO_BITMAPS
-            | primary::USE_MSR_BITMAPS
-            | primary::USE_TSC_OFFSETTING
-            | primary::SECONDARY_CONTROLS,
+    // Each control word: the bits wanted, the bits used when the CPU has them, and the
+    // capability MSR; a wanted bit the CPU lacks is an error naming it.
+    let control = |what: &'static str, wanted: u32, optional: u32, capability: u64| {
+        adjust(wanted, optional, capability).map_err(|b| VmxError::MissingControl(what, b))
+    };
+    let primary = control(
+        "processor-based",
+        PRIMARY_WANTED,
         0,
         cap(msr::PROCBASED, msr::TRUE_PROCBASED),
-    )
-    .map_err(|b| VmxError::MissingControl("processor-based", b))?;
-    let secondary = adjust(
+    )?;
+    let secondary = control(
+        "secondary",
         secondary::ENABLE_EPT | secondary::ENABLE_VPID,
         secondary::ENABLE_RDTSCP | secondary::ENABLE_INVPCID | secondary::ENABLE_XSAVES,
         rdmsr(msr::PROCBASED2),
-    )
-    .map_err(|b| VmxError::MissingControl("secondary", b))?;
-    let exit = adjust(
-        exit::HOST_ADDRESS_SPACE_SIZE
-            | exit::SAVE_EFER
-            | exit::LOAD_EFER
-            | exit::SAVE_PAT
-            | exit::LOAD_PAT,
-        0,
-        cap(msr::EXIT, msr::TRUE_EXIT),
-    )
-    .map_err(|b| VmxError::MissingControl("VM-exit", b))?;
-    let entry = adjust(
+    )?;
+    let exit = control("VM-exit", EXIT_WANTED, 0, cap(msr::EXIT, msr::TRUE_EXIT))?;
+    let entry = control(
+        "VM-entry",
         entry::IA32E_MODE_GUEST | entry::LOAD_EFER | entry::LOAD_PAT,
         0,
         cap(msr::ENTRY, msr::TRUE_ENTRY),
-    )
-    .map_err(|b| VmxError::MissingControl("VM-entry", b))?;
+    )?;
 
     let ept = rdmsr(msr::EPT_VPID_CAP);
     let missing = REQUIRED_EPT_CAPS & !ept;
