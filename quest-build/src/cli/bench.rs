@@ -1,7 +1,8 @@
 //! `quest-build bench [MANIFEST]`: the benchmark table: monitor size and lines of code,
 //! image size, boot cost in Bochs, the build-time rows ([`super::bench_build`]), the
 //! Hermit rows ([`super::bench_hermit`]), the monitor's size by crate
-//! ([`super::bench_size`]) and the channel rows ([`super::bench_channels`]).
+//! ([`super::bench_size`]), the channel rows ([`super::bench_channels`]) and the
+//! migration rows ([`super::bench_migration`]).
 
 use crate::build::{self, Progress, Workspace};
 use crate::image::ImageRequest;
@@ -211,6 +212,10 @@ fn measure(args: &BenchArgs) -> Result<Vec<(String, String)>, String> {
     }
     if !args.no_boot {
         rows.extend(super::bench_channels::measure(
+            &ws,
+            Duration::from_secs(args.timeout),
+        )?);
+        rows.extend(super::bench_migration::measure(
             &ws,
             Duration::from_secs(args.timeout),
         )?);

@@ -323,7 +323,7 @@ pub fn bounds_rows(
 
 /// Builds and boots the example `manifest` (relative to the repository) in Bochs and
 /// returns its console; an error unless every sandbox passed.
-fn boot(ws: &Workspace, manifest: &str, timeout: Duration) -> Result<String, String> {
+pub(super) fn boot(ws: &Workspace, manifest: &str, timeout: Duration) -> Result<String, String> {
     let stem = std::path::Path::new(manifest)
         .file_stem()
         .map_or_else(|| "bench".into(), |s| s.to_string_lossy().into_owned());
@@ -332,7 +332,7 @@ fn boot(ws: &Workspace, manifest: &str, timeout: Duration) -> Result<String, Str
         iso: Some(ws.images().join("bench").join(format!("{stem}.iso"))),
         make_iso: true,
     };
-    Progress::stderr().step("Measuring", format!("channels: booting {stem} in Bochs"));
+    Progress::stderr().step("Measuring", format!("booting {stem} in Bochs"));
     let built = image::build_image(ws, &req, &Progress::quiet()).map_err(|e| match e {
         image::ImageError::Manifest(d) => d.render(false),
         other => other.to_string(),

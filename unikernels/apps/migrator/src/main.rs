@@ -137,6 +137,14 @@ fn main(ctx: &Ctx) -> i32 {
         "sink" => sink(var("MESSAGES")),
         "faulter" => faulter(ctx, var("SELF_INDEX")),
         "clock" => clock(ctx.args().var("TIME").unwrap_or("time")),
+        "bench-subject" => bench_subject(
+            ctx.args().var("MODE").unwrap_or("idle"),
+            var("WORKING_SET_KIB"),
+            ctx.args().var("DONE").unwrap_or("done"),
+        ),
+        "bench-controller" => {
+            bench_controller(var("SUBJECTS"), var("PRECOPY"), var("STOP_AND_COPY"))
+        }
         "clock-controller" => clock_controller(var("CONTROL")),
         _ => {
             println!("migrator: unknown role {role:?}");
@@ -499,6 +507,80 @@ fn clock_controller(count: u64) -> i32 {
         println!("clock-controller: sandbox {target}: {count} migrations, downtime {total} cycles in all");
         if tx.send(&rdtsc().to_le_bytes()).is_err() {
             println!("clock-controller: cannot send the time to {target}");
+            return 1;
+        }
+    }
+    0
+}
+
+/// `bench-subject` (the migration benchmark, `quest-build bench`): until its `done`
+/// channel speaks, it dirties its RAM at the rate `mode` names: `idle` (reads its clock
+/// only), `paced` (one 4 KiB page of a `working_set_kib` set per 40 000 TSC cycles, about
+/// 1 MiB/s at the 10 MHz Bochs TSC) or `all` (rewrites the whole set without pause).
+fn bench_subject(mode: &str, working_set_kib: u64, done: &str) -> i32 {
+    let Ok(mut rx) = Receiver::open(done) else {
+        println!("bench-subject: cannot open {done}");
+        return 2;
+    };
+    let words = usize::try_from(working_set_kib * 128).unwrap_or(0);
+    let mut set: Vec<u64> = Vec::new();
+    if mode != "idle" && set.try_reserve_exact(words).is_err() {
+        println!("bench-subject: no room for a {working_set_kib} KiB working set");
+        return 2;
+    }
+    set.resize(if mode == "idle" { 0 } else { words }, 0);
+    let pace = if mode == "paced" { 40_000 } else { 0 };
+    let (mut at, mut next, mut byte) = (0usize, rdtsc(), [0u8; 1]);
+    loop {
+        if !set.is_empty() && rdtsc() >= next {
+            // One word per 4 KiB page dirties the page.
+            // SAFETY: a write of our own heap word; volatile so it really reaches RAM.
+            unsafe { core::ptr::write_volatile(&mut set[at], rdtsc()) };
+            at = (at + 512) % set.len();
+            next = rdtsc() + pace;
+        }
+        match rx.try_recv(&mut byte) {
+            Ok(Some(_)) => return 0,
+            Ok(None) => {}
+            Err(e) => {
+                println!("bench-subject: {done}: {e}");
+                return 1;
+            }
+        }
+    }
+}
+
+/// `bench-controller`: migrates subjects 1..=`subjects` (table indices) `precopy` times
+/// each, then `stop_and_copy` times with [`MIGRATE_STOP_AND_COPY`], then tells each on
+/// `done-<index>`. The monitor's `migrated` records carry the downtimes.
+fn bench_controller(subjects: u64, precopy: u64, stop_and_copy: u64) -> i32 {
+    for target in 1..=subjects {
+        let name = alloc::format!("done-{target}");
+        let Ok(mut done) = Sender::open(&name) else {
+            println!("bench-controller: cannot open {name}");
+            return 2;
+        };
+        let requests = (0..precopy)
+            .map(|_| target)
+            .chain((0..stop_and_copy).map(|_| target | MIGRATE_STOP_AND_COPY));
+        for rdi in requests {
+            let code = loop {
+                match migrate(rdi) {
+                    (code, _) if code == MigrateRefusal::Busy.code() => spin(1000),
+                    (code, _) => break code,
+                }
+            };
+            if code != OK {
+                println!(
+                    "bench-controller: migrating {target}: {} ({code:#x})",
+                    refusal(code)
+                );
+                return 1;
+            }
+            spin(20_000);
+        }
+        if done.send(&[1]).is_err() {
+            println!("bench-controller: cannot tell {target}");
             return 1;
         }
     }
