@@ -39,7 +39,7 @@ fn manifest(ws: &Workspace, mib: u64) -> String {
              memory = \"{mib}MiB\"\nargs = [\"bench-subject\"]\n\
              env = {{ MODE = \"{mode}\", WORKING_SET_KIB = \"{}\", DONE = \"done-{}\" }}\n\
              standby_cores = [{}]\nstandby_memory = \"separate\"\nmigrate_by = [\"controller\"]\n\
-             max_downtime = \"2s\"\n",
+             max_downtime = \"5s\"\n",
             mib * 1024 / 4,
             i + 1,
             core + 1,
