@@ -1,5 +1,8 @@
 //! VM-exit reasons and exit-qualification decoders (Intel SDM Vol. 3, Appendix C "VMX
-//! Basic Exit Reasons" and 28.2.1 "Basic VM-Exit Information").
+//! Basic Exit Reasons" and 28.2.1 "Basic VM-Exit Information"), and [`from_vmx`], which
+//! turns a VT-x exit into the backend-neutral [`Exit`].
+
+use crate::handlers::Exit;
 
 /// Bit 31 of the exit-reason field: the VM entry failed.
 pub const ENTRY_FAILURE: u32 = 1 << 31;
@@ -356,6 +359,58 @@ pub fn reinjection(idt_vectoring: u32) -> Option<Reinjection> {
     })
 }
 
+/// A VT-x exit detail [`from_vmx`] may need besides the exit reason (each a VMCS field
+/// the backend reads only when asked).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VmxDetail {
+    /// The exit qualification.
+    Qualification,
+    /// The guest-physical address (EPT violations and misconfigurations).
+    GuestPhysical,
+    /// The VM-exit interruption information.
+    InterruptionInfo,
+}
+
+/// The backend-neutral exit for VT-x exit-reason field `raw`; `detail` reads the VMCS
+/// fields a decoding needs.
+pub fn from_vmx(raw: u32, mut detail: impl FnMut(VmxDetail) -> u64) -> Exit {
+    if raw & ENTRY_FAILURE != 0 {
+        return Exit::EntryFailed {
+            reason: raw & 0xffff,
+        };
+    }
+    match ExitReason::from_raw(raw) {
+        ExitReason::ExceptionOrNmi => {
+            let info = InterruptionInfo::decode(detail(VmxDetail::InterruptionInfo) as u32);
+            if info.valid && info.kind == INTERRUPTION_NMI {
+                Exit::Nmi
+            } else {
+                Exit::Exception(info.vector)
+            }
+        }
+        ExitReason::TripleFault => Exit::Shutdown,
+        ExitReason::Cpuid => Exit::Cpuid,
+        ExitReason::Hlt => Exit::Hlt,
+        ExitReason::Vmcall => Exit::Hypercall,
+        // An undefined size encoding: the exit is not one the SDM describes.
+        ExitReason::Io => IoQualification::decode(detail(VmxDetail::Qualification))
+            .map_or(Exit::Unexpected(30), Exit::Io),
+        ExitReason::Rdmsr => Exit::MsrRead,
+        ExitReason::Wrmsr => Exit::MsrWrite,
+        ExitReason::Xsetbv => Exit::Xsetbv,
+        ExitReason::CrAccess => Exit::CrAccess(CrAccess::decode(detail(VmxDetail::Qualification))),
+        ExitReason::EptViolation => Exit::NestedPageFault {
+            access: EptViolation::decode(detail(VmxDetail::Qualification)),
+            gpa: detail(VmxDetail::GuestPhysical),
+        },
+        ExitReason::EptMisconfig => Exit::NestedMisconfig {
+            gpa: detail(VmxDetail::GuestPhysical),
+        },
+        ExitReason::VmxInstruction => Exit::VirtualizationInstruction,
+        _ => Exit::Unexpected(raw & 0xffff),
+    }
+}
+
 /// Text for the VM-instruction error number (SDM 31.4, Table 31-1).
 pub fn instruction_error_name(n: u32) -> &'static str {
     match n {
@@ -488,5 +543,59 @@ mod tests {
         assert_eq!(gp, 0x8000_0b0d);
         let d = InterruptionInfo::decode(gp);
         assert!(d.error_code && d.valid && d.kind == INTERRUPTION_HW_EXCEPTION);
+    }
+
+    #[test]
+    fn vmx_exits_decode_to_the_neutral_form_reading_only_what_they_need() {
+        let none = |d: VmxDetail| -> u64 { panic!("{d:?} read") };
+        assert_eq!(from_vmx(10, none), Exit::Cpuid);
+        assert_eq!(from_vmx(12, none), Exit::Hlt);
+        assert_eq!(from_vmx(18, none), Exit::Hypercall);
+        assert_eq!(from_vmx(31, none), Exit::MsrRead);
+        assert_eq!(from_vmx(32, none), Exit::MsrWrite);
+        assert_eq!(from_vmx(55, none), Exit::Xsetbv);
+        assert_eq!(from_vmx(2, none), Exit::Shutdown);
+        for vmx_instruction in [19, 20, 24, 27, 50, 53] {
+            assert_eq!(
+                from_vmx(vmx_instruction, none),
+                Exit::VirtualizationInstruction
+            );
+        }
+        assert_eq!(
+            from_vmx(ENTRY_FAILURE | 33, none),
+            Exit::EntryFailed { reason: 33 }
+        );
+        assert_eq!(from_vmx(3, none), Exit::Unexpected(3), "INIT");
+        assert_eq!(from_vmx(0x1_000d, none), Exit::Unexpected(13), "INVD");
+        let q = |value: u64| {
+            move |d: VmxDetail| match d {
+                VmxDetail::Qualification => value,
+                VmxDetail::GuestPhysical => 0xfee0_0000,
+                VmxDetail::InterruptionInfo => 0x8000_0202,
+            }
+        };
+        assert_eq!(
+            from_vmx(30, q(0x0880_0003)),
+            Exit::Io(IoQualification::decode(0x0880_0003).unwrap())
+        );
+        assert_eq!(from_vmx(30, q(2)), Exit::Unexpected(30), "bad size");
+        assert_eq!(
+            from_vmx(28, q(0x0304)),
+            Exit::CrAccess(CrAccess::decode(0x0304))
+        );
+        assert_eq!(
+            from_vmx(48, q(0b10)),
+            Exit::NestedPageFault {
+                access: EptViolation::decode(0b10),
+                gpa: 0xfee0_0000
+            }
+        );
+        assert_eq!(
+            from_vmx(49, q(0)),
+            Exit::NestedMisconfig { gpa: 0xfee0_0000 }
+        );
+        assert_eq!(from_vmx(0, q(0)), Exit::Nmi);
+        let page_fault = |_: VmxDetail| 0x8000_0b0e;
+        assert_eq!(from_vmx(0, page_fault), Exit::Exception(14));
     }
 }

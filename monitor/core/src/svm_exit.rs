@@ -1,13 +1,14 @@
-//! SVM exits in the VT-x backend's terms, so one set of handlers serves both backends and
-//! the summary counts exits under the same names on both: each #VMEXIT code (AMD APM
-//! Vol. 2, Appendix C) maps to the VMX basic exit reason (Intel SDM Vol. 3, Table C-1)
-//! whose handler does the same job, and the two exit details the handlers decode (I/O and
-//! nested-paging faults) convert to the VT-x decoded forms.
+//! SVM exits in backend-neutral terms: [`decode`] turns each #VMEXIT (AMD APM Vol. 2,
+//! Appendix C) into the [`Exit`] the shared handlers take, and names the VMX basic exit
+//! reason (Intel SDM Vol. 3, Table C-1) it is counted under, so the summary counts exits
+//! under the same names on both backends ([`classify`]).
 //!
 //! Only the guest's own SVM instructions have no VT-x counterpart (a VT-x guest's VMRUN
-//! is #UD without an exit): the backend injects #UD, as it does for VMX instructions.
+//! is #UD without an exit): they are counted as VMLAUNCH and get #UD, as VMX
+//! instructions do.
 
-use crate::exit::{EptViolation, IoQualification, REASON_COUNT};
+use crate::exit::{IoQualification, REASON_COUNT};
+use crate::handlers::Exit;
 use crate::vmcb::{exit_code as code, IoInfo, NptFault};
 
 /// How the backend-neutral side handles one #VMEXIT.
@@ -51,6 +52,8 @@ mod vmx {
     pub const PAUSE: u16 = 40;
     pub const EPT_VIOLATION: u16 = 48;
     pub const EPT_MISCONFIG: u16 = 49;
+    pub const VMLAUNCH: u16 = 20;
+    pub const INVALID_GUEST_STATE: u32 = 33;
     pub const RDTSCP: u16 = 51;
     pub const WBINVD: u16 = 54;
     pub const XSETBV: u16 = 55;
@@ -111,10 +114,55 @@ impl IoInfo {
     }
 }
 
-/// The nested-paging fault of an NPF exit as VT-x's EPT violation; `allowed` is the
-/// `ACCESS_*` of the nested translation (0: not mapped), which SVM does not report.
-pub fn npf_as_ept_violation(info1: u64, allowed: u32) -> EptViolation {
-    NptFault::decode(info1).as_ept_violation(allowed)
+/// #VMEXIT `exit_code` with its EXITINFO1 and EXITINFO2 as the shared handlers take it,
+/// and the VMX basic exit reason it is counted under (`None`: not counted).
+pub fn decode(exit_code: u64, info1: u64, info2: u64) -> (Option<u16>, Exit) {
+    let unexpected = Exit::Unexpected((exit_code & 0xffff) as u32);
+    let like = match classify(exit_code, info1) {
+        SvmExit::Like(n) => n,
+        SvmExit::SvmInstruction => return (Some(vmx::VMLAUNCH), Exit::VirtualizationInstruction),
+        // VMRUN refused the VMCB: VT-x's entry failure for invalid guest state.
+        SvmExit::InvalidState => {
+            return (
+                None,
+                Exit::EntryFailed {
+                    reason: vmx::INVALID_GUEST_STATE,
+                },
+            )
+        }
+        SvmExit::Unexpected(_) => return (None, unexpected),
+    };
+    let exit = match exit_code {
+        code::IOIO => {
+            IoInfo::decode(info1).map_or(unexpected, |io| Exit::Io(io.as_qualification()))
+        }
+        code::NPF => {
+            let fault = NptFault::decode(info1);
+            if fault.reserved {
+                Exit::NestedMisconfig { gpa: info2 }
+            } else {
+                // SVM does not report what the nested translation allowed.
+                Exit::NestedPageFault {
+                    access: fault.as_ept_violation(0),
+                    gpa: info2,
+                }
+            }
+        }
+        code::NMI => Exit::Nmi,
+        c if (code::EXCP_BASE..code::EXCP_BASE + 32).contains(&c) => {
+            Exit::Exception((c - code::EXCP_BASE) as u8)
+        }
+        code::CPUID => Exit::Cpuid,
+        code::HLT => Exit::Hlt,
+        code::VMMCALL => Exit::Hypercall,
+        code::MSR if like == vmx::RDMSR => Exit::MsrRead,
+        code::MSR => Exit::MsrWrite,
+        code::XSETBV => Exit::Xsetbv,
+        code::SHUTDOWN => Exit::Shutdown,
+        // Intercepted or not, nothing else has a handler: by its VT-x name.
+        _ => Exit::Unexpected(u32::from(like)),
+    };
+    (Some(like), exit)
 }
 
 #[cfg(test)]
@@ -188,7 +236,75 @@ mod tests {
         );
         // The VT-x qualification of the same access decodes to the same value.
         assert_eq!(IoQualification::decode(0x03f8_0001), Some(q));
-        let v = npf_as_ept_violation((1 << 32) | 0b111, 1);
-        assert!(v.write && !v.fetch && !v.read && v.allowed == 1);
+    }
+
+    #[test]
+    fn exits_decode_to_the_neutral_form_with_their_counted_name() {
+        let exit = |c: u64, info1: u64, info2: u64| decode(c, info1, info2);
+        let counted = |c: u64, info1: u64| decode(c, info1, 0).0.map(|n| reason_name(n.into()));
+        assert_eq!(exit(code::CPUID, 0, 0), (Some(10), Exit::Cpuid));
+        assert_eq!(exit(code::VMMCALL, 0, 0).1, Exit::Hypercall);
+        assert_eq!(exit(code::HLT, 0, 0).1, Exit::Hlt);
+        assert_eq!(exit(code::MSR, 0, 0).1, Exit::MsrRead);
+        assert_eq!(exit(code::MSR, 1, 0).1, Exit::MsrWrite);
+        assert_eq!(exit(code::XSETBV, 0, 0).1, Exit::Xsetbv);
+        assert_eq!(exit(code::SHUTDOWN, 0, 0), (Some(2), Exit::Shutdown));
+        assert_eq!(exit(code::NMI, 0, 0), (Some(0), Exit::Nmi));
+        assert_eq!(
+            exit(code::EXCP_BASE + 14, 0, 0),
+            (Some(0), Exit::Exception(14))
+        );
+        // `out dx, ax` to 0x3f8; an IOIO with a size SVM never reports is unexpected.
+        let io = IoInfo::decode(0x03f8_0000 | (1 << 5) | (1 << 9)).expect("valid");
+        assert_eq!(
+            exit(code::IOIO, 0x03f8_0000 | (1 << 5) | (1 << 9), 0).1,
+            Exit::Io(io.as_qualification())
+        );
+        assert_eq!(exit(code::IOIO, 0, 0), (Some(30), Exit::Unexpected(0x7B)));
+        // A write to a read-only page; a reserved bit in a nested entry.
+        assert_eq!(
+            exit(code::NPF, (1 << 32) | 0b111, 0x1234_5000),
+            (
+                Some(48),
+                Exit::NestedPageFault {
+                    access: NptFault::decode((1 << 32) | 0b111).as_ept_violation(0),
+                    gpa: 0x1234_5000
+                }
+            )
+        );
+        assert_eq!(
+            exit(code::NPF, 0b1001, 0x1000),
+            (Some(49), Exit::NestedMisconfig { gpa: 0x1000 })
+        );
+        // Guest SVM instructions: #UD, counted as VMLAUNCH.
+        for c in [
+            code::VMRUN,
+            code::VMLOAD,
+            code::VMSAVE,
+            code::STGI,
+            code::CLGI,
+            code::SKINIT,
+        ] {
+            assert_eq!(exit(c, 0, 0).1, Exit::VirtualizationInstruction);
+            assert_eq!(counted(c, 0), Some("vmlaunch"));
+        }
+        assert_eq!(
+            exit(code::INVALID, 0, 0),
+            (None, Exit::EntryFailed { reason: 33 })
+        );
+        // Intercepted without a handler: stopped under the VT-x name.
+        assert_eq!(exit(code::INIT, 0, 0), (Some(3), Exit::Unexpected(3)));
+        assert_eq!(exit(code::INVD, 0, 0), (Some(13), Exit::Unexpected(13)));
+        assert_eq!(
+            exit(code::TASK_SWITCH, 0, 0),
+            (Some(9), Exit::Unexpected(9))
+        );
+        assert_eq!(
+            exit(0x10, 0, 0),
+            (Some(28), Exit::Unexpected(28)),
+            "CR0 write"
+        );
+        // Never intercepted: stopped under its own exit code, not counted.
+        assert_eq!(exit(0x401, 0, 0), (None, Exit::Unexpected(0x401)));
     }
 }
