@@ -9,6 +9,42 @@ pub const ENTRY_FAILURE: u32 = 1 << 31;
 /// Number of basic exit reasons tracked (0..=77 in current SDMs).
 pub const REASON_COUNT: usize = 78;
 
+/// VMX basic exit reasons by name (SDM Table C-1), for decoders and counters.
+pub mod basic {
+    pub const EXCEPTION_OR_NMI: u16 = 0;
+    pub const EXTERNAL_INTERRUPT: u16 = 1;
+    pub const TRIPLE_FAULT: u16 = 2;
+    pub const INIT: u16 = 3;
+    pub const OTHER_SMI: u16 = 6;
+    pub const TASK_SWITCH: u16 = 9;
+    pub const CPUID: u16 = 10;
+    pub const HLT: u16 = 12;
+    pub const INVD: u16 = 13;
+    pub const INVLPG: u16 = 14;
+    pub const RDPMC: u16 = 15;
+    pub const RDTSC: u16 = 16;
+    pub const RSM: u16 = 17;
+    pub const VMCALL: u16 = 18;
+    pub const VMLAUNCH: u16 = 20;
+    pub const VMXON: u16 = 27;
+    pub const CR_ACCESS: u16 = 28;
+    pub const DR_ACCESS: u16 = 29;
+    pub const IO: u16 = 30;
+    pub const RDMSR: u16 = 31;
+    pub const WRMSR: u16 = 32;
+    pub const INVALID_GUEST_STATE: u16 = 33;
+    pub const MWAIT: u16 = 36;
+    pub const MONITOR: u16 = 39;
+    pub const PAUSE: u16 = 40;
+    pub const EPT_VIOLATION: u16 = 48;
+    pub const EPT_MISCONFIG: u16 = 49;
+    pub const INVEPT: u16 = 50;
+    pub const RDTSCP: u16 = 51;
+    pub const INVVPID: u16 = 53;
+    pub const WBINVD: u16 = 54;
+    pub const XSETBV: u16 = 55;
+}
+
 /// Basic exit reasons the monitor tells apart (SDM Table C-1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExitReason {
@@ -379,8 +415,9 @@ pub fn from_vmx(raw: u32, mut detail: impl FnMut(VmxDetail) -> u64) -> Exit {
             reason: raw & 0xffff,
         };
     }
-    match ExitReason::from_raw(raw) {
-        ExitReason::ExceptionOrNmi => {
+    let mut qualification = || detail(VmxDetail::Qualification);
+    match raw as u16 {
+        basic::EXCEPTION_OR_NMI => {
             let info = InterruptionInfo::decode(detail(VmxDetail::InterruptionInfo) as u32);
             if info.valid && info.kind == INTERRUPTION_NMI {
                 Exit::Nmi
@@ -388,26 +425,18 @@ pub fn from_vmx(raw: u32, mut detail: impl FnMut(VmxDetail) -> u64) -> Exit {
                 Exit::Exception(info.vector)
             }
         }
-        ExitReason::TripleFault => Exit::Shutdown,
-        ExitReason::Cpuid => Exit::Cpuid,
-        ExitReason::Hlt => Exit::Hlt,
-        ExitReason::Vmcall => Exit::Hypercall,
         // An undefined size encoding: the exit is not one the SDM describes.
-        ExitReason::Io => IoQualification::decode(detail(VmxDetail::Qualification))
-            .map_or(Exit::Unexpected(30), Exit::Io),
-        ExitReason::Rdmsr => Exit::MsrRead,
-        ExitReason::Wrmsr => Exit::MsrWrite,
-        ExitReason::Xsetbv => Exit::Xsetbv,
-        ExitReason::CrAccess => Exit::CrAccess(CrAccess::decode(detail(VmxDetail::Qualification))),
-        ExitReason::EptViolation => Exit::NestedPageFault {
-            access: EptViolation::decode(detail(VmxDetail::Qualification)),
+        basic::IO => IoQualification::decode(qualification())
+            .map_or(Exit::Unexpected(basic::IO.into()), Exit::Io),
+        basic::CR_ACCESS => Exit::CrAccess(CrAccess::decode(qualification())),
+        basic::EPT_VIOLATION => Exit::NestedPageFault {
+            access: EptViolation::decode(qualification()),
             gpa: detail(VmxDetail::GuestPhysical),
         },
-        ExitReason::EptMisconfig => Exit::NestedMisconfig {
+        basic::EPT_MISCONFIG => Exit::NestedMisconfig {
             gpa: detail(VmxDetail::GuestPhysical),
         },
-        ExitReason::VmxInstruction => Exit::VirtualizationInstruction,
-        _ => Exit::Unexpected(raw & 0xffff),
+        reason => Exit::plain(reason),
     }
 }
 

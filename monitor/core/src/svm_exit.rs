@@ -7,99 +7,57 @@
 //! is #UD without an exit): they are counted as VMLAUNCH and get #UD, as VMX
 //! instructions do.
 
-use crate::exit::{IoQualification, REASON_COUNT};
+use crate::exit::{basic, IoQualification, REASON_COUNT};
 use crate::handlers::Exit;
 use crate::vmcb::{exit_code as code, IoInfo, NptFault};
 
-/// How the backend-neutral side handles one #VMEXIT.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SvmExit {
-    /// Handled and counted as VMX basic exit reason `n` ([`crate::exit::reason_name`]).
-    Like(u16),
-    /// A guest SVM instruction other than VMMCALL (VMRUN, VMLOAD, VMSAVE, STGI, CLGI,
-    /// SKINIT): undefined in a sandbox; inject #UD.
-    SvmInstruction,
-    /// VMRUN refused the VMCB (EXITCODE -1): VT-x's entry failure for invalid guest
-    /// state (basic reason 33 with the entry-failure bit).
-    InvalidState,
-    /// Anything the backend does not intercept, by exit code.
-    Unexpected(u64),
-}
+/// Exit codes 0x60..=0x8F (APM Table C-1) by the VMX basic exit reason they are counted
+/// and handled as; the rest of that range Quest never intercepts.
+const NAMED: [(u64, u16); 27] = [
+    (code::INTR, basic::EXTERNAL_INTERRUPT),
+    (code::NMI, basic::EXCEPTION_OR_NMI),
+    (code::SMI, basic::OTHER_SMI),
+    (code::INIT, basic::INIT),
+    (0x6E, basic::RDTSC),
+    (0x6F, basic::RDPMC),
+    (code::CPUID, basic::CPUID),
+    (0x73, basic::RSM),
+    (code::INVD, basic::INVD),
+    (0x77, basic::PAUSE),
+    (code::HLT, basic::HLT),
+    (0x79, basic::INVLPG),
+    (code::IOIO, basic::IO),
+    (code::MSR, basic::RDMSR),
+    (code::TASK_SWITCH, basic::TASK_SWITCH),
+    (code::SHUTDOWN, basic::TRIPLE_FAULT),
+    (code::VMMCALL, basic::VMCALL),
+    // The guest's own SVM instructions, as VMX instructions (#UD).
+    (code::VMRUN, basic::VMLAUNCH),
+    (code::VMLOAD, basic::VMLAUNCH),
+    (code::VMSAVE, basic::VMLAUNCH),
+    (code::STGI, basic::VMLAUNCH),
+    (code::CLGI, basic::VMLAUNCH),
+    (code::SKINIT, basic::VMLAUNCH),
+    (0x87, basic::RDTSCP),
+    (0x89, basic::WBINVD),
+    (0x8A, basic::MONITOR),
+    (code::XSETBV, basic::XSETBV),
+];
 
-/// VMX basic exit reasons used below (SDM Table C-1).
-mod vmx {
-    pub const EXCEPTION_OR_NMI: u16 = 0;
-    pub const EXTERNAL_INTERRUPT: u16 = 1;
-    pub const TRIPLE_FAULT: u16 = 2;
-    pub const INIT: u16 = 3;
-    pub const OTHER_SMI: u16 = 6;
-    pub const TASK_SWITCH: u16 = 9;
-    pub const CPUID: u16 = 10;
-    pub const HLT: u16 = 12;
-    pub const INVD: u16 = 13;
-    pub const INVLPG: u16 = 14;
-    pub const RDPMC: u16 = 15;
-    pub const RDTSC: u16 = 16;
-    pub const RSM: u16 = 17;
-    pub const VMCALL: u16 = 18;
-    pub const CR_ACCESS: u16 = 28;
-    pub const DR_ACCESS: u16 = 29;
-    pub const IO: u16 = 30;
-    pub const RDMSR: u16 = 31;
-    pub const WRMSR: u16 = 32;
-    pub const MWAIT: u16 = 36;
-    pub const MONITOR: u16 = 39;
-    pub const PAUSE: u16 = 40;
-    pub const EPT_VIOLATION: u16 = 48;
-    pub const EPT_MISCONFIG: u16 = 49;
-    pub const VMLAUNCH: u16 = 20;
-    pub const INVALID_GUEST_STATE: u32 = 33;
-    pub const RDTSCP: u16 = 51;
-    pub const WBINVD: u16 = 54;
-    pub const XSETBV: u16 = 55;
-}
-
-/// Classifies #VMEXIT `exit_code` with its EXITINFO1 (which tells RDMSR from WRMSR and a
-/// nested-table misconfiguration from a violation).
-pub fn classify(exit_code: u64, info1: u64) -> SvmExit {
-    let like = match exit_code {
-        0x00..=0x1F => vmx::CR_ACCESS,
-        0x20..=0x3F => vmx::DR_ACCESS,
-        0x40..=0x5F | code::NMI => vmx::EXCEPTION_OR_NMI,
-        code::INTR => vmx::EXTERNAL_INTERRUPT,
-        code::SMI => vmx::OTHER_SMI,
-        code::INIT => vmx::INIT,
-        0x6E => vmx::RDTSC,
-        0x6F => vmx::RDPMC,
-        code::CPUID => vmx::CPUID,
-        0x73 => vmx::RSM,
-        code::INVD => vmx::INVD,
-        0x77 => vmx::PAUSE,
-        code::HLT => vmx::HLT,
-        0x79 => vmx::INVLPG,
-        code::IOIO => vmx::IO,
-        // EXITINFO1 bit 0: 0 = RDMSR, 1 = WRMSR (APM 15.11).
-        code::MSR if info1 & 1 == 0 => vmx::RDMSR,
-        code::MSR => vmx::WRMSR,
-        code::TASK_SWITCH => vmx::TASK_SWITCH,
-        code::SHUTDOWN => vmx::TRIPLE_FAULT,
-        code::VMMCALL => vmx::VMCALL,
-        code::VMRUN | code::VMLOAD | code::VMSAVE | code::STGI | code::CLGI | code::SKINIT => {
-            return SvmExit::SvmInstruction
-        }
-        0x87 => vmx::RDTSCP,
-        0x89 => vmx::WBINVD,
-        0x8A => vmx::MONITOR,
-        0x8B | 0x8C => vmx::MWAIT,
-        code::XSETBV => vmx::XSETBV,
-        code::NPF if NptFault::decode(info1).reserved => vmx::EPT_MISCONFIG,
-        code::NPF => vmx::EPT_VIOLATION,
-        code::INVALID => return SvmExit::InvalidState,
-        other => return SvmExit::Unexpected(other),
-    };
-    debug_assert!((like as usize) < REASON_COUNT);
-    SvmExit::Like(like)
-}
+/// No VMX name: [`NAMED`] as a table indexed by `code - 0x60`.
+const NONE: u8 = u8::MAX;
+const NAMES: [u8; 0x30] = {
+    let mut t = [NONE; 0x30];
+    let mut i = 0;
+    while i < NAMED.len() {
+        t[(NAMED[i].0 - 0x60) as usize] = NAMED[i].1 as u8;
+        i += 1;
+    }
+    // MWAIT and conditional MWAIT.
+    t[0x8B - 0x60] = basic::MWAIT as u8;
+    t[0x8C - 0x60] = basic::MWAIT as u8;
+    t
+};
 
 impl IoInfo {
     /// The same access as VT-x's exit qualification describes it.
@@ -118,50 +76,43 @@ impl IoInfo {
 /// and the VMX basic exit reason it is counted under (`None`: not counted).
 pub fn decode(exit_code: u64, info1: u64, info2: u64) -> (Option<u16>, Exit) {
     let unexpected = Exit::Unexpected((exit_code & 0xffff) as u32);
-    let like = match classify(exit_code, info1) {
-        SvmExit::Like(n) => n,
-        SvmExit::SvmInstruction => return (Some(vmx::VMLAUNCH), Exit::VirtualizationInstruction),
+    let like = match exit_code {
+        0x00..=0x1F => basic::CR_ACCESS,
+        0x20..=0x3F => basic::DR_ACCESS,
+        0x40..=0x5F => basic::EXCEPTION_OR_NMI,
+        // EXITINFO1 bit 0: 0 = RDMSR, 1 = WRMSR (APM 15.11).
+        code::MSR => basic::RDMSR + (info1 & 1) as u16,
+        0x60..=0x8F => match NAMES[(exit_code - 0x60) as usize] {
+            NONE => return (None, unexpected),
+            n => u16::from(n),
+        },
+        code::NPF if NptFault::decode(info1).reserved => basic::EPT_MISCONFIG,
+        code::NPF => basic::EPT_VIOLATION,
         // VMRUN refused the VMCB: VT-x's entry failure for invalid guest state.
-        SvmExit::InvalidState => {
-            return (
-                None,
-                Exit::EntryFailed {
-                    reason: vmx::INVALID_GUEST_STATE,
-                },
-            )
+        code::INVALID => {
+            let reason = basic::INVALID_GUEST_STATE.into();
+            return (None, Exit::EntryFailed { reason });
         }
-        SvmExit::Unexpected(_) => return (None, unexpected),
+        // Never intercepted: not counted, stopped by its own code.
+        _ => return (None, unexpected),
     };
     let exit = match exit_code {
+        0x40..=0x5F => Exit::Exception((exit_code - code::EXCP_BASE) as u8),
+        code::NMI => Exit::Nmi,
+        // A size SVM never reports: unexpected, by its own code.
         code::IOIO => {
             IoInfo::decode(info1).map_or(unexpected, |io| Exit::Io(io.as_qualification()))
         }
-        code::NPF => {
-            let fault = NptFault::decode(info1);
-            if fault.reserved {
-                Exit::NestedMisconfig { gpa: info2 }
-            } else {
-                // SVM does not report what the nested translation allowed.
-                Exit::NestedPageFault {
-                    access: fault.as_ept_violation(0),
-                    gpa: info2,
-                }
-            }
-        }
-        code::NMI => Exit::Nmi,
-        c if (code::EXCP_BASE..code::EXCP_BASE + 32).contains(&c) => {
-            Exit::Exception((c - code::EXCP_BASE) as u8)
-        }
-        code::CPUID => Exit::Cpuid,
-        code::HLT => Exit::Hlt,
-        code::VMMCALL => Exit::Hypercall,
-        code::MSR if like == vmx::RDMSR => Exit::MsrRead,
-        code::MSR => Exit::MsrWrite,
-        code::XSETBV => Exit::Xsetbv,
-        code::SHUTDOWN => Exit::Shutdown,
-        // Intercepted or not, nothing else has a handler: by its VT-x name.
-        _ => Exit::Unexpected(u32::from(like)),
+        code::NPF if like == basic::EPT_MISCONFIG => Exit::NestedMisconfig { gpa: info2 },
+        // SVM does not report what the nested translation allowed.
+        code::NPF => Exit::NestedPageFault {
+            access: NptFault::decode(info1).as_ept_violation(0),
+            gpa: info2,
+        },
+        // The rest carry no detail (a CR access would: SVM intercepts none).
+        _ => Exit::plain(like),
     };
+    debug_assert!((like as usize) < REASON_COUNT);
     (Some(like), exit)
 }
 
@@ -171,14 +122,14 @@ mod tests {
     use crate::exit::{reason_name, ExitReason};
 
     fn name(exit_code: u64, info1: u64) -> &'static str {
-        match classify(exit_code, info1) {
-            SvmExit::Like(n) => reason_name(n as usize),
+        match decode(exit_code, info1, 0) {
+            (Some(n), _) => reason_name(n as usize),
             other => panic!("{exit_code:#x} is {other:?}"),
         }
     }
 
     #[test]
-    fn every_exit_quest_intercepts_gets_the_vt_x_name_and_handler() {
+    fn every_exit_quest_intercepts_gets_the_vt_x_name() {
         assert_eq!(name(code::VMMCALL, 0), "vmcall");
         assert_eq!(name(code::CPUID, 0), "cpuid");
         assert_eq!(name(code::HLT, 0), "hlt");
@@ -195,34 +146,26 @@ mod tests {
         assert_eq!(name(code::NPF, 0b110), "ept-violation");
         assert_eq!(name(code::NPF, 0b1001), "ept-misconfig", "reserved bit");
         assert_eq!(name(0x10, 0), "cr-access", "a CR0 write");
-        // The handler dispatch is the VT-x one.
-        let SvmExit::Like(n) = classify(code::VMMCALL, 0) else {
+        // The name is the VT-x exit of the same handler.
+        let (Some(n), exit) = decode(code::VMMCALL, 0, 0) else {
             unreachable!()
         };
         assert_eq!(ExitReason::from_raw(u32::from(n)), ExitReason::Vmcall);
+        assert_eq!(exit, crate::exit::from_vmx(u32::from(n), |_| 0));
     }
 
     #[test]
-    fn guest_svm_instructions_and_failures_are_told_apart() {
-        for c in [
-            code::VMRUN,
-            code::VMLOAD,
-            code::VMSAVE,
-            code::STGI,
-            code::CLGI,
-            code::SKINIT,
-        ] {
-            assert_eq!(classify(c, 0), SvmExit::SvmInstruction, "{c:#x}");
-        }
-        assert_eq!(classify(code::INVALID, 0), SvmExit::InvalidState);
-        assert_eq!(classify(0x401, 0), SvmExit::Unexpected(0x401));
-        assert_eq!(classify(0x8F, 0), SvmExit::Unexpected(0x8F));
-        // Every code maps to a reason the summary can name.
+    fn every_code_is_named_or_refused_and_decoding_never_panics() {
         for c in (0..0x500).chain([u64::MAX - 1, u64::MAX]) {
-            if let SvmExit::Like(n) = classify(c, 0) {
-                assert!((n as usize) < REASON_COUNT, "{c:#x}");
+            for info1 in [0, 1, u64::MAX] {
+                match decode(c, info1, u64::MAX) {
+                    (Some(n), _) => assert!((n as usize) < REASON_COUNT, "{c:#x}"),
+                    (None, Exit::Unexpected(_) | Exit::EntryFailed { .. }) => {}
+                    other => panic!("{c:#x}: {other:?}"),
+                }
             }
         }
+        assert_eq!(decode(0x8F, 0, 0), (None, Exit::Unexpected(0x8F)));
     }
 
     #[test]

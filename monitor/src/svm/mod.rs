@@ -2,11 +2,11 @@
 //! page tables and I/O and MSR permission maps per sandbox, built from the same plan and
 //! policies as the VT-x backend's EPT and bitmaps (`quest_monitor_core::{npt, svm_maps}`).
 //!
-//! Only this module touches a VMCB or runs an SVM instruction. The rest is the VT-x
-//! backend's, unchanged: the vCPU record, the launch/stop/restart protocol and summary
-//! (`vmx::lifecycle`), and the exit handlers (`vmx::handlers`), which see SVM exits in
-//! the VT-x backend's terms (`quest_monitor_core::svm_exit`) and reach the VMCB only
-//! through the few `Vcpu` methods that ask [`active`] which backend runs.
+//! Only this module touches a VMCB or runs an SVM instruction. The rest is shared with
+//! the VT-x backend: the vCPU record, the launch/stop/restart protocol and summary
+//! (`vmx::lifecycle`), and the exit handlers (`quest_monitor_core::handlers`), which take
+//! each #VMEXIT decoded (`quest_monitor_core::svm_exit::decode`) and reach the VMCB only
+//! through the vCPU's `VcpuOps` methods that ask [`active`] which backend runs.
 //!
 //! Entry points: [`choose`] on the boot core (which backend, from CPUID and the two MSRs
 //! it names), [`run_core`] on every core that runs a vCPU when [`active`].
@@ -15,7 +15,7 @@ mod host;
 mod vmcb;
 
 use crate::system::System;
-use crate::vmx::vcpu::{Action, FaultKind, Vcpu};
+use crate::vmx::vcpu::{Action, Vcpu};
 use core::arch::x86_64::{__cpuid, __cpuid_count};
 use quest_abi::CoreId;
 use quest_monitor_core::backend::{self, Backend, CpuidFacts, NoBackend, SvmCaps, Vendor};
@@ -93,9 +93,4 @@ pub fn enter(v: &mut Vcpu, st: &crate::sandboxes::SandboxState) -> Action {
 fn fatal(args: core::fmt::Arguments<'_>) -> ! {
     crate::println!("quest: {args}");
     crate::shutdown::shutdown(false)
-}
-
-/// An exit the handlers cannot take: a fault of this kind.
-fn unexpected(exit_code: u64) -> Action {
-    Action::fault(FaultKind::Unexpected((exit_code & 0xffff) as u32))
 }

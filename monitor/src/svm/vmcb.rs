@@ -1,6 +1,6 @@
 //! One vCPU's VMCB: its controls (intercepts, permission maps, nested paging, ASID), its
-//! launch state, the guest entry and the decoding of each #VMEXIT for the shared exit
-//! handlers (AMD APM Vol. 2, Appendix B "Layout of VMCB", 15.7 "Intercept Operation").
+//! launch state, and the guest entry, whose #VMEXIT is decoded for the shared exit
+//! handlers (`quest_monitor_core::svm_exit::decode`) (AMD APM Vol. 2, Appendix B "Layout of VMCB", 15.7 "Intercept Operation").
 //!
 //! The VMCB's page is identity mapped and owned by its vCPU; `v.vmcs` holds its address
 //! (the field the VT-x backend keeps its VMCS in).
@@ -9,18 +9,18 @@ use super::host;
 use crate::sandboxes::{SandboxState, SandboxVmx, SetupError};
 use crate::system::System;
 use crate::vmx::calibrate::ExitCostError;
-use crate::vmx::vcpu::{Action, FaultKind, Vcpu};
+use crate::vmx::vcpu::{Action, Vcpu};
 use quest_abi::{gdt, layout, CoreId, SandboxId};
 use quest_monitor_core::backend::SvmCaps;
 use quest_monitor_core::io_bitmap::IO_BITMAPS_SIZE;
 use quest_monitor_core::msr_policy::{build_msr_bitmap, MSR_BITMAP_SIZE};
 use quest_monitor_core::npt::{build_sandbox_npt, NptBuilder};
 use quest_monitor_core::sandbox_ept::HostPlacement;
-use quest_monitor_core::svm_exit::{classify, SvmExit};
+use quest_monitor_core::svm_exit::decode;
 use quest_monitor_core::svm_maps::{build_iopm, build_msrpm, intercept_msr, IOPM_SIZE, MSRPM_SIZE};
 use quest_monitor_core::vmcb::{
     control, event_inject, exit_code, intercept3, intercept4, save, segment_attributes,
-    tlb_control as tlb, IoInfo, NptFault,
+    tlb_control as tlb,
 };
 use quest_monitor_core::x2apic_emulation::{self, X2APIC_LAST};
 
@@ -33,11 +33,6 @@ const DEFAULT_PAT: u64 = 0x0007_0406_0007_0406;
 /// NP_ENABLE in the nested-paging control word.
 const NP_ENABLE: u64 = 1;
 const EVENT_VALID: u64 = 1 << 31;
-/// VT-x basic exit reasons for what has no SVM counterpart in `svm_exit`: a guest's
-/// VMRUN counts as VMLAUNCH, and a VMCB that VMRUN refuses fails like a VM entry with
-/// invalid guest state.
-const VMLAUNCH: u32 = 20;
-const INVALID_GUEST_STATE: u32 = 33;
 
 /// What the CPU offers (the same on every core).
 static CAPS: spin::Once<SvmCaps> = spin::Once::new();
@@ -262,22 +257,10 @@ pub fn prepare(v: &mut Vcpu) -> Result<(), SetupError> {
 pub fn enter(v: &mut Vcpu, st: &SandboxState) -> Action {
     let vmcb = Vmcb::of(v);
     let (code, info1, info2) = run(vmcb, &mut v.regs.0, v.core);
-    let like = match classify(code, info1) {
-        SvmExit::Like(n) => n,
-        SvmExit::SvmInstruction => {
-            st.count_exit(VMLAUNCH);
-            inject_exception(v, 6, false);
-            return Action::Continue;
-        }
-        SvmExit::InvalidState => {
-            return Action::fault(FaultKind::EntryFailed {
-                reason: INVALID_GUEST_STATE,
-                error: 0,
-            })
-        }
-        SvmExit::Unexpected(other) => return super::unexpected(other),
-    };
-    st.count_exit(u32::from(like));
+    let (counted, exit) = decode(code, info1, info2);
+    if let Some(reason) = counted {
+        st.count_exit(u32::from(reason));
+    }
     if !CAPS.get().is_some_and(|c| c.next_rip) {
         // No next-RIP saving: the length of each instruction the handlers skip.
         let rip = rip(v);
@@ -290,26 +273,7 @@ pub fn enter(v: &mut Vcpu, st: &SandboxState) -> Action {
         };
         vmcb.write64(control::NEXT_RIP, next);
     }
-    match code {
-        exit_code::IOIO => match IoInfo::decode(info1) {
-            Some(io) => crate::vmx::io_exit(v, io.as_qualification()),
-            None => super::unexpected(code),
-        },
-        exit_code::NPF => {
-            let fault = NptFault::decode(info1);
-            let kind = if fault.reserved {
-                FaultKind::EptMisconfig
-            } else {
-                FaultKind::EptViolation(fault.as_ept_violation(0).access_name())
-            };
-            Action::fault_at(kind, info2)
-        }
-        exit_code::NMI => Action::Continue,
-        c if (exit_code::EXCP_BASE..exit_code::EXCP_BASE + 32).contains(&c) => {
-            Action::fault(FaultKind::Exception((c - exit_code::EXCP_BASE) as u8))
-        }
-        _ => crate::vmx::handle_exit(v, u32::from(like)),
-    }
+    crate::vmx::handle_exit(v, exit)
 }
 
 /// One VMRUN of `vmcb` on `core` with general-purpose registers `regs` (RAX included:

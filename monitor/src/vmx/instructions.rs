@@ -190,19 +190,8 @@ pub unsafe fn invvpid_single(vpid: u16) -> Result<(), VmFail> {
 #[repr(C)]
 pub struct GuestRegs(pub [u64; 16]);
 
-/// Register numbers.
-pub mod reg {
-    /// RAX.
-    pub const RAX: usize = 0;
-    /// RCX.
-    pub const RCX: usize = 1;
-    /// RDX.
-    pub const RDX: usize = 2;
-    /// RSI.
-    pub const RSI: usize = 6;
-    /// RDI.
-    pub const RDI: usize = 7;
-}
+/// Register numbers (the shared handlers' own).
+pub use quest_monitor_core::vcpu_ops::gpr as reg;
 
 // vmx_enter(regs: *mut GuestRegs (rdi), launched: u64 (rsi)) -> u64:
 //   0 after a VM exit (the guest registers are saved in *regs),

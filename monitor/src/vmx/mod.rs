@@ -144,18 +144,12 @@ pub(crate) fn run_vcpu(v: vcpu::Vcpu) {
     lifecycle::run(v)
 }
 
-/// Handles an exit with VT-x basic exit reason `raw` whose details the handler reads
-/// through `Vcpu` (both backends).
-pub(crate) fn handle_exit(v: &mut vcpu::Vcpu, raw: u32) -> vcpu::Action {
-    handlers::handle(v, raw)
-}
-
-/// Handles an I/O exit already decoded (the SVM backend decodes its own).
-pub(crate) fn io_exit(
+/// Handles an exit its backend decoded (the SVM backend's; VT-x decodes in `handlers`).
+pub(crate) fn handle_exit(
     v: &mut vcpu::Vcpu,
-    q: quest_monitor_core::exit::IoQualification,
+    exit: quest_monitor_core::handlers::Exit,
 ) -> vcpu::Action {
-    handlers::io_decoded(v, q)
+    handlers::handle_decoded(v, exit)
 }
 
 /// The VPID of sandbox `s`'s vCPUs (VPID 0 is the host's; at most MAX_SANDBOXES sandboxes).

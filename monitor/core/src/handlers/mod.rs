@@ -17,7 +17,7 @@ pub(crate) mod fake;
 
 pub use console::console_from_guest;
 
-use crate::exit::{CrAccess, EptViolation, IoQualification};
+use crate::exit::{basic, CrAccess, EptViolation, IoQualification};
 use crate::vcpu_ops::{Action, Exception, FaultKind, VcpuOps};
 
 /// One VM exit, decoded by its backend.
@@ -68,6 +68,25 @@ pub enum Exit {
     /// Anything else, by VT-x basic exit reason (SVM: its exit code where VT-x has no
     /// counterpart).
     Unexpected(u32),
+}
+
+impl Exit {
+    /// The exit of VT-x basic exit reason `reason` when it carries no detail (both
+    /// decoders name the rest by it; anything with a detail they decode themselves).
+    pub fn plain(reason: u16) -> Self {
+        match reason {
+            basic::TRIPLE_FAULT => Self::Shutdown,
+            basic::CPUID => Self::Cpuid,
+            basic::HLT => Self::Hlt,
+            basic::VMCALL => Self::Hypercall,
+            basic::RDMSR => Self::MsrRead,
+            basic::WRMSR => Self::MsrWrite,
+            basic::XSETBV => Self::Xsetbv,
+            // VMCLEAR..VMXON, INVEPT, INVVPID (and a guest's VMRUN, named VMLAUNCH).
+            19..=basic::VMXON | basic::INVEPT | basic::INVVPID => Self::VirtualizationInstruction,
+            other => Self::Unexpected(other.into()),
+        }
+    }
 }
 
 /// Handles exit `exit` of vCPU `v`.

@@ -1,60 +1,37 @@
-//! VM-exit handlers, one file per exit family. [`handle`] dispatches on the basic exit
-//! reason; every handler checks each guest-supplied value before using it.
+//! VM exits, decoded and handled. Each backend turns its own exit information into the
+//! backend-neutral `quest_monitor_core::handlers::Exit` (VT-x here, reading the VMCS
+//! fields a decoding asks for; SVM in `svm::vmcb`), and the shared handlers in
+//! `quest_monitor_core::handlers` take it through the vCPU's `VcpuOps` ([`ops`]), where
+//! the two backends differ.
 
-mod cpuid;
-mod cr_access;
-mod ept_violation;
-mod hlt;
-mod hypercall;
-mod io;
-mod msr;
 mod nmi;
-mod shutdown;
-mod uhyve;
-mod unexpected;
-mod xsetbv;
+mod ops;
 
-pub use io::handle_decoded as io_decoded;
+use super::instructions as vmx;
+use super::vcpu::{Action, Vcpu};
+use quest_monitor_core::exit::{from_vmx, VmxDetail};
+use quest_monitor_core::handlers::{self, Exit};
+use quest_monitor_core::vmcs_fields::{field32, field64, natural};
 
-use super::vcpu::{Action, FaultKind, Vcpu};
-use quest_monitor_core::exit::{ExitReason, ENTRY_FAILURE};
-
-/// Handles the VM exit with raw exit-reason field `raw`.
+/// Handles the VT-x exit with raw exit-reason field `raw`.
 pub fn handle(v: &mut Vcpu, raw: u32) -> Action {
-    if raw & ENTRY_FAILURE != 0 {
-        return Action::fault(FaultKind::EntryFailed {
-            reason: raw & 0xffff,
-            error: 0,
-        });
-    }
-    match ExitReason::from_raw(raw) {
-        ExitReason::ExceptionOrNmi => nmi::handle(v),
-        ExitReason::TripleFault => shutdown::handle(v),
-        ExitReason::Cpuid => cpuid::handle(v),
-        ExitReason::Vmcall => hypercall::handle(v),
-        ExitReason::Io => io::handle(v),
-        ExitReason::Rdmsr => msr::read(v),
-        ExitReason::Wrmsr => msr::write(v),
-        ExitReason::EptViolation => ept_violation::handle(v),
-        ExitReason::EptMisconfig => ept_violation::misconfig(v),
-        ExitReason::CrAccess => cr_access::handle(v),
-        ExitReason::Xsetbv => xsetbv::handle(v),
-        ExitReason::Hlt => hlt::handle(v),
-        ExitReason::VmxInstruction => {
-            // No nested virtualisation: VMX instructions are undefined in a sandbox.
-            v.inject_exception(6, false);
-            Action::Continue
+    let exit = from_vmx(raw, |detail| {
+        // SAFETY: right after a VM exit with this vCPU's VMCS current; reading an exit
+        // information field has no side effect.
+        unsafe {
+            match detail {
+                VmxDetail::Qualification => vmx::read_natural(natural::EXIT_QUALIFICATION),
+                VmxDetail::GuestPhysical => vmx::read64(field64::GUEST_PHYSICAL_ADDRESS),
+                VmxDetail::InterruptionInfo => {
+                    u64::from(vmx::read32(field32::EXIT_INTERRUPTION_INFO))
+                }
+            }
         }
-        _ => unexpected::handle(raw),
-    }
+    });
+    handle_decoded(v, exit)
 }
 
-/// Reads the exit qualification of the current exit.
-fn qualification() -> u64 {
-    // SAFETY: handlers run right after a VM exit with this vCPU's VMCS current.
-    unsafe {
-        super::instructions::read_natural(
-            quest_monitor_core::vmcs_fields::natural::EXIT_QUALIFICATION,
-        )
-    }
+/// Handles an exit already decoded (by either backend).
+pub fn handle_decoded(v: &mut Vcpu, exit: Exit) -> Action {
+    handlers::handle(v, exit)
 }

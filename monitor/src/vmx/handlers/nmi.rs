@@ -1,26 +1,14 @@
-//! Exception-or-NMI exits. NMI exiting is on so the monitor can take a core back: an NMI
-//! here means "look at your sandbox's stop flag", which the run loop does before every
-//! VM entry. The exception bitmap is empty, so any other exception here is unexpected.
+//! The VT-x side of an NMI exit. NMI exiting is on so the monitor can take a core back:
+//! an NMI exit means "look at your sandbox's stop flag", which the run loop does before
+//! every VM entry; here only the NMI blocking it leaves behind is ended.
 
 use crate::arch::cpu::{CODE_SELECTOR, DATA_SELECTOR};
 use crate::vmx::instructions as vmx;
-use crate::vmx::vcpu::{Action, FaultKind, Vcpu};
 use core::arch::asm;
-use quest_monitor_core::exit::{InterruptionInfo, INTERRUPTION_NMI};
 use quest_monitor_core::vmcs_fields::field32;
 
 /// Guest interruptibility state: blocking by NMI.
 const BLOCKING_BY_NMI: u32 = 1 << 3;
-
-pub fn handle(_v: &mut Vcpu) -> Action {
-    // SAFETY: right after a VM exit with this vCPU's VMCS current.
-    let info = InterruptionInfo::decode(unsafe { vmx::read32(field32::EXIT_INTERRUPTION_INFO) });
-    if info.valid && info.kind == INTERRUPTION_NMI {
-        unblock_nmis();
-        return Action::Continue;
-    }
-    Action::fault(FaultKind::Exception(info.vector))
-}
 
 /// Ends the NMI blocking an NMI exit leaves behind, on this core and in the guest's saved
 /// state, so that the next NMI takes the vCPU back again even if its guest never runs an
@@ -31,7 +19,7 @@ pub fn handle(_v: &mut Vcpu) -> Action {
 ///   the monitor executes that IRET here, to the next instruction.
 /// - The monitor never gives its guests an NMI, so blocking by NMI in the saved guest
 ///   interruptibility state can only be this exit's own (Bochs saves it so).
-fn unblock_nmis() {
+pub fn unblock_nmis() {
     // SAFETY: this vCPU's VMCS is current; clearing one blocking bit is a valid state.
     unsafe {
         let state = vmx::read32(field32::GUEST_INTERRUPTIBILITY);
