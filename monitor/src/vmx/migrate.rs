@@ -905,9 +905,6 @@ fn finish(v: &Vcpu, rec: &SandboxRecord) {
         }
     }
     m.precopy.store(0, Ordering::SeqCst);
-    if let Some(old) = dropped {
-        free_vmx(&old);
-    }
     // The new placement's EPT and bitmaps are part of the pause: build them now, so
     // that the downtime measured below is the whole of it (the vCPUs only load them).
     if let Err(e) = super::sandbox::resources(v.sys, v.sandbox) {
@@ -940,6 +937,11 @@ fn finish(v: &Vcpu, rec: &SandboxRecord) {
     m.hidden.store(hidden, Ordering::Release);
     rec.state.stop.store(0, Ordering::Release);
     m.count.fetch_add(1, Ordering::AcqRel);
+    // The old EPT's tables (one per 2 MiB of RAM) are freed after the release: no vCPU
+    // uses them (each loads the new EPT and does INVEPT before it enters its guest).
+    if let Some(old) = dropped {
+        free_vmx(&old);
+    }
 }
 
 /// Returns the frames of a sandbox's dropped VMX structures to the pool: the bitmaps and
