@@ -90,6 +90,9 @@ static SCRUB_EPOCH: [AtomicU64; CORES] = [const { AtomicU64::new(0) }; CORES];
 /// TSC cycles (0: none yet): what the round policy and the admission test count for the
 /// next stop (`quest_abi::hypercall::stop_fixed_cycles`).
 static STOP_FIXED: [AtomicU64; MAX_SANDBOXES] = [const { AtomicU64::new(0) }; MAX_SANDBOXES];
+/// Per sandbox: the VMX structures its last move dropped, to be freed ([`free_dropped`]).
+static DROPPED: [spin::Mutex<Slot<SandboxVmx>>; MAX_SANDBOXES] =
+    [const { spin::Mutex::new(Slot::Empty) }; MAX_SANDBOXES];
 /// Per core: the vCPU on its way there.
 static ARRIVALS: [spin::Mutex<Slot<Arrival>>; CORES] =
     [const { spin::Mutex::new(Slot::Empty) }; CORES];
@@ -304,6 +307,7 @@ pub fn request(v: &mut Vcpu, rdi: u64) -> u64 {
             if rec.moves_memory() {
                 // The destination's EPT and bitmaps, built before the stop as pre-copy
                 // does (not part of the pause; on failure the pause builds them).
+                free_dropped(s);
                 let _ = super::sandbox::prebuild_standby(v.sys, s);
             }
             stop_for_migration(rec)
@@ -542,7 +546,9 @@ fn precopy(sys: &crate::system::System, s: SandboxId) {
             || st.generation.load(Ordering::Acquire) != generation
             || st.status.load(Ordering::Acquire) != STATUS_RUNNING
     };
-    // The destination's EPT and bitmaps, built while the sandbox still runs.
+    // The destination's EPT and bitmaps, built while the sandbox still runs (in the
+    // frames the last move's dropped structures give back).
+    free_dropped(s);
     if let Err(e) = super::sandbox::prebuild_standby(sys, s) {
         crate::println!(
             "quest: sandbox '{}': cannot build its standby structures: {e}",
@@ -904,6 +910,11 @@ fn finish(v: &Vcpu, rec: &SandboxRecord) {
     let precopied = m.precopy.load(Ordering::Acquire) != 0;
     let eptp = rec.eptp();
     let (from, to, dropped) = rec.swap_placement();
+    if let Some(old) = dropped {
+        // Freed before the next migration builds its structures ([`free_dropped`]): not
+        // in this pause, and not after the release on this vCPU's way back to its guest.
+        *DROPPED[v.sandbox.index() % MAX_SANDBOXES].lock() = Slot::Full(old);
+    }
     let mut pages = m.pages.load(Ordering::Relaxed);
     let copy_started = rdtsc();
     if from.ram_hpa != to.ram_hpa {
@@ -957,8 +968,15 @@ fn finish(v: &Vcpu, rec: &SandboxRecord) {
     m.hidden.store(hidden, Ordering::Release);
     rec.state.stop.store(0, Ordering::Release);
     m.count.fetch_add(1, Ordering::AcqRel);
-    // The old EPT's tables (one per 2 MiB of RAM) are freed after the release: no vCPU
-    // uses them (each loads the new EPT and does INVEPT before it enters its guest).
+}
+
+/// Frees the VMX structures sandbox `s`'s last move dropped, if any: no vCPU uses them
+/// since that move's release (each loaded the new EPT and did INVEPT before entering
+/// its guest). Called before a migration builds the destination's structures, so the
+/// pool's peak is the same as when the move freed them itself, and neither the pause
+/// nor a vCPU's return to its guest pays for it.
+fn free_dropped(s: SandboxId) {
+    let dropped = DROPPED[s.index() % MAX_SANDBOXES].lock().take();
     if let Some(old) = dropped {
         free_vmx(&old);
     }
