@@ -24,8 +24,8 @@ fn a_sandbox_migrates_between_cores_and_memory_with_its_clock_ram_and_messages_i
 
     // SELF by the mover, CONTROL by the controller (the manifest's env); back and forth
     // between cores 1 and 2 and the two RAM regions; pre-copy of its 4 MiB; max_downtime 1s.
-    const SELF: u64 = 10;
-    const CONTROL: u64 = 10;
+    const SELF: u64 = 50;
+    const CONTROL: u64 = 50;
     const MIGRATIONS: u64 = SELF + CONTROL;
     let log = check_back_and_forth(c, "mover", MIGRATIONS as usize, (&[1], &[2]), 1024, 1000);
     let (records, max_downtime, moves) = (&log.records, log.tsc_khz * 1000, &log.moves);
