@@ -14,7 +14,9 @@ use quest_abi::hypercall::MigrateRefusal;
 
 #[macro_use]
 mod common;
-use common::{assert_passed, check_back_and_forth, line, number_after};
+use common::{
+    assert_passed, check_back_and_forth, check_scrubs, line, number_after, standby_region,
+};
 
 #[test]
 fn a_sandbox_migrates_between_cores_and_memory_with_its_clock_ram_and_messages_intact() {
@@ -123,6 +125,9 @@ fn a_sandbox_migrates_between_cores_and_memory_with_its_clock_ram_and_messages_i
         "no abandon record for the faulter"
     );
     assert!(moves.iter().all(|m| m.sandbox != "faulter"));
+    // The abandoned pre-copy's destination was scrubbed, and still all zero at the end
+    // (the mover's scrubs are checked by `check_back_and_forth`).
+    check_scrubs(records, "faulter", standby_region(c, "faulter"));
     line(
         c,
         &format!(
