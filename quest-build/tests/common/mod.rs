@@ -356,6 +356,56 @@ pub fn check_calibration(console: &str, channels: &[(&str, u32, u32)], pairs: u6
     offsets
 }
 
+/// Where the monitor placed `sandbox`'s standby RAM at boot (its memory line).
+pub fn standby_region(console: &str, sandbox: &str) -> u64 {
+    let standby = line(
+        console,
+        &format!("quest: memory: sandbox '{sandbox}' standby RAM at 0x"),
+    );
+    u64::from_str_radix(
+        standby
+            .split_once(" at 0x")
+            .and_then(|(_, r)| r.split_once('-'))
+            .map(|(a, _)| a)
+            .expect("standby address"),
+        16,
+    )
+    .expect("hex address")
+}
+
+/// Checks that the monitor found every scrub of `sandbox`'s standby region still all
+/// zero when it looked (before the next copy into it, and at summary time): one scrub per
+/// `migrated` record (the region it left) and per abandoned migration (the region it was
+/// copying to), none found written; `region` is its standby region at the end.
+pub fn check_scrubs(records: &[Record<'_>], sandbox: &str, region: u64) {
+    let scrubs = records
+        .iter()
+        .filter(|r| {
+            matches!(r, Record::Migrated(m) if m.sandbox == sandbox)
+                || matches!(r, Record::MigrationAbandoned { sandbox: s, .. } if *s == sandbox)
+        })
+        .count() as u64;
+    assert!(
+        !records
+            .iter()
+            .any(|r| matches!(r, Record::StandbyWritten { sandbox: s, .. } if *s == sandbox)),
+        "a scrubbed standby region of {sandbox} was found written"
+    );
+    let summary = records.iter().find_map(|r| match r {
+        Record::StandbyScrubs { sandbox: s, .. } if *s == sandbox => Some(*r),
+        _ => None,
+    });
+    assert_eq!(
+        summary,
+        Some(Record::StandbyScrubs {
+            sandbox,
+            region,
+            zero: scrubs,
+            written: 0,
+        })
+    );
+}
+
 /// What a migration boot's console says about one migrating sandbox.
 pub struct MigrationLog<'a> {
     /// Every monitor record of the boot.
@@ -396,19 +446,7 @@ pub fn check_back_and_forth<'a>(
         })
         .collect();
     assert_eq!(moves.len(), count, "{moves:?}");
-    let standby = line(
-        console,
-        &format!("quest: memory: sandbox '{sandbox}' standby RAM at 0x"),
-    );
-    let standby = u64::from_str_radix(
-        standby
-            .split_once(" at 0x")
-            .and_then(|(_, r)| r.split_once('-'))
-            .map(|(a, _)| a)
-            .expect("standby address"),
-        16,
-    )
-    .expect("hex address");
+    let standby = standby_region(console, sandbox);
     let home = moves[0].from_memory;
     assert_ne!(home, standby);
     let max_downtime = tsc_khz * max_downtime_ms;
@@ -436,6 +474,11 @@ pub fn check_back_and_forth<'a>(
         count: count as u64,
         worst_downtime: worst,
     }));
+    check_scrubs(
+        &records,
+        sandbox,
+        moves.last().map_or(standby, |m| m.from_memory),
+    );
     MigrationLog {
         records,
         tsc_khz,

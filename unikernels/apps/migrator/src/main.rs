@@ -3,7 +3,9 @@
 //! - `mover`: streams numbered, checksummed messages on `stream` while it migrates
 //!   itself `SELF` times (and a controller migrates it too), and keeps rewriting a
 //!   working set of `WORKING_SET_KIB` KiB on its heap (each pass checks every word still
-//!   holds the previous pass's value, so a page pre-copy missed is caught); after each of
+//!   holds the previous pass's value, so a page pre-copy missed is caught; it rewrites it
+//!   again each time its own request is refused as busy, which is while the controller's
+//!   migration of it is under way); after each of
 //!   its own migrations it checks that its TSC did not go backwards, that the jump covers
 //!   the downtime the monitor reported and that the downtime is within
 //!   `MAX_DOWNTIME_MS`, and that the working set survived. It exits once the controller
@@ -195,7 +197,9 @@ fn mover(cfg: &Mover) -> i32 {
         if let Err(at) = ws.pass(true) {
             return damaged(&ws, at, "while running");
         }
-        // The controller may be migrating us at the same moment: then we are busy.
+        // The controller may be migrating us at the same moment: then we are busy, and
+        // rewrite the working set before asking again, so that its pre-copy sees pages
+        // dirtied while it copies (and the monitor is not asked again at once).
         let (before, (result, downtime), after) = loop {
             let before = rdtsc();
             let answer = migrate(MIGRATE_SELF);
@@ -209,6 +213,9 @@ fn mover(cfg: &Mover) -> i32 {
             }
             busy += 1;
             last = after;
+            if let Err(at) = ws.pass(true) {
+                return damaged(&ws, at, "while the controller migrates it");
+            }
         };
         if result != OK {
             println!(
