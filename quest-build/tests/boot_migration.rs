@@ -62,15 +62,34 @@ fn a_sandbox_migrates_between_cores_and_memory_with_its_clock_ram_and_messages_i
             "{sandbox} by {by}"
         );
     }
-    // No other refusal: the mover's are who asks and busy; the faulter's, below.
+    // No other refusal: the mover's are who asks, busy and destination not free; the
+    // faulter's, below.
     assert!(records.iter().all(|r| !matches!(
         r,
         Record::MigrationRefused { sandbox: "mover", reason, .. }
-            if *reason != "not allowed" && *reason != "busy"
+            if *reason != "not allowed" && *reason != "busy" && *reason != "destination not free"
     )));
+    // Right after each of its own migrations the mover asks again: the destination (the
+    // placement it just left) is still being scrubbed, so it is refused as not free (or
+    // busy, when the controller's migration of it is under way), never accepted.
+    let not_free = records
+        .iter()
+        .filter(|r| {
+            **r == Record::MigrationRefused {
+                sandbox: "mover",
+                by: "mover",
+                reason: "destination not free",
+            }
+        })
+        .count() as u64;
+    assert!(not_free > 0, "the mover was never refused as not free");
 
     // The sandboxes' own checks.
     let mover = line(c, &format!("[mover] mover: {SELF} self-migrations"));
+    assert!(
+        number_after(mover, "destination not free ") == not_free,
+        "the mover counted other refusals than the monitor logged: {mover}"
+    );
     assert!(
         mover.contains(&format!(
             "{} messages sent, TSC monotonic, working set of {WORKING_SET_KIB} KiB intact",

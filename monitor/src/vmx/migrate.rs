@@ -31,10 +31,12 @@
 //!    The last to arrive finishes: with a separate standby region it copies what is still
 //!    dirty (all of RAM without pre-copy) there; it swaps the placement with the standby
 //!    placement (the EPT is rebuilt for the new region), measures the downtime and
-//!    releases the stop. vCPU 0's old core then prints the `migrated` record (a console
-//!    line takes longer than the rest of the pause on a 115200 baud UART, so it is not
-//!    part of it), scrubs the old region if the RAM moved, and only then ends the
-//!    migration (`busy`). A scrubbed region must stay all zero: [`check_scrubbed`] looks
+//!    releases the stop, which ends the migration (`busy`; a controller's request
+//!    returns). vCPU 0's old core then prints the `migrated` record (a console line
+//!    takes longer than the rest of the pause on a 115200 baud UART, so it is not part
+//!    of it) and scrubs the old region if the RAM moved; until it has (`settling`), it
+//!    does not stand by, so a request for the next migration, whose destination is this
+//!    old placement, is refused as `DestinationNotFree`. A scrubbed region must stay all zero: [`check_scrubbed`] looks
 //!    right before the next copy into it (out of the pause) and at summary time, and
 //!    reports one found written (a stray write after the move, or a short scrub).
 //!
@@ -620,6 +622,10 @@ pub fn standby_scrubs(sys: &crate::system::System, s: SandboxId) -> Option<Recor
     if !rec.moves_memory() {
         return None;
     }
+    // The last migration's old region may still be being scrubbed.
+    while rec.migration.settling.load(Ordering::Acquire) != 0 {
+        core::hint::spin_loop();
+    }
     let took = rec
         .migration
         .busy
@@ -837,7 +843,6 @@ pub fn stand_by(core: CoreId, sys: &'static crate::system::System) -> Vcpu {
             )),
         }
     }
-    STANDING_BY[slot].store(1, Ordering::Release);
     let scrubbing = SCRUB[slot].swap(0, Ordering::AcqRel);
     if let Some(s) = scrubbing
         .checked_sub(1)
@@ -860,8 +865,12 @@ pub fn stand_by(core: CoreId, sys: &'static crate::system::System) -> Vcpu {
                 sys.table.sandbox(s).map_or(0, |v| v.ram_size()),
             );
         }
-        m.busy.store(0, Ordering::Release);
+        m.settling.store(0, Ordering::Release);
     }
+    // Only now is this core a free destination (`request`'s `destination_free`): a
+    // request meanwhile is refused as not free, not left to copy into a region being
+    // scrubbed.
+    STANDING_BY[slot].store(1, Ordering::Release);
     let Arrival { mut v, saved } = loop {
         if let Some(a) = ARRIVALS[slot].lock().take() {
             break a;
@@ -1075,8 +1084,12 @@ fn finish(v: &Vcpu, rec: &SandboxRecord) {
         0
     };
     m.hidden.store(hidden, Ordering::Release);
+    // The old placement is not free until vCPU 0's old core has reported and scrubbed
+    // it ([`stand_by`]); the migration itself ends with the release.
+    m.settling.store(1, Ordering::Release);
     rec.state.stop.store(0, Ordering::Release);
     m.count.fetch_add(1, Ordering::AcqRel);
+    m.busy.store(0, Ordering::Release);
 }
 
 /// Frees the VMX structures sandbox `s`'s last move dropped, if any: no vCPU uses them
