@@ -42,6 +42,20 @@ macro_rules! require_bochs {
     };
 }
 
+/// Skips the test unless QEMU (and, like every boot test, Bochs' setup) is there.
+macro_rules! require_qemu {
+    () => {
+        require_bochs!();
+        if let Some(missing) = quest_build::run::host::qemu_missing() {
+            if std::env::var_os("QUEST_REQUIRE_BOOT").is_some() {
+                panic!("QUEST_REQUIRE_BOOT is set, but {missing}");
+            }
+            eprintln!("\n*** SKIPPED SVM boot test: {missing} ***\n");
+            return;
+        }
+    };
+}
+
 /// Skips the test like `require_bochs!`, else builds `partition-manifests/<name>.toml` and
 /// boots it: `(built image, outcome)`.
 macro_rules! boot_example {
@@ -138,6 +152,31 @@ pub fn build_and_boot(name: &str) -> (BuiltImage, RunOutcome) {
     let built = build(name, name);
     let out = boot(&built);
     (built, out)
+}
+
+/// Builds hello.toml into `images/tests/<output>.iso`, flips one byte of sandbox `beta`'s
+/// first payload (the host's inspection must see it too), and boots the result in
+/// `emulator`.
+pub fn boot_corrupted(output: &str, emulator: Emulator) -> RunOutcome {
+    use quest_build::image::inspect::{inspect, read_table};
+    let built = build("hello", output);
+    let mut bytes = std::fs::read(&built.elf).expect("the image exists");
+    let (table, at) = read_table(&bytes).expect("the table is valid");
+    let payload = table.sandbox_payloads(1)[0];
+    let byte = at.payload_area(table.header.total_size.get()) + payload.offset.get() as usize;
+    bytes[byte] ^= 0x5a;
+    // The host sees it too, before anything boots.
+    assert_eq!(
+        inspect(&bytes)
+            .expect("the table is still valid")
+            .bad_payloads,
+        1
+    );
+    let elf = built.elf.with_file_name(format!("{output}-corrupted.elf"));
+    let iso_path = elf.with_extension("iso");
+    std::fs::write(&elf, &bytes).expect("writing the corrupted image");
+    quest_build::image::iso::make_iso(&elf, &iso_path, "corrupted").expect("making the ISO");
+    boot_with(&iso_path, &elf, emulator)
 }
 
 /// Fails unless every sandbox exited 0 and none reported a failed check (`FAILED`).
