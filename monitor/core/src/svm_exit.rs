@@ -1,7 +1,7 @@
 //! SVM exits in backend-neutral terms: [`decode`] turns each #VMEXIT (AMD APM Vol. 2,
 //! Appendix C) into the [`Exit`] the shared handlers take, and names the VMX basic exit
 //! reason (Intel SDM Vol. 3, Table C-1) it is counted under, so the summary counts exits
-//! under the same names on both backends ([`classify`]).
+//! under the same names on both backends.
 //!
 //! Only the guest's own SVM instructions have no VT-x counterpart (a VT-x guest's VMRUN
 //! is #UD without an exit): they are counted as VMLAUNCH and get #UD, as VMX
