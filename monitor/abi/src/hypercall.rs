@@ -179,15 +179,43 @@ pub const DIRTY_GRANULE: u64 = crate::LARGE_PAGE_SIZE;
 /// RAM can ever have: every vCPU is stopped (an IPI and its VM exit) and resumed (its VM
 /// entry); with `separate` memory the stop phase also copies at least what the running
 /// vCPUs keep dirtying, one granule each (its stack), at most all of RAM. A `max_downtime`
-/// below this can never be met.
+/// below this can never be met. `quest-build` checks and bounds with it; the monitor,
+/// which also knows the sandbox's past stops, with [`least_downtime_cycles`].
 pub fn min_downtime_cycles(vcpus: u64, ram: u64, separate: bool, c: &MigrationCosts) -> u64 {
-    let park = vcpus.saturating_mul(c.ipi.saturating_add(c.vm_exit_entry));
+    least_downtime_cycles(vcpus, ram, separate, c, 0)
+}
+
+/// [`min_downtime_cycles`] with the stop's fixed part [`stop_fixed_cycles`] given
+/// `measured`.
+pub fn least_downtime_cycles(
+    vcpus: u64,
+    ram: u64,
+    separate: bool,
+    c: &MigrationCosts,
+    measured: u64,
+) -> u64 {
+    let park = stop_fixed_cycles(vcpus, c, measured);
     let copy = if separate {
         copy_cycles(vcpus.saturating_mul(DIRTY_GRANULE).min(ram), c)
     } else {
         0
     };
     park.saturating_add(copy)
+}
+
+/// The fixed part of a migration's stop (all of it but the copy): the calibrated floor,
+/// an IPI, a VM exit and a VM entry per vCPU, or `measured` when larger: the largest
+/// fixed part the monitor measured in this sandbox's earlier stops (0: none yet). The
+/// floor leaves out what the monitor does per stop besides: each vCPU's state the VMCS
+/// does not hold saved and restored (XSAVE, about 30 MSRs and x2APIC registers), its
+/// VMCS cleared and loaded on another core with new host state, the hand-over between
+/// cores, the placement swap and the report. No boot constant measures that path, and on
+/// Bochs it is hundreds of times the floor (about 40 000 cycles for one vCPU against 85),
+/// so the monitor learns it from the sandbox's own stops.
+pub fn stop_fixed_cycles(vcpus: u64, c: &MigrationCosts, measured: u64) -> u64 {
+    vcpus
+        .saturating_mul(c.ipi.saturating_add(c.vm_exit_entry))
+        .max(measured)
 }
 
 /// Cycles to copy `bytes` at the measured rate.
@@ -264,5 +292,13 @@ mod tests {
             copy_per_kib: u64::MAX,
         };
         assert_eq!(min_downtime_cycles(3, u64::MAX, true, &huge), u64::MAX);
+        // A measured fixed part replaces the floor when larger, never when smaller.
+        assert_eq!(stop_fixed_cycles(2, &c, 0), 2 * 90);
+        assert_eq!(stop_fixed_cycles(2, &c, 100), 2 * 90);
+        assert_eq!(stop_fixed_cycles(2, &c, 40_000), 40_000);
+        assert_eq!(
+            least_downtime_cycles(2, 64 << 20, true, &c, 40_000),
+            40_000 + 2 * 2048 * 135
+        );
     }
 }

@@ -4,7 +4,8 @@
 //! continuous. Pure, so every refusal is tested on the host.
 
 use quest_abi::hypercall::{
-    budget_cycles, copy_cycles, min_downtime_cycles, MigrateRefusal, MigrationCosts, MIGRATE_SELF,
+    budget_cycles, copy_cycles, least_downtime_cycles, stop_fixed_cycles, MigrateRefusal,
+    MigrationCosts, MIGRATE_SELF,
 };
 use quest_abi::view::Migration;
 use quest_abi::SandboxId;
@@ -45,6 +46,9 @@ pub struct Request {
     pub destination_free: bool,
     /// The calibrated costs.
     pub costs: MigrationCosts,
+    /// The largest fixed part of the target's earlier stops, TSC cycles (0: none yet;
+    /// `quest_abi::hypercall::stop_fixed_cycles`).
+    pub measured_stop: u64,
     /// TSC frequency, kHz.
     pub tsc_khz: u64,
 }
@@ -69,14 +73,15 @@ pub fn admit(r: &Request) -> Result<(), MigrateRefusal> {
     Ok(())
 }
 
-/// The least downtime of `r` as the monitor does it: every vCPU stopped and resumed,
-/// and with memory, the copy of what is still dirty after pre-copy (at least a dirty
-/// granule per vCPU), or of all RAM without pre-copy.
+/// The least downtime of `r` as the monitor does it: the stop's fixed part (every vCPU
+/// stopped and resumed; what earlier stops of the target measured, once there were
+/// some), and with memory, the copy of what is still dirty after pre-copy (at least a
+/// dirty granule per vCPU), or of all RAM without pre-copy.
 pub fn stop_cycles(r: &Request) -> u64 {
-    let park = min_downtime_cycles(r.vcpus, r.ram, false, &r.costs);
+    let park = stop_fixed_cycles(r.vcpus, &r.costs, r.measured_stop);
     match (r.moves_memory, r.precopy) {
         (false, _) => park,
-        (true, true) => min_downtime_cycles(r.vcpus, r.ram, true, &r.costs),
+        (true, true) => least_downtime_cycles(r.vcpus, r.ram, true, &r.costs, r.measured_stop),
         (true, false) => park.saturating_add(copy_cycles(r.ram, &r.costs)),
     }
 }
@@ -166,6 +171,7 @@ mod tests {
                 vm_exit_entry: 70,
                 copy_per_kib: 135,
             },
+            measured_stop: 0,
             tsc_khz: 10_000,
         }
     }
@@ -238,6 +244,15 @@ mod tests {
         assert_eq!(admit(&r), Ok(()));
         r.terms = terms(0b10, (2 * 90 + 2 * 2048 * 135) * 100 - 100);
         assert_eq!(admit(&r), Err(MigrateRefusal::WouldExceedMaxDowntime));
+        // Once a stop of the target measured its fixed part, that counts instead.
+        r.measured_stop = 40_000;
+        assert_eq!(stop_cycles(&r), 40_000 + 2 * 2048 * 135);
+        r.terms = terms(0b10, (40_000 + 2 * 2048 * 135) * 100);
+        assert_eq!(admit(&r), Ok(()));
+        r.terms = terms(0b10, (40_000 + 2 * 2048 * 135) * 100 - 100);
+        assert_eq!(admit(&r), Err(MigrateRefusal::WouldExceedMaxDowntime));
+        r.moves_memory = false;
+        assert_eq!(stop_cycles(&r), 40_000, "a core-only move too");
     }
 
     #[test]

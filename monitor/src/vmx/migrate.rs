@@ -59,9 +59,9 @@ use quest_abi::calibration::CalibrationView;
 use quest_abi::console::{CoreList, Migrated, Record};
 use quest_abi::hypercall::budget_cycles;
 use quest_abi::hypercall::{
-    migrate_request, min_downtime_cycles, MigrateRefusal, MigrationCosts, ERR_INVALID, OK,
+    migrate_request, stop_fixed_cycles, MigrateRefusal, MigrationCosts, ERR_INVALID, OK,
 };
-use quest_abi::{CoreId, HostPhysAddr, SandboxId, MAX_CORES};
+use quest_abi::{CoreId, HostPhysAddr, SandboxId, MAX_CORES, MAX_SANDBOXES};
 use quest_monitor_core::migration::{admit, hidden_cycles, moved_tsc_offset, target, Request};
 use quest_monitor_core::precopy::{
     DirtyTracker, EptEntries, Next, RoundPolicy, CAP_ACCESSED_DIRTY, EPTP_ACCESSED_DIRTY,
@@ -86,6 +86,10 @@ static PRECOPY: [AtomicU32; CORES] = [const { AtomicU32::new(0) }; CORES];
 static SCRUB: [AtomicU32; CORES] = [const { AtomicU32::new(0) }; CORES];
 /// Per core: the migration count of the migration whose old region it scrubs.
 static SCRUB_EPOCH: [AtomicU64; CORES] = [const { AtomicU64::new(0) }; CORES];
+/// Per sandbox: the largest fixed part (all but the copy) of its pre-copy stops so far,
+/// TSC cycles (0: none yet): what the round policy and the admission test count for the
+/// next stop (`quest_abi::hypercall::stop_fixed_cycles`).
+static STOP_FIXED: [AtomicU64; MAX_SANDBOXES] = [const { AtomicU64::new(0) }; MAX_SANDBOXES];
 /// Per core: the vCPU on its way there.
 static ARRIVALS: [spin::Mutex<Slot<Arrival>>; CORES] =
     [const { spin::Mutex::new(Slot::Empty) }; CORES];
@@ -278,6 +282,7 @@ pub fn request(v: &mut Vcpu, rdi: u64) -> u64 {
         idle_for_migration: idle,
         destination_free,
         costs: costs(),
+        measured_stop: STOP_FIXED[s.index() % MAX_SANDBOXES].load(Ordering::Acquire),
         tsc_khz: v.sys.tsc_khz.into(),
     });
     let own = s == v.sandbox;
@@ -296,6 +301,11 @@ pub fn request(v: &mut Vcpu, rdi: u64) -> u64 {
             PRECOPY[leader.index() % CORES].store(s.index() as u32 + 1, Ordering::Release);
             Ok(())
         } else {
+            if rec.moves_memory() {
+                // The destination's EPT and bitmaps, built before the stop as pre-copy
+                // does (not part of the pause; on failure the pause builds them).
+                let _ = super::sandbox::prebuild_standby(v.sys, s);
+            }
             stop_for_migration(rec)
         }
     });
@@ -526,7 +536,6 @@ fn precopy(sys: &crate::system::System, s: SandboxId) {
     let Some(view) = sys.table.sandbox(s) else {
         return;
     };
-    let ram = view.ram_size();
     let generation = st.generation.load(Ordering::Acquire);
     let aborted = || {
         st.stop.load(Ordering::Acquire) != 0
@@ -550,7 +559,11 @@ fn precopy(sys: &crate::system::System, s: SandboxId) {
             view.migration().map_or(0, |t| t.max_downtime_ns),
             sys.tsc_khz.into(),
         ),
-        park: min_downtime_cycles(view.vcpus().len() as u64, ram, false, &costs),
+        park: stop_fixed_cycles(
+            view.vcpus().len() as u64,
+            &costs,
+            STOP_FIXED[s.index() % MAX_SANDBOXES].load(Ordering::Acquire),
+        ),
         costs,
         max_rounds: MAX_ROUNDS,
     };
@@ -892,6 +905,7 @@ fn finish(v: &Vcpu, rec: &SandboxRecord) {
     let eptp = rec.eptp();
     let (from, to, dropped) = rec.swap_placement();
     let mut pages = m.pages.load(Ordering::Relaxed);
+    let copy_started = rdtsc();
     if from.ram_hpa != to.ram_hpa {
         match eptp {
             Some(eptp) if precopied && m.full_copy.load(Ordering::Acquire) == 0 => {
@@ -905,17 +919,20 @@ fn finish(v: &Vcpu, rec: &SandboxRecord) {
         }
     }
     m.precopy.store(0, Ordering::SeqCst);
-    if let Some(old) = dropped {
-        free_vmx(&old);
-    }
-    // The new placement's EPT and bitmaps are part of the pause: build them now, so
-    // that the downtime measured below is the whole of it (the vCPUs only load them).
+    let copy_cycles = rdtsc().wrapping_sub(copy_started);
+    // The new placement's EPT and bitmaps, built before the stop (pre-copy and the
+    // request prebuild them); should that have failed, they are built here, so that the
+    // downtime measured below is the whole pause (the vCPUs only load them).
     if let Err(e) = super::sandbox::resources(v.sys, v.sandbox) {
         super::fatal(format_args!("sandbox '{}': {e}", v.name));
     }
     let downtime = rdtsc().wrapping_sub(m.started.load(Ordering::Acquire));
     m.last_downtime.store(downtime, Ordering::Release);
     m.worst_downtime.fetch_max(downtime, Ordering::AcqRel);
+    if precopied {
+        STOP_FIXED[v.sandbox.index() % MAX_SANDBOXES]
+            .fetch_max(downtime.saturating_sub(copy_cycles), Ordering::AcqRel);
+    }
     let cores = |p: &SandboxPlacement| {
         // A core set has at most MAX_VCPUS_PER_SANDBOX cores, as a core list.
         CoreList::new(p.cores.as_slice().iter().map(|c| c.as_u32()))
@@ -940,6 +957,11 @@ fn finish(v: &Vcpu, rec: &SandboxRecord) {
     m.hidden.store(hidden, Ordering::Release);
     rec.state.stop.store(0, Ordering::Release);
     m.count.fetch_add(1, Ordering::AcqRel);
+    // The old EPT's tables (one per 2 MiB of RAM) are freed after the release: no vCPU
+    // uses them (each loads the new EPT and does INVEPT before it enters its guest).
+    if let Some(old) = dropped {
+        free_vmx(&old);
+    }
 }
 
 /// Returns the frames of a sandbox's dropped VMX structures to the pool: the bitmaps and

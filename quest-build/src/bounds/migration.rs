@@ -7,9 +7,18 @@
 //! of the whole RAM that fits is always allowed. So every accepted migration pauses the
 //! sandbox for at most the smaller of `max_downtime` and a whole stop-and-copy, and a
 //! migration is accepted only if its least possible pause fits.
+//!
+//! The stop's fixed part here is the calibrated floor (`stop_fixed_cycles` with nothing
+//! measured: an IPI, a VM exit and an entry per vCPU). The monitor counts, once a
+//! sandbox has stopped, the largest fixed part its stops measured instead, with the same
+//! function: the hand-off of each vCPU's state between cores that no boot constant
+//! measures (on Bochs about 40 000 cycles against a floor of 85). So `least` and
+//! `admissible` are what the first request meets; later ones may need more budget.
 
 use crate::manifest::types::{Manifest, StandbyMemory};
-use quest_abi::hypercall::{budget_cycles, copy_cycles, min_downtime_cycles, MigrationCosts};
+use quest_abi::hypercall::{
+    budget_cycles, copy_cycles, min_downtime_cycles, stop_fixed_cycles, MigrationCosts,
+};
 use serde::Serialize;
 
 /// One migratable sandbox's analysis, in TSC cycles.
@@ -29,7 +38,8 @@ pub struct MigrationBound {
     pub migrate_by: Vec<String>,
     /// `max_downtime` in cycles (rounded down), `None` without one.
     pub budget: Option<u64>,
-    /// Stopping and resuming every vCPU (an IPI, a VM exit and an entry each).
+    /// Stopping and resuming every vCPU (an IPI, a VM exit and an entry each): the
+    /// calibrated floor of the stop's fixed part.
     pub park: u64,
     /// The least copy while stopped: what the running vCPUs keep dirtying (one dirty
     /// granule each), none for a core-only move.
@@ -54,7 +64,7 @@ pub fn analyse(m: &Manifest, costs: &MigrationCosts, tsc_khz: u64) -> Vec<Migrat
             let ram = s.memory.value;
             let moves_memory = s.standby_memory.value == StandbyMemory::Separate;
             let least = min_downtime_cycles(vcpus, ram, moves_memory, costs);
-            let park = min_downtime_cycles(vcpus, ram, false, costs);
+            let park = stop_fixed_cycles(vcpus, costs, 0);
             let stop_and_copy = park.saturating_add(if moves_memory {
                 copy_cycles(ram, costs)
             } else {

@@ -102,6 +102,9 @@ pub fn run(args: &BenchArgs) -> ExitCode {
 
 fn measure(args: &BenchArgs) -> Result<Vec<(String, String)>, String> {
     let ws = Workspace::locate();
+    if super::bench_migration::only() {
+        return super::bench_migration::measure(&ws, Duration::from_secs(args.timeout));
+    }
     let progress = Progress::stderr();
     let mut rows = Vec::new();
     let stem = args

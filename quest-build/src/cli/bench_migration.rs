@@ -5,7 +5,8 @@
 //! (`MIGRATE_STOP_AND_COPY`) on the same run. The rows give the pre-copy downtime
 //! (min/median/max) beside the stop-and-copy one, and their ratio; the goals are
 //! an idle downtime independent of RAM size and at most 10% of stop-and-copy at 64 MiB.
-//! The manifests are generated into `images/bench/`.
+//! The manifests are generated into `images/bench/`. `QUEST_BENCH_ONLY=migration` skips
+//! every other row of the table.
 
 use crate::build::Workspace;
 use quest_abi::console::{Migrated, Record};
@@ -101,6 +102,11 @@ fn row(mib: u64, mode: &str, console: &str) -> ((String, String), Option<(u64, f
         }
         _ => ((name, "not measured (no migration records)".into()), None),
     }
+}
+
+/// `QUEST_BENCH_ONLY=migration`: `quest-build bench` measures only these rows.
+pub fn only() -> bool {
+    std::env::var_os("QUEST_BENCH_ONLY").is_some_and(|v| v == "migration")
 }
 
 /// Boots one benchmark system per RAM size and returns the rows.
