@@ -115,8 +115,13 @@ impl SandboxState {
 /// A sandbox's migrations (see `vmx::migrate`).
 #[derive(Debug)]
 pub struct MigrationState {
-    /// Non-zero while a migration is decided or under way (taken by the requester).
+    /// Non-zero while a migration is decided or under way (taken by the requester),
+    /// until the sandbox runs at its new placement (or the migration was abandoned).
     pub busy: AtomicU32,
+    /// Non-zero from the release of a migration until its old placement is free again
+    /// (vCPU 0's old core has printed the record and scrubbed the old region): the next
+    /// migration's destination is not free meanwhile.
+    pub settling: AtomicU32,
     /// TSC when the requester stopped the sandbox.
     pub started: AtomicU64,
     /// vCPUs that arrived on their destination core in this migration.
@@ -164,6 +169,7 @@ impl MigrationState {
     const fn new() -> Self {
         Self {
             busy: AtomicU32::new(0),
+            settling: AtomicU32::new(0),
             started: AtomicU64::new(0),
             arrived: AtomicU32::new(0),
             left: AtomicU32::new(0),

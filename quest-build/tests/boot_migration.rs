@@ -14,7 +14,9 @@ use quest_abi::hypercall::MigrateRefusal;
 
 #[macro_use]
 mod common;
-use common::{assert_passed, check_back_and_forth, line, number_after};
+use common::{
+    assert_passed, check_back_and_forth, check_scrubs, line, number_after, standby_region,
+};
 
 #[test]
 fn a_sandbox_migrates_between_cores_and_memory_with_its_clock_ram_and_messages_intact() {
@@ -24,17 +26,21 @@ fn a_sandbox_migrates_between_cores_and_memory_with_its_clock_ram_and_messages_i
 
     // SELF by the mover, CONTROL by the controller (the manifest's env); back and forth
     // between cores 1 and 2 and the two RAM regions; pre-copy of its 4 MiB; max_downtime 1s.
-    const SELF: u64 = 10;
-    const CONTROL: u64 = 10;
+    const SELF: u64 = 50;
+    const CONTROL: u64 = 50;
     const MIGRATIONS: u64 = SELF + CONTROL;
+    // The mover's working set (WORKING_SET_KIB), in 4 KiB pages.
+    const WORKING_SET_KIB: u64 = 256;
+    const WORKING_SET_PAGES: u64 = WORKING_SET_KIB / 4;
     let log = check_back_and_forth(c, "mover", MIGRATIONS as usize, (&[1], &[2]), 1024, 1000);
     let (records, max_downtime, moves) = (&log.records, log.tsc_khz * 1000, &log.moves);
-    // The mover rewrites a 1 MiB working set (256 pages) while the controller migrates
-    // it: pre-copy must see pages dirtied while it copied (more than the first round's
-    // 1024 pages plus a few of the stack, or more than one round).
+    // The mover rewrites its working set whenever its own request answers busy, that is
+    // while the controller migrates it: pre-copy must see pages dirtied while it copied
+    // (more than the first round's 1024 pages by at least half the working set, or more
+    // than one round).
     let dirtied = moves
         .iter()
-        .filter(|m| m.rounds > 1 || m.pages >= 1024 + 64)
+        .filter(|m| m.rounds > 1 || m.pages >= 1024 + WORKING_SET_PAGES / 2)
         .count();
     assert!(
         dirtied > 0,
@@ -56,18 +62,37 @@ fn a_sandbox_migrates_between_cores_and_memory_with_its_clock_ram_and_messages_i
             "{sandbox} by {by}"
         );
     }
-    // No other refusal: the mover's are who asks and busy; the faulter's, below.
+    // No other refusal: the mover's are who asks, busy and destination not free; the
+    // faulter's, below.
     assert!(records.iter().all(|r| !matches!(
         r,
         Record::MigrationRefused { sandbox: "mover", reason, .. }
-            if *reason != "not allowed" && *reason != "busy"
+            if *reason != "not allowed" && *reason != "busy" && *reason != "destination not free"
     )));
+    // Right after each of its own migrations the mover asks again: the destination (the
+    // placement it just left) is still being scrubbed, so it is refused as not free (or
+    // busy, when the controller's migration of it is under way), never accepted.
+    let not_free = records
+        .iter()
+        .filter(|r| {
+            **r == Record::MigrationRefused {
+                sandbox: "mover",
+                by: "mover",
+                reason: "destination not free",
+            }
+        })
+        .count() as u64;
+    assert!(not_free > 0, "the mover was never refused as not free");
 
     // The sandboxes' own checks.
     let mover = line(c, &format!("[mover] mover: {SELF} self-migrations"));
     assert!(
+        number_after(mover, "destination not free ") == not_free,
+        "the mover counted other refusals than the monitor logged: {mover}"
+    );
+    assert!(
         mover.contains(&format!(
-            "{} messages sent, TSC monotonic, working set of 1024 KiB intact",
+            "{} messages sent, TSC monotonic, working set of {WORKING_SET_KIB} KiB intact",
             SELF * 20
         )),
         "{mover}"
@@ -123,6 +148,9 @@ fn a_sandbox_migrates_between_cores_and_memory_with_its_clock_ram_and_messages_i
         "no abandon record for the faulter"
     );
     assert!(moves.iter().all(|m| m.sandbox != "faulter"));
+    // The abandoned pre-copy's destination was scrubbed, and still all zero at the end
+    // (the mover's scrubs are checked by `check_back_and_forth`).
+    check_scrubs(records, "faulter", standby_region(c, "faulter"));
     line(
         c,
         &format!(

@@ -1,13 +1,23 @@
 //! Boot tests on the SVM backend, with the same checks as the VT-x boot tests in Bochs
 //! (`common::checks`) and a line that shows the monitor chose SVM:
-//! - in QEMU's software emulation (an AMD CPU with SVM and nested paging, no x2APIC, no
-//!   next-RIP save): hello, isolation, restart, hermit-faults, channels-hostile; not the
-//!   manifests whose applications check their own timing (pingpong, pingpong-hermit,
-//!   channels-doorbell: TCG's TSC does not follow its instruction count, so e.g. pong never
-//!   sees its ring full; measured with QEMU 7.2);
+//! - in QEMU's software emulation, single-threaded (an AMD CPU with SVM and nested paging,
+//!   no x2APIC, no next-RIP save; why single-threaded: `quest_build::run::qemu`): hello,
+//!   isolation, restart, hermit-faults, channels-hostile, pingpong, pingpong-hermit, the
+//!   corrupted payload. Not bounds.toml (`run --check-bounds`): single-threaded, each
+//!   handover in the monitor's calibration loops, which spin without `PAUSE`, waits for
+//!   QEMU's 100 ms round-robin kick, so it measured line round trips of 170 M cycles and
+//!   TSC offsets of +-52 M, and every message looked early ("stamps from the future").
+//!   Not channels-doorbell: its ringer pauses 1 M TSC cycles (0.4 ms of the host's clock,
+//!   which TCG's TSC follows) and the sleeper must spin 200 polls and sleep within it; it
+//!   got 19 WAITs for 20 (QEMU 7.2). `-icount`, which would tie the TSC to the instruction
+//!   count, stalled the monitor's calibration (see `run::qemu`).
 //! - in Bochs' AMD `ryzen` model (no x2APIC either): hello, pingpong, channels-doorbell.
-//!   Not isolation: Bochs 2.7 stops the whole simulation ("3rd exception with no
-//!   resolution") when an SVM guest triple-faults, instead of the SHUTDOWN #VMEXIT.
+//!   Not isolation: Bochs 2.7 panics on an SVM guest's triple fault ("3rd (13) exception
+//!   with no resolution") before `shutdown()` would take the SHUTDOWN #VMEXIT the
+//!   monitor intercepts (its VT-x path exits first); `panic: action=report` (globally or
+//!   `cpu7=`/`CPU7=`) and more debugger `c` commands did not keep it running (measured).
+//! - not channels-local: no boot test has it on either backend (`quest-build bench`
+//!   boots it).
 //!
 //! They skip (loudly) only when QEMU or the GRUB tools are missing and `QUEST_REQUIRE_BOOT`
 //! is unset; CI sets it, so there a missing emulator is a failure.
@@ -17,21 +27,7 @@ mod common;
 
 use common::{assert_line, assert_refused, boot_with, build, checks};
 use quest_build::image::BuiltImage;
-use quest_build::run::{self, qemu::Accel, Emulator, RunOutcome};
-
-/// Skips the test unless QEMU (and, like every boot test, Bochs' setup) is there.
-macro_rules! require_qemu {
-    () => {
-        require_bochs!();
-        if let Some(missing) = run::host::qemu_missing() {
-            if std::env::var_os("QUEST_REQUIRE_BOOT").is_some() {
-                panic!("QUEST_REQUIRE_BOOT is set, but {missing}");
-            }
-            eprintln!("\n*** SKIPPED SVM boot test: {missing} ***\n");
-            return;
-        }
-    };
-}
+use quest_build::run::{qemu::Accel, Emulator, RunOutcome};
 
 /// Builds `partition-manifests/<name>.toml` (into `images/tests/svm-<name>.iso`) and boots
 /// it in QEMU TCG; checks that the SVM backend ran it.
@@ -65,6 +61,8 @@ boot_checks! {
     restart_works_on_svm: "restart" => restart;
     hermit_failures_are_contained_on_svm: "hermit-faults" => hermit_faults;
     hostile_channel_endpoints_are_contained_on_svm: "channels-hostile" => channels_hostile;
+    pingpong_runs_on_svm: "pingpong" => pingpong;
+    pingpong_hermit_runs_on_svm: "pingpong-hermit" => pingpong_hermit;
 }
 
 // Bochs' AMD `ryzen` model: its TSC follows its instruction count, as the channel
@@ -73,6 +71,14 @@ boot_checks! {
     require_qemu, |m| boot_on(m, "svm-bochs", Emulator::BochsAmd);
     pingpong_runs_on_svm_in_bochs_ryzen: "pingpong" => pingpong;
     sleeping_endpoints_wake_on_svm_in_bochs_ryzen: "channels-doorbell" => channels_doorbell;
+}
+
+#[test]
+fn a_corrupted_payload_byte_is_refused_on_svm() {
+    require_qemu!();
+    let out = common::boot_corrupted("svm-corrupt-source", Emulator::Qemu(Accel::Tcg));
+    assert_line(&out.console, "quest: AMD SVM with nested paging (");
+    checks::corrupted_payload(&out);
 }
 
 #[test]

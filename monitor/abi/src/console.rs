@@ -286,6 +286,34 @@ pub enum Record<'a> {
         /// The longest downtime among them, TSC cycles.
         worst_downtime: u64,
     },
+    /// `quest: standby region of '<sandbox>' at <region>: <z> scrubs verified zero, <w>
+    /// found written`, with the summary, for each sandbox whose standby placement has
+    /// its own RAM: of the scrubs of the region it left (after a move or an abandoned
+    /// pre-copy), how many the monitor found still all zero when it checked them (right
+    /// before the next pre-copy or stop-and-copy into that region, and at summary time for
+    /// the region it is standing by then), and how many it found written. `region` is the
+    /// standby region at summary time (hex).
+    StandbyScrubs {
+        /// Sandbox name.
+        sandbox: &'a str,
+        /// Host-physical address of its standby region at summary time.
+        region: u64,
+        /// Scrubs found all zero when checked.
+        zero: u64,
+        /// Scrubs found written ([`Record::StandbyWritten`]).
+        written: u64,
+    },
+    /// `quest: standby region of '<sandbox>' at <region>: written after its scrub, first
+    /// non-zero byte at offset <offset>` (hex): a check found data in a region nobody may
+    /// use (a stray write, or a skipped or short scrub); the monitor zeroes it again.
+    StandbyWritten {
+        /// Sandbox name.
+        sandbox: &'a str,
+        /// Host-physical address of the region.
+        region: u64,
+        /// Offset of its first non-zero byte.
+        offset: u64,
+    },
     /// `quest: calibration: done in <c> TSC cycles (<t> trials each, <p> core pairs)`.
     CalibrationDone {
         /// TSC cycles the calibration took.
@@ -327,6 +355,7 @@ const CALIBRATION: &str = "calibration: ";
 
 const PASSED: &str = "all sandboxes exited 0";
 const NOT_PASSED: &str = "not every sandbox exited 0";
+const STANDBY: &str = "standby region of '";
 
 impl Record<'_> {
     /// The [`Record::BootRatio`] of a boot that cost `boot_cycles` when one pass over the
@@ -471,6 +500,23 @@ impl fmt::Display for Record<'_> {
                 f,
                 "migrations of '{sandbox}': {count}, worst downtime {worst_downtime} cycles"
             ),
+            Self::StandbyScrubs {
+                sandbox,
+                region,
+                zero,
+                written,
+            } => write!(
+                f,
+                "{STANDBY}{sandbox}' at {region:#x}: {zero} scrubs verified zero, {written} found written"
+            ),
+            Self::StandbyWritten {
+                sandbox,
+                region,
+                offset,
+            } => write!(
+                f,
+                "{STANDBY}{sandbox}' at {region:#x}: written after its scrub, first non-zero byte at offset {offset:#x}"
+            ),
             Self::CalibrationDone {
                 cycles,
                 trials,
@@ -577,12 +623,39 @@ impl<'a> Record<'a> {
                 worst_downtime,
             });
         }
+        if let Some(rest) = l.strip_prefix(STANDBY) {
+            return Self::parse_standby(rest);
+        }
         match l {
             "summary:" => Some(Self::SummaryStart),
             PASSED => Some(Self::Passed),
             NOT_PASSED => Some(Self::NotPassed),
             _ => l.strip_prefix("system failed: ").map(Self::SystemFailed),
         }
+    }
+
+    /// The rest of a `standby region of '` line.
+    fn parse_standby(rest: &'a str) -> Option<Self> {
+        let (sandbox, rest) = rest.split_once("' at 0x")?;
+        let (region, rest) = rest.split_once(": ")?;
+        let region = u64::from_str_radix(region, 16).ok()?;
+        if let Some(offset) =
+            rest.strip_prefix("written after its scrub, first non-zero byte at offset 0x")
+        {
+            return Some(Self::StandbyWritten {
+                sandbox,
+                region,
+                offset: u64::from_str_radix(offset, 16).ok()?,
+            });
+        }
+        let (zero, rest) = num_before(rest, " scrubs verified zero, ")?;
+        let written = rest.strip_suffix(" found written")?.parse().ok()?;
+        Some(Self::StandbyScrubs {
+            sandbox,
+            region,
+            zero,
+            written,
+        })
     }
 
     fn parse_calibration(rest: &'a str) -> Option<Self> {
@@ -793,6 +866,23 @@ mod tests {
                 },
                 "quest: migrations of 'mover': 100, worst downtime 20000 cycles",
             ),
+            (
+                Record::StandbyScrubs {
+                    sandbox: "mover",
+                    region: 0x380_0000,
+                    zero: 100,
+                    written: 0,
+                },
+                "quest: standby region of 'mover' at 0x3800000: 100 scrubs verified zero, 0 found written",
+            ),
+            (
+                Record::StandbyWritten {
+                    sandbox: "mover",
+                    region: 0x320_0000,
+                    offset: 0x1_2340,
+                },
+                "quest: standby region of 'mover' at 0x3200000: written after its scrub, first non-zero byte at offset 0x12340",
+            ),
         ];
         prints_and_parses_back(cases);
         not_records(&[
@@ -802,6 +892,9 @@ mod tests {
             "quest: migrations of 'm': many, worst downtime 1 cycles",
             "quest: migration of 'm' abandoned: x, y pre-copy rounds, 1 pages",
             "quest: migration of 'm' abandoned: 1 pre-copy rounds, 1 pages",
+            "quest: standby region of 'm' at 3800000: 1 scrubs verified zero, 0 found written",
+            "quest: standby region of 'm' at 0x3800000: 1 scrubs verified zero",
+            "quest: standby region of 'm' at 0x3800000: written after its scrub, first non-zero byte at offset 12",
         ]);
         assert!(CoreList::new(0..17).is_none());
     }

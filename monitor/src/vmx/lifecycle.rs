@@ -359,6 +359,9 @@ pub fn summary(sys: &System) -> bool {
                     worst_downtime: m.worst_downtime.load(Ordering::Acquire),
                 }
             );
+            if let Some(scrubs) = super::migrate::standby_scrubs(sys, sandbox.id()) {
+                crate::println!("{scrubs}");
+            }
         }
     }
     channel_latencies(sys);

@@ -31,10 +31,14 @@
 //!    The last to arrive finishes: with a separate standby region it copies what is still
 //!    dirty (all of RAM without pre-copy) there; it swaps the placement with the standby
 //!    placement (the EPT is rebuilt for the new region), measures the downtime and
-//!    releases the stop. vCPU 0's old core then prints the `migrated` record (a console
-//!    line takes longer than the rest of the pause on a 115200 baud UART, so it is not
-//!    part of it), scrubs the old region if the RAM moved, and only then ends the
-//!    migration (`busy`).
+//!    releases the stop, which ends the migration (`busy`; a controller's request
+//!    returns). vCPU 0's old core then prints the `migrated` record (a console line
+//!    takes longer than the rest of the pause on a 115200 baud UART, so it is not part
+//!    of it) and scrubs the old region if the RAM moved; until it has (`settling`), it
+//!    does not stand by, so a request for the next migration, whose destination is this
+//!    old placement, is refused as `DestinationNotFree`. A scrubbed region must stay all zero: [`check_scrubbed`] looks
+//!    right before the next copy into it (out of the pause) and at summary time, and
+//!    reports one found written (a stray write after the move, or a short scrub).
 //!
 //! Interrupts: the guest owns its cores' local APICs, so what is pending there is guest
 //! state too. [`hand_off`] saves the source core's IRR and ends its in-service vectors
@@ -104,6 +108,16 @@ static SCRUB_EPOCH: [AtomicU64; CORES] = [const { AtomicU64::new(0) }; CORES];
 /// TSC cycles (0: none yet): what the round policy and the admission test count for the
 /// next stop (`quest_abi::hypercall::stop_fixed_cycles`).
 static STOP_FIXED: [AtomicU64; MAX_SANDBOXES] = [const { AtomicU64::new(0) }; MAX_SANDBOXES];
+/// Per sandbox: the VMX structures its last move dropped, to be freed ([`free_dropped`]).
+static DROPPED: [spin::Mutex<Slot<SandboxVmx>>; MAX_SANDBOXES] =
+    [const { spin::Mutex::new(Slot::Empty) }; MAX_SANDBOXES];
+/// Per sandbox: 1 while its standby region was scrubbed and not checked since
+/// ([`check_scrubbed`]).
+static SCRUBBED: [AtomicU32; MAX_SANDBOXES] = [const { AtomicU32::new(0) }; MAX_SANDBOXES];
+/// Per sandbox: scrubs of its standby region found all zero when checked.
+static SCRUBS_ZERO: [AtomicU64; MAX_SANDBOXES] = [const { AtomicU64::new(0) }; MAX_SANDBOXES];
+/// Per sandbox: scrubs of its standby region found written when checked.
+static SCRUBS_WRITTEN: [AtomicU64; MAX_SANDBOXES] = [const { AtomicU64::new(0) }; MAX_SANDBOXES];
 /// Per core: the vCPU on its way there.
 static ARRIVALS: [spin::Mutex<Slot<Arrival>>; CORES] =
     [const { spin::Mutex::new(Slot::Empty) }; CORES];
@@ -380,8 +394,11 @@ pub fn request(v: &mut Vcpu, rdi: u64) -> u64 {
             if rec.moves_memory() {
                 // The destination's EPT and bitmaps, built before the stop as pre-copy
                 // does (not part of the pause; on failure the pause builds them).
+                free_dropped(s);
                 let _ = super::sandbox::prebuild_standby(v.sys, s);
             }
+            // Before anything is copied into the standby region (not part of the pause).
+            check_scrubbed(v.sys, s);
             stop_for_migration(rec)
         }
     });
@@ -606,10 +623,109 @@ fn copy_ram(from: HostPhysAddr, to: HostPhysAddr, off: u64, len: u64) {
 }
 
 /// Zeroes `len` bytes at `region` (a sandbox region nobody runs on).
-fn scrub(region: HostPhysAddr, len: u64) {
+fn zero(region: HostPhysAddr, len: u64) {
     // SAFETY: a RAM region of a sandbox that no vCPU uses (its old or unused standby
     // region), `len` = its RAM size, identity mapped.
     unsafe { core::ptr::write_bytes(region.as_u64() as *mut u8, 0, len as usize) };
+}
+
+/// Zeroes sandbox `s`'s standby region (`len` bytes, its RAM size: nobody runs there),
+/// and notes that it is to stay zero until [`check_scrubbed`] looks.
+fn scrub(s: SandboxId, region: HostPhysAddr, len: u64) {
+    zero(region, len);
+    SCRUBBED[s.index() % MAX_SANDBOXES].store(1, Ordering::Release);
+}
+
+/// The OR of sixteen words.
+fn or16(w: &[u64; 16]) -> u64 {
+    (w[0] | w[1] | w[2] | w[3] | w[4] | w[5] | w[6] | w[7])
+        | (w[8] | w[9] | w[10] | w[11] | w[12] | w[13] | w[14] | w[15])
+}
+
+/// The offset of the first non-zero byte of the `len` bytes at `region`, if any.
+fn first_nonzero(region: HostPhysAddr, len: u64) -> Option<u64> {
+    const PAGE: u64 = 4096;
+    (0..len / PAGE).find_map(|page| {
+        let at = region.as_u64() + page * PAGE;
+        // SAFETY: a page of a sandbox's standby region (identity mapped, 4 KiB aligned,
+        // `len` = its RAM size) that nobody may write now: `check_scrubbed`'s caller holds
+        // the sandbox's migration, so no copy goes there; a stray writer would be the bug
+        // this looks for, and any bit pattern is a valid u64.
+        let words = unsafe { core::slice::from_raw_parts(at as *const u64, PAGE as usize / 8) };
+        // Sixteen words at a time: the monitor is built for size, and a word-by-word
+        // loop costs several instructions per word (too slow under Bochs).
+        let any = words
+            .chunks_exact(16)
+            .fold(0, |acc, c| acc | or16(c.try_into().unwrap_or(&[1; 16])));
+        if any == 0 {
+            return None;
+        }
+        let (i, w) = words.iter().enumerate().find(|(_, w)| **w != 0)?;
+        Some(page * PAGE + 8 * i as u64 + u64::from(w.trailing_zeros() / 8))
+    })
+}
+
+/// If sandbox `s`'s standby region was scrubbed since it was last checked, checks that it
+/// still holds nothing but zeros (a stray write after the move, or a skipped or short
+/// scrub, would leave data of `s` there), counts the result and reports a region found
+/// written (then zeroes it again). The caller holds `s`'s migration (`busy`), before
+/// anything is copied into the region: this is not part of any pause.
+fn check_scrubbed(sys: &crate::system::System, s: SandboxId) {
+    let i = s.index() % MAX_SANDBOXES;
+    if SCRUBBED[i].swap(0, Ordering::AcqRel) == 0 {
+        return;
+    }
+    let Some(view) = sys.table.sandbox(s) else {
+        return;
+    };
+    let (region, len) = (record(s).standby().ram_hpa, view.ram_size());
+    match first_nonzero(region, len) {
+        None => {
+            SCRUBS_ZERO[i].fetch_add(1, Ordering::AcqRel);
+        }
+        Some(offset) => {
+            SCRUBS_WRITTEN[i].fetch_add(1, Ordering::AcqRel);
+            crate::println!(
+                "{}",
+                Record::StandbyWritten {
+                    sandbox: view.name(),
+                    region: region.as_u64(),
+                    offset,
+                }
+            );
+            zero(region, len);
+        }
+    }
+}
+
+/// For the summary: sandbox `s`'s [`Record::StandbyScrubs`], if its standby placement
+/// has its own RAM, after checking the last scrub (unless a migration of it is still
+/// under way: then its region is in use). Takes the sandbox's migration for good: the
+/// system is ending.
+pub fn standby_scrubs(sys: &crate::system::System, s: SandboxId) -> Option<Record<'_>> {
+    let rec = record(s);
+    if !rec.moves_memory() {
+        return None;
+    }
+    // The last migration's old region may still be being scrubbed.
+    while rec.migration.settling.load(Ordering::Acquire) != 0 {
+        core::hint::spin_loop();
+    }
+    let took = rec
+        .migration
+        .busy
+        .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok();
+    if took {
+        check_scrubbed(sys, s);
+    }
+    let i = s.index() % MAX_SANDBOXES;
+    Some(Record::StandbyScrubs {
+        sandbox: sys.table.sandbox(s)?.name(),
+        region: rec.standby().ram_hpa.as_u64(),
+        zero: SCRUBS_ZERO[i].load(Ordering::Acquire),
+        written: SCRUBS_WRITTEN[i].load(Ordering::Acquire),
+    })
 }
 
 /// Pre-copy of sandbox `s` on the first of its standby cores (see the module
@@ -627,7 +743,9 @@ fn precopy(sys: &crate::system::System, s: SandboxId) {
             || st.generation.load(Ordering::Acquire) != generation
             || st.status.load(Ordering::Acquire) != STATUS_RUNNING
     };
-    // The destination's EPT and bitmaps, built while the sandbox still runs.
+    // The destination's EPT and bitmaps, built while the sandbox still runs (in the
+    // frames the last move's dropped structures give back).
+    free_dropped(s);
     if let Err(e) = super::sandbox::prebuild_standby(sys, s) {
         crate::println!(
             "quest: sandbox '{}': cannot build its standby structures: {e}",
@@ -702,7 +820,7 @@ fn abandon(
         t.unmark();
     }
     let ram = sys.table.sandbox(s).map_or(0, |v| v.ram_size());
-    scrub(rec.standby().ram_hpa, ram);
+    scrub(s, rec.standby().ram_hpa, ram);
     crate::println!(
         "{}",
         Record::MigrationAbandoned {
@@ -813,7 +931,6 @@ pub fn stand_by(core: CoreId, sys: &'static crate::system::System) -> Vcpu {
             )),
         }
     }
-    STANDING_BY[slot].store(1, Ordering::Release);
     let scrubbing = SCRUB[slot].swap(0, Ordering::AcqRel);
     if let Some(s) = scrubbing
         .checked_sub(1)
@@ -831,12 +948,17 @@ pub fn stand_by(core: CoreId, sys: &'static crate::system::System) -> Vcpu {
         if rec.moves_memory() {
             // The swap made the old region the standby one; nobody runs there.
             scrub(
+                s,
                 rec.standby().ram_hpa,
                 sys.table.sandbox(s).map_or(0, |v| v.ram_size()),
             );
         }
-        m.busy.store(0, Ordering::Release);
+        m.settling.store(0, Ordering::Release);
     }
+    // Only now is this core a free destination (`request`'s `destination_free`): a
+    // request meanwhile is refused as not free, not left to copy into a region being
+    // scrubbed.
+    STANDING_BY[slot].store(1, Ordering::Release);
     let Arrival { mut v, saved } = loop {
         if let Some(a) = ARRIVALS[slot].lock().take() {
             break a;
@@ -846,6 +968,8 @@ pub fn stand_by(core: CoreId, sys: &'static crate::system::System) -> Vcpu {
             .checked_sub(1)
             .and_then(|i| SandboxId::from_index(i as usize))
         {
+            // The region pre-copy writes to: still as its last scrub left it?
+            check_scrubbed(sys, s);
             precopy(sys, s);
         }
         core::hint::spin_loop();
@@ -991,6 +1115,11 @@ fn finish(v: &Vcpu, rec: &SandboxRecord) {
     let precopied = m.precopy.load(Ordering::Acquire) != 0;
     let tables = dirty_tables(rec);
     let (from, to, dropped) = rec.swap_placement();
+    if let Some(old) = dropped {
+        // Freed before the next migration builds its structures ([`free_dropped`]): not
+        // in this pause, and not after the release on this vCPU's way back to its guest.
+        *DROPPED[v.sandbox.index() % MAX_SANDBOXES].lock() = Slot::Full(old);
+    }
     let mut pages = m.pages.load(Ordering::Relaxed);
     let copy_started = rdtsc();
     if from.ram_hpa != to.ram_hpa {
@@ -1042,10 +1171,21 @@ fn finish(v: &Vcpu, rec: &SandboxRecord) {
         0
     };
     m.hidden.store(hidden, Ordering::Release);
+    // The old placement is not free until vCPU 0's old core has reported and scrubbed
+    // it ([`stand_by`]); the migration itself ends with the release.
+    m.settling.store(1, Ordering::Release);
     rec.state.stop.store(0, Ordering::Release);
     m.count.fetch_add(1, Ordering::AcqRel);
-    // The old EPT's tables (one per 2 MiB of RAM) are freed after the release: no vCPU
-    // uses them (each loads the new EPT and does INVEPT before it enters its guest).
+    m.busy.store(0, Ordering::Release);
+}
+
+/// Frees the VMX structures sandbox `s`'s last move dropped, if any: no vCPU uses them
+/// since that move's release (each loaded the new EPT and did INVEPT before entering
+/// its guest). Called before a migration builds the destination's structures, so the
+/// pool's peak is the same as when the move freed them itself, and neither the pause
+/// nor a vCPU's return to its guest pays for it.
+fn free_dropped(s: SandboxId) {
+    let dropped = DROPPED[s.index() % MAX_SANDBOXES].lock().take();
     if let Some(old) = dropped {
         free_vmx(&old);
     }

@@ -9,6 +9,20 @@
 //! - `vendor=AuthenticAMD`: guests choose VMMCALL over VMCALL by the CPUID vendor
 //!   (quest-rt's `hypercall`), so the vendor must match the SVM the CPU offers; stated,
 //!   not left to `max`'s default.
+//! - `thread=single`: one host thread runs every vCPU in turn, and a `PAUSE` (which every
+//!   spin-wait of the channel library and applications has) hands over to the next vCPU.
+//!   With the default (one host thread per vCPU) the vCPUs only move when the host
+//!   schedules their threads, while the TSC the applications time themselves with follows
+//!   the host's clock: two boots at once on a 2-core CI machine (4 vCPU threads) made
+//!   pong's echo of the backpressure burst miss its 5 M-cycle window ("never found the
+//!   ring full") and ping then wait for ever. Single-threaded, pingpong and
+//!   pingpong-hermit passed with two boots at once (8.7 s and 11 s; 0.8 s for pingpong
+//!   multi-threaded on an idle host). Not `-icount`, which would tie the TSC to the
+//!   instruction count as Bochs does: with it (shift 4 or 7, sleep on or off) the
+//!   monitor's calibration never finished: one core spins without `PAUSE` while the
+//!   other sat at the first instruction of its NMI handler (`vmx_host_nmi`) for good.
+//!   channels-doorbell still fails here (its ringer pauses 1 M TSC cycles, 0.4 ms of
+//!   host time, and the sleeper must spin 200 polls and sleep within it: 19 of 20).
 
 use std::path::Path;
 
@@ -20,6 +34,9 @@ pub enum Accel {
     /// Software emulation (AMD SVM with nested paging, no VT-x).
     Tcg,
 }
+
+/// The `-accel` of software emulation (see the module documentation).
+pub const TCG_ACCEL: &str = "tcg,thread=single";
 
 /// The `-cpu` of software emulation (see the module documentation).
 pub const TCG_CPU: &str = "max,vendor=AuthenticAMD";
@@ -38,7 +55,7 @@ pub fn args(
 ) -> Vec<String> {
     let (accel, cpu) = match accel {
         Accel::Kvm => ("kvm", "host"),
-        Accel::Tcg => ("tcg", TCG_CPU),
+        Accel::Tcg => (TCG_ACCEL, TCG_CPU),
     };
     [
         "-accel",
@@ -78,7 +95,9 @@ mod tests {
     fn software_emulation_uses_tcg_and_the_exit_device() {
         let a = args(Path::new("/x.iso"), 2, 256, Accel::Tcg, Path::new("/s.log"));
         let s = a.join(" ");
-        assert!(s.contains("-accel tcg -cpu max,vendor=AuthenticAMD -smp 2 -m 256M -cdrom /x.iso"));
+        assert!(s.contains(
+            "-accel tcg,thread=single -cpu max,vendor=AuthenticAMD -smp 2 -m 256M -cdrom /x.iso"
+        ));
         assert!(s.contains("-serial file:/s.log"));
         assert!(s.contains("isa-debug-exit,iobase=0xf4,iosize=4"));
         let k = args(Path::new("/x.iso"), 1, 64, Accel::Kvm, Path::new("/s.log")).join(" ");

@@ -2,8 +2,8 @@
 //! (VT-x) boot tests and the QEMU (SVM) ones call these on their outcome.
 
 use super::{
-    assert_failed, assert_line, assert_passed, check_calibration, check_ping_benchmark,
-    check_pingpong_traffic, halt_report, line, number_after, reports,
+    assert_failed, assert_line, assert_passed, assert_refused, check_calibration,
+    check_ping_benchmark, check_pingpong_traffic, halt_report, line, number_after, reports,
 };
 use quest_abi::console::{Constant, Record};
 use quest_abi::layout::{CHANNEL_WINDOW_GPA, CHANNEL_WINDOW_SIZE};
@@ -77,6 +77,16 @@ pub fn check_hello_std(
     assert!(
         !lines.iter().any(|l| l.contains("FAILED")),
         "[{name}] reported a failed check"
+    );
+}
+
+/// hello.toml with a byte of `beta`'s first payload flipped ([`super::boot_corrupted`]):
+/// the monitor refuses to boot it before any sandbox runs.
+pub fn corrupted_payload(out: &RunOutcome) {
+    assert_refused(
+        out,
+        "payload 0 of sandbox 'beta' is corrupt (SHA-256 mismatch); refusing to boot",
+        "[beta]",
     );
 }
 

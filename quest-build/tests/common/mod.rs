@@ -42,6 +42,20 @@ macro_rules! require_bochs {
     };
 }
 
+/// Skips the test unless QEMU (and, like every boot test, Bochs' setup) is there.
+macro_rules! require_qemu {
+    () => {
+        require_bochs!();
+        if let Some(missing) = quest_build::run::host::qemu_missing() {
+            if std::env::var_os("QUEST_REQUIRE_BOOT").is_some() {
+                panic!("QUEST_REQUIRE_BOOT is set, but {missing}");
+            }
+            eprintln!("\n*** SKIPPED SVM boot test: {missing} ***\n");
+            return;
+        }
+    };
+}
+
 /// Skips the test like `require_bochs!`, else builds `partition-manifests/<name>.toml` and
 /// boots it: `(built image, outcome)`.
 macro_rules! boot_example {
@@ -138,6 +152,31 @@ pub fn build_and_boot(name: &str) -> (BuiltImage, RunOutcome) {
     let built = build(name, name);
     let out = boot(&built);
     (built, out)
+}
+
+/// Builds hello.toml into `images/tests/<output>.iso`, flips one byte of sandbox `beta`'s
+/// first payload (the host's inspection must see it too), and boots the result in
+/// `emulator`.
+pub fn boot_corrupted(output: &str, emulator: Emulator) -> RunOutcome {
+    use quest_build::image::inspect::{inspect, read_table};
+    let built = build("hello", output);
+    let mut bytes = std::fs::read(&built.elf).expect("the image exists");
+    let (table, at) = read_table(&bytes).expect("the table is valid");
+    let payload = table.sandbox_payloads(1)[0];
+    let byte = at.payload_area(table.header.total_size.get()) + payload.offset.get() as usize;
+    bytes[byte] ^= 0x5a;
+    // The host sees it too, before anything boots.
+    assert_eq!(
+        inspect(&bytes)
+            .expect("the table is still valid")
+            .bad_payloads,
+        1
+    );
+    let elf = built.elf.with_file_name(format!("{output}-corrupted.elf"));
+    let iso_path = elf.with_extension("iso");
+    std::fs::write(&elf, &bytes).expect("writing the corrupted image");
+    quest_build::image::iso::make_iso(&elf, &iso_path, "corrupted").expect("making the ISO");
+    boot_with(&iso_path, &elf, emulator)
 }
 
 /// Fails unless every sandbox exited 0 and none reported a failed check (`FAILED`).
@@ -356,6 +395,56 @@ pub fn check_calibration(console: &str, channels: &[(&str, u32, u32)], pairs: u6
     offsets
 }
 
+/// Where the monitor placed `sandbox`'s standby RAM at boot (its memory line).
+pub fn standby_region(console: &str, sandbox: &str) -> u64 {
+    let standby = line(
+        console,
+        &format!("quest: memory: sandbox '{sandbox}' standby RAM at 0x"),
+    );
+    u64::from_str_radix(
+        standby
+            .split_once(" at 0x")
+            .and_then(|(_, r)| r.split_once('-'))
+            .map(|(a, _)| a)
+            .expect("standby address"),
+        16,
+    )
+    .expect("hex address")
+}
+
+/// Checks that the monitor found every scrub of `sandbox`'s standby region still all
+/// zero when it looked (before the next copy into it, and at summary time): one scrub per
+/// `migrated` record (the region it left) and per abandoned migration (the region it was
+/// copying to), none found written; `region` is its standby region at the end.
+pub fn check_scrubs(records: &[Record<'_>], sandbox: &str, region: u64) {
+    let scrubs = records
+        .iter()
+        .filter(|r| {
+            matches!(r, Record::Migrated(m) if m.sandbox == sandbox)
+                || matches!(r, Record::MigrationAbandoned { sandbox: s, .. } if *s == sandbox)
+        })
+        .count() as u64;
+    assert!(
+        !records
+            .iter()
+            .any(|r| matches!(r, Record::StandbyWritten { sandbox: s, .. } if *s == sandbox)),
+        "a scrubbed standby region of {sandbox} was found written"
+    );
+    let summary = records.iter().find_map(|r| match r {
+        Record::StandbyScrubs { sandbox: s, .. } if *s == sandbox => Some(*r),
+        _ => None,
+    });
+    assert_eq!(
+        summary,
+        Some(Record::StandbyScrubs {
+            sandbox,
+            region,
+            zero: scrubs,
+            written: 0,
+        })
+    );
+}
+
 /// What a migration boot's console says about one migrating sandbox.
 pub struct MigrationLog<'a> {
     /// Every monitor record of the boot.
@@ -396,19 +485,7 @@ pub fn check_back_and_forth<'a>(
         })
         .collect();
     assert_eq!(moves.len(), count, "{moves:?}");
-    let standby = line(
-        console,
-        &format!("quest: memory: sandbox '{sandbox}' standby RAM at 0x"),
-    );
-    let standby = u64::from_str_radix(
-        standby
-            .split_once(" at 0x")
-            .and_then(|(_, r)| r.split_once('-'))
-            .map(|(a, _)| a)
-            .expect("standby address"),
-        16,
-    )
-    .expect("hex address");
+    let standby = standby_region(console, sandbox);
     let home = moves[0].from_memory;
     assert_ne!(home, standby);
     let max_downtime = tsc_khz * max_downtime_ms;
@@ -436,6 +513,11 @@ pub fn check_back_and_forth<'a>(
         count: count as u64,
         worst_downtime: worst,
     }));
+    check_scrubs(
+        &records,
+        sandbox,
+        moves.last().map_or(standby, |m| m.from_memory),
+    );
     MigrationLog {
         records,
         tsc_khz,

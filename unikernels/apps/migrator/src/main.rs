@@ -3,8 +3,11 @@
 //! - `mover`: streams numbered, checksummed messages on `stream` while it migrates
 //!   itself `SELF` times (and a controller migrates it too), and keeps rewriting a
 //!   working set of `WORKING_SET_KIB` KiB on its heap (each pass checks every word still
-//!   holds the previous pass's value, so a page pre-copy missed is caught); after each of
-//!   its own migrations it checks that its TSC did not go backwards, that the jump covers
+//!   holds the previous pass's value, so a page pre-copy missed is caught; it rewrites it
+//!   again each time its own request is refused as busy, which is while the controller's
+//!   migration of it is under way); right after each of its own migrations it asks
+//!   again, which must be refused (destination not free: the old placement is still
+//!   being scrubbed; or busy); after each of its own migrations it checks that its TSC did not go backwards, that the jump covers
 //!   the downtime the monitor reported and that the downtime is within
 //!   `MAX_DOWNTIME_MS`, and that the working set survived. It exits once the controller
 //!   says it is done.
@@ -74,6 +77,27 @@ fn migrate(rdi: u64) -> (u64, u64) {
 /// A result code in words.
 fn refusal(code: u64) -> &'static str {
     MigrateRefusal::from_code(code).map_or("?", MigrateRefusal::as_str)
+}
+
+/// Whether `code` means "not now, ask again later": the sandbox's migration is under way
+/// (busy), or the last one's old placement is still being scrubbed (destination not free).
+fn retry_later(code: u64) -> bool {
+    code == MigrateRefusal::Busy.code() || code == MigrateRefusal::DestinationNotFree.code()
+}
+
+/// Waits between retries of a refused request, twice as long each time (from 10 000 up to
+/// 1 000 000 TSC cycles): every refusal is a console line, so polling stays cheap.
+struct Backoff(u64);
+
+impl Backoff {
+    const fn new() -> Self {
+        Self(10_000)
+    }
+
+    fn wait(&mut self) {
+        spin(self.0);
+        self.0 = (self.0 * 2).min(1_000_000);
+    }
 }
 
 /// Spins for `cycles` TSC cycles.
@@ -180,6 +204,7 @@ fn mover(cfg: &Mover) -> i32 {
     let mut ws = WorkingSet::new(cfg.working_set_kib);
     let mut buf = [0u8; MAX_LEN];
     let (mut seq, mut worst, mut busy, mut last) = (0u64, 0u64, 0u64, rdtsc());
+    let mut not_free = 0u64;
     let damaged = |ws: &WorkingSet, at: usize, when: &str| {
         println!(
             "mover: working set damaged {when}: word {at} not of generation {}",
@@ -205,7 +230,9 @@ fn mover(cfg: &Mover) -> i32 {
         if let Err(at) = ws.pass(true) {
             return damaged(&ws, at, "while running");
         }
-        // The controller may be migrating us at the same moment: then we are busy.
+        // The controller may be migrating us at the same moment: then we are busy, and
+        // rewrite the working set before asking again, so that its pre-copy sees pages
+        // dirtied while it copies (and the monitor is not asked again at once).
         let (before, (result, downtime), after) = loop {
             let before = rdtsc();
             let answer = migrate(MIGRATE_SELF);
@@ -214,11 +241,18 @@ fn mover(cfg: &Mover) -> i32 {
                 println!("mover: TSC went backwards: {before} after {last}");
                 return 1;
             }
-            if answer.0 != MigrateRefusal::Busy.code() {
+            if !retry_later(answer.0) {
                 break (before, answer, after);
             }
-            busy += 1;
+            if answer.0 == MigrateRefusal::DestinationNotFree.code() {
+                not_free += 1;
+            } else {
+                busy += 1;
+            }
             last = after;
+            if let Err(at) = ws.pass(true) {
+                return damaged(&ws, at, "while the controller migrates it");
+            }
         };
         if result != OK {
             println!(
@@ -234,6 +268,20 @@ fn mover(cfg: &Mover) -> i32 {
             return 1;
         }
         worst = worst.max(downtime);
+        // Asked again at once, the next migration's destination (the placement just
+        // left) is still being reported and scrubbed: not free (or the controller's
+        // migration of us is under way: busy). Never accepted.
+        match migrate(MIGRATE_SELF) {
+            (code, _) if code == MigrateRefusal::DestinationNotFree.code() => not_free += 1,
+            (code, _) if code == MigrateRefusal::Busy.code() => busy += 1,
+            (code, _) => {
+                println!(
+                    "mover: asked again right after migration {round}: {} ({code:#x}), expected destination not free",
+                    refusal(code)
+                );
+                return 1;
+            }
+        }
         if let Err(at) = ws.pass(false) {
             return damaged(&ws, at, &alloc::format!("after migration {round}"));
         }
@@ -264,7 +312,7 @@ fn mover(cfg: &Mover) -> i32 {
         last = now;
     }
     println!(
-        "mover: {} self-migrations (busy {busy} times), worst downtime {worst} cycles, {seq} messages sent, TSC monotonic, working set of {} KiB intact after {} passes",
+        "mover: {} self-migrations (busy {busy} times, destination not free {not_free} times), worst downtime {worst} cycles, {seq} messages sent, TSC monotonic, working set of {} KiB intact after {} passes",
         cfg.rounds, cfg.working_set_kib, ws.generation
     );
     0
@@ -334,7 +382,7 @@ fn controller(count: u64, ready: Option<&str>, spacing_ms: u64, faulter: u64) ->
                 moved += 1;
                 worst = worst.max(downtime);
             }
-            (code, _) if code == MigrateRefusal::Busy.code() => busy += 1,
+            (code, _) if retry_later(code) => busy += 1,
             (code, _) => {
                 println!("controller: migration {moved} refused: {code:#x}");
                 return 1;
@@ -496,9 +544,10 @@ fn clock_controller(count: u64) -> i32 {
         };
         let mut total = 0u64;
         for _ in 0..count {
+            let mut backoff = Backoff::new();
             let code = loop {
                 match migrate(target) {
-                    (code, _) if code == MigrateRefusal::Busy.code() => spin(1000),
+                    (code, _) if retry_later(code) => backoff.wait(),
                     (code, downtime) => break if code == OK { Ok(downtime) } else { Err(code) },
                 }
             };
@@ -574,9 +623,10 @@ fn bench_controller(subjects: u64, precopy: u64, stop_and_copy: u64) -> i32 {
             .map(|_| target)
             .chain((0..stop_and_copy).map(|_| target | MIGRATE_STOP_AND_COPY));
         for rdi in requests {
+            let mut backoff = Backoff::new();
             let code = loop {
                 match migrate(rdi) {
-                    (code, _) if code == MigrateRefusal::Busy.code() => spin(1000),
+                    (code, _) if retry_later(code) => backoff.wait(),
                     (code, _) => break code,
                 }
             };
