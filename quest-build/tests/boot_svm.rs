@@ -3,7 +3,9 @@
 //! - in QEMU's software emulation, single-threaded (an AMD CPU with SVM and nested paging,
 //!   no x2APIC, no next-RIP save; why single-threaded: `quest_build::run::qemu`): hello,
 //!   isolation, restart, hermit-faults, channels-hostile, pingpong, pingpong-hermit, the
-//!   corrupted payload. Not bounds.toml (`run --check-bounds`): single-threaded, each
+//!   corrupted payload, and migration, migration-hermit and migration-clock (the checks of
+//!   `boot_migration*.rs`: pre-copy with the nested page tables' dirty bits, which QEMU
+//!   sets). Not bounds.toml (`run --check-bounds`): single-threaded, each
 //!   handover in the monitor's calibration loops, which spin without `PAUSE`, waits for
 //!   QEMU's 100 ms round-robin kick, so it measured line round trips of 170 M cycles and
 //!   TSC offsets of +-52 M, and every message looked early ("stamps from the future").
@@ -25,7 +27,7 @@
 #[macro_use]
 mod common;
 
-use common::{assert_line, assert_refused, boot_with, build, checks};
+use common::{assert_line, boot_with, build, checks};
 use quest_build::image::BuiltImage;
 use quest_build::run::{qemu::Accel, Emulator, RunOutcome};
 
@@ -81,18 +83,12 @@ fn a_corrupted_payload_byte_is_refused_on_svm() {
     checks::corrupted_payload(&out);
 }
 
-#[test]
-fn a_migrating_table_is_refused_clearly_on_svm() {
-    require_qemu!();
-    let built = build("migration", "svm-migration");
-    let iso = built.iso.as_ref().expect("an ISO was built");
-    let out = boot_with(iso, &built.elf, Emulator::Qemu(Accel::Tcg));
-    assert_refused(
-        &out,
-        "quest: this table migrates vCPUs (standby cores), which the SVM backend cannot do yet; boot it on VT-x",
-        "launched at TSC",
-    );
-    assert!(!out.timed_out, "the monitor stops the machine itself");
+// Migration (issue 10) on SVM: the Bochs tests' checks (`boot_migration*.rs`).
+boot_checks! {
+    require_qemu, boot_on_svm;
+    a_sandbox_migrates_between_cores_and_memory_on_svm: "migration" => migration;
+    a_hermit_sandbox_migrates_on_svm: "migration-hermit" => migration_hermit;
+    the_downtime_clock_shows_or_hides_a_migrations_pause_on_svm: "migration-clock" => migration_clock;
 }
 
 #[test]
