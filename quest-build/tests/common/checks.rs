@@ -385,7 +385,7 @@ pub fn channels_doorbell(out: &RunOutcome) {
 /// busy request and abandoned pre-copy (`boot_migration.rs`, and on SVM `boot_svm.rs`).
 pub fn migration(out: &RunOutcome) {
     let c = &out.console;
-    assert_passed(&out);
+    assert_passed(out);
 
     // SELF by the mover, CONTROL by the controller (the manifest's env); back and forth
     // between cores 1 and 2 and the two RAM regions; pre-copy of its 4 MiB; max_downtime 1s.
@@ -555,7 +555,7 @@ fn position(console: &str, wanted: &str) -> usize {
 /// correctly across ten migrations (`boot_migration_hermit.rs`, and on SVM `boot_svm.rs`).
 pub fn migration_hermit(out: &RunOutcome) {
     let c = &out.console;
-    assert_passed(&out);
+    assert_passed(out);
 
     // Back and forth: cores [1, 2] <-> [3, 4] (vCPU i to the i-th), RAM home <-> standby
     // region, all 32 MiB copied while stopped, each within max_downtime = "1s".
@@ -643,7 +643,7 @@ fn clock_report(console: &str, sandbox: &str) -> (u64, i64) {
 /// `boot_svm.rs`).
 pub fn migration_clock(out: &RunOutcome) {
     let c = &out.console;
-    assert_passed(&out);
+    assert_passed(out);
 
     // `elapses`: every pause shows, as a step no shorter than the reported downtime (the
     // stop measured from the request to the release, which the vCPU's pause contains),
