@@ -77,10 +77,6 @@ pub unsafe fn run(magic: u32, mbi_addr: u64) -> ! {
         table.payload_count(),
     );
 
-    if crate::svm::active() && table.vcpus().any(|v| v.standby_core().is_some()) {
-        refuse("this table migrates vCPUs (standby cores), which the SVM backend cannot do yet; boot it on VT-x");
-    }
-
     // SAFETY: the root comes from GRUB's copy of the firmware RSDP.
     let cores = check(unsafe { cores::discover(info.acpi_root, apic::id()) });
     let want_cores = table.cores();

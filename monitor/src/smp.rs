@@ -191,10 +191,10 @@ pub fn enter(core: CoreId, system: &'static System) -> ! {
     }
     // Every started core takes part; no vCPU runs before the page is filled.
     crate::calibrate::run(core, system);
-    if crate::svm::active() && system.sandbox_on_core(core).is_some() {
-        crate::svm::run_core(core, system)
-    }
     if system.sandbox_on_core(core).is_some() || system.standby_on_core(core) {
+        if crate::svm::active() {
+            crate::svm::run_core(core, system)
+        }
         crate::vmx::run_core(core, system)
     }
     park()

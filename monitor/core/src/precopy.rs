@@ -1,5 +1,17 @@
-//! Pre-copy migration: the dirty set of a sandbox's RAM as its EPT records it, and when
-//! to stop copying rounds (Intel SDM Vol. 3, 29.3.5 "Accessed and Dirty Flags for EPT").
+//! Pre-copy migration: the dirty set of a sandbox's RAM as its EPT (VT-x) or nested page
+//! tables (SVM) record it, and when to stop copying rounds (Intel SDM Vol. 3, 29.3.5
+//! "Accessed and Dirty Flags for EPT"; AMD APM Vol. 2, 15.25 "Nested Paging", whose
+//! entries are ordinary page-table entries, 5.4).
+//!
+//! The two formats differ only in where the bits are ([`Format`]): an EPT entry is
+//! present when any of R/W/X (bits 2:0) is set, accessed is bit 8 and dirty bit 9; an NPT
+//! entry is present with bit 0, accessed is bit 5 and dirty bit 6 (on leaves; bit 6 is
+//! ignored in an entry that points to a table). Both mark a 2 MiB leaf with bit 7, and
+//! both leave bit 11 to software (EPT: ignored; NPT: AVL), which holds [`TO_COPY`] and
+//! [`RECENT`]. AMD CPUs update nested A/D bits whenever nested paging is on (no enable
+//! bit, unlike EPTP bit 6); what is said below of INVEPT holds for the SVM backend's
+//! TLB flush at the next VMRUN (TLB_CONTROL), which drops the ASID's nested
+//! translations the same way.
 //!
 //! Dirty tracking: with EPTP bit 6 set the processor sets bit 9 (dirty) of an EPT leaf
 //! on the first write through it. The RAM of a sandbox that moves its memory is mapped
@@ -48,6 +60,7 @@
 //! so it needs no `RECENT`.
 
 use crate::ept::{index, ADDR_MASK, LARGE, PAGE_2M, PAGE_4K, RWX};
+use crate::npt::{NPT_P, NPT_PS};
 use quest_abi::hypercall::{copy_cycles, MigrationCosts};
 use quest_abi::HostPhysAddr;
 
@@ -61,7 +74,52 @@ pub const TO_COPY: u64 = 1 << 11;
 /// accessed bit was set when the last mark cleared it (see the module documentation).
 pub const RECENT: u64 = 1 << 11;
 
-/// Entries of a live EPT (one that vCPUs may be walking).
+/// Accessed bit of an NPT entry (any level).
+pub const NPT_ACCESSED: u64 = 1 << 5;
+/// Dirty bit of an NPT leaf.
+pub const NPT_DIRTY: u64 = 1 << 6;
+
+/// The entry format of the tables a tracker walks (module documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Intel EPT (with EPTP bit 6 set).
+    Ept,
+    /// AMD nested page tables.
+    Npt,
+}
+
+impl Format {
+    /// Bits of which any set means present.
+    pub const fn present(self) -> u64 {
+        match self {
+            Self::Ept => RWX,
+            Self::Npt => NPT_P,
+        }
+    }
+    /// A 2 MiB leaf in a PD entry.
+    pub const fn large(self) -> u64 {
+        match self {
+            Self::Ept => LARGE,
+            Self::Npt => NPT_PS,
+        }
+    }
+    /// Accessed.
+    pub const fn accessed(self) -> u64 {
+        match self {
+            Self::Ept => ACCESSED,
+            Self::Npt => NPT_ACCESSED,
+        }
+    }
+    /// Dirty (leaves).
+    pub const fn dirty(self) -> u64 {
+        match self {
+            Self::Ept => DIRTY,
+            Self::Npt => NPT_DIRTY,
+        }
+    }
+}
+
+/// Entries of a live EPT or NPT (one that vCPUs may be walking).
 pub trait EptEntries {
     /// Entry `index` (0..512) of the table at `table`.
     fn entry(&self, table: HostPhysAddr, index: usize) -> u64;
@@ -69,10 +127,11 @@ pub trait EptEntries {
     fn modify(&mut self, table: HostPhysAddr, index: usize, clear: u64, set: u64) -> u64;
 }
 
-/// The RAM of one sandbox in its EPT: `[gpa, gpa + size)`.
+/// The RAM of one sandbox in its EPT or NPT: `[gpa, gpa + size)`.
 #[derive(Debug)]
 pub struct DirtyTracker<E: EptEntries> {
     entries: E,
+    format: Format,
     root: HostPhysAddr,
     gpa: u64,
     size: u64,
@@ -95,11 +154,13 @@ struct Dir {
 }
 
 impl<E: EptEntries> DirtyTracker<E> {
-    /// The RAM at `[gpa, gpa + size)` of the EPT whose pointer is `eptp`.
-    pub fn new(entries: E, eptp: u64, gpa: u64, size: u64) -> Self {
+    /// The RAM at `[gpa, gpa + size)` of the tables in `format` whose root pointer (EPTP
+    /// or nCR3) is `pointer`.
+    pub fn new(entries: E, format: Format, pointer: u64, gpa: u64, size: u64) -> Self {
         Self {
             entries,
-            root: HostPhysAddr::new(eptp & ADDR_MASK),
+            format,
+            root: HostPhysAddr::new(pointer & ADDR_MASK),
             gpa,
             size,
         }
@@ -111,7 +172,9 @@ impl<E: EptEntries> DirtyTracker<E> {
         let mut table = self.root;
         for level in [3u32, 2] {
             let entry = self.entries.entry(table, index(gpa, level));
-            if entry & RWX == 0 || (level == 2 && entry & LARGE != 0) {
+            if entry & self.format.present() == 0
+                || (level == 2 && entry & self.format.large() != 0)
+            {
                 return None;
             }
             table = HostPhysAddr::new(entry & ADDR_MASK);
@@ -127,11 +190,12 @@ impl<E: EptEntries> DirtyTracker<E> {
     fn leaf(&self, offset: u64) -> Option<(Leaf, Option<Dir>)> {
         let gpa = self.gpa.checked_add(offset)?;
         let dir = self.directory(gpa)?;
+        let f = self.format;
         let pde = self.entries.entry(dir.table, dir.index);
-        if pde & RWX == 0 {
+        if pde & f.present() == 0 {
             return None;
         }
-        if pde & LARGE != 0 {
+        if pde & f.large() != 0 {
             let leaf = Leaf {
                 table: dir.table,
                 index: dir.index,
@@ -142,7 +206,7 @@ impl<E: EptEntries> DirtyTracker<E> {
         }
         let table = HostPhysAddr::new(pde & ADDR_MASK);
         let i = index(gpa, 0);
-        if self.entries.entry(table, i) & RWX == 0 {
+        if self.entries.entry(table, i) & f.present() == 0 {
             return None;
         }
         let leaf = Leaf {
@@ -162,7 +226,7 @@ impl<E: EptEntries> DirtyTracker<E> {
         mut scan: impl FnMut(&mut E, Dir) -> bool,
         mut f: impl FnMut(&mut E, Leaf),
     ) {
-        let (start, size) = (self.gpa, self.size);
+        let (start, size, fmt) = (self.gpa, self.size, self.format);
         let Some(end) = start.checked_add(size) else {
             return;
         };
@@ -170,9 +234,9 @@ impl<E: EptEntries> DirtyTracker<E> {
         while base < end {
             if let Some(dir) = self.directory(base) {
                 let pde = self.entries.entry(dir.table, dir.index);
-                if pde & RWX == 0 {
+                if pde & fmt.present() == 0 {
                     // Nothing mapped here.
-                } else if pde & LARGE != 0 {
+                } else if pde & fmt.large() != 0 {
                     let leaf = Leaf {
                         table: dir.table,
                         index: dir.index,
@@ -187,7 +251,7 @@ impl<E: EptEntries> DirtyTracker<E> {
                         if gpa < start || gpa >= end {
                             continue;
                         }
-                        if self.entries.entry(table, i) & RWX != 0 {
+                        if self.entries.entry(table, i) & fmt.present() != 0 {
                             let leaf = Leaf {
                                 table,
                                 index: i,
@@ -208,8 +272,8 @@ impl<E: EptEntries> DirtyTracker<E> {
 
     /// Whether a leaf table may hold a dirty bit: its PD entry's accessed bit is set, or
     /// was at the last mark (module documentation).
-    fn touched(e: &mut E, dir: Dir) -> bool {
-        e.entry(dir.table, dir.index) & (ACCESSED | RECENT) != 0
+    fn touched(accessed: u64) -> impl Fn(&mut E, Dir) -> bool {
+        move |e, dir| e.entry(dir.table, dir.index) & (accessed | RECENT) != 0
     }
 
     /// Marks for copying every page (`all`) or the dirty ones, clearing their dirty bits;
@@ -219,21 +283,22 @@ impl<E: EptEntries> DirtyTracker<E> {
     /// makes every vCPU drop its cached translations afterwards, before it takes.
     pub fn mark(&mut self, all: bool) -> u64 {
         let mut pages = 0;
+        let (accessed, dirty) = (self.format.accessed(), self.format.dirty());
         self.each_leaf(
             |e, dir| {
-                let old = e.modify(dir.table, dir.index, ACCESSED | RECENT, 0);
-                if !all && old & ACCESSED != 0 {
+                let old = e.modify(dir.table, dir.index, accessed | RECENT, 0);
+                if !all && old & accessed != 0 {
                     e.modify(dir.table, dir.index, 0, RECENT);
                 }
-                all || old & (ACCESSED | RECENT) != 0
+                all || old & (accessed | RECENT) != 0
             },
             |e, leaf| {
                 let marked = if all {
-                    e.modify(leaf.table, leaf.index, DIRTY, TO_COPY);
+                    e.modify(leaf.table, leaf.index, dirty, TO_COPY);
                     true
                 } else {
-                    e.entry(leaf.table, leaf.index) & DIRTY != 0
-                        && e.modify(leaf.table, leaf.index, DIRTY, TO_COPY) & DIRTY != 0
+                    e.entry(leaf.table, leaf.index) & dirty != 0
+                        && e.modify(leaf.table, leaf.index, dirty, TO_COPY) & dirty != 0
                 };
                 if marked {
                     pages += leaf.size / PAGE_4K;
@@ -280,9 +345,10 @@ impl<E: EptEntries> DirtyTracker<E> {
     /// if touched, so an interrupted round is abandoned, never followed by a stop.
     pub fn take_dirty(&mut self, mut copy: impl FnMut(u64, u64)) -> u64 {
         let mut pages = 0;
-        self.each_leaf(Self::touched, |e, leaf| {
-            if e.entry(leaf.table, leaf.index) & (DIRTY | TO_COPY) != 0 {
-                e.modify(leaf.table, leaf.index, DIRTY | TO_COPY, 0);
+        let (accessed, dirty) = (self.format.accessed(), self.format.dirty());
+        self.each_leaf(Self::touched(accessed), |e, leaf| {
+            if e.entry(leaf.table, leaf.index) & (dirty | TO_COPY) != 0 {
+                e.modify(leaf.table, leaf.index, dirty | TO_COPY, 0);
                 copy(leaf.offset, leaf.size);
                 pages += leaf.size / PAGE_4K;
             }
@@ -294,8 +360,9 @@ impl<E: EptEntries> DirtyTracker<E> {
     /// nowhere else, module documentation).
     pub fn dirty_pages(&mut self) -> u64 {
         let mut pages = 0;
-        self.each_leaf(Self::touched, |e, leaf| {
-            if e.entry(leaf.table, leaf.index) & DIRTY != 0 {
+        let (accessed, dirty) = (self.format.accessed(), self.format.dirty());
+        self.each_leaf(Self::touched(accessed), |e, leaf| {
+            if e.entry(leaf.table, leaf.index) & dirty != 0 {
                 pages += leaf.size / PAGE_4K;
             }
         });
@@ -311,11 +378,12 @@ impl<E: EptEntries> DirtyTracker<E> {
         };
         let mut at = offset & !(PAGE_4K - 1);
         while at < end {
+            let (accessed, dirty) = (self.format.accessed(), self.format.dirty());
             match self.leaf(at) {
                 Some((leaf, dir)) => {
-                    self.entries.modify(leaf.table, leaf.index, 0, DIRTY);
+                    self.entries.modify(leaf.table, leaf.index, 0, dirty);
                     if let Some(dir) = dir {
-                        self.entries.modify(dir.table, dir.index, 0, ACCESSED);
+                        self.entries.modify(dir.table, dir.index, 0, accessed);
                     }
                     at = leaf.offset + leaf.size;
                 }
@@ -387,6 +455,7 @@ mod tests {
     use super::*;
     use crate::ept::test_memory::VecMemory;
     use crate::ept::{EptBuilder, EptMemory};
+    use crate::npt::NptBuilder;
     use proptest::prelude::*;
     use quest_abi::{GuestPhysAddr, ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE};
     use std::cell::RefCell;
@@ -415,6 +484,7 @@ mod tests {
         read: RefCell<BTreeSet<u64>>,
         leaf_tables: BTreeSet<u64>,
         root: HostPhysAddr,
+        format: Format,
     }
 
     impl Live {
@@ -451,21 +521,26 @@ mod tests {
                 return;
             }
             let pd_cached = cpu.pde_cache.contains(&(gpa >> 21));
+            let f = self.format;
+            let (accessed, dirty) = (f.accessed(), f.dirty());
             let mut table = self.root;
             for level in (0..=3u32).rev() {
                 let i = index(gpa, level);
                 let e = mem.read(table, i);
-                assert!(e & RWX != 0, "the simulated guest writes mapped RAM");
-                let leaf = level == 0 || e & LARGE != 0;
+                assert!(
+                    e & f.present() != 0,
+                    "the simulated guest writes mapped RAM"
+                );
+                let leaf = level == 0 || e & f.large() != 0;
                 let walked = cached.is_none() && !(pd_cached && level >= 1);
                 if leaf {
-                    let set = if write { ACCESSED | DIRTY } else { ACCESSED };
+                    let set = if write { accessed | dirty } else { accessed };
                     mem.write(table, i, e | set);
-                    cpu.tlb.insert(page, write || e & DIRTY != 0);
+                    cpu.tlb.insert(page, write || e & dirty != 0);
                     break;
                 }
                 if walked {
-                    mem.write(table, i, e | ACCESSED);
+                    mem.write(table, i, e | accessed);
                 }
                 table = HostPhysAddr::new(e & ADDR_MASK);
             }
@@ -499,28 +574,36 @@ mod tests {
     const RAM: u64 = 4 << 20;
     const RWX_ACCESS: u32 = ACCESS_READ | ACCESS_WRITE | ACCESS_EXEC;
 
+    /// Both formats, for tests that run on each.
+    const FORMATS: [Format; 2] = [Format::Ept, Format::Npt];
+
     /// `ram` bytes of RAM at GPA 0 (4 KiB leaves unless `large`), and one more page
-    /// outside it.
-    fn tracker_of(ram: u64, large: bool) -> DirtyTracker<Live> {
-        let mut ept = EptBuilder::new(VecMemory::new(64)).unwrap();
+    /// outside it, in tables of `format` (built by the monitor's own builders).
+    fn tracker_in(format: Format, ram: u64, large: bool) -> DirtyTracker<Live> {
         let h = |a| HostPhysAddr::new(a);
-        ept.map_range(
-            GuestPhysAddr::new(0),
-            h(0x4000_0000),
-            ram,
-            RWX_ACCESS,
-            large,
-        )
-        .unwrap();
-        ept.map_4k(
-            GuestPhysAddr::new(ram + PAGE_2M),
-            h(0x9000_0000),
-            ACCESS_READ,
-        )
-        .unwrap();
-        let eptp = ept.eptp() | EPTP_ACCESSED_DIRTY;
-        let root = ept.root();
-        let mem = ept.into_memory();
+        let (g_ram, g_out) = (GuestPhysAddr::new(0), GuestPhysAddr::new(ram + PAGE_2M));
+        let (pointer, root, mem) = match format {
+            Format::Ept => {
+                let mut ept = EptBuilder::new(VecMemory::new(64)).unwrap();
+                ept.map_range(g_ram, h(0x4000_0000), ram, RWX_ACCESS, large)
+                    .unwrap();
+                ept.map_4k(g_out, h(0x9000_0000), ACCESS_READ).unwrap();
+                (
+                    ept.eptp() | EPTP_ACCESSED_DIRTY,
+                    ept.root(),
+                    ept.into_memory(),
+                )
+            }
+            Format::Npt => {
+                let mut npt = NptBuilder::new(VecMemory::new(64)).unwrap();
+                npt.map_range(g_ram, h(0x4000_0000), ram, RWX_ACCESS, large)
+                    .unwrap();
+                npt.map_range(g_out, h(0x9000_0000), PAGE_4K, ACCESS_READ, false)
+                    .unwrap();
+                let ncr3 = npt.ncr3();
+                (ncr3, h(ncr3), npt.into_memory())
+            }
+        };
         // The builder's frames: PML4, PDPT, PD, then RAM's leaf tables in order.
         let leaf_tables = (0..(ram / PAGE_2M) * u64::from(!large))
             .map(|i| mem.base + (3 + i) * PAGE_4K)
@@ -535,12 +618,13 @@ mod tests {
             read: RefCell::new(BTreeSet::new()),
             leaf_tables,
             root,
+            format,
         };
-        DirtyTracker::new(live, eptp, 0, ram)
+        DirtyTracker::new(live, format, pointer, 0, ram)
     }
 
-    fn tracker(large: bool) -> DirtyTracker<Live> {
-        tracker_of(RAM, large)
+    fn tracker(format: Format, large: bool) -> DirtyTracker<Live> {
+        tracker_in(format, RAM, large)
     }
 
     fn cpu_write(t: &mut DirtyTracker<Live>, at: u64) {
@@ -573,185 +657,196 @@ mod tests {
 
     #[test]
     fn rounds_take_exactly_what_was_dirtied_since_the_last_mark() {
-        let mut t = tracker(false);
-        cpu_write(&mut t, 0x5000);
-        // Round 0: everything, and the dirty bits start clear.
-        assert_eq!(t.mark(true), 1024);
-        assert_eq!(t.dirty_pages(), 0);
-        // A write between the mark and the copy is copied by this round...
-        cpu_write(&mut t, 0x3000);
-        flush(&mut t);
-        let all = taken(&mut t);
-        assert_eq!(all.len(), 1024);
-        assert_eq!(all[3], (0x3000, PAGE_4K));
-        // It went through the cached PD entry (only the leaf's dirty bit is set) and was
-        // copied: nothing walked table 0 since the mark, so no round looks at it again...
-        cpu_write(&mut t, 0x20_0000);
-        cpu_write(&mut t, 0x3F_F123);
-        assert_eq!(t.dirty_pages(), 2);
-        assert_eq!(t.mark(false), 2);
-        flush(&mut t);
-        assert_eq!(taken(&mut t), [(0x20_0000, PAGE_4K), (0x3F_F000, PAGE_4K)]);
-        // ...until a walk does: then its stale dirty bit costs one more copy.
-        cpu_write(&mut t, 0x1_0000);
-        let mut stop = Vec::new();
-        assert_eq!(
-            t.take_dirty(|o, l| stop.push((o, l))),
-            2,
-            "the stop's one pass"
-        );
-        assert_eq!(stop, [(0x3000, PAGE_4K), (0x1_0000, PAGE_4K)]);
-        assert_eq!(t.mark(false), 0, "nothing written since");
-        assert!(taken(&mut t).is_empty());
-        // The page outside RAM is never touched.
-        let (outside, _) = t.leaf(RAM + PAGE_2M).unwrap();
-        assert_eq!(
-            t.entries.entry(outside.table, outside.index) & (DIRTY | TO_COPY),
-            0
-        );
+        for f in FORMATS {
+            let mut t = tracker(f, false);
+            cpu_write(&mut t, 0x5000);
+            // Round 0: everything, and the dirty bits start clear.
+            assert_eq!(t.mark(true), 1024);
+            assert_eq!(t.dirty_pages(), 0);
+            // A write between the mark and the copy is copied by this round...
+            cpu_write(&mut t, 0x3000);
+            flush(&mut t);
+            let all = taken(&mut t);
+            assert_eq!(all.len(), 1024);
+            assert_eq!(all[3], (0x3000, PAGE_4K));
+            // It went through the cached PD entry (only the leaf's dirty bit is set) and was
+            // copied: nothing walked table 0 since the mark, so no round looks at it again...
+            cpu_write(&mut t, 0x20_0000);
+            cpu_write(&mut t, 0x3F_F123);
+            assert_eq!(t.dirty_pages(), 2);
+            assert_eq!(t.mark(false), 2);
+            flush(&mut t);
+            assert_eq!(taken(&mut t), [(0x20_0000, PAGE_4K), (0x3F_F000, PAGE_4K)]);
+            // ...until a walk does: then its stale dirty bit costs one more copy.
+            cpu_write(&mut t, 0x1_0000);
+            let mut stop = Vec::new();
+            assert_eq!(
+                t.take_dirty(|o, l| stop.push((o, l))),
+                2,
+                "the stop's one pass"
+            );
+            assert_eq!(stop, [(0x3000, PAGE_4K), (0x1_0000, PAGE_4K)]);
+            assert_eq!(t.mark(false), 0, "nothing written since");
+            assert!(taken(&mut t).is_empty());
+            // The page outside RAM is never touched.
+            let (outside, _) = t.leaf(RAM + PAGE_2M).unwrap();
+            assert_eq!(
+                t.entries.entry(outside.table, outside.index) & (f.dirty() | TO_COPY),
+                0
+            );
+        }
     }
 
     #[test]
     fn the_stop_and_marks_read_only_the_leaf_tables_written_around_the_last_round() {
-        let mut t = tracker_of(16 << 20, false);
-        assert_eq!(t.entries.leaf_tables.len(), 8);
-        assert_eq!(t.mark(true), 4096);
-        flush(&mut t);
-        taken(&mut t);
-        // Untouched since the first mark: the stop reads no leaf table at all.
-        assert_eq!(tables_read(&mut t, |t| assert_eq!(t.dirty_pages(), 0)), []);
-        cpu_write(&mut t, 2 * PAGE_2M + 0x5000);
-        t.entries.access(3 * PAGE_2M, false);
-        cpu_write(&mut t, 5 * PAGE_2M + 0x1F_F000);
-        // A read walks too (it sets the accessed bit): table 3 is looked at, no page.
-        assert_eq!(
-            tables_read(&mut t, |t| assert_eq!(t.dirty_pages(), 2)),
-            [2, 3, 5]
-        );
-        assert_eq!(
-            tables_read(&mut t, |t| assert_eq!(t.mark(false), 2)),
-            [2, 3, 5]
-        );
-        flush(&mut t);
-        taken(&mut t);
-        // The tables written around the last mark are looked at once more, then not.
-        assert_eq!(
-            tables_read(&mut t, |t| assert_eq!(t.take_dirty(|_, _| {}), 0)),
-            [2, 3, 5]
-        );
-        assert_eq!(
-            tables_read(&mut t, |t| assert_eq!(t.mark(false), 0)),
-            [2, 3, 5]
-        );
-        flush(&mut t);
-        taken(&mut t);
-        assert_eq!(
-            tables_read(&mut t, |t| assert_eq!(t.take_dirty(|_, _| {}), 0)),
-            []
-        );
-        cpu_write(&mut t, 7 * PAGE_2M + 0x1000);
-        let mut stop = Vec::new();
-        let read = tables_read(&mut t, |t| {
-            t.take_dirty(|o, l| stop.push((o, l)));
-        });
-        assert_eq!(
-            (read, stop),
-            (std::vec![7], std::vec![(7 * PAGE_2M + 0x1000, PAGE_4K)])
-        );
-        // A write through the TLB after the stop's pass (none happens in the monitor: the
-        // sandbox is stopped) would set only the leaf's dirty bit; a mark would miss it
-        // without the first walk's accessed bit, which is exactly what the rounds keep.
+        for f in FORMATS {
+            let mut t = tracker_in(f, 16 << 20, false);
+            assert_eq!(t.entries.leaf_tables.len(), 8);
+            assert_eq!(t.mark(true), 4096);
+            flush(&mut t);
+            taken(&mut t);
+            // Untouched since the first mark: the stop reads no leaf table at all.
+            assert_eq!(tables_read(&mut t, |t| assert_eq!(t.dirty_pages(), 0)), []);
+            cpu_write(&mut t, 2 * PAGE_2M + 0x5000);
+            t.entries.access(3 * PAGE_2M, false);
+            cpu_write(&mut t, 5 * PAGE_2M + 0x1F_F000);
+            // A read walks too (it sets the accessed bit): table 3 is looked at, no page.
+            assert_eq!(
+                tables_read(&mut t, |t| assert_eq!(t.dirty_pages(), 2)),
+                [2, 3, 5]
+            );
+            assert_eq!(
+                tables_read(&mut t, |t| assert_eq!(t.mark(false), 2)),
+                [2, 3, 5]
+            );
+            flush(&mut t);
+            taken(&mut t);
+            // The tables written around the last mark are looked at once more, then not.
+            assert_eq!(
+                tables_read(&mut t, |t| assert_eq!(t.take_dirty(|_, _| {}), 0)),
+                [2, 3, 5]
+            );
+            assert_eq!(
+                tables_read(&mut t, |t| assert_eq!(t.mark(false), 0)),
+                [2, 3, 5]
+            );
+            flush(&mut t);
+            taken(&mut t);
+            assert_eq!(
+                tables_read(&mut t, |t| assert_eq!(t.take_dirty(|_, _| {}), 0)),
+                []
+            );
+            cpu_write(&mut t, 7 * PAGE_2M + 0x1000);
+            let mut stop = Vec::new();
+            let read = tables_read(&mut t, |t| {
+                t.take_dirty(|o, l| stop.push((o, l)));
+            });
+            assert_eq!(
+                (read, stop),
+                (std::vec![7], std::vec![(7 * PAGE_2M + 0x1000, PAGE_4K)])
+            );
+            // A write through the TLB after the stop's pass (none happens in the monitor: the
+            // sandbox is stopped) would set only the leaf's dirty bit; a mark would miss it
+            // without the first walk's accessed bit, which is exactly what the rounds keep.
+        }
     }
 
     #[test]
     fn an_interrupted_take_leaves_the_rest_marked_and_unmark_clears_it() {
-        let mut t = tracker(false);
-        t.mark(true);
-        let mut budget = 10;
-        let n = t.take(
-            || {
-                budget -= 1;
-                budget >= 0
-            },
-            |_, _| {},
-        );
-        assert_eq!(n, 10);
-        t.unmark();
-        assert!(taken(&mut t).is_empty());
+        for f in FORMATS {
+            let mut t = tracker(f, false);
+            t.mark(true);
+            let mut budget = 10;
+            let n = t.take(
+                || {
+                    budget -= 1;
+                    budget >= 0
+                },
+                |_, _| {},
+            );
+            assert_eq!(n, 10);
+            t.unmark();
+            assert!(taken(&mut t).is_empty());
+        }
     }
 
     #[test]
     fn monitor_writes_count_as_dirty_and_large_leaves_as_512_pages() {
-        let mut t = tracker(false);
-        t.mark(true);
-        flush(&mut t);
-        taken(&mut t);
-        t.mark(false);
-        flush(&mut t);
-        // No vCPU walked since: only the monitor's writes make tables to look at.
-        assert_eq!(tables_read(&mut t, |t| assert_eq!(t.dirty_pages(), 0)), []);
-        t.set_dirty(0x1FFF, 2);
-        t.set_dirty(RAM - 1, 100);
-        t.set_dirty(u64::MAX, 2);
-        assert_eq!(
-            tables_read(&mut t, |t| assert_eq!(t.dirty_pages(), 3)),
-            [0, 1]
-        );
-        let mut stop = Vec::new();
-        t.take_dirty(|o, l| stop.push((o, l)));
-        assert_eq!(
-            stop,
-            [
-                (0x1000, PAGE_4K),
-                (0x2000, PAGE_4K),
-                (RAM - PAGE_4K, PAGE_4K)
-            ]
-        );
-        let mut big = tracker(true);
-        assert_eq!(big.mark(true), 1024);
-        flush(&mut big);
-        assert_eq!(taken(&mut big), [(0, PAGE_2M), (PAGE_2M, PAGE_2M)]);
-        cpu_write(&mut big, 0x1234);
-        assert_eq!(big.dirty_pages(), 512);
-        big.set_dirty(PAGE_2M + 5, 1);
-        let mut stop = Vec::new();
-        assert_eq!(big.take_dirty(|o, l| stop.push((o, l))), 1024);
-        assert_eq!(stop, [(0, PAGE_2M), (PAGE_2M, PAGE_2M)]);
+        for f in FORMATS {
+            let mut t = tracker(f, false);
+            t.mark(true);
+            flush(&mut t);
+            taken(&mut t);
+            t.mark(false);
+            flush(&mut t);
+            // No vCPU walked since: only the monitor's writes make tables to look at.
+            assert_eq!(tables_read(&mut t, |t| assert_eq!(t.dirty_pages(), 0)), []);
+            t.set_dirty(0x1FFF, 2);
+            t.set_dirty(RAM - 1, 100);
+            t.set_dirty(u64::MAX, 2);
+            assert_eq!(
+                tables_read(&mut t, |t| assert_eq!(t.dirty_pages(), 3)),
+                [0, 1]
+            );
+            let mut stop = Vec::new();
+            t.take_dirty(|o, l| stop.push((o, l)));
+            assert_eq!(
+                stop,
+                [
+                    (0x1000, PAGE_4K),
+                    (0x2000, PAGE_4K),
+                    (RAM - PAGE_4K, PAGE_4K)
+                ]
+            );
+            let mut big = tracker(f, true);
+            assert_eq!(big.mark(true), 1024);
+            flush(&mut big);
+            assert_eq!(taken(&mut big), [(0, PAGE_2M), (PAGE_2M, PAGE_2M)]);
+            cpu_write(&mut big, 0x1234);
+            assert_eq!(big.dirty_pages(), 512);
+            big.set_dirty(PAGE_2M + 5, 1);
+            let mut stop = Vec::new();
+            assert_eq!(big.take_dirty(|o, l| stop.push((o, l))), 1024);
+            assert_eq!(stop, [(0, PAGE_2M), (PAGE_2M, PAGE_2M)]);
+        }
     }
 
     #[test]
     fn a_write_through_a_translation_cached_clean_after_the_scan_is_not_lost() {
-        let mut t = tracker(false);
-        t.mark(true);
-        flush(&mut t);
-        taken(&mut t);
-        // The guest reads a page: the walk sets the PD entry's accessed bit, the TLB
-        // caches the leaf clean.
-        t.entries.access(0x7000, false);
-        // The next mark scans table 0 (nothing dirty) and clears the accessed bit...
-        assert_eq!(t.mark(false), 0);
-        // ...then, before the INVEPT, a write through the cached translation sets only
-        // the leaf's dirty bit.
-        cpu_write(&mut t, 0x7000);
-        flush(&mut t);
-        assert!(taken(&mut t).is_empty());
-        // Nothing walks table 0 again, yet the stop copies the page (`RECENT`).
-        let mut stop = Vec::new();
-        t.take_dirty(|o, l| stop.push((o, l)));
-        assert_eq!(stop, [(0x7000, PAGE_4K)]);
+        for f in FORMATS {
+            let mut t = tracker(f, false);
+            t.mark(true);
+            flush(&mut t);
+            taken(&mut t);
+            // The guest reads a page: the walk sets the PD entry's accessed bit, the TLB
+            // caches the leaf clean.
+            t.entries.access(0x7000, false);
+            // The next mark scans table 0 (nothing dirty) and clears the accessed bit...
+            assert_eq!(t.mark(false), 0);
+            // ...then, before the INVEPT, a write through the cached translation sets only
+            // the leaf's dirty bit.
+            cpu_write(&mut t, 0x7000);
+            flush(&mut t);
+            assert!(taken(&mut t).is_empty());
+            // Nothing walks table 0 again, yet the stop copies the page (`RECENT`).
+            let mut stop = Vec::new();
+            t.take_dirty(|o, l| stop.push((o, l)));
+            assert_eq!(stop, [(0x7000, PAGE_4K)]);
+        }
     }
 
     /// One pre-copy as the monitor runs it, the vCPU writing at random meanwhile (also
     /// between any two EPT accesses of the tracker): marks, INVEPT, takes, then the stop.
     /// Returns the destination's versions and the source's.
     fn migrate(
+        format: Format,
         seed: u64,
         chance: u64,
         rounds: u32,
         large: bool,
         between: &[u64],
     ) -> (Vec<u64>, Vec<u64>) {
-        let mut t = tracker_of(16 << 20, large);
+        let mut t = tracker_in(format, 16 << 20, large);
         {
             let mut cpu = t.entries.cpu.borrow_mut();
             cpu.rng = seed | 1;
@@ -810,9 +905,11 @@ mod tests {
             chance in prop_oneof![Just(0u64), 0u64..4, 0u64..64],
             rounds in 1u32..5,
             large in any::<bool>(),
+            npt in any::<bool>(),
             between in proptest::collection::vec(0u64..(16 << 20), 0..40),
         ) {
-            let (dest, source) = migrate(seed, chance, rounds, large, &between);
+            let format = if npt { Format::Npt } else { Format::Ept };
+            let (dest, source) = migrate(format, seed, chance, rounds, large, &between);
             prop_assert_eq!(dest, source);
         }
     }

@@ -21,7 +21,10 @@ use quest_abi::CoreId;
 use quest_monitor_core::backend::{self, Backend, CpuidFacts, NoBackend, SvmCaps, Vendor};
 use x86_64::registers::model_specific::Msr;
 
-pub use vmcb::{build_sandbox, guest_cr3, inject_exception, rip, skip_instruction, vm_exit_entry};
+pub use vmcb::{
+    build_sandbox, flush_translations, guest_cr3, inject_exception, rip, set_tsc_offset,
+    skip_instruction, tsc_offset, use_structures, vm_exit_entry, IOPM_FRAMES, MSRPM_FRAMES,
+};
 
 static CAPS: spin::Once<SvmCaps> = spin::Once::new();
 
@@ -61,8 +64,9 @@ pub fn choose() -> Result<Backend, NoBackend> {
     Ok(chosen)
 }
 
-/// Runs the vCPU the table puts on `core` for the life of the system (SVM backend; no
-/// standby cores: a core without a vCPU parks).
+/// Runs the vCPU the table puts on `core` for the life of the system (SVM backend); a
+/// standby core (or a core whose vCPU migrated away) waits for a vCPU to arrive
+/// (`vmx::stand_by`, shared with the VT-x backend) and runs it.
 pub fn run_core(core: CoreId, sys: &'static System) -> ! {
     let Some(&caps) = CAPS.get() else {
         fatal(format_args!("core {core}: the SVM backend is not active"))
@@ -72,11 +76,14 @@ pub fn run_core(core: CoreId, sys: &'static System) -> ! {
     if let Err(e) = unsafe { host::enable_svm(core) } {
         fatal(format_args!("core {core} cannot enable SVM: {e}"));
     }
-    let Some(v) = vmcb::first_vcpu(core, sys, caps) else {
-        crate::smp::park()
-    };
-    crate::vmx::run_vcpu(v);
-    crate::smp::park()
+    let mut next = vmcb::first_vcpu(core, sys, caps);
+    loop {
+        let v = match next.take() {
+            Some(v) => v,
+            None => crate::vmx::stand_by(core, sys),
+        };
+        crate::vmx::run_vcpu(v);
+    }
 }
 
 /// Writes the launch state into `v`'s VMCB and flushes its ASID's translations.

@@ -13,7 +13,7 @@ use crate::vmx::vcpu::{Action, Vcpu};
 use quest_abi::{gdt, layout, CoreId, SandboxId};
 use quest_monitor_core::backend::SvmCaps;
 use quest_monitor_core::io_bitmap::IO_BITMAPS_SIZE;
-use quest_monitor_core::msr_policy::{build_msr_bitmap, MSR_BITMAP_SIZE};
+use quest_monitor_core::msr_policy::{build_msr_bitmap, trap_tsc_deadline, MSR_BITMAP_SIZE};
 use quest_monitor_core::npt::{build_sandbox_npt, NptBuilder};
 use quest_monitor_core::sandbox_ept::HostPlacement;
 use quest_monitor_core::svm_exit::decode;
@@ -158,6 +158,35 @@ pub fn skip_instruction(v: &Vcpu) {
     vmcb.write64(save::RIP, vmcb.read64(control::NEXT_RIP));
 }
 
+/// The guest's TSC offset.
+pub fn tsc_offset(v: &Vcpu) -> u64 {
+    Vmcb::of(v).read64(control::TSC_OFFSET)
+}
+
+/// Sets the guest's TSC offset (read at the next VMRUN).
+pub fn set_tsc_offset(v: &Vcpu, offset: u64) {
+    Vmcb::of(v).write64(control::TSC_OFFSET, offset);
+}
+
+/// Has the next VMRUN drop every cached translation (TLB_CONTROL 1: the one value every
+/// SVM CPU has, QEMU's included), among them the nested ones of `v`'s ASID.
+pub fn flush_translations(v: &Vcpu) {
+    Vmcb::of(v).write8(control::TLB_CONTROL, tlb::ALL);
+}
+
+/// Points `v`'s VMCB at its sandbox's current nested page tables and permission maps
+/// (`res`, after a migration), marks every VMCB field changed (clean bits 0: the VMCB
+/// ran on another core) and flushes the TLB at the next VMRUN (this core may hold
+/// translations of the sandbox's ASID from an earlier visit).
+pub fn use_structures(v: &Vcpu, res: &SandboxVmx) {
+    let vmcb = Vmcb::of(v);
+    vmcb.write64(control::N_CR3, res.eptp);
+    vmcb.write64(control::IOPM_BASE_PA, res.io_bitmaps);
+    vmcb.write64(control::MSRPM_BASE_PA, res.msr_bitmap);
+    vmcb.write32(control::CLEAN_BITS, 0);
+    vmcb.write8(control::TLB_CONTROL, tlb::ALL);
+}
+
 /// Injects exception `vector` (error code 0 when `error_code`) at the next VMRUN.
 pub fn inject_exception(v: &Vcpu, vector: u8, error_code: bool) {
     Vmcb::of(v).write64(
@@ -166,21 +195,28 @@ pub fn inject_exception(v: &Vcpu, vector: u8, error_code: bool) {
     );
 }
 
+/// Frames of the IOPM and of the MSRPM.
+pub const IOPM_FRAMES: usize = IOPM_SIZE / 4096;
+/// Frames of the MSRPM.
+pub const MSRPM_FRAMES: usize = MSRPM_SIZE / 4096;
+
 /// Builds sandbox `s`'s nested page tables and permission maps (for `vmx::resources`,
 /// which keeps them in the sandbox's record like the VT-x structures: `eptp` holds nCR3,
-/// `io_bitmaps` the IOPM, `msr_bitmap` the MSRPM).
+/// `io_bitmaps` the IOPM, `msr_bitmap` the MSRPM). `hide_downtime` intercepts the TSC
+/// deadline (`trap_tsc_deadline`), as on VT-x.
 pub fn build_sandbox(
     table: &quest_abi::Table<'_>,
     s: SandboxId,
     host: &HostPlacement<'_>,
     devices: &[quest_abi::DeviceEntry],
+    hide_downtime: bool,
 ) -> Result<SandboxVmx, SetupError> {
     let npt = build_sandbox_npt(table, s.index(), host, crate::vmx::PoolFrames)
         .map_err(SetupError::Ept)?;
     let alloc =
         |frames: usize| crate::frame_pool::alloc_zeroed(frames).ok_or(SetupError::OutOfFrames);
-    let iopm = alloc(IOPM_SIZE / 4096)?;
-    let msrpm = alloc(MSRPM_SIZE / 4096)?;
+    let iopm = alloc(IOPM_FRAMES)?;
+    let msrpm = alloc(MSRPM_FRAMES)?;
     let scratch = alloc(MSR_BITMAP_SIZE / 4096)?;
     // SAFETY: three fresh, zeroed, identity-mapped frame runs of exactly these sizes,
     // owned by this sandbox from now on (the scratch VT-x bitmap only for this build).
@@ -194,7 +230,12 @@ pub fn build_sandbox(
     const _: () = assert!(IO_BITMAPS_SIZE <= IOPM_SIZE);
     build_iopm(devices, iopm_bytes);
     build_msr_bitmap(vmx_bytes);
+    if hide_downtime {
+        trap_tsc_deadline(vmx_bytes);
+    }
     build_msrpm(vmx_bytes, msrpm_bytes);
+    // The scratch bitmap was only the MSRPM's source.
+    let _ = crate::frame_pool::free(scratch);
     if crate::arch::apic::emulates_x2apic() {
         for msr in (0..=X2APIC_LAST).filter(|&m| x2apic_emulation::intercepted(m)) {
             intercept_msr(msrpm_bytes, msr);
@@ -256,7 +297,9 @@ pub fn prepare(v: &mut Vcpu) -> Result<(), SetupError> {
 /// the shared handlers, decoded.
 pub fn enter(v: &mut Vcpu, st: &SandboxState) -> Action {
     let vmcb = Vmcb::of(v);
+    crate::vmx::entering(v);
     let (code, info1, info2) = run(vmcb, &mut v.regs.0, v.core);
+    crate::vmx::left_guest(v);
     let (counted, exit) = decode(code, info1, info2);
     if let Some(reason) = counted {
         st.count_exit(u32::from(reason));

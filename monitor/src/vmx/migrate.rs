@@ -49,6 +49,20 @@
 //! The source core's IRR cannot be cleared: a vCPU that returns there later may see one
 //! stale, spurious interrupt of a vector it uses.
 //!
+//! Both backends: the protocol, admission, round policy and records are the same; what
+//! differs sits behind small functions. On SVM a VMCB is plain memory (no VMCLEAR or
+//! VMPTRLD, no host state in it: each core keeps its own), so moving a vCPU moves its
+//! VMCB address; the VMCB holds the guest's CR2, STAR, LSTAR, CSTAR, SFMASK and kernel
+//! GS base (VMSAVE/VMLOAD), so of [`MOVED_MSRS`] only TSC_AUX moves ([`moves_msr`]); its
+//! TSC offset is the VMCB's; the destination points the VMCB at the new nested page
+//! tables and maps, clears its clean bits and flushes the TLB at the first VMRUN
+//! (`svm::use_structures`). The guest's local APIC is the core's own on both, reached
+//! through the x2APIC MSRs or, where the SVM backend emulates the x2APIC over an xAPIC,
+//! the memory-mapped registers they stand for ([`apic_read`], [`apic_write`]). Pre-copy
+//! tracks dirty pages in the nested page tables' own A/D bits (`precopy::Format::Npt`;
+//! QEMU 7.2's software emulation sets them too), and a round's flush is TLB_CONTROL at
+//! each vCPU's next VMRUN instead of INVEPT ([`entering`]).
+//!
 //! Known limits: debug registers do not move; every core's TSC is assumed to agree with
 //! the others (the calibration page measures channel core pairs only, and reports 0 on
 //! Bochs).
@@ -68,7 +82,7 @@ use quest_abi::hypercall::{
 use quest_abi::{CoreId, HostPhysAddr, SandboxId, MAX_CORES, MAX_SANDBOXES};
 use quest_monitor_core::migration::{admit, hidden_cycles, moved_tsc_offset, target, Request};
 use quest_monitor_core::precopy::{
-    DirtyTracker, EptEntries, Next, RoundPolicy, CAP_ACCESSED_DIRTY, EPTP_ACCESSED_DIRTY,
+    DirtyTracker, EptEntries, Format, Next, RoundPolicy, CAP_ACCESSED_DIRTY, EPTP_ACCESSED_DIRTY,
     MAX_ROUNDS,
 };
 use quest_monitor_core::sandbox_place::SandboxPlacement;
@@ -109,7 +123,8 @@ static ARRIVALS: [spin::Mutex<Slot<Arrival>>; CORES] =
     [const { spin::Mutex::new(Slot::Empty) }; CORES];
 
 /// MSRs the guest writes directly and VMX does not switch (STAR, LSTAR, CSTAR, FMASK,
-/// kernel GS base, TSC_AUX).
+/// kernel GS base, TSC_AUX). On SVM only TSC_AUX: the others are in the VMCB
+/// (VMSAVE/VMLOAD, `svm::host`), see [`moves_msr`].
 const MOVED_MSRS: [u32; 6] = [
     0xC000_0081,
     0xC000_0082,
@@ -118,6 +133,7 @@ const MOVED_MSRS: [u32; 6] = [
     0xC000_0102,
     0xC000_0103,
 ];
+const TSC_AUX: u32 = 0xC000_0103;
 const TSC_DEADLINE: u32 = 0x6E0;
 const APIC_TPR: u32 = 0x808;
 const APIC_EOI: u32 = 0x80B;
@@ -169,6 +185,65 @@ struct Arrival {
 fn rdtsc() -> u64 {
     // SAFETY: RDTSC has no side effects.
     unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Whether `msr` (of [`MOVED_MSRS`]) holds guest state on the core, not in the VMCS or
+/// VMCB.
+fn moves_msr(msr: u32) -> bool {
+    !crate::svm::active() || msr == TSC_AUX
+}
+
+/// The guest's local APIC register `msr` (an x2APIC MSR number) on this core: the
+/// x2APIC itself, or, where the SVM backend emulates the x2APIC over the xAPIC, the
+/// memory-mapped register it stands for (`arch::apic::guest_read`).
+fn apic_read(msr: u32) -> u64 {
+    if crate::arch::apic::emulates_x2apic() {
+        return crate::arch::apic::guest_read(msr).unwrap_or(0);
+    }
+    rdmsr(msr)
+}
+
+/// Writes the guest's local APIC register `msr` on this core (see [`apic_read`]).
+fn apic_write(msr: u32, value: u64) {
+    if crate::arch::apic::emulates_x2apic() {
+        // SAFETY: as in `wrmsr`: the guest's own register values, EOIs and self-IPIs on
+        // its own cores, each a write the x2APIC policy passes through.
+        unsafe { crate::arch::apic::guest_write(msr, value) };
+        return;
+    }
+    wrmsr(msr, value)
+}
+
+/// The vCPU's TSC offset (VMCS or VMCB; its VMCS is current on this core).
+fn tsc_offset(v: &Vcpu) -> u64 {
+    if crate::svm::active() {
+        return crate::svm::tsc_offset(v);
+    }
+    // SAFETY: this vCPU's VMCS is current on this core.
+    unsafe { vmx::read64(field64::TSC_OFFSET) }
+}
+
+/// Sets the vCPU's TSC offset (VMCS or VMCB, as [`tsc_offset`]).
+fn set_tsc_offset(v: &Vcpu, offset: u64) {
+    if crate::svm::active() {
+        return crate::svm::set_tsc_offset(v, offset);
+    }
+    // SAFETY: as in `tsc_offset`; the callers keep the guest's TSC monotonic.
+    if let Err(e) = unsafe { vmx::write64(field64::TSC_OFFSET, offset) } {
+        super::fatal(format_args!("sandbox '{}': TSC offset: {e:?}", v.name));
+    }
+}
+
+/// The guest-physical tables of sandbox `rec` as the dirty tracker reads them (their
+/// format and root pointer), when its migrations can pre-copy with them: an EPT with
+/// accessed and dirty flags (VT-x), or nested page tables (SVM: A/D always kept).
+fn dirty_tables(rec: &SandboxRecord) -> Option<(Format, u64)> {
+    let pointer = rec.eptp()?;
+    if crate::svm::active() {
+        Some((Format::Npt, pointer))
+    } else {
+        (pointer & EPTP_ACCESSED_DIRTY != 0).then_some((Format::Ept, pointer))
+    }
 }
 
 fn rdmsr(index: u32) -> u64 {
@@ -247,9 +322,10 @@ pub fn note_dirty_tracking() {
     }
 }
 
-/// Whether sandbox `rec`'s migrations pre-copy (its RAM moves, its EPT has dirty flags).
+/// Whether sandbox `rec`'s migrations pre-copy (its RAM moves, its EPT has dirty flags
+/// or it runs on nested page tables).
 fn precopies(rec: &SandboxRecord) -> bool {
-    rec.moves_memory() && rec.eptp().is_some_and(|e| e & EPTP_ACCESSED_DIRTY != 0)
+    rec.moves_memory() && dirty_tables(rec).is_some()
 }
 
 /// `MIGRATE(rdi)` from `v`: the result for RAX. When `v`'s own sandbox migrates, `v`
@@ -447,10 +523,14 @@ impl EptEntries for LiveEpt {
     }
 }
 
-/// The dirty set of sandbox `s`'s RAM in the EPT whose pointer is `eptp`.
-fn tracker(sys: &crate::system::System, s: SandboxId, eptp: u64) -> DirtyTracker<LiveEpt> {
+/// The dirty set of sandbox `s`'s RAM in its tables (`dirty_tables`).
+fn tracker(
+    sys: &crate::system::System,
+    s: SandboxId,
+    (format, pointer): (Format, u64),
+) -> DirtyTracker<LiveEpt> {
     let ram = sys.table.sandbox(s).map_or(0, |v| v.ram_size());
-    DirtyTracker::new(LiveEpt, eptp, 0, ram)
+    DirtyTracker::new(LiveEpt, format, pointer, 0, ram)
 }
 
 /// `v` is about to enter its guest: it drops its cached translations if pre-copy asked
@@ -461,10 +541,15 @@ pub fn entering(v: &Vcpu) {
     m.in_guest[i].store(1, Ordering::SeqCst);
     let epoch = m.flush.load(Ordering::SeqCst);
     if m.flushed[i].load(Ordering::Relaxed) != epoch {
-        // SAFETY: this vCPU's VMCS is current; INVEPT single-context is supported
-        // (checked at boot) and drops only translations of this EPT.
-        unsafe {
-            let _ = vmx::invept_single(vmx::read64(field64::EPT_POINTER));
+        if crate::svm::active() {
+            // At the VMRUN that follows: nothing of the guest runs before it.
+            crate::svm::flush_translations(v);
+        } else {
+            // SAFETY: this vCPU's VMCS is current; INVEPT single-context is supported
+            // (checked at boot) and drops only translations of this EPT.
+            unsafe {
+                let _ = vmx::invept_single(vmx::read64(field64::EPT_POINTER));
+            }
         }
         m.flushed[i].store(epoch, Ordering::Release);
     }
@@ -517,9 +602,9 @@ pub fn monitor_wrote(s: SandboxId, gpa: u64, len: u64) {
     if rec.migration.precopy.load(Ordering::SeqCst) == 0 {
         return;
     }
-    if let Some(eptp) = rec.eptp() {
+    if let Some((format, pointer)) = dirty_tables(rec) {
         let ram = u64::MAX;
-        DirtyTracker::new(LiveEpt, eptp, 0, ram).set_dirty(gpa, len);
+        DirtyTracker::new(LiveEpt, format, pointer, 0, ram).set_dirty(gpa, len);
     }
 }
 
@@ -668,7 +753,7 @@ fn precopy(sys: &crate::system::System, s: SandboxId) {
         );
     }
     let (from, to) = (rec.placement().ram_hpa, rec.standby().ram_hpa);
-    let Some(eptp) = rec.eptp() else {
+    let Some(tables) = dirty_tables(rec) else {
         return abandon(sys, s, "no EPT", None);
     };
     let costs = costs();
@@ -685,7 +770,7 @@ fn precopy(sys: &crate::system::System, s: SandboxId) {
         costs,
         max_rounds: MAX_ROUNDS,
     };
-    let mut t = tracker(sys, s, eptp);
+    let mut t = tracker(sys, s, tables);
     m.precopy.store(1, Ordering::SeqCst);
     t.mark(true);
     let mut rounds = 0u32;
@@ -770,27 +855,27 @@ pub fn hand_off(mut v: Vcpu, generation: u32) {
     }
     xsetbv0(xcr0);
     let cr2: u64;
-    // SAFETY: reading CR2 has no side effect.
+    // SAFETY: reading CR2 has no side effect (on SVM it is the monitor's: the guest's
+    // is in the VMCB, and moving this one does no harm).
     unsafe { asm!("mov {0}, cr2", out(reg) cr2, options(nomem, nostack)) };
-    let lvt_timer = rdmsr(APIC_LVT_TIMER);
+    let lvt_timer = apic_read(APIC_LVT_TIMER);
     let saved = Saved {
         xcr0,
         cr2,
-        msrs: MOVED_MSRS.map(rdmsr),
-        apic: APIC_REGS.map(rdmsr),
+        msrs: MOVED_MSRS.map(|m| if moves_msr(m) { rdmsr(m) } else { 0 }),
+        apic: APIC_REGS.map(apic_read),
         tsc_deadline: if lvt_timer & LVT_TIMER_MODE == LVT_TSC_DEADLINE {
             rdmsr(TSC_DEADLINE)
         } else {
             0
         },
-        timer_remaining: rdmsr(APIC_TIMER_CURRENT),
-        // SAFETY: this vCPU's VMCS is current on this core.
-        tsc_offset: unsafe { vmx::read64(field64::TSC_OFFSET) },
+        timer_remaining: apic_read(APIC_TIMER_CURRENT),
+        tsc_offset: tsc_offset(&v),
         irr: [0; 8],
     };
     // This core's timer no longer belongs to the guest.
-    wrmsr(APIC_LVT_TIMER, lvt_timer | LVT_MASKED);
-    wrmsr(APIC_TIMER_INITIAL, 0);
+    apic_write(APIC_LVT_TIMER, lvt_timer | LVT_MASKED);
+    apic_write(APIC_TIMER_INITIAL, 0);
     if lvt_timer & LVT_TIMER_MODE == LVT_TSC_DEADLINE {
         wrmsr(TSC_DEADLINE, 0);
     }
@@ -798,19 +883,22 @@ pub fn hand_off(mut v: Vcpu, generation: u32) {
     // that passed while it was out is no longer in TSC_DEADLINE, only in the IRR), and
     // what it has in service ends here (see the module documentation).
     let saved = Saved {
-        irr: core::array::from_fn(|i| rdmsr(APIC_IRR + i as u32) as u32),
+        irr: core::array::from_fn(|i| apic_read(APIC_IRR + i as u32) as u32),
         ..saved
     };
     let in_service: u32 = (0..8)
-        .map(|i| (rdmsr(APIC_ISR + i) as u32).count_ones())
+        .map(|i| (apic_read(APIC_ISR + i) as u32).count_ones())
         .sum();
     for _ in 0..in_service {
-        wrmsr(APIC_EOI, 0);
+        apic_write(APIC_EOI, 0);
     }
-    // SAFETY: the VMCS is current here and used by no other core; VMCLEAR writes it
-    // back to memory so the destination can load it.
-    if let Err(e) = unsafe { vmx::vmclear(v.vmcs) } {
-        super::fatal(format_args!("sandbox '{}': VMCLEAR failed: {e:?}", v.name));
+    // A VMCB is plain memory: nothing to write back on SVM.
+    if !crate::svm::active() {
+        // SAFETY: the VMCS is current here and used by no other core; VMCLEAR writes it
+        // back to memory so the destination can load it.
+        if let Err(e) = unsafe { vmx::vmclear(v.vmcs) } {
+            super::fatal(format_args!("sandbox '{}': VMCLEAR failed: {e:?}", v.name));
+        }
     }
     if v.index == 0 {
         // This core reports the move, and scrubs the old region if the RAM moved, once
@@ -904,6 +992,7 @@ pub fn stand_by(core: CoreId, sys: &'static crate::system::System) -> Vcpu {
     // The RAM may have moved: this vCPU's EPT pointer and view of guest memory follow.
     v.mem = super::guest_mem::GuestMem::of(v.sys, v.sandbox);
     match super::sandbox::resources(v.sys, v.sandbox) {
+        Ok(res) if crate::svm::active() => crate::svm::use_structures(&v, &res),
         // SAFETY: this vCPU's VMCS is current; the EPT and bitmaps are complete and
         // the sandbox's (the old ones may already be freed: every pointer is replaced).
         Ok(res) => unsafe {
@@ -927,13 +1016,9 @@ fn hides_pause(v: &Vcpu) -> bool {
 /// vCPU's TSC offset, and arms its TSC deadline (saved in host cycles on the source) as
 /// far later as its clock was set back.
 fn hide_pause(v: &Vcpu, saved: &Saved, hidden: u64) {
-    // SAFETY: this vCPU's VMCS is current on this core.
-    let offset = unsafe { vmx::read64(field64::TSC_OFFSET) };
-    // SAFETY: as above; a smaller offset only sets the guest's TSC back by less than it
-    // was paused (`hidden_cycles`), so it stays monotonic.
-    if let Err(e) = unsafe { vmx::write64(field64::TSC_OFFSET, offset.wrapping_sub(hidden)) } {
-        super::fatal(format_args!("sandbox '{}': TSC offset: {e:?}", v.name));
-    }
+    // A smaller offset only sets the guest's TSC back by less than it was paused
+    // (`hidden_cycles`), so it stays monotonic.
+    set_tsc_offset(v, tsc_offset(v).wrapping_sub(hidden));
     let lvt_timer = saved.apic[APIC_REGS.len() - 1];
     if lvt_timer & LVT_TIMER_MODE == LVT_TSC_DEADLINE && saved.tsc_deadline != 0 {
         wrmsr(TSC_DEADLINE, saved.tsc_deadline.wrapping_add(hidden));
@@ -942,20 +1027,20 @@ fn hide_pause(v: &Vcpu, saved: &Saved, hidden: u64) {
 
 /// Makes `v`'s VMCS current on this core and restores what [`hand_off`] saved.
 fn restore(v: &Vcpu, saved: &Saved, area: u64) {
-    // SAFETY: VMX is on here; the VMCS was cleared by its source core and is used by no
-    // other; the host state written describes this core, whose GDT, TSS and vCPU IDT
-    // stay loaded; the TSC offset keeps the guest's clock where it was.
-    let loaded = unsafe {
-        vmx::vmptrld(v.vmcs)
-            .and_then(|()| super::host::write_host_state())
-            .and_then(|()| vmx::write64(field64::TSC_OFFSET, moved_tsc_offset(saved.tsc_offset, 0)))
-    };
-    if let Err(e) = loaded {
-        super::fatal(format_args!(
-            "sandbox '{}': cannot load its VMCS on core {}: {e:?}",
-            v.name, v.core
-        ));
+    if !crate::svm::active() {
+        // SAFETY: VMX is on here; the VMCS was cleared by its source core and is used by
+        // no other; the host state written describes this core, whose GDT, TSS and vCPU
+        // IDT stay loaded. (SVM keeps the host state per core, outside the VMCB.)
+        let loaded = unsafe { vmx::vmptrld(v.vmcs).and_then(|()| super::host::write_host_state()) };
+        if let Err(e) = loaded {
+            super::fatal(format_args!(
+                "sandbox '{}': cannot load its VMCS on core {}: {e:?}",
+                v.name, v.core
+            ));
+        }
     }
+    // The TSC offset keeps the guest's clock where it was.
+    set_tsc_offset(v, moved_tsc_offset(saved.tsc_offset, 0));
     xsetbv0(save_mask(saved.xcr0));
     // SAFETY: `area` holds the state XSAVE wrote on the source core with the same mask.
     unsafe {
@@ -964,11 +1049,13 @@ fn restore(v: &Vcpu, saved: &Saved, area: u64) {
     xsetbv0(saved.xcr0);
     // SAFETY: writing CR2 only changes what a page-fault handler would read.
     unsafe { asm!("mov cr2, {0}", in(reg) saved.cr2, options(nomem, nostack)) };
-    for (msr, value) in MOVED_MSRS.iter().zip(saved.msrs) {
-        wrmsr(*msr, value);
+    for (&msr, value) in MOVED_MSRS.iter().zip(saved.msrs) {
+        if moves_msr(msr) {
+            wrmsr(msr, value);
+        }
     }
     for (r, value) in APIC_REGS.iter().zip(saved.apic) {
-        wrmsr(*r, value);
+        apic_write(*r, value);
     }
     let lvt_timer = saved.apic[APIC_REGS.len() - 1];
     if lvt_timer & LVT_TIMER_MODE == LVT_TSC_DEADLINE {
@@ -978,7 +1065,7 @@ fn restore(v: &Vcpu, saved: &Saved, area: u64) {
             wrmsr(TSC_DEADLINE, saved.tsc_deadline);
         }
     } else if saved.timer_remaining != 0 {
-        wrmsr(APIC_TIMER_INITIAL, saved.timer_remaining);
+        apic_write(APIC_TIMER_INITIAL, saved.timer_remaining);
     }
     // What was pending on the source core becomes pending here (vectors 0-15 are not
     // deliverable by IPI, nor requested by anything the guest can program).
@@ -986,7 +1073,7 @@ fn restore(v: &Vcpu, saved: &Saved, area: u64) {
         for bit in 0..32 {
             let vector = word as u64 * 32 + bit;
             if bits & (1 << bit) != 0 && vector >= 16 {
-                wrmsr(APIC_SELF_IPI, vector);
+                apic_write(APIC_SELF_IPI, vector);
             }
         }
     }
@@ -1026,7 +1113,7 @@ fn finish(v: &Vcpu, rec: &SandboxRecord) {
     let ram = v.sandbox_view.ram_size();
     let m = &rec.migration;
     let precopied = m.precopy.load(Ordering::Acquire) != 0;
-    let eptp = rec.eptp();
+    let tables = dirty_tables(rec);
     let (from, to, dropped) = rec.swap_placement();
     if let Some(old) = dropped {
         // Freed before the next migration builds its structures ([`free_dropped`]): not
@@ -1036,9 +1123,9 @@ fn finish(v: &Vcpu, rec: &SandboxRecord) {
     let mut pages = m.pages.load(Ordering::Relaxed);
     let copy_started = rdtsc();
     if from.ram_hpa != to.ram_hpa {
-        match eptp {
-            Some(eptp) if precopied && m.full_copy.load(Ordering::Acquire) == 0 => {
-                let mut t = tracker(v.sys, v.sandbox, eptp);
+        match tables {
+            Some(tables) if precopied && m.full_copy.load(Ordering::Acquire) == 0 => {
+                let mut t = tracker(v.sys, v.sandbox, tables);
                 pages += t.take_dirty(|off, len| copy_ram(from.ram_hpa, to.ram_hpa, off, len));
             }
             _ => {
@@ -1107,14 +1194,25 @@ fn free_dropped(s: SandboxId) {
 /// Returns the frames of a sandbox's dropped VMX structures to the pool: the bitmaps and
 /// every EPT table. No vCPU uses them any more (all are stopped, and each does INVEPT
 /// for the EPT it loads before it enters its guest again).
+/// On SVM the same for the IOPM, the MSRPM and the nested page tables.
 fn free_vmx(old: &SandboxVmx) {
-    let _ = crate::frame_pool::free(old.io_bitmaps);
-    let _ = crate::frame_pool::free(old.io_bitmaps + 4096);
-    let _ = crate::frame_pool::free(old.msr_bitmap);
+    let (io, msr) = if crate::svm::active() {
+        (crate::svm::IOPM_FRAMES, crate::svm::MSRPM_FRAMES)
+    } else {
+        (2, 1)
+    };
+    for i in 0..io {
+        let _ = crate::frame_pool::free(old.io_bitmaps + 4096 * i as u64);
+    }
+    for i in 0..msr {
+        let _ = crate::frame_pool::free(old.msr_bitmap + 4096 * i as u64);
+    }
     free_table(HostPhysAddr::new(old.eptp & !0xFFF), 3);
 }
 
-/// Frees EPT table `table` at `level` (3 = PML4) and the tables below it.
+/// Frees EPT table `table` at `level` (3 = PML4) and the tables below it (or the same of
+/// nested page tables: present entries have one of bits 2:0 set in both formats, and a
+/// 2 MiB leaf bit 7).
 fn free_table(table: HostPhysAddr, level: u32) {
     if level > 0 {
         for i in 0..512 {

@@ -31,6 +31,7 @@ mod vmcs;
 pub(crate) use boot_cost::launch as count_launch;
 pub use caps::{VmxCaps, VmxError};
 pub(crate) use host::load_vcpu_idt;
+pub(crate) use migrate::{entering, left_guest, stand_by};
 pub(crate) use sandbox::{resources, PoolFrames};
 
 use crate::system::System;

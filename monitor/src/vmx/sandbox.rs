@@ -55,12 +55,12 @@ fn build_for(
     };
     let sandbox = sys.table.sandbox(s);
     let devices = sandbox.map_or(&[][..], |sb| sb.device_entries());
+    let hide = sandbox
+        .and_then(|sb| sb.migration())
+        .is_some_and(|m| m.hide_downtime);
     if crate::svm::active() {
-        crate::svm::build_sandbox(sys.table.raw(), s, &host, devices)
+        crate::svm::build_sandbox(sys.table.raw(), s, &host, devices, hide)
     } else {
-        let hide = sandbox
-            .and_then(|sb| sb.migration())
-            .is_some_and(|m| m.hide_downtime);
         build(sys.table.raw(), s, &host, devices, hide)
     }
 }

@@ -2,10 +2,12 @@
 //! (VT-x) boot tests and the QEMU (SVM) ones call these on their outcome.
 
 use super::{
-    assert_failed, assert_line, assert_passed, assert_refused, check_calibration,
-    check_ping_benchmark, check_pingpong_traffic, halt_report, line, number_after, reports,
+    assert_failed, assert_line, assert_passed, assert_refused, check_back_and_forth,
+    check_calibration, check_ping_benchmark, check_pingpong_traffic, check_scrubs, halt_report,
+    line, number_after, reports, standby_region,
 };
 use quest_abi::console::{Constant, Record};
+use quest_abi::hypercall::MigrateRefusal;
 use quest_abi::layout::{CHANNEL_WINDOW_GPA, CHANNEL_WINDOW_SIZE};
 use quest_abi::Runtime;
 use quest_build::cli::bench_channels::{console_lines, summary_exits, unexplained_exits};
@@ -375,4 +377,302 @@ pub fn channels_doorbell(out: &RunOutcome) {
             "{summary}"
         );
     }
+}
+
+/// migration.toml: the mover migrates itself and is migrated by the controller, back and
+/// forth between two placements that differ in cores and host memory, with its clock,
+/// working set and messages intact; the refusals; the faulter's refused stop-and-copy,
+/// busy request and abandoned pre-copy (`boot_migration.rs`, and on SVM `boot_svm.rs`).
+pub fn migration(out: &RunOutcome) {
+    let c = &out.console;
+    assert_passed(out);
+
+    // SELF by the mover, CONTROL by the controller (the manifest's env); back and forth
+    // between cores 1 and 2 and the two RAM regions; pre-copy of its 4 MiB; max_downtime 1s.
+    const SELF: u64 = 50;
+    const CONTROL: u64 = 50;
+    const MIGRATIONS: u64 = SELF + CONTROL;
+    // The mover's working set (WORKING_SET_KIB), in 4 KiB pages.
+    const WORKING_SET_KIB: u64 = 256;
+    const WORKING_SET_PAGES: u64 = WORKING_SET_KIB / 4;
+    let log = check_back_and_forth(c, "mover", MIGRATIONS as usize, (&[1], &[2]), 1024, 1000);
+    let (records, max_downtime, moves) = (&log.records, log.tsc_khz * 1000, &log.moves);
+    // The mover rewrites its working set whenever its own request answers busy, that is
+    // while the controller migrates it: pre-copy must see pages dirtied while it copied
+    // (more than the first round's 1024 pages by at least half the working set, or more
+    // than one round).
+    let dirtied = moves
+        .iter()
+        .filter(|m| m.rounds > 1 || m.pages >= 1024 + WORKING_SET_PAGES / 2)
+        .count();
+    assert!(
+        dirtied > 0,
+        "no migration saw the working set dirtied: {moves:?}"
+    );
+
+    // Who may not ask.
+    for (sandbox, by) in [
+        ("sink", "controller"),
+        ("controller", "controller"),
+        ("mover", "sink"),
+    ] {
+        assert!(
+            records.contains(&Record::MigrationRefused {
+                sandbox,
+                by,
+                reason: "not allowed"
+            }),
+            "{sandbox} by {by}"
+        );
+    }
+    // No other refusal: the mover's are who asks, busy and destination not free; the
+    // faulter's, below.
+    assert!(records.iter().all(|r| !matches!(
+        r,
+        Record::MigrationRefused { sandbox: "mover", reason, .. }
+            if *reason != "not allowed" && *reason != "busy" && *reason != "destination not free"
+    )));
+    // Right after each of its own migrations the mover asks again: the destination (the
+    // placement it just left) is still being scrubbed, so it is refused as not free (or
+    // busy, when the controller's migration of it is under way), never accepted.
+    let not_free = records
+        .iter()
+        .filter(|r| {
+            **r == Record::MigrationRefused {
+                sandbox: "mover",
+                by: "mover",
+                reason: "destination not free",
+            }
+        })
+        .count() as u64;
+    assert!(not_free > 0, "the mover was never refused as not free");
+
+    // The sandboxes' own checks.
+    let mover = line(c, &format!("[mover] mover: {SELF} self-migrations"));
+    assert!(
+        number_after(mover, "destination not free ") == not_free,
+        "the mover counted other refusals than the monitor logged: {mover}"
+    );
+    assert!(
+        mover.contains(&format!(
+            "{} messages sent, TSC monotonic, working set of {WORKING_SET_KIB} KiB intact",
+            SELF * 20
+        )),
+        "{mover}"
+    );
+    assert!(
+        number_after(mover, "worst downtime ") <= max_downtime,
+        "{mover}"
+    );
+    line(
+        c,
+        &format!("[controller] controller: {CONTROL} migrations of the mover"),
+    );
+    line(c, "refusals as expected");
+    line(
+        c,
+        &format!("[sink] sink: {} messages verified in order", SELF * 20),
+    );
+
+    // The faulter: refused by the admission test (the result code it printed), still
+    // running; busy while the controller's migration of it is under way; then it
+    // faulted during pre-copy.
+    let code = |r: MigrateRefusal| format!("{} ({:#x})", r.as_str(), r.code());
+    line(
+        c,
+        &format!(
+            "[faulter] faulter: stop-and-copy refused: {}, still running",
+            code(MigrateRefusal::WouldExceedMaxDowntime)
+        ),
+    );
+    assert!(records.contains(&Record::MigrationRefused {
+        sandbox: "faulter",
+        by: "faulter",
+        reason: "would exceed max_downtime"
+    }));
+    line(
+        c,
+        &format!(
+            "[faulter] faulter: asking again: {}, its migration is under way",
+            code(MigrateRefusal::Busy)
+        ),
+    );
+    // The migration was abandoned because it stopped (the fault), never completed, and
+    // the controller got the abandoned code.
+    assert!(
+        records.iter().any(|r| matches!(
+            r,
+            Record::MigrationAbandoned {
+                sandbox: "faulter",
+                reason: "the sandbox stopped",
+                ..
+            }
+        )),
+        "no abandon record for the faulter"
+    );
+    assert!(moves.iter().all(|m| m.sandbox != "faulter"));
+    // The abandoned pre-copy's destination was scrubbed, and still all zero at the end
+    // (the mover's scrubs are checked by `check_back_and_forth`).
+    check_scrubs(records, "faulter", standby_region(c, "faulter"));
+    line(
+        c,
+        &format!(
+            "[controller] controller: migration of the faulter abandoned ({:#x})",
+            MigrateRefusal::Abandoned.code()
+        ),
+    );
+    // on_fault = "restart" applied: a triple fault, then a second launch that exits 0;
+    // the others finished normally (assert_passed: every sandbox exited 0).
+    line(c, "quest: sandbox 'faulter' core 4: triple fault");
+    line(
+        c,
+        "[faulter] faulter: relaunched after its fault (launch 2), exiting",
+    );
+    let summary = line(c, "quest:   'faulter': exited 0, faults 1, launches 2");
+    assert!(!summary.is_empty());
+    for other in ["controller", "mover", "sink"] {
+        line(
+            c,
+            &format!("quest:   '{other}': exited 0, faults 0, launches 1"),
+        );
+    }
+}
+
+/// Scheduling latency allowed on top of a migration's downtime, in microseconds: a
+/// timer that expired during the move fires on arrival, then Hermit switches to the
+/// sleeping thread (the manifest's MAX_JUMP_MS allows the same margin over max_downtime).
+const MIGRATION_LATENCY_US: u64 = 50_000;
+
+/// Index of the first console line containing `wanted`.
+fn position(console: &str, wanted: &str) -> usize {
+    console
+        .lines()
+        .position(|l| l.contains(wanted))
+        .unwrap_or_else(|| panic!("no console line contains {wanted:?}"))
+}
+
+/// migration-hermit.toml: a std Hermit sandbox on two vCPUs sleeps, computes and streams
+/// correctly across ten migrations (`boot_migration_hermit.rs`, and on SVM `boot_svm.rs`).
+pub fn migration_hermit(out: &RunOutcome) {
+    let c = &out.console;
+    assert_passed(out);
+
+    // Back and forth: cores [1, 2] <-> [3, 4] (vCPU i to the i-th), RAM home <-> standby
+    // region, all 32 MiB copied while stopped, each within max_downtime = "1s".
+    let log = check_back_and_forth(c, "worker", 10, (&[1, 2], &[3, 4]), 8192, 1000);
+    let (tsc_khz, worst) = (log.tsc_khz, log.worst);
+
+    // Every move happened while the program's threads ran: after it said ready, before
+    // its result.
+    let ready = position(c, "[worker] migrate-std: threads running");
+    let result = position(c, "[worker] migrate-std: all checks passed");
+    let migrated: Vec<usize> = c
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("quest: migrated 'worker'"))
+        .map(|(i, _)| i)
+        .collect();
+    assert!(
+        migrated.iter().all(|&i| ready < i && i < result),
+        "{migrated:?}"
+    );
+    // And the compute thread answered jobs in between (woken across cores each time).
+    let (first, last) = (migrated[0], migrated[migrated.len() - 1]);
+    let answered = c
+        .lines()
+        .enumerate()
+        .filter(|(i, l)| first < *i && *i < last && l.contains("[worker] migrate-std: job "))
+        .count();
+    assert!(
+        answered > 0,
+        "no compute job answered during the migrations"
+    );
+
+    // The program's own checks, and its clock against the monitor's downtimes: a sleep
+    // (or a compute thread's gap between two `Instant` samples) stretched by a move by at
+    // most that move's downtime, plus scheduling latency.
+    let jobs = line(c, " compute jobs verified (compute thread on vCPU ");
+    assert!(jobs.starts_with("[worker] migrate-std: "), "{jobs}");
+    assert!(number_after(jobs, "migrate-std: ") >= 20, "{jobs}");
+    // Both vCPUs worked: the compute thread on the second, main on the first.
+    assert!(
+        jobs.contains("(compute thread on vCPU [1], main on vCPU 0)"),
+        "{jobs}"
+    );
+    let sleeps = line(c, " sleeps of 10ms none early (largest overshoot ");
+    assert!(sleeps.starts_with("[worker] migrate-std: "), "{sleeps}");
+    assert!(number_after(sleeps, "migrate-std: ") > 0, "{sleeps}");
+    assert!(
+        sleeps.ends_with("), 100 messages sent, Instant monotonic"),
+        "{sleeps}"
+    );
+    let worst_us = worst * 1000 / tsc_khz;
+    let overshoot = number_after(sleeps, "largest overshoot ");
+    let gap = number_after(jobs, "largest compute gap ");
+    for (what, jump) in [("sleep overshoot", overshoot), ("compute gap", gap)] {
+        assert!(
+            jump <= worst_us + MIGRATION_LATENCY_US,
+            "{what} {jump} us, worst downtime {worst_us} us"
+        );
+    }
+
+    // The bare peers: every message verified in order across the moves; the controller
+    // moved it 10 times and may not move the others.
+    line(c, "[sink] sink: 100 messages verified in order");
+    let controller = line(c, "[controller] controller: 10 migrations of the mover");
+    assert!(controller.contains("refusals as expected"), "{controller}");
+    for sandbox in ["controller", "worker", "sink"] {
+        line(c, &format!("quest:   '{sandbox}': exited 0, faults 0"));
+    }
+}
+
+/// The clock's report: its largest step between two TSC reads, and how far it is behind
+/// the controller's clock (negative: ahead, by the message's transfer time).
+fn clock_report(console: &str, sandbox: &str) -> (u64, i64) {
+    let l = line(console, &format!("[{sandbox}] clock: largest step "));
+    let behind = l
+        .split_once("behind the controller by ")
+        .and_then(|(_, r)| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no lag in {l:?}"));
+    (number_after(l, "largest step "), behind)
+}
+
+/// migration-clock.toml: `downtime_clock` shows (`elapses`) or hides (`hidden`) each
+/// migration's pause on the sandbox's TSC (`boot_migration_clock.rs`, and on SVM
+/// `boot_svm.rs`).
+pub fn migration_clock(out: &RunOutcome) {
+    let c = &out.console;
+    assert_passed(out);
+
+    // `elapses`: every pause shows, as a step no shorter than the reported downtime (the
+    // stop measured from the request to the release, which the vCPU's pause contains),
+    // and not much longer; its clock ends level with the controller's.
+    let elapses = check_back_and_forth(c, "elapses", 5, (&[1], &[2]), 1024, 1000);
+    let (step, behind) = clock_report(c, "elapses");
+    let longest = elapses.worst;
+    assert!(
+        step >= longest && step <= 2 * longest,
+        "elapses: largest step {step}, longest downtime {longest}"
+    );
+    let shortest = elapses.moves.iter().map(|m| m.downtime).min().unwrap_or(0);
+    assert!(
+        behind.unsigned_abs() < shortest / 4,
+        "elapses: {behind} cycles off the controller's clock"
+    );
+
+    // `hidden`: no pause shows; its clock falls behind by the hidden part of each pause
+    // (from the vCPU's exit to the release: most of the downtime, never more).
+    let hidden = check_back_and_forth(c, "hidden", 5, (&[3], &[4]), 1024, 1000);
+    let (step, behind) = clock_report(c, "hidden");
+    let shortest = hidden.moves.iter().map(|m| m.downtime).min().unwrap_or(0);
+    let total: u64 = hidden.moves.iter().map(|m| m.downtime).sum();
+    assert!(
+        step < shortest / 4,
+        "hidden: a step of {step} cycles, a pause is at least {shortest}"
+    );
+    assert!(
+        behind > 0 && (behind as u64) >= total / 2 && (behind as u64) <= total,
+        "hidden: {behind} cycles behind, the pauses took {total}"
+    );
 }

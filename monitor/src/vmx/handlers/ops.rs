@@ -186,10 +186,10 @@ impl VcpuOps for Vcpu {
     }
 
     fn tsc_deadline_offset(&self) -> Option<u64> {
-        // Trapped only for a sandbox that hides migration pauses (`trap_tsc_deadline`;
-        // migration is VT-x only).
+        // Trapped only for a sandbox that hides migration pauses (`trap_tsc_deadline`, in
+        // the MSR bitmap or, on SVM, the MSRPM built from it).
         if crate::svm::active() {
-            return None;
+            return Some(crate::svm::tsc_offset(self));
         }
         // SAFETY: the exiting vCPU's VMCS is current on this core.
         Some(unsafe { vmx::read64(field64::TSC_OFFSET) })

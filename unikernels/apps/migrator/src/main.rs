@@ -47,19 +47,29 @@ const MOVER: u64 = 1;
 /// Table index of the sink.
 const SINK: u64 = 2;
 
-/// `MIGRATE(rdi)`: (RAX, RDX) = (result, downtime in cycles when accepted).
+/// `MIGRATE(rdi)`: (RAX, RDX) = (result, downtime in cycles when accepted), entered
+/// with this processor's instruction (`quest_rt::hypercall::Instruction`).
 fn migrate(rdi: u64) -> (u64, u64) {
     let (rax, rdx): (u64, u64);
-    // SAFETY: VMCALL enters the monitor, which validates RDI and returns with every
-    // register but RAX and RDX preserved (the migration moves them with the vCPU).
-    unsafe {
-        core::arch::asm!(
-            "vmcall",
-            inlateout("rax") Hypercall::Migrate.number() => rax,
-            in("rdi") rdi,
-            lateout("rdx") rdx,
-            options(nostack),
-        );
+    macro_rules! enter {
+        ($insn:literal) => {
+            // SAFETY: the instruction enters the monitor, which validates RDI and returns
+            // with every register but RAX and RDX preserved (the migration moves them
+            // with the vCPU).
+            unsafe {
+                core::arch::asm!(
+                    $insn,
+                    inlateout("rax") Hypercall::Migrate.number() => rax,
+                    in("rdi") rdi,
+                    lateout("rdx") rdx,
+                    options(nostack),
+                );
+            }
+        };
+    }
+    match quest_rt::hypercall::Instruction::current() {
+        quest_rt::hypercall::Instruction::Vmcall => enter!("vmcall"),
+        quest_rt::hypercall::Instruction::Vmmcall => enter!("vmmcall"),
     }
     (rax, rdx)
 }
