@@ -3,7 +3,8 @@
 //! header type), then, for each function, the size of every BAR found by sizing it
 //! (write all ones, read the mask back, restore) and whether a bus-master enable stuck.
 //! The monitor serves these ports from the sandbox's virtual configuration space, so a
-//! sandbox sees its own functions only. Ends with `pci-scan: N functions`.
+//! sandbox sees its own functions only. Ends with `pci-scan: N functions`. It looks at
+//! all eight functions of every device, since its function 0 may be another's.
 #![no_std]
 #![no_main]
 
@@ -105,9 +106,9 @@ fn main(ctx: &Ctx) -> i32 {
             for func in 0..8u8 {
                 let id = read(bus, dev, func, 0);
                 if id & 0xffff == 0xffff {
-                    if func == 0 {
-                        break; // no device: its other functions are not looked at
-                    }
+                    // Every function is looked at, even without function 0: a sandbox
+                    // may own function 1 of a device whose function 0 it does not (as
+                    // Linux does under partitioning hypervisors).
                     continue;
                 }
                 found += 1;
