@@ -274,11 +274,8 @@ pub fn assign(
     devices: impl Iterator<Item = (usize, PciSelector)>,
     out: &mut [Option<(usize, Assignment)>],
 ) {
-    let mut n = 0;
-    for (sandbox, select) in devices {
-        if n >= out.len() {
-            break;
-        }
+    let capacity = out.len();
+    for (n, (sandbox, select)) in devices.take(capacity).enumerate() {
         let result = match find(functions, select) {
             None => Assignment::Absent,
             Some(f) => match out[..n].iter().flatten().find_map(|(owner, a)| match a {
@@ -293,7 +290,6 @@ pub fn assign(
             },
         };
         out[n] = Some((sandbox, result));
-        n += 1;
     }
 }
 
