@@ -91,6 +91,10 @@ pub unsafe fn run(magic: u32, mbi_addr: u64) -> ! {
         cores.apic_ids().len()
     );
 
+    // PCI: scan, match the table's functions, print each; the sandboxes' virtual
+    // configuration spaces are ready before any vCPU runs.
+    crate::pci::init(&table, info.acpi_root);
+
     let ram_end = info
         .areas()
         .iter()

@@ -13,7 +13,7 @@ const PROCESSOR_ENABLED: u32 = 1;
 
 /// The monitor's memory is identity mapped, so "mapping" a physical region is a cast.
 #[derive(Clone, Copy, Debug)]
-struct IdentityMapped;
+pub(crate) struct IdentityMapped;
 
 impl AcpiHandler for IdentityMapped {
     unsafe fn map_physical_region<T>(

@@ -17,6 +17,7 @@ mod console;
 mod cores;
 mod frame_pool;
 mod memory;
+mod pci;
 mod sandbox_memory;
 mod sandboxes;
 mod shutdown;

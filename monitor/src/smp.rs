@@ -191,6 +191,11 @@ pub fn enter(core: CoreId, system: &'static System) -> ! {
     }
     // Every started core takes part; no vCPU runs before the page is filled.
     crate::calibrate::run(core, system);
+    if let Some(v) = system.table.vcpu_on_core(core) {
+        if !crate::pci::may_start(v.sandbox()) {
+            crate::vmx::lifecycle::not_started(system, v.sandbox(), v.index());
+        }
+    }
     if system.sandbox_on_core(core).is_some() || system.standby_on_core(core) {
         if crate::svm::active() {
             crate::svm::run_core(core, system)

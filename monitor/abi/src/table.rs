@@ -9,8 +9,9 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 /// First bytes of every partition table.
 pub const TABLE_MAGIC: [u8; 8] = *b"QUESTPT\0";
-/// Version of the table format described by this crate (2: migration fields).
-pub const TABLE_VERSION: u32 = 2;
+/// Version of the table format described by this crate (2: migration fields; 3: PCI
+/// functions, IRQ lines and device flags).
+pub const TABLE_VERSION: u32 = 3;
 /// Length of every name field (NUL-padded UTF-8, at most `NAME_LEN - 1` bytes).
 pub const NAME_LEN: usize = 32;
 /// Alignment of the payload area that follows the table in an image.
@@ -321,8 +322,12 @@ pub struct ChannelEntry {
 table_enum! {
     /// Kind of a passed-through device.
     pub enum DeviceKind {
-        /// An inclusive range of I/O ports.
+        /// An inclusive range of I/O ports (`first..=last`), optionally with a legacy
+        /// IRQ line (`irq`).
         IoPorts = 0,
+        /// A PCI function: at a fixed address (`pci_address`) or the `pci_index`-th
+        /// function, in bus order, with ID `pci_id`.
+        Pci = 1,
     }
 }
 
@@ -334,10 +339,146 @@ pub struct DeviceEntry {
     pub sandbox: U32,
     /// [`DeviceKind`] as u32.
     pub kind: U32,
-    /// First port (inclusive).
+    /// I/O ports: first port (inclusive); 0 for a PCI function.
     pub first: U64,
-    /// Last port (inclusive).
+    /// I/O ports: last port (inclusive); 0 for a PCI function.
     pub last: U64,
+    /// I/O ports: the legacy IRQ line (at most [`MAX_IRQ`]) it raises, or [`NO_INDEX`].
+    pub irq: U32,
+    /// `DEVICE_*` bits (PCI functions only).
+    pub flags: U32,
+    /// PCI by address: [`PciAddress::to_u16`]; [`NO_INDEX`] when selected by ID.
+    pub pci_address: U32,
+    /// PCI by ID: [`PciId::to_u32`] (vendor in the high half); 0 when by address.
+    pub pci_id: U32,
+    /// PCI by ID: which function with that ID (0: the first in bus order).
+    pub pci_index: U32,
+    /// Reserved, zero.
+    pub reserved: U32,
+}
+
+/// [`DeviceEntry::flags`]: the function may master the bus without DMA protection
+/// (`dma = "unprotected"`). Parsed and carried; the monitor does not enforce DMA yet.
+pub const DEVICE_DMA_UNPROTECTED: u32 = 1;
+/// [`DeviceEntry::flags`]: when the function is absent at boot, its sandbox starts
+/// without it (`if_absent = "start-without"`); otherwise the sandbox is not started.
+pub const DEVICE_START_WITHOUT: u32 = 2;
+/// Every defined `DEVICE_*` bit.
+pub const DEVICE_FLAGS: u32 = DEVICE_DMA_UNPROTECTED | DEVICE_START_WITHOUT;
+/// The highest legacy (8259 PIC) IRQ line.
+pub const MAX_IRQ: u32 = 15;
+/// The 8259 cascade line: no device raises it.
+pub const CASCADE_IRQ: u32 = 2;
+/// The PCI configuration mechanism #1 ports (address 0xCF8, data 0xCFC-0xCFF): the
+/// monitor's, never passed through.
+pub const PCI_CONFIG_PORTS: (u16, u16) = (0xcf8, 0xcff);
+
+/// A PCI function's address: bus, device (0-31), function (0-7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PciAddress {
+    /// Bus number.
+    pub bus: u8,
+    /// Device number, 0 to 31.
+    pub device: u8,
+    /// Function number, 0 to 7.
+    pub function: u8,
+}
+
+impl PciAddress {
+    /// The address, if `device` and `function` are in range.
+    pub fn new(bus: u8, device: u8, function: u8) -> Option<Self> {
+        (device < 32 && function < 8).then_some(Self {
+            bus,
+            device,
+            function,
+        })
+    }
+    /// `bus << 8 | device << 3 | function` (the routing ID).
+    pub fn to_u16(self) -> u16 {
+        u16::from(self.bus) << 8 | u16::from(self.device) << 3 | u16::from(self.function)
+    }
+    /// The inverse of [`PciAddress::to_u16`].
+    pub fn from_u16(v: u16) -> Self {
+        Self {
+            bus: (v >> 8) as u8,
+            device: ((v >> 3) & 31) as u8,
+            function: (v & 7) as u8,
+        }
+    }
+}
+
+/// Written as `bb:dd.f` in hexadecimal (`00:03.0`), as `lspci` does.
+impl core::fmt::Display for PciAddress {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "{:02x}:{:02x}.{:x}",
+            self.bus, self.device, self.function
+        )
+    }
+}
+
+/// A PCI function's vendor and device ID.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PciId {
+    /// Vendor ID (0xffff is "no function", never an ID).
+    pub vendor: u16,
+    /// Device ID.
+    pub device: u16,
+}
+
+impl PciId {
+    /// `vendor << 16 | device`.
+    pub fn to_u32(self) -> u32 {
+        u32::from(self.vendor) << 16 | u32::from(self.device)
+    }
+    /// The inverse of [`PciId::to_u32`].
+    pub fn from_u32(v: u32) -> Self {
+        Self {
+            vendor: (v >> 16) as u16,
+            device: v as u16,
+        }
+    }
+}
+
+/// Written as `vvvv:dddd` in hexadecimal (`1234:11e8`), as `lspci -n` does.
+impl core::fmt::Display for PciId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{:04x}:{:04x}", self.vendor, self.device)
+    }
+}
+
+/// Which PCI function a device entry names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PciSelector {
+    /// The function at this address.
+    Address(PciAddress),
+    /// The `index`-th function (0 first, in bus order) with this ID.
+    Id {
+        /// Vendor and device ID.
+        id: PciId,
+        /// Which of the functions with that ID.
+        index: u32,
+    },
+}
+
+/// `00:03.0`, `1234:11e8` or `1234:11e8#1` (the second such function).
+impl core::fmt::Display for PciSelector {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Address(a) => write!(f, "{a}"),
+            Self::Id { id, index: 0 } => write!(f, "{id}"),
+            Self::Id { id, index } => write!(f, "{id}#{index}"),
+        }
+    }
+}
+
+/// The legacy IRQ line of the UART at I/O base `port` (COM1/COM3: 4, COM2/COM4: 3).
+pub fn console_irq(port: u16) -> u32 {
+    match port {
+        0x3f8 | 0x3e8 => 4,
+        _ => 3,
+    }
 }
 
 /// Initial contents of part of a sandbox's guest memory, stored in the payload area.

@@ -139,6 +139,12 @@ impl Sample {
             kind: (DeviceKind::IoPorts as u32).into(),
             first: 0x2f8.into(),
             last: 0x2ff.into(),
+            irq: 3.into(),
+            flags: 0.into(),
+            pci_address: NO_INDEX.into(),
+            pci_id: 0.into(),
+            pci_index: 0.into(),
+            reserved: 0.into(),
         }];
         let payloads = (0..2u32)
             .map(|i| PayloadEntry {

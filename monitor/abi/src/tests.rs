@@ -192,7 +192,7 @@ fn table_enums_decode_exactly_their_values() {
         );
         assert_eq!(
             DeviceKind::from_u32(v).map(|k| k as u32),
-            (v < 1).then_some(v)
+            (v < 2).then_some(v)
         );
     }
     assert_eq!(
@@ -201,4 +201,168 @@ fn table_enums_decode_exactly_their_values() {
         "the values are ABI"
     );
     assert_eq!(RegionKind::from_u32(3), Some(RegionKind::Directory));
+}
+
+/// A PCI device entry of sandbox `sandbox` (by `address` when `Some`, else by ID).
+fn pci_entry(sandbox: u32, address: Option<u16>, id: u32, index: u32, flags: u32) -> DeviceEntry {
+    let mut e = <DeviceEntry as zerocopy::FromZeros>::new_zeroed();
+    e.sandbox = sandbox.into();
+    e.kind = (DeviceKind::Pci as u32).into();
+    e.irq = NO_INDEX.into();
+    e.flags = flags.into();
+    e.pci_address = address.map_or(NO_INDEX, u32::from).into();
+    e.pci_id = id.into();
+    e.pci_index = index.into();
+    e
+}
+
+/// The sample with `devices` as sandbox 1's devices (sandbox 0 has none).
+fn with_devices(devices: Vec<DeviceEntry>) -> Result<(), AbiError> {
+    with_edit(move |s| {
+        s.sandboxes[1].devices = IndexRange::new(0, devices.len() as u32);
+        s.devices = devices;
+    })
+}
+
+#[test]
+fn pci_devices_round_trip_through_the_view() {
+    let devices = vec![
+        pci_entry(1, Some(0x0018), 0, 0, 0),
+        pci_entry(
+            1,
+            None,
+            0x1234_11e8,
+            1,
+            DEVICE_DMA_UNPROTECTED | DEVICE_START_WITHOUT,
+        ),
+        sample().devices[0],
+    ];
+    let mut s = sample();
+    s.sandboxes[1].devices = IndexRange::new(0, 3);
+    s.devices = devices;
+    let bytes = encode_sample(&s);
+    let t = crate::TableView::validate(&bytes).unwrap();
+    let b = t.sandbox(SandboxId::new(1)).unwrap();
+    let d: Vec<_> = b.devices().collect();
+    assert_eq!(
+        d[0].pci(),
+        Some(PciSelector::Address(PciAddress::new(0, 3, 0).unwrap()))
+    );
+    assert_eq!(std::format!("{}", d[0].pci().unwrap()), "00:03.0");
+    assert!(!d[0].dma_unprotected() && !d[0].start_without());
+    let id = PciId {
+        vendor: 0x1234,
+        device: 0x11e8,
+    };
+    assert_eq!(d[1].pci(), Some(PciSelector::Id { id, index: 1 }));
+    assert_eq!(std::format!("{}", d[1].pci().unwrap()), "1234:11e8#1");
+    assert!(d[1].dma_unprotected() && d[1].start_without());
+    assert_eq!(
+        (d[2].pci(), d[2].irq(), d[2].ports()),
+        (None, Some(3), 0x2f8..=0x2ff)
+    );
+}
+
+#[test]
+fn device_fields_are_checked() {
+    use AbiError::*;
+    let ports = sample().devices[0];
+    let with_irq = |irq: u32| {
+        let mut d = ports;
+        d.irq = irq.into();
+        d
+    };
+    let cases: Vec<(Vec<DeviceEntry>, AbiError)> = vec![
+        // IRQ lines: beyond the PIC, the cascade, the console's (COM1: 4), shared.
+        (vec![with_irq(16)], DeviceFields(0)),
+        (vec![with_irq(CASCADE_IRQ)], DeviceFields(0)),
+        (vec![with_irq(4)], DeviceConflict(0)),
+        (
+            vec![with_irq(5), {
+                let mut d = with_irq(5);
+                d.first = 0x60.into();
+                d.last = 0x60.into();
+                d
+            }],
+            DeviceConflict(1),
+        ),
+        // The PCI configuration ports are the monitor's.
+        (
+            vec![{
+                let mut d = ports;
+                d.first = 0xcfc.into();
+                d.last = 0xcfc.into();
+                d
+            }],
+            DeviceConflict(0),
+        ),
+        // Flags on ports, PCI fields on ports.
+        (
+            vec![{
+                let mut d = ports;
+                d.flags = DEVICE_START_WITHOUT.into();
+                d
+            }],
+            DeviceFields(0),
+        ),
+        // PCI: an address beyond 16 bits, an address with an ID, vendor 0xffff, an IRQ,
+        // unknown flags, the same function twice.
+        (vec![pci_entry(1, None, 0, 0, 0)], DeviceFields(0)),
+        (
+            vec![pci_entry(1, Some(0x18), 0x1234_0001, 0, 0)],
+            DeviceFields(0),
+        ),
+        (vec![pci_entry(1, None, 0xffff_0001, 0, 0)], DeviceFields(0)),
+        (vec![pci_entry(1, Some(0x18), 0, 0, 4)], DeviceFields(0)),
+        (
+            vec![{
+                let mut d = pci_entry(1, Some(0x18), 0, 0, 0);
+                d.irq = 5.into();
+                d
+            }],
+            DeviceFields(0),
+        ),
+        (
+            vec![
+                pci_entry(1, Some(0x18), 0, 0, 0),
+                pci_entry(1, Some(0x18), 0, 0, 0),
+            ],
+            DeviceConflict(1),
+        ),
+    ];
+    for (i, (devices, want)) in cases.into_iter().enumerate() {
+        assert_eq!(with_devices(devices), Err(want), "case {i}");
+    }
+    // An address entry beyond 16 bits.
+    let mut d = pci_entry(1, Some(0), 0, 0, 0);
+    d.pci_address = 0x1_0000.into();
+    assert_eq!(with_devices(vec![d]), Err(DeviceFields(0)));
+    // Good ones: a PCI function by ID twice with different indices, ports with IRQ 3.
+    assert_eq!(
+        with_devices(vec![
+            pci_entry(1, None, 0x1234_11e8, 0, 0),
+            pci_entry(1, None, 0x1234_11e8, 1, 0),
+            with_irq(3),
+        ]),
+        Ok(())
+    );
+}
+
+#[test]
+fn pci_addresses_and_ids_encode_as_the_hardware_does() {
+    let a = PciAddress::new(0x12, 31, 7).unwrap();
+    assert_eq!(a.to_u16(), 0x12ff);
+    assert_eq!(PciAddress::from_u16(0x12ff), a);
+    assert_eq!(std::format!("{a}"), "12:1f.7");
+    assert!(PciAddress::new(0, 32, 0).is_none() && PciAddress::new(0, 0, 8).is_none());
+    assert_eq!(PciId::from_u32(0x8086_1237).to_u32(), 0x8086_1237);
+    assert_eq!(
+        (
+            console_irq(0x3f8),
+            console_irq(0x2f8),
+            console_irq(0x3e8),
+            console_irq(0x2e8)
+        ),
+        (4, 3, 4, 3)
+    );
 }

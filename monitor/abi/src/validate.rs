@@ -100,8 +100,11 @@ pub enum AbiError {
     DirectoryFull(u32),
     /// A device's port range is empty, beyond 0xffff, or of unknown kind.
     DevicePorts(u32),
-    /// A device overlaps another device or the monitor's console.
+    /// A device overlaps another device or the monitor's console (ports, IRQ line or
+    /// PCI function), or claims the PCI configuration ports.
     DeviceConflict(u32),
+    /// A device's IRQ line, flags or PCI selector is malformed or on the wrong kind.
+    DeviceFields(u32),
     /// A payload lies outside the payload area or outside its sandbox's memory.
     Payload(u32),
     /// A sandbox field (boot info, page tables, patch addresses) lies outside its RAM.
@@ -176,6 +179,10 @@ impl core::fmt::Display for AbiError {
             Self::DeviceConflict(i) => {
                 write!(f, "device {i} overlaps another device or the console")
             }
+            Self::DeviceFields(i) => write!(
+                f,
+                "device {i} has an invalid IRQ line, flags or PCI function"
+            ),
             Self::Payload(i) => write!(
                 f,
                 "payload {i} lies outside the payload area or its sandbox's memory"
@@ -693,8 +700,15 @@ fn check_channels(t: &Table<'_>) -> Result<(), AbiError> {
 }
 
 fn check_devices(t: &Table<'_>) -> Result<(), AbiError> {
-    let console = t.header.console_port.get() as u64;
-    let console = (console, console + CONSOLE_PORT_SPAN as u64);
+    let console_port = t.header.console_port.get();
+    let console = (
+        u64::from(console_port),
+        u64::from(console_port) + CONSOLE_PORT_SPAN as u64,
+    );
+    let pci_ports = (
+        u64::from(PCI_CONFIG_PORTS.0),
+        u64::from(PCI_CONFIG_PORTS.1) + 1,
+    );
     for s in 0..t.sandboxes.len() {
         let first = t.sandboxes[s].devices.first.get();
         for (pos, d) in t.sandbox_devices(s).iter().enumerate() {
@@ -702,24 +716,68 @@ fn check_devices(t: &Table<'_>) -> Result<(), AbiError> {
             if d.sandbox.get() as usize != s {
                 return Err(AbiError::WrongOwner(Array::Devices, idx));
             }
-            if DeviceKind::from_u32(d.kind.get()).is_none()
-                || d.first.get() > d.last.get()
-                || d.last.get() > 0xffff
-            {
-                return Err(AbiError::DevicePorts(idx));
-            }
-            let span = (d.first.get(), d.last.get() + 1);
-            if overlaps(span, console) {
-                return Err(AbiError::DeviceConflict(idx));
-            }
-            for o in &t.devices[..idx as usize] {
-                if overlaps(span, (o.first.get(), o.last.get() + 1)) {
-                    return Err(AbiError::DeviceConflict(idx));
+            let earlier = &t.devices[..idx as usize];
+            match DeviceKind::from_u32(d.kind.get()) {
+                Some(DeviceKind::IoPorts) => {
+                    if d.first.get() > d.last.get() || d.last.get() > 0xffff {
+                        return Err(AbiError::DevicePorts(idx));
+                    }
+                    let irq = d.irq.get();
+                    if d.flags.get() != 0
+                        || d.pci_address.get() != NO_INDEX
+                        || d.pci_id.get() != 0
+                        || d.pci_index.get() != 0
+                        || d.reserved.get() != 0
+                        || (irq != NO_INDEX && (irq > MAX_IRQ || irq == CASCADE_IRQ))
+                    {
+                        return Err(AbiError::DeviceFields(idx));
+                    }
+                    let span = (d.first.get(), d.last.get() + 1);
+                    let is_ports = |o: &DeviceEntry| o.kind.get() == DeviceKind::IoPorts as u32;
+                    if overlaps(span, console)
+                        || overlaps(span, pci_ports)
+                        || (irq != NO_INDEX && irq == console_irq(console_port))
+                        || earlier.iter().filter(|o| is_ports(o)).any(|o| {
+                            overlaps(span, (o.first.get(), o.last.get() + 1))
+                                || (irq != NO_INDEX && o.irq.get() == irq)
+                        })
+                    {
+                        return Err(AbiError::DeviceConflict(idx));
+                    }
                 }
+                Some(DeviceKind::Pci) => {
+                    if pci_selector(d).is_none()
+                        || d.first.get() != 0
+                        || d.last.get() != 0
+                        || d.irq.get() != NO_INDEX
+                        || d.flags.get() & !DEVICE_FLAGS != 0
+                        || d.reserved.get() != 0
+                    {
+                        return Err(AbiError::DeviceFields(idx));
+                    }
+                    if earlier.iter().any(|o| {
+                        o.kind.get() == DeviceKind::Pci as u32 && pci_selector(o) == pci_selector(d)
+                    }) {
+                        return Err(AbiError::DeviceConflict(idx));
+                    }
+                }
+                None => return Err(AbiError::DevicePorts(idx)),
             }
         }
     }
     Ok(())
+}
+
+/// The PCI function a PCI device entry names, if its fields are well formed.
+pub(crate) fn pci_selector(d: &DeviceEntry) -> Option<PciSelector> {
+    let (address, id, index) = (d.pci_address.get(), d.pci_id.get(), d.pci_index.get());
+    if address != NO_INDEX {
+        let address = u16::try_from(address).ok()?;
+        (id == 0 && index == 0).then_some(PciSelector::Address(PciAddress::from_u16(address)))
+    } else {
+        let id = PciId::from_u32(id);
+        (id.vendor != 0xffff && id.vendor != 0).then_some(PciSelector::Id { id, index })
+    }
 }
 
 fn check_payloads(t: &Table<'_>) -> Result<(), AbiError> {

@@ -408,13 +408,32 @@ pub struct DeviceView<'a> {
 impl DeviceView<'_> {
     /// Its kind.
     pub fn kind(&self) -> DeviceKind {
-        // Validated: a known value (the only one).
-        DeviceKind::IoPorts
+        // Validated: a known value.
+        DeviceKind::from_u32(self.entry.kind.get()).unwrap_or(DeviceKind::IoPorts)
     }
-    /// Its I/O ports (validated: first <= last <= 0xffff).
+    /// Its I/O ports (validated: first <= last <= 0xffff; `0..=0` for a PCI function).
     pub fn ports(&self) -> RangeInclusive<u16> {
         let clamp = |p: u64| u16::try_from(p).unwrap_or(u16::MAX);
         clamp(self.entry.first.get())..=clamp(self.entry.last.get())
+    }
+    /// The legacy IRQ line of a port range (validated: at most [`MAX_IRQ`], not the
+    /// cascade or the console's).
+    pub fn irq(&self) -> Option<u8> {
+        u8::try_from(self.entry.irq.get()).ok()
+    }
+    /// The PCI function it names (`None` for a port range).
+    pub fn pci(&self) -> Option<PciSelector> {
+        (self.kind() == DeviceKind::Pci)
+            .then(|| crate::validate::pci_selector(self.entry))
+            .flatten()
+    }
+    /// Whether it may master the bus without DMA protection (`dma = "unprotected"`).
+    pub fn dma_unprotected(&self) -> bool {
+        self.entry.flags.get() & DEVICE_DMA_UNPROTECTED != 0
+    }
+    /// Whether its sandbox starts without it when it is absent at boot.
+    pub fn start_without(&self) -> bool {
+        self.entry.flags.get() & DEVICE_START_WITHOUT != 0
     }
 }
 

@@ -44,6 +44,12 @@ pub(crate) mod tests {
             kind: 0.into(),
             first: first.into(),
             last: last.into(),
+            irq: quest_abi::NO_INDEX.into(),
+            flags: 0.into(),
+            pci_address: quest_abi::NO_INDEX.into(),
+            pci_id: 0.into(),
+            pci_index: 0.into(),
+            reserved: 0.into(),
         }
     }
 

@@ -16,6 +16,8 @@ pub mod io_bitmap;
 pub mod migration;
 pub mod msr_policy;
 pub mod npt;
+pub mod pci;
+pub mod pci_virtual;
 pub mod placement;
 pub mod precopy;
 pub mod rtc_time;

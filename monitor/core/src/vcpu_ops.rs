@@ -136,6 +136,15 @@ pub trait VcpuOps {
     fn doorbell(&mut self, index: u64) -> u64;
     /// The `MIGRATE` hypercall with RDI `rdi`.
     fn migrate(&mut self, rdi: u64) -> u64;
+
+    /// This vCPU's PCI configuration address (what it last wrote to 0xCF8): a vCPU's own,
+    /// so two vCPUs of a sandbox cannot mix their accesses up.
+    fn pci_latch(&mut self) -> &mut u32;
+    /// Reads `size` bytes at `offset` of function `f` in the sandbox's virtual
+    /// configuration space (`crate::pci_virtual`).
+    fn pci_read(&mut self, f: quest_abi::PciAddress, offset: u8, size: u8) -> u32;
+    /// Writes there, filtered; the monitor logs what the filter refuses.
+    fn pci_write(&mut self, f: quest_abi::PciAddress, offset: u8, size: u8, value: u32);
 }
 
 /// Why a sandbox is stopped.

@@ -310,6 +310,16 @@ fn lead_stop(v: &Vcpu, st: &SandboxState, action: Action, generation: u32) {
     }
 }
 
+/// Sandbox `s` is not started (a PCI function it needs is absent; the boot log said
+/// so): its vCPU 0's core counts it as ended, halted; every core of it parks.
+pub fn not_started(sys: &System, s: quest_abi::SandboxId, vcpu: usize) -> ! {
+    if vcpu == 0 {
+        state(s).status.store(STATUS_HALTED, Ordering::Release);
+        finish(sys);
+    }
+    park_forever()
+}
+
 /// Records one more finished sandbox; the last one prints the summary and shuts down.
 fn finish(sys: &System) -> ! {
     let done = sandboxes::finish_one();

@@ -21,7 +21,7 @@ mod guest_mem;
 mod handlers;
 mod host;
 mod instructions;
-mod lifecycle;
+pub(crate) mod lifecycle;
 mod migrate;
 mod sandbox;
 mod sleep;
@@ -137,6 +137,7 @@ pub(crate) fn new_vcpu(
         vmcs,
         arrived: None,
         pending: None,
+        pci_latch: 0,
     }
 }
 

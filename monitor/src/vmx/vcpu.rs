@@ -49,6 +49,9 @@ pub struct Vcpu {
     pub arrived: Option<u32>,
     /// An exit or fault that came while its sandbox migrated, decided on its new core.
     pub pending: Option<Action>,
+    /// The PCI configuration address it last wrote to 0xCF8 (its own, as on hardware
+    /// each access pair is one vCPU's).
+    pub pci_latch: u32,
 }
 
 impl Vcpu {

@@ -8,6 +8,7 @@
 //! - [`validate`]: the draft's meaning (cores, memory, channels, ports, apps).
 //! - [`diag`]: diagnostics and their rendering.
 //! - [`size`]: sizes, numbers and port ranges.
+//! - [`pci`]: PCI addresses and IDs (`"00:03.0"`, `"1234:11e8"`).
 //! - [`budget`]: host memory a system needs (shared with the planner).
 //! - [`app`]: whether an `app` is a Cargo package with a binary.
 //! - [`source`]: the file's bytes to text (invalid UTF-8 is a located error).
@@ -18,6 +19,7 @@ pub mod app;
 pub mod budget;
 pub mod diag;
 mod parse;
+pub mod pci;
 mod schema;
 pub mod size;
 pub mod source;

@@ -10,7 +10,8 @@ use super::parse::fields::{
 };
 use super::parse::table::manifest_table;
 use super::types::{
-    Console, Device, DowntimeClock, OnFault, ReaderMode, Runtime, Spanned, StandbyMemory,
+    Console, Device, Dma, DowntimeClock, IfAbsent, OnFault, ReaderMode, Runtime, Spanned,
+    StandbyMemory,
 };
 use std::path::PathBuf;
 
@@ -67,7 +68,7 @@ manifest_table! {
         /// `env`, in manifest order.
         env: Vec<(Spanned<String>, Spanned<String>)> = Env, optional, "env = { RUST_LOG = \"info\" }";
         /// `devices`.
-        devices: Vec<Spanned<Device>> = Devices, optional, "devices = [{ port = \"0x2f8-0x2ff\" }]";
+        devices: Vec<Spanned<Device>> = Devices, optional, "devices = [{ pci = \"00:03.0\" }]";
         /// `on_fault` (default `halt-sandbox`).
         on_fault: Spanned<OnFault> = Choice<OnFault>, optional, "on_fault = \"restart\"";
         /// `standby_cores`: where the sandbox may migrate to, one core per vCPU (vCPU
@@ -120,8 +121,16 @@ manifest_table! {
     }
 }
 
-/// The one key of a device table (`devices = [{ port = .. }]`).
-pub(crate) const DEVICE_KEYS: &[Key] = &[key("port", "{ port = \"0x2f8-0x2ff\" }", true)];
+/// The keys of a device table (`devices = [{ port = .. }]` or `[{ pci = .. }]`); exactly
+/// one of `port` and `pci` is required, the others belong to one of them.
+pub(crate) const DEVICE_KEYS: &[Key] = &[
+    key("port", "{ port = \"0x2f8-0x2ff\" }", false),
+    key("pci", "{ pci = \"00:03.0\" }", false),
+    key("irq", "{ port = \"0x2f8-0x2ff\", irq = 3 }", false),
+    key("index", "{ pci = \"1234:11e8\", index = 1 }", false),
+    key("dma", "dma = \"unprotected\"", false),
+    key("if_absent", "if_absent = \"start-without\"", false),
+];
 
 /// A value written as one of a fixed set of names.
 pub(crate) trait Enumerated: Copy + 'static {
@@ -148,4 +157,6 @@ enumerated! {
     StandbyMemory { "same" => Same, "separate" => Separate }
     DowntimeClock { "elapses" => Elapses, "hidden" => Hidden }
     OnFault { "halt-sandbox" => HaltSandbox, "restart" => Restart, "halt-system" => HaltSystem }
+    Dma { "protected" => Protected, "unprotected" => Unprotected }
+    IfAbsent { "keep-stopped" => KeepStopped, "start-without" => StartWithout }
 }

@@ -55,7 +55,11 @@ fn check(src: &str) -> Result<Manifest, Diagnostics> {
 
 /// The I/O port range `first..=last` as a [`Device`].
 pub(super) fn ports(first: u16, last: u16) -> Device {
-    Device::Ports { first, last }
+    Device::Ports {
+        first,
+        last,
+        irq: None,
+    }
 }
 
 /// The messages of every error for `src` (which must be rejected).
@@ -448,5 +452,81 @@ fn huge_unaligned_channel_sizes_do_not_overflow() {
         e.iter()
             .any(|m| m.contains("do not fit in its 1 GiB channel window")),
         "{e:?}"
+    );
+}
+
+/// The sample with `ping`'s devices replaced by `ping` and `pong` given `pong` devices.
+fn with_devices(ping: &str, pong: &str) -> String {
+    edit(
+        "devices = [{ port = \"0x2f8-0x2ff\" }]",
+        &format!("devices = [{ping}]"),
+    )
+    .replace(
+        "on_fault = \"restart\"",
+        &format!("on_fault = \"restart\"\ndevices = [{pong}]"),
+    )
+}
+
+#[test]
+fn pci_devices_and_irqs_parse() {
+    let m = check(&with_devices(
+        r#"{ port = "0x2f8-0x2ff", irq = 3 }, { pci = "00:03.0", dma = "unprotected" }"#,
+        r#"{ pci = "1234:11e8", index = 1, if_absent = "start-without" }"#,
+    ))
+    .unwrap();
+    let ping = &m.sandboxes[0].devices;
+    assert!(matches!(
+        &ping[0].value,
+        Device::Ports { first: 0x2f8, last: 0x2ff, irq: Some(i) } if i.value == 3
+    ));
+    assert_eq!(
+        ping[1].value,
+        Device::Pci(PciDevice {
+            select: PciSelector::Address(PciAddress::new(0, 3, 0).unwrap()),
+            dma: Dma::Unprotected,
+            if_absent: IfAbsent::KeepStopped,
+        })
+    );
+    assert_eq!(
+        m.sandboxes[1].devices[0].value,
+        Device::Pci(PciDevice {
+            select: PciSelector::Id {
+                id: PciId {
+                    vendor: 0x1234,
+                    device: 0x11e8
+                },
+                index: 1
+            },
+            dma: Dma::Protected,
+            if_absent: IfAbsent::StartWithout,
+        })
+    );
+}
+
+#[test]
+fn device_errors_are_all_reported() {
+    let src = with_devices(
+        r#"{ port = "0x2f8-0x2ff", irq = 4 }, { port = "0x60", irq = 16 }, { port = "0x61", irq = 2 }, { port = "0xcf8-0xcff" }, { pci = "00:03.0" }, { pci = "00:20.0" }, { pci = "zz:11e8" }, { pci = "00:04.0", index = 1 }, { port = "0x70", pci = "00:05.0" }, { irq = 5 }, { port = "0x80", dma = "unprotected" }, { pci = "00:06.0", irq = 5 }, { pci = "00:07.0", dma = "none" }"#,
+        r#"{ pci = "00:03.0" }, { port = "0x2e8-0x2ef", irq = 5 }, { port = "0x2e0", irq = 5 }, { pci = "8086:1237" }, { pci = "8086:1237", index = 0 }"#,
+    );
+    assert_eq!(
+        errors(&src),
+        [
+            "IRQ 4 is the monitor console's (com1)",
+            "IRQ 16 is not a legacy IRQ line (0 to 15)",
+            "IRQ 2 is the cascade of the two interrupt controllers",
+            "ports 0xcf8-0xcff include the PCI configuration ports (0xcf8-0xcff)",
+            "invalid `pci`: device 0x20 is above 0x1f",
+            "invalid `pci`: `zz` is not a vendor ID (hexadecimal, at most 4 digits)",
+            "`index` applies to a vendor:device ID, not to an address",
+            "a device is either `port` or `pci`, not both",
+            "a device needs `port` or `pci`",
+            "`dma` does not apply to a port range",
+            "`irq` does not apply to a PCI function",
+            "unknown dma `none`",
+            "PCI function 00:03.0 is already given to sandbox `ping`",
+            "IRQ 5 is already given to sandbox `pong`",
+            "PCI function 8086:1237 is listed twice for sandbox `pong`",
+        ]
     );
 }

@@ -113,13 +113,51 @@ pub use quest_abi::{OnFault, Runtime};
 /// A device passed through to a sandbox.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Device {
-    /// `{ port = "0x2f8-0x2ff" }`: an inclusive I/O port range.
+    /// `{ port = "0x2f8-0x2ff", irq = 3 }`: an inclusive I/O port range and the legacy
+    /// IRQ line it raises, if any.
     Ports {
         /// First port.
         first: u16,
         /// Last port (inclusive).
         last: u16,
+        /// `irq`: its legacy IRQ line, as written (validation checks the range).
+        irq: Option<Spanned<u32>>,
     },
+    /// `{ pci = "00:03.0" }` or `{ pci = "1234:11e8", index = 1 }`: a PCI function.
+    Pci(PciDevice),
+}
+
+/// A PCI function passed through to a sandbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PciDevice {
+    /// Which function (`pci`, with `index` for an ID).
+    pub select: PciSelector,
+    /// `dma` (default `protected`).
+    pub dma: Dma,
+    /// `if_absent` (default `keep-stopped`).
+    pub if_absent: IfAbsent,
+}
+
+/// The partition table's names of a PCI function, so the manifest and the table cannot
+/// disagree.
+pub use quest_abi::{PciAddress, PciId, PciSelector};
+
+/// Whether a PCI function may master the bus (DMA) without an IOMMU confining it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dma {
+    /// Only under DMA protection (an IOMMU); until Quest has one, bus mastering is refused.
+    Protected,
+    /// Allowed without protection: the function can read and write all memory.
+    Unprotected,
+}
+
+/// What happens to a sandbox whose PCI function is not found at boot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IfAbsent {
+    /// The sandbox is not started; the monitor says why.
+    KeepStopped,
+    /// The sandbox starts without the function (its bus scan does not find it).
+    StartWithout,
 }
 
 impl Sandbox {

@@ -1,4 +1,4 @@
-//! Semantic checks on a parsed draft: names, cores, memory, channels, ports, the memory
+//! Semantic checks on a parsed draft: names, cores, memory, channels, devices, the memory
 //! budget and the applications. Every check runs on whatever could be parsed, so one
 //! run reports every problem; a value that could not be read is simply not checked again.
 
@@ -70,13 +70,16 @@ pub(crate) fn validate(
     v.endpoints(draft);
     v.channel_counts(draft);
     v.channel_windows(draft);
-    v.ports(draft);
+    v.devices(draft);
     v.budget(draft);
     v.apps(draft, base_dir, apps);
 }
 
 #[path = "validate_migration.rs"]
 mod migration;
+
+#[path = "validate_devices.rs"]
+mod devices;
 
 /// The name a sandbox uses in `migrate_by` for itself.
 pub const MIGRATE_SELF: &str = "self";
@@ -606,48 +609,6 @@ impl Validator<'_> {
                             .hint("make the channels smaller"),
                     );
                 }
-            }
-        }
-    }
-
-    fn ports(&mut self, draft: &Draft) {
-        let console = draft.system.as_ref().and_then(|s| s.console.as_ref());
-        let mut taken: Vec<(u16, u16, &Span, &str)> = Vec::new();
-        for s in &draft.sandboxes {
-            let name = s.name.as_ref().map_or("?", |n| n.value.as_str());
-            for d in &s.devices {
-                let Device::Ports { first, last } = d.value;
-                if let Some(c) = console {
-                    let (cf, cl) = (
-                        c.value.port(),
-                        c.value.port() + (quest_abi::CONSOLE_PORT_SPAN - 1),
-                    );
-                    if first <= cl && cf <= last {
-                        self.diags.push(
-                            Diagnostic::error(format!("ports {first:#x}-{last:#x} collide with the monitor console {} ({cf:#x}-{cl:#x})", c.value.name()), d.span.clone())
-                                .label("the monitor's serial port")
-                                .hint("give the sandbox another serial port, or move the monitor with `system.console`"),
-                        );
-                        continue;
-                    }
-                }
-                if let Some((_, _, other_span, other)) =
-                    taken.iter().find(|(f, l, _, _)| first <= *l && *f <= last)
-                {
-                    self.diags.push(
-                        Diagnostic::error(
-                            format!(
-                                "ports {first:#x}-{last:#x} overlap ports of sandbox `{other}`"
-                            ),
-                            d.span.clone(),
-                        )
-                        .label("overlapping range")
-                        .related((*other_span).clone(), "already assigned here")
-                        .hint("a port belongs to at most one sandbox"),
-                    );
-                    continue;
-                }
-                taken.push((first, last, &d.span, name));
             }
         }
     }

@@ -5,10 +5,10 @@
 
 use super::channels::capacity;
 use super::table::EncodedTable;
-use super::types::{Plan, RegionPlan, Role, SandboxPlan};
+use super::types::{DevicePlan, Plan, RegionPlan, Role, SandboxPlan};
 use super::units::{access, console};
 use crate::manifest::budget::{host_allocation, LOW_MEMORY_RESERVE};
-use quest_abi::{GuestPhysAddr, OnFault, RegionKind, Runtime};
+use quest_abi::{GuestPhysAddr, OnFault, PciSelector, RegionKind, Runtime};
 use serde::Serialize;
 use std::path::Path;
 
@@ -19,6 +19,55 @@ struct JsonPlan<'a> {
     channels: Vec<JsonChannel<'a>>,
     host_memory: JsonHostMemory,
     table: JsonTable,
+}
+
+/// A device: `{"kind": "ports", "first", "last", "irq"}` or `{"kind": "pci", "pci",
+/// "index", "dma", "if_absent"}` (`pci` as the manifest writes it; `index` only for an ID).
+#[derive(Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+enum JsonDevice {
+    Ports {
+        first: u16,
+        last: u16,
+        irq: Option<u8>,
+    },
+    Pci {
+        pci: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        index: Option<u32>,
+        dma: &'static str,
+        if_absent: &'static str,
+    },
+}
+
+fn json_device(d: &DevicePlan) -> JsonDevice {
+    match *d {
+        DevicePlan::Ports { first, last, irq } => JsonDevice::Ports { first, last, irq },
+        DevicePlan::Pci {
+            select,
+            dma_unprotected,
+            start_without,
+        } => {
+            let (pci, index) = match select {
+                PciSelector::Address(a) => (a.to_string(), None),
+                PciSelector::Id { id, index } => (id.to_string(), Some(index)),
+            };
+            JsonDevice::Pci {
+                pci,
+                index,
+                dma: if dma_unprotected {
+                    "unprotected"
+                } else {
+                    "protected"
+                },
+                if_absent: if start_without {
+                    "start-without"
+                } else {
+                    "keep-stopped"
+                },
+            }
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -44,6 +93,7 @@ struct JsonSandbox<'a> {
     vcpus: Vec<JsonVcpu>,
     boot: JsonBoot,
     ports: Vec<[u16; 2]>,
+    devices: Vec<JsonDevice>,
     regions: Vec<JsonRegion<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     migration: Option<JsonMigration>,
@@ -228,7 +278,8 @@ pub fn render(plan: &Plan, table: &EncodedTable, base_dir: &Path) -> String {
                         .patch_launch_count_gpa
                         .map(GuestPhysAddr::as_u64),
                 },
-                ports: sb.ports.iter().map(|&(a, b)| [a, b]).collect(),
+                ports: sb.ports().map(|(a, b)| [a, b]).collect(),
+                devices: sb.devices.iter().map(json_device).collect(),
                 regions: sb.regions.iter().map(|r| region(plan, sb, r)).collect(),
                 migration: sb.migration.as_ref().map(|m| JsonMigration {
                     standby_memory: if m.separate_memory {

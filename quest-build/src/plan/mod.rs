@@ -82,13 +82,7 @@ pub fn plan(m: &Manifest) -> Plan {
                 ram_size,
                 vcpus: layout::vcpus(runtime, ram_size, &cores, &standby),
                 regions,
-                ports: s
-                    .devices
-                    .iter()
-                    .map(|d| match d.value {
-                        manifest::Device::Ports { first, last } => (first, last),
-                    })
-                    .collect(),
+                devices: s.devices.iter().map(|d| device_plan(&d.value)).collect(),
                 boot: layout::boot_layout(runtime, !window.ends.is_empty()),
                 channel_ends: window.ends,
                 migration: migration_plan(m, s),
@@ -117,6 +111,27 @@ pub fn plan(m: &Manifest) -> Plan {
         host_memory_needed,
         sandboxes,
         channels: placement.channels,
+    }
+}
+
+/// A device as the plan (and the table) carries it. Validation kept IRQ lines at most
+/// `MAX_IRQ`.
+fn device_plan(d: &manifest::Device) -> DevicePlan {
+    match *d {
+        manifest::Device::Ports {
+            first,
+            last,
+            ref irq,
+        } => DevicePlan::Ports {
+            first,
+            last,
+            irq: irq.as_ref().and_then(|i| u8::try_from(i.value).ok()),
+        },
+        manifest::Device::Pci(p) => DevicePlan::Pci {
+            select: p.select,
+            dma_unprotected: p.dma == manifest::Dma::Unprotected,
+            start_without: p.if_absent == manifest::IfAbsent::StartWithout,
+        },
     }
 }
 

@@ -2,7 +2,7 @@
 
 use super::channels::{capacity, RING_HEADER_SIZE};
 use super::table::EncodedTable;
-use super::types::{Plan, RegionPlan, Role, SandboxPlan};
+use super::types::{DevicePlan, Plan, RegionPlan, Role, SandboxPlan};
 use super::units::{access, addr, console, size};
 use crate::manifest::budget::{host_allocation, LOW_MEMORY_RESERVE};
 use quest_abi::{RegionKind, Runtime};
@@ -223,12 +223,8 @@ fn sandbox(out: &mut String, plan: &Plan, index: usize, sb: &SandboxPlan, base_d
         "patched".to_owned(),
         list_or(&patches, "nothing (monitor writes no boot-time values)"),
     ]);
-    let ports: Vec<String> = sb
-        .ports
-        .iter()
-        .map(|(a, b)| format!("{a:#x}-{b:#x}"))
-        .collect();
-    rows.push(vec!["ports".to_owned(), list_or(&ports, "none")]);
+    let devices: Vec<String> = sb.devices.iter().map(DevicePlan::describe).collect();
+    rows.push(vec!["devices".to_owned(), list_or(&devices, "none")]);
     columns(out, "  ", &rows);
     let _ = writeln!(out, "  guest-physical memory map");
     let map: Vec<Vec<String>> = sb
@@ -361,7 +357,7 @@ mod tests {
             "0x0000_0000_0000  -  0x0000_0400_0000  64 MiB  rwx  RAM",
             "0x0040_0000_2000  -  0x0040_0001_2000  64 KiB  rw-  channel `ping-to-pong` data (writer)",
             "v1 -> core 2 (rsp 0x7f0000)",
-            "ports    0x2f8-0x2ff",
+            "devices  ports 0x2f8-0x2ff",
             &largest,
             &crc,
             &table_size,

@@ -110,8 +110,8 @@ fn card_lines(plan: &Plan, s: usize) -> Vec<String> {
         };
         lines.push(format!("{arrow} {name} @ {:#x}", end.data_gpa));
     }
-    for (a, b) in &sb.ports {
-        lines.push(format!("ports {a:#x}-{b:#x}"));
+    for d in &sb.devices {
+        lines.push(d.describe());
     }
     lines
 }

@@ -1,12 +1,12 @@
 //! The plan as the binary `quest-abi` partition table, optionally with the built images'
 //! payloads, checked with the same `validate` the monitor runs at boot.
 
-use super::types::{Plan, SandboxImage};
+use super::types::{DevicePlan, Plan, SandboxImage};
 use quest_abi::GuestPhysAddr;
 use quest_abi::{
-    ChannelEntry, DeviceEntry, DeviceKind, IndexRange, PayloadEntry, RegionEntry, SandboxEntry,
-    TableParts, VcpuEntry, MIGRATION_HIDE_DOWNTIME, MIGRATION_SEPARATE_MEMORY, NO_INDEX, PAGE_SIZE,
-    PAYLOAD_ALIGN,
+    ChannelEntry, DeviceEntry, DeviceKind, IndexRange, PayloadEntry, PciSelector, RegionEntry,
+    SandboxEntry, TableParts, VcpuEntry, DEVICE_DMA_UNPROTECTED, DEVICE_START_WITHOUT,
+    MIGRATION_HIDE_DOWNTIME, MIGRATION_SEPARATE_MEMORY, NO_INDEX, PAGE_SIZE, PAYLOAD_ALIGN,
 };
 use sha2::{Digest, Sha256};
 use zerocopy::little_endian::U64;
@@ -141,13 +141,8 @@ pub fn encode_table(
             regions.push(e);
         }
         let first_device = idx(devices.len(), "too many devices")?;
-        for &(first, last) in &sb.ports {
-            let mut e = DeviceEntry::new_zeroed();
-            e.sandbox = owner.into();
-            e.kind = (DeviceKind::IoPorts as u32).into();
-            e.first = u64::from(first).into();
-            e.last = u64::from(last).into();
-            devices.push(e);
+        for d in &sb.devices {
+            devices.push(device_entry(owner, d));
         }
         let first_payload = idx(payloads.len(), "too many payloads")?;
         if let Some(image) = image {
@@ -271,4 +266,41 @@ fn add_payloads(
 fn pad_to(bytes: &mut Vec<u8>, align: u64) {
     let len = (bytes.len() as u64).next_multiple_of(align);
     bytes.resize(len as usize, 0);
+}
+
+/// The table entry of device `d` of sandbox `owner`.
+fn device_entry(owner: u32, d: &DevicePlan) -> DeviceEntry {
+    let mut e = DeviceEntry::new_zeroed();
+    e.sandbox = owner.into();
+    e.irq = NO_INDEX.into();
+    e.pci_address = NO_INDEX.into();
+    match *d {
+        DevicePlan::Ports { first, last, irq } => {
+            e.kind = (DeviceKind::IoPorts as u32).into();
+            e.first = u64::from(first).into();
+            e.last = u64::from(last).into();
+            if let Some(irq) = irq {
+                e.irq = u32::from(irq).into();
+            }
+        }
+        DevicePlan::Pci {
+            select,
+            dma_unprotected,
+            start_without,
+        } => {
+            e.kind = (DeviceKind::Pci as u32).into();
+            let flag = |on: bool, bit: u32| if on { bit } else { 0 };
+            e.flags = (flag(dma_unprotected, DEVICE_DMA_UNPROTECTED)
+                | flag(start_without, DEVICE_START_WITHOUT))
+            .into();
+            match select {
+                PciSelector::Address(a) => e.pci_address = u32::from(a.to_u16()).into(),
+                PciSelector::Id { id, index } => {
+                    e.pci_id = id.to_u32().into();
+                    e.pci_index = index.into();
+                }
+            }
+        }
+    }
+    e
 }

@@ -63,7 +63,13 @@ pub(crate) fn manifest(
                 devices: s
                     .ports
                     .iter()
-                    .map(|&(first, last)| sp(Device::Ports { first, last }))
+                    .map(|&(first, last)| {
+                        sp(Device::Ports {
+                            first,
+                            last,
+                            irq: None,
+                        })
+                    })
                     .collect(),
                 on_fault: sp(OnFault::HaltSandbox),
                 standby_cores: None,

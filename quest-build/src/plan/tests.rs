@@ -29,7 +29,7 @@ fn pingpong_plan_has_the_documented_shape() {
         pong.vcpus.iter().map(|v| v.core).collect::<Vec<_>>(),
         [1, 2]
     );
-    assert_eq!(pong.ports, [(0x2f8, 0x2ff)]);
+    assert_eq!(pong.ports().collect::<Vec<_>>(), [(0x2f8, 0x2ff)]);
     assert_eq!(ping.app_dir, std::path::Path::new("/manifests/apps/ping"));
     assert_eq!(ping.args, ["--fast"]);
     assert_eq!(ping.env, [("MODE".to_string(), "test".to_string())]);

@@ -3,7 +3,7 @@
 //! Guest-physical addresses are fixed here; host-physical placement is the monitor's job
 //! at boot (the plan only fixes sizes and alignment).
 
-use quest_abi::{GuestPhysAddr, OnFault, RegionKind, Runtime};
+use quest_abi::{GuestPhysAddr, OnFault, PciSelector, RegionKind, Runtime};
 use std::path::PathBuf;
 
 /// Everything the image stage and the monitor need to know about a system.
@@ -61,8 +61,8 @@ pub struct SandboxPlan {
     pub vcpus: Vec<VcpuPlan>,
     /// Guest-physical regions: RAM first, then directory and channel regions by address.
     pub regions: Vec<RegionPlan>,
-    /// Passed-through I/O port ranges (inclusive).
-    pub ports: Vec<(u16, u16)>,
+    /// Passed-through devices, in manifest order.
+    pub devices: Vec<DevicePlan>,
     /// Fixed boot addresses.
     pub boot: BootLayout,
     /// The channels this sandbox is an endpoint of, as listed in its directory.
@@ -210,4 +210,67 @@ pub struct Payload {
     pub gpa: u64,
     /// The bytes.
     pub bytes: Vec<u8>,
+}
+
+/// A device passed through to a sandbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DevicePlan {
+    /// An inclusive I/O port range and the legacy IRQ line it raises.
+    Ports {
+        /// First port.
+        first: u16,
+        /// Last port (inclusive).
+        last: u16,
+        /// Its IRQ line, if any.
+        irq: Option<u8>,
+    },
+    /// A PCI function, found by the monitor at boot.
+    Pci {
+        /// Which function.
+        select: PciSelector,
+        /// It may master the bus without DMA protection.
+        dma_unprotected: bool,
+        /// Its sandbox starts without it when it is absent (else it is not started).
+        start_without: bool,
+    },
+}
+
+impl DevicePlan {
+    /// The manifest's words for it: `ports 0x2f8-0x2ff irq 3`, `pci 00:03.0 (if absent:
+    /// not started)`, `pci 1234:11e8 (dma unprotected; if absent: started without it)`.
+    pub fn describe(&self) -> String {
+        match *self {
+            Self::Ports { first, last, irq } => {
+                let irq = irq.map_or(String::new(), |i| format!(" irq {i}"));
+                format!("ports {first:#x}-{last:#x}{irq}")
+            }
+            Self::Pci {
+                select,
+                dma_unprotected,
+                start_without,
+            } => {
+                let dma = if dma_unprotected {
+                    "dma unprotected; "
+                } else {
+                    ""
+                };
+                let absent = if start_without {
+                    "started without it"
+                } else {
+                    "not started"
+                };
+                format!("pci {select} ({dma}if absent: {absent})")
+            }
+        }
+    }
+}
+
+impl SandboxPlan {
+    /// Its I/O port ranges (inclusive).
+    pub fn ports(&self) -> impl Iterator<Item = (u16, u16)> + '_ {
+        self.devices.iter().filter_map(|d| match *d {
+            DevicePlan::Ports { first, last, .. } => Some((first, last)),
+            DevicePlan::Pci { .. } => None,
+        })
+    }
 }

@@ -59,7 +59,9 @@ pub fn bochsrc(
     serial_log: &Path,
     bochs_log: &Path,
 ) -> String {
-    let Machine { cores, memory_mib } = machine;
+    let Machine {
+        cores, memory_mib, ..
+    } = machine;
     let model = cpu.model();
     format!(
         "\
@@ -155,6 +157,7 @@ mod tests {
         let machine = Machine {
             cores: 3,
             memory_mib: 512,
+            qemu_devices: Default::default(),
         };
         bochsrc(
             Path::new("/i/hello.iso"),

@@ -82,6 +82,8 @@ pub struct Machine {
     pub cores: u32,
     /// RAM in MiB.
     pub memory_mib: u64,
+    /// PCI devices QEMU adds because the table names them (`qemu::EMULATED`).
+    pub qemu_devices: qemu::EmulatedDevices,
 }
 
 /// How to run.
@@ -233,6 +235,7 @@ pub fn machine_of(elf: &Path) -> Result<Machine, RunError> {
     Ok(Machine {
         cores: table.header.system_cores.get(),
         memory_mib: table.header.system_memory.get().div_ceil(1 << 20),
+        qemu_devices: qemu::EmulatedDevices::of(&table),
     })
 }
 
@@ -337,6 +340,7 @@ pub fn boot(
                 accel,
                 &serial,
             ));
+            c.args(machine.qemu_devices.args());
             c
         }
     };

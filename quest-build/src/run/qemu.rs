@@ -24,6 +24,7 @@
 //!   channels-doorbell still fails here (its ringer pauses 1 M TSC cycles, 0.4 ms of
 //!   host time, and the sleeper must spin 200 polls and sleep within it: 19 of 20).
 
+use quest_abi::{DeviceKind, PciId, Table, NO_INDEX};
 use std::path::Path;
 
 /// How QEMU runs the guest.
@@ -44,6 +45,50 @@ pub const TCG_CPU: &str = "max,vendor=AuthenticAMD";
 /// QEMU's exit status when the monitor reports success through isa-debug-exit
 /// (`(0x10 << 1) | 1`).
 pub const EXIT_SUCCESS: i32 = 33;
+
+/// The PCI functions QEMU emulates that a partition table may name by ID, and QEMU's
+/// name for each: a table that gives a sandbox `{ pci = "1234:11e8" }` boots in QEMU with
+/// `-device edu` (once per such entry), so the device the manifest names is there.
+/// Bochs has none of them (its chipset's own functions are always there).
+pub const EMULATED: [(PciId, &str); 1] = [(
+    PciId {
+        vendor: 0x1234,
+        device: 0x11e8,
+    },
+    "edu",
+)];
+
+/// How many of each [`EMULATED`] device a table names (by ID).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EmulatedDevices([u8; EMULATED.len()]);
+
+impl EmulatedDevices {
+    /// Counts the PCI devices of `table` named by an ID QEMU emulates.
+    pub fn of(table: &Table<'_>) -> Self {
+        let mut counts = [0u8; EMULATED.len()];
+        for d in table.devices {
+            if d.kind.get() != DeviceKind::Pci as u32 || d.pci_address.get() != NO_INDEX {
+                continue;
+            }
+            let id = PciId::from_u32(d.pci_id.get());
+            if let Some(i) = EMULATED.iter().position(|(e, _)| *e == id) {
+                counts[i] = counts[i].saturating_add(1);
+            }
+        }
+        Self(counts)
+    }
+
+    /// `-device NAME` for each.
+    pub fn args(self) -> Vec<String> {
+        EMULATED
+            .iter()
+            .zip(self.0)
+            .flat_map(|((_, name), n)| {
+                (0..n).flat_map(move |_| ["-device".to_owned(), (*name).to_owned()])
+            })
+            .collect()
+    }
+}
 
 /// Arguments for `qemu-system-x86_64` booting `iso` with COM1 to `serial_log`.
 pub fn args(
@@ -102,5 +147,14 @@ mod tests {
         assert!(s.contains("isa-debug-exit,iobase=0xf4,iosize=4"));
         let k = args(Path::new("/x.iso"), 1, 64, Accel::Kvm, Path::new("/s.log")).join(" ");
         assert!(k.contains("-accel kvm -cpu host"));
+    }
+
+    #[test]
+    fn tables_naming_edu_by_id_get_an_edu_device_each() {
+        assert_eq!(EmulatedDevices::default().args(), Vec::<String>::new());
+        assert_eq!(
+            EmulatedDevices([2]).args().join(" "),
+            "-device edu -device edu"
+        );
     }
 }

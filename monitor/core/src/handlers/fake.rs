@@ -54,6 +54,12 @@ pub struct FakeVcpu {
     pub reports: Vec<String>,
     pub services: Vec<Service>,
     pub service_result: u64,
+    /// The vCPU's 0xCF8 latch.
+    pub pci_latch: u32,
+    /// Each configuration access: function, offset, size, the value written (reads: None).
+    pub pci: Vec<(quest_abi::PciAddress, u8, u8, Option<u32>)>,
+    /// What every configuration read returns (before the size's mask).
+    pub pci_value: u32,
 }
 
 impl FakeVcpu {
@@ -89,6 +95,9 @@ impl FakeVcpu {
             reports: Vec::new(),
             services: Vec::new(),
             service_result: 0,
+            pci_latch: 0,
+            pci: Vec::new(),
+            pci_value: 0x1234_5678,
         }
     }
 
@@ -246,5 +255,15 @@ impl VcpuOps for FakeVcpu {
     fn migrate(&mut self, rdi: u64) -> u64 {
         self.services.push(Service::Migrate(rdi));
         self.service_result
+    }
+    fn pci_latch(&mut self) -> &mut u32 {
+        &mut self.pci_latch
+    }
+    fn pci_read(&mut self, f: quest_abi::PciAddress, offset: u8, size: u8) -> u32 {
+        self.pci.push((f, offset, size, None));
+        self.pci_value
+    }
+    fn pci_write(&mut self, f: quest_abi::PciAddress, offset: u8, size: u8, value: u32) {
+        self.pci.push((f, offset, size, Some(value)));
     }
 }

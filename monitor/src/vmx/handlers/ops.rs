@@ -10,10 +10,11 @@ use crate::vmx::{doorbell, migrate};
 use core::arch::asm;
 use core::arch::x86_64::__cpuid_count;
 use core::fmt;
-use quest_abi::{GuestPhysAddr, Runtime};
+use quest_abi::{GuestPhysAddr, PciAddress, Runtime};
 use quest_monitor_core::cpuid_policy::CpuidRegs;
 use quest_monitor_core::exit::InterruptionInfo;
 use quest_monitor_core::msr_policy::{IA32_APIC_BASE, TSC_DEADLINE};
+use quest_monitor_core::pci_virtual::Refusal;
 use quest_monitor_core::vcpu_ops::{Exception, OwnedBits, VcpuOps};
 use quest_monitor_core::vmcs_fields::{field32, field64, natural};
 use quest_monitor_core::x2apic_icr::Ipi;
@@ -246,5 +247,29 @@ impl VcpuOps for Vcpu {
 
     fn migrate(&mut self, rdi: u64) -> u64 {
         migrate::request(self, rdi)
+    }
+
+    fn pci_latch(&mut self) -> &mut u32 {
+        &mut self.pci_latch
+    }
+
+    fn pci_read(&mut self, f: PciAddress, offset: u8, size: u8) -> u32 {
+        crate::pci::read(self.sandbox, f, offset, size)
+    }
+
+    fn pci_write(&mut self, f: PciAddress, offset: u8, size: u8, value: u32) {
+        match crate::pci::write(self.sandbox, f, offset, size, value) {
+            Some(Refusal::BusMaster(f)) => self.report(format_args!(
+                "PCI {f}: bus-master enable refused (no DMA protection)"
+            )),
+            Some(Refusal::BarMove {
+                function,
+                bar,
+                value,
+            }) => self.report(format_args!(
+                "PCI {function}: BAR {bar} move to {value:#x} refused"
+            )),
+            None => {}
+        }
     }
 }

@@ -5,9 +5,11 @@
 
 use super::reader::Reader;
 use super::{span_of, EnvEntry};
+use crate::manifest::diag::Diagnostic;
+use crate::manifest::pci::parse_pci;
 use crate::manifest::schema::{Enumerated, Key, DEVICE_KEYS};
 use crate::manifest::size;
-use crate::manifest::types::{Device, Span, Spanned};
+use crate::manifest::types::{Device, Dma, IfAbsent, PciDevice, PciSelector, Span, Spanned};
 use std::marker::PhantomData;
 use std::path::PathBuf;
 use toml_edit::{Item, TableLike};
@@ -253,25 +255,158 @@ impl Field for Devices {
         let Some((item, span)) = r.get(t, h, what, key) else {
             return Vec::new();
         };
-        let port_key = &DEVICE_KEYS[0];
         let mut out = Vec::new();
         for (dev, dspan) in r.table_list(item, Some(span), key) {
             r.unknown_keys(dev, DEVICE_KEYS, "a device", dspan.clone());
-            let Some((port, pspan)) = r.get(dev, &dspan, "a device", port_key) else {
-                continue;
-            };
-            let ports = r.number(
-                port,
-                pspan.clone(),
-                port_key,
-                "a port or port range (`\"0x2f8-0x2ff\"`)",
-                |n| size::port(n).map(|p| (p, p)),
-                size::parse_port_range,
-            );
-            if let Some((first, last)) = ports {
-                out.push(Spanned::new(Device::Ports { first, last }, pspan));
+            if let Some(d) = read_device(r, dev, &dspan) {
+                out.push(d);
             }
         }
         out
     }
+}
+
+/// The device key named `name`.
+fn device_key(name: &str) -> &'static Key {
+    DEVICE_KEYS
+        .iter()
+        .find(|k| k.name == name)
+        .unwrap_or(&DEVICE_KEYS[0])
+}
+
+/// One device table: a port range (with `irq`) or a PCI function (with `index`, `dma`,
+/// `if_absent`). Keys of the other kind are reported, as is a table with both or neither.
+fn read_device(r: &mut Reader<'_>, dev: &dyn TableLike, dspan: &Span) -> Option<Spanned<Device>> {
+    const WHAT: &str = "a device";
+    let present = |name: &str| dev.get(name).is_some_and(|i| !i.is_none());
+    let (is_port, is_pci) = (present("port"), present("pci"));
+    let (own, other): (&[&str], &str) = match (is_port, is_pci) {
+        (true, true) => {
+            let (_, pspan) = r.get(dev, dspan, WHAT, device_key("pci"))?;
+            r.diags.push(
+                Diagnostic::error("a device is either `port` or `pci`, not both", pspan)
+                    .label("second kind of device")
+                    .hint("write one device table per device"),
+            );
+            return None;
+        }
+        (false, false) => {
+            r.diags.push(
+                Diagnostic::error("a device needs `port` or `pci`", dspan.clone())
+                    .label("no `port` or `pci`")
+                    .hint("for example: `{ port = \"0x2f8-0x2ff\", irq = 3 }` or `{ pci = \"00:03.0\" }`"),
+            );
+            return None;
+        }
+        (true, false) => (&["irq"], "port"),
+        (false, true) => (&["index", "dma", "if_absent"], "pci"),
+    };
+    // Keys of the other kind of device.
+    let mut misplaced = false;
+    for k in DEVICE_KEYS
+        .iter()
+        .filter(|k| k.name != "port" && k.name != "pci")
+    {
+        if own.contains(&k.name) {
+            continue;
+        }
+        if let Some((_, kspan)) = r.get(dev, dspan, WHAT, k) {
+            let kind = if other == "port" {
+                "a port range"
+            } else {
+                "a PCI function"
+            };
+            let belongs = if k.name == "irq" {
+                "`port` ranges (a PCI function's interrupts come with MSI, not yet supported)"
+            } else {
+                "PCI functions"
+            };
+            r.diags.push(
+                Diagnostic::error(format!("`{}` does not apply to {kind}", k.name), kspan)
+                    .label(format!("not for `{other}`"))
+                    .hint(format!("`{}` belongs to {belongs}", k.name)),
+            );
+            misplaced = true;
+        }
+    }
+    if is_port {
+        let port_key = device_key("port");
+        let (port, pspan) = r.get(dev, dspan, WHAT, port_key)?;
+        let ports = r.number(
+            port,
+            pspan.clone(),
+            port_key,
+            "a port or port range (`\"0x2f8-0x2ff\"`)",
+            |n| size::port(n).map(|p| (p, p)),
+            size::parse_port_range,
+        );
+        let irq = match r.get(dev, dspan, WHAT, device_key("irq")) {
+            Some((item, span)) => Some(r.uint32(item, span, device_key("irq"))?),
+            None => None,
+        };
+        let (first, last) = ports?;
+        return (!misplaced).then(|| Spanned::new(Device::Ports { first, last, irq }, pspan));
+    }
+    let pci_key = device_key("pci");
+    let text = r.string(dev, dspan, WHAT, pci_key)?;
+    let select = match parse_pci(&text.value) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            r.diags.push(
+                Diagnostic::error(format!("invalid `pci`: {e}"), text.span.clone())
+                    .label("not a PCI function")
+                    .hint(e.hint()),
+            );
+            None
+        }
+    };
+    let index = match r.get(dev, dspan, WHAT, device_key("index")) {
+        Some((item, span)) => {
+            let index = r.uint32(item, span.clone(), device_key("index"))?;
+            if let Some(PciSelector::Address(_)) = select {
+                r.diags.push(
+                    Diagnostic::error(
+                        "`index` applies to a vendor:device ID, not to an address",
+                        span,
+                    )
+                    .label("the address names one function")
+                    .hint("drop `index`, or name the function by ID (`pci = \"1234:11e8\"`)"),
+                );
+                return None;
+            }
+            index.value
+        }
+        None => 0,
+    };
+    let dma = choice::<Dma>(r, dev, dspan, "dma")?;
+    let if_absent = choice::<IfAbsent>(r, dev, dspan, "if_absent")?;
+    let select = match select? {
+        PciSelector::Id { id, .. } => PciSelector::Id { id, index },
+        a => a,
+    };
+    (!misplaced).then(|| {
+        Spanned::new(
+            Device::Pci(PciDevice {
+                select,
+                dma,
+                if_absent,
+            }),
+            text.span,
+        )
+    })
+}
+
+/// A device key written as one of `T`'s names (`T`'s default when absent).
+fn choice<T: Enumerated>(
+    r: &mut Reader<'_>,
+    dev: &dyn TableLike,
+    dspan: &Span,
+    name: &str,
+) -> Option<T> {
+    let key = device_key(name);
+    if dev.get(name).is_none_or(|i| i.is_none()) {
+        return Some(T::DEFAULT);
+    }
+    let s = r.string(dev, dspan, "a device", key)?;
+    r.choice(s, key, T::NAMES).map(|v| v.value)
 }

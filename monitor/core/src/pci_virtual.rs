@@ -1,0 +1,403 @@
+//! A sandbox's virtual PCI configuration space: what its accesses through 0xCF8/0xCFC see.
+//! It holds the sandbox's own functions only (any other address reads as absent, all
+//! ones, and ignores writes), and filters every access to those:
+//! - reads pass through, except: the header type's multi-function bit says whether the
+//!   sandbox owns another function of the same device; a BAR being sized reads its size
+//!   mask (probed at boot, so the real BAR is never touched); the expansion ROM BAR reads
+//!   0 (no ROM shown).
+//! - writes: the command register may turn I/O and memory decode and INTx-disable on or
+//!   off; bus mastering is refused (no DMA protection yet), every other bit kept. Writing
+//!   all ones to a BAR starts sizing it; writing back its current value ends it; any other
+//!   value would move it and is refused (the BAR stays where it is; later steps map BARs
+//!   into the sandbox's EPT/NPT and may confine moves instead). Everything else (status,
+//!   capability list, MSI/MSI-X: later steps translate those) is read-only.
+//!
+//! A guest that scans only function 0 of each device misses a function > 0 whose
+//! function 0 it does not own; guests must scan all eight (Linux does so under Jailhouse,
+//! `hypervisor_isolated_pci_functions`).
+
+use crate::pci::{
+    Bar, BarKind, ConfigSpace, Function, BAR0, COMMAND, COMMAND_BUS_MASTER, COMMAND_INTX_DISABLE,
+    COMMAND_IO, COMMAND_MEMORY, HEADER, MULTI_FUNCTION, ROM,
+};
+use quest_abi::PciAddress;
+
+/// Most PCI functions one sandbox may own.
+pub const MAX_FUNCTIONS_PER_SANDBOX: usize = 16;
+
+/// The command bits a sandbox may change.
+const COMMAND_WRITABLE: u16 = COMMAND_IO | COMMAND_MEMORY | COMMAND_INTX_DISABLE;
+
+/// A write the virtual space refused, for the monitor's log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// A bus-master enable (DMA needs protection first).
+    BusMaster(PciAddress),
+    /// A BAR move (to `value`).
+    BarMove {
+        /// The function.
+        function: PciAddress,
+        /// Which BAR.
+        bar: u8,
+        /// The value the sandbox wrote.
+        value: u32,
+    },
+}
+
+/// One function of a sandbox.
+#[derive(Clone, Copy, Debug)]
+struct Owned {
+    function: Function,
+    /// Whether the sandbox owns another function of the same device.
+    multi: bool,
+    /// BARs being sized (all ones written, the original not yet back).
+    sizing: [bool; 6],
+}
+
+/// A sandbox's virtual configuration space.
+#[derive(Clone, Debug)]
+pub struct VirtualConfig {
+    owned: [Option<Owned>; MAX_FUNCTIONS_PER_SANDBOX],
+}
+
+impl Default for VirtualConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl VirtualConfig {
+    /// A space with no function: every address reads as absent.
+    pub const fn new() -> Self {
+        Self {
+            owned: [None; MAX_FUNCTIONS_PER_SANDBOX],
+        }
+    }
+
+    /// Gives the sandbox `f`; false when it already has [`MAX_FUNCTIONS_PER_SANDBOX`] or `f`.
+    pub fn add(&mut self, f: Function) -> bool {
+        if self.get(f.address).is_some() {
+            return false;
+        }
+        let Some(slot) = self.owned.iter_mut().find(|o| o.is_none()) else {
+            return false;
+        };
+        *slot = Some(Owned {
+            function: f,
+            multi: false,
+            sizing: [false; 6],
+        });
+        // Recompute every multi-function bit.
+        let addresses: [Option<PciAddress>; MAX_FUNCTIONS_PER_SANDBOX] =
+            core::array::from_fn(|i| self.owned[i].map(|o| o.function.address));
+        for o in self.owned.iter_mut().flatten() {
+            let a = o.function.address;
+            o.multi = addresses
+                .iter()
+                .flatten()
+                .any(|b| *b != a && b.bus == a.bus && b.device == a.device);
+        }
+        true
+    }
+
+    /// Its functions.
+    pub fn functions(&self) -> impl Iterator<Item = &Function> {
+        self.owned.iter().flatten().map(|o| &o.function)
+    }
+
+    fn get(&self, a: PciAddress) -> Option<usize> {
+        self.owned
+            .iter()
+            .position(|o| o.is_some_and(|o| o.function.address == a))
+    }
+
+    /// Reads `size` (1, 2 or 4) bytes at `offset` of function `a`; an access that is not
+    /// naturally aligned within its dword, or of another size, reads all ones.
+    pub fn read(&mut self, cs: &mut impl ConfigSpace, a: PciAddress, offset: u8, size: u8) -> u32 {
+        let ones = lane_mask(size);
+        let Some(i) = self.get(a).filter(|_| valid(offset, size)) else {
+            return ones;
+        };
+        let dword = self.read_dword(cs, i, offset & !3);
+        (dword >> (8 * u32::from(offset & 3))) & ones
+    }
+
+    fn read_dword(&self, cs: &mut impl ConfigSpace, i: usize, reg: u8) -> u32 {
+        let Some(o) = self.owned[i] else {
+            return u32::MAX;
+        };
+        let f = o.function;
+        match reg {
+            HEADER => {
+                let v = cs.read(f.address, reg);
+                let multi = if o.multi { MULTI_FUNCTION } else { 0 };
+                (v & !(0xff << 16)) | u32::from(f.header_type | multi) << 16
+            }
+            ROM if f.header_type == 0 => 0,
+            _ => match bar_index(f, reg) {
+                Some(b) if o.sizing[b] => f.bars[b].mask,
+                _ => cs.read(f.address, reg),
+            },
+        }
+    }
+
+    /// Writes `size` (1, 2 or 4) bytes of `value` at `offset` of function `a`, filtered;
+    /// returns what it refused, if anything. Other sizes and misaligned accesses are
+    /// ignored, as are writes to functions the sandbox does not own.
+    pub fn write(
+        &mut self,
+        cs: &mut impl ConfigSpace,
+        a: PciAddress,
+        offset: u8,
+        size: u8,
+        value: u32,
+    ) -> Option<Refusal> {
+        let i = self.get(a).filter(|_| valid(offset, size))?;
+        let o = self.owned[i]?;
+        let f = o.function;
+        let reg = offset & !3;
+        let shift = 8 * u32::from(offset & 3);
+        let lanes = lane_mask(size) << shift;
+        let value = (value << shift) & lanes;
+        if reg == COMMAND {
+            if lanes & 0xffff == 0 {
+                return None; // the status register: read-only here
+            }
+            let real = cs.read(a, COMMAND) as u16;
+            let wanted = ((u32::from(real) & !lanes) | value) as u16;
+            let command = (real & !COMMAND_WRITABLE) | (wanted & COMMAND_WRITABLE);
+            cs.write(a, COMMAND, u32::from(command));
+            return (wanted & COMMAND_BUS_MASTER != 0 && real & COMMAND_BUS_MASTER == 0)
+                .then_some(Refusal::BusMaster(a));
+        }
+        let b = bar_index(f, reg)?;
+        let bar = f.bars[b];
+        // The dword the sandbox means: its bytes over what the register reads now.
+        let current = self.read_dword(cs, i, reg);
+        let meant = (current & !lanes) | value;
+        let writable = if bar.kind == BarKind::None && bar.mask == 0 {
+            0
+        } else {
+            bar.mask & !type_bits(bar)
+        };
+        let owned = self.owned[i].as_mut()?;
+        if meant & writable == writable {
+            owned.sizing[b] = writable != 0;
+            return None;
+        }
+        owned.sizing[b] = false;
+        let real = cs.read(a, reg);
+        if (meant ^ real) & writable == 0 {
+            return None; // its own value back: the end of a sizing
+        }
+        Some(Refusal::BarMove {
+            function: a,
+            bar: b as u8,
+            value: meant,
+        })
+    }
+}
+
+/// Whether an access of `size` bytes at `offset` stays inside one dword and is naturally
+/// aligned.
+fn valid(offset: u8, size: u8) -> bool {
+    matches!(size, 1 | 2 | 4) && offset % size == 0
+}
+
+/// The low `size` bytes set.
+fn lane_mask(size: u8) -> u32 {
+    match size {
+        1 => 0xff,
+        2 => 0xffff,
+        _ => u32::MAX,
+    }
+}
+
+/// The BAR register `reg` of a type 0 function.
+fn bar_index(f: Function, reg: u8) -> Option<usize> {
+    (f.header_type == 0 && (BAR0..BAR0 + 24).contains(&reg)).then(|| usize::from((reg - BAR0) / 4))
+}
+
+/// The read-only type bits of a BAR (I/O: bits 1:0; memory: 3:0; a 64-bit upper half:
+/// none).
+fn type_bits(bar: Bar) -> u32 {
+    match bar.kind {
+        BarKind::Io => 0x3,
+        BarKind::Memory32 | BarKind::Memory64 => 0xf,
+        BarKind::None => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pci::fake::{bus, FakeBus};
+    use crate::pci::{enumerate, CAPABILITIES, CLASS, ID};
+
+    fn at(b: u8, d: u8, f: u8) -> PciAddress {
+        PciAddress::new(b, d, f).unwrap()
+    }
+
+    /// The test bus, and a space owning the IDE function (00:01.1) and edu (00:03.0).
+    fn setup() -> (FakeBus, VirtualConfig) {
+        let mut b = bus();
+        let fs = enumerate(&mut b, 0, 255);
+        b.writes.clear();
+        let mut v = VirtualConfig::new();
+        assert!(v.add(*fs.get(at(0, 1, 1)).unwrap()));
+        assert!(v.add(*fs.get(at(0, 3, 0)).unwrap()));
+        assert!(!v.add(*fs.get(at(0, 3, 0)).unwrap()), "once");
+        (b, v)
+    }
+
+    #[test]
+    fn only_owned_functions_are_seen() {
+        let (mut b, mut v) = setup();
+        assert_eq!(v.read(&mut b, at(0, 3, 0), ID, 4), 0x11e8_1234);
+        assert_eq!(v.read(&mut b, at(0, 1, 1), ID, 2), 0x8086);
+        assert_eq!(v.read(&mut b, at(0, 1, 1), 2, 2), 0x7010);
+        for other in [
+            at(0, 0, 0),
+            at(0, 1, 0),
+            at(0, 4, 0),
+            at(1, 0, 0),
+            at(255, 31, 7),
+        ] {
+            assert_eq!(v.read(&mut b, other, ID, 4), u32::MAX);
+            assert_eq!(v.read(&mut b, other, ID, 1), 0xff);
+            assert_eq!(v.write(&mut b, other, COMMAND, 2, 0x7), None);
+        }
+        assert!(b.writes.is_empty(), "nothing reached the bus");
+        assert_eq!(
+            VirtualConfig::new().read(&mut b, at(0, 3, 0), ID, 4),
+            u32::MAX
+        );
+    }
+
+    #[test]
+    fn header_type_multi_function_bit_follows_what_the_sandbox_owns() {
+        let (mut b, mut v) = setup();
+        // The IDE is function 1 of a multi-function device, but its sibling is not owned.
+        assert_eq!(v.read(&mut b, at(0, 1, 1), HEADER + 2, 1), 0x00);
+        let fs = enumerate(&mut bus(), 0, 0);
+        v.add(*fs.get(at(0, 1, 0)).unwrap());
+        assert_eq!(v.read(&mut b, at(0, 1, 1), HEADER + 2, 1), 0x80);
+        assert_eq!(v.read(&mut b, at(0, 1, 0), HEADER, 4) >> 16 & 0xff, 0x80);
+        assert_eq!(v.read(&mut b, at(0, 3, 0), HEADER + 2, 1), 0x00);
+    }
+
+    #[test]
+    fn odd_sizes_and_unaligned_offsets_read_ones_and_write_nothing() {
+        let (mut b, mut v) = setup();
+        let edu = at(0, 3, 0);
+        assert_eq!(v.read(&mut b, edu, 1, 2), 0xffff, "word at an odd offset");
+        assert_eq!(v.read(&mut b, edu, 2, 4), u32::MAX, "dword across two");
+        assert_eq!(v.read(&mut b, edu, 0, 3), 0xffff_ffff, "three bytes");
+        assert_eq!(v.read(&mut b, edu, 0, 0), u32::MAX);
+        assert_eq!(
+            v.read(&mut b, edu, 0xff, 1),
+            0x00,
+            "the last byte is in range"
+        );
+        assert_eq!(v.write(&mut b, edu, COMMAND + 1, 2, 0x0707), None);
+        assert_eq!(v.write(&mut b, edu, COMMAND, 8, 0x7), None);
+        assert!(b.writes.is_empty());
+    }
+
+    #[test]
+    fn command_allows_decode_and_refuses_bus_mastering() {
+        let (mut b, mut v) = setup();
+        let edu = at(0, 3, 0);
+        assert_eq!(v.write(&mut b, edu, COMMAND, 2, 0x3), None);
+        assert_eq!(b.reg(edu, COMMAND) & 0xffff, 0x3);
+        assert_eq!(
+            v.write(&mut b, edu, COMMAND, 2, 0x7),
+            Some(Refusal::BusMaster(edu))
+        );
+        assert_eq!(b.reg(edu, COMMAND) & 0xffff, 0x3, "bus master stays off");
+        assert_eq!(v.read(&mut b, edu, COMMAND, 2), 0x3);
+        // A byte write, a dword write touching the status half, other bits (SERR, 8).
+        assert_eq!(
+            v.write(&mut b, edu, COMMAND, 1, 0x4),
+            Some(Refusal::BusMaster(edu))
+        );
+        assert_eq!(b.reg(edu, COMMAND) & 0xffff, 0x0, "byte 0 = 4: decode off");
+        assert_eq!(v.write(&mut b, edu, COMMAND, 4, 0xffff_0501), None);
+        assert_eq!(
+            b.reg(edu, COMMAND),
+            0x0010_0401,
+            "I/O and INTx-disable; SERR and status kept"
+        );
+        assert_eq!(v.write(&mut b, edu, COMMAND + 2, 2, 0xffff), None, "status");
+        assert_eq!(b.reg(edu, COMMAND), 0x0010_0401);
+    }
+
+    #[test]
+    fn bar_sizing_reads_the_mask_and_never_touches_the_real_bar() {
+        let (mut b, mut v) = setup();
+        let (edu, ide) = (at(0, 3, 0), at(0, 1, 1));
+        let bar4 = BAR0 + 16;
+        assert_eq!(v.read(&mut b, edu, BAR0, 4), 0xfea0_0000);
+        assert_eq!(v.write(&mut b, edu, BAR0, 4, u32::MAX), None);
+        assert_eq!(v.read(&mut b, edu, BAR0, 4), 0xfff0_0000, "1 MiB");
+        assert_eq!(v.read(&mut b, edu, BAR0 + 2, 2), 0xfff0);
+        assert_eq!(v.write(&mut b, edu, BAR0, 4, 0xfea0_0000), None, "restored");
+        assert_eq!(v.read(&mut b, edu, BAR0, 4), 0xfea0_0000);
+        assert_eq!(v.write(&mut b, ide, bar4, 4, u32::MAX), None);
+        assert_eq!(v.read(&mut b, ide, bar4, 4), 0xffff_fff1, "16 I/O ports");
+        assert_eq!(v.write(&mut b, ide, bar4, 4, 0xc001), None);
+        // An unimplemented BAR reads 0 while "sized" too.
+        assert_eq!(v.write(&mut b, edu, BAR0 + 4, 4, u32::MAX), None);
+        assert_eq!(v.read(&mut b, edu, BAR0 + 4, 4), 0);
+        assert!(b.writes.is_empty(), "no BAR write reached the bus");
+        assert_eq!(b.reg(edu, BAR0), 0xfea0_0000);
+    }
+
+    #[test]
+    fn bar_moves_are_refused() {
+        let (mut b, mut v) = setup();
+        let edu = at(0, 3, 0);
+        assert_eq!(
+            v.write(&mut b, edu, BAR0, 4, 0x1000_0000),
+            Some(Refusal::BarMove {
+                function: edu,
+                bar: 0,
+                value: 0x1000_0000
+            })
+        );
+        assert_eq!(v.read(&mut b, edu, BAR0, 4), 0xfea0_0000);
+        // A byte of a move, and a move while sizing.
+        assert!(v.write(&mut b, edu, BAR0 + 3, 1, 0x10).is_some());
+        v.write(&mut b, edu, BAR0, 4, u32::MAX);
+        assert!(v.write(&mut b, edu, BAR0, 4, 0x2000_0000).is_some());
+        assert_eq!(v.read(&mut b, edu, BAR0, 4), 0xfea0_0000, "sizing ended");
+        assert!(b.writes.is_empty());
+    }
+
+    #[test]
+    fn everything_else_is_read_only_and_the_rom_is_hidden() {
+        let (mut b, mut v) = setup();
+        let edu = at(0, 3, 0);
+        assert_eq!(v.read(&mut b, edu, CAPABILITIES, 1), 0x40);
+        assert_eq!(
+            v.read(&mut b, edu, 0x40, 1),
+            0x05,
+            "the MSI capability, read through"
+        );
+        for (offset, size) in [
+            (ID, 4),
+            (CLASS, 4),
+            (HEADER, 4),
+            (CAPABILITIES, 1),
+            (0x40, 4),
+            (0x3c, 1),
+            (ROM, 4),
+            (0xfc, 4),
+        ] {
+            assert_eq!(v.write(&mut b, edu, offset, size, 0x1234_5678), None);
+        }
+        assert!(b.writes.is_empty());
+        b.functions[3].regs[12] = 0xfff0_0001;
+        assert_eq!(v.read(&mut b, edu, ROM, 4), 0);
+    }
+}

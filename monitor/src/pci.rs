@@ -1,0 +1,218 @@
+//! PCI at boot and the sandboxes' configuration accesses: the real configuration space
+//! (ECAM from the ACPI MCFG table when it has segment 0, else mechanism #1 through ports
+//! 0xCF8/0xCFC), the scan and the table's assignments (`quest_monitor_core::pci`), and one
+//! virtual configuration space per sandbox (`quest_monitor_core::pci_virtual`) that its
+//! vCPUs' 0xCF8/0xCFC exits reach through `VcpuOps`, on VT-x and SVM alike.
+//!
+//! The real address/data pair is one per machine (not per core), so every real access
+//! holds [`REAL`]'s lock for its address-then-data pair.
+
+use crate::bootinfo::AcpiRoot;
+use crate::cores::IdentityMapped;
+use acpi::mcfg::Mcfg;
+use acpi::AcpiTables;
+use core::sync::atomic::{AtomicBool, Ordering};
+use quest_abi::{PciAddress, SandboxId, TableView, MAX_SANDBOXES};
+use quest_monitor_core::pci::{self, Assignment, ConfigSpace, Functions};
+use quest_monitor_core::pci_virtual::{Refusal, VirtualConfig};
+use spin::Mutex;
+use x86_64::instructions::port::Port;
+
+/// Most PCI devices the table may name (the rest are reported absent).
+const MAX_DEVICES: usize = 64;
+
+/// How the monitor reaches real configuration space.
+#[derive(Clone, Copy, Debug)]
+enum Access {
+    /// Mechanism #1: address at 0xCF8, data at 0xCFC.
+    Ports,
+    /// Memory-mapped (ECAM) at `base` for buses `first..=last` of segment 0.
+    Ecam { base: u64, first: u8, last: u8 },
+}
+
+impl Access {
+    /// The address of function `f`'s register `offset` (ECAM), if in range.
+    fn ecam(base: u64, first: u8, last: u8, f: PciAddress, offset: u8) -> Option<u64> {
+        (first..=last).contains(&f.bus).then(|| {
+            base + (u64::from(f.bus - first) << 20)
+                + (u64::from(f.device) << 15)
+                + (u64::from(f.function) << 12)
+                + u64::from(offset & 0xfc)
+        })
+    }
+}
+
+impl ConfigSpace for Access {
+    fn read(&mut self, f: PciAddress, offset: u8) -> u32 {
+        match *self {
+            Access::Ports => {
+                // SAFETY: mechanism #1 ports, used by the monitor only (never passed
+                // through), under REAL's lock.
+                unsafe {
+                    Port::<u32>::new(0xcf8).write(address(f, offset));
+                    Port::<u32>::new(0xcfc).read()
+                }
+            }
+            Access::Ecam { base, first, last } => match Self::ecam(base, first, last, f, offset) {
+                // SAFETY: an aligned dword of the MCFG's ECAM window, identity mapped
+                // (below 4 GiB on every firmware Quest boots on).
+                Some(a) => unsafe { core::ptr::read_volatile(a as *const u32) },
+                None => u32::MAX,
+            },
+        }
+    }
+
+    fn write(&mut self, f: PciAddress, offset: u8, value: u32) {
+        match *self {
+            Access::Ports => {
+                // SAFETY: as in `read`.
+                unsafe {
+                    Port::<u32>::new(0xcf8).write(address(f, offset));
+                    Port::<u32>::new(0xcfc).write(value);
+                }
+            }
+            Access::Ecam { base, first, last } => {
+                if let Some(a) = Self::ecam(base, first, last, f, offset) {
+                    // SAFETY: as in `read`.
+                    unsafe { core::ptr::write_volatile(a as *mut u32, value) }
+                }
+            }
+        }
+    }
+}
+
+/// Mechanism #1's address of `f`'s register `offset`, enable bit set.
+fn address(f: PciAddress, offset: u8) -> u32 {
+    1 << 31 | u32::from(f.to_u16()) << 8 | u32::from(offset & 0xfc)
+}
+
+/// The real configuration space (set once at boot, before any sandbox runs).
+static REAL: Mutex<Access> = Mutex::new(Access::Ports);
+
+/// Each sandbox's virtual configuration space.
+static SPACES: [Mutex<VirtualConfig>; MAX_SANDBOXES] =
+    [const { Mutex::new(VirtualConfig::new()) }; MAX_SANDBOXES];
+
+/// Whether each sandbox may start (none of its required functions is missing).
+static STARTABLE: [AtomicBool; MAX_SANDBOXES] = [const { AtomicBool::new(true) }; MAX_SANDBOXES];
+
+/// The ECAM window of segment 0 from the ACPI MCFG table, if there is one.
+fn ecam(root: Option<AcpiRoot>) -> Option<Access> {
+    let root = root?;
+    // SAFETY: the root comes from GRUB's copy of the firmware RSDP; the crate checks
+    // signatures and checksums; the tables are identity mapped.
+    let tables =
+        unsafe { AcpiTables::from_rsdt(IdentityMapped, root.revision, root.address as usize) }
+            .ok()?;
+    let mcfg = tables.find_table::<Mcfg>().ok()?;
+    let entry = mcfg
+        .get()
+        .entries()
+        .iter()
+        .copied()
+        .find(|e| e.pci_segment_group == 0)?;
+    Some(Access::Ecam {
+        base: entry.base_address,
+        first: entry.bus_number_start,
+        last: entry.bus_number_end,
+    })
+}
+
+/// Scans PCI, matches the table's PCI devices and prints one line per device (assigned,
+/// absent, taken) and per sandbox that is not started for want of one. Boot core, before
+/// any sandbox runs.
+pub fn init(table: &TableView<'static>, acpi: Option<AcpiRoot>) {
+    let pci_devices = table.sandboxes().flat_map(|s| {
+        s.devices()
+            .filter_map(move |d| Some((s.id().index(), d.pci()?, d)))
+    });
+    if pci_devices.clone().next().is_none() {
+        return; // the machine's PCI is none of this table's business
+    }
+    let access = ecam(acpi).unwrap_or(Access::Ports);
+    let (first, last, how) = match access {
+        Access::Ports => (0, 255, "ports 0xcf8/0xcfc"),
+        Access::Ecam { first, last, .. } => (first, last, "ECAM (ACPI MCFG)"),
+    };
+    let functions: Functions = pci::enumerate(&mut *REAL.lock(), first, last);
+    *REAL.lock() = access;
+    crate::println!(
+        "quest: PCI through {how}: {} functions on buses {first}-{last}",
+        functions.iter().count()
+    );
+    let mut out = [None; MAX_DEVICES];
+    pci::assign(
+        &functions,
+        pci_devices.clone().map(|(s, select, _)| (s, select)),
+        &mut out,
+    );
+    let start_without: [bool; MAX_DEVICES] = {
+        let mut a = [false; MAX_DEVICES];
+        for (i, (_, _, d)) in pci_devices.clone().take(MAX_DEVICES).enumerate() {
+            a[i] = d.start_without();
+        }
+        a
+    };
+    for (i, (s, select, d)) in pci_devices.enumerate() {
+        let name = name_of(table, s);
+        let absent = if d.start_without() {
+            "it starts without it"
+        } else {
+            "it is not started"
+        };
+        match out.get(i).copied().flatten().map(|(_, a)| a) {
+            Some(Assignment::Found(f)) => {
+                crate::println!("quest: device {} ({}) -> sandbox '{name}'", f.address, f.id);
+                if !SPACES[s % MAX_SANDBOXES].lock().add(f) {
+                    crate::println!(
+                        "quest: sandbox '{name}' has too many PCI functions; {} not given",
+                        f.address
+                    );
+                }
+                if d.dma_unprotected() {
+                    crate::println!("quest: device {} may master the bus unprotected (no IOMMU): bus mastering stays refused until DMA is handled", f.address);
+                }
+            }
+            Some(Assignment::Taken { address, owner }) => {
+                let other = name_of(table, owner);
+                crate::println!("quest: device {select} for sandbox '{name}' is {address}, already sandbox '{other}''s; {absent}");
+            }
+            _ => crate::println!("quest: device {select} for sandbox '{name}' is absent; {absent}"),
+        }
+    }
+    for s in table.sandboxes() {
+        let i = s.id().index();
+        if !pci::may_start(i, &out, |d| start_without.get(d).copied().unwrap_or(false)) {
+            STARTABLE[i % MAX_SANDBOXES].store(false, Ordering::Release);
+            crate::println!(
+                "quest: sandbox '{}' is not started: a device it needs is missing",
+                s.name()
+            );
+        }
+    }
+}
+
+/// The name of sandbox index `s`.
+fn name_of(table: &TableView<'static>, s: usize) -> &'static str {
+    u32::try_from(s)
+        .ok()
+        .and_then(|s| table.sandbox(SandboxId::new(s)))
+        .map_or("?", |v| v.name())
+}
+
+/// Whether sandbox `s` may start (see [`init`]).
+pub fn may_start(s: SandboxId) -> bool {
+    STARTABLE[s.index() % MAX_SANDBOXES].load(Ordering::Acquire)
+}
+
+/// A read of sandbox `s`'s virtual configuration space.
+pub fn read(s: SandboxId, f: PciAddress, offset: u8, size: u8) -> u32 {
+    let mut space = SPACES[s.index() % MAX_SANDBOXES].lock();
+    space.read(&mut *REAL.lock(), f, offset, size)
+}
+
+/// A write to sandbox `s`'s virtual configuration space; what it refused.
+pub fn write(s: SandboxId, f: PciAddress, offset: u8, size: u8, value: u32) -> Option<Refusal> {
+    let mut space = SPACES[s.index() % MAX_SANDBOXES].lock();
+    space.write(&mut *REAL.lock(), f, offset, size, value)
+}

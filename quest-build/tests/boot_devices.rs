@@ -1,0 +1,81 @@
+//! Boot tests of PCI configuration-space passthrough (`partition-manifests/devices.toml`):
+//! `owner` is given the PIIX3 IDE function (8086:7010 at 00:01.1 in Bochs' and QEMU's
+//! i440FX) and QEMU's `edu` (1234:11e8, `if_absent = "start-without"`), `bystander`
+//! nothing. Both scan the whole bus through 0xCF8/0xCFC (`unikernels/apps/pci-scan`).
+//! Checked: the monitor's assignment lines; the owner sees exactly its functions with
+//! their real IDs and BAR sizes, its bus-master enable is refused and logged; the
+//! bystander sees nothing; both exit 0.
+//! - in Bochs (VT-x): edu is absent, so the owner starts without it.
+//! - in QEMU TCG (SVM): `quest-build run` adds `-device edu` because the table names it.
+
+#[macro_use]
+mod common;
+
+use common::{assert_line, assert_passed, boot_with, build};
+use quest_build::run::{qemu::Accel, Emulator, RunOutcome};
+
+fn owner_lines(c: &str) -> Vec<&str> {
+    c.lines()
+        .filter(|l| l.starts_with("[owner] function "))
+        .collect()
+}
+
+/// What both emulators show: the IDE function is the owner's, with its 16-port I/O BAR4;
+/// bus mastering refused and logged; the bystander sees nothing; all exit 0.
+fn common_checks(out: &RunOutcome) {
+    assert_passed(out);
+    let c = &out.console;
+    assert_line(c, "quest: device 00:01.1 (8086:7010) -> sandbox 'owner'");
+    assert_line(c, "[owner] function 00:01.1 id 8086:7010 class 010180");
+    assert_line(c, "[owner] bar 00:01.1 #4: io size 0x10 (value 0x");
+    assert_line(c, "[owner] bus master 00:01.1: refused");
+    assert_line(
+        c,
+        "quest: sandbox 'owner' core 0: PCI 00:01.1: bus-master enable refused (no DMA protection)",
+    );
+    assert_line(c, "[owner] disabled read 0xffffffff");
+    assert_line(c, "[bystander] pci-scan: 0 functions");
+    assert!(
+        !c.lines().any(|l| l.starts_with("[bystander] function")),
+        "{c}"
+    );
+    assert!(
+        !c.lines().any(|l| l.contains("restored no")),
+        "sizing restores every BAR: {c}"
+    );
+}
+
+#[test]
+fn devices_in_bochs_show_each_sandbox_its_own_functions() {
+    require_bochs!();
+    let built = build("devices", "devices");
+    let out = boot_with(built.iso.as_ref().unwrap(), &built.elf, Emulator::Bochs);
+    common_checks(&out);
+    let c = &out.console;
+    assert_line(
+        c,
+        "quest: device 1234:11e8 for sandbox 'owner' is absent; it starts without it",
+    );
+    assert_eq!(owner_lines(c).len(), 1, "only the IDE function: {c}");
+    assert_line(c, "[owner] pci-scan: 1 functions");
+}
+
+#[test]
+fn devices_in_qemu_svm_show_the_owner_edu_too() {
+    require_qemu!();
+    let built = build("devices", "svm-devices");
+    let out = boot_with(
+        built.iso.as_ref().unwrap(),
+        &built.elf,
+        Emulator::Qemu(Accel::Tcg),
+    );
+    assert_line(&out.console, "quest: AMD SVM with nested paging (");
+    common_checks(&out);
+    let c = &out.console;
+    assert_line(c, "quest: device 00:03.0 (1234:11e8) -> sandbox 'owner'");
+    assert_line(c, "[owner] function 00:03.0 id 1234:11e8 class 00ff00");
+    assert_line(c, "[owner] bar 00:03.0 #0: mem32 size 0x100000");
+    assert_line(c, "[owner] bus master 00:03.0: refused");
+    assert_eq!(owner_lines(c).len(), 2, "IDE and edu: {c}");
+    assert_line(c, "[owner] pci-scan: 2 functions");
+}
