@@ -63,6 +63,7 @@ boot_checks! {
     hostile_channel_endpoints_are_contained_on_svm: "channels-hostile" => channels_hostile;
     pingpong_runs_on_svm: "pingpong" => pingpong;
     pingpong_hermit_runs_on_svm: "pingpong-hermit" => pingpong_hermit;
+    sleeping_endpoints_wake_on_svm: "channels-doorbell" => channels_doorbell;
 }
 
 // Bochs' AMD `ryzen` model: its TSC follows its instruction count, as the channel
