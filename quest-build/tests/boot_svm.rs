@@ -64,6 +64,7 @@ boot_checks! {
     pingpong_runs_on_svm: "pingpong" => pingpong;
     pingpong_hermit_runs_on_svm: "pingpong-hermit" => pingpong_hermit;
     sleeping_endpoints_wake_on_svm: "channels-doorbell" => channels_doorbell;
+    channels_inside_one_sandbox_run_on_svm: "channels-local" => channels_local;
 }
 
 // Bochs' AMD `ryzen` model: its TSC follows its instruction count, as the channel

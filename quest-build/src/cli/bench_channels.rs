@@ -93,7 +93,18 @@ fn bench_lines<'a>(
 
 /// Every `bench rtt` line `sandbox` printed.
 pub fn round_trips(console: &str, sandbox: &str) -> Vec<RoundTrip> {
-    bench_lines(console, sandbox, "rtt")
+    timed(console, sandbox, "rtt")
+}
+
+/// Every `bench floor` line `sandbox` printed (chan-local's atomic ping-pong, in the
+/// format of a round trip).
+pub fn floors(console: &str, sandbox: &str) -> Vec<RoundTrip> {
+    timed(console, sandbox, "floor")
+}
+
+/// Every `bench <kind> SIZE rounds=N min=.. median=.. p99=.. max=..` line.
+fn timed(console: &str, sandbox: &str, kind: &str) -> Vec<RoundTrip> {
+    bench_lines(console, sandbox, kind)
         .filter_map(|(size, f)| {
             Some(RoundTrip {
                 size: size.parse().ok()?,
@@ -237,14 +248,9 @@ pub fn local_rows(
     pingpong_console: &str,
     local_console: &str,
 ) -> Result<Vec<(String, String)>, String> {
-    let floor = bench_lines(local_console, "local", "floor")
-        .find_map(|(size, f)| {
-            Some((
-                size.parse::<u64>().ok()?,
-                *f.get("median")?,
-                *f.get("rounds")?,
-            ))
-        })
+    let floor = floors(local_console, "local")
+        .first()
+        .map(|f| (f.size, f.median, f.rounds))
         .ok_or("chan-local printed no `bench floor` line")?;
     let intra = round_trips(local_console, "local");
     if intra.is_empty() {
