@@ -9,22 +9,22 @@
 //! checks. Not on SVM in QEMU's software emulation: the bounds assume every endpoint has
 //! its core to itself, which TCG cannot give (measured with QEMU 7.2, bounds.toml, 6 vCPUs,
 //! on a 2-core host; run `--ignored` to see it again):
-//! - single-threaded (`quest_build::run::qemu`), one host thread runs the vCPUs in turn
-//!   and a vCPU keeps it until it `PAUSE`s, halts or exits, while the TSC (the host's
-//!   clock) runs on for all: a reader waits for whatever the other five vCPUs do in their
-//!   turns and the host's scheduling of the one thread. Calibration is sane there (line
-//!   round trip median 2 300-3 600 cycles, TSC offsets -0.8 k +- 1.2 k) but its maxima are
-//!   60-100x the medians, and messages still exceed them: ticks worst 68.6 M of 68.8 M and
-//!   239 M (92 ms) of 50 M, pages 5 063 214 of 5 062 933 and 3.93 M of 3.91 M (two runs);
-//! - with `-icount shift=7,sleep=off` the TSC counts the instructions of all vCPUs
-//!   (deterministic: the calibration gives exactly 128x Bochs' counts, copy 17 248 = 135 x
-//!   128 cycles per KiB, and the whole boot takes 3.7 s), but the turns stay: a burst
-//!   writer fills and sends its 12 messages before its reader runs at all, so bulk's median
-//!   latency is >= 8.4 M cycles (65 k instructions, against ~2 k on Bochs): bulk 140%,
-//!   ticks 273%, pages 985% of their bounds;
-//! - multi-threaded (6 vCPU threads on 2 host cores) the host's scheduler decides: line
-//!   round trips of 114 M cycles (max 239 M), bounds of 60-600 G cycles that hold at 0-1%,
-//!   so the tightest-within-half check fails.
+//! - single-threaded, one host thread runs the vCPUs in turn and a vCPU keeps it until it
+//!   `PAUSE`s, halts or exits; without `-icount` the TSC (the host's clock) runs on for all:
+//!   a reader waits for whatever the other five vCPUs do in their turns and the host's
+//!   scheduling of the one thread. Calibration is sane there (line round trip median 2.3-3.6 k
+//!   cycles, TSC offsets -0.8 k +- 1.2 k) but its maxima are 60-100x the medians, and
+//!   messages still exceed them: ticks worst 68.6 M of 68.8 M and 239 M (92 ms) of 50 M,
+//!   pages 5 063 214 of 5 062 933 and 3.93 M of 3.91 M (two runs);
+//! - with `-icount shift=7,sleep=off` (what `quest_build::run::qemu` uses) the TSC counts the
+//!   instructions of all vCPUs (deterministic: the calibration gives exactly 128x Bochs'
+//!   counts, copy 17 248 = 135 x 128 cycles per KiB, and the whole boot takes 3.7 s), but the
+//!   turns stay: a burst writer fills and sends its 12 messages before its reader runs at
+//!   all, so bulk's median latency is >= 8.4 M cycles (65 k instructions, against ~2 k on
+//!   Bochs): bulk 140%, ticks 273%, pages 985% of their bounds;
+//! - multi-threaded (6 vCPU threads on 2 host cores) the host's scheduler decides: line round
+//!   trips of 114 M cycles (max 239 M), bounds of 60-600 G cycles that hold at 0-1%, so the
+//!   tightest-within-half check fails.
 
 use quest_build::run::{qemu::Accel, Emulator};
 use std::path::{Path, PathBuf};

@@ -1,23 +1,17 @@
 //! Boot tests on the SVM backend, with the same checks as the VT-x boot tests in Bochs
 //! (`common::checks`) and a line that shows the monitor chose SVM:
-//! - in QEMU's software emulation, single-threaded (an AMD CPU with SVM and nested paging,
-//!   no x2APIC, no next-RIP save; why single-threaded: `quest_build::run::qemu`): hello,
-//!   isolation, restart, hermit-faults, channels-hostile, pingpong, pingpong-hermit, the
-//!   corrupted payload. Not bounds.toml (`run --check-bounds`): single-threaded, each
-//!   handover in the monitor's calibration loops, which spin without `PAUSE`, waits for
-//!   QEMU's 100 ms round-robin kick, so it measured line round trips of 170 M cycles and
-//!   TSC offsets of +-52 M, and every message looked early ("stamps from the future").
-//!   Not channels-doorbell: its ringer pauses 1 M TSC cycles (0.4 ms of the host's clock,
-//!   which TCG's TSC follows) and the sleeper must spin 200 polls and sleep within it; it
-//!   got 19 WAITs for 20 (QEMU 7.2). `-icount`, which would tie the TSC to the instruction
-//!   count, stalled the monitor's calibration (see `run::qemu`).
-//! - in Bochs' AMD `ryzen` model (no x2APIC either): hello, pingpong, channels-doorbell.
-//!   Not isolation: Bochs 2.7 panics on an SVM guest's triple fault ("3rd (13) exception
-//!   with no resolution") before `shutdown()` would take the SHUTDOWN #VMEXIT the
-//!   monitor intercepts (its VT-x path exits first); `panic: action=report` (globally or
-//!   `cpu7=`/`CPU7=`) and more debugger `c` commands did not keep it running (measured).
-//! - not channels-local: no boot test has it on either backend (`quest-build bench`
-//!   boots it).
+//! - in QEMU's software emulation, single-threaded with the TSC counting instructions (an
+//!   AMD CPU with SVM and nested paging, no x2APIC, no next-RIP save; why these settings:
+//!   `quest_build::run::qemu`): hello, isolation, restart, hermit-faults,
+//!   channels-hostile, pingpong, pingpong-hermit, channels-doorbell, channels-local, the
+//!   corrupted payload. Not bounds.toml: QEMU cannot give each endpoint its own core
+//!   (measured in `boot_bounds.rs`, which checks it on SVM in Bochs' `ryzen` model).
+//! - in Bochs' AMD `ryzen` model (no x2APIC either): hello, pingpong, channels-doorbell
+//!   (and bounds.toml, in `boot_bounds.rs`). Not isolation: Bochs 2.7 panics on an SVM
+//!   guest's triple fault ("3rd (13) exception with no resolution") before `shutdown()`
+//!   would take the SHUTDOWN #VMEXIT the monitor intercepts (its VT-x path exits first);
+//!   `panic: action=report` (globally or `cpu7=`/`CPU7=`) and more debugger `c` commands
+//!   did not keep it running (measured).
 //!
 //! They skip (loudly) only when QEMU or the GRUB tools are missing and `QUEST_REQUIRE_BOOT`
 //! is unset; CI sets it, so there a missing emulator is a failure.
