@@ -440,7 +440,7 @@ pub fn backend_rows(ws: &Workspace, timeout: Duration) -> Result<Vec<(String, St
         let hello = passed("hello")?;
         let khz = crate::run::console::records(hello)
             .find_map(|r| match r {
-                quest_abi::console::Record::Tsc { khz, .. } => Some(u64::from(khz)),
+                quest_abi::console::Record::Tsc { khz, .. } => Some(khz),
                 _ => None,
             })
             .ok_or("hello printed no TSC frequency")?;
