@@ -15,6 +15,12 @@
 //!   ping-pong (round trip median and max), then round-trip TSC exchanges (the offset
 //!   from the shortest, `quest_monitor_core::calibration`).
 //!
+//! Every wait for another core's store spins with `PAUSE` (`core::hint::spin_loop`), as
+//! the channel library's waits do: the round trips measured are the ones a spinning
+//! endpoint sees, and an emulator that runs its cores in turn (QEMU's single-threaded
+//! software emulation) passes the turn on at a `PAUSE`; without it each handover waited
+//! for the end of the spinning core's time slice (line round trips of 170 M cycles there).
+//!
 //! Then the boot core fills the page, prints the `quest: calibration:` records and ends
 //! the phase; every core goes on to its vCPU. The arithmetic is in
 //! `quest_monitor_core::calibration`, host-tested.
@@ -164,7 +170,9 @@ fn initiate_pair() -> PairResult {
     for k in 1..=2 * TRIALS as u64 {
         let t0 = rdtsc();
         PING.seq.store(k, Ordering::Release);
-        while PONG.seq.load(Ordering::Acquire) != k {}
+        while PONG.seq.load(Ordering::Acquire) != k {
+            core::hint::spin_loop();
+        }
         let t1 = rdtsc();
         let i = (k - 1) as usize;
         if i < TRIALS {
@@ -183,7 +191,9 @@ fn initiate_pair() -> PairResult {
 /// The reader side of a pair.
 fn answer_pair() {
     for k in 1..=2 * TRIALS as u64 {
-        while PING.seq.load(Ordering::Acquire) != k {}
+        while PING.seq.load(Ordering::Acquire) != k {
+            core::hint::spin_loop();
+        }
         if k > TRIALS as u64 {
             PONG.tsc.store(rdtsc(), Ordering::Relaxed);
         }
@@ -206,7 +216,9 @@ fn sleep_trials() {
 fn wake_trials(apic_id: u32) -> Cost {
     let mut s = [0u64; TRIALS];
     for (k, slot) in (1..).zip(s.iter_mut()) {
-        while SLEEPING.seq.load(Ordering::Acquire) != k {}
+        while SLEEPING.seq.load(Ordering::Acquire) != k {
+            core::hint::spin_loop();
+        }
         let settle = rdtsc();
         while rdtsc().wrapping_sub(settle) < SLEEP_SETTLE_CYCLES {
             core::hint::spin_loop();
@@ -215,7 +227,9 @@ fn wake_trials(apic_id: u32) -> Cost {
         WAKE_FLAG.0.store(1, Ordering::Release);
         // SAFETY: the target waits in `worker` with the vCPU NMI gate (`prepare_core`).
         unsafe { vmx::send_nmi(apic_id) };
-        while AWAKE.seq.load(Ordering::Acquire) != k {}
+        while AWAKE.seq.load(Ordering::Acquire) != k {
+            core::hint::spin_loop();
+        }
         *slot = rdtsc().wrapping_sub(t0);
     }
     math::cost(&mut s)
@@ -229,7 +243,9 @@ fn ipi_trials(apic_id: u32) -> Cost {
         let t0 = rdtsc();
         // SAFETY: the target waits in `worker` (or is this core) with the vCPU NMI gate.
         unsafe { vmx::send_nmi(apic_id) };
-        while vmx::nmis_handled() == before {}
+        while vmx::nmis_handled() == before {
+            core::hint::spin_loop();
+        }
         *slot = rdtsc().wrapping_sub(t0);
     }
     math::cost(&mut s)

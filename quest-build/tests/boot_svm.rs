@@ -1,25 +1,19 @@
 //! Boot tests on the SVM backend, with the same checks as the VT-x boot tests in Bochs
 //! (`common::checks`) and a line that shows the monitor chose SVM:
-//! - in QEMU's software emulation, single-threaded (an AMD CPU with SVM and nested paging,
-//!   no x2APIC, no next-RIP save; why single-threaded: `quest_build::run::qemu`): hello,
-//!   isolation, restart, hermit-faults, channels-hostile, pingpong, pingpong-hermit, the
+//! - in QEMU's software emulation, single-threaded with the TSC counting instructions (an
+//!   AMD CPU with SVM and nested paging, no x2APIC, no next-RIP save; why these settings:
+//!   `quest_build::run::qemu`): hello, isolation, restart, hermit-faults,
+//!   channels-hostile, pingpong, pingpong-hermit, channels-doorbell, channels-local, the
 //!   corrupted payload, and migration (the checks of `boot_migration.rs`: pre-copy with
-//!   the nested page tables' dirty bits, which QEMU sets). Not bounds.toml (`run --check-bounds`): single-threaded, each
-//!   handover in the monitor's calibration loops, which spin without `PAUSE`, waits for
-//!   QEMU's 100 ms round-robin kick, so it measured line round trips of 170 M cycles and
-//!   TSC offsets of +-52 M, and every message looked early ("stamps from the future").
-//!   Not channels-doorbell: its ringer pauses 1 M TSC cycles (0.4 ms of the host's clock,
-//!   which TCG's TSC follows) and the sleeper must spin 200 polls and sleep within it; it
-//!   got 19 WAITs for 20 (QEMU 7.2). `-icount`, which would tie the TSC to the instruction
-//!   count, stalled the monitor's calibration (see `run::qemu`).
+//!   the nested page tables' dirty bits, which QEMU sets). Not bounds.toml: QEMU cannot
+//!   give each endpoint its own core (measured in `boot_bounds.rs`, which checks it on SVM
+//!   in Bochs' `ryzen` model).
 //! - in Bochs' AMD `ryzen` model (no x2APIC either): hello, pingpong, channels-doorbell,
-//!   migration-hermit and migration-clock (why not in QEMU: at their tests).
-//!   Not isolation: Bochs 2.7 panics on an SVM guest's triple fault ("3rd (13) exception
-//!   with no resolution") before `shutdown()` would take the SHUTDOWN #VMEXIT the
-//!   monitor intercepts (its VT-x path exits first); `panic: action=report` (globally or
+//!   migration-hermit and migration-clock (and bounds.toml, in `boot_bounds.rs`). Not
+//!   isolation: Bochs 2.7 panics on an SVM guest's triple fault ("3rd (13) exception with
+//!   no resolution") before `shutdown()` would take the SHUTDOWN #VMEXIT the monitor
+//!   intercepts (its VT-x path exits first); `panic: action=report` (globally or
 //!   `cpu7=`/`CPU7=`) and more debugger `c` commands did not keep it running (measured).
-//! - not channels-local: no boot test has it on either backend (`quest-build bench`
-//!   boots it).
 //!
 //! They skip (loudly) only when QEMU or the GRUB tools are missing and `QUEST_REQUIRE_BOOT`
 //! is unset; CI sets it, so there a missing emulator is a failure.
@@ -65,6 +59,8 @@ boot_checks! {
     hostile_channel_endpoints_are_contained_on_svm: "channels-hostile" => channels_hostile;
     pingpong_runs_on_svm: "pingpong" => pingpong;
     pingpong_hermit_runs_on_svm: "pingpong-hermit" => pingpong_hermit;
+    sleeping_endpoints_wake_on_svm: "channels-doorbell" => channels_doorbell;
+    channels_inside_one_sandbox_run_on_svm: "channels-local" => channels_local;
 }
 
 // Bochs' AMD `ryzen` model: its TSC follows its instruction count, as the channel

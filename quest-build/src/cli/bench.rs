@@ -1,8 +1,10 @@
 //! `quest-build bench [MANIFEST]`: the benchmark table: monitor size and lines of code,
 //! image size, boot cost in Bochs, the build-time rows ([`super::bench_build`]), the
 //! Hermit rows ([`super::bench_hermit`]), the monitor's size by crate
-//! ([`super::bench_size`]), the channel rows ([`super::bench_channels`]) and the
-//! migration rows ([`super::bench_migration`]).
+//! ([`super::bench_size`]), the channel rows and the per-backend rows (VT-x in Bochs,
+//! SVM in QEMU; [`super::bench_channels`]) and the migration rows
+//! ([`super::bench_migration`]). `QUEST_BENCH_ONLY=backends` or `=migration` measures
+//! only those rows.
 
 use crate::build::{self, Progress, Workspace};
 use crate::image::ImageRequest;
@@ -104,6 +106,9 @@ fn measure(args: &BenchArgs) -> Result<Vec<(String, String)>, String> {
     let ws = Workspace::locate();
     if super::bench_migration::only() {
         return super::bench_migration::measure(&ws, Duration::from_secs(args.timeout));
+    }
+    if super::bench_channels::only() {
+        return super::bench_channels::backend_rows(&ws, Duration::from_secs(args.timeout));
     }
     let progress = Progress::stderr();
     let mut rows = Vec::new();
@@ -215,6 +220,10 @@ fn measure(args: &BenchArgs) -> Result<Vec<(String, String)>, String> {
     }
     if !args.no_boot {
         rows.extend(super::bench_channels::measure(
+            &ws,
+            Duration::from_secs(args.timeout),
+        )?);
+        rows.extend(super::bench_channels::backend_rows(
             &ws,
             Duration::from_secs(args.timeout),
         )?);

@@ -3,7 +3,9 @@
 //! count) and what the monitor's summary counted (VM exits per sandbox); boots
 //! `channels-local.toml` for the floor and the same channel inside one sandbox
 //! ([`local_rows`]); boots `bounds.toml` for each reader mode's bound against what was
-//! observed ([`bounds_rows`], the `--check-bounds` code).
+//! observed ([`bounds_rows`], the `--check-bounds` code); and per backend, the boot cost,
+//! the 64 B round trip, the VM exits per message and the boot tests' wall time
+//! ([`backend_rows`]).
 //!
 //! VM exits per message: every exit of ping and pong that is not explained by a console
 //! line it printed (one `CONSOLE_WRITE` hypercall each; they print only outside the
@@ -14,7 +16,7 @@
 
 use crate::build::{Progress, Workspace};
 use crate::image::{self, ImageRequest};
-use crate::run::{self, Emulator, RunOptions};
+use crate::run::{self, Emulator, RunOptions, RunOutcome};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -93,7 +95,18 @@ fn bench_lines<'a>(
 
 /// Every `bench rtt` line `sandbox` printed.
 pub fn round_trips(console: &str, sandbox: &str) -> Vec<RoundTrip> {
-    bench_lines(console, sandbox, "rtt")
+    timed(console, sandbox, "rtt")
+}
+
+/// Every `bench floor` line `sandbox` printed (chan-local's atomic ping-pong, in the
+/// format of a round trip).
+pub fn floors(console: &str, sandbox: &str) -> Vec<RoundTrip> {
+    timed(console, sandbox, "floor")
+}
+
+/// Every `bench <kind> SIZE rounds=N min=.. median=.. p99=.. max=..` line.
+fn timed(console: &str, sandbox: &str, kind: &str) -> Vec<RoundTrip> {
+    bench_lines(console, sandbox, kind)
         .filter_map(|(size, f)| {
             Some(RoundTrip {
                 size: size.parse().ok()?,
@@ -237,14 +250,9 @@ pub fn local_rows(
     pingpong_console: &str,
     local_console: &str,
 ) -> Result<Vec<(String, String)>, String> {
-    let floor = bench_lines(local_console, "local", "floor")
-        .find_map(|(size, f)| {
-            Some((
-                size.parse::<u64>().ok()?,
-                *f.get("median")?,
-                *f.get("rounds")?,
-            ))
-        })
+    let floor = floors(local_console, "local")
+        .first()
+        .map(|f| (f.size, f.median, f.rounds))
         .ok_or("chan-local printed no `bench floor` line")?;
     let intra = round_trips(local_console, "local");
     if intra.is_empty() {
@@ -321,18 +329,28 @@ pub fn bounds_rows(
     Ok(rows)
 }
 
-/// Builds and boots the example `manifest` (relative to the repository) in Bochs and
-/// returns its console; an error unless every sandbox passed.
-pub(super) fn boot(ws: &Workspace, manifest: &str, timeout: Duration) -> Result<String, String> {
+/// Builds the example `manifest` (relative to the repository, or absolute) into
+/// `images/bench/<prefix><stem>.iso` and boots it in `emulator`.
+fn boot_in(
+    ws: &Workspace,
+    manifest: &str,
+    emulator: Emulator,
+    prefix: &str,
+    timeout: Duration,
+) -> Result<RunOutcome, String> {
     let stem = std::path::Path::new(manifest)
         .file_stem()
         .map_or_else(|| "bench".into(), |s| s.to_string_lossy().into_owned());
     let req = ImageRequest {
         manifest: ws.root.join(manifest),
-        iso: Some(ws.images().join("bench").join(format!("{stem}.iso"))),
+        iso: Some(
+            ws.images()
+                .join("bench")
+                .join(format!("{prefix}{stem}.iso")),
+        ),
         make_iso: true,
     };
-    Progress::stderr().step("Measuring", format!("booting {stem} in Bochs"));
+    Progress::stderr().step("Measuring", format!("booting {stem} in {emulator}"));
     let built = image::build_image(ws, &req, &Progress::quiet()).map_err(|e| match e {
         image::ImageError::Manifest(d) => d.render(false),
         other => other.to_string(),
@@ -340,16 +358,147 @@ pub(super) fn boot(ws: &Workspace, manifest: &str, timeout: Duration) -> Result<
     let iso = built.iso.ok_or("no ISO was built")?;
     let machine = run::machine_of(&built.elf).map_err(|e| e.to_string())?;
     let opts = RunOptions {
-        emulator: Some(Emulator::Bochs),
+        emulator: Some(emulator),
         timeout,
         echo: false,
     };
-    let outcome =
-        run::boot(ws, &iso, machine, &opts, &mut std::io::sink()).map_err(|e| e.to_string())?;
+    run::boot(ws, &iso, machine, &opts, &mut std::io::sink()).map_err(|e| e.to_string())
+}
+
+/// Builds and boots the example `manifest` (relative to the repository) in Bochs and
+/// returns its console; an error unless every sandbox passed.
+pub(super) fn boot(ws: &Workspace, manifest: &str, timeout: Duration) -> Result<String, String> {
+    let outcome = boot_in(ws, manifest, Emulator::Bochs, "", timeout)?;
     if !outcome.passed() {
-        return Err(format!("{stem} did not pass: {}", outcome.describe()));
+        return Err(format!("{manifest} did not pass: {}", outcome.describe()));
     }
     Ok(outcome.console)
+}
+
+/// The example systems that the boot tests boot on both backends (`boot.rs`,
+/// `boot_channels.rs` and `boot_hermit_channels.rs` in Bochs, `boot_svm.rs` in QEMU), in
+/// the order the per-backend wall-time row boots them.
+pub const BOOT_TEST_SYSTEMS: [&str; 9] = [
+    "hello",
+    "isolation",
+    "restart",
+    "hermit-faults",
+    "channels-hostile",
+    "pingpong",
+    "pingpong-hermit",
+    "channels-doorbell",
+    "channels-local",
+];
+
+/// The backends and the emulator each is tested in.
+const BACKENDS: [(&str, &str, Emulator); 2] = [
+    ("VT-x in Bochs", "vmx-", Emulator::Bochs),
+    (
+        "SVM in QEMU TCG",
+        "svm-",
+        Emulator::Qemu(run::qemu::Accel::Tcg),
+    ),
+];
+
+/// `QUEST_BENCH_ONLY=backends`: `quest-build bench` measures only [`backend_rows`].
+pub fn only() -> bool {
+    std::env::var_os("QUEST_BENCH_ONLY").is_some_and(|v| v == "backends")
+}
+
+/// `cycles` of a `khz` TSC in microseconds, with one decimal.
+fn micros(cycles: u64, khz: u64) -> String {
+    format!("{:.1} us", cycles as f64 * 1000.0 / khz.max(1) as f64)
+}
+
+/// Per backend (VT-x in Bochs, SVM in QEMU's software emulation): boot cost (hello.toml),
+/// channel round trip of 64 B and VM exits per message (pingpong.toml), and the wall time
+/// of booting [`BOOT_TEST_SYSTEMS`] one at a time: the boot tests' own systems, each
+/// booted once as the tests boot it (without the build, the test harness and the other
+/// tests running beside it), so the emulators compare on the same work. Each backend's
+/// TSC is its emulator's: Bochs' follows instructions at 10 MHz, QEMU's (`-icount
+/// shift=7`) at 1 GHz with 128 cycles per instruction, so the rows give microseconds of
+/// that guest time too.
+pub fn backend_rows(ws: &Workspace, timeout: Duration) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for (label, prefix, emulator) in BACKENDS {
+        let mut wall = Duration::ZERO;
+        let mut consoles = BTreeMap::new();
+        for system in BOOT_TEST_SYSTEMS {
+            let manifest = format!("partition-manifests/{system}.toml");
+            let outcome = boot_in(ws, &manifest, emulator, prefix, timeout)?;
+            if outcome.timed_out {
+                return Err(format!("{system} in {emulator}: {}", outcome.describe()));
+            }
+            wall += outcome.elapsed;
+            consoles.insert(system, outcome);
+        }
+        let passed = |system: &str| match consoles.get(system) {
+            Some(o) if o.passed() => Ok(o.console.as_str()),
+            Some(o) => Err(format!("{system} in {emulator}: {}", o.describe())),
+            None => Err(format!("{system} was not booted")),
+        };
+        let hello = passed("hello")?;
+        let khz = crate::run::console::records(hello)
+            .find_map(|r| match r {
+                quest_abi::console::Record::Tsc { khz, .. } => Some(khz),
+                _ => None,
+            })
+            .ok_or("hello printed no TSC frequency")?;
+        let boot = crate::run::console::boot_cycles(hello).ok_or("hello printed no boot cost")?;
+        let ratio = crate::run::console::boot_ratio(hello).map_or_else(
+            || "-".into(),
+            |(r, _, _)| format!("{}.{:02}", r / 100, r % 100),
+        );
+        out.push((
+            format!("{label}: boot of hello, monitor entry to all sandboxes running"),
+            format!(
+                "{boot} TSC cycles = {} at {khz} kHz; / one pass over sandbox memory {ratio}",
+                micros(boot, khz)
+            ),
+        ));
+        let pingpong = passed("pingpong")?;
+        let ping = rows(pingpong)?;
+        let rtt = round_trips(pingpong, "ping")
+            .into_iter()
+            .find(|r| r.size == 64)
+            .ok_or("ping printed no 64 B round trip")?;
+        out.push((
+            format!("{label}: channel round trip 64 B, median"),
+            format!(
+                "{} TSC cycles = {} ({} rounds, min {}, max {})",
+                rtt.median,
+                micros(rtt.median, khz),
+                rtt.rounds,
+                rtt.min,
+                rtt.max
+            ),
+        ));
+        if let Some((_, exits)) = ping
+            .into_iter()
+            .find(|(m, _)| m.contains("VM exits per message"))
+        {
+            out.push((
+                format!("{label}: channel VM exits per message (goal 0)"),
+                exits,
+            ));
+        }
+        out.push((
+            format!(
+                "{label}: wall time of the boot tests' {} systems, one boot at a time",
+                BOOT_TEST_SYSTEMS.len()
+            ),
+            format!(
+                "{} ({})",
+                super::bench::secs(wall),
+                consoles
+                    .iter()
+                    .map(|(s, o)| format!("{s} {:.1}", o.elapsed.as_secs_f64()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    Ok(out)
 }
 
 /// Boots `pingpong.toml`, `channels-local.toml` and `bounds.toml` in Bochs and returns the

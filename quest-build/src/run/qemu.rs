@@ -10,19 +10,27 @@
 //!   (quest-rt's `hypercall`), so the vendor must match the SVM the CPU offers; stated,
 //!   not left to `max`'s default.
 //! - `thread=single`: one host thread runs every vCPU in turn, and a `PAUSE` (which every
-//!   spin-wait of the channel library and applications has) hands over to the next vCPU.
-//!   With the default (one host thread per vCPU) the vCPUs only move when the host
-//!   schedules their threads, while the TSC the applications time themselves with follows
-//!   the host's clock: two boots at once on a 2-core CI machine (4 vCPU threads) made
-//!   pong's echo of the backpressure burst miss its 5 M-cycle window ("never found the
-//!   ring full") and ping then wait for ever. Single-threaded, pingpong and
-//!   pingpong-hermit passed with two boots at once (8.7 s and 11 s; 0.8 s for pingpong
-//!   multi-threaded on an idle host). Not `-icount`, which would tie the TSC to the
-//!   instruction count as Bochs does: with it (shift 4 or 7, sleep on or off) the
-//!   monitor's calibration never finished: one core spins without `PAUSE` while the
-//!   other sat at the first instruction of its NMI handler (`vmx_host_nmi`) for good.
-//!   channels-doorbell still fails here (its ringer pauses 1 M TSC cycles, 0.4 ms of
-//!   host time, and the sleeper must spin 200 polls and sleep within it: 19 of 20).
+//!   spin-wait of the monitor, the channel library and the applications has) hands over
+//!   to the next vCPU. With the default (one host thread per vCPU) the vCPUs only move
+//!   when the host schedules their threads: two boots at once on a 2-core CI machine (4
+//!   vCPU threads) made pong's echo of the backpressure burst miss its 5 M-cycle window
+//!   ("never found the ring full") and ping then wait for ever.
+//! - `-icount shift=7,sleep=off`: the TSC (and every timer) follows the instructions the
+//!   vCPUs executed, 128 ns each (Bochs here: 100 ns), instead of the host's clock, and
+//!   the clock skips ahead while every vCPU halts. The channel applications time
+//!   themselves with the TSC; with the host's clock their windows depended on the host's
+//!   load and on QEMU's speed, with this they do not: two boots of pingpong printed
+//!   identical consoles, launch TSCs and round trips included, and the monitor's
+//!   calibration gives exactly 128x Bochs' instruction counts (copy 17 248 = 135 x 128
+//!   cycles per KiB, max = median). It is faster too, since a paused application's
+//!   time passes in fewer instructions: the SVM boot tests in QEMU took 14.6 s instead of
+//!   49.4 s, bounds.toml 3.7 s instead of 31 s (2-core host). A smaller shift is slower
+//!   (shift 0: bounds.toml's 16 s of ticks did not finish in 300 s). This needs the PAUSE
+//!   in every wait: before the monitor's calibration had it, icount (shift 4 or 7)
+//!   stalled there for good.
+//! - Still not dedicated cores: a vCPU keeps the thread until it pauses, halts or exits
+//!   while the clock runs for all, so `quest-build run --check-bounds` of bounds.toml
+//!   fails here (measurements in `quest-build/tests/boot_bounds.rs`).
 
 use quest_abi::{DeviceKind, PciId, Table, NO_INDEX};
 use std::path::Path;
@@ -38,6 +46,9 @@ pub enum Accel {
 
 /// The `-accel` of software emulation (see the module documentation).
 pub const TCG_ACCEL: &str = "tcg,thread=single";
+
+/// The `-icount` of software emulation (see the module documentation).
+pub const TCG_ICOUNT: &str = "shift=7,sleep=off";
 
 /// The `-cpu` of software emulation (see the module documentation).
 pub const TCG_CPU: &str = "max,vendor=AuthenticAMD";
@@ -98,38 +109,39 @@ pub fn args(
     accel: Accel,
     serial_log: &Path,
 ) -> Vec<String> {
-    let (accel, cpu) = match accel {
-        Accel::Kvm => ("kvm", "host"),
-        Accel::Tcg => (TCG_ACCEL, TCG_CPU),
+    let (accel, icount, cpu) = match accel {
+        Accel::Kvm => ("kvm", None, "host"),
+        Accel::Tcg => (TCG_ACCEL, Some(TCG_ICOUNT), TCG_CPU),
     };
-    [
-        "-accel",
-        accel,
-        "-cpu",
-        cpu,
-        "-smp",
-        &cores.to_string(),
-        "-m",
-        &format!("{memory_mib}M"),
-        "-cdrom",
-        &iso.display().to_string(),
-        "-boot",
-        "d",
-        "-display",
-        "none",
-        "-monitor",
-        "none",
-        "-serial",
-        &format!("file:{}", serial_log.display()),
-        "-no-reboot",
-        "-nic",
-        "none",
-        "-device",
-        "isa-debug-exit,iobase=0xf4,iosize=4",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    let icount = icount.map(|i| ["-icount", i]);
+    ["-accel", accel]
+        .into_iter()
+        .chain(icount.into_iter().flatten())
+        .chain([
+            "-cpu",
+            cpu,
+            "-smp",
+            &cores.to_string(),
+            "-m",
+            &format!("{memory_mib}M"),
+            "-cdrom",
+            &iso.display().to_string(),
+            "-boot",
+            "d",
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            &format!("file:{}", serial_log.display()),
+            "-no-reboot",
+            "-nic",
+            "none",
+            "-device",
+            "isa-debug-exit,iobase=0xf4,iosize=4",
+        ])
+        .map(|s| s.to_string())
+        .collect()
 }
 
 #[cfg(test)]
@@ -141,12 +153,12 @@ mod tests {
         let a = args(Path::new("/x.iso"), 2, 256, Accel::Tcg, Path::new("/s.log"));
         let s = a.join(" ");
         assert!(s.contains(
-            "-accel tcg,thread=single -cpu max,vendor=AuthenticAMD -smp 2 -m 256M -cdrom /x.iso"
+            "-accel tcg,thread=single -icount shift=7,sleep=off -cpu max,vendor=AuthenticAMD -smp 2 -m 256M -cdrom /x.iso"
         ));
         assert!(s.contains("-serial file:/s.log"));
         assert!(s.contains("isa-debug-exit,iobase=0xf4,iosize=4"));
         let k = args(Path::new("/x.iso"), 1, 64, Accel::Kvm, Path::new("/s.log")).join(" ");
-        assert!(k.contains("-accel kvm -cpu host"));
+        assert!(k.contains("-accel kvm -cpu host") && !k.contains("-icount"));
     }
 
     #[test]

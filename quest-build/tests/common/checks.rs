@@ -10,7 +10,9 @@ use quest_abi::console::{Constant, Record};
 use quest_abi::hypercall::MigrateRefusal;
 use quest_abi::layout::{CHANNEL_WINDOW_GPA, CHANNEL_WINDOW_SIZE};
 use quest_abi::Runtime;
-use quest_build::cli::bench_channels::{console_lines, summary_exits, unexplained_exits};
+use quest_build::cli::bench_channels::{
+    console_lines, floors, round_trips, summary_exits, unexplained_exits,
+};
 use quest_build::image::BuiltImage;
 use quest_build::run::{console, RunOutcome};
 use quest_build::runtime::hermit::page_tables::HERMIT_VIRTUAL_START;
@@ -675,4 +677,47 @@ pub fn migration_clock(out: &RunOutcome) {
         behind > 0 && (behind as u64) >= total / 2 && (behind as u64) <= total,
         "hidden: {behind} cycles behind, the pauses took {total}"
     );
+}
+
+/// channels-local.toml: one bare sandbox, its two vCPUs on pingpong's two cores, times
+/// the floor (an atomic ping-pong of 64 B each way) and quest-channel round trips over
+/// its own memory (64 B, 1 KiB, 4 KiB), 2000 rounds each; no VM exit per message.
+pub fn channels_local(out: &RunOutcome) {
+    let c = &out.console;
+    assert_passed(out);
+    let consistent = |r: &quest_build::cli::bench_channels::RoundTrip| {
+        assert_eq!(r.rounds, 2000, "{r:?}");
+        assert!(
+            0 < r.min && r.min <= r.median && r.median <= r.p99 && r.p99 <= r.max,
+            "{r:?}"
+        );
+    };
+    let floor = floors(c, "local");
+    assert_eq!(floor.iter().map(|f| f.size).collect::<Vec<_>>(), [64]);
+    consistent(&floor[0]);
+    let rtts = round_trips(c, "local");
+    assert_eq!(
+        rtts.iter().map(|r| r.size).collect::<Vec<_>>(),
+        [64, 1024, 4096]
+    );
+    rtts.iter().for_each(consistent);
+    // The floor is the least a round trip through shared memory costs: the channel's own
+    // 64 B round trip does more (records, indices, checks), and a 4 KiB one copies more.
+    assert!(floor[0].median <= rtts[0].median, "{floor:?} {rtts:?}");
+    assert!(rtts[2].median > rtts[0].median, "{rtts:?}");
+    // The channels are the sandbox's own memory: no exit per message. Besides the console
+    // lines, the exit call and the CPUID at start, the only exit is the NMI that stops
+    // vCPU 1 (still in its guest) when vCPU 0 ends the sandbox.
+    let exits = summary_exits(c, "local").expect("summary exit counts");
+    let nmi = exits.by_reason.get("exception/nmi").copied().unwrap_or(0);
+    assert!(nmi <= 1, "{exits:?}");
+    assert_eq!(
+        unexplained_exits(c, "local"),
+        Some(nmi),
+        "{} exits for {} console lines: {:?}",
+        exits.total,
+        console_lines(c, "local"),
+        exits.by_reason
+    );
+    line(c, "quest:   'local': exited 0, faults 0");
 }

@@ -93,6 +93,12 @@ fn cannot_open(e: quest_channel::OpenError) -> String {
 fn ringer(doorbell: CountingDoorbell, wakes: u64, races: u64) -> Result<(), String> {
     let tx = Sender::open(CHANNEL).map_err(cannot_open)?;
     let mut tx = tx.with_doorbell(doorbell).with_spin_limit(SPIN_LIMIT);
+    // The pauses count from the sleeper's first look: a sleeper that starts later than the
+    // ringer (QEMU's emulation entered it 7 M cycles after the ringer) would otherwise
+    // find the first message waiting and never sleep for it.
+    while !tx.reader_opened() {
+        core::hint::spin_loop();
+    }
     for seq in 0..wakes {
         pause(WAKE_PAUSE);
         let mut msg = [0u8; 16];
