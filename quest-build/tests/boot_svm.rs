@@ -81,10 +81,12 @@ fn a_corrupted_payload_byte_is_refused_on_svm() {
 
 // Migration (issue 10) on SVM: the Bochs tests' checks (`boot_migration*.rs`). The two
 // whose checks time the guest's own clock against the downtimes boot in Bochs' `ryzen`
-// model: in QEMU TCG (single-threaded) a vCPU waits out the others' round-robin slices,
-// up to 100 ms of the host's clock that its TSC follows, so a Hermit sleep overshot by
-// 104 ms with a worst downtime of 3.6 ms, and the hidden clock saw a step of 155 M cycles
-// with pauses of 0.6 M (measured, QEMU 7.2).
+// model: in QEMU TCG (single-threaded) a vCPU waits out the others' round-robin turns, so
+// its clock steps by more than the monitor's pause: without -icount a Hermit sleep
+// overshot by 104 ms with a worst downtime of 3.6 ms and the hidden clock stepped 155 M
+// cycles with pauses of 0.6 M; with -icount shift=7 (today's setting) the elapsing clock's
+// largest step was 246 M cycles for a longest downtime of 73.7 M, and a Hermit sleep
+// overshot by 332 ms with a worst downtime of 10 ms (measured, QEMU 7.2).
 boot_checks! {
     require_qemu, boot_on_svm;
     a_sandbox_migrates_between_cores_and_memory_on_svm: "migration" => migration;
