@@ -59,10 +59,10 @@ pub const RUN: &str = "\
 Builds the image if given a manifest, boots it, and streams the console: monitor lines
 start with `quest:`, each sandbox's lines with `[name]`. The default emulator is QEMU
 with KVM where the host offers VT-x or SVM to guests; else QEMU's software emulation
-(an AMD CPU with SVM, which the monitor's SVM backend uses; fast) for a system without
-channels, and Bochs (which emulates VT-x with EPT; slow, but its TSC keeps step with
-its instructions, which the channel applications' timing checks need) for one with
-channels: apt install qemu-system-x86 bochs bochsbios vgabios. Bochs runs in its
+(an AMD CPU with SVM, which the monitor's SVM backend uses; about 10x faster than
+Bochs), and with --check-bounds Bochs (which emulates VT-x with EPT; slow, but its cores
+keep pace with each other, where QEMU runs the vCPUs in turns and no latency bound
+holds): apt install qemu-system-x86 bochs bochsbios vgabios. Bochs runs in its
 own network namespace (its display is a VNC server) with dummy sound drivers, so it
 needs no sound card or display. The configuration and logs of each boot are kept in
 images/run/NAME-PID-N/ (bochsrc, serial.log, bochs.log, emulator.out).

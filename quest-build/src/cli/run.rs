@@ -32,7 +32,7 @@ pub struct RunArgs {
     #[arg(value_name = "MANIFEST|IMAGE")]
     pub target: PathBuf,
     /// The emulator [default: QEMU with KVM if the host offers VT-x or SVM; else QEMU's
-    /// software emulation for a system without channels, Bochs for one with channels].
+    /// software emulation, or Bochs with --check-bounds (its cores keep pace)].
     #[arg(long, value_enum)]
     pub emulator: Option<EmulatorArg>,
     /// The processor Bochs emulates (implies Bochs; QEMU's software emulation is always
@@ -128,7 +128,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
     };
     let chosen = opts
         .emulator
-        .unwrap_or_else(|| run::default_emulator(run::has_channels(&elf)));
+        .unwrap_or_else(|| run::default_emulator(args.check_bounds));
     progress.step(
         "Running",
         format!(
