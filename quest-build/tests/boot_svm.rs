@@ -97,12 +97,11 @@ boot_checks! {
     the_downtime_clock_shows_or_hides_a_pause_on_svm_in_bochs_ryzen: "migration-clock" => migration_clock;
 }
 
-/// Open: in Bochs' `ryzen` model the Hermit worker's compute thread (vCPU 1) stops
-/// answering after some migrations ("still waiting for job 4", then for good after the
-/// tenth, twice in two boots), a lost wake-up across a move on the xAPIC path; in QEMU its
-/// ten migrations and its own checks pass, only the timing check fails (above).
+/// Issue 11: here Hermit idles its vCPUs in MWAIT (the model has MONITOR/MWAIT) and wakes
+/// them with no IPI; its compute thread (vCPU 1) answered only when a migration's NMI
+/// ended the wait, and never after the tenth move, until SVM made MWAIT return at once
+/// (`svm::vmcb`). In QEMU its checks pass but for the timing check (above).
 #[test]
-#[ignore = "lost wake-up of vCPU 1 across migrations in Bochs ryzen (open, see its doc)"]
 fn a_hermit_sandbox_migrates_on_svm_in_bochs_ryzen() {
     require_qemu!();
     let (_, out) = boot_on("migration-hermit", "svm-bochs", Emulator::BochsAmd);

@@ -33,6 +33,10 @@ const DEFAULT_PAT: u64 = 0x0007_0406_0007_0406;
 /// NP_ENABLE in the nested-paging control word.
 const NP_ENABLE: u64 = 1;
 const EVENT_VALID: u64 = 1 << 31;
+/// MWAIT in the second intercept word (APM Vol. 2, Appendix B, Table B-1: bit 11,
+/// unconditional), and its #VMEXIT code (Appendix C).
+const INTERCEPT_MWAIT: u32 = 1 << 11;
+const EXIT_MWAIT: u64 = 0x8B;
 
 /// What the CPU offers (the same on every core).
 static CAPS: spin::Once<SvmCaps> = spin::Once::new();
@@ -104,7 +108,7 @@ impl Vmcb {
         );
         self.write32(
             control::INTERCEPT_MISC4,
-            intercept4::SVM_INSTRUCTIONS | intercept4::XSETBV,
+            intercept4::SVM_INSTRUCTIONS | intercept4::XSETBV | INTERCEPT_MWAIT,
         );
         self.write64(control::IOPM_BASE_PA, iopm);
         self.write64(control::MSRPM_BASE_PA, msrpm);
@@ -311,12 +315,33 @@ pub fn enter(v: &mut Vcpu, st: &SandboxState) -> Action {
             exit_code::IOIO => info2,
             exit_code::VMMCALL | exit_code::XSETBV => rip + 3,
             exit_code::CPUID | exit_code::MSR => rip + 2,
+            EXIT_MWAIT => rip + 3,
             exit_code::HLT | exit_code::INVD => rip + 1,
             _ => rip,
         };
         vmcb.write64(control::NEXT_RIP, next);
     }
+    if code == EXIT_MWAIT {
+        return mwait_returns(vmcb);
+    }
     crate::vmx::handle_exit(v, exit)
+}
+
+/// A guest MWAIT returns at once, as one ended by an event would (a wake-up MWAIT may
+/// always have: SDM Vol. 2B, MWAIT; APM Vol. 3, MWAIT); the guest re-checks whatever it
+/// waits for. Sleeping in it is not safe on SVM: the store that is to end the wait need
+/// not come. Hermit 0.11 idles in MONITOR/MWAIT on its own run-queue bitmap whenever
+/// CPUID offers them and then wakes a remote core with no IPI (`apic::wakeup_core`),
+/// only by queueing a task in that core's scheduler input, a different cache line; in
+/// Bochs' `ryzen` model a vCPU that had nothing to run but that task slept in MWAIT until
+/// an NMI from the monitor (a migration's stop or pre-copy flush) ended the wait: the
+/// lost wake-ups of issue 11 (no ICR write targeted the waiting vCPU in the whole run,
+/// its IRR and ISR were empty, RFLAGS.IF set, at every probe). The STI shadow before the
+/// MWAIT (`sti; mwait`) ended with it.
+fn mwait_returns(vmcb: Vmcb) -> Action {
+    vmcb.write64(save::RIP, vmcb.read64(control::NEXT_RIP));
+    vmcb.write64(control::INTERRUPT_SHADOW, 0);
+    Action::Continue
 }
 
 /// One VMRUN of `vmcb` on `core` with general-purpose registers `regs` (RAX included:
