@@ -2,10 +2,13 @@
 //!
 //! - Leaf 1: VMX and SMX cleared (no nested virtualisation), hypervisor bit set, the
 //!   initial APIC ID and logical-processor count describe the sandbox's vCPUs. x2APIC,
-//!   TSC-deadline, XSAVE, RDRAND stay visible, and so does MONITOR/MWAIT (MWAIT does not
-//!   exit): a Hermit core then idles in MWAIT and is woken by a plain memory write, with
-//!   no wake-up IPI and so no VM exit. (With MWAIT hidden, Hermit halts and wakes its
-//!   cores with vector-121 IPIs through the checked ICR path; that works too.)
+//!   TSC-deadline, XSAVE, RDRAND stay visible, and so does MONITOR/MWAIT: a Hermit core
+//!   then idles in MWAIT. Hermit 0.11 wakes such a core with no IPI and no store to the
+//!   line it monitors, so its MWAIT must end by itself: on VT-x it does not exit (and the
+//!   booted tests pass in Bochs), the SVM backend makes MWAIT return at once (one exit per
+//!   idle loop; measured in Bochs' ryzen, where vCPU 1 otherwise slept until the next
+//!   NMI). Hiding MWAIT would make Hermit halt and wake its cores with vector-121 IPIs
+//!   through the checked ICR path instead.
 //! - Leaves 0xB/0x1F: the x2APIC ID is the virtual one (the vCPU index).
 //! - Leaf 0xA: no architectural PMU (its MSRs are trapped).
 //! - Leaves 0x15 and 0x16: the TSC frequency the monitor measured, not the model's
