@@ -442,7 +442,11 @@ mod tests {
         assert_eq!(default_for(true, yes, true), kvm);
         assert_eq!(default_for(true, yes, false), kvm);
         assert_eq!(default_for(true, no, false), tcg);
-        assert_eq!(default_for(true, no, true), Emulator::Bochs, "bounds checked");
+        assert_eq!(
+            default_for(true, no, true),
+            Emulator::Bochs,
+            "bounds checked"
+        );
         assert_eq!(default_for(false, yes, false), Emulator::Bochs, "no QEMU");
     }
 
