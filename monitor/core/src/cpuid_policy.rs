@@ -2,13 +2,13 @@
 //!
 //! - Leaf 1: VMX and SMX cleared (no nested virtualisation), hypervisor bit set, the
 //!   initial APIC ID and logical-processor count describe the sandbox's vCPUs. x2APIC,
-//!   TSC-deadline, XSAVE, RDRAND stay visible, and so does MONITOR/MWAIT: a Hermit core
-//!   then idles in MWAIT. Hermit 0.11 wakes such a core with no IPI and no store to the
-//!   line it monitors, so its MWAIT must end by itself: on VT-x it does not exit (and the
-//!   booted tests pass in Bochs), the SVM backend makes MWAIT return at once (one exit per
-//!   idle loop; measured in Bochs' ryzen, where vCPU 1 otherwise slept until the next
-//!   NMI). Hiding MWAIT would make Hermit halt and wake its cores with vector-121 IPIs
-//!   through the checked ICR path instead.
+//!   TSC-deadline, XSAVE, RDRAND stay visible. MONITOR/MWAIT stay visible on VT-x (MWAIT
+//!   does not exit; a Hermit core idles in it, and the booted tests pass in Bochs). On SVM
+//!   they are hidden (leaf 1 ECX bit 3, leaf 5), as KVM hides them: Hermit 0.11 wakes a
+//!   core idling in MWAIT with no IPI and no store to the line it monitors, so there (Bochs'
+//!   ryzen) vCPU 1 slept until the next monitor NMI; with MWAIT hidden Hermit halts (HLT
+//!   does not exit) and wakes its cores with vector-121 IPIs through the checked ICR path.
+//!   A guest that runs MWAIT anyway on SVM gets it returned at once (intercepted).
 //! - Leaves 0xB/0x1F: the x2APIC ID is the virtual one (the vCPU index).
 //! - Leaf 0xA: no architectural PMU (its MSRs are trapped).
 //! - Leaves 0x15 and 0x16: the TSC frequency the monitor measured, not the model's
@@ -37,6 +37,9 @@ pub struct CpuidContext {
     /// The monitor emulates the x2APIC over the host's xAPIC
     /// ([`crate::x2apic_emulation`]): leaf 1 reports x2APIC although the host has none.
     pub x2apic_emulated: bool,
+    /// The backend lets a guest's MWAIT sleep (VT-x); when false (SVM) MONITOR/MWAIT are
+    /// hidden (leaf 1 ECX bit 3, leaf 5), as KVM does, so a guest idles with HLT instead.
+    pub mwait: bool,
 }
 
 /// CPUID result registers.
@@ -52,6 +55,7 @@ pub struct CpuidRegs {
     pub edx: u32,
 }
 
+const ECX_MONITOR: u32 = 1 << 3;
 const ECX_VMX: u32 = 1 << 5;
 const ECX_SMX: u32 = 1 << 6;
 const ECX_HYPERVISOR: u32 = 1 << 31;
@@ -70,10 +74,14 @@ pub fn filter(leaf: u32, subleaf: u32, host: CpuidRegs, ctx: &CpuidContext) -> C
             if ctx.x2apic_emulated {
                 r.ecx |= crate::x2apic_emulation::CPUID_X2APIC;
             }
+            if !ctx.mwait {
+                r.ecx &= !ECX_MONITOR;
+            }
             let count = ctx.vcpu_count.min(255);
             r.ebx = (r.ebx & 0x0000_FFFF) | (count << 16) | ((ctx.vcpu_index & 0xff) << 24);
         }
         0xA => r = CpuidRegs::default(),
+        5 if !ctx.mwait => r = CpuidRegs::default(),
         0x15 => r = tsc_info_leaf(ctx.tsc_khz),
         0x16 => r = frequency_leaf(ctx.tsc_khz),
         0xB | 0x1F => {
@@ -161,6 +169,7 @@ mod tests {
         vcpu_count: 3,
         tsc_khz: 2_500_000,
         x2apic_emulated: false,
+        mwait: true,
     };
 
     #[test]
@@ -180,6 +189,28 @@ mod tests {
         assert_eq!((r.ebx >> 16) & 0xff, 3);
         assert_eq!(r.ebx & 0xffff, 0x0800, "CLFLUSH size kept");
         assert_eq!((r.eax, r.edx), (host.eax, host.edx));
+    }
+
+    #[test]
+    fn monitor_and_mwait_are_hidden_where_mwait_would_not_sleep() {
+        let host = CpuidRegs {
+            ecx: 0x7ffa_f3ff, // MONITOR set
+            ebx: 0x40,
+            eax: 0x40,
+            edx: 0x1120,
+        };
+        assert_ne!(
+            filter(1, 0, host, &CTX).ecx & ECX_MONITOR,
+            0,
+            "VT-x keeps it"
+        );
+        assert_eq!(filter(5, 0, host, &CTX), host);
+        let svm = CpuidContext {
+            mwait: false,
+            ..CTX
+        };
+        assert_eq!(filter(1, 0, host, &svm).ecx & ECX_MONITOR, 0);
+        assert_eq!(filter(5, 0, host, &svm), CpuidRegs::default());
     }
 
     #[test]

@@ -110,6 +110,9 @@ pub trait VcpuOps {
     fn set_xcr0(&mut self, value: u64);
     /// Whether the monitor emulates the guest's x2APIC over the host's xAPIC.
     fn emulates_x2apic(&self) -> bool;
+    /// Whether a guest MWAIT sleeps in the guest (VT-x) rather than exiting and
+    /// returning at once (SVM): CPUID offers MONITOR/MWAIT only then.
+    fn mwait_sleeps(&self) -> bool;
     /// An emulated read of x2APIC MSR `msr` or IA32_APIC_BASE (`None`: not emulated).
     fn x2apic_read(&self, msr: u32) -> Option<u64>;
     /// An emulated write the MSR policy passes; false when not emulated.

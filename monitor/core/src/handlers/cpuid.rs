@@ -18,6 +18,7 @@ pub fn handle(v: &mut impl VcpuOps) -> Action {
         vcpu_count: v.vcpu_count() as u32,
         tsc_khz: v.tsc_khz(),
         x2apic_emulated: v.emulates_x2apic(),
+        mwait: v.mwait_sleeps(),
     };
     let r = filter(leaf, subleaf, host, &ctx);
     let regs = v.regs_mut();
@@ -51,6 +52,7 @@ mod tests {
             vcpu_count: 2,
             tsc_khz: 1_000_000,
             x2apic_emulated: false,
+            mwait: true,
         };
         let want = filter(1, 0, host, &ctx);
         let got = cpuid(&mut v, 1, 0);
@@ -72,6 +74,7 @@ mod tests {
             vcpu_count: 2,
             tsc_khz: 1_000_000,
             x2apic_emulated: false,
+            mwait: true,
         };
         let want = filter(0x4000_0000, 0, CpuidRegs::default(), &ctx);
         assert_eq!(got[0], u64::from(want.eax));

@@ -198,6 +198,9 @@ impl VcpuOps for FakeVcpu {
     fn emulates_x2apic(&self) -> bool {
         self.x2apic.is_some()
     }
+    fn mwait_sleeps(&self) -> bool {
+        true
+    }
     fn x2apic_read(&self, msr: u32) -> Option<u64> {
         let regs = self.x2apic.as_ref()?;
         if msr == crate::msr_policy::IA32_APIC_BASE {

@@ -169,6 +169,10 @@ impl VcpuOps for Vcpu {
         apic::emulates_x2apic()
     }
 
+    fn mwait_sleeps(&self) -> bool {
+        !crate::svm::active()
+    }
+
     fn x2apic_read(&self, msr: u32) -> Option<u64> {
         apic::emulates_x2apic()
             .then(|| apic::guest_read(msr))
