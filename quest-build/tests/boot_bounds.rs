@@ -32,7 +32,7 @@ use std::process::Command;
 
 #[macro_use]
 mod common;
-use common::{line, repo_root};
+use common::{line, number_after, repo_root};
 
 /// The `quest-build run` options that choose `emulator`.
 fn emulator_args(emulator: Emulator) -> &'static [&'static str] {
@@ -102,6 +102,14 @@ fn every_message_is_within_its_bound(manifest: &Path, emulator: Emulator) {
     ] {
         line(&stdout, &format!("[{sandbox}] {what}"));
     }
+    // The doorbell reader really sleeps: it waits in WAIT for (nearly) every one of its
+    // 2000 messages, each after a 2 ms pause, and is woken by the writer's doorbell.
+    let sleeper = line(&stdout, "quest:   'sleeper': exited 0");
+    let slept = number_after(sleeper, "(slept ");
+    assert!(
+        slept >= 1000,
+        "the doorbell reader slept {slept} times: {sleeper}"
+    );
     let verdict = verdict(&stdout);
     assert!(verdict.ends_with(", held"), "{verdict}");
     assert_eq!(status, Some(0));
