@@ -43,17 +43,22 @@ mod tests {
         [r[gpr::RAX], r[gpr::RBX], r[gpr::RCX], r[gpr::RDX]]
     }
 
-    #[test]
-    fn answers_are_the_policy_filter_of_the_host() {
-        let mut v = FakeVcpu::new();
-        let host = v.host_cpuid(1, 0);
-        let ctx = CpuidContext {
+    /// The context `FakeVcpu::new()` gives the filter (vCPU 1 of 2, 1 GHz, VT-x-like).
+    fn fake_context() -> CpuidContext {
+        CpuidContext {
             vcpu_index: 1,
             vcpu_count: 2,
             tsc_khz: 1_000_000,
             x2apic_emulated: false,
             mwait: true,
-        };
+        }
+    }
+
+    #[test]
+    fn answers_are_the_policy_filter_of_the_host() {
+        let mut v = FakeVcpu::new();
+        let host = v.host_cpuid(1, 0);
+        let ctx = fake_context();
         let want = filter(1, 0, host, &ctx);
         let got = cpuid(&mut v, 1, 0);
         assert_eq!(got, [want.eax, want.ebx, want.ecx, want.edx].map(u64::from));
@@ -69,13 +74,7 @@ mod tests {
         v.host_leaf_value = 0xdead_beef;
         let got = cpuid(&mut v, 0x4000_0000, 0);
         assert!(got.iter().all(|&r| r != 0xdead_beef), "{got:x?}");
-        let ctx = CpuidContext {
-            vcpu_index: 1,
-            vcpu_count: 2,
-            tsc_khz: 1_000_000,
-            x2apic_emulated: false,
-            mwait: true,
-        };
+        let ctx = fake_context();
         let want = filter(0x4000_0000, 0, CpuidRegs::default(), &ctx);
         assert_eq!(got[0], u64::from(want.eax));
     }
