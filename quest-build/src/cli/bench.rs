@@ -185,6 +185,7 @@ fn measure(args: &BenchArgs) -> Result<Vec<(String, String)>, String> {
             emulator: Some(Emulator::Bochs),
             timeout: Duration::from_secs(args.timeout),
             echo: false,
+            com2: None,
         };
         let outcome = run::boot(&ws, &iso, machine, &opts, &mut std::io::sink())
             .map_err(|e| e.to_string())?;

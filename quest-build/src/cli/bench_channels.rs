@@ -361,6 +361,7 @@ fn boot_in(
         emulator: Some(emulator),
         timeout,
         echo: false,
+        com2: None,
     };
     run::boot(ws, &iso, machine, &opts, &mut std::io::sink()).map_err(|e| e.to_string())
 }

@@ -1,8 +1,9 @@
-//! `quest-build run MANIFEST|IMAGE [--emulator bochs|qemu] [--cpu intel|amd] [--timeout SECS]`.
+//! `quest-build run MANIFEST|IMAGE [--emulator bochs|qemu] [--cpu intel|amd] [--timeout SECS]
+//! [--com2 SOCKET]`.
 
 use crate::build::{Progress, Workspace};
 use crate::run::{self, qemu::Accel, Emulator, RunError, RunOptions};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -53,6 +54,11 @@ pub struct RunArgs {
     /// With --check-bounds: print the check as JSON (channels, bounds, histograms).
     #[arg(long, requires = "check_bounds")]
     pub json: bool,
+    /// For a system that gives a sandbox COM2 (ports 0x2f8-0x2ff), booted in QEMU: the
+    /// Unix socket QEMU listens on for COM2's other end [default:
+    /// images/run/<system>.com2.sock]; connect with e.g. `socat - UNIX-CONNECT:SOCKET`.
+    #[arg(long, value_name = "SOCKET")]
+    pub com2: Option<PathBuf>,
 }
 
 /// The emulator `--emulator` and `--cpu` ask for (`None`: the default); an error for a
@@ -125,6 +131,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         emulator: asked,
         timeout: Duration::from_secs(args.timeout),
         echo: true,
+        com2: None,
     };
     let chosen = opts
         .emulator
@@ -139,14 +146,33 @@ pub fn run(args: &RunArgs) -> ExitCode {
             machine.memory_mib
         ),
     );
-    let opts = RunOptions {
-        emulator: Some(chosen),
-        ..opts
-    };
-    let outcome = run::boot(&ws, &iso, machine, &opts, &mut std::io::stdout());
     let system = iso
         .file_stem()
         .map_or_else(|| "system".into(), |s| s.to_string_lossy().into_owned());
+    let com2 = machine
+        .com2
+        .then(|| com2_socket(&ws, args.com2.as_deref(), &system));
+    match (&com2, chosen) {
+        (Some(path), Emulator::Qemu(_)) => progress.step(
+            "COM2",
+            format!(
+                "on the Unix socket {} (connect with `socat - UNIX-CONNECT:{}`)",
+                path.display(),
+                path.display()
+            ),
+        ),
+        (Some(_), _) => progress.step(
+            "COM2",
+            "a sandbox owns COM2, but only QEMU gets a second serial port here (use --emulator qemu)",
+        ),
+        (None, _) => {}
+    }
+    let opts = RunOptions {
+        emulator: Some(chosen),
+        com2,
+        ..opts
+    };
+    let outcome = run::boot(&ws, &iso, machine, &opts, &mut std::io::stdout());
     let machine_words = match chosen {
         Emulator::Bochs | Emulator::BochsAmd => format!(
             "bochs {}, {} cores, ips {}",
@@ -198,6 +224,15 @@ pub fn run(args: &RunArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Where QEMU listens for COM2: `--com2`, else `images/run/<system>.com2.sock` (the same
+/// path every run of that system, so a client's command line can be kept).
+fn com2_socket(ws: &Workspace, asked: Option<&Path>, system: &str) -> PathBuf {
+    asked.map_or_else(
+        || ws.images().join("run").join(format!("{system}.com2.sock")),
+        Path::to_path_buf,
+    )
 }
 
 /// `--calibrate`: the profile this boot measured, written next to the images.

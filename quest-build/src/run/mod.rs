@@ -77,6 +77,9 @@ pub struct Machine {
     pub memory_mib: u64,
     /// PCI devices QEMU adds because the table names them (`qemu::EMULATED`).
     pub qemu_devices: qemu::EmulatedDevices,
+    /// Whether a sandbox owns COM2's ports: QEMU then gets a second serial port on a Unix
+    /// socket ([`qemu::com2_args`], [`RunOptions::com2`]).
+    pub com2: bool,
 }
 
 /// How to run.
@@ -88,6 +91,9 @@ pub struct RunOptions {
     pub timeout: Duration,
     /// Copy the console to stdout as it arrives.
     pub echo: bool,
+    /// Where QEMU listens for COM2's client when the machine has a COM2
+    /// ([`Machine::com2`]); `None`: `com2.sock` in the run directory.
+    pub com2: Option<PathBuf>,
 }
 
 /// How a boot ended.
@@ -208,6 +214,9 @@ pub enum RunError {
         /// Why.
         source: std::io::Error,
     },
+    /// QEMU cannot listen for COM2 at the path asked.
+    #[error("{0}")]
+    Com2Socket(String),
     /// The argument is not a manifest, ISO or ELF.
     #[error("{0}: give a manifest (.toml), an image (.iso) or its ELF (.elf)")]
     UnknownInput(PathBuf),
@@ -229,6 +238,7 @@ pub fn machine_of(elf: &Path) -> Result<Machine, RunError> {
         cores: table.header.system_cores.get(),
         memory_mib: table.header.system_memory.get().div_ceil(1 << 20),
         qemu_devices: qemu::EmulatedDevices::of(&table),
+        com2: qemu::names_com2(table.devices),
     })
 }
 
@@ -334,6 +344,9 @@ pub fn boot(
                 &serial,
             ));
             c.args(machine.qemu_devices.args());
+            if machine.com2 {
+                c.args(qemu::com2_args(&com2_socket(opts, &dir)?));
+            }
             c
         }
     };
@@ -361,6 +374,32 @@ pub fn boot(
         elapsed: started.elapsed(),
         run_dir: dir,
     })
+}
+
+/// The Unix socket QEMU listens on for COM2: [`RunOptions::com2`], else `com2.sock` in
+/// the run directory `dir`. A stale socket file there is removed (QEMU would not bind
+/// over it); a path too long for a socket address is refused.
+fn com2_socket(opts: &RunOptions, dir: &Path) -> Result<PathBuf, RunError> {
+    let path = opts.com2.clone().unwrap_or_else(|| dir.join("com2.sock"));
+    let path = std::path::absolute(&path).map_err(io_err("resolving the COM2 socket path"))?;
+    if path.as_os_str().len() > qemu::SOCKET_PATH_MAX {
+        return Err(RunError::Com2Socket(format!(
+            "the COM2 socket path {} is longer than a Unix socket address allows ({} bytes); choose a shorter one with --com2",
+            path.display(),
+            qemu::SOCKET_PATH_MAX
+        )));
+    }
+    if let Ok(meta) = std::fs::symlink_metadata(&path) {
+        use std::os::unix::fs::FileTypeExt;
+        if !meta.file_type().is_socket() {
+            return Err(RunError::Com2Socket(format!(
+                "{} exists and is not a socket; give --com2 a new path",
+                path.display()
+            )));
+        }
+        std::fs::remove_file(&path).map_err(io_err(format!("removing {}", path.display())))?;
+    }
+    Ok(path)
 }
 
 /// How long the emulator gets to end by itself after the monitor printed its verdict.

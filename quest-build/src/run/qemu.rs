@@ -32,7 +32,7 @@
 //!   while the clock runs for all, so `quest-build run --check-bounds` of bounds.toml
 //!   fails here (measurements in `quest-build/tests/boot_bounds.rs`).
 
-use quest_abi::{DeviceKind, PciId, Table, NO_INDEX};
+use quest_abi::{DeviceEntry, DeviceKind, PciId, Table, NO_INDEX};
 use std::path::Path;
 
 /// How QEMU runs the guest.
@@ -101,6 +101,49 @@ impl EmulatedDevices {
     }
 }
 
+/// COM2's I/O ports on a PC (the 16550 at 0x2f8, IRQ 3).
+pub const COM2_PORTS: (u16, u16) = (0x2f8, 0x2ff);
+
+/// Whether a table with `devices` gives a sandbox COM2's ports (a port range covering
+/// 0x2f8-0x2ff): then QEMU gets a second serial port ([`com2_args`]) for it to drive.
+pub fn names_com2(devices: &[DeviceEntry]) -> bool {
+    devices.iter().any(|d| {
+        d.kind.get() == DeviceKind::IoPorts as u32
+            && d.first.get() <= u64::from(COM2_PORTS.0)
+            && u64::from(COM2_PORTS.1) <= d.last.get()
+    })
+}
+
+/// The longest Unix socket path (`sun_path` holds 108 bytes with the final NUL).
+pub const SOCKET_PATH_MAX: usize = 107;
+
+/// Arguments that give QEMU a COM2 on the Unix socket `socket`, for a table that passes
+/// COM2 to a sandbox ([`names_com2`]). Why each setting:
+/// - `-chardev socket,path=...`: a Unix socket is a file, so a client outside QEMU (the
+///   boot test, `socat - UNIX-CONNECT:PATH`) reaches it without a TCP port opened on the
+///   machine, and also from outside a network namespace.
+/// - `server=on`: QEMU listens and the client connects whenever it is ready; the test
+///   connects once the sandbox says its UART is programmed (bytes sent before that
+///   would be lost: enabling the 16550's FIFOs clears them).
+/// - `wait=off`: the boot does not wait for a client; the monitor and the other
+///   sandboxes run as usual, and the owner echoes only what arrives. What the guest sends
+///   while no client is connected is dropped; what a client sends is read from the
+///   socket only as fast as the guest empties its receive FIFO, so nothing is lost on
+///   the way in.
+/// - `-serial chardev:com2`: a second `-serial` is COM2 (0x2f8, IRQ 3) on the PC's ISA
+///   bus; [`args`]'s `-serial file:` stays COM1, the monitor's console.
+pub fn com2_args(socket: &Path) -> Vec<String> {
+    vec![
+        "-chardev".into(),
+        format!(
+            "socket,id=com2,path={},server=on,wait=off",
+            socket.display()
+        ),
+        "-serial".into(),
+        "chardev:com2".into(),
+    ]
+}
+
 /// Arguments for `qemu-system-x86_64` booting `iso` with COM1 to `serial_log`.
 pub fn args(
     iso: &Path,
@@ -159,6 +202,37 @@ mod tests {
         assert!(s.contains("isa-debug-exit,iobase=0xf4,iosize=4"));
         let k = args(Path::new("/x.iso"), 1, 64, Accel::Kvm, Path::new("/s.log")).join(" ");
         assert!(k.contains("-accel kvm -cpu host") && !k.contains("-icount"));
+    }
+
+    #[test]
+    fn com2_is_a_listening_unix_socket_behind_the_second_serial_port() {
+        let a = com2_args(Path::new("/r/com2.sock")).join(" ");
+        assert_eq!(
+            a,
+            "-chardev socket,id=com2,path=/r/com2.sock,server=on,wait=off -serial chardev:com2"
+        );
+    }
+
+    #[test]
+    fn only_a_table_giving_all_of_com2s_ports_gets_a_com2() {
+        let with = |first: u64, last: u64| {
+            names_com2(&[DeviceEntry {
+                sandbox: 0.into(),
+                kind: (DeviceKind::IoPorts as u32).into(),
+                first: first.into(),
+                last: last.into(),
+                irq: 3.into(),
+                flags: 0.into(),
+                pci_address: NO_INDEX.into(),
+                pci_id: 0.into(),
+                pci_index: 0.into(),
+                reserved: 0.into(),
+            }])
+        };
+        assert!(with(0x2f8, 0x2ff));
+        assert!(!with(0x3e8, 0x3ef), "COM3");
+        assert!(!with(0x2f8, 0x2fb), "half of COM2");
+        assert!(!names_com2(&[]));
     }
 
     #[test]

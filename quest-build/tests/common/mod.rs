@@ -120,6 +120,7 @@ pub fn boot_with(iso: &Path, elf: &Path, emulator: Emulator) -> RunOutcome {
         emulator: Some(emulator),
         timeout: BOOT_TIMEOUT,
         echo: false,
+        com2: None,
     };
     let result = run::boot(
         &Workspace::locate(),
