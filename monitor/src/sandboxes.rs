@@ -51,6 +51,8 @@ pub const STATUS_RUNNING: u32 = 0;
 pub const STATUS_EXITED: u32 = 1;
 /// The sandbox was stopped after a fault.
 pub const STATUS_HALTED: u32 = 2;
+/// The sandbox was never started (a device it needs is absent).
+pub const STATUS_NOT_STARTED: u32 = 3;
 
 /// Run state of one sandbox, shared by its vCPU cores.
 #[derive(Debug)]

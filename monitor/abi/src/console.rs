@@ -21,6 +21,9 @@ pub enum SandboxEnd {
     Exited(i32),
     /// It was halted after a fault.
     Halted,
+    /// It was never started: a device it needs (`if_absent = "keep-stopped"`) is not
+    /// on the machine (the boot log names it).
+    NotStarted,
     /// It was still running.
     Running,
 }
@@ -409,6 +412,7 @@ impl fmt::Display for Record<'_> {
                 match s.end {
                     SandboxEnd::Exited(code) => write!(f, "exited {code}")?,
                     SandboxEnd::Halted => f.write_str("halted")?,
+                    SandboxEnd::NotStarted => f.write_str("not started")?,
                     SandboxEnd::Running => f.write_str("running")?,
                 }
                 write!(
@@ -773,6 +777,7 @@ impl<'a> Record<'a> {
         let (end, rest) = rest.split_once(", faults ")?;
         let end = match end {
             "halted" => SandboxEnd::Halted,
+            "not started" => SandboxEnd::NotStarted,
             "running" => SandboxEnd::Running,
             _ => SandboxEnd::Exited(end.strip_prefix("exited ")?.parse().ok()?),
         };
@@ -1088,6 +1093,21 @@ mod tests {
             (p.end, p.exits, p.reasons.iter().count()),
             (SandboxEnd::Halted, 0, 0)
         );
+
+        let never = SandboxSummary {
+            end: SandboxEnd::NotStarted,
+            launches: 0,
+            ..none
+        };
+        let text = Record::Summary(never).to_string();
+        assert_eq!(
+            text,
+            "quest:   'a': not started, faults 0, launches 0, exits 0; doorbells 2, waits 3 (slept 1)"
+        );
+        let Some(Record::Summary(p)) = Record::parse(&text) else {
+            panic!("{text}")
+        };
+        assert_eq!((p.end, p.launches), (SandboxEnd::NotStarted, 0));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The boot-cost lines: how long from the monitor's first instruction until every vCPU
-//! of every sandbox made its first VM entry, and per sandbox from the start of its vCPU
+//! of every started sandbox made its first VM entry, and per sandbox from the start of its vCPU
 //! setup (VMXON, EPT, VMCS) to its last vCPU's first entry. Bookkeeping is pure
 //! (`quest_monitor_core::boot_cost`); the vCPU that completes the set prints:
 //!
@@ -26,7 +26,14 @@ pub fn launch(s: SandboxId) {
 /// to get here prints the boot cost (before its entry; `tsc` excludes the printing).
 pub fn entered(v: &Vcpu, tsc: u64) {
     let table = &v.sys.table;
-    if !FIRST_ENTRIES.entered(v.sandbox.index(), tsc, table.vcpu_count()) {
+    // A sandbox kept stopped for want of a device never enters: the set is complete
+    // without its vCPUs (the PCI scan decided that before any vCPU ran).
+    let starting: usize = table
+        .sandboxes()
+        .filter(|s| crate::pci::may_start(s.id()))
+        .map(|s| s.vcpus().len())
+        .sum();
+    if !FIRST_ENTRIES.entered(v.sandbox.index(), tsc, starting) {
         return;
     }
     let cycles = FIRST_ENTRIES.total_cycles(crate::arch::tsc::entry());

@@ -16,7 +16,8 @@ use super::instructions as vmx;
 use super::sandbox;
 use super::vcpu::{Action, Fault, FaultKind, Vcpu};
 use crate::sandboxes::{
-    self, state, SandboxState, STATUS_EXITED, STATUS_HALTED, STATUS_RUNNING, STOP_MIGRATE,
+    self, state, SandboxState, STATUS_EXITED, STATUS_HALTED, STATUS_NOT_STARTED, STATUS_RUNNING,
+    STOP_MIGRATE,
 };
 use crate::system::System;
 use core::sync::atomic::Ordering;
@@ -311,10 +312,11 @@ fn lead_stop(v: &Vcpu, st: &SandboxState, action: Action, generation: u32) {
 }
 
 /// Sandbox `s` is not started (a PCI function it needs is absent; the boot log said
-/// so): its vCPU 0's core counts it as ended, halted; every core of it parks.
+/// so): its vCPU 0's core counts it as ended, never started (the summary says so);
+/// every core of it parks.
 pub fn not_started(sys: &System, s: quest_abi::SandboxId, vcpu: usize) -> ! {
     if vcpu == 0 {
-        state(s).status.store(STATUS_HALTED, Ordering::Release);
+        state(s).status.store(STATUS_NOT_STARTED, Ordering::Release);
         finish(sys);
     }
     park_forever()
@@ -348,6 +350,7 @@ pub fn summary(sys: &System) -> bool {
             end: match status {
                 STATUS_EXITED => SandboxEnd::Exited(code),
                 STATUS_HALTED => SandboxEnd::Halted,
+                STATUS_NOT_STARTED => SandboxEnd::NotStarted,
                 _ => SandboxEnd::Running,
             },
             faults: st.faults.load(Ordering::Relaxed).into(),

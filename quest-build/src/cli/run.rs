@@ -81,8 +81,8 @@ fn emulator(
 }
 
 /// Builds if needed, boots, streams the console; status 0 only if every sandbox exited 0,
-/// else the first failing sandbox's exit status (1 for a halt or a boot that never
-/// finished).
+/// else the first failing sandbox's exit status (1 for a halt, a sandbox not started for
+/// want of a device, or a boot that never finished).
 pub fn run(args: &RunArgs) -> ExitCode {
     let ws = Workspace::locate();
     let progress = Progress::stderr();

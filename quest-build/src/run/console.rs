@@ -109,7 +109,11 @@ pub fn sandbox_ends(console: &str) -> Vec<(String, SandboxEnd)> {
 /// The status `quest-build run` ends with: 0 when every sandbox exited 0; otherwise
 /// that of the first sandbox (table order) that did not: its exit status's low 8 bits
 /// (as a process's status would be; 1 when those are 0), or 1 when it was halted, never
-/// finished, or the console has no summary at all.
+/// finished, or the console has no summary at all. A sandbox that was not started
+/// because a device it needs is absent (`if_absent = "keep-stopped"`, the default) counts
+/// as not having exited 0 (1): the system that ran is not the one the manifest
+/// describes, and a script should hear it; `if_absent = "start-without"` is the way to
+/// say a sandbox's device is optional.
 pub fn exit_status(console: &str) -> u8 {
     if verdict(console).passed() {
         return 0;
@@ -122,7 +126,7 @@ pub fn exit_status(console: &str) -> u8 {
                 0 => 1,
                 low => low,
             }),
-            SandboxEnd::Halted | SandboxEnd::Running => Some(1),
+            SandboxEnd::Halted | SandboxEnd::NotStarted | SandboxEnd::Running => Some(1),
         })
         .unwrap_or(1)
 }
@@ -205,6 +209,13 @@ mod tests {
         assert_eq!(exit_status(&summary(&line("c", "exited 256", "0"))), 1);
         assert_eq!(exit_status(&summary(&line("x", "halted", "1: cpuid 1"))), 1);
         assert_eq!(exit_status(&summary(&line("x", "running", "0"))), 1);
+        let never = summary(&format!(
+            "{}{}",
+            line("x", "not started", "0"),
+            line("y", "exited 4", "0")
+        ));
+        assert_eq!(sandbox_ends(&never)[0].1, SandboxEnd::NotStarted);
+        assert_eq!(exit_status(&never), 1, "a sandbox kept stopped comes first");
         assert_eq!(exit_status(PASSED), 0);
         assert_eq!(exit_status("quest: no VT-x\n"), 1, "no summary: failed");
         // Sandbox output cannot pose as a summary line.
