@@ -74,3 +74,86 @@ fn a_relative_manifest_path_builds() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `quest-build inspect` lists every device of an image in the words `plan` uses: ports
+/// with their IRQ line, PCI functions by address or by ID and index, `dma`, `if_absent`.
+#[test]
+fn inspect_lists_each_sandboxs_devices() {
+    let ws = Workspace::locate();
+    let dir = ws.images().join("tests").join("inspect-devices");
+    std::fs::create_dir_all(&dir).expect("scratch directory");
+    let app = ws.root.join("unikernels/apps/pci-scan");
+    let manifest = dir.join("inspect-devices.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            r#"[system]
+name = "inspect-devices"
+cores = 2
+memory = "256MiB"
+console = "com1"
+
+[[sandbox]]
+name = "owner"
+app = "{app}"
+runtime = "bare"
+cores = [0]
+memory = "4MiB"
+devices = [
+    {{ port = "0x2f8-0x2ff", irq = 3 }},
+    {{ port = "0x3e8-0x3ef" }},
+    {{ pci = "00:03.0", dma = "unprotected" }},
+    {{ pci = "1234:11e8", index = 1, if_absent = "start-without" }},
+]
+
+[[sandbox]]
+name = "bystander"
+app = "{app}"
+runtime = "bare"
+cores = [1]
+memory = "4MiB"
+"#,
+            app = app.display()
+        ),
+    )
+    .expect("writing the manifest");
+    let elf = dir.join("inspect-devices.elf");
+    let req = ImageRequest {
+        manifest,
+        iso: Some(elf.with_extension("iso")),
+        make_iso: false,
+    };
+    build_image(&ws, &req, &Progress::stderr()).unwrap_or_else(|e| panic!("building: {e}"));
+    let out = Command::new(env!("CARGO_BIN_EXE_quest-build"))
+        .arg("inspect")
+        .arg(&elf)
+        .output()
+        .expect("quest-build runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let devices: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("sandbox ") || l.starts_with("  device: "))
+        .map(|l| l.split_once(':').map_or(l, |(head, _)| head))
+        .collect();
+    assert_eq!(
+        devices,
+        [
+            "sandbox 0 `owner`",
+            "  device",
+            "  device",
+            "  device",
+            "  device",
+            "sandbox 1 `bystander`",
+        ],
+        "{text}"
+    );
+    for line in [
+        "  device: ports 0x2f8-0x2ff irq 3\n",
+        "  device: ports 0x3e8-0x3ef\n",
+        "  device: pci 00:03.0 (dma unprotected; if absent: not started)\n",
+        "  device: pci 1234:11e8#1 (if absent: started without it)\n",
+    ] {
+        assert!(text.contains(line), "{line:?} not in\n{text}");
+    }
+}

@@ -2,9 +2,10 @@
 //! inspect` prints them, validates the table with the monitor's own `validate`, and
 //! checks every payload's SHA-256, as the monitor will at boot.
 
+use crate::plan::table::device_plan;
 use goblin::elf::Elf;
 use quest_abi::validate::payload_area_offset;
-use quest_abi::{name_str, DeviceKind, OnFault, RegionKind, Runtime, Table};
+use quest_abi::{name_str, OnFault, RegionKind, Runtime, Table, TableView};
 use sha2::{Digest, Sha256};
 use std::fmt::Write;
 
@@ -87,6 +88,7 @@ fn size(bytes: u64) -> String {
 /// (each hash checked), and channels.
 pub fn inspect(image: &[u8]) -> Result<Report, InspectError> {
     let (t, at) = read_table(image)?;
+    let view = TableView::validate(t.bytes).map_err(InspectError::Invalid)?;
     let h = t.header;
     let area = at.payload_area(h.total_size.get());
     let mut out = String::new();
@@ -158,15 +160,15 @@ pub fn inspect(image: &[u8]) -> Result<Report, InspectError> {
                 crate::plan::units::access(r.access.get()),
             );
         }
-        for d in t.sandbox_devices(s) {
-            if DeviceKind::from_u32(d.kind.get()) == Some(DeviceKind::IoPorts) {
-                let _ = writeln!(
-                    out,
-                    "  device: ports {:#x}-{:#x}",
-                    d.first.get(),
-                    d.last.get()
-                );
-            }
+        // In the words `plan` uses: `ports 0x2f8-0x2ff irq 3`, `pci 00:03.0 (if absent:
+        // not started)`, `pci 1234:11e8#1 (dma unprotected; if absent: started without it)`.
+        for d in view
+            .sandboxes()
+            .nth(s)
+            .into_iter()
+            .flat_map(|v| v.devices())
+        {
+            let _ = writeln!(out, "  device: {}", device_plan(&d).describe());
         }
         for (i, p) in t.sandbox_payloads(s).iter().enumerate() {
             let start = area + p.offset.get() as usize;

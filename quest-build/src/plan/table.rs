@@ -2,6 +2,7 @@
 //! payloads, checked with the same `validate` the monitor runs at boot.
 
 use super::types::{DevicePlan, Plan, SandboxImage};
+use quest_abi::view::DeviceView;
 use quest_abi::GuestPhysAddr;
 use quest_abi::{
     ChannelEntry, DeviceEntry, DeviceKind, IndexRange, PayloadEntry, PciSelector, RegionEntry,
@@ -303,4 +304,23 @@ fn device_entry(owner: u32, d: &DevicePlan) -> DeviceEntry {
         }
     }
     e
+}
+
+/// The plan of a device as a validated table holds it: the inverse of [`device_entry`]
+/// (`quest-build inspect` prints an image's devices with [`DevicePlan::describe`], in
+/// the words `plan` uses).
+pub fn device_plan(d: &DeviceView<'_>) -> DevicePlan {
+    match (d.kind(), d.pci()) {
+        (DeviceKind::Pci, Some(select)) => DevicePlan::Pci {
+            select,
+            dma_unprotected: d.dma_unprotected(),
+            start_without: d.start_without(),
+        },
+        // A validated PCI entry always names a function; ports otherwise.
+        _ => DevicePlan::Ports {
+            first: *d.ports().start(),
+            last: *d.ports().end(),
+            irq: d.irq(),
+        },
+    }
 }

@@ -109,6 +109,59 @@ fn the_table_says_what_the_plan_says() {
     );
 }
 
+#[test]
+fn every_device_reads_back_from_the_table_as_planned() {
+    use quest_abi::{PciAddress, PciId, PciSelector};
+    let mut p = plan(&testing::pingpong());
+    let edu = PciId {
+        vendor: 0x1234,
+        device: 0x11e8,
+    };
+    let devices = vec![
+        DevicePlan::Ports {
+            first: 0x2f8,
+            last: 0x2ff,
+            irq: Some(3),
+        },
+        DevicePlan::Ports {
+            first: 0x3e8,
+            last: 0x3ef,
+            irq: None,
+        },
+        DevicePlan::Pci {
+            select: PciSelector::Address(PciAddress::new(0, 3, 0).unwrap()),
+            dma_unprotected: true,
+            start_without: false,
+        },
+        DevicePlan::Pci {
+            select: PciSelector::Id { id: edu, index: 1 },
+            dma_unprotected: false,
+            start_without: true,
+        },
+    ];
+    p.sandboxes[1].devices = devices.clone();
+    let enc = encode_table(&p, None).unwrap();
+    let view = quest_abi::TableView::validate(&enc.table).unwrap();
+    let back: Vec<DevicePlan> = view
+        .sandboxes()
+        .nth(1)
+        .unwrap()
+        .devices()
+        .map(|d| table::device_plan(&d))
+        .collect();
+    assert_eq!(back, devices);
+    let words: Vec<String> = back.iter().map(DevicePlan::describe).collect();
+    assert_eq!(
+        words,
+        [
+            "ports 0x2f8-0x2ff irq 3",
+            "ports 0x3e8-0x3ef",
+            "pci 00:03.0 (dma unprotected; if absent: not started)",
+            "pci 1234:11e8#1 (if absent: started without it)",
+        ]
+    );
+}
+
 fn image(entry: u64, payloads: &[(u64, &[u8])]) -> SandboxImage {
     SandboxImage {
         entry,
