@@ -55,8 +55,8 @@ pub struct RunArgs {
     #[arg(long, requires = "check_bounds")]
     pub json: bool,
     /// For a system that gives a sandbox COM2 (ports 0x2f8-0x2ff), booted in QEMU: the
-    /// Unix socket QEMU listens on for COM2's other end [default:
-    /// images/run/<system>.com2.sock]; connect with e.g. `socat - UNIX-CONNECT:SOCKET`.
+    /// Unix socket QEMU listens on for COM2's other end (default:
+    /// `images/run/<system>.com2.sock`); connect with e.g. `socat - UNIX-CONNECT:SOCKET`.
     #[arg(long, value_name = "SOCKET")]
     pub com2: Option<PathBuf>,
 }

@@ -306,7 +306,7 @@ fn device_entry(owner: u32, d: &DevicePlan) -> DeviceEntry {
     e
 }
 
-/// The plan of a device as a validated table holds it: the inverse of [`device_entry`]
+/// The plan of a device as a validated table holds it: the inverse of `device_entry`
 /// (`quest-build inspect` prints an image's devices with [`DevicePlan::describe`], in
 /// the words `plan` uses).
 pub fn device_plan(d: &DeviceView<'_>) -> DevicePlan {
