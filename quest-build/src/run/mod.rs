@@ -547,6 +547,43 @@ mod tests {
     }
 
     #[test]
+    fn the_com2_socket_is_the_run_directorys_unless_asked_and_never_a_file() {
+        let dir = std::path::absolute(scratch("com2")).expect("absolute");
+        let opts = |com2: Option<PathBuf>| RunOptions {
+            emulator: None,
+            timeout: Duration::from_secs(1),
+            echo: false,
+            com2,
+        };
+        assert_eq!(
+            com2_socket(&opts(None), &dir).expect("default"),
+            dir.join("com2.sock")
+        );
+        // A stale socket from an earlier run is removed so QEMU can bind again.
+        let stale = dir.join("stale.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&stale).expect("bind");
+        drop(listener);
+        assert_eq!(
+            com2_socket(&opts(Some(stale.clone())), &dir).expect("stale socket"),
+            stale
+        );
+        assert!(!stale.exists());
+        // Anything else at that path stays, and the run is refused.
+        let file = dir.join("notes.txt");
+        std::fs::write(&file, "keep me").expect("write");
+        let err = com2_socket(&opts(Some(file.clone())), &dir).unwrap_err();
+        assert!(err.to_string().contains("is not a socket"), "{err}");
+        assert!(file.exists());
+        let long = dir.join("x".repeat(qemu::SOCKET_PATH_MAX));
+        let err = com2_socket(&opts(Some(long)), &dir).unwrap_err();
+        assert!(
+            err.to_string().contains("longer than a Unix socket"),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn a_missing_or_empty_emulator_log_is_said() {
         let dir = scratch("missing");
         assert!(outcome(&dir, "", false)
