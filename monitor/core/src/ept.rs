@@ -138,6 +138,11 @@ impl<M: EptMemory> EptBuilder<M> {
         self.mem
     }
 
+    /// The memory, to read raw entries (e.g. a format's own root below the PML4).
+    pub fn memory(&self) -> &M {
+        &self.mem
+    }
+
     /// The table referenced by slot `idx` of `table`, created when missing.
     fn next_table(
         &mut self,

@@ -31,5 +31,6 @@ pub mod vcpu_ops;
 pub mod vmcb;
 pub mod vmcs_fields;
 pub mod vmx_controls;
+pub mod vtd;
 pub mod x2apic_emulation;
 pub mod x2apic_icr;
