@@ -122,6 +122,16 @@ pub unsafe fn run(magic: u32, mbi_addr: u64) -> ! {
     );
     let boot_time_us = wall_clock(tsc_khz);
 
+    // DMA protection for the functions PCI gave the sandboxes (placed above); before
+    // any sandbox runs, so none masters the bus unprotected.
+    let channels = table.channel_count().min(placed.channel_hpas.len());
+    crate::iommu::init(
+        &table,
+        info.acpi_root,
+        &placed.channel_hpas[..channels],
+        &cores,
+    );
+
     let mut needed = [false; MAX_CORES as usize];
     for v in table.vcpus() {
         needed[v.core().index()] = true;

@@ -16,6 +16,7 @@ mod calibrate;
 mod console;
 mod cores;
 mod frame_pool;
+mod iommu;
 mod memory;
 mod pci;
 mod sandbox_memory;
