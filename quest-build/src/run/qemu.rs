@@ -80,6 +80,7 @@ pub const EMULATED: [(PciId, &str); 1] = [(
 ///   MSIs and the unit's own fault event (an NMI) keep the compatibility format the
 ///   monitor writes (with it on, QEMU would announce remapping in the DMAR flags and
 ///   expect it to be set up).
+///
 /// It goes before the emulated devices: a PCI device created before the IOMMU would do
 /// its DMA around it.
 pub const PCI_PLATFORM: [&str; 4] = ["-machine", "q35", "-device", "intel-iommu,intremap=off"];
