@@ -3,7 +3,8 @@
 //! i440FX) and QEMU's `edu` (1234:11e8, `if_absent = "start-without"`), `bystander`
 //! nothing. Both scan the whole bus through 0xCF8/0xCFC (`unikernels/apps/pci-scan`).
 //! Checked: the monitor's assignment lines; the owner sees exactly its functions with
-//! their real IDs and BAR sizes, its bus-master enable is refused and logged; the
+//! their real IDs and BAR sizes, its bus-master enable is refused and logged, its BARs
+//! are mapped (memory: uncached, read through by the owner; I/O: ports passed); the
 //! bystander sees nothing; both exit 0.
 //! - in Bochs (VT-x): edu is absent, so the owner starts without it.
 //! - in QEMU TCG (SVM): `quest-build run` adds `-device edu` because the table names it.
@@ -26,6 +27,8 @@ fn common_checks(out: &RunOutcome) {
     assert_passed(out);
     let c = &out.console;
     assert_line(c, "quest: device 00:01.1 (8086:7010) -> sandbox 'owner'");
+    // Its I/O BAR's ports are passed through (the address is firmware's).
+    assert_line(c, "quest: device 00:01.1 BAR4 ports 0x");
     assert_line(c, "[owner] function 00:01.1 id 8086:7010 class 010180");
     assert_line(c, "[owner] bar 00:01.1 #4: io size 0x10 (value 0x");
     assert_line(c, "[owner] bus master 00:01.1: refused");
@@ -75,6 +78,12 @@ fn devices_in_qemu_svm_show_the_owner_edu_too() {
     assert_line(c, "quest: device 00:03.0 (1234:11e8) -> sandbox 'owner'");
     assert_line(c, "[owner] function 00:03.0 id 1234:11e8 class 00ff00");
     assert_line(c, "[owner] bar 00:03.0 #0: mem32 size 0x100000");
+    // BAR0 mapped where SeaBIOS put it, uncached; edu's ID register reads through it.
+    assert_line(
+        c,
+        "quest: device 00:03.0 BAR0 0xfea00000+0x100000 -> sandbox 'owner' (uncached)",
+    );
+    assert_line(c, "[owner] bar 00:03.0 #0: reads 0x010000ed");
     assert_line(c, "[owner] bus master 00:03.0: refused");
     assert_eq!(owner_lines(c).len(), 2, "IDE and edu: {c}");
     assert_line(c, "[owner] pci-scan: 2 functions");
