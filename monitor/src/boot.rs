@@ -93,7 +93,11 @@ pub unsafe fn run(magic: u32, mbi_addr: u64) -> ! {
 
     // PCI: scan, match the table's functions, print each; the sandboxes' virtual
     // configuration spaces are ready before any vCPU runs.
-    crate::pci::init(&table, info.acpi_root);
+    crate::pci::init(
+        &table,
+        info.acpi_root,
+        &crate::device_bars::HostRam::of(&info),
+    );
 
     let ram_end = info
         .areas()

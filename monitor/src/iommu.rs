@@ -392,6 +392,7 @@ fn protect(
                     sandbox: &placement,
                     channel_hpas,
                     calibration_hpa: None,
+                    device_memory: &[],
                 };
                 let d = build_domain(
                     table.raw(),

@@ -15,6 +15,7 @@ mod bootinfo;
 mod calibrate;
 mod console;
 mod cores;
+mod device_bars;
 mod frame_pool;
 mod iommu;
 mod memory;

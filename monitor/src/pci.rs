@@ -9,6 +9,7 @@
 
 use crate::bootinfo::AcpiRoot;
 use crate::cores::IdentityMapped;
+use crate::device_bars::HostRam;
 use acpi::mcfg::Mcfg;
 use acpi::AcpiTables;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -124,7 +125,7 @@ fn ecam(root: Option<AcpiRoot>) -> Option<Access> {
 /// Scans PCI, matches the table's PCI devices and prints one line per device (assigned,
 /// absent, taken) and per sandbox that is not started for want of one. Boot core, before
 /// any sandbox runs.
-pub fn init(table: &TableView<'static>, acpi: Option<AcpiRoot>) {
+pub fn init(table: &TableView<'static>, acpi: Option<AcpiRoot>, host_ram: &HostRam) {
     let pci_devices = table.sandboxes().flat_map(|s| {
         s.devices()
             .filter_map(move |d| Some((s.id().index(), d.pci()?, d)))
@@ -158,6 +159,16 @@ pub fn init(table: &TableView<'static>, acpi: Option<AcpiRoot>) {
     };
     for (i, (s, select, d)) in pci_devices.enumerate() {
         let name = name_of(table, s);
+        // A function whose BARs cannot be mapped safely is not given (it prints why).
+        if let Some(Some((_, Assignment::Found(f)))) = out.get(i) {
+            let id = u32::try_from(s).map(SandboxId::new);
+            let given = id.is_ok_and(|id| {
+                crate::device_bars::give(&mut *REAL.lock(), table, id, f, &functions, host_ram)
+            });
+            if !given {
+                out[i] = Some((s, Assignment::Refused));
+            }
+        }
         let absent = if d.start_without() {
             "it starts without it"
         } else {
@@ -166,6 +177,7 @@ pub fn init(table: &TableView<'static>, acpi: Option<AcpiRoot>) {
         match out.get(i).copied().flatten().map(|(_, a)| a) {
             Some(Assignment::Found(f)) => {
                 crate::println!("quest: device {} ({}) -> sandbox '{name}'", f.address, f.id);
+                crate::device_bars::print(&mut *REAL.lock(), &f, name);
                 if !SPACES[s % MAX_SANDBOXES].lock().add(f) {
                     crate::println!(
                         "quest: sandbox '{name}' has too many PCI functions; {} not given",
@@ -179,6 +191,11 @@ pub fn init(table: &TableView<'static>, acpi: Option<AcpiRoot>) {
             Some(Assignment::Taken { address, owner }) => {
                 let other = name_of(table, owner);
                 crate::println!("quest: device {select} for sandbox '{name}' is {address}, already sandbox '{other}''s; {absent}");
+            }
+            Some(Assignment::Refused) => {
+                crate::println!(
+                    "quest: device {select} for sandbox '{name}' is not given; {absent}"
+                )
             }
             _ => crate::println!("quest: device {select} for sandbox '{name}' is absent; {absent}"),
         }

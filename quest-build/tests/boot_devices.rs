@@ -4,18 +4,20 @@
 //! scan the whole bus through 0xCF8/0xCFC (`unikernels/apps/pci-scan`). Checked: the
 //! monitor's assignment lines; the owner sees exactly its functions with their real IDs
 //! and BAR sizes; the bystander sees nothing; both exit 0.
-//! - in Bochs (VT-x, i440FX): the IDE function is at 00:01.1, edu is absent; there is no
-//!   IOMMU, so the owner's bus-master enable is refused and logged.
+//! - in Bochs (VT-x, i440FX): the IDE function is at 00:01.1 (its I/O BAR's ports are
+//!   passed), edu is absent; there is no IOMMU, so the owner's bus-master enable is
+//!   refused and logged.
 //! - in QEMU TCG (SVM): a table naming PCI devices boots on Q35 with QEMU's VT-d
 //!   (`quest_build::run::qemu::PCI_PLATFORM`), which has no PIIX3 IDE (the owner starts
 //!   without it), and `-device edu` because the table names it; the monitor reaches
-//!   configuration space through ECAM and protects edu's DMA, so its bus-master enable
-//!   is allowed.
+//!   configuration space through ECAM, maps edu's BAR0 uncached where firmware put it
+//!   (the owner reads edu's ID through it) and protects edu's DMA, so its bus-master
+//!   enable is allowed.
 
 #[macro_use]
 mod common;
 
-use common::{assert_line, assert_passed, boot_with, build};
+use common::{assert_line, assert_passed, boot_with, build, line};
 use quest_build::run::{qemu::Accel, Emulator, RunOutcome};
 
 fn owner_lines(c: &str) -> Vec<&str> {
@@ -50,6 +52,8 @@ fn devices_in_bochs_show_each_sandbox_its_own_functions() {
     let c = &out.console;
     assert_line(c, "quest: PCI through ports 0xcf8/0xcfc: ");
     assert_line(c, "quest: device 00:01.1 (8086:7010) -> sandbox 'owner'");
+    // Its I/O BAR's ports are passed through (the address is firmware's).
+    assert_line(c, "quest: device 00:01.1 BAR4 ports 0x");
     assert_line(c, "quest: no IOMMU: no DMAR table (no Intel VT-d)");
     assert_line(c, "[owner] function 00:01.1 id 8086:7010 class 010180");
     assert_line(c, "[owner] bar 00:01.1 #4: io size 0x10 (value 0x");
@@ -99,6 +103,13 @@ fn devices_in_qemu_svm_show_the_owner_edu_behind_the_iommu() {
         &format!("[owner] function {edu} id 1234:11e8 class 00ff00"),
     );
     assert_line(c, &format!("[owner] bar {edu} #0: mem32 size 0x100000"));
+    // BAR0 mapped where SeaBIOS put it, uncached; edu's ID register reads through it.
+    let mapped = line(c, &format!("quest: device {edu} BAR0 0x"));
+    assert!(
+        mapped.ends_with("+0x100000 -> sandbox 'owner' (uncached)"),
+        "{mapped}"
+    );
+    assert_line(c, &format!("[owner] bar {edu} #0: reads 0x010000ed"));
     assert_line(c, &format!("[owner] bus master {edu}: enabled"));
     assert!(!c.contains("bus-master enable refused"), "{c}");
     assert_eq!(owner_lines(c).len(), 1, "edu only: {c}");

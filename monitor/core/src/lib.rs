@@ -6,6 +6,7 @@ pub mod boot_cost;
 pub mod calibration;
 pub mod console_line;
 pub mod cpuid_policy;
+pub mod device_windows;
 pub mod doorbell;
 pub mod ept;
 pub mod exit;

@@ -4,9 +4,9 @@
 //! requests through second-level tables, address width, domain ID, second-level table
 //! pointer), and each domain's second-level tables.
 //!
-//! A domain's second-level tables map exactly what its sandbox's EPT maps (RAM, the
-//! channel directory and channel areas, with their access; not the monitor's
-//! calibration page): [`build_domain`] runs the EPT's own region walk
+//! A domain's second-level tables map exactly what its sandbox's EPT maps of memory
+//! (RAM, the channel directory and channel areas, with their access; not the monitor's
+//! calibration page, not its functions' BARs): [`build_domain`] runs the EPT's own region walk
 //! ([`build_sandbox_ept`]) over an [`EptMemory`] adapter that re-encodes each entry, as
 //! the NPT does (`crate::npt`). Second-level entries (9.8): bit 0 read, bit 1 write, bit
 //! 7 a 2 MiB leaf in a PD, bits 51:12 the address; bits 11 (snoop) and 2-6 stay 0; bit
@@ -28,8 +28,9 @@ pub const SL_W: u64 = 1 << 1;
 pub const SL_PS: u64 = 1 << 7;
 /// An ignored bit (61:52 are ignored at every level) marking leaves for read-back.
 const SL_LEAF: u64 = 1 << 52;
-/// EPT leaf memory type field (the builder writes write-back, 6, into leaves only).
-const EPT_MEMORY_TYPE: u64 = 7 << 3;
+/// EPT leaf memory type and ignore-PAT (bits 6:3): non-zero in leaves only (write-back
+/// memory 6 << 3, uncached device registers 1 << 6), zero in pointers to tables.
+const EPT_LEAF_TYPE: u64 = 0xf << 3;
 const EPT_WB: u64 = 6 << 3;
 
 /// Why a domain or a context entry could not be made.
@@ -62,7 +63,7 @@ fn sl_entry(ept: u64) -> u64 {
         return 0;
     }
     let addr = ept & ADDR_MASK;
-    if ept & EPT_MEMORY_TYPE == 0 {
+    if ept & EPT_LEAF_TYPE == 0 {
         // A pointer to the next table: the leaf decides.
         return addr | SL_R | SL_W;
     }
@@ -184,8 +185,11 @@ pub fn build_domain<M: EptMemory>(
     levels: Levels,
     large_pages: bool,
 ) -> Result<Domain<M>, DomainError> {
+    // Not the calibration page, and not the functions' BARs (no DMA from one device
+    // to another's registers).
     let place = HostPlacement {
         calibration_hpa: None,
+        device_memory: &[],
         ..*place
     };
     let sl = SlMemory {

@@ -3,6 +3,7 @@
 //! intel-iommu makes), not read back through the builder.
 
 use super::*;
+use crate::device_windows::MemoryWindow;
 use crate::ept::test_memory::VecMemory;
 use crate::sandbox_place::SandboxPlacement;
 use proptest::prelude::*;
@@ -41,6 +42,10 @@ fn setup(
         sandbox: &placement(),
         channel_hpas: &chan,
         calibration_hpa: Some(HostPhysAddr::new(0xa000_0000)),
+        device_memory: &[MemoryWindow {
+            base: 0xfea0_0000,
+            size: 0x10_0000,
+        }],
     };
     let domain = build_domain(
         &table,
@@ -151,8 +156,10 @@ fn devices_reach_exactly_their_sandboxs_memory() {
             walk(&mem, rt, edu, data + DATA_SIZE, true),
             Ok(CHAN_HPA + DATA_SIZE)
         );
-        // Not the monitor's calibration page (the EPT has it, read-only).
+        // Not the monitor's calibration page (the EPT has it, read-only), not the BAR
+        // (the EPT has it, uncached).
         assert_eq!(walk(&mem, rt, edu, CALIBRATION_GPA, false), Err(0x6));
+        assert_eq!(walk(&mem, rt, edu, 0xfea0_0000, true), Err(0x5));
         // Other functions: no context entry, or no root entry.
         assert_eq!(walk(&mem, rt, at(0, 3, 1), 0, false), Err(0x2));
         assert_eq!(walk(&mem, rt, at(1, 3, 0), 0, false), Err(0x1));
@@ -195,6 +202,7 @@ fn units_without_large_pages_get_4k_leaves() {
         sandbox: &placement(),
         channel_hpas: &chan,
         calibration_hpa: None,
+        device_memory: &[],
     };
     let d = build_domain(&table, 1, &place, VecMemory::new(64), Levels::Four, false).unwrap();
     let t = d.translate(GuestPhysAddr::new(0x30_0000)).unwrap();
@@ -263,6 +271,9 @@ fn entry_encoding_round_trips() {
     let big = 0x4000_0000 | u64::from(ACCESS_READ | ACCESS_WRITE) | EPT_WB | LARGE;
     assert_eq!(ept_entry(sl_entry(big)), big);
     assert_eq!(sl_entry(0x7000 | RWX), 0x7000 | SL_R | SL_W);
+    // An uncached leaf (memory type 0, ignore-PAT) is a leaf, not a pointer.
+    let uc = 0xfea0_0000 | u64::from(ACCESS_READ | ACCESS_WRITE) | 1 << 6;
+    assert_eq!(sl_entry(uc), 0xfea0_0000 | SL_R | SL_W | SL_LEAF);
     assert_eq!(ept_entry(0x7000 | SL_R | SL_W), 0x7000 | RWX);
     // Execute-only stays not present; nothing is not present.
     assert_eq!(
@@ -281,7 +292,7 @@ proptest! {
         let bytes = sample_table();
         let table = validate(&bytes).unwrap();
         let chan = [HostPhysAddr::new(CHAN_HPA)];
-        let place = HostPlacement { sandbox: &placement(), channel_hpas: &chan, calibration_hpa: None };
+        let place = HostPlacement { sandbox: &placement(), channel_hpas: &chan, calibration_hpa: None, device_memory: &[] };
         let ept = build_sandbox_ept(&table, 1, &place, VecMemory::new(64)).unwrap();
         let expected = ept.translate(GuestPhysAddr::new(iova)).filter(|t| {
             let need = if write { ACCESS_WRITE } else { ACCESS_READ };
