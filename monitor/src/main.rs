@@ -17,6 +17,7 @@ mod console;
 mod cores;
 mod device_bars;
 mod frame_pool;
+mod interrupts;
 mod memory;
 mod pci;
 mod sandbox_memory;

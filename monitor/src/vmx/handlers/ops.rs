@@ -273,6 +273,9 @@ impl VcpuOps for Vcpu {
             }) => self.report(format_args!(
                 "PCI {function}: BAR {bar} move to {value:#x} refused"
             )),
+            Some(Refusal::Msi { function, why }) => {
+                self.report(format_args!("PCI {function}: {why} refused"))
+            }
             None => {}
         }
     }
