@@ -234,6 +234,9 @@ pub struct FunctionIrq {
     control: u16,
     address: u64,
     data: u32,
+    /// The refusal reported last (each is reported once, not for every register the
+    /// sandbox writes while its message stays refused).
+    refused: Option<MsiRefusal>,
 }
 
 /// What a write to the interrupt registers did.
@@ -345,7 +348,7 @@ impl FunctionIrq {
     /// Gives the device the translation of the sandbox's message, MSI enabled only if
     /// the sandbox enabled it and the message is accepted.
     fn sync(
-        &self,
+        &mut self,
         cs: &mut impl ConfigSpace,
         f: PciAddress,
         m: MsiCap,
@@ -373,11 +376,16 @@ impl FunctionIrq {
                     m.offset,
                     off(control | mme | (self.control & MSI_ENABLE)),
                 );
+                self.refused = None;
                 Written::Done
             }
             Err(why) => {
                 cs.write(f, m.offset, off(control | mme));
-                if wanted {
+                if !wanted {
+                    self.refused = None; // off: the next enable is reported again
+                    Written::Done
+                } else if self.refused != Some(why) {
+                    self.refused = Some(why);
                     Written::Refused(why)
                 } else {
                     Written::Done
@@ -574,6 +582,11 @@ mod tests {
             Written::Refused(MsiRefusal::Foreign(7))
         );
         assert_eq!(b.reg(edu(), 0x40) >> 16 & 1, 0, "MSI off in the device");
+        assert_eq!(
+            irq.write(&mut b, edu(), 0x48, all, 0, &t),
+            Written::Done,
+            "the same refusal is reported once"
+        );
         assert_eq!(
             b.reg(edu(), 0x44),
             0xfee0_4000,

@@ -253,6 +253,10 @@ impl VcpuOps for Vcpu {
         migrate::request(self, rdi)
     }
 
+    fn exit_count(&self) -> u64 {
+        crate::sandboxes::state(self.sandbox).total_exits()
+    }
+
     fn pci_latch(&mut self) -> &mut u32 {
         &mut self.pci_latch
     }
