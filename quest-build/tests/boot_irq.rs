@@ -10,12 +10,17 @@
 //!   NMI delivery are refused and logged once each, and nothing arrives anywhere;
 //! - the probe's request to migrate itself is refused: it owns a device;
 //! - the bystander sees no PCI function and gets no interrupt; both exit 0.
+//!
+//! `partition-manifests/irq-rtc.toml` (the CMOS clock's periodic interrupt on line 8, a
+//! port device with its IRQ) runs on both backends: VT-x in Bochs, where an interrupt
+//! costs no VM exit (the x2APIC EOI passes through), and SVM in QEMU, where the EOI is
+//! the one exit (the monitor emulates the x2APIC on QEMU's xAPIC).
 
 #[macro_use]
 mod common;
 
 use common::{assert_line, assert_passed, boot_with, build, line};
-use quest_build::cli::bench_devices::phases;
+use quest_build::cli::bench_devices::{phases, rtc_exits};
 use quest_build::run::{qemu::Accel, Emulator};
 
 #[test]
@@ -124,5 +129,53 @@ fn irq_in_qemu_svm_reaches_the_owners_cores_by_intx_and_msi() {
     assert_line(
         c,
         "[bystander] irq-probe: bystander got 0 interrupts while the probe ran",
+    );
+}
+
+/// irq-rtc.toml's checks; returns the exits per interrupt the clock measured.
+fn rtc_checks(out: &quest_build::run::RunOutcome) -> (u64, u64) {
+    assert_passed(out);
+    let c = &out.console;
+    assert_line(
+        c,
+        "quest: IRQ 8 (ports 0x70-0x71, edge, active high) -> sandbox 'clock' core 0 (APIC ID 0) vector 40",
+    );
+    let (ticks, exits) = rtc_exits(c).expect("the clock's RTC line");
+    assert_eq!(ticks, 64, "{c}");
+    assert_line(
+        c,
+        "[clock] irq-probe: RTC: 64 of 64 periodic interrupts on vCPU 0 (vector 40), 0 stray;",
+    );
+    assert_line(
+        c,
+        "[bystander] irq-probe: bystander got 0 interrupts while the probe ran",
+    );
+    eprintln!("RTC: {ticks} interrupts, {exits} exits");
+    (ticks, exits)
+}
+
+#[test]
+fn rtc_interrupts_cost_no_exit_on_vt_x_in_bochs() {
+    require_bochs!();
+    let built = build("irq-rtc", "irq-rtc");
+    let out = boot_with(built.iso.as_ref().unwrap(), &built.elf, Emulator::Bochs);
+    assert!(!out.console.contains("AMD SVM"), "Bochs' Intel CPU: VT-x");
+    let (_, exits) = rtc_checks(&out);
+    assert_eq!(exits, 0, "the x2APIC EOI passes through on VT-x");
+}
+
+#[test]
+fn rtc_interrupts_cost_only_the_eoi_on_svm_in_qemu() {
+    require_qemu!();
+    let built = build("irq-rtc", "svm-irq-rtc");
+    let out = boot_with(
+        built.iso.as_ref().unwrap(),
+        &built.elf,
+        Emulator::Qemu(Accel::Tcg),
+    );
+    let (ticks, exits) = rtc_checks(&out);
+    assert_eq!(
+        exits, ticks,
+        "one exit per interrupt: the emulated x2APIC's EOI"
     );
 }

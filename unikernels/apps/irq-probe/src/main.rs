@@ -17,6 +17,11 @@
 //! the handler's first instruction, median / p99 / max over the rounds, and the
 //! sandbox's VM exits during the phase (`exit_count` hypercall before and after).
 //!
+//! RTC (`args = ["rtc"]`, `partition-manifests/irq-rtc.toml`): the sandbox owns the CMOS
+//! clock's ports and line 8 (`{ port = "0x70-0x71", irq = 8 }`): an ISA device every PC
+//! emulator has (Bochs too, where VT-x runs): `ROUNDS` periodic interrupts (1024 Hz) at
+//! vector 40, each acknowledged (register C) and EOI'd, and the exits they cost.
+//!
 //! Bystander (`args = ["bystander"]`): no device; takes every vector 32-255 and counts
 //! them while the probe runs (until the probe's message on channel `done`); it must get
 //! none.
@@ -68,7 +73,8 @@ fn main(ctx: &Ctx) -> i32 {
     if let Some(top) = STACK_TOP.get(ctx.vcpu() as usize) {
         top.store(&raw const marker as u64, Ordering::Release);
     }
-    if ctx.args().args().next() == Some("bystander") {
+    let mode = ctx.args().args().next();
+    if mode == Some("bystander") {
         return if ctx.vcpu() == 0 { bystander() } else { 0 };
     }
     interrupts::load();
@@ -86,7 +92,11 @@ fn main(ctx: &Ctx) -> i32 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(64u64)
         .min(MAX_ROUNDS as u64);
-    let ok = probe(rounds);
+    let ok = if mode == Some("rtc") {
+        rtc(rounds)
+    } else {
+        probe(rounds)
+    };
     DONE.store(true, Ordering::Release);
     match quest_rt::quest_channel::Sender::open("done") {
         Ok(mut tx) => {
@@ -379,6 +389,73 @@ fn probe(rounds: u64) -> bool {
         }
     );
     ok && stray == 0
+}
+
+/// CMOS register `reg` (NMI stays enabled: bit 7 of the index clear).
+fn cmos_read(reg: u8) -> u8 {
+    let value: u8;
+    // SAFETY: the CMOS index and data ports, which this sandbox owns in rtc mode.
+    unsafe {
+        core::arch::asm!("out 0x70, al", in("al") reg, options(nostack));
+        core::arch::asm!("in al, 0x71", out("al") value, options(nostack));
+    }
+    value
+}
+
+fn cmos_write(reg: u8, value: u8) {
+    // SAFETY: as in `cmos_read`.
+    unsafe {
+        core::arch::asm!("out 0x70, al", in("al") reg, options(nostack));
+        core::arch::asm!("out 0x71, al", in("al") value, options(nostack));
+    }
+}
+
+/// RTC periodic interrupts seen.
+static TICKS: AtomicU64 = AtomicU64::new(0);
+
+/// The RTC's handler: read register C (acknowledges the interrupt), count, EOI.
+fn on_rtc(vector: u8) {
+    let flags = cmos_read(0x0c);
+    if which_vcpu() != 0
+        || u64::from(vector) != EXPECTED.load(Ordering::Relaxed)
+        || flags & 0x40 == 0
+    {
+        STRAY.fetch_add(1, Ordering::Relaxed);
+    } else {
+        TICKS.fetch_add(1, Ordering::Release);
+    }
+    interrupts::eoi();
+}
+
+/// `rounds` periodic RTC interrupts (line 8, vector 40) and the exits they cost.
+fn rtc(rounds: u64) -> bool {
+    const LINE: u8 = 8;
+    let vector = 32 + LINE;
+    EXPECTED.store(u64::from(vector), Ordering::Relaxed);
+    for v in interrupts::FIRST_VECTOR..=255 {
+        interrupts::set_handler(v, on_stray);
+    }
+    interrupts::set_handler(vector, on_rtc);
+    let b = cmos_read(0x0b);
+    // Register A: the 32.768 kHz time base, rate 6 (1024 Hz); B: periodic interrupts on.
+    cmos_write(0x0a, 0x26);
+    cmos_read(0x0c);
+    interrupts::enable();
+    let start = quest_rt::hypercall::exit_count();
+    cmos_write(0x0b, b | 0x40);
+    let came = wait_for(10 * second(), || TICKS.load(Ordering::Acquire) >= rounds);
+    cmos_write(0x0b, b & !0x40);
+    let exits = quest_rt::hypercall::exit_count().saturating_sub(start + 1);
+    interrupts::disable();
+    cmos_read(0x0c);
+    let ticks = TICKS.load(Ordering::Acquire);
+    let stray = STRAY.load(Ordering::Relaxed);
+    println!(
+        "irq-probe: RTC: {ticks} of {rounds} periodic interrupts on vCPU 0 (vector {vector}), {stray} stray; {exits} exits ({}.{:02} per interrupt)",
+        exits / ticks.max(1),
+        exits * 100 / ticks.max(1) % 100
+    );
+    came && stray == 0
 }
 
 /// The bystander: counts every interrupt it gets until the probe says it is done.
