@@ -244,3 +244,11 @@ pub(crate) fn with_space<R>(
     let mut space = SPACES[s.index() % MAX_SANDBOXES].lock();
     f(&mut space, &mut REAL.lock())
 }
+
+/// Quiets sandbox `s`'s functions once its vCPUs stopped (`VirtualConfig::quiesce`):
+/// a stopped sandbox's device neither masters the bus nor interrupts its cores;
+/// `restart` gives the next launch INTx enabled, as at boot.
+pub fn quiesce(s: SandboxId, restart: bool) {
+    let mut space = SPACES[s.index() % MAX_SANDBOXES].lock();
+    space.quiesce(&mut *REAL.lock(), restart);
+}
