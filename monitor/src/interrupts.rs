@@ -60,23 +60,16 @@ impl IoApicRegisters for Mmio {
 }
 
 /// The MADT's I/O APICs and ISA overrides.
-struct Madt2 {
+struct MadtInterrupts {
     ioapics: [IoApic; MAX_IOAPICS],
     ioapic_count: usize,
     overrides: [Override; MAX_OVERRIDES],
     override_count: usize,
 }
 
-/// Reads the MADT (`None`: no ACPI or no MADT).
-fn madt(root: Option<AcpiRoot>) -> Option<Madt2> {
-    let root = root?;
-    // SAFETY: the root comes from GRUB's copy of the firmware RSDP; the crate checks
-    // signatures and checksums; the tables are identity mapped.
-    let tables =
-        unsafe { AcpiTables::from_rsdt(IdentityMapped, root.revision, root.address as usize) }
-            .ok()?;
-    let madt = tables.find_table::<Madt>().ok()?;
-    let mut out = Madt2 {
+impl MadtInterrupts {
+    /// None of either.
+    const EMPTY: Self = Self {
         ioapics: [IoApic {
             address: 0,
             gsi_base: 0,
@@ -90,17 +83,33 @@ fn madt(root: Option<AcpiRoot>) -> Option<Madt2> {
         }; MAX_OVERRIDES],
         override_count: 0,
     };
+}
+
+/// Reads the MADT (`None`: no ACPI or no MADT).
+fn madt(root: Option<AcpiRoot>) -> Option<MadtInterrupts> {
+    let root = root?;
+    // SAFETY: the root comes from GRUB's copy of the firmware RSDP; the crate checks
+    // signatures and checksums; the tables are identity mapped.
+    let tables =
+        unsafe { AcpiTables::from_rsdt(IdentityMapped, root.revision, root.address as usize) }
+            .ok()?;
+    let madt = tables.find_table::<Madt>().ok()?;
+    let mut out = MadtInterrupts::EMPTY;
     for entry in madt.get().entries() {
         match entry {
             MadtEntry::IoApic(e) => {
-                if let Some(slot) = out.ioapics.get_mut(out.ioapic_count) {
-                    let address = u64::from(e.io_apic_address);
-                    *slot = IoApic {
-                        address,
-                        gsi_base: e.global_system_interrupt_base,
-                        pins: pins(&mut Mmio(address)),
-                    };
-                    out.ioapic_count += 1;
+                let address = u64::from(e.io_apic_address);
+                let pins = pins(&mut Mmio(address));
+                match out.ioapics.get_mut(out.ioapic_count) {
+                    Some(slot) if pins > 0 => {
+                        *slot = IoApic {
+                            address,
+                            gsi_base: e.global_system_interrupt_base,
+                            pins,
+                        };
+                        out.ioapic_count += 1;
+                    }
+                    _ => crate::println!("quest: I/O APIC at {address:#x} not used"),
                 }
             }
             MadtEntry::InterruptSourceOverride(e) if e.bus == 0 => {
@@ -134,10 +143,11 @@ pub fn init(table: &TableView<'static>, acpi: Option<AcpiRoot>, apic_ids: &[u32]
     if !any_interrupts(table) {
         return;
     }
-    let Some(m) = madt(acpi) else {
-        crate::println!("quest: no MADT: device interrupt lines are not routed");
-        return;
-    };
+    // Without a MADT no line is routed (each says why), but MSI still works.
+    let m = madt(acpi).unwrap_or_else(|| {
+        crate::println!("quest: no MADT: no I/O APIC to route device interrupt lines");
+        MadtInterrupts::EMPTY
+    });
     let ioapics = &m.ioapics[..m.ioapic_count];
     let overrides = &m.overrides[..m.override_count];
     for a in ioapics {
@@ -147,7 +157,7 @@ pub fn init(table: &TableView<'static>, acpi: Option<AcpiRoot>, apic_ids: &[u32]
             a.address,
             a.pins,
             a.gsi_base,
-            a.gsi_base + u32::from(a.pins) - 1
+            a.gsi_base.saturating_add(u32::from(a.pins) - 1)
         );
     }
     let mut routes = Routes::new(console_irq(table.console_port()) as u8);
