@@ -22,14 +22,15 @@ use crate::bootinfo::AcpiRoot;
 use crate::cores::IdentityMapped;
 use acpi::madt::{Madt, MadtEntry};
 use acpi::AcpiTables;
-use quest_abi::{console_irq, DeviceKind, TableView};
+use quest_abi::{console_irq, DeviceKind, SandboxId, TableView};
 use quest_monitor_core::ioapic::{
     mask_all, pin_of, pins, program, redirection, IoApic, IoApicRegisters, Override, Polarity,
-    Routes, Source, Trigger, IOREGSEL, IOWIN,
+    Routes, Source, Trigger, IOREGSEL, IOWIN, MASKED,
 };
 use quest_monitor_core::pci::ConfigSpace;
 use quest_monitor_core::pci_msi::{capabilities, FunctionIrq, Targets, INTERRUPT};
 use quest_monitor_core::pci_virtual::MAX_FUNCTIONS_PER_SANDBOX;
+use spin::Mutex;
 
 /// Most I/O APICs the monitor drives.
 const MAX_IOAPICS: usize = 8;
@@ -37,14 +38,14 @@ const MAX_IOAPICS: usize = 8;
 const MAX_OVERRIDES: usize = 16;
 
 /// One I/O APIC's registers through its memory-mapped IOREGSEL/IOWIN (identity mapped;
-/// the I/O APICs live below 4 GiB, at 0xfec00000 on PCs). Used by the boot core only,
-/// before any vCPU runs.
+/// the I/O APICs live below 4 GiB, at 0xfec00000 on PCs). Used by the boot core before
+/// any vCPU runs, later under [`ROUTED`]'s lock.
 struct Mmio(u64);
 
 impl IoApicRegisters for Mmio {
     fn read(&mut self, reg: u8) -> u32 {
         // SAFETY: the MADT's I/O APIC address, identity mapped; IOREGSEL then IOWIN,
-        // 32-bit accesses as the I/O APIC requires; only the boot core uses it.
+        // 32-bit accesses as the I/O APIC requires; one core at a time (see `Mmio`).
         unsafe {
             core::ptr::write_volatile((self.0 + IOREGSEL) as *mut u32, u32::from(reg));
             core::ptr::read_volatile((self.0 + IOWIN) as *const u32)
@@ -60,6 +61,7 @@ impl IoApicRegisters for Mmio {
 }
 
 /// The MADT's I/O APICs and ISA overrides.
+#[derive(Clone, Copy, Debug)]
 struct MadtInterrupts {
     ioapics: [IoApic; MAX_IOAPICS],
     ioapic_count: usize,
@@ -244,6 +246,27 @@ pub fn init(table: &TableView<'static>, acpi: Option<AcpiRoot>, apic_ids: &[u32]
                 pin,
                 redirection(r.vector(), r.apic_id as u8, &r.wiring),
             );
+        }
+    }
+    *ROUTED.lock() = Some((routes, m));
+}
+
+/// The routes programmed at boot and the I/O APICs they use; the lock also orders every
+/// later IOREGSEL/IOWIN pair.
+static ROUTED: Mutex<Option<(Routes, MadtInterrupts)>> = Mutex::new(None);
+
+/// Masks the lines routed to sandbox `s`, which stopped for good (exited or halted):
+/// its devices no longer interrupt the core it leaves. A restarting sandbox keeps them.
+pub fn quiesce(s: SandboxId) {
+    let routed = ROUTED.lock();
+    let Some((routes, m)) = routed.as_ref() else {
+        return;
+    };
+    let ioapics = &m.ioapics[..m.ioapic_count];
+    for r in routes.iter().filter(|r| r.sandbox == s.index()) {
+        if let Some((i, pin)) = pin_of(ioapics, r.wiring.gsi) {
+            let entry = redirection(r.vector(), r.apic_id as u8, &r.wiring) | MASKED;
+            program(&mut Mmio(ioapics[i].address), pin, entry);
         }
     }
 }

@@ -279,6 +279,9 @@ fn lead_stop(v: &Vcpu, st: &SandboxState, action: Action, generation: u32) {
             && v.sandbox_view.on_fault() == OnFault::Restart
             && generation < MAX_LAUNCHES;
         crate::pci::quiesce(v.sandbox, restart);
+        if !restart {
+            crate::interrupts::quiesce(v.sandbox);
+        }
     }
     let fault = match action {
         Action::Exit(code) => {
