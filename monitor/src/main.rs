@@ -17,6 +17,7 @@ mod console;
 mod cores;
 mod device_bars;
 mod frame_pool;
+mod interrupts;
 mod iommu;
 mod memory;
 mod pci;

@@ -3,8 +3,8 @@
 //! Hermit rows ([`super::bench_hermit`]), the monitor's size by crate
 //! ([`super::bench_size`]), the channel rows and the per-backend rows (VT-x in Bochs,
 //! SVM in QEMU; [`super::bench_channels`]) and the migration rows
-//! ([`super::bench_migration`]). `QUEST_BENCH_ONLY=backends` or `=migration` measures
-//! only those rows.
+//! ([`super::bench_migration`]) and the device interrupt rows ([`super::bench_devices`]).
+//! `QUEST_BENCH_ONLY=backends`, `=migration` or `=devices` measures only those rows.
 
 use crate::build::{self, Progress, Workspace};
 use crate::image::ImageRequest;
@@ -106,6 +106,9 @@ fn measure(args: &BenchArgs) -> Result<Vec<(String, String)>, String> {
     let ws = Workspace::locate();
     if super::bench_migration::only() {
         return super::bench_migration::measure(&ws, Duration::from_secs(args.timeout));
+    }
+    if super::bench_devices::only() {
+        return super::bench_devices::measure(&ws, Duration::from_secs(args.timeout));
     }
     if super::bench_channels::only() {
         return super::bench_channels::backend_rows(&ws, Duration::from_secs(args.timeout));
@@ -229,6 +232,10 @@ fn measure(args: &BenchArgs) -> Result<Vec<(String, String)>, String> {
             Duration::from_secs(args.timeout),
         )?);
         rows.extend(super::bench_migration::measure(
+            &ws,
+            Duration::from_secs(args.timeout),
+        )?);
+        rows.extend(super::bench_devices::measure(
             &ws,
             Duration::from_secs(args.timeout),
         )?);
