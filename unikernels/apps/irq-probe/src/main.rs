@@ -440,13 +440,16 @@ fn rtc(rounds: u64) -> bool {
     // Register A: the 32.768 kHz time base, rate 6 (1024 Hz); B: periodic interrupts on.
     cmos_write(0x0a, 0x26);
     cmos_read(0x0c);
-    interrupts::enable();
     let start = quest_rt::hypercall::exit_count();
+    // The CMOS index/data pair is shared with the handler (it selects register C): the
+    // main flow touches it only with interrupts off, or a tick between its index and
+    // data accesses would make it write B's value into C and leave PIE on.
     cmos_write(0x0b, b | 0x40);
+    interrupts::enable();
     let came = wait_for(10 * second(), || TICKS.load(Ordering::Acquire) >= rounds);
+    interrupts::disable();
     cmos_write(0x0b, b & !0x40);
     let exits = quest_rt::hypercall::exit_count().saturating_sub(start + 1);
-    interrupts::disable();
     cmos_read(0x0c);
     let ticks = TICKS.load(Ordering::Acquire);
     let stray = STRAY.load(Ordering::Relaxed);
