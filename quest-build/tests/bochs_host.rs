@@ -43,6 +43,7 @@ fn start_bochs(name: &str, rc_edit: impl Fn(String) -> String) -> Started {
         cores: 1,
         memory_mib: 32,
         qemu_devices: Default::default(),
+        nics: Default::default(),
     };
     // An ISO that does not exist: the drive is empty, the BIOS finds nothing to boot.
     let args = bochs::prepare(&dir, &dir.join("absent.iso"), machine, &serial)

@@ -181,11 +181,7 @@ fn measure(args: &BenchArgs) -> Result<Vec<(String, String)>, String> {
             format!("boot cost of {} in Bochs", iso.display()),
         );
         let machine = run::machine_of(&built.elf).map_err(|e| e.to_string())?;
-        let opts = RunOptions {
-            emulator: Some(Emulator::Bochs),
-            timeout: Duration::from_secs(args.timeout),
-            echo: false,
-        };
+        let opts = RunOptions::new(Some(Emulator::Bochs), Duration::from_secs(args.timeout));
         let outcome = run::boot(&ws, &iso, machine, &opts, &mut std::io::sink())
             .map_err(|e| e.to_string())?;
         let cost = console::boot_cycles(&outcome.console).map_or_else(

@@ -357,11 +357,7 @@ fn boot_in(
     })?;
     let iso = built.iso.ok_or("no ISO was built")?;
     let machine = run::machine_of(&built.elf).map_err(|e| e.to_string())?;
-    let opts = RunOptions {
-        emulator: Some(emulator),
-        timeout,
-        echo: false,
-    };
+    let opts = RunOptions::new(Some(emulator), timeout);
     run::boot(ws, &iso, machine, &opts, &mut std::io::sink()).map_err(|e| e.to_string())
 }
 

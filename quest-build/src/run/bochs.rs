@@ -158,6 +158,7 @@ mod tests {
             cores: 3,
             memory_mib: 512,
             qemu_devices: Default::default(),
+            nics: Default::default(),
         };
         bochsrc(
             Path::new("/i/hello.iso"),

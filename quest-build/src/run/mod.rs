@@ -4,10 +4,12 @@
 //! - [`console`]: the console contract and the verdict.
 //! - [`host`]: what this host offers (KVM with VT-x, Bochs, QEMU, network isolation).
 //! - [`bochs`], [`qemu`]: how each emulator is started.
+//! - [`network`]: the network card QEMU gives a table that assigns one, and `--forward`.
 
 pub mod bochs;
 pub mod console;
 pub mod host;
+pub mod network;
 pub mod qemu;
 
 use crate::build::{Progress, Workspace};
@@ -17,7 +19,8 @@ use console::Verdict;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Which emulator boots the image.
@@ -77,6 +80,8 @@ pub struct Machine {
     pub memory_mib: u64,
     /// PCI devices QEMU adds because the table names them (`qemu::EMULATED`).
     pub qemu_devices: qemu::EmulatedDevices,
+    /// Network cards QEMU adds because the table assigns them ([`network`]).
+    pub nics: network::Nics,
 }
 
 /// How to run.
@@ -88,6 +93,26 @@ pub struct RunOptions {
     pub timeout: Duration,
     /// Copy the console to stdout as it arrives.
     pub echo: bool,
+    /// Host TCP ports forwarded to the guest's network card (QEMU only).
+    pub forwards: Vec<network::Forward>,
+    /// Stops the boot when set (the emulator is ended as at the time limit, but the
+    /// outcome is not "timed out"): for a caller that talks to the running system from
+    /// another thread and is done with it.
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+impl RunOptions {
+    /// A boot in `emulator` (`None`: the default) with `timeout`, no console copy, no
+    /// forwards and no stop flag.
+    pub fn new(emulator: Option<Emulator>, timeout: Duration) -> Self {
+        Self {
+            emulator,
+            timeout,
+            echo: false,
+            forwards: Vec::new(),
+            stop: None,
+        }
+    }
 }
 
 /// How a boot ended.
@@ -208,6 +233,9 @@ pub enum RunError {
         /// Why.
         source: std::io::Error,
     },
+    /// `--forward` cannot be given to this boot.
+    #[error(transparent)]
+    Forward(#[from] network::ForwardError),
     /// The argument is not a manifest, ISO or ELF.
     #[error("{0}: give a manifest (.toml), an image (.iso) or its ELF (.elf)")]
     UnknownInput(PathBuf),
@@ -229,6 +257,7 @@ pub fn machine_of(elf: &Path) -> Result<Machine, RunError> {
         cores: table.header.system_cores.get(),
         memory_mib: table.header.system_memory.get().div_ceil(1 << 20),
         qemu_devices: qemu::EmulatedDevices::of(&table),
+        nics: network::Nics::of(&table),
     })
 }
 
@@ -289,6 +318,8 @@ pub fn boot(
     out: &mut dyn Write,
 ) -> Result<RunOutcome, RunError> {
     let emulator = opts.emulator.unwrap_or_else(|| default_emulator(false));
+    let bochs = matches!(emulator, Emulator::Bochs | Emulator::BochsAmd);
+    network::check(machine.nics, bochs, &opts.forwards)?;
     let iso = std::path::absolute(iso).map_err(io_err("resolving the ISO path"))?;
     if !iso.is_file() {
         return Err(RunError::Io {
@@ -334,6 +365,7 @@ pub fn boot(
                 &serial,
             ));
             c.args(machine.qemu_devices.args());
+            c.args(machine.nics.qemu_args(&opts.forwards)?);
             c
         }
     };
@@ -409,8 +441,12 @@ fn follow(
             break;
         }
         let lingering = verdict_at.is_some_and(|t| t.elapsed() > GRACE);
-        if lingering || Instant::now() > deadline {
-            timed_out = !lingering;
+        let stopped = opts
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::Relaxed));
+        if lingering || stopped || Instant::now() > deadline {
+            timed_out = !lingering && !stopped;
             // Our own child, by its PID (the emulator itself: `unshare` execs it).
             let _ = child.kill();
             let _ = child.wait();
