@@ -15,13 +15,11 @@ mod common;
 
 use common::{assert_line, assert_passed, build, reports};
 use quest_build::build::Workspace;
+use quest_build::run::background::Background;
 use quest_build::run::network::Forward;
-use quest_build::run::{self, qemu::Accel, Emulator, RunOptions, RunOutcome};
-use std::io::Write;
+use quest_build::run::{self, qemu::Accel, Emulator, RunOptions};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long the system gets to boot until web listens (QEMU TCG on a loaded 2-core host;
 /// a quiet one takes well under a minute).
@@ -31,38 +29,6 @@ const PAGES: u64 = 5;
 /// What web.toml's attacker targets: where QEMU's firmware puts the RTL8139.
 const NIC_MEMORY_BAR: u64 = 0xfebd_1000;
 const NIC_IO_BAR: u16 = 0xc000;
-
-/// The console so far, shared with the thread that runs the boot.
-#[derive(Clone, Default)]
-struct Console(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Console {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Console {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
-    }
-}
-
-/// Sets the boot's stop flag when dropped, so a failing check never leaves QEMU running.
-struct StopOnDrop(Arc<AtomicBool>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
 
 /// A TCP port of 127.0.0.1 that nothing listens on right now.
 fn free_port() -> u16 {
@@ -110,33 +76,6 @@ fn first_primes(n: usize) -> Vec<u64> {
     primes
 }
 
-/// Waits until the console has a line containing `wanted`; panics if the boot ended or
-/// `limit` passed first.
-fn wait_for(
-    console: &Console,
-    boot: &std::thread::JoinHandle<RunOutcome>,
-    wanted: &str,
-    limit: Duration,
-) {
-    let start = Instant::now();
-    loop {
-        if console.text().lines().any(|l| l.contains(wanted)) {
-            return;
-        }
-        assert!(
-            !boot.is_finished(),
-            "the system ended before {wanted:?}:\n{}",
-            console.text()
-        );
-        assert!(
-            start.elapsed() < limit,
-            "no {wanted:?} after {limit:?}:\n{}",
-            console.text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn curl_missing() -> bool {
     Command::new("curl").arg("--version").output().is_err()
 }
@@ -157,29 +96,22 @@ fn web_answers_curl_through_its_own_network_card() {
     let machine = run::machine_of(&built.elf).expect("a readable table");
     assert_eq!(machine.nics.count(), 1, "the table names one RTL8139");
     let port = free_port();
-    let stop = Arc::new(AtomicBool::new(false));
-    let _stop_on_drop = StopOnDrop(Arc::clone(&stop));
-    let console = Console::default();
     let opts = RunOptions {
-        echo: true,
         forwards: vec![Forward {
             host: port,
             guest: 80,
         }],
-        stop: Some(Arc::clone(&stop)),
         ..RunOptions::new(Some(Emulator::Qemu(Accel::Tcg)), common::BOOT_TIMEOUT)
     };
-    let mut sink = console.clone();
-    let boot = std::thread::spawn(move || {
-        run::boot(&Workspace::locate(), &iso, machine, &opts, &mut sink).expect("QEMU runs")
-    });
+    // Dropping it (as a failing check does) ends QEMU.
+    let boot = Background::start(&Workspace::locate(), iso, machine, opts);
+    let wait_for = |wanted: &str| {
+        if let Err(e) = boot.wait_for(wanted, LISTEN_TIMEOUT) {
+            panic!("{e}:\n{}", boot.console());
+        }
+    };
 
-    wait_for(
-        &console,
-        &boot,
-        "[web] web: listening on port 80",
-        LISTEN_TIMEOUT,
-    );
+    wait_for("[web] web: listening on port 80");
     let primes = first_primes(100);
     let list: Vec<String> = primes.iter().map(u64::to_string).collect();
     let table = format!(
@@ -194,12 +126,7 @@ fn web_answers_curl_through_its_own_network_card() {
         assert!(body.contains(&format!("<p>request {n}</p>")), "{body}");
     }
     // The attacker's three launches run meanwhile; the server keeps answering after.
-    wait_for(
-        &console,
-        &boot,
-        "[attacker] attacker: pci-config: ",
-        LISTEN_TIMEOUT,
-    );
+    wait_for("[attacker] attacker: pci-config: ");
     assert_eq!(
         curl(port, "/prime/1000"),
         (200, "prime 1000 = 7919\n".into())
@@ -210,7 +137,7 @@ fn web_answers_curl_through_its_own_network_card() {
     assert!(body.contains(&table), "{body}");
     assert_eq!(curl(port, "/quit"), (200, "bye\n".into()));
 
-    let out = boot.join().expect("the boot thread");
+    let out = boot.finish().expect("QEMU runs");
     println!(
         "--- console ---\n{}--- end: {} ---",
         out.console,

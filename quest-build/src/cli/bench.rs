@@ -3,8 +3,8 @@
 //! Hermit rows ([`super::bench_hermit`]), the monitor's size by crate
 //! ([`super::bench_size`]), the channel rows and the per-backend rows (VT-x in Bochs,
 //! SVM in QEMU; [`super::bench_channels`]) and the migration rows
-//! ([`super::bench_migration`]). `QUEST_BENCH_ONLY=backends` or `=migration` measures
-//! only those rows.
+//! ([`super::bench_migration`]), and the web rows ([`super::bench_web`]).
+//! `QUEST_BENCH_ONLY=backends`, `=migration` or `=web` measures only those rows.
 
 use crate::build::{self, Progress, Workspace};
 use crate::image::ImageRequest;
@@ -109,6 +109,9 @@ fn measure(args: &BenchArgs) -> Result<Vec<(String, String)>, String> {
     }
     if super::bench_channels::only() {
         return super::bench_channels::backend_rows(&ws, Duration::from_secs(args.timeout));
+    }
+    if super::bench_web::only() {
+        return super::bench_web::measure(&ws, Duration::from_secs(args.timeout));
     }
     let progress = Progress::stderr();
     let mut rows = Vec::new();

@@ -5,7 +5,9 @@
 //! - [`host`]: what this host offers (KVM with VT-x, Bochs, QEMU, network isolation).
 //! - [`bochs`], [`qemu`]: how each emulator is started.
 //! - [`network`]: the network card QEMU gives a table that assigns one, and `--forward`.
+//! - [`background`]: a boot on its own thread, for callers that talk to the system.
 
+pub mod background;
 pub mod bochs;
 pub mod console;
 pub mod host;
