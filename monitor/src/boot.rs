@@ -93,7 +93,11 @@ pub unsafe fn run(magic: u32, mbi_addr: u64) -> ! {
 
     // PCI: scan, match the table's functions, print each; the sandboxes' virtual
     // configuration spaces are ready before any vCPU runs.
-    crate::pci::init(&table, info.acpi_root);
+    crate::pci::init(
+        &table,
+        info.acpi_root,
+        &crate::device_bars::HostRam::of(&info),
+    );
 
     let ram_end = info
         .areas()
@@ -121,6 +125,16 @@ pub unsafe fn run(magic: u32, mbi_addr: u64) -> ! {
         }
     );
     let boot_time_us = wall_clock(tsc_khz);
+
+    // DMA protection for the functions PCI gave the sandboxes (placed above); before
+    // any sandbox runs, so none masters the bus unprotected.
+    let channels = table.channel_count().min(placed.channel_hpas.len());
+    crate::iommu::init(
+        &table,
+        info.acpi_root,
+        &placed.channel_hpas[..channels],
+        &cores,
+    );
 
     let mut needed = [false; MAX_CORES as usize];
     for v in table.vcpus() {

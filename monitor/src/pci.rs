@@ -9,6 +9,7 @@
 
 use crate::bootinfo::AcpiRoot;
 use crate::cores::IdentityMapped;
+use crate::device_bars::HostRam;
 use acpi::mcfg::Mcfg;
 use acpi::AcpiTables;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -93,6 +94,9 @@ static REAL: Mutex<Access> = Mutex::new(Access::Ports);
 static SPACES: [Mutex<VirtualConfig>; MAX_SANDBOXES] =
     [const { Mutex::new(VirtualConfig::new()) }; MAX_SANDBOXES];
 
+/// Functions whose manifest entry says `dma = "unprotected"` (`crate::iommu` decides).
+static UNPROTECTED: Mutex<[Option<PciAddress>; MAX_DEVICES]> = Mutex::new([None; MAX_DEVICES]);
+
 /// Whether each sandbox may start (none of its required functions is missing).
 static STARTABLE: [AtomicBool; MAX_SANDBOXES] = [const { AtomicBool::new(true) }; MAX_SANDBOXES];
 
@@ -121,7 +125,7 @@ fn ecam(root: Option<AcpiRoot>) -> Option<Access> {
 /// Scans PCI, matches the table's PCI devices and prints one line per device (assigned,
 /// absent, taken) and per sandbox that is not started for want of one. Boot core, before
 /// any sandbox runs.
-pub fn init(table: &TableView<'static>, acpi: Option<AcpiRoot>) {
+pub fn init(table: &TableView<'static>, acpi: Option<AcpiRoot>, host_ram: &HostRam) {
     let pci_devices = table.sandboxes().flat_map(|s| {
         s.devices()
             .filter_map(move |d| Some((s.id().index(), d.pci()?, d)))
@@ -155,6 +159,16 @@ pub fn init(table: &TableView<'static>, acpi: Option<AcpiRoot>) {
     };
     for (i, (s, select, d)) in pci_devices.enumerate() {
         let name = name_of(table, s);
+        // A function whose BARs cannot be mapped safely is not given (it prints why).
+        if let Some(Some((_, Assignment::Found(f)))) = out.get(i) {
+            let id = u32::try_from(s).map(SandboxId::new);
+            let given = id.is_ok_and(|id| {
+                crate::device_bars::give(&mut *REAL.lock(), table, id, f, &functions, host_ram)
+            });
+            if !given {
+                out[i] = Some((s, Assignment::Refused));
+            }
+        }
         let absent = if d.start_without() {
             "it starts without it"
         } else {
@@ -163,6 +177,7 @@ pub fn init(table: &TableView<'static>, acpi: Option<AcpiRoot>) {
         match out.get(i).copied().flatten().map(|(_, a)| a) {
             Some(Assignment::Found(f)) => {
                 crate::println!("quest: device {} ({}) -> sandbox '{name}'", f.address, f.id);
+                crate::device_bars::print(&mut *REAL.lock(), &f, name);
                 if !SPACES[s % MAX_SANDBOXES].lock().add(f) {
                     crate::println!(
                         "quest: sandbox '{name}' has too many PCI functions; {} not given",
@@ -170,12 +185,17 @@ pub fn init(table: &TableView<'static>, acpi: Option<AcpiRoot>) {
                     );
                 }
                 if d.dma_unprotected() {
-                    crate::println!("quest: device {} may master the bus unprotected (no IOMMU): bus mastering stays refused until DMA is handled", f.address);
+                    mark_unprotected(f.address);
                 }
             }
             Some(Assignment::Taken { address, owner }) => {
                 let other = name_of(table, owner);
                 crate::println!("quest: device {select} for sandbox '{name}' is {address}, already sandbox '{other}''s; {absent}");
+            }
+            Some(Assignment::Refused) => {
+                crate::println!(
+                    "quest: device {select} for sandbox '{name}' is not given; {absent}"
+                )
             }
             _ => crate::println!("quest: device {select} for sandbox '{name}' is absent; {absent}"),
         }
@@ -215,4 +235,72 @@ pub fn read(s: SandboxId, f: PciAddress, offset: u8, size: u8) -> u32 {
 pub fn write(s: SandboxId, f: PciAddress, offset: u8, size: u8, value: u32) -> Option<Refusal> {
     let mut space = SPACES[s.index() % MAX_SANDBOXES].lock();
     space.write(&mut *REAL.lock(), f, offset, size, value)
+}
+
+/// Notes that the manifest accepts unprotected DMA for function `f`.
+fn mark_unprotected(f: PciAddress) {
+    if let Some(slot) = UNPROTECTED.lock().iter_mut().find(|s| s.is_none()) {
+        *slot = Some(f);
+    }
+}
+
+/// Calls `each(sandbox, function, unprotected_ok)` for every function given to a sandbox
+/// (`unprotected_ok`: its entry says `dma = "unprotected"`). After [`init`].
+pub fn assigned(mut each: impl FnMut(SandboxId, PciAddress, bool)) {
+    let unprotected = *UNPROTECTED.lock();
+    // Collected first: `each` may take these locks itself.
+    let mut all = [None; MAX_DEVICES];
+    let mut n = 0;
+    for (i, space) in SPACES.iter().enumerate() {
+        for f in space.lock().functions() {
+            if let Some(slot) = all.get_mut(n) {
+                *slot = Some((SandboxId::new(i as u32), f.address));
+                n += 1;
+            }
+        }
+    }
+    for (s, f) in all.into_iter().flatten() {
+        each(s, f, unprotected.contains(&Some(f)));
+    }
+}
+
+/// Lets sandbox `s` turn bus mastering of its function `f` on (`crate::iommu` decided
+/// its DMA is safe, or accepted as unprotected); false if `s` does not own `f`. Turns
+/// bus mastering off in the real device otherwise (it may be on from the firmware).
+pub fn set_dma(s: SandboxId, f: PciAddress, allowed: bool) -> bool {
+    if allowed {
+        return SPACES[s.index() % MAX_SANDBOXES].lock().allow_dma(f);
+    }
+    stop_bus_master(f);
+    false
+}
+
+/// Turns bus mastering of function `f` off in the real device (a DMA fault, or a
+/// function whose DMA is not allowed).
+pub fn stop_bus_master(f: PciAddress) {
+    let mut real = REAL.lock();
+    let command = real.read(f, pci::COMMAND);
+    if command & u32::from(pci::COMMAND_BUS_MASTER) != 0 {
+        // The status half written as 0 changes nothing (its bits are write-1-to-clear).
+        real.write(
+            f,
+            pci::COMMAND,
+            command & 0xffff & !u32::from(pci::COMMAND_BUS_MASTER),
+        );
+    }
+}
+
+/// The secondary and subordinate bus of function `f` if it is a PCI-PCI bridge (header
+/// type 1), for DMAR device scopes behind bridges.
+pub fn bridge_buses(f: PciAddress) -> Option<quest_monitor_core::vtd::dmar::BridgeBuses> {
+    let mut real = REAL.lock();
+    let header = (real.read(f, pci::HEADER) >> 16) as u8;
+    if real.read(f, pci::ID) & 0xffff == 0xffff || header & 0x7f != 1 {
+        return None;
+    }
+    let buses = real.read(f, 0x18);
+    Some(quest_monitor_core::vtd::dmar::BridgeBuses {
+        secondary: (buses >> 8) as u8,
+        subordinate: (buses >> 16) as u8,
+    })
 }

@@ -6,8 +6,9 @@
 //! the host in tests (a plain buffer), the way uhyve tests its page-table builder.
 //!
 //! Layout: 4 levels (PML4, PDPT, PD, PT). Leaves are 2 MiB (PD level, bit 7) or 4 KiB
-//! (PT level). Every leaf is write-back; permissions are the `ACCESS_*` bits of the
-//! partition table, which coincide with EPT bits 0 (read), 1 (write) and 2 (execute).
+//! (PT level). Every leaf of memory is write-back; a device's registers (a PCI BAR) are
+//! uncached ([`EptBuilder::map_range_uncached`]). Permissions are the `ACCESS_*` bits of
+//! the partition table, which coincide with EPT bits 0 (read), 1 (write) and 2 (execute).
 
 use quest_abi::{GuestPhysAddr, HostPhysAddr, ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE};
 
@@ -21,6 +22,12 @@ pub const GPA_LIMIT: u64 = 1 << 48;
 pub(crate) const RWX: u64 = 7;
 /// Memory type write-back (6) in bits 5:3 of a leaf (SDM 29.3.7).
 const LEAF_WB: u64 = 6 << 3;
+/// Memory type uncached (0) in bits 5:3 with bit 6 "ignore PAT" set, so the guest's PAT
+/// cannot make a device's registers cacheable (SDM 29.3.7.2). The set bit 6 is also what
+/// tells such a leaf from a pointer to a table, whose bits 6:3 are zero.
+pub(crate) const LEAF_UC: u64 = 1 << 6;
+/// Bits 6:3 of a leaf: memory type and ignore-PAT.
+pub(crate) const LEAF_TYPE: u64 = 0xf << 3;
 /// Bit 7 of a PD entry: the entry maps a 2 MiB page.
 pub(crate) const LARGE: u64 = 1 << 7;
 /// Bits 51:12: the physical address in an entry.
@@ -93,6 +100,8 @@ pub struct Translation {
     pub access: u32,
     /// Size of the leaf page (4 KiB or 2 MiB).
     pub page_size: u64,
+    /// Whether the leaf is uncached (a device's registers), not write-back memory.
+    pub uncached: bool,
 }
 
 /// Builds (and reads back) one sandbox's EPT.
@@ -138,6 +147,11 @@ impl<M: EptMemory> EptBuilder<M> {
         self.mem
     }
 
+    /// The memory, to read raw entries (e.g. a format's own root below the PML4).
+    pub fn memory(&self) -> &M {
+        &self.mem
+    }
+
     /// The table referenced by slot `idx` of `table`, created when missing.
     fn next_table(
         &mut self,
@@ -175,6 +189,19 @@ impl<M: EptMemory> EptBuilder<M> {
         access: u32,
         large: bool,
     ) -> Result<(), EptError> {
+        self.map_typed(gpa, hpa, access, large, LEAF_WB)
+    }
+
+    /// [`Self::map_page`] with leaf memory type bits `leaf_type` ([`LEAF_WB`] or
+    /// [`LEAF_UC`]).
+    fn map_typed(
+        &mut self,
+        gpa: GuestPhysAddr,
+        hpa: HostPhysAddr,
+        access: u32,
+        large: bool,
+        leaf_type: u64,
+    ) -> Result<(), EptError> {
         let bits = check_access(access)?;
         let size = if large { PAGE_2M } else { PAGE_4K };
         if !gpa.is_aligned(size) || !hpa.is_aligned(size) {
@@ -194,7 +221,7 @@ impl<M: EptMemory> EptBuilder<M> {
         }
         let large = if large { LARGE } else { 0 };
         self.mem
-            .write(table, idx, hpa.as_u64() | bits | LEAF_WB | large);
+            .write(table, idx, hpa.as_u64() | bits | leaf_type | large);
         Ok(())
     }
 
@@ -218,6 +245,30 @@ impl<M: EptMemory> EptBuilder<M> {
         access: u32,
         large: bool,
     ) -> Result<(), EptError> {
+        self.map_range_typed(gpa, hpa, size, access, large, LEAF_WB)
+    }
+
+    /// Maps a device's registers `[gpa, gpa + size)` to `[hpa, ...)` uncached, in 2 MiB
+    /// pages where both sides allow (as [`Self::map_range`] with `large`).
+    pub fn map_range_uncached(
+        &mut self,
+        gpa: GuestPhysAddr,
+        hpa: HostPhysAddr,
+        size: u64,
+        access: u32,
+    ) -> Result<(), EptError> {
+        self.map_range_typed(gpa, hpa, size, access, true, LEAF_UC)
+    }
+
+    fn map_range_typed(
+        &mut self,
+        gpa: GuestPhysAddr,
+        hpa: HostPhysAddr,
+        size: u64,
+        access: u32,
+        large: bool,
+        leaf_type: u64,
+    ) -> Result<(), EptError> {
         if !gpa.is_aligned(PAGE_4K) || !hpa.is_aligned(PAGE_4K) || size % PAGE_4K != 0 {
             return Err(EptError::Unaligned { gpa });
         }
@@ -231,7 +282,7 @@ impl<M: EptMemory> EptBuilder<M> {
             };
             let big =
                 large && g.is_aligned(PAGE_2M) && h.is_aligned(PAGE_2M) && size - off >= PAGE_2M;
-            self.map_page(g, h, access, big)?;
+            self.map_typed(g, h, access, big, leaf_type)?;
             off += if big { PAGE_2M } else { PAGE_4K };
         }
         Ok(())
@@ -257,6 +308,7 @@ impl<M: EptMemory> EptBuilder<M> {
                     hpa: HostPhysAddr::new(frame | (gpa & (page_size - 1))),
                     access: (entry & RWX) as u32,
                     page_size,
+                    uncached: entry & LEAF_TYPE == LEAF_UC,
                 });
             }
             table = HostPhysAddr::new(entry & ADDR_MASK);
@@ -415,6 +467,39 @@ mod tests {
         assert_eq!(
             ept.map_range(g(!0xfff_u64), h(0), 0x2000, RW, false),
             Err(EptError::OutOfRange { gpa: g(!0xfff_u64) })
+        );
+    }
+
+    #[test]
+    fn device_registers_are_uncached_and_ignore_the_guest_pat() {
+        let mut ept = EptBuilder::new(VecMemory::new(16)).unwrap();
+        ept.map_range(g(0), h(0x20_0000), PAGE_2M, RW, true)
+            .unwrap();
+        // A 4 KiB BAR and a 4 MiB one (2 MiB leaves), identity.
+        ept.map_range_uncached(g(0xfebf_0000), h(0xfebf_0000), PAGE_4K, RW)
+            .unwrap();
+        ept.map_range_uncached(g(0x8_0000_0000), h(0x8_0000_0000), 2 * PAGE_2M, RW)
+            .unwrap();
+        let t = ept.translate(g(0xfebf_0ffc)).unwrap();
+        assert_eq!(
+            (t.hpa, t.page_size, t.uncached),
+            (h(0xfebf_0ffc), PAGE_4K, true)
+        );
+        let t = ept.translate(g(0x8_0030_0000)).unwrap();
+        assert_eq!((t.page_size, t.uncached, t.access), (PAGE_2M, true, RW));
+        assert!(!ept.translate(g(0x1000)).unwrap().uncached, "RAM stays WB");
+        assert!(ept.translate(g(0xfebf_1000)).is_none());
+        assert_eq!(
+            ept.map_range_uncached(g(0x1000), h(0x1000), PAGE_4K, RW),
+            Err(EptError::AlreadyMapped { gpa: g(0x1000) }),
+            "never over RAM"
+        );
+        let mem = ept.into_memory();
+        let pt = mem.tables.iter().find(|t| t[0x1f0] != 0).unwrap();
+        assert_eq!(
+            pt[0x1f0],
+            0xfebf_0000 | 3 | (1 << 6),
+            "type 0 (UC), ignore PAT"
         );
     }
 

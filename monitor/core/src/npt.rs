@@ -7,8 +7,11 @@
 //! user, bit 7 page size (a 2 MiB leaf in a PD), bit 63 no-execute. Every nested walk is a
 //! user-level access, so U must be set at every level; NX is honoured because the host
 //! runs with EFER.NXE = 1 (the nested walk uses the host's EFER and CR4, as captured at
-//! VMRUN; both in APM 15.25), which the SVM backend must keep set. PWT, PCD and PAT are 0: PAT entry 0,
-//! write-back with the power-on PAT, the same type as the EPT's leaves.
+//! VMRUN; both in APM 15.25), which the SVM backend must keep set. PWT, PCD and PAT are 0
+//! in memory leaves: PAT entry 0, write-back with the power-on PAT, the same type as the
+//! EPT's leaves. A device's registers (the EPT's uncached leaves) get PCD and PWT: PAT
+//! entry 3, uncached with the power-on PAT the monitor keeps (APM 15.25.8: the nested
+//! walk's type comes from the host's PAT and combines with the guest's, uncached wins).
 //!
 //! There is one page-table builder and one region walk: [`NptBuilder`] runs the EPT
 //! builder ([`crate::ept::EptBuilder`]) and [`build_sandbox_npt`] the EPT's region walk
@@ -38,6 +41,10 @@ pub const NPT_NX: u64 = 1 << 63;
 /// An AVL bit (ignored by the processor, APM 5.4.1): marks leaves, so the adapter can
 /// tell a 4 KiB leaf from a pointer to a table when it reads an entry back.
 const NPT_LEAF: u64 = 1 << 9;
+/// Page-level write-through.
+pub const NPT_PWT: u64 = 1 << 3;
+/// Page-level cache disable.
+pub const NPT_PCD: u64 = 1 << 4;
 /// Bits 51:12: the physical address.
 const ADDR_MASK: u64 = 0x000F_FFFF_FFFF_F000;
 
@@ -46,8 +53,8 @@ const ADDR_MASK: u64 = 0x000F_FFFF_FFFF_F000;
 const EPT_R: u64 = 1;
 const EPT_W: u64 = 1 << 1;
 const EPT_X: u64 = 1 << 2;
-const EPT_MEMORY_TYPE: u64 = 7 << 3;
 const EPT_WB: u64 = 6 << 3;
+use crate::ept::{LEAF_TYPE as EPT_LEAF_TYPE, LEAF_UC as EPT_UC};
 const EPT_LARGE: u64 = 1 << 7;
 
 /// The leaf bits that translate one to one between the formats: (EPT bit, NPT bit, whether
@@ -79,14 +86,19 @@ fn npt_entry(ept: u64) -> Option<u64> {
         return Some(0);
     }
     let addr = ept & ADDR_MASK;
-    if ept & EPT_MEMORY_TYPE == 0 {
+    if ept & EPT_LEAF_TYPE == 0 {
         // A pointer to the next table: everything allowed, the leaf decides.
         return Some(addr | NPT_P | NPT_RW | NPT_US);
     }
     if ept & EPT_R == 0 {
         return None;
     }
-    Some(addr | NPT_P | NPT_US | NPT_LEAF | leaf_bits(ept, true))
+    let uncached = if ept & EPT_LEAF_TYPE == EPT_UC {
+        NPT_PCD | NPT_PWT
+    } else {
+        0
+    };
+    Some(addr | NPT_P | NPT_US | NPT_LEAF | uncached | leaf_bits(ept, true))
 }
 
 /// The EPT entry the builder wrote for NPT entry `npt` (inverse of [`npt_entry`]).
@@ -98,7 +110,8 @@ fn ept_entry(npt: u64) -> u64 {
     if npt & NPT_LEAF == 0 {
         return addr | EPT_R | EPT_W | EPT_X;
     }
-    addr | EPT_R | EPT_WB | leaf_bits(npt, false)
+    let memory_type = if npt & NPT_PCD != 0 { EPT_UC } else { EPT_WB };
+    addr | EPT_R | memory_type | leaf_bits(npt, false)
 }
 
 /// The frames of an NPT seen as EPT frames: entries are re-encoded on the way in and out.
@@ -167,6 +180,19 @@ impl<M: EptMemory> NptBuilder<M> {
         self.tables.map_range(gpa, hpa, size, access, large)
     }
 
+    /// Maps a device's registers `[gpa, gpa + size)` to `[hpa, ...)` uncached (PCD and
+    /// PWT), as [`EptBuilder::map_range_uncached`].
+    pub fn map_range_uncached(
+        &mut self,
+        gpa: GuestPhysAddr,
+        hpa: HostPhysAddr,
+        size: u64,
+        access: u32,
+    ) -> Result<(), EptError> {
+        readable(access)?;
+        self.tables.map_range_uncached(gpa, hpa, size, access)
+    }
+
     /// Looks `gpa` up (what the monitor uses to reach guest memory).
     pub fn translate(&self, gpa: GuestPhysAddr) -> Option<Translation> {
         self.tables.translate(gpa)
@@ -227,7 +253,12 @@ mod tests {
             }
             write &= e & NPT_RW != 0;
             exec &= e & NPT_NX == 0;
-            assert_eq!(e & ((1 << 3) | (1 << 4)), 0, "PWT/PCD: write-back");
+            let caching = e & (NPT_PCD | NPT_PWT);
+            let leaf = level == 0 || e & NPT_PS != 0;
+            assert!(
+                caching == 0 || (leaf && caching == NPT_PCD | NPT_PWT),
+                "tables write-back; leaves write-back or uncached (PAT entry 3)"
+            );
             let size = match level {
                 0 => PAGE_4K,
                 1 if e & NPT_PS != 0 => PAGE_2M,
@@ -265,10 +296,57 @@ mod tests {
             sandbox: &sandbox_place,
             channel_hpas: &chan,
             calibration_hpa: Some(h(0xa000_0000)),
+            device_memory: &[],
         };
         let ept = build_sandbox_ept(&table, sandbox, &place, VecMemory::new(32)).unwrap();
         let npt = build_sandbox_npt(&table, sandbox, &place, VecMemory::new(32)).unwrap();
         (ept, npt)
+    }
+
+    #[test]
+    fn device_registers_are_uncached_pat_entry_3() {
+        let mut npt = NptBuilder::new(VecMemory::new(16)).unwrap();
+        npt.map_range(g(0), h(0x20_0000), PAGE_2M, RWX, true)
+            .unwrap();
+        npt.map_range_uncached(g(0xfebf_0000), h(0xfebf_0000), PAGE_4K, RW)
+            .unwrap();
+        npt.map_range_uncached(g(0x8_0000_0000), h(0x8_0000_0000), PAGE_2M, RW)
+            .unwrap();
+        assert_eq!(
+            npt.map_range_uncached(g(0x1000), h(0x1000), PAGE_4K, ACCESS_WRITE),
+            Err(EptError::BadAccess(ACCESS_WRITE))
+        );
+        for (gpa, size) in [(0xfebf_0ff8, PAGE_4K), (0x8_001f_fff8, PAGE_2M)] {
+            let t = npt.translate(g(gpa)).unwrap();
+            assert_eq!(
+                (t.hpa, t.uncached, t.access, t.page_size),
+                (h(gpa), true, RW, size)
+            );
+        }
+        assert!(!npt.translate(g(0x10)).unwrap().uncached);
+        let ncr3 = npt.ncr3();
+        let mem = npt.into_memory();
+        assert_eq!(
+            hardware_walk(&mem, ncr3, 0xfebf_0010),
+            Some((0xfebf_0010, RW, PAGE_4K))
+        );
+        let leaf = |gpa: u64| {
+            let mut table = ncr3;
+            for level in (0..4u32).rev() {
+                let e = mem.read(h(table), ((gpa >> (12 + 9 * level)) & 0x1ff) as usize);
+                if level == 0 || e & NPT_PS != 0 {
+                    return e;
+                }
+                table = e & ADDR_MASK;
+            }
+            unreachable!()
+        };
+        assert_eq!(leaf(0xfebf_0000) & (NPT_PCD | NPT_PWT), NPT_PCD | NPT_PWT);
+        assert_eq!(
+            leaf(0x8_0000_0000) & (NPT_PCD | NPT_PWT | NPT_NX),
+            NPT_PCD | NPT_PWT | NPT_NX
+        );
+        assert_eq!(leaf(0) & (NPT_PCD | NPT_PWT), 0, "RAM write-back");
     }
 
     /// One expectation: guest-physical address -> (host-physical, access, page size), or
@@ -352,8 +430,11 @@ mod tests {
         for addr in addrs {
             assert_eq!(ept_entry(npt_entry(addr | 7).unwrap()), addr | 7, "pointer");
             for access in 1..8u64 {
-                for large in [0, EPT_LARGE] {
-                    let e = addr | access | EPT_WB | large;
+                for (large, memory_type) in [0, EPT_LARGE]
+                    .into_iter()
+                    .flat_map(|l| [(l, EPT_WB), (l, EPT_UC)])
+                {
+                    let e = addr | access | memory_type | large;
                     match npt_entry(e) {
                         Some(n) => assert_eq!(ept_entry(n), e, "{e:#x}"),
                         None => assert_eq!(access & EPT_R, 0, "{e:#x} refused"),
@@ -458,6 +539,7 @@ mod tests {
             sandbox: &sandbox_place,
             channel_hpas: &[],
             calibration_hpa: None,
+            device_memory: &[],
         };
         assert!(matches!(
             build_sandbox_npt(&table, 0, &place, VecMemory::new(32)),

@@ -245,6 +245,8 @@ pub enum Assignment {
     Found(Function),
     /// No such function on the bus.
     Absent,
+    /// Found, but not given (its BARs cannot be mapped safely; the monitor says why).
+    Refused,
     /// The function is an earlier device's (another entry named it differently).
     Taken {
         /// The function.

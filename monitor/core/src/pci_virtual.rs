@@ -6,7 +6,9 @@
 //!   mask (probed at boot, so the real BAR is never touched); the expansion ROM BAR reads
 //!   0 (no ROM shown).
 //! - writes: the command register may turn I/O and memory decode and INTx-disable on or
-//!   off; bus mastering is refused (no DMA protection yet), every other bit kept. Writing
+//!   off; bus mastering only for a function the monitor marked DMA-safe
+//!   ([`VirtualConfig::allow_dma`]: behind an active IOMMU domain, or `dma =
+//!   "unprotected"` on a machine without IOMMU), refused otherwise; every other bit kept. Writing
 //!   all ones to a BAR starts sizing it; writing back its current value ends it; any other
 //!   value would move it and is refused (the BAR stays where it is; later steps map BARs
 //!   into the sandbox's EPT/NPT and may confine moves instead). Everything else (status,
@@ -52,6 +54,8 @@ struct Owned {
     multi: bool,
     /// BARs being sized (all ones written, the original not yet back).
     sizing: [bool; 6],
+    /// It may master the bus (see [`VirtualConfig::allow_dma`]).
+    dma: bool,
 }
 
 /// A sandbox's virtual configuration space.
@@ -86,6 +90,7 @@ impl VirtualConfig {
             function: f,
             multi: false,
             sizing: [false; 6],
+            dma: false,
         });
         // Recompute every multi-function bit.
         let addresses: [Option<PciAddress>; MAX_FUNCTIONS_PER_SANDBOX] =
@@ -98,6 +103,24 @@ impl VirtualConfig {
                 .any(|b| *b != a && b.bus == a.bus && b.device == a.device);
         }
         true
+    }
+
+    /// Lets function `a` master the bus: the monitor decided its DMA cannot leave the
+    /// sandbox (an active IOMMU domain) or the manifest accepts that it may. False when
+    /// the sandbox does not own `a`.
+    pub fn allow_dma(&mut self, a: PciAddress) -> bool {
+        let Some(o) = self.get(a).and_then(|i| self.owned[i].as_mut()) else {
+            return false;
+        };
+        o.dma = true;
+        true
+    }
+
+    /// Whether function `a` may master the bus.
+    pub fn dma_allowed(&self, a: PciAddress) -> bool {
+        self.get(a)
+            .and_then(|i| self.owned[i])
+            .is_some_and(|o| o.dma)
     }
 
     /// Its functions.
@@ -165,9 +188,14 @@ impl VirtualConfig {
             }
             let real = cs.read(a, COMMAND) as u16;
             let wanted = ((u32::from(real) & !lanes) | value) as u16;
-            let command = (real & !COMMAND_WRITABLE) | (wanted & COMMAND_WRITABLE);
+            let writable = if o.dma {
+                COMMAND_WRITABLE | COMMAND_BUS_MASTER
+            } else {
+                COMMAND_WRITABLE
+            };
+            let command = (real & !writable) | (wanted & writable);
             cs.write(a, COMMAND, u32::from(command));
-            return (wanted & COMMAND_BUS_MASTER != 0 && real & COMMAND_BUS_MASTER == 0)
+            return (wanted & COMMAND_BUS_MASTER != 0 && command & COMMAND_BUS_MASTER == 0)
                 .then_some(Refusal::BusMaster(a));
         }
         let b = bar_index(f, reg)?;
@@ -330,6 +358,34 @@ mod tests {
         );
         assert_eq!(v.write(&mut b, edu, COMMAND + 2, 2, 0xffff), None, "status");
         assert_eq!(b.reg(edu, COMMAND), 0x0010_0401);
+    }
+
+    #[test]
+    fn bus_mastering_only_where_the_monitor_allows_dma() {
+        let (mut b, mut v) = setup();
+        let (edu, ide) = (at(0, 3, 0), at(0, 1, 1));
+        assert!(!v.dma_allowed(edu));
+        assert!(v.allow_dma(edu));
+        assert!(!v.allow_dma(at(0, 4, 0)), "not its function");
+        assert!(v.dma_allowed(edu) && !v.dma_allowed(ide));
+        assert_eq!(v.write(&mut b, edu, COMMAND, 2, 0x6), None);
+        assert_eq!(
+            b.reg(edu, COMMAND) & 0xffff,
+            0x6,
+            "memory decode and bus master"
+        );
+        assert_eq!(v.read(&mut b, edu, COMMAND, 2), 0x6);
+        assert_eq!(v.write(&mut b, edu, COMMAND, 1, 0x2), None);
+        assert_eq!(b.reg(edu, COMMAND) & 0xffff, 0x2, "and off again");
+        assert_eq!(
+            v.write(&mut b, ide, COMMAND, 2, 0x5),
+            Some(Refusal::BusMaster(ide)),
+            "the other function still may not"
+        );
+        assert_eq!(b.reg(ide, COMMAND) & 0xffff, 0x1);
+        // Bits the sandbox may never set stay as they are, DMA or not (SERR).
+        assert_eq!(v.write(&mut b, edu, COMMAND, 2, 0x0106), None);
+        assert_eq!(b.reg(edu, COMMAND) & 0xffff, 0x6);
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! The EPT of one sandbox, built from its regions in the partition table: RAM with 2 MiB
 //! pages (read/write/execute; 4 KiB pages for a sandbox that may move its RAM, whose
 //! pre-copy tracks dirty pages at that size, see `crate::precopy`), its channel directory and channel areas with 4 KiB pages
-//! and exactly the access the table gives them, and nothing else.
+//! and exactly the access the table gives them, its PCI functions' memory BARs
+//! (guest-physical == host-physical, read/write, uncached; checked against everything
+//! else by `crate::device_windows`), and nothing else.
 
+use crate::device_windows::MemoryWindow;
 use crate::ept::{EptBuilder, EptError, EptMemory};
 use crate::sandbox_place::SandboxPlacement;
-use quest_abi::{GuestPhysAddr, HostPhysAddr, RegionKind, Table};
+use quest_abi::{GuestPhysAddr, HostPhysAddr, RegionKind, Table, ACCESS_READ, ACCESS_WRITE};
 
 /// What one sandbox's EPT maps, borrowed from where the monitor keeps it: the sandbox's
 /// own placement (its record) and the channels' (fixed at boot).
@@ -18,6 +21,8 @@ pub struct HostPlacement<'a> {
     /// Host-physical base of the calibration page(s), mapped read-only (no write, no
     /// execute) at [`quest_abi::layout::CALIBRATION_GPA`] when present.
     pub calibration_hpa: Option<HostPhysAddr>,
+    /// The memory windows of its PCI functions' BARs (identity, uncached).
+    pub device_memory: &'a [MemoryWindow],
 }
 
 /// Why a sandbox's EPT could not be built.
@@ -34,6 +39,8 @@ pub enum SandboxEptError {
     Region(usize),
     /// The calibration page could not be mapped.
     Calibration(EptError),
+    /// A device's memory window could not be mapped.
+    Device(EptError),
 }
 
 impl core::fmt::Display for SandboxEptError {
@@ -42,6 +49,7 @@ impl core::fmt::Display for SandboxEptError {
             Self::Map { region, error } => write!(f, "region {region}: {error}"),
             Self::Region(r) => write!(f, "region {r} has no host placement"),
             Self::Calibration(e) => write!(f, "calibration page: {e}"),
+            Self::Device(e) => write!(f, "device registers: {e}"),
         }
     }
 }
@@ -101,6 +109,13 @@ pub fn build_sandbox_ept<M: EptMemory>(
         )
         .map_err(SandboxEptError::Calibration)?;
     }
+    for w in place.device_memory {
+        // Identity: the BAR stays where firmware put it. The builder refuses a page
+        // mapped already (RAM, channels), though `device_windows::check` ruled it out.
+        let (gpa, hpa) = (GuestPhysAddr::new(w.base), HostPhysAddr::new(w.base));
+        ept.map_range_uncached(gpa, hpa, w.size, ACCESS_READ | ACCESS_WRITE)
+            .map_err(SandboxEptError::Device)?;
+    }
     Ok(ept)
 }
 
@@ -142,6 +157,7 @@ mod tests {
             sandbox: &sample_placement(),
             channel_hpas,
             calibration_hpa: None,
+            device_memory: &[],
         };
         build_sandbox_ept(&table, sandbox, &place, VecMemory::new(32))
     }
@@ -195,6 +211,7 @@ mod tests {
                 sandbox: &sample_placement(),
                 channel_hpas: &chan,
                 calibration_hpa: Some(h(0xa000_0000)),
+                device_memory: &[],
             };
             let ept = build_sandbox_ept(&table, sandbox, &place, VecMemory::new(32)).unwrap();
             let last = CALIBRATION_GPA + CALIBRATION_SIZE - 1;
@@ -207,6 +224,51 @@ mod tests {
                 .translate(g(CALIBRATION_GPA + CALIBRATION_SIZE))
                 .is_none());
         }
+    }
+
+    #[test]
+    fn device_windows_are_identity_uncached_and_never_over_ram() {
+        let bytes = sample_table();
+        let table = validate(&bytes).unwrap();
+        let chan = [h(0x9000_0000)];
+        let windows = [
+            MemoryWindow {
+                base: 0xfebf_0000,
+                size: PAGE_4K,
+            },
+            MemoryWindow {
+                base: 0x8_0000_0000,
+                size: PAGE_2M,
+            },
+        ];
+        let place = HostPlacement {
+            sandbox: &sample_placement(),
+            channel_hpas: &chan,
+            calibration_hpa: None,
+            device_memory: &windows,
+        };
+        let ept = build_sandbox_ept(&table, 1, &place, VecMemory::new(32)).unwrap();
+        let t = ept.translate(g(0xfebf_0ffc)).unwrap();
+        assert_eq!(
+            (t.hpa, t.access, t.uncached),
+            (h(0xfebf_0ffc), ACCESS_READ | ACCESS_WRITE, true)
+        );
+        assert_eq!(ept.translate(g(0x8_0010_0000)).unwrap().page_size, PAGE_2M);
+        assert!(ept.translate(g(0xfebf_1000)).is_none());
+        assert!(!ept.translate(g(0)).unwrap().uncached);
+        // Over RAM: refused by the builder too.
+        let over = [MemoryWindow {
+            base: 0x10_0000,
+            size: PAGE_4K,
+        }];
+        let place = HostPlacement {
+            device_memory: &over,
+            ..place
+        };
+        assert!(matches!(
+            build_sandbox_ept(&table, 1, &place, VecMemory::new(32)),
+            Err(SandboxEptError::Device(EptError::AlreadyMapped { .. }))
+        ));
     }
 
     #[test]

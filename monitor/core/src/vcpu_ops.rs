@@ -185,6 +185,12 @@ pub enum FaultKind {
     },
     /// A VM exit the monitor does not expect.
     Unexpected(u32),
+    /// One of the sandbox's PCI functions made a DMA request the IOMMU refused (its
+    /// domain does not map the address, or not for that access).
+    Dma {
+        /// A write (else a read).
+        write: bool,
+    },
 }
 
 impl fmt::Display for FaultKind {
@@ -216,6 +222,11 @@ impl fmt::Display for FaultKind {
                 )
             }
             Self::Unexpected(r) => write!(f, "unexpected VM exit ({})", reason_name(r as usize)),
+            Self::Dma { write } => write!(
+                f,
+                "DMA fault (device {})",
+                if write { "write" } else { "read" }
+            ),
         }
     }
 }
@@ -299,6 +310,10 @@ mod tests {
             "VM entry failed: invalid-guest-state"
         );
         assert_eq!(line(FaultKind::Unexpected(13)), "unexpected VM exit (invd)");
+        assert_eq!(
+            line(FaultKind::Dma { write: true }),
+            "DMA fault (device write)"
+        );
         assert_eq!(
             line(FaultKind::ControlRegister(4)),
             "write to monitor-owned CR4 bits"

@@ -12,7 +12,7 @@ use crate::vmx::calibrate::ExitCostError;
 use crate::vmx::vcpu::{Action, Vcpu};
 use quest_abi::{gdt, layout, CoreId, SandboxId};
 use quest_monitor_core::backend::SvmCaps;
-use quest_monitor_core::io_bitmap::IO_BITMAPS_SIZE;
+use quest_monitor_core::io_bitmap::{open_windows, PortAccess, IO_BITMAPS_SIZE};
 use quest_monitor_core::msr_policy::{build_msr_bitmap, trap_tsc_deadline, MSR_BITMAP_SIZE};
 use quest_monitor_core::npt::{build_sandbox_npt, NptBuilder};
 use quest_monitor_core::sandbox_ept::HostPlacement;
@@ -212,7 +212,7 @@ pub fn build_sandbox(
     table: &quest_abi::Table<'_>,
     s: SandboxId,
     host: &HostPlacement<'_>,
-    devices: &[quest_abi::DeviceEntry],
+    ports: &PortAccess<'_>,
     hide_downtime: bool,
 ) -> Result<SandboxVmx, SetupError> {
     let npt = build_sandbox_npt(table, s.index(), host, crate::vmx::PoolFrames)
@@ -232,7 +232,12 @@ pub fn build_sandbox(
         )
     };
     const _: () = assert!(IO_BITMAPS_SIZE <= IOPM_SIZE);
-    build_iopm(devices, iopm_bytes);
+    build_iopm(ports.devices, iopm_bytes);
+    // The IOPM's first 8 KiB are laid out as the VT-x bitmaps (its third page only
+    // covers accesses that run past port 0xffff, and stays set).
+    if let Some((bitmaps, _)) = iopm_bytes.split_first_chunk_mut::<IO_BITMAPS_SIZE>() {
+        open_windows(ports.bars, ports.console, bitmaps);
+    }
     build_msr_bitmap(vmx_bytes);
     if hide_downtime {
         trap_tsc_deadline(vmx_bytes);

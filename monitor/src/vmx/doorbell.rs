@@ -37,7 +37,10 @@ pub fn wait(v: &Vcpu) -> u64 {
     }
     st.sleeps.fetch_add(1, Ordering::Relaxed);
     waiting.store(1, Ordering::SeqCst);
-    while pending.swap(0, Ordering::SeqCst) == 0 && st.stop.load(Ordering::SeqCst) == 0 {
+    while pending.swap(0, Ordering::SeqCst) == 0
+        && st.stop.load(Ordering::SeqCst) == 0
+        && !crate::iommu::fault_signalled(v)
+    {
         sleep_until_nmi(pending, &st.stop);
     }
     waiting.store(0, Ordering::SeqCst);

@@ -128,6 +128,13 @@ fn run_until_stop(v: &mut Vcpu, st: &SandboxState) -> Stopped {
                 return stopped;
             }
         }
+        if let Some(action) = crate::iommu::before_entry(v) {
+            // One of its devices' DMA faulted (the IOMMU refused it).
+            st.faults.fetch_add(1, Ordering::Relaxed);
+            if let Some(stopped) = decide(v, st, action) {
+                return stopped;
+            }
+        }
         if !v.entered_once {
             // Counted (and the boot cost printed, by the last vCPU) before the entry, so
             // the line appears even if the guest never exits.

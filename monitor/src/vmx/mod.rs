@@ -33,6 +33,7 @@ pub use caps::{VmxCaps, VmxError};
 pub(crate) use host::load_vcpu_idt;
 pub(crate) use migrate::{entering, left_guest, stand_by};
 pub(crate) use sandbox::{resources, PoolFrames};
+pub(crate) use sleep::nmis_handled;
 
 use crate::system::System;
 use quest_abi::{CoreId, SandboxId};

@@ -6,7 +6,7 @@ use crate::sandboxes::{record, SandboxPlacement, SandboxVmx, SetupError};
 use crate::system::System;
 use quest_abi::{HostPhysAddr, SandboxId};
 use quest_monitor_core::ept::EptMemory;
-use quest_monitor_core::io_bitmap::{build_io_bitmaps, IO_BITMAPS_SIZE};
+use quest_monitor_core::io_bitmap::{PortAccess, IO_BITMAPS_SIZE};
 use quest_monitor_core::msr_policy::{build_msr_bitmap, trap_tsc_deadline, MSR_BITMAP_SIZE};
 use quest_monitor_core::sandbox_ept::{build_sandbox_ept, HostPlacement};
 
@@ -48,20 +48,30 @@ fn build_for(
     s: SandboxId,
     place: &SandboxPlacement,
 ) -> Result<SandboxVmx, SetupError> {
+    let windows = crate::device_bars::windows(s);
     let host = HostPlacement {
         sandbox: place,
         channel_hpas: sys.channels(),
         calibration_hpa: crate::calibrate::page_hpa(),
+        device_memory: windows.memory(),
     };
-    let sandbox = sys.table.sandbox(s);
-    let devices = sandbox.map_or(&[][..], |sb| sb.device_entries());
-    let hide = sandbox
+    let ports = PortAccess {
+        devices: sys
+            .table
+            .sandbox(s)
+            .map_or(&[][..], |sb| sb.device_entries()),
+        bars: windows.io(),
+        console: sys.table.console_port(),
+    };
+    let hide = sys
+        .table
+        .sandbox(s)
         .and_then(|sb| sb.migration())
         .is_some_and(|m| m.hide_downtime);
     if crate::svm::active() {
-        crate::svm::build_sandbox(sys.table.raw(), s, &host, devices, hide)
+        crate::svm::build_sandbox(sys.table.raw(), s, &host, &ports, hide)
     } else {
-        build(sys.table.raw(), s, &host, devices, hide)
+        build(sys.table.raw(), s, &host, &ports, hide)
     }
 }
 
@@ -70,7 +80,7 @@ fn build(
     table: &quest_abi::Table<'_>,
     s: SandboxId,
     host: &HostPlacement<'_>,
-    devices: &[quest_abi::DeviceEntry],
+    ports: &PortAccess<'_>,
     hide_downtime: bool,
 ) -> Result<SandboxVmx, SetupError> {
     let ept = build_sandbox_ept(table, s.index(), host, PoolFrames).map_err(SetupError::Ept)?;
@@ -78,7 +88,7 @@ fn build(
     let io = crate::frame_pool::alloc_zeroed(2).ok_or(SetupError::OutOfFrames)?;
     // SAFETY: two fresh contiguous frames, identity mapped, not shared yet.
     let io_bytes = unsafe { &mut *(io as *mut [u8; IO_BITMAPS_SIZE]) };
-    build_io_bitmaps(devices, io_bytes);
+    ports.fill(io_bytes);
     let msr = alloc_frame().ok_or(SetupError::OutOfFrames)?;
     // SAFETY: a fresh frame, identity mapped, not shared yet.
     let msr_bytes = unsafe { &mut *(msr as *mut [u8; MSR_BITMAP_SIZE]) };

@@ -69,16 +69,41 @@ pub const EMULATED: [(PciId, &str); 1] = [(
     "edu",
 )];
 
-/// How many of each [`EMULATED`] device a table names (by ID).
+/// The machine and IOMMU of a table that names any PCI device (see [`EmulatedDevices`]):
+/// - `-machine q35`: QEMU's Intel IOMMU exists only on the Q35 chipset, and Q35 has an
+///   ACPI MCFG table, so the monitor reaches configuration space through ECAM there
+///   (i440FX, QEMU's default and what Bochs has, has neither).
+/// - `-device intel-iommu`: a VT-d unit announced by an ACPI DMAR table, which the
+///   monitor programs so that each sandbox's devices reach only its memory (its default
+///   39-bit address width gives 3-level tables; caching mode stays off).
+/// - `intremap=off`: no interrupt remapping, which the monitor does not program: device
+///   MSIs and the unit's own fault event (an NMI) keep the compatibility format the
+///   monitor writes (with it on, QEMU would announce remapping in the DMAR flags and
+///   expect it to be set up).
+///
+/// It goes before the emulated devices: a PCI device created before the IOMMU would do
+/// its DMA around it.
+pub const PCI_PLATFORM: [&str; 4] = ["-machine", "q35", "-device", "intel-iommu,intremap=off"];
+
+/// What QEMU adds for the PCI devices a table names: [`PCI_PLATFORM`] when it names any,
+/// and how many of each [`EMULATED`] device it names by ID.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct EmulatedDevices([u8; EMULATED.len()]);
+pub struct EmulatedDevices {
+    counts: [u8; EMULATED.len()],
+    any_pci: bool,
+}
 
 impl EmulatedDevices {
-    /// Counts the PCI devices of `table` named by an ID QEMU emulates.
+    /// What `table` needs.
     pub fn of(table: &Table<'_>) -> Self {
         let mut counts = [0u8; EMULATED.len()];
+        let mut any_pci = false;
         for d in table.devices {
-            if d.kind.get() != DeviceKind::Pci as u32 || d.pci_address.get() != NO_INDEX {
+            if d.kind.get() != DeviceKind::Pci as u32 {
+                continue;
+            }
+            any_pci = true;
+            if d.pci_address.get() != NO_INDEX {
                 continue;
             }
             let id = PciId::from_u32(d.pci_id.get());
@@ -86,17 +111,18 @@ impl EmulatedDevices {
                 counts[i] = counts[i].saturating_add(1);
             }
         }
-        Self(counts)
+        Self { counts, any_pci }
     }
 
-    /// `-device NAME` for each.
+    /// [`PCI_PLATFORM`] if needed, then `-device NAME` for each emulated device.
     pub fn args(self) -> Vec<String> {
-        EMULATED
+        let platform = if self.any_pci { &PCI_PLATFORM[..] } else { &[] };
+        platform
             .iter()
-            .zip(self.0)
-            .flat_map(|((_, name), n)| {
+            .map(|s| (*s).to_owned())
+            .chain(EMULATED.iter().zip(self.counts).flat_map(|((_, name), n)| {
                 (0..n).flat_map(move |_| ["-device".to_owned(), (*name).to_owned()])
-            })
+            }))
             .collect()
     }
 }
@@ -162,11 +188,23 @@ mod tests {
     }
 
     #[test]
-    fn tables_naming_edu_by_id_get_an_edu_device_each() {
+    fn tables_naming_pci_get_q35_and_the_iommu_first_then_an_edu_each() {
         assert_eq!(EmulatedDevices::default().args(), Vec::<String>::new());
+        let two = EmulatedDevices {
+            counts: [2],
+            any_pci: true,
+        };
         assert_eq!(
-            EmulatedDevices([2]).args().join(" "),
-            "-device edu -device edu"
+            two.args().join(" "),
+            "-machine q35 -device intel-iommu,intremap=off -device edu -device edu"
+        );
+        let by_address = EmulatedDevices {
+            counts: [0],
+            any_pci: true,
+        };
+        assert_eq!(
+            by_address.args().join(" "),
+            "-machine q35 -device intel-iommu,intremap=off"
         );
     }
 }

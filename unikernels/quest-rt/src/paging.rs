@@ -21,6 +21,8 @@ pub enum PagingError {
     CoveredByLargePage,
     /// No mapping exists for the address (for [`make_writable`]).
     NotMapped,
+    /// The 2 MiB page is mapped already (for [`map_device`]: by an earlier call).
+    AlreadyMapped,
 }
 
 impl PagingError {
@@ -30,6 +32,7 @@ impl PagingError {
             Self::Unaligned => "address not 2 MiB aligned",
             Self::CoveredByLargePage => "address already covered by a large page",
             Self::NotMapped => "address not mapped",
+            Self::AlreadyMapped => "address already mapped",
         }
     }
 }
@@ -84,6 +87,21 @@ unsafe fn next_table(table: u64, i: usize) -> Result<u64, PagingError> {
 
 /// Maps the 2 MiB page at `gpa` (2 MiB aligned) read-write, identity.
 pub fn map_large(gpa: u64) -> Result<(), PagingError> {
+    map_large_with(gpa, Flags::empty())
+}
+
+/// Maps the 2 MiB page around device registers at `addr` (a PCI BAR, which the monitor
+/// maps guest-physical == host-physical) read-write, identity, uncached (PCD and PWT,
+/// as the monitor's EPT/NPT entry is). Returns `addr` as a pointer.
+pub fn map_device(addr: u64) -> Result<*mut u32, PagingError> {
+    let page = addr & !((2 << 20) - 1);
+    match map_large_with(page, Flags::NO_CACHE | Flags::WRITE_THROUGH) {
+        Ok(()) | Err(PagingError::AlreadyMapped) => Ok(addr as *mut u32),
+        Err(e) => Err(e),
+    }
+}
+
+fn map_large_with(gpa: u64, extra: Flags) -> Result<(), PagingError> {
     if gpa % (2 << 20) != 0 {
         return Err(PagingError::Unaligned);
     }
@@ -92,9 +110,13 @@ pub fn map_large(gpa: u64) -> Result<(), PagingError> {
     unsafe {
         let pdpt = next_table(PAGE_TABLES_GPA, index(gpa, 3))?;
         let pd = next_table(pdpt, index(gpa, 2))?;
-        table_at(pd)[index(gpa, 1)].set_addr(
+        let entry = &mut table_at(pd)[index(gpa, 1)];
+        if !extra.is_empty() && !entry.is_unused() {
+            return Err(PagingError::AlreadyMapped);
+        }
+        entry.set_addr(
             PhysAddr::new(gpa),
-            Flags::PRESENT | Flags::WRITABLE | Flags::HUGE_PAGE,
+            Flags::PRESENT | Flags::WRITABLE | Flags::HUGE_PAGE | extra,
         );
     }
     x86_64::instructions::tlb::flush(VirtAddr::new(gpa));

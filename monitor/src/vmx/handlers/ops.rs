@@ -112,6 +112,7 @@ impl VcpuOps for Vcpu {
     }
 
     fn nmi_taken(&mut self) {
+        crate::iommu::nmi_exit();
         // SVM leaves no NMI blocking behind once the host sets GIF again.
         if !crate::svm::active() {
             unblock_nmis();

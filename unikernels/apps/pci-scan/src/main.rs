@@ -3,8 +3,10 @@
 //! header type), then, for each function, the size of every BAR found by sizing it
 //! (write all ones, read the mask back, restore) and whether a bus-master enable stuck.
 //! The monitor serves these ports from the sandbox's virtual configuration space, so a
-//! sandbox sees its own functions only. Ends with `pci-scan: N functions`. It looks at
-//! all eight functions of every device, since its function 0 may be another's.
+//! sandbox sees its own functions only. A memory BAR's first register is read through
+//! the mapping the monitor gives (uncached, where firmware put the BAR). Ends with
+//! `pci-scan: N functions`. It looks at all eight functions of every device, since its
+//! function 0 may be another's.
 #![no_std]
 #![no_main]
 
@@ -89,6 +91,25 @@ fn size_bar(bus: u8, dev: u8, func: u8, i: u8) -> u8 {
         },
         if restored == original { "yes" } else { "no" }
     );
+    if !io && original & !0xf != 0 {
+        // The monitor maps the BAR where firmware put it (guest-physical ==
+        // host-physical): its first register must read through.
+        let high = if wide {
+            u64::from(read(bus, dev, func, offset + 4)) << 32
+        } else {
+            0
+        };
+        let base = high | u64::from(original & !0xf);
+        match quest_rt::paging::map_device(base) {
+            Ok(p) => {
+                // SAFETY: a device register the monitor mapped into this sandbox (or, if
+                // it did not, an EPT/NPT violation the monitor reports); volatile.
+                let value = unsafe { p.read_volatile() };
+                println!("bar {bus:02x}:{dev:02x}.{func} #{i}: reads {value:#010x}");
+            }
+            Err(e) => println!("bar {bus:02x}:{dev:02x}.{func} #{i}: cannot map: {e}"),
+        }
+    }
     if wide {
         2
     } else {

@@ -1,0 +1,240 @@
+//! Drives QEMU's `edu` test device (1234:11e8) as a driver would, to show the IOMMU at
+//! work (`partition-manifests/dma.toml`):
+//! 1. finds edu on the bus (configuration mechanism #1; the monitor shows the sandbox its
+//!    own functions only), turns memory decode and bus mastering on (the monitor allows
+//!    it for a function behind an active IOMMU domain) and checks edu's ID and liveness
+//!    registers through its BAR 0 (mapped by the monitor where firmware put it);
+//! 2. DMAs 2 KiB of a pattern from its RAM into edu's buffer and back into another page
+//!    of its RAM and compares: DMA inside its own memory works, translated by its domain;
+//! 3. DMAs edu's buffer to the guest-physical page right above its RAM, which its domain
+//!    does not map: the IOMMU refuses the write and the monitor stops this sandbox. Should
+//!    it come back from that, it says `NOT CONTAINED` and exits 3.
+//!
+//! edu (QEMU `docs/specs/edu.rst`, `hw/misc/edu.c`): BAR 0 registers 0x00 ID
+//! (0x010000ed), 0x04 liveness (reads back the inverse of what was written), 0x80 DMA
+//! source, 0x88 destination, 0x90 count, 0x98 command (bit 0 start, cleared when done;
+//! bit 1 direction: 0 = RAM to edu, 1 = edu to RAM); its buffer is at device address
+//! 0x40000, 4 KiB; a DMA runs 100 ms (QEMU's virtual clock) after the start.
+//!
+//! With the argument `bystander` it is the other sandbox instead: it prints a tick every
+//! 100 ms for 3 s and exits 0, to show that the rest of the system goes on.
+#![no_std]
+#![no_main]
+
+use core::cell::UnsafeCell;
+use quest_rt::console::not_contained;
+use quest_rt::time::{delay_micros, Instant};
+use quest_rt::{println, Ctx};
+
+quest_rt::entry!(main);
+
+const CONFIG_ADDRESS: u16 = 0xcf8;
+const CONFIG_DATA: u16 = 0xcfc;
+/// Command register: memory decode and bus master enable.
+const MEMORY: u16 = 1 << 1;
+const BUS_MASTER: u16 = 1 << 2;
+/// edu's vendor:device, as the ID register reads it.
+const EDU: u32 = 0x11e8_1234;
+/// edu register offsets in BAR 0.
+const ID: usize = 0x00;
+const LIVENESS: usize = 0x04;
+const DMA_SOURCE: usize = 0x80;
+const DMA_DESTINATION: usize = 0x88;
+const DMA_COUNT: usize = 0x90;
+const DMA_COMMAND: usize = 0x98;
+/// DMA command bits.
+const DMA_START: u64 = 1;
+const DMA_TO_RAM: u64 = 1 << 1;
+/// edu's buffer, in its own address space.
+const EDU_BUFFER: u64 = 0x4_0000;
+/// Bytes of a page.
+const PAGE: usize = 4096;
+/// Bytes each DMA moves: half of edu's buffer (QEMU 7.2's edu stops the whole emulator,
+/// "hardware error: DMA range out of bounds", for a transfer that ends at its buffer's
+/// end: it compares that end with `<`).
+const LEN: usize = 2048;
+/// How long a DMA may take (edu starts it 100 ms after the command).
+const DMA_TIMEOUT_US: u64 = 2_000_000;
+
+fn outl(port: u16, value: u32) {
+    // SAFETY: a port write; the monitor decides what it does (it owns 0xCF8-0xCFF).
+    unsafe { core::arch::asm!("out dx, eax", in("dx") port, in("eax") value, options(nostack)) };
+}
+
+fn inl(port: u16) -> u32 {
+    let value: u32;
+    // SAFETY: as in `outl`.
+    unsafe { core::arch::asm!("in eax, dx", in("dx") port, out("eax") value, options(nostack)) };
+    value
+}
+
+/// Configuration register `offset` of bus/device/function `f`.
+fn config(f: (u8, u8, u8), offset: u8) -> u32 {
+    outl(
+        CONFIG_ADDRESS,
+        1 << 31
+            | u32::from(f.0) << 16
+            | u32::from(f.1) << 11
+            | u32::from(f.2) << 8
+            | u32::from(offset & 0xfc),
+    );
+    inl(CONFIG_DATA)
+}
+
+fn set_config(f: (u8, u8, u8), offset: u8, value: u32) {
+    config(f, offset); // sets the address
+    outl(CONFIG_DATA, value);
+}
+
+/// The first edu function on the bus.
+fn find_edu() -> Option<(u8, u8, u8)> {
+    (0..=255u8)
+        .flat_map(|b| (0..32u8).flat_map(move |d| (0..8u8).map(move |f| (b, d, f))))
+        .find(|&f| config(f, 0) == EDU)
+}
+
+/// One page of RAM, page aligned.
+#[repr(C, align(4096))]
+struct Page(UnsafeCell<[u8; PAGE]>);
+// SAFETY: only vCPU 0 touches the pages (and edu, by DMA while vCPU 0 waits for it).
+unsafe impl Sync for Page {}
+
+static SOURCE: Page = Page(UnsafeCell::new([0; PAGE]));
+static DESTINATION: Page = Page(UnsafeCell::new([0; PAGE]));
+
+impl Page {
+    /// Its guest-physical address (the boot page tables are an identity map).
+    fn gpa(&self) -> u64 {
+        self.0.get() as u64
+    }
+}
+
+/// edu's registers.
+struct Edu(*mut u8);
+
+impl Edu {
+    fn read32(&self, reg: usize) -> u32 {
+        // SAFETY: a register of edu's BAR 0 (1 MiB), mapped uncached by `map_device`.
+        unsafe { self.0.add(reg).cast::<u32>().read_volatile() }
+    }
+    fn write32(&self, reg: usize, value: u32) {
+        // SAFETY: as in `read32`.
+        unsafe { self.0.add(reg).cast::<u32>().write_volatile(value) }
+    }
+    fn read64(&self, reg: usize) -> u64 {
+        // SAFETY: as in `read32`; edu takes 8-byte accesses to its DMA registers.
+        unsafe { self.0.add(reg).cast::<u64>().read_volatile() }
+    }
+    fn write64(&self, reg: usize, value: u64) {
+        // SAFETY: as in `read64`.
+        unsafe { self.0.add(reg).cast::<u64>().write_volatile(value) }
+    }
+
+    /// Runs one DMA of `LEN` bytes and waits for it; false if it never finished.
+    fn dma(&self, source: u64, destination: u64, to_ram: bool) -> bool {
+        self.write64(DMA_SOURCE, source);
+        self.write64(DMA_DESTINATION, destination);
+        self.write64(DMA_COUNT, LEN as u64);
+        let direction = if to_ram { DMA_TO_RAM } else { 0 };
+        self.write64(DMA_COMMAND, DMA_START | direction);
+        let start = Instant::now();
+        while self.read64(DMA_COMMAND) & DMA_START != 0 {
+            if start.elapsed_micros().is_none_or(|us| us > DMA_TIMEOUT_US) {
+                return false;
+            }
+            core::hint::spin_loop();
+        }
+        true
+    }
+}
+
+fn main(ctx: &Ctx) -> i32 {
+    if ctx.vcpu() != 0 {
+        return 0;
+    }
+    if ctx.args().args().any(|a| a == "bystander") {
+        return bystander();
+    }
+    match probe(ctx.boot_info().ram_size.get()) {
+        Ok(outside) => not_contained(
+            "dma-probe",
+            format_args!("edu wrote {outside:#x}, outside its RAM"),
+        ),
+        Err(why) => {
+            println!("dma-probe: FAILED: {why}");
+            1
+        }
+    }
+}
+
+/// Steps 1-3; returns the address of the DMA outside RAM if the sandbox lives on.
+fn probe(ram_size: u64) -> Result<u64, &'static str> {
+    let f = find_edu().ok_or("no edu device on the bus")?;
+    let (b, d, fun) = f;
+    let command = config(f, 0x04) as u16;
+    set_config(f, 0x04, u32::from(command | MEMORY | BUS_MASTER));
+    let enabled = config(f, 0x04) as u16 & BUS_MASTER != 0;
+    println!(
+        "dma-probe: edu at {b:02x}:{d:02x}.{fun}, bus master {}",
+        if enabled { "enabled" } else { "refused" }
+    );
+    if !enabled {
+        return Err("bus mastering refused");
+    }
+    let bar = u64::from(config(f, 0x10) & !0xf);
+    let regs = quest_rt::paging::map_device(bar).map_err(|e| e.as_str())?;
+    let edu = Edu(regs.cast::<u8>());
+    let id = edu.read32(ID);
+    edu.write32(LIVENESS, 0x1234_5678);
+    let alive = edu.read32(LIVENESS) == !0x1234_5678;
+    println!(
+        "dma-probe: edu id {id:#010x}, liveness {}",
+        if alive { "ok" } else { "wrong" }
+    );
+    if id != 0x0100_00ed || !alive {
+        return Err("edu's registers do not read as edu's");
+    }
+
+    // SAFETY: vCPU 0 is the only one here; edu touches the pages only while `dma` waits.
+    let (source, destination) = unsafe { (&mut *SOURCE.0.get(), &mut *DESTINATION.0.get()) };
+    for (i, byte) in source.iter_mut().enumerate() {
+        *byte = (i as u8).wrapping_mul(31) ^ 0xa5;
+    }
+    destination.fill(0);
+    let from_ram = edu.dma(SOURCE.gpa(), EDU_BUFFER, false);
+    let to_ram = from_ram && edu.dma(EDU_BUFFER, DESTINATION.gpa(), true);
+    if !to_ram {
+        return Err("a DMA inside its RAM did not finish");
+    }
+    // SAFETY: edu is done with the page (the command's start bit cleared).
+    let copied = unsafe { core::ptr::read_volatile(DESTINATION.0.get()) };
+    if copied[..LEN] != source[..LEN] || copied[LEN..].iter().any(|&b| b != 0) {
+        return Err("the bytes edu copied through its RAM differ");
+    }
+    println!(
+        "dma-probe: DMA in its RAM verified: {LEN} bytes {:#x} -> edu -> {:#x}",
+        SOURCE.gpa(),
+        DESTINATION.gpa()
+    );
+
+    // The page right above its RAM: no domain maps it.
+    println!("dma-probe: DMA to {ram_size:#x}, outside its RAM");
+    let done = edu.dma(EDU_BUFFER, ram_size, true);
+    // The IOMMU's fault reaches the monitor by NMI; give it time to stop this sandbox.
+    delay_micros(200_000);
+    println!(
+        "dma-probe: still running after the DMA outside its RAM ({})",
+        if done { "finished" } else { "never finished" }
+    );
+    Ok(ram_size)
+}
+
+/// The other sandbox: ticks for 3 s, then exits 0.
+fn bystander() -> i32 {
+    for tick in 1..=30 {
+        delay_micros(100_000);
+        println!("bystander: tick {tick}");
+    }
+    println!("bystander: done");
+    0
+}
