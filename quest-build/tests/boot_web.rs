@@ -146,6 +146,18 @@ fn web_answers_curl_through_its_own_network_card() {
     let c = &out.console;
     assert_line(c, "quest: AMD SVM with nested paging (");
     assert_line(c, "quest: device 00:02.0 (10ec:8139) -> sandbox 'web'");
+    // The attacker's targets are the card's BARs (web.toml names them: QEMU's firmware
+    // chose them; if it chooses others, update web.toml's attacker arguments).
+    for bar in [
+        format!("quest: device 00:02.0 BAR0 ports {NIC_IO_BAR:#x}-"),
+        format!("quest: device 00:02.0 BAR1 {NIC_MEMORY_BAR:#x}+"),
+    ] {
+        assert!(
+            c.lines()
+                .any(|l| l.starts_with(&bar) && l.contains("-> sandbox 'web'")),
+            "no {bar:?}: the firmware placed the card elsewhere, update web.toml's attacker: {c}"
+        );
+    }
     assert_line(c, "[compute] compute: sent the first 100 primes");
     assert_line(
         c,
