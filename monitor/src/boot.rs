@@ -98,6 +98,9 @@ pub unsafe fn run(magic: u32, mbi_addr: u64) -> ! {
         info.acpi_root,
         &crate::device_bars::HostRam::of(&info),
     );
+    // Device interrupts: every I/O APIC pin masked, each sandbox's lines routed to its
+    // first core, its functions' MSI translated.
+    crate::interrupts::init(&table, info.acpi_root, cores.apic_ids());
 
     let ram_end = info
         .areas()

@@ -18,6 +18,7 @@ mod cores;
 mod device_bars;
 mod frame_pool;
 mod iommu;
+mod interrupts;
 mod memory;
 mod pci;
 mod sandbox_memory;

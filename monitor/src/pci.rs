@@ -24,7 +24,7 @@ const MAX_DEVICES: usize = 64;
 
 /// How the monitor reaches real configuration space.
 #[derive(Clone, Copy, Debug)]
-enum Access {
+pub(crate) enum Access {
     /// Mechanism #1: address at 0xCF8, data at 0xCFC.
     Ports,
     /// Memory-mapped (ECAM) at `base` for buses `first..=last` of segment 0.
@@ -303,4 +303,14 @@ pub fn bridge_buses(f: PciAddress) -> Option<quest_monitor_core::vtd::dmar::Brid
         secondary: (buses >> 8) as u8,
         subordinate: (buses >> 16) as u8,
     })
+}
+
+/// Runs `f` on sandbox `s`'s virtual configuration space and the real one (the
+/// interrupt setup at boot, `crate::interrupts`).
+pub(crate) fn with_space<R>(
+    s: SandboxId,
+    f: impl FnOnce(&mut VirtualConfig, &mut Access) -> R,
+) -> R {
+    let mut space = SPACES[s.index() % MAX_SANDBOXES].lock();
+    f(&mut space, &mut REAL.lock())
 }

@@ -26,16 +26,21 @@ pub enum Hypercall {
     /// [`ERR_INVALID`] when RDI names no sandbox. A sandbox index may carry
     /// [`MIGRATE_STOP_AND_COPY`].
     Migrate = 5,
+    /// RAX = the VM exits the calling sandbox has taken so far (all its vCPUs, every
+    /// launch, this call included): how a sandbox measures the exits of a phase of its
+    /// own (two calls; the second counts itself).
+    ExitCount = 6,
 }
 
 impl Hypercall {
     /// Every hypercall.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::ConsoleWrite,
         Self::Exit,
         Self::Wait,
         Self::Doorbell,
         Self::Migrate,
+        Self::ExitCount,
     ];
 
     /// The number a guest puts in RAX.
@@ -51,6 +56,7 @@ impl Hypercall {
             3 => Some(Self::Wait),
             4 => Some(Self::Doorbell),
             5 => Some(Self::Migrate),
+            6 => Some(Self::ExitCount),
             _ => None,
         }
     }
@@ -98,16 +104,20 @@ pub enum MigrateRefusal {
     /// within its rounds, or the sandbox stopped (exit or fault) meanwhile. The sandbox
     /// runs where it was (or `on_fault` applied).
     Abandoned = u64::MAX - 64,
+    /// The sandbox owns PCI functions or IRQ lines: their interrupts are routed to its
+    /// cores and their DMA reaches its RAM, so it stays where it is.
+    OwnsDevices = u64::MAX - 65,
 }
 
 impl MigrateRefusal {
     /// Every refusal.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::NotAllowed,
         Self::Busy,
         Self::WouldExceedMaxDowntime,
         Self::DestinationNotFree,
         Self::Abandoned,
+        Self::OwnsDevices,
     ];
 
     /// The code in RAX.
@@ -128,6 +138,7 @@ impl MigrateRefusal {
             Self::WouldExceedMaxDowntime => "would exceed max_downtime",
             Self::DestinationNotFree => "destination not free",
             Self::Abandoned => "abandoned",
+            Self::OwnsDevices => "it owns PCI devices or IRQ lines (interrupts and DMA are tied to its cores and RAM)",
         }
     }
 }
@@ -251,7 +262,8 @@ mod tests {
             migrate_request(u64::MAX - 1),
             (u64::MAX - 1 - (1 << 32), true)
         );
-        for n in [0, 6, OK, ERR_INVALID, ERR_UNKNOWN, u64::MAX] {
+        assert_eq!(Hypercall::ExitCount.number(), 6, "the numbers are ABI");
+        for n in [0, 7, OK, ERR_INVALID, ERR_UNKNOWN, u64::MAX] {
             assert_eq!(Hypercall::from_number(n), None);
         }
     }

@@ -39,6 +39,8 @@ pub struct Request {
     /// flags): then the stop copies only what is still dirty; otherwise all of it. The
     /// old region is scrubbed after the sandbox resumes, either way.
     pub precopy: bool,
+    /// The target owns PCI functions or IRQ lines (then it never migrates).
+    pub owns_devices: bool,
     /// The target runs (launched, not stopping, not migrating).
     pub idle_for_migration: bool,
     /// Every destination core waits in the monitor, and the standby region (if any) is
@@ -60,6 +62,9 @@ pub fn admit(r: &Request) -> Result<(), MigrateRefusal> {
         .terms
         .filter(|t| t.allows(r.caller))
         .ok_or(MigrateRefusal::NotAllowed)?;
+    if r.owns_devices {
+        return Err(MigrateRefusal::OwnsDevices);
+    }
     if !r.idle_for_migration {
         return Err(MigrateRefusal::Busy);
     }
@@ -164,6 +169,7 @@ mod tests {
             ram: 8 << 20,
             moves_memory: false,
             precopy: false,
+            owns_devices: false,
             idle_for_migration: true,
             destination_free: true,
             costs: MigrationCosts {
@@ -201,6 +207,14 @@ mod tests {
         assert_eq!(
             with(|r| r.idle_for_migration = false),
             Err(MigrateRefusal::Busy)
+        );
+        assert_eq!(
+            with(|r| {
+                r.owns_devices = true;
+                r.idle_for_migration = false;
+            }),
+            Err(MigrateRefusal::OwnsDevices),
+            "a sandbox with devices never moves, busy or not"
         );
         // 1 ms at 10 MHz = 10000 cycles: parking two vCPUs fits, copying 8 MiB does not.
         assert_eq!(

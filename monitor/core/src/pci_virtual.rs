@@ -11,8 +11,9 @@
 //!   "unprotected"` on a machine without IOMMU), refused otherwise; every other bit kept. Writing
 //!   all ones to a BAR starts sizing it; writing back its current value ends it; any other
 //!   value would move it and is refused (the BAR stays where it is; later steps map BARs
-//!   into the sandbox's EPT/NPT and may confine moves instead). Everything else (status,
-//!   capability list, MSI/MSI-X: later steps translate those) is read-only.
+//!   into the sandbox's EPT/NPT and may confine moves instead). The Interrupt Line and
+//!   the MSI and MSI-X capabilities are `crate::pci_msi`'s (the routed line, translated
+//!   MSI messages, MSI-X hidden). Everything else (status, capability list) is read-only.
 //!
 //! A guest that scans only function 0 of each device misses a function > 0 whose
 //! function 0 it does not own; guests must scan all eight (Linux does so under Jailhouse,
@@ -22,6 +23,7 @@ use crate::pci::{
     Bar, BarKind, ConfigSpace, Function, BAR0, COMMAND, COMMAND_BUS_MASTER, COMMAND_INTX_DISABLE,
     COMMAND_IO, COMMAND_MEMORY, HEADER, MULTI_FUNCTION, ROM,
 };
+use crate::pci_msi::{FunctionIrq, MsiRefusal, Targets, Written};
 use quest_abi::PciAddress;
 
 /// Most PCI functions one sandbox may own.
@@ -44,6 +46,13 @@ pub enum Refusal {
         /// The value the sandbox wrote.
         value: u32,
     },
+    /// An MSI message the monitor does not let the device send.
+    Msi {
+        /// The function.
+        function: PciAddress,
+        /// Why.
+        why: MsiRefusal,
+    },
 }
 
 /// One function of a sandbox.
@@ -56,12 +65,16 @@ struct Owned {
     sizing: [bool; 6],
     /// It may master the bus (see [`VirtualConfig::allow_dma`]).
     dma: bool,
+    /// Its interrupt registers (`crate::pci_msi`).
+    irq: FunctionIrq,
 }
 
 /// A sandbox's virtual configuration space.
 #[derive(Clone, Debug)]
 pub struct VirtualConfig {
     owned: [Option<Owned>; MAX_FUNCTIONS_PER_SANDBOX],
+    /// The physical APIC ID of each vCPU, for MSI destinations.
+    targets: Targets,
 }
 
 impl Default for VirtualConfig {
@@ -75,7 +88,23 @@ impl VirtualConfig {
     pub const fn new() -> Self {
         Self {
             owned: [None; MAX_FUNCTIONS_PER_SANDBOX],
+            targets: Targets::new(),
         }
+    }
+
+    /// Sets the physical APIC IDs MSI destinations (virtual APIC IDs) translate to.
+    pub fn set_targets(&mut self, targets: Targets) {
+        self.targets = targets;
+    }
+
+    /// Sets function `a`'s interrupt registers (its routed line and capabilities);
+    /// false when the sandbox does not own `a`.
+    pub fn set_interrupts(&mut self, a: PciAddress, irq: FunctionIrq) -> bool {
+        let Some(o) = self.get(a).and_then(|i| self.owned[i].as_mut()) else {
+            return false;
+        };
+        o.irq = irq;
+        true
     }
 
     /// Gives the sandbox `f`; false when it already has [`MAX_FUNCTIONS_PER_SANDBOX`] or `f`.
@@ -91,6 +120,7 @@ impl VirtualConfig {
             multi: false,
             sizing: [false; 6],
             dma: false,
+            irq: FunctionIrq::default(),
         });
         // Recompute every multi-function bit.
         let addresses: [Option<PciAddress>; MAX_FUNCTIONS_PER_SANDBOX] =
@@ -159,7 +189,8 @@ impl VirtualConfig {
             ROM if f.header_type == 0 => 0,
             _ => match bar_index(f, reg) {
                 Some(b) if o.sizing[b] => f.bars[b].mask,
-                _ => cs.read(f.address, reg),
+                Some(_) => cs.read(f.address, reg),
+                None => o.irq.read(reg, cs.read(f.address, reg)),
             },
         }
     }
@@ -197,6 +228,13 @@ impl VirtualConfig {
             cs.write(a, COMMAND, u32::from(command));
             return (wanted & COMMAND_BUS_MASTER != 0 && command & COMMAND_BUS_MASTER == 0)
                 .then_some(Refusal::BusMaster(a));
+        }
+        if bar_index(f, reg).is_none() {
+            let owned = self.owned[i].as_mut()?;
+            return match owned.irq.write(cs, a, reg, lanes, value, &self.targets) {
+                Written::Refused(why) => Some(Refusal::Msi { function: a, why }),
+                Written::Done | Written::NotMine => None, // the rest is read-only
+            };
         }
         let b = bar_index(f, reg)?;
         let bar = f.bars[b];
@@ -455,5 +493,45 @@ mod tests {
         assert!(b.writes.is_empty());
         b.functions[3].regs[12] = 0xfff0_0001;
         assert_eq!(v.read(&mut b, edu, ROM, 4), 0);
+    }
+
+    #[test]
+    fn msi_goes_through_the_translation_and_the_line_is_the_monitors() {
+        use crate::pci_msi::{capabilities, FunctionIrq, MsiRefusal, Targets};
+        let (mut b, mut v) = setup();
+        let edu = at(0, 3, 0);
+        b.functions[3].regs[15] = 0x0000_010b;
+        let caps = capabilities(&mut b, edu);
+        assert!(caps.msi.is_some());
+        v.set_targets(Targets::of(&[5]));
+        assert!(v.set_interrupts(edu, FunctionIrq::new(caps, Some(11))));
+        assert!(!v.set_interrupts(at(0, 4, 0), FunctionIrq::default()));
+        assert_eq!(v.read(&mut b, edu, 0x3c, 1), 11);
+        assert_eq!(v.read(&mut b, at(0, 1, 1), 0x3c, 1), 0xff, "no route: 0xff");
+        // 32-bit MSI (the fake's): address at 0x44, data at 0x48.
+        assert_eq!(v.write(&mut b, edu, 0x44, 4, 0xfee0_0000), None);
+        assert_eq!(
+            v.write(&mut b, edu, 0x48, 2, 0x0461),
+            None,
+            "off: not reported"
+        );
+        assert_eq!(
+            v.write(&mut b, edu, 0x42, 2, 1),
+            Some(Refusal::Msi {
+                function: edu,
+                why: MsiRefusal::DeliveryMode(4)
+            })
+        );
+        assert_eq!(b.reg(edu, 0x40) >> 16 & 1, 0);
+        assert_eq!(v.write(&mut b, edu, 0x49, 1, 0), None, "fixed now");
+        assert_eq!(b.reg(edu, 0x40) >> 16 & 1, 1);
+        assert_eq!(b.reg(edu, 0x44), 0xfee0_5000);
+        assert_eq!(v.read(&mut b, edu, 0x44, 4), 0xfee0_0000);
+        assert_eq!(v.write(&mut b, edu, 0x3c, 1, 3), None);
+        assert_eq!(
+            v.read(&mut b, edu, 0x3c, 1),
+            11,
+            "the line cannot be rewritten"
+        );
     }
 }

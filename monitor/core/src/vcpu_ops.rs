@@ -139,6 +139,8 @@ pub trait VcpuOps {
     fn doorbell(&mut self, index: u64) -> u64;
     /// The `MIGRATE` hypercall with RDI `rdi`.
     fn migrate(&mut self, rdi: u64) -> u64;
+    /// The sandbox's VM exits so far (the `EXIT_COUNT` hypercall).
+    fn exit_count(&self) -> u64;
 
     /// This vCPU's PCI configuration address (what it last wrote to 0xCF8): a vCPU's own,
     /// so two vCPUs of a sandbox cannot mix their accesses up.

@@ -369,6 +369,9 @@ pub fn request(v: &mut Vcpu, rdi: u64) -> u64 {
         ram: view.ram_size(),
         moves_memory: terms.is_some_and(|t| t.separate_memory),
         precopy,
+        owns_devices: view
+            .devices()
+            .any(|d| d.pci().is_some() || d.irq().is_some()),
         idle_for_migration: idle,
         destination_free,
         costs: costs(),

@@ -3,8 +3,9 @@
 //! Hermit rows ([`super::bench_hermit`]), the monitor's size by crate
 //! ([`super::bench_size`]), the channel rows and the per-backend rows (VT-x in Bochs,
 //! SVM in QEMU; [`super::bench_channels`]) and the migration rows
-//! ([`super::bench_migration`]), and the web rows ([`super::bench_web`]).
-//! `QUEST_BENCH_ONLY=backends`, `=migration` or `=web` measures only those rows.
+//! ([`super::bench_migration`]), the device interrupt rows ([`super::bench_devices`])
+//! and the web rows ([`super::bench_web`]). `QUEST_BENCH_ONLY=backends`, `=migration`,
+//! `=devices` or `=web` measures only those rows.
 
 use crate::build::{self, Progress, Workspace};
 use crate::image::ImageRequest;
@@ -106,6 +107,9 @@ fn measure(args: &BenchArgs) -> Result<Vec<(String, String)>, String> {
     let ws = Workspace::locate();
     if super::bench_migration::only() {
         return super::bench_migration::measure(&ws, Duration::from_secs(args.timeout));
+    }
+    if super::bench_devices::only() {
+        return super::bench_devices::measure(&ws, Duration::from_secs(args.timeout));
     }
     if super::bench_channels::only() {
         return super::bench_channels::backend_rows(&ws, Duration::from_secs(args.timeout));
@@ -227,6 +231,10 @@ fn measure(args: &BenchArgs) -> Result<Vec<(String, String)>, String> {
             Duration::from_secs(args.timeout),
         )?);
         rows.extend(super::bench_migration::measure(
+            &ws,
+            Duration::from_secs(args.timeout),
+        )?);
+        rows.extend(super::bench_devices::measure(
             &ws,
             Duration::from_secs(args.timeout),
         )?);

@@ -331,7 +331,7 @@ pub fn bounds_rows(
 
 /// Builds the example `manifest` (relative to the repository, or absolute) into
 /// `images/bench/<prefix><stem>.iso` and boots it in `emulator`.
-fn boot_in(
+pub(super) fn boot_in(
     ws: &Workspace,
     manifest: &str,
     emulator: Emulator,

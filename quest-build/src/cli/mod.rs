@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod bench_build;
 pub mod bench_channels;
+pub mod bench_devices;
 pub mod bench_hermit;
 pub mod bench_migration;
 pub mod bench_size;

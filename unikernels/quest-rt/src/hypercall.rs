@@ -148,6 +148,12 @@ pub fn console_write(bytes: &[u8]) -> Result<(), u64> {
     Ok(())
 }
 
+/// The VM exits this sandbox has taken so far (all vCPUs, this call included): the
+/// difference of two calls is a phase's exits plus one.
+pub fn exit_count() -> u64 {
+    hypercall(Hypercall::ExitCount, 0, 0)
+}
+
 /// Ends the whole sandbox (every vCPU) with `status`.
 pub fn exit(status: i32) -> ! {
     hypercall(Hypercall::Exit, status as u32 as u64, 0);

@@ -28,6 +28,7 @@ mod ctx;
 pub mod doorbell;
 mod heap;
 pub mod hypercall;
+pub mod interrupts;
 pub mod paging;
 mod panic;
 mod start;

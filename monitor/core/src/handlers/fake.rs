@@ -259,6 +259,9 @@ impl VcpuOps for FakeVcpu {
         self.services.push(Service::Migrate(rdi));
         self.service_result
     }
+    fn exit_count(&self) -> u64 {
+        self.service_result
+    }
     fn pci_latch(&mut self) -> &mut u32 {
         &mut self.pci_latch
     }

@@ -23,6 +23,7 @@ pub fn handle(v: &mut impl VcpuOps) -> Action {
         Some(Hypercall::Wait) => v.wait(),
         Some(Hypercall::Doorbell) => v.doorbell(a0),
         Some(Hypercall::Migrate) => v.migrate(a0),
+        Some(Hypercall::ExitCount) => v.exit_count(),
         None => ERR_UNKNOWN,
     };
     v.regs_mut()[gpr::RAX] = result;
@@ -101,6 +102,13 @@ mod tests {
             assert_eq!(v.regs[gpr::RAX], 0x55);
             assert_eq!(v.services.last(), Some(&service));
         }
+        v.service_result = 1234;
+        assert_eq!(call(&mut v, Hypercall::ExitCount, 0, 0), Action::Continue);
+        assert_eq!(
+            (v.regs[gpr::RAX], v.skipped),
+            (1234, 4),
+            "the count, and on"
+        );
     }
 
     #[test]

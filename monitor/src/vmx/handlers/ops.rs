@@ -254,6 +254,10 @@ impl VcpuOps for Vcpu {
         migrate::request(self, rdi)
     }
 
+    fn exit_count(&self) -> u64 {
+        crate::sandboxes::state(self.sandbox).total_exits()
+    }
+
     fn pci_latch(&mut self) -> &mut u32 {
         &mut self.pci_latch
     }
@@ -274,6 +278,9 @@ impl VcpuOps for Vcpu {
             }) => self.report(format_args!(
                 "PCI {function}: BAR {bar} move to {value:#x} refused"
             )),
+            Some(Refusal::Msi { function, why }) => {
+                self.report(format_args!("PCI {function}: {why} refused"))
+            }
             None => {}
         }
     }

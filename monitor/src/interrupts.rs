@@ -1,0 +1,249 @@
+//! Device interrupts, set up once at boot (after `crate::pci::init`, before any vCPU
+//! runs): the I/O APICs from the ACPI MADT, every pin masked, then each sandbox's lines
+//! routed to its first core (`quest_monitor_core::ioapic`): a PCI function's INTx by the
+//! Interrupt Line firmware wrote, a port device's `irq = N`. Each function's virtual
+//! configuration space learns its routed line, its MSI capability (messages translated
+//! from virtual to physical APIC IDs) and hides its MSI-X (`quest_monitor_core::pci_msi`).
+//!
+//! The Interrupt Line is the ISA IRQ the firmware routed the function's INTx pin to. On
+//! QEMU (SeaBIOS, i440FX and q35) that ISA IRQ is also wired to the I/O APIC pin of the
+//! same number (the MADT's overrides say level, active high for PCI lines), so line N is
+//! I/O APIC input N. Real hardware wires PCI INTx to other I/O APIC inputs (16-23 and up)
+//! that only the ACPI _PRT method tells; that needs an AML interpreter, which the monitor
+//! does not have: there, an MSI-capable device is the way.
+//!
+//! Interrupts reach the guest without the monitor: VT-x does not exit on external
+//! interrupts and SVM does not intercept INTR, so the vector goes through the guest's own
+//! IDT. The guest's EOI goes to the real local APIC (x2APIC passthrough on VT-x; on an
+//! xAPIC host the monitor's x2APIC emulation writes the xAPIC EOI register), which for a
+//! level-triggered vector broadcasts the EOI to the I/O APICs.
+
+use crate::bootinfo::AcpiRoot;
+use crate::cores::IdentityMapped;
+use acpi::madt::{Madt, MadtEntry};
+use acpi::AcpiTables;
+use quest_abi::{console_irq, DeviceKind, TableView};
+use quest_monitor_core::ioapic::{
+    mask_all, pin_of, pins, program, redirection, IoApic, IoApicRegisters, Override, Polarity,
+    Routes, Source, Trigger, IOREGSEL, IOWIN,
+};
+use quest_monitor_core::pci::ConfigSpace;
+use quest_monitor_core::pci_msi::{capabilities, FunctionIrq, Targets, INTERRUPT};
+use quest_monitor_core::pci_virtual::MAX_FUNCTIONS_PER_SANDBOX;
+
+/// Most I/O APICs the monitor drives.
+const MAX_IOAPICS: usize = 8;
+/// Most interrupt source overrides it reads.
+const MAX_OVERRIDES: usize = 16;
+
+/// One I/O APIC's registers through its memory-mapped IOREGSEL/IOWIN (identity mapped;
+/// the I/O APICs live below 4 GiB, at 0xfec00000 on PCs). Used by the boot core only,
+/// before any vCPU runs.
+struct Mmio(u64);
+
+impl IoApicRegisters for Mmio {
+    fn read(&mut self, reg: u8) -> u32 {
+        // SAFETY: the MADT's I/O APIC address, identity mapped; IOREGSEL then IOWIN,
+        // 32-bit accesses as the I/O APIC requires; only the boot core uses it.
+        unsafe {
+            core::ptr::write_volatile((self.0 + IOREGSEL) as *mut u32, u32::from(reg));
+            core::ptr::read_volatile((self.0 + IOWIN) as *const u32)
+        }
+    }
+    fn write(&mut self, reg: u8, value: u32) {
+        // SAFETY: as in `read`.
+        unsafe {
+            core::ptr::write_volatile((self.0 + IOREGSEL) as *mut u32, u32::from(reg));
+            core::ptr::write_volatile((self.0 + IOWIN) as *mut u32, value);
+        }
+    }
+}
+
+/// The MADT's I/O APICs and ISA overrides.
+struct Madt2 {
+    ioapics: [IoApic; MAX_IOAPICS],
+    ioapic_count: usize,
+    overrides: [Override; MAX_OVERRIDES],
+    override_count: usize,
+}
+
+/// Reads the MADT (`None`: no ACPI or no MADT).
+fn madt(root: Option<AcpiRoot>) -> Option<Madt2> {
+    let root = root?;
+    // SAFETY: the root comes from GRUB's copy of the firmware RSDP; the crate checks
+    // signatures and checksums; the tables are identity mapped.
+    let tables =
+        unsafe { AcpiTables::from_rsdt(IdentityMapped, root.revision, root.address as usize) }
+            .ok()?;
+    let madt = tables.find_table::<Madt>().ok()?;
+    let mut out = Madt2 {
+        ioapics: [IoApic {
+            address: 0,
+            gsi_base: 0,
+            pins: 0,
+        }; MAX_IOAPICS],
+        ioapic_count: 0,
+        overrides: [Override {
+            irq: 0,
+            gsi: 0,
+            flags: 0,
+        }; MAX_OVERRIDES],
+        override_count: 0,
+    };
+    for entry in madt.get().entries() {
+        match entry {
+            MadtEntry::IoApic(e) => {
+                if let Some(slot) = out.ioapics.get_mut(out.ioapic_count) {
+                    let address = u64::from(e.io_apic_address);
+                    *slot = IoApic {
+                        address,
+                        gsi_base: e.global_system_interrupt_base,
+                        pins: pins(&mut Mmio(address)),
+                    };
+                    out.ioapic_count += 1;
+                }
+            }
+            MadtEntry::InterruptSourceOverride(e) if e.bus == 0 => {
+                if let Some(slot) = out.overrides.get_mut(out.override_count) {
+                    *slot = Override {
+                        irq: e.irq,
+                        gsi: e.global_system_interrupt,
+                        flags: e.flags,
+                    };
+                    out.override_count += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    Some(out)
+}
+
+/// Whether the table gives any sandbox a PCI function or an IRQ line.
+fn any_interrupts(table: &TableView<'static>) -> bool {
+    table.sandboxes().any(|s| {
+        s.devices()
+            .any(|d| d.pci().is_some() || (d.kind() == DeviceKind::IoPorts && d.irq().is_some()))
+    })
+}
+
+/// Masks every I/O APIC pin and routes each sandbox's lines; gives each sandbox's
+/// virtual configuration space its functions' interrupt registers. `apic_ids` is the
+/// physical APIC ID per logical core. Boot core, after `crate::pci::init`.
+pub fn init(table: &TableView<'static>, acpi: Option<AcpiRoot>, apic_ids: &[u32]) {
+    if !any_interrupts(table) {
+        return;
+    }
+    let Some(m) = madt(acpi) else {
+        crate::println!("quest: no MADT: device interrupt lines are not routed");
+        return;
+    };
+    let ioapics = &m.ioapics[..m.ioapic_count];
+    let overrides = &m.overrides[..m.override_count];
+    for a in ioapics {
+        mask_all(&mut Mmio(a.address));
+        crate::println!(
+            "quest: I/O APIC at {:#x}: {} pins (GSI {}-{}), all masked",
+            a.address,
+            a.pins,
+            a.gsi_base,
+            a.gsi_base + u32::from(a.pins) - 1
+        );
+    }
+    let mut routes = Routes::new(console_irq(table.console_port()) as u8);
+    for sandbox in table.sandboxes() {
+        let s = sandbox.id();
+        let name = sandbox.name();
+        let mut ids = [0u32; quest_monitor_core::pci_msi::MAX_TARGETS];
+        let mut count = 0;
+        for (slot, v) in ids.iter_mut().zip(sandbox.vcpus()) {
+            *slot = apic_ids.get(v.core().index()).copied().unwrap_or(u32::MAX);
+            count += 1;
+        }
+        let first_core = sandbox.vcpus().next().map(|v| v.core().index());
+        let apic_id = ids[0];
+        crate::pci::with_space(s, |space, cs| {
+            space.set_targets(Targets::of(&ids[..count]));
+            let mut functions = [None; MAX_FUNCTIONS_PER_SANDBOX];
+            for (slot, f) in functions.iter_mut().zip(space.functions()) {
+                *slot = Some(f.address);
+            }
+            for f in functions.into_iter().flatten() {
+                let interrupt = cs.read(f, INTERRUPT);
+                let (line, pin) = (interrupt as u8, (interrupt >> 8) as u8);
+                let caps = capabilities(cs, f);
+                let mut routed = None;
+                if (1..=4).contains(&pin) {
+                    let intx = (b'A' + pin - 1) as char;
+                    match routes.add(line, Source::Pci, s.index(), apic_id, overrides, ioapics) {
+                        Ok(r) => {
+                            routed = Some(line);
+                            crate::println!(
+                                "quest: IRQ {line} (device {f} INT{intx}, {}) -> sandbox '{name}' core {} (APIC ID {apic_id}) vector {}",
+                                describe(r.wiring.trigger, r.wiring.polarity),
+                                first_core.unwrap_or(0),
+                                r.vector()
+                            );
+                        }
+                        Err(why) => crate::println!(
+                            "quest: device {f} INT{intx} (line {line}) of sandbox '{name}' is not routed: {why}"
+                        ),
+                    }
+                }
+                if caps.msix.is_some() {
+                    crate::println!(
+                        "quest: device {f}: MSI-X hidden from sandbox '{name}' (it can use {})",
+                        if caps.msi.is_some() {
+                            "MSI or INTx"
+                        } else {
+                            "INTx"
+                        }
+                    );
+                }
+                space.set_interrupts(f, FunctionIrq::new(caps, routed));
+            }
+        });
+        for d in sandbox
+            .devices()
+            .filter(|d| d.kind() == DeviceKind::IoPorts)
+        {
+            let Some(line) = d.irq() else { continue };
+            let ports = d.ports();
+            match routes.add(line, Source::Isa, s.index(), apic_id, overrides, ioapics) {
+                Ok(r) => crate::println!(
+                    "quest: IRQ {line} (ports {:#x}-{:#x}, {}) -> sandbox '{name}' core {} (APIC ID {apic_id}) vector {}",
+                    ports.start(),
+                    ports.end(),
+                    describe(r.wiring.trigger, r.wiring.polarity),
+                    first_core.unwrap_or(0),
+                    r.vector()
+                ),
+                Err(why) => crate::println!(
+                    "quest: IRQ {line} (ports {:#x}-{:#x}) of sandbox '{name}' is not routed: {why}",
+                    ports.start(),
+                    ports.end()
+                ),
+            }
+        }
+    }
+    for r in routes.iter() {
+        if let Some((i, pin)) = pin_of(ioapics, r.wiring.gsi) {
+            // `Routes::add` refused APIC IDs above 255.
+            program(
+                &mut Mmio(ioapics[i].address),
+                pin,
+                redirection(r.vector(), r.apic_id as u8, &r.wiring),
+            );
+        }
+    }
+}
+
+/// "level, active high" and the like.
+fn describe(trigger: Trigger, polarity: Polarity) -> &'static str {
+    match (trigger, polarity) {
+        (Trigger::Level, Polarity::High) => "level, active high",
+        (Trigger::Level, Polarity::Low) => "level, active low",
+        (Trigger::Edge, Polarity::High) => "edge, active high",
+        (Trigger::Edge, Polarity::Low) => "edge, active low",
+    }
+}
