@@ -238,6 +238,10 @@ fn measure(args: &BenchArgs) -> Result<Vec<(String, String)>, String> {
             &ws,
             Duration::from_secs(args.timeout),
         )?);
+        rows.extend(super::bench_web::measure(
+            &ws,
+            Duration::from_secs(args.timeout),
+        )?);
     }
     Ok(rows)
 }

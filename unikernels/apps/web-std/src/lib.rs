@@ -6,6 +6,9 @@
 //!   `<pre id="primes">` element, verbatim) and the request's number;
 //! - `/prime/K`: asks the compute sandbox (one message there and one back, the channel
 //!   hop) and answers its reply as plain text;
+//! - `/local/K`: the same answer (`prime K = P`) for K up to the table's length, looked up
+//!   in the table this server already holds: the same request without the hop, which the
+//!   benchmark compares with `/prime/K`;
 //! - `/quit`: tells the compute sandbox to stop, answers `bye`, and the server ends.
 //!
 //! Anything else gets 404 (an unknown path), 405 (not `GET`) or 400 (not HTTP).
@@ -153,6 +156,9 @@ pub fn respond(request: &Request, backend: &mut impl Backend, number: u64) -> (R
     if path == "/quit" {
         return (hop(&mut || backend.ask("quit")), true);
     }
+    if let Some(k) = path.strip_prefix("/local/") {
+        return (local_prime(backend.table(), k), false);
+    }
     if let Some(k) = path.strip_prefix("/prime/") {
         if !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()) {
             let ask = format!("prime {k}");
@@ -160,6 +166,19 @@ pub fn respond(request: &Request, backend: &mut impl Backend, number: u64) -> (R
         }
     }
     (Response::text(404, format!("no page {path}\n")), false)
+}
+
+/// `/local/K`: the K-th prime from `table` (`first N primes (sum S): p1 p2 ...`), worded
+/// as the compute sandbox words it.
+fn local_prime(table: &str, k: &str) -> Response {
+    let primes = table.split_once(':').map_or("", |(_, list)| list);
+    match k.parse::<usize>() {
+        Ok(n @ 1..) => match primes.split_whitespace().nth(n - 1) {
+            Some(p) => Response::text(200, format!("prime {n} = {p}\n")),
+            None => Response::text(404, format!("error: the table has fewer than {n} primes\n")),
+        },
+        _ => Response::text(404, format!("error: no prime number {k:?}\n")),
+    }
 }
 
 /// What serving one connection did.
@@ -293,6 +312,15 @@ mod tests {
         assert_eq!(served, Served::Quit);
         assert!(out.ends_with("bye\n"), "{out}");
         assert_eq!(b.asked, ["prime 3", "prime 0", "quit"]);
+        // The same answer from the table, without the hop.
+        let (served, out) = exchange("GET /local/3 HTTP/1.1\r\n\r\n", &mut b, 4);
+        assert_eq!(served, Served::Status(200));
+        assert!(out.ends_with("\r\n\r\nprime 3 = 5\n"), "{out}");
+        for bad in ["/local/4", "/local/0", "/local/x", "/local/"] {
+            let (served, _) = exchange(&format!("GET {bad} HTTP/1.1\r\n\r\n"), &mut b, 5);
+            assert_eq!(served, Served::Status(404), "{bad}");
+        }
+        assert_eq!(b.asked.len(), 3, "no hop for /local");
         b.down = true;
         let (served, out) = exchange("GET /prime/3 HTTP/1.1\r\n\r\n", &mut b, 4);
         assert_eq!(served, Served::Status(502));
