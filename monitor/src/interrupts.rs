@@ -22,14 +22,15 @@ use crate::bootinfo::AcpiRoot;
 use crate::cores::IdentityMapped;
 use acpi::madt::{Madt, MadtEntry};
 use acpi::AcpiTables;
-use quest_abi::{console_irq, DeviceKind, TableView};
+use quest_abi::{console_irq, DeviceKind, SandboxId, TableView};
 use quest_monitor_core::ioapic::{
     mask_all, pin_of, pins, program, redirection, IoApic, IoApicRegisters, Override, Polarity,
-    Routes, Source, Trigger, IOREGSEL, IOWIN,
+    Routes, Source, Trigger, IOREGSEL, IOWIN, MASKED,
 };
 use quest_monitor_core::pci::ConfigSpace;
 use quest_monitor_core::pci_msi::{capabilities, FunctionIrq, Targets, INTERRUPT};
 use quest_monitor_core::pci_virtual::MAX_FUNCTIONS_PER_SANDBOX;
+use spin::Mutex;
 
 /// Most I/O APICs the monitor drives.
 const MAX_IOAPICS: usize = 8;
@@ -37,14 +38,14 @@ const MAX_IOAPICS: usize = 8;
 const MAX_OVERRIDES: usize = 16;
 
 /// One I/O APIC's registers through its memory-mapped IOREGSEL/IOWIN (identity mapped;
-/// the I/O APICs live below 4 GiB, at 0xfec00000 on PCs). Used by the boot core only,
-/// before any vCPU runs.
+/// the I/O APICs live below 4 GiB, at 0xfec00000 on PCs). Used by the boot core before
+/// any vCPU runs, later under [`ROUTED`]'s lock.
 struct Mmio(u64);
 
 impl IoApicRegisters for Mmio {
     fn read(&mut self, reg: u8) -> u32 {
         // SAFETY: the MADT's I/O APIC address, identity mapped; IOREGSEL then IOWIN,
-        // 32-bit accesses as the I/O APIC requires; only the boot core uses it.
+        // 32-bit accesses as the I/O APIC requires; one core at a time (see `Mmio`).
         unsafe {
             core::ptr::write_volatile((self.0 + IOREGSEL) as *mut u32, u32::from(reg));
             core::ptr::read_volatile((self.0 + IOWIN) as *const u32)
@@ -60,23 +61,17 @@ impl IoApicRegisters for Mmio {
 }
 
 /// The MADT's I/O APICs and ISA overrides.
-struct Madt2 {
+#[derive(Clone, Copy, Debug)]
+struct MadtInterrupts {
     ioapics: [IoApic; MAX_IOAPICS],
     ioapic_count: usize,
     overrides: [Override; MAX_OVERRIDES],
     override_count: usize,
 }
 
-/// Reads the MADT (`None`: no ACPI or no MADT).
-fn madt(root: Option<AcpiRoot>) -> Option<Madt2> {
-    let root = root?;
-    // SAFETY: the root comes from GRUB's copy of the firmware RSDP; the crate checks
-    // signatures and checksums; the tables are identity mapped.
-    let tables =
-        unsafe { AcpiTables::from_rsdt(IdentityMapped, root.revision, root.address as usize) }
-            .ok()?;
-    let madt = tables.find_table::<Madt>().ok()?;
-    let mut out = Madt2 {
+impl MadtInterrupts {
+    /// None of either.
+    const EMPTY: Self = Self {
         ioapics: [IoApic {
             address: 0,
             gsi_base: 0,
@@ -90,17 +85,33 @@ fn madt(root: Option<AcpiRoot>) -> Option<Madt2> {
         }; MAX_OVERRIDES],
         override_count: 0,
     };
+}
+
+/// Reads the MADT (`None`: no ACPI or no MADT).
+fn madt(root: Option<AcpiRoot>) -> Option<MadtInterrupts> {
+    let root = root?;
+    // SAFETY: the root comes from GRUB's copy of the firmware RSDP; the crate checks
+    // signatures and checksums; the tables are identity mapped.
+    let tables =
+        unsafe { AcpiTables::from_rsdt(IdentityMapped, root.revision, root.address as usize) }
+            .ok()?;
+    let madt = tables.find_table::<Madt>().ok()?;
+    let mut out = MadtInterrupts::EMPTY;
     for entry in madt.get().entries() {
         match entry {
             MadtEntry::IoApic(e) => {
-                if let Some(slot) = out.ioapics.get_mut(out.ioapic_count) {
-                    let address = u64::from(e.io_apic_address);
-                    *slot = IoApic {
-                        address,
-                        gsi_base: e.global_system_interrupt_base,
-                        pins: pins(&mut Mmio(address)),
-                    };
-                    out.ioapic_count += 1;
+                let address = u64::from(e.io_apic_address);
+                let pins = pins(&mut Mmio(address));
+                match out.ioapics.get_mut(out.ioapic_count) {
+                    Some(slot) if pins > 0 => {
+                        *slot = IoApic {
+                            address,
+                            gsi_base: e.global_system_interrupt_base,
+                            pins,
+                        };
+                        out.ioapic_count += 1;
+                    }
+                    _ => crate::println!("quest: I/O APIC at {address:#x} not used"),
                 }
             }
             MadtEntry::InterruptSourceOverride(e) if e.bus == 0 => {
@@ -134,10 +145,11 @@ pub fn init(table: &TableView<'static>, acpi: Option<AcpiRoot>, apic_ids: &[u32]
     if !any_interrupts(table) {
         return;
     }
-    let Some(m) = madt(acpi) else {
-        crate::println!("quest: no MADT: device interrupt lines are not routed");
-        return;
-    };
+    // Without a MADT no line is routed (each says why), but MSI still works.
+    let m = madt(acpi).unwrap_or_else(|| {
+        crate::println!("quest: no MADT: no I/O APIC to route device interrupt lines");
+        MadtInterrupts::EMPTY
+    });
     let ioapics = &m.ioapics[..m.ioapic_count];
     let overrides = &m.overrides[..m.override_count];
     for a in ioapics {
@@ -147,7 +159,7 @@ pub fn init(table: &TableView<'static>, acpi: Option<AcpiRoot>, apic_ids: &[u32]
             a.address,
             a.pins,
             a.gsi_base,
-            a.gsi_base + u32::from(a.pins) - 1
+            a.gsi_base.saturating_add(u32::from(a.pins) - 1)
         );
     }
     let mut routes = Routes::new(console_irq(table.console_port()) as u8);
@@ -234,6 +246,27 @@ pub fn init(table: &TableView<'static>, acpi: Option<AcpiRoot>, apic_ids: &[u32]
                 pin,
                 redirection(r.vector(), r.apic_id as u8, &r.wiring),
             );
+        }
+    }
+    *ROUTED.lock() = Some((routes, m));
+}
+
+/// The routes programmed at boot and the I/O APICs they use; the lock also orders every
+/// later IOREGSEL/IOWIN pair.
+static ROUTED: Mutex<Option<(Routes, MadtInterrupts)>> = Mutex::new(None);
+
+/// Masks the lines routed to sandbox `s`, which stopped for good (exited or halted):
+/// its devices no longer interrupt the core it leaves. A restarting sandbox keeps them.
+pub fn quiesce(s: SandboxId) {
+    let routed = ROUTED.lock();
+    let Some((routes, m)) = routed.as_ref() else {
+        return;
+    };
+    let ioapics = &m.ioapics[..m.ioapic_count];
+    for r in routes.iter().filter(|r| r.sandbox == s.index()) {
+        if let Some((i, pin)) = pin_of(ioapics, r.wiring.gsi) {
+            let entry = redirection(r.vector(), r.apic_id as u8, &r.wiring) | MASKED;
+            program(&mut Mmio(ioapics[i].address), pin, entry);
         }
     }
 }

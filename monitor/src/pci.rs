@@ -12,6 +12,8 @@ use crate::cores::IdentityMapped;
 use crate::device_bars::HostRam;
 use acpi::mcfg::Mcfg;
 use acpi::AcpiTables;
+use core::cell::UnsafeCell;
+use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicBool, Ordering};
 use quest_abi::{PciAddress, SandboxId, TableView, MAX_SANDBOXES};
 use quest_monitor_core::pci::{self, Assignment, ConfigSpace, Functions};
@@ -90,9 +92,58 @@ fn address(f: PciAddress, offset: u8) -> u32 {
 /// The real configuration space (set once at boot, before any sandbox runs).
 static REAL: Mutex<Access> = Mutex::new(Access::Ports);
 
-/// Each sandbox's virtual configuration space.
-static SPACES: [Mutex<VirtualConfig>; MAX_SANDBOXES] =
-    [const { Mutex::new(VirtualConfig::new()) }; MAX_SANDBOXES];
+/// Each sandbox's virtual configuration space (filled at the start of [`init`]).
+static SPACES: Spaces = Spaces::new();
+
+/// Storage for [`SPACES`] that stays in `.bss`: an empty `VirtualConfig` is not all zero
+/// bytes (its `Option`s use niches), so a plain static of them is `.data`, about 120 KiB
+/// of the loaded monitor image. The boot core fills it once, before anything reads it;
+/// then it is only read, each space behind its own lock.
+struct Spaces {
+    ready: AtomicBool,
+    slots: UnsafeCell<MaybeUninit<[Mutex<VirtualConfig>; MAX_SANDBOXES]>>,
+}
+
+// SAFETY: `slots` is written only by `fill`, once, on the boot core before `ready` is
+// set and before any other core runs; afterwards it is only shared (`Deref`), and each
+// `VirtualConfig` is behind its `Mutex`.
+unsafe impl Sync for Spaces {}
+
+impl Spaces {
+    const fn new() -> Self {
+        Self {
+            ready: AtomicBool::new(false),
+            slots: UnsafeCell::new(MaybeUninit::uninit()),
+        }
+    }
+
+    /// Fills every slot with an empty space. Boot core, once, before any access.
+    fn fill(&self) {
+        if self.ready.load(Ordering::Acquire) {
+            return;
+        }
+        let first = self.slots.get().cast::<Mutex<VirtualConfig>>();
+        for i in 0..MAX_SANDBOXES {
+            // SAFETY: slot `i` of the array, not yet initialised and not referenced (the
+            // boot core, before `ready`); written in place, one at a time.
+            unsafe { first.add(i).write(Mutex::new(VirtualConfig::new())) };
+        }
+        self.ready.store(true, Ordering::Release);
+    }
+}
+
+impl core::ops::Deref for Spaces {
+    type Target = [Mutex<VirtualConfig>; MAX_SANDBOXES];
+
+    fn deref(&self) -> &Self::Target {
+        assert!(
+            self.ready.load(Ordering::Acquire),
+            "PCI spaces used before pci::init"
+        );
+        // SAFETY: `fill` initialised every slot before setting `ready`.
+        unsafe { (*self.slots.get()).assume_init_ref() }
+    }
+}
 
 /// Functions whose manifest entry says `dma = "unprotected"` (`crate::iommu` decides).
 static UNPROTECTED: Mutex<[Option<PciAddress>; MAX_DEVICES]> = Mutex::new([None; MAX_DEVICES]);
@@ -130,6 +181,7 @@ pub fn init(table: &TableView<'static>, acpi: Option<AcpiRoot>, host_ram: &HostR
         s.devices()
             .filter_map(move |d| Some((s.id().index(), d.pci()?, d)))
     });
+    SPACES.fill();
     if pci_devices.clone().next().is_none() {
         return; // the machine's PCI is none of this table's business
     }
@@ -313,4 +365,12 @@ pub(crate) fn with_space<R>(
 ) -> R {
     let mut space = SPACES[s.index() % MAX_SANDBOXES].lock();
     f(&mut space, &mut REAL.lock())
+}
+
+/// Quiets sandbox `s`'s functions once its vCPUs stopped (`VirtualConfig::quiesce`):
+/// a stopped sandbox's device neither masters the bus nor interrupts its cores;
+/// `restart` gives the next launch INTx enabled, as at boot.
+pub fn quiesce(s: SandboxId, restart: bool) {
+    let mut space = SPACES[s.index() % MAX_SANDBOXES].lock();
+    space.quiesce(&mut *REAL.lock(), restart);
 }

@@ -39,9 +39,20 @@ pub trait IoApicRegisters {
     fn write(&mut self, reg: u8, value: u32);
 }
 
-/// How many pins (redirection entries) the I/O APIC has.
+/// Most pins an I/O APIC may have: its 240 redirection entries fill registers
+/// 0x10-0xff.
+pub const MAX_PINS: u8 = 120;
+
+/// How many pins (redirection entries) the I/O APIC has (0 for a register that reads
+/// all ones: no I/O APIC there).
 pub fn pins(r: &mut impl IoApicRegisters) -> u8 {
-    ((r.read(REG_VERSION) >> 16) & 0xff) as u8 + 1
+    let version = r.read(REG_VERSION);
+    if version == u32::MAX {
+        return 0;
+    }
+    (((version >> 16) & 0xff) as u8)
+        .saturating_add(1)
+        .min(MAX_PINS)
 }
 
 /// Masks every pin.
@@ -483,6 +494,10 @@ mod tests {
             "masked, destination, then unmasked"
         );
         assert_eq!(entry(&mut a, 11), 0x0100_0000_0000_802b);
+        a.regs[1] = u32::MAX;
+        assert_eq!(pins(&mut a), 0, "nothing there");
+        a.regs[1] = 0x00ff_0020;
+        assert_eq!(pins(&mut a), MAX_PINS, "no entry beyond register 0xff");
     }
 
     #[test]

@@ -303,6 +303,16 @@ impl FunctionIrq {
         real
     }
 
+    /// Forgets what the sandbox wrote and turns MSI off in the device (its sandbox
+    /// stopped: nothing may target its cores until it programs MSI again).
+    pub fn quiesce(&mut self, cs: &mut impl ConfigSpace, f: PciAddress) {
+        *self = Self::new(self.caps, self.line);
+        if let Some(m) = self.caps.msi {
+            let head = cs.read(f, m.offset);
+            cs.write(f, m.offset, head & !(u32::from(MSI_ENABLE | MSI_MME) << 16));
+        }
+    }
+
     /// Writes `value` into the lanes `lanes` of dword `reg` of function `f` (already
     /// shifted into place). Message control, address and data are kept as written and
     /// the device gets the translation ([`translate`]) whenever MSI is enabled.
@@ -562,6 +572,26 @@ mod tests {
             Written::Done
         );
         assert_eq!(b.reg(edu(), 0x3c) & 0xff, 0x0b, "the line stays");
+    }
+
+    #[test]
+    fn quiescing_turns_msi_off_and_forgets_the_message() {
+        let (mut b, mut irq) = setup();
+        let t = targets();
+        irq.write(&mut b, edu(), 0x44, u32::MAX, 0xfee0_1000, &t);
+        irq.write(&mut b, edu(), 0x4c, 0xffff, 0x51, &t);
+        irq.write(&mut b, edu(), 0x40, 0xffff_0000, 1 << 16, &t);
+        assert_eq!(b.reg(edu(), 0x40) >> 16 & 1, 1);
+        irq.quiesce(&mut b, edu());
+        assert_eq!(b.reg(edu(), 0x40) >> 16, 0x0080, "off, 64-bit kept");
+        assert_eq!(b.reg(edu(), 0x40) & 0xffff, 0x5005, "the header kept");
+        assert_eq!(read(&irq, &mut b, 0x44), 0);
+        assert_eq!(read(&irq, &mut b, 0x40) >> 16 & 1, 0);
+        assert_eq!(
+            read(&irq, &mut b, INTERRUPT) & 0xff,
+            11,
+            "the line stays routed"
+        );
     }
 
     #[test]

@@ -195,6 +195,25 @@ impl VirtualConfig {
         }
     }
 
+    /// Quiets every function after the sandbox stopped: bus mastering and MSI off in the
+    /// device, INTx disabled unless `intx` (a restart gives the next launch the boot
+    /// state, INTx enabled), BAR sizing and the sandbox's MSI message forgotten.
+    pub fn quiesce(&mut self, cs: &mut impl ConfigSpace, intx: bool) {
+        for o in self.owned.iter_mut().flatten() {
+            let a = o.function.address;
+            let command = cs.read(a, COMMAND) as u16 & !COMMAND_BUS_MASTER;
+            let command = if intx {
+                command & !COMMAND_INTX_DISABLE
+            } else {
+                command | COMMAND_INTX_DISABLE
+            };
+            // The status half written as 0 changes nothing (write-one-to-clear bits).
+            cs.write(a, COMMAND, u32::from(command));
+            o.irq.quiesce(cs, a);
+            o.sizing = [false; 6];
+        }
+    }
+
     /// Writes `size` (1, 2 or 4) bytes of `value` at `offset` of function `a`, filtered;
     /// returns what it refused, if anything. Other sizes and misaligned accesses are
     /// ignored, as are writes to functions the sandbox does not own.
@@ -533,5 +552,26 @@ mod tests {
             11,
             "the line cannot be rewritten"
         );
+    }
+
+    #[test]
+    fn a_stopped_sandbox_s_functions_are_quiet() {
+        let (mut b, mut v) = setup();
+        let edu = at(0, 3, 0);
+        b.functions[3].regs[1] = 0x0010_0007; // decode and bus master on (firmware)
+        v.write(&mut b, edu, BAR0, 4, u32::MAX);
+        v.quiesce(&mut b, false);
+        assert_eq!(
+            b.reg(edu, COMMAND),
+            0x0010_0403,
+            "bus master off, INTx disabled"
+        );
+        assert_eq!(
+            v.read(&mut b, edu, BAR0, 4),
+            0xfea0_0000,
+            "sizing forgotten"
+        );
+        v.quiesce(&mut b, true);
+        assert_eq!(b.reg(edu, COMMAND), 0x0010_0003, "INTx back for a restart");
     }
 }

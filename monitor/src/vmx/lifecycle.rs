@@ -280,6 +280,16 @@ fn report(v: &Vcpu, f: &Fault, outcome: &str) {
 /// The leader's part of a stop. Returns only when the sandbox relaunches.
 fn lead_stop(v: &Vcpu, st: &SandboxState, action: Action, generation: u32) {
     stop_others(v, st, generation);
+    if !matches!(action, Action::Continue) {
+        // Every vCPU is parked: its devices stop mastering the bus and interrupting.
+        let restart = matches!(action, Action::Fault(_))
+            && v.sandbox_view.on_fault() == OnFault::Restart
+            && generation < MAX_LAUNCHES;
+        crate::pci::quiesce(v.sandbox, restart);
+        if !restart {
+            crate::interrupts::quiesce(v.sandbox);
+        }
+    }
     let fault = match action {
         Action::Exit(code) => {
             st.exit_code.store(code, Ordering::Relaxed);
