@@ -202,7 +202,8 @@ impl Unit {
     }
 
     /// Points the unit at `root`, invalidates its caches and turns translation on, the
-    /// fault event an NMI to `fault_apic` (masked until [`arm`]).
+    /// fault event an NMI to `fault_apic` (masked until the fault core first enters its guest:
+    /// [`before_entry`]).
     fn enable(&self, root: HostPhysAddr, fault_apic: Option<u32>) -> Result<(), NoIommu> {
         let r = self.regs;
         r.write64(regs::RTADDR, root.as_u64());
@@ -364,13 +365,21 @@ fn protect(
         }
     }
     let in_use = || units.iter().flatten();
+    // Domain ID = sandbox index + 1 (0 is reserved where the unit caches not-present
+    // entries).
+    let top_domain = functions
+        .iter()
+        .flatten()
+        .map(|&(_, s, _)| s.index() as u32 + 1)
+        .max()
+        .unwrap_or(0);
     let first = in_use().next().ok_or(NoIommu::NotCovered)?;
     let levels = regs::choose_levels(first.cap, DOMAIN_TOP).ok_or(NoIommu::Levels(first.regs.0))?;
     for u in in_use() {
         if u.cap.sagaw() & (1 << levels.aw()) == 0 {
             return Err(NoIommu::Levels(u.regs.0));
         }
-        if u.cap.domains() <= MAX_SANDBOXES as u32 {
+        if u.cap.domains() <= top_domain {
             return Err(NoIommu::Domains(u.regs.0));
         }
     }
@@ -485,18 +494,26 @@ pub fn nmi_exit() {
 /// of its sandbox stops it.
 pub fn before_entry(v: &Vcpu) -> Option<Action> {
     let active = ACTIVE.get()?;
+    // Plain loads first: this runs before every entry; only the fault core writes the
+    // first two, and a mark is rare.
     if Some(v.core) == active.fault_core {
-        if !ARMED.swap(true, Ordering::AcqRel) {
+        if !ARMED.load(Ordering::Relaxed) {
+            ARMED.store(true, Ordering::Relaxed);
             for u in active.units.iter().flatten() {
                 u.regs.write32(regs::FECTL, 0);
             }
         }
         let nmis = NMI_EXITS.load(Ordering::Relaxed) + crate::vmx::nmis_handled();
-        if NMIS_SEEN.swap(nmis, Ordering::AcqRel) != nmis {
+        if NMIS_SEEN.load(Ordering::Relaxed) != nmis {
+            NMIS_SEEN.store(nmis, Ordering::Release);
             service(v, active);
         }
     }
-    let pending = PENDING[v.sandbox.index() % MAX_SANDBOXES].swap(0, Ordering::AcqRel);
+    let mark = &PENDING[v.sandbox.index() % MAX_SANDBOXES];
+    if mark.load(Ordering::Relaxed) == 0 {
+        return None;
+    }
+    let pending = mark.swap(0, Ordering::AcqRel);
     (pending != 0).then(|| {
         Action::fault_at(
             FaultKind::Dma {
