@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 HERMIT_NIGHTLY=nightly-2025-03-15
 APT_PACKAGES=(bochs bochsbios vgabios qemu-system-x86 grub-pc-bin grub-common
-              grub-efi-amd64-bin xorriso mtools)
+              grub-efi-amd64-bin xorriso mtools curl)
 
 step() { printf '\033[1;32m%12s\033[0m %s\n' "$1" "$2"; }
 

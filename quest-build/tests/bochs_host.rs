@@ -44,6 +44,7 @@ fn start_bochs(name: &str, rc_edit: impl Fn(String) -> String) -> Started {
         memory_mib: 32,
         qemu_devices: Default::default(),
         com2: false,
+        nics: Default::default(),
     };
     // An ISO that does not exist: the drive is empty, the BIOS finds nothing to boot.
     let args = bochs::prepare(&dir, &dir.join("absent.iso"), machine, &serial)

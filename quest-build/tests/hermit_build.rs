@@ -181,7 +181,9 @@ fn hermit_sandboxes_build_and_load() {
 
     // A second application against the same kernel, and then a no-op rebuild: the
     // kernel is not compiled again.
-    let archive = dirs.kernel_dir().join("libhermit.a");
+    let archive = dirs
+        .kernel_dir(quest_build::runtime::hermit::KernelConfig::Plain)
+        .join("libhermit.a");
     let before = std::fs::metadata(&archive).unwrap().modified().unwrap();
     let panicky = build_sandbox(&ws, &plan, 1, &progress).expect("panic-std builds");
     let again = build_sandbox(&ws, &plan, 0, &progress).expect("hello-std rebuilds");

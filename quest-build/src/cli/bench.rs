@@ -3,8 +3,9 @@
 //! Hermit rows ([`super::bench_hermit`]), the monitor's size by crate
 //! ([`super::bench_size`]), the channel rows and the per-backend rows (VT-x in Bochs,
 //! SVM in QEMU; [`super::bench_channels`]) and the migration rows
-//! ([`super::bench_migration`]) and the device interrupt rows ([`super::bench_devices`]).
-//! `QUEST_BENCH_ONLY=backends`, `=migration` or `=devices` measures only those rows.
+//! ([`super::bench_migration`]), the device interrupt rows ([`super::bench_devices`])
+//! and the web rows ([`super::bench_web`]). `QUEST_BENCH_ONLY=backends`, `=migration`,
+//! `=devices` or `=web` measures only those rows.
 
 use crate::build::{self, Progress, Workspace};
 use crate::image::ImageRequest;
@@ -113,6 +114,9 @@ fn measure(args: &BenchArgs) -> Result<Vec<(String, String)>, String> {
     if super::bench_channels::only() {
         return super::bench_channels::backend_rows(&ws, Duration::from_secs(args.timeout));
     }
+    if super::bench_web::only() {
+        return super::bench_web::measure(&ws, Duration::from_secs(args.timeout));
+    }
     let progress = Progress::stderr();
     let mut rows = Vec::new();
     let stem = args
@@ -184,12 +188,7 @@ fn measure(args: &BenchArgs) -> Result<Vec<(String, String)>, String> {
             format!("boot cost of {} in Bochs", iso.display()),
         );
         let machine = run::machine_of(&built.elf).map_err(|e| e.to_string())?;
-        let opts = RunOptions {
-            emulator: Some(Emulator::Bochs),
-            timeout: Duration::from_secs(args.timeout),
-            echo: false,
-            com2: None,
-        };
+        let opts = RunOptions::new(Some(Emulator::Bochs), Duration::from_secs(args.timeout));
         let outcome = run::boot(&ws, &iso, machine, &opts, &mut std::io::sink())
             .map_err(|e| e.to_string())?;
         let cost = console::boot_cycles(&outcome.console).map_or_else(
@@ -236,6 +235,10 @@ fn measure(args: &BenchArgs) -> Result<Vec<(String, String)>, String> {
             Duration::from_secs(args.timeout),
         )?);
         rows.extend(super::bench_devices::measure(
+            &ws,
+            Duration::from_secs(args.timeout),
+        )?);
+        rows.extend(super::bench_web::measure(
             &ws,
             Duration::from_secs(args.timeout),
         )?);

@@ -357,12 +357,7 @@ pub(super) fn boot_in(
     })?;
     let iso = built.iso.ok_or("no ISO was built")?;
     let machine = run::machine_of(&built.elf).map_err(|e| e.to_string())?;
-    let opts = RunOptions {
-        emulator: Some(emulator),
-        timeout,
-        echo: false,
-        com2: None,
-    };
+    let opts = RunOptions::new(Some(emulator), timeout);
     run::boot(ws, &iso, machine, &opts, &mut std::io::sink()).map_err(|e| e.to_string())
 }
 

@@ -75,7 +75,7 @@ pub fn build_rows(ws: &Workspace, plan: &Plan, cold: bool) -> Result<Rows, Strin
             format!(
                 "Hermit unikernel `{}` ({} kernel)",
                 sb.name,
-                hermit::kernel::CONFIG_NAME
+                hermit::KernelConfig::of(sb).name()
             ),
             format!(
                 "ELF {:.1} KiB, {:.1} KiB loaded; initial memory payloads {:.1} KiB",

@@ -67,6 +67,14 @@ own network namespace (its display is a VNC server) with dummy sound drivers, so
 needs no sound card or display. The configuration and logs of each boot are kept in
 images/run/NAME-PID-N/ (bochsrc, serial.log, bochs.log, emulator.out).
 
+Devices: QEMU gets the emulated PCI devices a table names by ID. A sandbox given
+`{ pci = \"10ec:8139\" }` owns a Realtek RTL8139 on QEMU's user network (the guest is
+10.0.2.15, gateway 10.0.2.2; it cannot open connections out). --forward HOST:GUEST
+(repeatable) forwards TCP port HOST of 127.0.0.1 on this machine to the guest's port
+GUEST; it needs QEMU and such a card:
+  quest-build run partition-manifests/web.toml --forward 8080:80
+  curl http://127.0.0.1:8080/
+
 Before any sandbox runs, the monitor measures the platform (`quest: calibration:` lines).
 --calibrate writes those constants to images/<system>.platform.toml, a profile for
 `quest-build bounds --platform`. --check-bounds (manifests only) computes each channel's

@@ -7,6 +7,7 @@ pub mod bench_devices;
 pub mod bench_hermit;
 pub mod bench_migration;
 pub mod bench_size;
+pub mod bench_web;
 pub mod bounds;
 pub mod check;
 pub mod help;

@@ -1,8 +1,8 @@
 //! `quest-build run MANIFEST|IMAGE [--emulator bochs|qemu] [--cpu intel|amd] [--timeout SECS]
-//! [--com2 SOCKET]`.
+//! [--com2 SOCKET] [--forward HOST_PORT:GUEST_PORT]...`.
 
 use crate::build::{Progress, Workspace};
-use crate::run::{self, qemu::Accel, Emulator, RunError, RunOptions};
+use crate::run::{self, network, qemu::Accel, Emulator, RunError, RunOptions};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -59,6 +59,10 @@ pub struct RunArgs {
     /// `images/run/<system>.com2.sock`); connect with e.g. `socat - UNIX-CONNECT:SOCKET`.
     #[arg(long, value_name = "SOCKET")]
     pub com2: Option<PathBuf>,
+    /// Forward TCP port HOST_PORT of 127.0.0.1 here to GUEST_PORT of the sandbox that owns
+    /// the network card (`{ pci = "10ec:8139" }`; QEMU only). Repeatable.
+    #[arg(long = "forward", value_name = "HOST_PORT:GUEST_PORT")]
+    pub forwards: Vec<network::Forward>,
 }
 
 /// The emulator `--emulator` and `--cpu` ask for (`None`: the default); an error for a
@@ -127,15 +131,21 @@ pub fn run(args: &RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let opts = RunOptions {
-        emulator: asked,
-        timeout: Duration::from_secs(args.timeout),
-        echo: true,
-        com2: None,
-    };
-    let chosen = opts
-        .emulator
-        .unwrap_or_else(|| run::default_emulator(args.check_bounds));
+    let chosen = asked.unwrap_or_else(|| run::default_emulator(args.check_bounds));
+    let bochs = matches!(chosen, Emulator::Bochs | Emulator::BochsAmd);
+    if let Err(e) = network::check(machine.nics, bochs, &args.forwards) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    for f in &args.forwards {
+        progress.step(
+            "Forwarding",
+            format!(
+                "127.0.0.1:{} to the guest's port {} (the network card's user network)",
+                f.host, f.guest
+            ),
+        );
+    }
     progress.step(
         "Running",
         format!(
@@ -146,6 +156,11 @@ pub fn run(args: &RunArgs) -> ExitCode {
             machine.memory_mib
         ),
     );
+    let opts = RunOptions {
+        echo: true,
+        forwards: args.forwards.clone(),
+        ..RunOptions::new(Some(chosen), Duration::from_secs(args.timeout))
+    };
     let system = iso
         .file_stem()
         .map_or_else(|| "system".into(), |s| s.to_string_lossy().into_owned());
@@ -342,5 +357,31 @@ mod tests {
         let cli = Cli::try_parse_from(["x", "a.toml", "--cpu", "amd"]).expect("parses");
         assert_eq!(cli.run.cpu, Some(CpuArg::Amd));
         assert!(Cli::try_parse_from(["x", "a.toml", "--cpu", "arm"]).is_err());
+    }
+
+    #[test]
+    fn forwards_repeat_and_bad_ones_are_usage_errors() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            run: RunArgs,
+        }
+        let cli = Cli::try_parse_from(["x", "w.toml", "--forward", "8080:80", "--forward=2222:22"])
+            .expect("parses");
+        let pairs: Vec<(u16, u16)> = cli.run.forwards.iter().map(|f| (f.host, f.guest)).collect();
+        assert_eq!(pairs, [(8080, 80), (2222, 22)]);
+        assert!(Cli::try_parse_from(["x", "w.toml"])
+            .unwrap()
+            .run
+            .forwards
+            .is_empty());
+        for bad in ["80", "0:80", "x:80", "80:65536"] {
+            let e = Cli::try_parse_from(["x", "w.toml", "--forward", bad])
+                .err()
+                .unwrap_or_else(|| panic!("{bad} parsed"));
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{bad}");
+            assert!(e.to_string().contains(bad), "{e}");
+        }
     }
 }

@@ -4,7 +4,7 @@
 use super::{embed, iso};
 use crate::build::{self, BuildError, Progress, Workspace};
 use crate::manifest::{self, Diagnostics};
-use crate::plan::{self, Plan, SandboxImage, TableError};
+use crate::plan::{self, Plan, SandboxImage, SandboxPlan, TableError};
 use crate::runtime::{self, BuildContext, RuntimeError};
 use quest_abi::validate::payload_area_offset;
 use std::collections::BTreeMap;
@@ -108,14 +108,18 @@ pub fn build_image(
     let plan = plan::plan(&m);
 
     let monitor_path = build::build_monitor(ws, progress)?;
-    // Each application is built once per runtime, however many sandboxes run it.
+    // Each application is built once per runtime (and build variant: a Hermit kernel
+    // configuration), however many sandboxes run it.
     let ctx = BuildContext { ws, progress };
-    let mut apps: BTreeMap<(&str, &Path), Vec<u8>> = BTreeMap::new();
+    let key = |sb: &'_ SandboxPlan| {
+        let rt = runtime::of(sb.runtime);
+        (rt.name(), rt.build_variant(sb), sb.app_dir.clone())
+    };
+    let mut apps: BTreeMap<(&str, &str, PathBuf), Vec<u8>> = BTreeMap::new();
     for sb in &plan.sandboxes {
         let rt = runtime::of(sb.runtime);
-        let key = (rt.name(), sb.app_dir.as_path());
-        if let std::collections::btree_map::Entry::Vacant(slot) = apps.entry(key) {
-            let exe = rt.build_app(&ctx, &sb.app_dir)?;
+        if let std::collections::btree_map::Entry::Vacant(slot) = apps.entry(key(sb)) {
+            let exe = rt.build_app(&ctx, sb)?;
             slot.insert(std::fs::read(&exe).map_err(io(&exe))?);
         }
     }
@@ -128,7 +132,7 @@ pub fn build_image(
         .enumerate()
         .map(|(i, sb)| {
             let rt = runtime::of(sb.runtime);
-            rt.initial_memory(&plan, i, &apps[&(rt.name(), sb.app_dir.as_path())])
+            rt.initial_memory(&plan, i, &apps[&key(sb)])
         })
         .collect::<Result<Vec<SandboxImage>, _>>()?;
     let encoded = plan::encode_table(&plan, Some(&images))?;

@@ -159,6 +159,7 @@ mod tests {
             memory_mib: 512,
             qemu_devices: Default::default(),
             com2: false,
+            nics: Default::default(),
         };
         bochsrc(
             Path::new("/i/hello.iso"),

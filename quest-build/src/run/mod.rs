@@ -4,10 +4,14 @@
 //! - [`console`]: the console contract and the verdict.
 //! - [`host`]: what this host offers (KVM with VT-x, Bochs, QEMU, network isolation).
 //! - [`bochs`], [`qemu`]: how each emulator is started.
+//! - [`network`]: the network card QEMU gives a table that assigns one, and `--forward`.
+//! - [`background`]: a boot on its own thread, for callers that talk to the system.
 
+pub mod background;
 pub mod bochs;
 pub mod console;
 pub mod host;
+pub mod network;
 pub mod qemu;
 
 use crate::build::{Progress, Workspace};
@@ -17,7 +21,8 @@ use console::Verdict;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Which emulator boots the image.
@@ -80,6 +85,8 @@ pub struct Machine {
     /// Whether a sandbox owns COM2's ports: QEMU then gets a second serial port on a Unix
     /// socket ([`qemu::com2_args`], [`RunOptions::com2`]).
     pub com2: bool,
+    /// Network cards QEMU adds because the table assigns them ([`network`]).
+    pub nics: network::Nics,
 }
 
 /// How to run.
@@ -94,6 +101,27 @@ pub struct RunOptions {
     /// Where QEMU listens for COM2's client when the machine has a COM2
     /// ([`Machine::com2`]); `None`: `com2.sock` in the run directory.
     pub com2: Option<PathBuf>,
+    /// Host TCP ports forwarded to the guest's network card (QEMU only).
+    pub forwards: Vec<network::Forward>,
+    /// Stops the boot when set (the emulator is ended as at the time limit, but the
+    /// outcome is not "timed out"): for a caller that talks to the running system from
+    /// another thread and is done with it.
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+impl RunOptions {
+    /// A boot in `emulator` (`None`: the default) with `timeout`, no console copy, no
+    /// forwards and no stop flag.
+    pub fn new(emulator: Option<Emulator>, timeout: Duration) -> Self {
+        Self {
+            emulator,
+            timeout,
+            echo: false,
+            forwards: Vec::new(),
+            com2: None,
+            stop: None,
+        }
+    }
 }
 
 /// How a boot ended.
@@ -217,6 +245,9 @@ pub enum RunError {
     /// QEMU cannot listen for COM2 at the path asked.
     #[error("{0}")]
     Com2Socket(String),
+    /// `--forward` cannot be given to this boot.
+    #[error(transparent)]
+    Forward(#[from] network::ForwardError),
     /// The argument is not a manifest, ISO or ELF.
     #[error("{0}: give a manifest (.toml), an image (.iso) or its ELF (.elf)")]
     UnknownInput(PathBuf),
@@ -239,6 +270,7 @@ pub fn machine_of(elf: &Path) -> Result<Machine, RunError> {
         memory_mib: table.header.system_memory.get().div_ceil(1 << 20),
         qemu_devices: qemu::EmulatedDevices::of(&table),
         com2: qemu::names_com2(table.devices),
+        nics: network::Nics::of(&table),
     })
 }
 
@@ -299,6 +331,8 @@ pub fn boot(
     out: &mut dyn Write,
 ) -> Result<RunOutcome, RunError> {
     let emulator = opts.emulator.unwrap_or_else(|| default_emulator(false));
+    let bochs = matches!(emulator, Emulator::Bochs | Emulator::BochsAmd);
+    network::check(machine.nics, bochs, &opts.forwards)?;
     let iso = std::path::absolute(iso).map_err(io_err("resolving the ISO path"))?;
     if !iso.is_file() {
         return Err(RunError::Io {
@@ -347,6 +381,7 @@ pub fn boot(
             if machine.com2 {
                 c.args(qemu::com2_args(&com2_socket(opts, &dir)?));
             }
+            c.args(machine.nics.qemu_args(&opts.forwards)?);
             c
         }
     };
@@ -448,8 +483,12 @@ fn follow(
             break;
         }
         let lingering = verdict_at.is_some_and(|t| t.elapsed() > GRACE);
-        if lingering || Instant::now() > deadline {
-            timed_out = !lingering;
+        let stopped = opts
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::Relaxed));
+        if lingering || stopped || Instant::now() > deadline {
+            timed_out = !lingering && !stopped;
             // Our own child, by its PID (the emulator itself: `unshare` execs it).
             let _ = child.kill();
             let _ = child.wait();

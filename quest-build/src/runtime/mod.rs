@@ -18,8 +18,8 @@ pub mod hermit;
 pub mod paging;
 
 use crate::build::{BuildError, Progress, Workspace};
-use crate::plan::{BootLayout, Plan, SandboxImage};
-use std::path::{Path, PathBuf};
+use crate::plan::{BootLayout, Plan, SandboxImage, SandboxPlan};
+use std::path::PathBuf;
 
 pub use quest_abi::Runtime;
 
@@ -69,9 +69,22 @@ pub trait SandboxRuntime: Sync {
     /// validation error, never as a panic.
     fn stack_top(&self, ram_size: u64, vcpu: u32) -> u64;
 
-    /// Builds the application package in `app_dir` (cached by cargo) and returns the
-    /// path of the executable this runtime loads.
-    fn build_app(&self, ctx: &BuildContext<'_>, app_dir: &Path) -> Result<PathBuf, RuntimeError>;
+    /// Builds the application package of `sandbox` (its `app_dir`; cached by cargo) and
+    /// returns the path of the executable this runtime loads.
+    fn build_app(
+        &self,
+        ctx: &BuildContext<'_>,
+        sandbox: &SandboxPlan,
+    ) -> Result<PathBuf, RuntimeError>;
+
+    /// What besides the application package decides the executable [`build_app`]
+    /// gives for `sandbox` (Hermit: the kernel configuration its devices need); sandboxes
+    /// running one package share one build only when this is the same. Empty by default.
+    ///
+    /// [`build_app`]: Self::build_app
+    fn build_variant(&self, _sandbox: &SandboxPlan) -> &'static str {
+        ""
+    }
 
     /// The initial guest memory of sandbox `sandbox` of `plan`, running the executable
     /// whose bytes are `app` (what [`build_app`](Self::build_app) produced).

@@ -116,12 +116,7 @@ pub fn boot_with(iso: &Path, elf: &Path, emulator: Emulator) -> RunOutcome {
         *used += 1;
     }
     let machine = run::machine_of(elf).expect("the image has a readable table");
-    let opts = RunOptions {
-        emulator: Some(emulator),
-        timeout: BOOT_TIMEOUT,
-        echo: false,
-        com2: None,
-    };
+    let opts = RunOptions::new(Some(emulator), BOOT_TIMEOUT);
     let result = run::boot(
         &Workspace::locate(),
         iso,

@@ -14,11 +14,11 @@ pub use memory::{page_tables, prepare, BareError};
 
 use super::{BuildContext, RuntimeError, SandboxRuntime};
 use crate::build;
-use crate::plan::{BootLayout, Plan, SandboxImage};
+use crate::plan::{BootLayout, Plan, SandboxImage, SandboxPlan};
 use quest_abi::bootinfo::{BOOT_TIME_OFFSET, LAUNCH_COUNT_OFFSET, TSC_KHZ_OFFSET};
 use quest_abi::layout::{BARE_IMAGE_GPA, BARE_STACK_SIZE, BOOT_INFO_GPA};
 use quest_abi::{GuestPhysAddr, Runtime};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Smallest RAM a bare sandbox runs in: image at 2 MiB, stack, heap.
 pub const MIN_MEMORY: u64 = 4 << 20;
@@ -50,8 +50,12 @@ impl SandboxRuntime for Bare {
         ram_size.saturating_sub(u64::from(vcpu).saturating_mul(BARE_STACK_SIZE))
     }
 
-    fn build_app(&self, ctx: &BuildContext<'_>, app_dir: &Path) -> Result<PathBuf, RuntimeError> {
-        Ok(build::build_app(ctx.ws, app_dir, ctx.progress)?)
+    fn build_app(
+        &self,
+        ctx: &BuildContext<'_>,
+        sandbox: &SandboxPlan,
+    ) -> Result<PathBuf, RuntimeError> {
+        Ok(build::build_app(ctx.ws, &sandbox.app_dir, ctx.progress)?)
     }
 
     fn initial_memory(

@@ -7,8 +7,8 @@
 //! scripts and proc macros are built without them), and rustc passes link arguments only
 //! to the final link. The result is a static-PIE ELF holding kernel and application.
 //!
-//! All applications built against one kernel share a target directory, so the standard
-//! library is compiled once per kernel, not once per application.
+//! All applications built against one kernel configuration share a target directory, so
+//! the standard library is compiled once per kernel, not once per application.
 
 use super::toolchain::Toolchain;
 use super::{HermitDirs, HermitError};
@@ -69,11 +69,11 @@ fn hex16(digest: &[u8]) -> String {
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
-/// Where applications built against the kernel go (one target directory for all of
-/// them, so the standard library is compiled once).
-pub fn target_dir(dirs: &HermitDirs) -> PathBuf {
-    dirs.root
-        .join(format!("apps-{}", super::kernel::CONFIG_NAME))
+/// Where applications built against the kernel of `config` go (one target directory for
+/// all of them, so the standard library is compiled once per kernel; sharing one across
+/// kernels would rebuild it at every switch, since the kernel's hash is in the flags).
+pub fn target_dir(dirs: &HermitDirs, config: super::KernelConfig) -> PathBuf {
+    dirs.root.join(format!("apps-{}", config.name()))
 }
 
 #[cfg(test)]

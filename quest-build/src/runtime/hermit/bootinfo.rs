@@ -85,6 +85,10 @@ pub struct BootInfoParams {
     pub tls: Option<TlsTemplate>,
     /// Number of vCPUs (at least 1).
     pub num_cpus: u64,
+    /// The sandbox owns PCI functions: Hermit scans the bus (through ports 0xCF8/0xCFC,
+    /// which the monitor serves from the sandbox's virtual configuration space). Without
+    /// it, Hermit under uhyve never touches PCI.
+    pub has_pci: bool,
 }
 
 /// An image's TLS template (its `PT_TLS` program header, relocated).
@@ -127,7 +131,7 @@ pub fn boot_info(p: &BootInfoParams) -> HermitBootInfo {
         tls_align: tls.align.into(),
         platform: PLATFORM_UHYVE.into(),
         pad1: [0; 4],
-        has_pci: 0,
+        has_pci: u8::from(p.has_pci),
         pad2: [0; 7],
         num_cpus: p.num_cpus.max(1).into(),
         cpu_freq_khz: 0.into(),
@@ -153,6 +157,7 @@ mod tests {
                 align: 8,
             }),
             num_cpus: 2,
+            has_pci: false,
         })
     }
 
@@ -220,6 +225,7 @@ mod tests {
             image: (0x40000, 0x50000),
             tls: None,
             num_cpus: 0,
+            has_pci: false,
         };
         let info = as_hermit_sees_it(&boot_info(&p));
         assert!(info.load_info.tls_info.is_none());
@@ -231,6 +237,26 @@ mod tests {
         assert!(
             matches!(as_hermit_sees_it(&boot_info(&p)).platform_info, PlatformInfo::Uhyve { num_cpus, .. } if num_cpus.get() == 3)
         );
+    }
+
+    #[test]
+    fn has_pci_reads_back_as_hermit_s_flag() {
+        for pci in [false, true] {
+            let p = BootInfoParams {
+                ram_size: 64 << 20,
+                fdt_gpa: 0x5000,
+                image: (0x40000, 0x50000),
+                tls: None,
+                num_cpus: 1,
+                has_pci: pci,
+            };
+            assert_eq!(boot_info(&p).has_pci, u8::from(pci));
+            // What `is_uhyve_with_pci` matches on.
+            assert!(matches!(
+                as_hermit_sees_it(&boot_info(&p)).platform_info,
+                PlatformInfo::Uhyve { has_pci, .. } if has_pci == pci
+            ));
+        }
     }
 
     #[test]

@@ -10,7 +10,9 @@ use super::bootinfo::{boot_info, BootInfoParams};
 use super::fdt::{device_tree, FdtParams};
 use super::load::{load, LoadError};
 use super::page_tables::{hermit_page_tables, PageTableError, WindowMapping};
-use crate::plan::{directory_bytes, NoSandbox, Payload, Plan, SandboxImage, SandboxPlan};
+use crate::plan::{
+    directory_bytes, DevicePlan, NoSandbox, Payload, Plan, SandboxImage, SandboxPlan,
+};
 use quest_abi::layout::{
     BOOT_INFO_GPA, FDT_GPA, FDT_MAX_SIZE, GDT_GPA, HERMIT_KERNEL_GPA, PAGE_TABLES_END,
     PAGE_TABLES_GPA,
@@ -146,6 +148,10 @@ pub fn initial_memory(plan: &Plan, index: usize, elf: &[u8]) -> Result<SandboxIm
         image: (image.start, image.end()),
         tls: image.tls,
         num_cpus: sandbox.vcpus.len() as u64,
+        has_pci: sandbox
+            .devices
+            .iter()
+            .any(|d| matches!(d, DevicePlan::Pci { .. })),
     });
 
     let mut payloads = vec![

@@ -2,8 +2,8 @@
 //! whole initial guest memory is prepared here, at build time.
 //!
 //! - [`toolchain`]: the nightly Hermit 0.11 needs, installed when missing.
-//! - [`kernel`]: hermit-kernel 0.11.0 from crates.io, built once (the `smp` kernel serves
-//!   every sandbox), post-processed by [`postprocess`] (symbol prefixing, [`archive`]
+//! - [`kernel`]: hermit-kernel 0.11.0 from crates.io, built once per configuration (the
+//!   `smp` kernel serves every sandbox without a network card), post-processed by [`postprocess`] (symbol prefixing, [`archive`]
 //!   OS/ABI patch).
 //! - [`app`]: the user's package for `x86_64-unknown-hermit`, linked with that kernel.
 //! - [`load`]: `hermit-entry` loads and relocates the result at
@@ -25,7 +25,8 @@ pub mod toolchain;
 
 use super::{BuildContext, RuntimeError, SandboxRuntime};
 use crate::build::{BuildError, Progress, Workspace};
-use crate::plan::{BootLayout, Plan, SandboxImage};
+use crate::plan::{BootLayout, Plan, SandboxImage, SandboxPlan};
+pub use kernel::KernelConfig;
 use memory::MemoryError;
 use quest_abi::layout::{
     HERMIT_BOOT_STACK_GPA, HERMIT_BOOT_TIME_NS_GPA, HERMIT_KERNEL_GPA, HERMIT_TSC_KHZ_GPA,
@@ -66,8 +67,23 @@ impl SandboxRuntime for Hermit {
         HERMIT_BOOT_STACK_GPA
     }
 
-    fn build_app(&self, ctx: &BuildContext<'_>, app_dir: &Path) -> Result<PathBuf, RuntimeError> {
-        build_unikernel(&HermitDirs::of(ctx.ws), app_dir, ctx.progress).map_err(RuntimeError::from)
+    fn build_app(
+        &self,
+        ctx: &BuildContext<'_>,
+        sandbox: &SandboxPlan,
+    ) -> Result<PathBuf, RuntimeError> {
+        build_unikernel(
+            &HermitDirs::of(ctx.ws),
+            &sandbox.app_dir,
+            KernelConfig::of(sandbox),
+            ctx.progress,
+        )
+        .map_err(RuntimeError::from)
+    }
+
+    /// The kernel configuration: one application linked with two kernels is two builds.
+    fn build_variant(&self, sandbox: &SandboxPlan) -> &'static str {
+        KernelConfig::of(sandbox).name()
     }
 
     fn initial_memory(
@@ -169,25 +185,28 @@ impl HermitDirs {
         self.root.join("kernel-source")
     }
 
-    /// Cargo's target directory for kernel builds.
+    /// Cargo's target directory for kernel builds (shared by every configuration: cargo
+    /// keeps each feature set's artifacts apart, and the dependencies they share are
+    /// compiled once).
     pub fn kernel_target(&self) -> PathBuf {
         self.root.join("kernel-target")
     }
 
-    /// The processed kernel.
-    pub fn kernel_dir(&self) -> PathBuf {
-        self.root.join("kernel").join(kernel::CONFIG_NAME)
+    /// The processed kernel of `config`.
+    pub fn kernel_dir(&self, config: KernelConfig) -> PathBuf {
+        self.root.join("kernel").join(config.name())
     }
 }
 
 /// Serialises Hermit builds within this process.
 static BUILDS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Builds the std package in `app_dir` as a Hermit unikernel (kernel and application
-/// linked together) under `dirs`; returns the ELF's path.
+/// Builds the std package in `app_dir` as a Hermit unikernel (linked with the kernel of
+/// `config`) under `dirs`; returns the ELF's path.
 pub fn build_unikernel(
     dirs: &HermitDirs,
     app_dir: &Path,
+    config: KernelConfig,
     progress: &Progress,
 ) -> Result<PathBuf, HermitError> {
     // One Hermit build at a time in this process (parallel boot tests build the same
@@ -195,12 +214,12 @@ pub fn build_unikernel(
     // kept apart by cargo's own locks and unique staging names.
     let _one_at_a_time = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
     let toolchain = toolchain::ensure(dirs, progress)?;
-    let kernel = kernel::kernel_archive(&toolchain, dirs, progress)?;
+    let kernel = kernel::kernel_archive(&toolchain, dirs, config, progress)?;
     app::build_app(
         &toolchain,
         app_dir,
         &kernel,
-        &app::target_dir(dirs),
+        &app::target_dir(dirs, config),
         progress,
     )
 }
@@ -226,7 +245,12 @@ pub fn build_sandbox(
     if sb.runtime != Runtime::Hermit {
         return Err(HermitError::NotHermit(sb.name.clone()));
     }
-    let elf = build_unikernel(&HermitDirs::of(ws), &sb.app_dir, progress)?;
+    let elf = build_unikernel(
+        &HermitDirs::of(ws),
+        &sb.app_dir,
+        KernelConfig::of(sb),
+        progress,
+    )?;
     let bytes = std::fs::read(&elf).map_err(HermitError::io(&elf))?;
     let image = memory::initial_memory(plan, sandbox, &bytes)?;
     Ok(HermitBuild { image, elf })

@@ -136,6 +136,24 @@ pub fn run(ctx: &Ctx, name: &str, value: Option<&str>) -> Result<String, &'stati
             }
             Ok(String::from("survived a triple fault"))
         }
+        "touch" => {
+            let addr: u64 = value_or(value, 0, "address beyond 64 bits")?;
+            if addr == 0 {
+                return Err("touch needs an address (touch:0xfebd1000)");
+            }
+            // Our page tables map RAM and our windows only: map the 2 MiB page around
+            // the address (unless a large page already covers it), so that only the
+            // EPT/NPT stands in the way.
+            match quest_rt::paging::map_large(addr & !((2 << 20) - 1)) {
+                Ok(()) | Err(quest_rt::paging::PagingError::CoveredByLargePage) => {}
+                Err(e) => return Err(e.as_str()),
+            }
+            println!("attacker: reading {addr:#x} (another sandbox's device memory)");
+            // SAFETY: deliberately unsound: the address is not in our EPT/NPT, so the
+            // monitor must stop us here.
+            let v = unsafe { (addr as *const u32).read_volatile() };
+            Ok(format!("read {v:#x} at {addr:#x}"))
+        }
         _ => Err("unknown attack (see the attacker's documentation)"),
     }
 }

@@ -9,18 +9,23 @@
 //! default the monitor console 0x3f8), `msr[:MSR]` (`wrmsr`, default IA32_APIC_BASE),
 //! `ipi[:APIC]` (x2APIC ICR fixed IPI to an APIC ID not ours), `triple-fault`,
 //! `write-calibration` (reads and checks the monitor's calibration page, printing what it
-//! says, then writes it, made writable in our page tables so only EPT stands in the way).
+//! says, then writes it, made writable in our page tables so only EPT stands in the way),
+//! `touch:ADDR` (reads ADDR, e.g. a PCI BAR of another sandbox's device, mapped in our
+//! page tables so only EPT/NPT stands in the way).
 //!
-//! One check is not an attack the monitor must stop by force: `doorbell-bad-index` rings
+//! Two checks are not attacks the monitor must stop by force: `doorbell-bad-index` rings
 //! the `DOORBELL` hypercall with channel indices that are not ours (past our directory,
 //! huge, negative) and checks each gets `ERR_INVALID` while our own channel's index gets
-//! `OK`; it exits 0 when the monitor refused them all, `NOT_CONTAINED` (3) otherwise.
+//! `OK`; `pci-config[:VVVV:DDDD]` writes the configuration space of every function slot
+//! of bus 0 and checks that it sees no function at all (see `pci_config`). Each exits 0
+//! when contained, `NOT_CONTAINED` (3) otherwise; so with several arguments, put it last.
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
 mod attacks;
+mod pci_config;
 
 use alloc::vec::Vec;
 use quest_rt::console::not_contained;
@@ -44,6 +49,12 @@ fn main(ctx: &Ctx) -> i32 {
         return match attacks::doorbell_bad_index(ctx) {
             Ok(()) => 0,
             Err(what) => not_contained("attacker", what),
+        };
+    }
+    if name == "pci-config" {
+        return match pci_config::run(value) {
+            Ok(()) => 0,
+            Err(what) => not_contained("attacker", &what),
         };
     }
     match attacks::run(ctx, name, value) {
