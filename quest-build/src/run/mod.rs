@@ -589,10 +589,8 @@ mod tests {
     fn the_com2_socket_is_the_run_directorys_unless_asked_and_never_a_file() {
         let dir = std::path::absolute(scratch("com2")).expect("absolute");
         let opts = |com2: Option<PathBuf>| RunOptions {
-            emulator: None,
-            timeout: Duration::from_secs(1),
-            echo: false,
             com2,
+            ..RunOptions::new(None, Duration::from_secs(1))
         };
         assert_eq!(
             com2_socket(&opts(None), &dir).expect("default"),
