@@ -177,10 +177,9 @@ fn com2_echoes_every_byte_in_qemu_svm() {
     let machine = run::machine_of(&built.elf).expect("the image has a readable table");
     assert!(machine.com2, "the table assigns COM2's ports");
     let opts = RunOptions {
-        emulator: Some(Emulator::Qemu(Accel::Tcg)),
-        timeout: common::BOOT_TIMEOUT,
         echo: true,
         com2: Some(socket.clone()),
+        ..RunOptions::new(Some(Emulator::Qemu(Accel::Tcg)), common::BOOT_TIMEOUT)
     };
     let iso = built.iso.as_ref().expect("an ISO was built");
     let out = run::boot(&ws, iso, machine, &opts, &mut console.clone());
