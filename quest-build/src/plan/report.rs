@@ -225,6 +225,32 @@ fn sandbox(out: &mut String, plan: &Plan, index: usize, sb: &SandboxPlan, base_d
     ]);
     let devices: Vec<String> = sb.devices.iter().map(DevicePlan::describe).collect();
     rows.push(vec!["devices".to_owned(), list_or(&devices, "none")]);
+    if !sb.devices.is_empty() {
+        // What only the boot can fill in (the monitor prints it): where firmware put the
+        // BARs and which line a PCI function's INTx uses.
+        let unprotected = sb.devices.iter().any(|d| {
+            matches!(
+                d,
+                DevicePlan::Pci {
+                    dma_unprotected: true,
+                    ..
+                }
+            )
+        });
+        rows.push(vec![
+            "at boot".to_owned(),
+            format!(
+                "BARs where firmware puts them (uncached, guest = host address); IRQ line N \
+                 -> vector 32+N on v0; DMA confined to its RAM and channels by an IOMMU ({} \
+                 without one)",
+                if unprotected {
+                    "unprotected"
+                } else {
+                    "refused"
+                }
+            ),
+        ]);
+    }
     columns(out, "  ", &rows);
     let _ = writeln!(out, "  guest-physical memory map");
     let map: Vec<Vec<String>> = sb
