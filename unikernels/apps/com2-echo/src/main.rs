@@ -2,10 +2,9 @@
 //! "0x2f8-0x2ff", irq = 3 }` in its manifest), programs it (115 200 baud, 8N1, FIFOs on),
 //! prints `com2-echo: ready` on its console and sends back every byte it receives, until
 //! the last five bytes received are `quit\n` (echoed too). Then it waits for the
-//! transmitter to drain and prints how many bytes it echoed, how many the UART lost
-//! (overruns) and how many the receive ring had no room for:
-//! `com2-echo: echoed N bytes, overruns M, dropped D`. Without a UART at 0x2f8 it says so
-//! and exits 1.
+//! transmitter to drain and prints how many bytes it echoed and how many the UART lost:
+//! `com2-echo: echoed N bytes, overruns M`. Without a UART at 0x2f8 it says so and exits
+//! 1.
 //!
 //! Receiving is interrupt-driven by default: the UART raises IRQ 3 when received data is
 //! available (FIFO trigger level or character timeout) or on a line status change; the
@@ -17,10 +16,11 @@
 //! before it. Sending polls the transmitter (`send` waits for THR empty): the echo never
 //! sends faster than it receives, so the transmit FIFO is empty whenever a byte is
 //! ready, and a THR-empty interrupt would only double the interrupts.
-//! It then prints `com2-echo: interrupt-driven: I interrupts (vector 35), H halts, E exits
-//! (x.yy per interrupt)`: the sandbox's VM exits during the echo (`exit_count`
-//! hypercall). The UART's ports are its own (no exit); the exits left are the local
-//! APIC's EOI where the monitor emulates the x2APIC (SVM without AVIC: one per interrupt).
+//! It then prints `com2-echo: interrupt-driven: I interrupts (vector 35), S stray, H
+//! halts, P pauses (ring full), E exits (x.yy per interrupt)`: the exits are the
+//! sandbox's VM exits during the echo (`exit_count` hypercall). The UART's ports are its
+//! own (no exit); what is left is the local APIC's EOI where the monitor emulates the
+//! x2APIC (SVM without AVIC: one per interrupt). A stray interrupt makes it exit 1.
 //!
 //! `args = ["poll"]` keeps the UART's interrupt off and polls the line status instead
 //! (`com2-echo: polled: E exits`).
@@ -30,7 +30,7 @@
 mod ring;
 mod uart;
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use quest_rt::hypercall::exit_count;
 use quest_rt::interrupts;
 use quest_rt::{println, Ctx};
@@ -59,8 +59,11 @@ static RX: Ring = Ring::new();
 static INTERRUPTS: AtomicU64 = AtomicU64::new(0);
 /// Interrupts at any other vector.
 static STRAY: AtomicU64 = AtomicU64::new(0);
-/// Bytes received while the ring was full (lost).
-static DROPPED: AtomicU64 = AtomicU64::new(0);
+/// The handler found the ring full and paused the receive interrupt; the echo loop
+/// turns it back on once the ring is empty.
+static PAUSED: AtomicBool = AtomicBool::new(false);
+/// Times the receive interrupt was paused.
+static PAUSES: AtomicU64 = AtomicU64::new(0);
 
 /// Where the echo loop's bytes come from.
 pub trait Receive {
@@ -97,6 +100,10 @@ impl Receive for Interrupt {
             }
             interrupts::disable();
             if RX.is_empty() {
+                if PAUSED.swap(false, Ordering::Relaxed) {
+                    // Bytes left in the FIFO raise the interrupt again at once.
+                    UART.enable_receive_interrupts();
+                }
                 self.halts += 1;
                 // SAFETY: STI then HLT: interrupts are taken from the HLT on (STI's
                 // shadow covers the next instruction), so one that became pending after
@@ -114,20 +121,29 @@ impl Receive for Interrupt {
 
 /// The handler of vector 32 + `LINE`: drains the receive FIFO while the UART asserts an
 /// interrupt, so its line goes low again (the ISA line is edge-triggered: one left high
-/// would never interrupt again), then EOI.
+/// would never interrupt again), then EOI. A full ring pauses the receive interrupt
+/// (the bytes stay in the UART, whose peer then waits: QEMU stops reading the socket)
+/// until the echo loop has emptied it.
 fn on_com2(_vector: u8) {
     INTERRUPTS.fetch_add(1, Ordering::Relaxed);
     let mut drained = 0;
-    while UART.interrupt_pending() && drained < DRAIN_LIMIT {
-        // The status read inside clears a line status interrupt; the bytes clear the
-        // receive ones.
+    'pending: while UART.interrupt_pending() && drained < DRAIN_LIMIT {
+        if !RX.has_room() {
+            UART.pause_receive_interrupt();
+            // A line status cause would keep the line high: reading LSR clears it.
+            UART.clear_line_status();
+            PAUSED.store(true, Ordering::Relaxed);
+            PAUSES.fetch_add(1, Ordering::Relaxed);
+            break;
+        }
+        // The status read in `try_receive` clears a line status interrupt; taking the
+        // bytes clears the receive ones.
         while let Some(b) = UART.try_receive() {
-            if !RX.push(b) {
-                DROPPED.fetch_add(1, Ordering::Relaxed);
-            }
+            // Room was checked, and only this handler pushes: the byte is stored.
+            let _ = RX.push(b);
             drained += 1;
-            if drained >= DRAIN_LIMIT {
-                break;
+            if !RX.has_room() || drained >= DRAIN_LIMIT {
+                continue 'pending;
             }
         }
     }
@@ -224,9 +240,8 @@ fn main(ctx: &Ctx) -> i32 {
     let exits = exit_count().saturating_sub(start + 1);
     UART.drain();
     println!(
-        "com2-echo: echoed {echoed} bytes, overruns {}, dropped {}",
-        UART.overruns(),
-        DROPPED.load(Ordering::Relaxed)
+        "com2-echo: echoed {echoed} bytes, overruns {}",
+        UART.overruns()
     );
     let Some(halts) = halts else {
         println!("com2-echo: polled: {exits} exits");
@@ -235,7 +250,8 @@ fn main(ctx: &Ctx) -> i32 {
     let taken = INTERRUPTS.load(Ordering::Relaxed);
     let stray = STRAY.load(Ordering::Relaxed);
     println!(
-        "com2-echo: interrupt-driven: {taken} interrupts (vector {vector}), {stray} stray, {halts} halts, {exits} exits ({} per interrupt)",
+        "com2-echo: interrupt-driven: {taken} interrupts (vector {vector}), {stray} stray, {halts} halts, {} pauses (ring full), {exits} exits ({} per interrupt)",
+        PAUSES.load(Ordering::Relaxed),
         Ratio(exits, taken)
     );
     if stray == 0 {

@@ -47,6 +47,14 @@ impl Ring {
         Some(b)
     }
 
+    /// Whether a push would store its byte (producer).
+    pub fn has_room(&self) -> bool {
+        self.head
+            .load(Ordering::Relaxed)
+            .wrapping_sub(self.tail.load(Ordering::Acquire))
+            < CAPACITY
+    }
+
     /// Whether nothing is waiting (consumer).
     pub fn is_empty(&self) -> bool {
         self.tail.load(Ordering::Relaxed) == self.head.load(Ordering::Acquire)

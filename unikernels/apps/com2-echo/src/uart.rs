@@ -132,6 +132,12 @@ impl Uart {
         self.write(IER, IER_RX_AVAILABLE | IER_LINE_STATUS);
     }
 
+    /// Keeps the receive interrupt off (line status stays on): received bytes wait in
+    /// the FIFO until [`Uart::enable_receive_interrupts`].
+    pub fn pause_receive_interrupt(&self) {
+        self.write(IER, IER_LINE_STATUS);
+    }
+
     /// Stops the UART interrupting and disconnects it from the IRQ line.
     pub fn disable_interrupts(&self) {
         self.write(IER, 0);
@@ -152,6 +158,11 @@ impl Uart {
             self.overruns.fetch_add(1, Ordering::Relaxed);
         }
         lsr
+    }
+
+    /// Reads the line status away (clearing a line status interrupt).
+    pub fn clear_line_status(&self) {
+        let _ = self.status();
     }
 
     /// The next received byte, if one is waiting.
