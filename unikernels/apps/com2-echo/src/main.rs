@@ -13,9 +13,10 @@
 //! ring and, when it is empty, halts until the next interrupt: it checks the ring with
 //! interrupts off and halts with `sti; hlt`, whose one-instruction interrupt shadow
 //! means an interrupt that came after the check wakes the `hlt` instead of being taken
-//! before it. Sending polls the transmitter (`send` waits for THR empty): the echo never
-//! sends faster than it receives, so the transmit FIFO is empty whenever a byte is
-//! ready, and a THR-empty interrupt would only double the interrupts.
+//! before it. Sending polls the transmitter (`send` waits for THR empty; QEMU sends a
+//! byte written to THR at once, so the wait is short). A THR-empty interrupt would not
+//! let the loop sleep more (under load it is busy sending while the ring fills) and
+//! would add interrupts, each an exit where the EOI is emulated.
 //! It then prints `com2-echo: interrupt-driven: I interrupts (vector 35), S stray, H
 //! halts, P pauses (ring full), E exits (x.yy per interrupt)`: the exits are the
 //! sandbox's VM exits during the echo (`exit_count` hypercall). The UART's ports are its
