@@ -40,7 +40,8 @@ const FCR_ENABLE_CLEAR_14: u8 = 0xc7;
 /// MCR: DTR and RTS asserted.
 const MCR_DTR_RTS: u8 = 0x03;
 /// MCR: OUT2, which on a PC connects the UART's interrupt output to its IRQ line (off:
-/// the line stays quiet whatever IER says).
+/// the line stays quiet whatever IER says). QEMU's 16550 interrupts without it (tried:
+/// the echo worked with OUT2 off); real hardware needs it.
 const MCR_OUT2: u8 = 0x08;
 
 /// LSR: a received byte is waiting.
