@@ -89,7 +89,7 @@ impl Write for SharedConsole {
 }
 
 /// `com2-echo: interrupt-driven: I interrupts (vector 35), S stray, H halts, P pauses
-/// (ring full), E exits (x.yy per interrupt)`.
+/// (ring full or drain limit), E exits (x.yy per interrupt)`.
 #[derive(Debug)]
 struct InterruptLine {
     interrupts: u64,

@@ -18,10 +18,11 @@
 //! let the loop sleep more (under load it is busy sending while the ring fills) and
 //! would add interrupts, each an exit where the EOI is emulated.
 //! It then prints `com2-echo: interrupt-driven: I interrupts (vector 35), S stray, H
-//! halts, P pauses (ring full), E exits (x.yy per interrupt)`: the exits are the
-//! sandbox's VM exits during the echo (`exit_count` hypercall). The UART's ports are its
-//! own (no exit); what is left is the local APIC's EOI where the monitor emulates the
-//! x2APIC (SVM without AVIC: one per interrupt). A stray interrupt makes it exit 1.
+//! halts, P pauses (ring full or drain limit), E exits (x.yy per interrupt)`: the exits
+//! are the sandbox's VM exits during the echo (`exit_count` hypercall). The UART's ports
+//! are its own (no exit); what is left is the local APIC's EOI where the monitor
+//! emulates the x2APIC (SVM without AVIC: one per interrupt). A stray interrupt makes it
+//! exit 1.
 //!
 //! `args = ["poll"]` keeps the UART's interrupt off and polls the line status instead
 //! (`com2-echo: polled: E exits`).
@@ -48,8 +49,8 @@ const LINE: u8 = 3;
 const BAUD: u32 = 115_200;
 /// Received last, it ends the echo.
 const TERMINATOR: &[u8] = b"quit\n";
-/// Most bytes one interrupt drains (the FIFO holds 16; a UART that never runs dry must
-/// not keep the handler for ever).
+/// Most bytes one interrupt drains (the FIFO holds 16, but QEMU refills it while the
+/// handler runs; a UART that never runs dry must not keep the handler for ever).
 const DRAIN_LIMIT: usize = 256;
 
 /// The UART, shared by the echo loop and the interrupt handler.
@@ -60,8 +61,8 @@ static RX: Ring = Ring::new();
 static INTERRUPTS: AtomicU64 = AtomicU64::new(0);
 /// Interrupts at any other vector.
 static STRAY: AtomicU64 = AtomicU64::new(0);
-/// The handler found the ring full and paused the receive interrupt; the echo loop
-/// turns it back on once the ring is empty.
+/// The handler found the ring full (or drained its limit) and paused the receive
+/// interrupt; the echo loop turns it back on once the ring is empty.
 static PAUSED: AtomicBool = AtomicBool::new(false);
 /// Times the receive interrupt was paused.
 static PAUSES: AtomicU64 = AtomicU64::new(0);
@@ -122,14 +123,15 @@ impl Receive for Interrupt {
 
 /// The handler of vector 32 + `LINE`: drains the receive FIFO while the UART asserts an
 /// interrupt, so its line goes low again (the ISA line is edge-triggered: one left high
-/// would never interrupt again), then EOI. A full ring pauses the receive interrupt
-/// (the bytes stay in the UART, whose peer then waits: QEMU stops reading the socket)
-/// until the echo loop has emptied it.
+/// would never interrupt again), then EOI. A full ring, or [`DRAIN_LIMIT`] bytes in one
+/// go, pauses the receive interrupt (which lowers the line; the bytes stay in the UART,
+/// whose peer then waits: QEMU stops reading the socket) until the echo loop has emptied
+/// the ring and turns it back on (a new edge if bytes wait).
 fn on_com2(_vector: u8) {
     INTERRUPTS.fetch_add(1, Ordering::Relaxed);
     let mut drained = 0;
-    'pending: while UART.interrupt_pending() && drained < DRAIN_LIMIT {
-        if !RX.has_room() {
+    'pending: while UART.interrupt_pending() {
+        if !RX.has_room() || drained >= DRAIN_LIMIT {
             UART.pause_receive_interrupt();
             // A line status cause would keep the line high: reading LSR clears it.
             UART.clear_line_status();
@@ -251,7 +253,7 @@ fn main(ctx: &Ctx) -> i32 {
     let taken = INTERRUPTS.load(Ordering::Relaxed);
     let stray = STRAY.load(Ordering::Relaxed);
     println!(
-        "com2-echo: interrupt-driven: {taken} interrupts (vector {vector}), {stray} stray, {halts} halts, {} pauses (ring full), {exits} exits ({} per interrupt)",
+        "com2-echo: interrupt-driven: {taken} interrupts (vector {vector}), {stray} stray, {halts} halts, {} pauses (ring full or drain limit), {exits} exits ({} per interrupt)",
         PAUSES.load(Ordering::Relaxed),
         Ratio(exits, taken)
     );
