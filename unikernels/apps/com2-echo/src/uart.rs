@@ -1,12 +1,17 @@
 //! A 16550 UART driven through its eight I/O ports (register layout and bits as in the
 //! National Semiconductor PC16550D data sheet). The sandbox owns the ports (its I/O
 //! bitmap lets them through), so every access goes to the device without the monitor.
+//! Every method takes `&self` (the overrun count is atomic), so one `static` UART is
+//! shared by the echo loop (which sends) and the interrupt handler (which receives).
+
+use core::sync::atomic::{AtomicU32, Ordering};
 
 /// Receiver buffer (read) / transmitter holding register (write); divisor low with DLAB.
 const DATA: u16 = 0;
 /// Interrupt enable; divisor high with DLAB.
 const IER: u16 = 1;
-/// FIFO control (write).
+/// Interrupt identification (read) / FIFO control (write).
+const IIR: u16 = 2;
 const FCR: u16 = 2;
 /// Line control.
 const LCR: u16 = 3;
@@ -17,15 +22,27 @@ const LSR: u16 = 5;
 /// Scratch: a plain read-write byte, used to see whether a UART is there at all.
 const SCRATCH: u16 = 7;
 
+/// IER: interrupt when received data is available (FIFO at its trigger level, or the
+/// character timeout: bytes waiting and none arrived for four character times).
+const IER_RX_AVAILABLE: u8 = 0x01;
+/// IER: interrupt on a receiver line status change (overrun, parity, framing, break).
+const IER_LINE_STATUS: u8 = 0x04;
+
+/// IIR: set while no interrupt is pending.
+const IIR_NONE_PENDING: u8 = 0x01;
+
 /// LCR: divisor latch access (DATA and IER become the divisor).
 const LCR_DLAB: u8 = 0x80;
 /// LCR: 8 data bits, no parity, 1 stop bit.
 const LCR_8N1: u8 = 0x03;
 /// FCR: enable both FIFOs, clear them, receive trigger at 14 bytes.
 const FCR_ENABLE_CLEAR_14: u8 = 0xc7;
-/// MCR: DTR and RTS asserted. OUT2 (0x08), which connects the UART's interrupt to the
-/// IRQ line on a PC, stays off while the UART is polled.
+/// MCR: DTR and RTS asserted.
 const MCR_DTR_RTS: u8 = 0x03;
+/// MCR: OUT2, which on a PC connects the UART's interrupt output to its IRQ line (off:
+/// the line stays quiet whatever IER says). QEMU's 16550 interrupts without it (tried:
+/// the echo worked with OUT2 off); real hardware needs it.
+const MCR_OUT2: u8 = 0x08;
 
 /// LSR: a received byte is waiting.
 const LSR_DATA_READY: u8 = 0x01;
@@ -55,13 +72,16 @@ fn inb(port: u16) -> u8 {
 /// One 16550 at a base port.
 pub struct Uart {
     base: u16,
-    overruns: u32,
+    overruns: AtomicU32,
 }
 
 impl Uart {
     /// The UART at `base` (COM2: 0x2f8), not yet touched.
     pub const fn at(base: u16) -> Self {
-        Self { base, overruns: 0 }
+        Self {
+            base,
+            overruns: AtomicU32::new(0),
+        }
     }
 
     /// The base port.
@@ -88,7 +108,7 @@ impl Uart {
     }
 
     /// Programs `baud` (a divisor of 115 200), 8N1, both FIFOs on and cleared, DTR/RTS
-    /// on, interrupts off (the echo loop polls).
+    /// on, interrupts off ([`Uart::enable_receive_interrupts`] turns them on).
     pub fn init(&self, baud: u32) {
         let divisor = (BAUD_BASE / baud.clamp(1, BAUD_BASE)) as u16;
         self.write(IER, 0);
@@ -106,18 +126,54 @@ impl Uart {
         }
     }
 
-    /// The next received byte, if one is waiting (an overrun is counted).
-    pub fn try_receive(&mut self) -> Option<u8> {
+    /// Raises the UART's interrupt when received data is available and on line status
+    /// changes, and connects it to the IRQ line (OUT2).
+    pub fn enable_receive_interrupts(&self) {
+        self.write(MCR, MCR_DTR_RTS | MCR_OUT2);
+        self.write(IER, IER_RX_AVAILABLE | IER_LINE_STATUS);
+    }
+
+    /// Keeps the receive interrupt off (line status stays on): received bytes wait in
+    /// the FIFO until [`Uart::enable_receive_interrupts`].
+    pub fn pause_receive_interrupt(&self) {
+        self.write(IER, IER_LINE_STATUS);
+    }
+
+    /// Stops the UART interrupting and disconnects it from the IRQ line.
+    pub fn disable_interrupts(&self) {
+        self.write(IER, 0);
+        self.write(MCR, MCR_DTR_RTS);
+    }
+
+    /// Whether the UART asserts an interrupt (IIR). Reading the line status and the
+    /// received bytes clears the receive causes.
+    pub fn interrupt_pending(&self) -> bool {
+        self.read(IIR) & IIR_NONE_PENDING == 0
+    }
+
+    /// The line status; an overrun it reports is counted (reading LSR clears it, so
+    /// every read goes through here).
+    fn status(&self) -> u8 {
         let lsr = self.read(LSR);
         if lsr & LSR_OVERRUN != 0 {
-            self.overruns += 1;
+            self.overruns.fetch_add(1, Ordering::Relaxed);
         }
-        (lsr & LSR_DATA_READY != 0).then(|| self.read(DATA))
+        lsr
+    }
+
+    /// Reads the line status away (clearing a line status interrupt).
+    pub fn clear_line_status(&self) {
+        let _ = self.status();
+    }
+
+    /// The next received byte, if one is waiting.
+    pub fn try_receive(&self) -> Option<u8> {
+        (self.status() & LSR_DATA_READY != 0).then(|| self.read(DATA))
     }
 
     /// Sends `byte` once the transmitter has room.
     pub fn send(&self, byte: u8) {
-        while self.read(LSR) & LSR_THR_EMPTY == 0 {
+        while self.status() & LSR_THR_EMPTY == 0 {
             core::hint::spin_loop();
         }
         self.write(DATA, byte);
@@ -125,13 +181,13 @@ impl Uart {
 
     /// Waits until every byte sent has left the transmitter.
     pub fn drain(&self) {
-        while self.read(LSR) & LSR_IDLE == 0 {
+        while self.status() & LSR_IDLE == 0 {
             core::hint::spin_loop();
         }
     }
 
     /// Received bytes lost so far (overruns the line status reported).
     pub fn overruns(&self) -> u32 {
-        self.overruns
+        self.overruns.load(Ordering::Relaxed)
     }
 }
