@@ -1,13 +1,13 @@
 //! The BARs of each sandbox's PCI functions: checked once at boot (`crate::pci::init`
 //! asks [`give`] before it gives a function) against the sandbox's guest-physical layout,
 //! host RAM, the other functions' BARs and the ports no sandbox may have
-//! (`quest_monitor_core::device_windows`), then kept per sandbox for the builders of its
+//! (`quest_monitor_core::device_windows`; bridges are never given), then kept per sandbox for the builders of its
 //! EPT/NPT (memory windows, uncached) and I/O bitmap/IOPM (I/O windows).
 
 use crate::bootinfo::BootInfo;
 use quest_abi::{DeviceKind, SandboxId, TableView, MAX_SANDBOXES};
 use quest_monitor_core::device_windows::{
-    bar_ranges, check, BarSpace, DeviceWindows, Keepout, MAX_MEMORY_WINDOWS,
+    bar_ranges, check, endpoint, BarSpace, DeviceWindows, Keepout, MAX_MEMORY_WINDOWS,
 };
 use quest_monitor_core::pci::{ConfigSpace, Function, Functions, BAR0, MAX_FUNCTIONS};
 use quest_monitor_core::placement::Range;
@@ -64,6 +64,13 @@ pub fn give(
         return false;
     };
     let name = sandbox.name();
+    if let Err(why) = endpoint(f) {
+        crate::println!(
+            "quest: device {} not given to sandbox '{name}': {why}",
+            f.address
+        );
+        return false;
+    }
     let mut foreign = [(0u16, 0u16); 64];
     let mut foreign_count = 0;
     for other in table.sandboxes().filter(|o| o.id() != s) {

@@ -110,6 +110,8 @@ pub enum Refusal {
     Console,
     /// Its ports include another sandbox's port device.
     OtherSandboxPorts,
+    /// Not an endpoint: a bridge (header type 1), a CardBus bridge (2) or unknown.
+    NotEndpoint(u8),
 }
 
 impl core::fmt::Display for Refusal {
@@ -127,6 +129,10 @@ impl core::fmt::Display for Refusal {
             Self::ConfigPorts => f.write_str("its ports include 0xcf8-0xcff"),
             Self::Console => f.write_str("its ports include the console's"),
             Self::OtherSandboxPorts => f.write_str("its ports include another sandbox's device"),
+            Self::NotEndpoint(t) => write!(
+                f,
+                "header type {t} is a bridge's, whose decode and bus mastering reach every device behind it"
+            ),
         }
     }
 }
@@ -147,6 +153,17 @@ pub struct Keepout<'a> {
     pub console_port: u16,
     /// Other sandboxes' port devices, `[first, last]` each.
     pub foreign_ports: &'a [(u16, u16)],
+}
+
+/// Whether `f` may be given to a sandbox at all: endpoints (header type 0) only. A
+/// bridge forwards its secondary side's memory and I/O windows, configuration cycles and
+/// DMA; the one command register a sandbox may write would turn decode and bus mastering
+/// off (or on) for every device behind it, other sandboxes' included.
+pub fn endpoint(f: &Function) -> Result<(), Refusal> {
+    match f.header_type {
+        0 => Ok(()),
+        t => Err(Refusal::NotEndpoint(t)),
+    }
 }
 
 /// Checks BAR `b` of function `owner` against `keepout` and against `others`: every BAR
@@ -515,6 +532,23 @@ mod tests {
                 other.iter().copied()
             ),
             Err(Refusal::Shared(at(0, 1, 1)))
+        );
+    }
+
+    #[test]
+    fn bridges_are_never_given() {
+        let mut b = bus();
+        b.add((0, 5, 0), 0x0001_1b36, 1, [(0, 0); 6]); // a PCI-PCI bridge
+        b.add((0, 6, 0), 0x0002_1b36, 0x82, [(0, 0); 6]); // CardBus, multi-function
+        let fs = enumerate(&mut b, 0, 0);
+        assert_eq!(endpoint(fs.get(at(0, 3, 0)).unwrap()), Ok(()));
+        assert_eq!(
+            endpoint(fs.get(at(0, 5, 0)).unwrap()),
+            Err(Refusal::NotEndpoint(1))
+        );
+        assert_eq!(
+            endpoint(fs.get(at(0, 6, 0)).unwrap()),
+            Err(Refusal::NotEndpoint(2))
         );
     }
 
