@@ -212,7 +212,7 @@ pub fn init(table: &TableView<'static>, acpi: Option<AcpiRoot>, apic_ids: &[u32]
                         }
                     );
                 }
-                space.set_interrupts(f, FunctionIrq::new(caps, routed));
+                space.set_interrupts(cs, f, FunctionIrq::new(caps, routed));
             }
         });
         for d in sandbox

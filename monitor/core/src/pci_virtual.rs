@@ -97,13 +97,20 @@ impl VirtualConfig {
         self.targets = targets;
     }
 
-    /// Sets function `a`'s interrupt registers (its routed line and capabilities);
-    /// false when the sandbox does not own `a`.
-    pub fn set_interrupts(&mut self, a: PciAddress, irq: FunctionIrq) -> bool {
+    /// Sets function `a`'s interrupt registers (its routed line and capabilities) and
+    /// puts the device in the state the sandbox starts from: MSI and MSI-X off (see
+    /// `FunctionIrq::quiesce`). False when the sandbox does not own `a`.
+    pub fn set_interrupts(
+        &mut self,
+        cs: &mut impl ConfigSpace,
+        a: PciAddress,
+        irq: FunctionIrq,
+    ) -> bool {
         let Some(o) = self.get(a).and_then(|i| self.owned[i].as_mut()) else {
             return false;
         };
         o.irq = irq;
+        o.irq.quiesce(cs, a);
         true
     }
 
@@ -523,8 +530,14 @@ mod tests {
         let caps = capabilities(&mut b, edu);
         assert!(caps.msi.is_some());
         v.set_targets(Targets::of(&[5]));
-        assert!(v.set_interrupts(edu, FunctionIrq::new(caps, Some(11))));
-        assert!(!v.set_interrupts(at(0, 4, 0), FunctionIrq::default()));
+        b.functions[3].regs[16] |= 1 << 16; // firmware left MSI on
+        assert!(v.set_interrupts(&mut b, edu, FunctionIrq::new(caps, Some(11))));
+        assert_eq!(
+            b.reg(edu, 0x40) >> 16 & 1,
+            0,
+            "off until the sandbox enables it"
+        );
+        assert!(!v.set_interrupts(&mut b, at(0, 4, 0), FunctionIrq::default()));
         assert_eq!(v.read(&mut b, edu, 0x3c, 1), 11);
         assert_eq!(v.read(&mut b, at(0, 1, 1), 0x3c, 1), 0xff, "no route: 0xff");
         // 32-bit MSI (the fake's): address at 0x44, data at 0x48.
