@@ -5,8 +5,10 @@
 //!   sandbox owns another function of the same device; a BAR being sized reads its size
 //!   mask (probed at boot, so the real BAR is never touched); the expansion ROM BAR reads
 //!   0 (no ROM shown).
-//! - writes: the command register may turn I/O and memory decode and INTx-disable on or
-//!   off; bus mastering only for a function the monitor marked DMA-safe
+//! - writes: the command register may turn I/O and memory decode on or off, and
+//!   INTx-disable too when the monitor routed the function's line to the sandbox (an
+//!   unrouted function's INTx stays disabled: its line may be another sandbox's, which a
+//!   level-triggered INTx the other cannot clear would flood); bus mastering only for a function the monitor marked DMA-safe
 //!   ([`VirtualConfig::allow_dma`]: behind an active IOMMU domain, or `dma =
 //!   "unprotected"` on a machine without IOMMU), refused otherwise; every other bit kept. Writing
 //!   all ones to a BAR starts sizing it; writing back its current value ends it; any other
@@ -111,6 +113,11 @@ impl VirtualConfig {
         };
         o.irq = irq;
         o.irq.quiesce(cs, a);
+        if o.irq.line.is_none() {
+            let command = cs.read(a, COMMAND) as u16 | COMMAND_INTX_DISABLE;
+            // The status half written as 0 changes nothing (write-one-to-clear bits).
+            cs.write(a, COMMAND, u32::from(command));
+        }
         true
     }
 
@@ -204,12 +211,13 @@ impl VirtualConfig {
 
     /// Quiets every function after the sandbox stopped: bus mastering and MSI off in the
     /// device, INTx disabled unless `intx` (a restart gives the next launch the boot
-    /// state, INTx enabled), BAR sizing and the sandbox's MSI message forgotten.
+    /// state, INTx enabled where its line is routed), BAR sizing and the sandbox's MSI
+    /// message forgotten.
     pub fn quiesce(&mut self, cs: &mut impl ConfigSpace, intx: bool) {
         for o in self.owned.iter_mut().flatten() {
             let a = o.function.address;
             let command = cs.read(a, COMMAND) as u16 & !COMMAND_BUS_MASTER;
-            let command = if intx {
+            let command = if intx && o.irq.line.is_some() {
                 command & !COMMAND_INTX_DISABLE
             } else {
                 command | COMMAND_INTX_DISABLE
@@ -245,12 +253,17 @@ impl VirtualConfig {
             }
             let real = cs.read(a, COMMAND) as u16;
             let wanted = ((u32::from(real) & !lanes) | value) as u16;
-            let writable = if o.dma {
+            let mut writable = if o.dma {
                 COMMAND_WRITABLE | COMMAND_BUS_MASTER
             } else {
                 COMMAND_WRITABLE
             };
-            let command = (real & !writable) | (wanted & writable);
+            let mut forced = 0;
+            if o.irq.line.is_none() {
+                writable &= !COMMAND_INTX_DISABLE;
+                forced |= COMMAND_INTX_DISABLE;
+            }
+            let command = (real & !writable) | (wanted & writable) | forced;
             cs.write(a, COMMAND, u32::from(command));
             return (wanted & COMMAND_BUS_MASTER != 0 && command & COMMAND_BUS_MASTER == 0)
                 .then_some(Refusal::BusMaster(a));
@@ -330,15 +343,21 @@ mod tests {
         PciAddress::new(b, d, f).unwrap()
     }
 
-    /// The test bus, and a space owning the IDE function (00:01.1) and edu (00:03.0).
+    /// The test bus, and a space owning the IDE function (00:01.1) and edu (00:03.0),
+    /// both with their INTx routed (lines 14 and 11), MSI not set up.
     fn setup() -> (FakeBus, VirtualConfig) {
+        use crate::pci_msi::{Capabilities, FunctionIrq};
         let mut b = bus();
         let fs = enumerate(&mut b, 0, 255);
-        b.writes.clear();
         let mut v = VirtualConfig::new();
         assert!(v.add(*fs.get(at(0, 1, 1)).unwrap()));
         assert!(v.add(*fs.get(at(0, 3, 0)).unwrap()));
         assert!(!v.add(*fs.get(at(0, 3, 0)).unwrap()), "once");
+        for (f, line) in [(at(0, 1, 1), 14), (at(0, 3, 0), 11)] {
+            let irq = FunctionIrq::new(Capabilities::default(), Some(line));
+            assert!(v.set_interrupts(&mut b, f, irq));
+        }
+        b.writes.clear();
         (b, v)
     }
 
@@ -539,6 +558,7 @@ mod tests {
         );
         assert!(!v.set_interrupts(&mut b, at(0, 4, 0), FunctionIrq::default()));
         assert_eq!(v.read(&mut b, edu, 0x3c, 1), 11);
+        assert!(v.set_interrupts(&mut b, at(0, 1, 1), FunctionIrq::default()));
         assert_eq!(v.read(&mut b, at(0, 1, 1), 0x3c, 1), 0xff, "no route: 0xff");
         // 32-bit MSI (the fake's): address at 0x44, data at 0x48.
         assert_eq!(v.write(&mut b, edu, 0x44, 4, 0xfee0_0000), None);
@@ -565,6 +585,36 @@ mod tests {
             11,
             "the line cannot be rewritten"
         );
+    }
+
+    #[test]
+    fn an_unrouted_function_s_intx_stays_disabled() {
+        use crate::pci_msi::{capabilities, FunctionIrq};
+        let (mut b, mut v) = setup();
+        let (edu, ide) = (at(0, 3, 0), at(0, 1, 1));
+        let caps = capabilities(&mut b, edu);
+        // The IDE's line went to another sandbox (not routed); edu's is routed.
+        assert!(v.set_interrupts(&mut b, ide, FunctionIrq::new(caps, None)));
+        assert!(v.set_interrupts(&mut b, edu, FunctionIrq::new(caps, Some(11))));
+        assert_eq!(b.reg(ide, COMMAND) & 0xffff, 0x0400, "disabled at boot");
+        assert_eq!(b.reg(edu, COMMAND) & 0xffff, 0x0000);
+        // Clearing INTx-disable: a 2-byte, a 4-byte and a byte write of the upper byte.
+        assert_eq!(v.write(&mut b, ide, COMMAND, 2, 0x0001), None);
+        assert_eq!(v.write(&mut b, ide, COMMAND, 4, 0x0000_0000), None);
+        assert_eq!(v.write(&mut b, ide, COMMAND + 1, 1, 0x00), None);
+        assert_eq!(b.reg(ide, COMMAND) & 0xffff, 0x0400, "INTx stays disabled");
+        assert_eq!(v.write(&mut b, ide, COMMAND, 2, 0x0001), None);
+        assert_eq!(b.reg(ide, COMMAND) & 0xffff, 0x0401, "decode follows");
+        assert_eq!(v.write(&mut b, edu, COMMAND, 2, 0x0000), None);
+        assert_eq!(
+            b.reg(edu, COMMAND) & 0xffff,
+            0x0000,
+            "routed: its own choice"
+        );
+        // A restart gives INTx back to the routed function only.
+        v.quiesce(&mut b, true);
+        assert_eq!(b.reg(ide, COMMAND) & 0xffff, 0x0401);
+        assert_eq!(b.reg(edu, COMMAND) & 0xffff, 0x0000);
     }
 
     #[test]
