@@ -103,7 +103,7 @@ pub fn give(
     for b in bar_ranges(f, registers(cs, f)) {
         if b.base == 0 {
             crate::println!(
-                "quest: device {} BAR{} is not assigned by firmware: not mapped",
+                "quest: device {} BAR{} is not assigned by firmware: not mapped, its decode stays off",
                 f.address,
                 b.bar
             );

@@ -5,7 +5,8 @@
 //!   sandbox owns another function of the same device; a BAR being sized reads its size
 //!   mask (probed at boot, so the real BAR is never touched); the expansion ROM BAR reads
 //!   0 (no ROM shown).
-//! - writes: the command register may turn I/O and memory decode on or off, and
+//! - writes: the command register may turn I/O and memory decode on or off (never on
+//!   for a space in which firmware left an implemented BAR unassigned, at 0), and
 //!   INTx-disable too when the monitor routed the function's line to the sandbox (an
 //!   unrouted function's INTx stays disabled: its line may be another sandbox's, which a
 //!   level-triggered INTx the other cannot clear would flood); bus mastering only for a function the monitor marked DMA-safe
@@ -21,6 +22,7 @@
 //! function 0 it does not own; guests must scan all eight (Linux does so under Jailhouse,
 //! `hypervisor_isolated_pci_functions`).
 
+use crate::device_windows::{bar_ranges, BarSpace};
 use crate::pci::{
     Bar, BarKind, ConfigSpace, Function, BAR0, COMMAND, COMMAND_BUS_MASTER, COMMAND_INTX_DISABLE,
     COMMAND_IO, COMMAND_MEMORY, HEADER, MULTI_FUNCTION, ROM,
@@ -263,7 +265,9 @@ impl VirtualConfig {
                 writable &= !COMMAND_INTX_DISABLE;
                 forced |= COMMAND_INTX_DISABLE;
             }
-            let command = (real & !writable) | (wanted & writable) | forced;
+            // Decode may go off, but never on for a space with an unassigned BAR.
+            let never_on = unassigned_decode(cs, f) & !real;
+            let command = ((real & !writable) | (wanted & writable) | forced) & !never_on;
             cs.write(a, COMMAND, u32::from(command));
             return (wanted & COMMAND_BUS_MASTER != 0 && command & COMMAND_BUS_MASTER == 0)
                 .then_some(Refusal::BusMaster(a));
@@ -301,6 +305,22 @@ impl VirtualConfig {
             value: meant,
         })
     }
+}
+
+/// The decode bits (I/O, memory) that would make an implemented BAR of `f` that firmware
+/// left unassigned (base 0) decode: such a BAR is not mapped into the sandbox, and
+/// hardware has no "off" for it but the command bit, so with the bit on the device
+/// claims ports or addresses from 0 up (the legacy PIC, PIT and CMOS ports, low RAM).
+fn unassigned_decode(cs: &mut impl ConfigSpace, f: Function) -> u16 {
+    let regs: [u32; 6] = core::array::from_fn(|i| cs.read(f.address, BAR0 + 4 * i as u8));
+    bar_ranges(&f, regs)
+        .filter(|b| b.base == 0)
+        .fold(0, |bits, b| {
+            bits | match b.space {
+                BarSpace::Io => COMMAND_IO,
+                BarSpace::Memory => COMMAND_MEMORY,
+            }
+        })
 }
 
 /// Whether an access of `size` bytes at `offset` stays inside one dword and is naturally
@@ -441,6 +461,35 @@ mod tests {
         );
         assert_eq!(v.write(&mut b, edu, COMMAND + 2, 2, 0xffff), None, "status");
         assert_eq!(b.reg(edu, COMMAND), 0x0010_0401);
+    }
+
+    #[test]
+    fn decode_stays_off_for_a_space_with_an_unassigned_bar() {
+        let (mut b, mut v) = setup();
+        let (edu, ide) = (at(0, 3, 0), at(0, 1, 1));
+        b.functions[2].regs[8] = 0x0000_0001; // IDE BAR4: I/O, left at 0
+        assert_eq!(v.write(&mut b, ide, COMMAND, 2, 0x0003), None);
+        assert_eq!(b.reg(ide, COMMAND) & 0xffff, 0x0002, "memory only");
+        assert_eq!(v.write(&mut b, ide, COMMAND, 1, 0x01), None);
+        assert_eq!(b.reg(ide, COMMAND) & 0xffff, 0x0000);
+        b.functions[3].regs[4] = 0x0000_0000; // edu BAR0: memory, left at 0
+        assert_eq!(v.write(&mut b, edu, COMMAND, 4, 0x0000_0003), None);
+        assert_eq!(b.reg(edu, COMMAND) & 0xffff, 0x0001, "I/O only");
+        // A 64-bit BAR whose low half is 0 but lies above 4 GiB is assigned.
+        let fs = enumerate(&mut bus(), 0, 0);
+        let mut w = VirtualConfig::new();
+        let wide = at(0, 4, 0);
+        assert!(w.add(*fs.get(wide).unwrap()));
+        let irq = crate::pci_msi::FunctionIrq::new(Default::default(), Some(10));
+        assert!(w.set_interrupts(&mut b, wide, irq));
+        b.functions[4].regs[4] = 0x0000_000c;
+        b.functions[4].regs[5] = 0x0000_0001;
+        assert_eq!(w.write(&mut b, wide, COMMAND, 2, 0x0002), None);
+        assert_eq!(b.reg(wide, COMMAND) & 0xffff, 0x0002);
+        b.functions[4].regs[5] = 0;
+        assert_eq!(w.write(&mut b, wide, COMMAND, 2, 0x0000), None);
+        assert_eq!(w.write(&mut b, wide, COMMAND, 2, 0x0002), None);
+        assert_eq!(b.reg(wide, COMMAND) & 0xffff, 0x0000, "at 0 now");
     }
 
     #[test]
