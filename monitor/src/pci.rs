@@ -36,12 +36,7 @@ pub(crate) enum Access {
 impl Access {
     /// The address of function `f`'s register `offset` (ECAM), if in range.
     fn ecam(base: u64, first: u8, last: u8, f: PciAddress, offset: u8) -> Option<u64> {
-        (first..=last).contains(&f.bus).then(|| {
-            base + (u64::from(f.bus - first) << 20)
-                + (u64::from(f.device) << 15)
-                + (u64::from(f.function) << 12)
-                + u64::from(offset & 0xfc)
-        })
+        pci::ecam_address(base, first, last, f, offset)
     }
 }
 

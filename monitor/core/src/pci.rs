@@ -44,6 +44,27 @@ pub trait ConfigSpace {
     fn write(&mut self, f: PciAddress, offset: u8, value: u32);
 }
 
+/// The ECAM address of function `f`'s register `offset` (its dword) in the MCFG window
+/// at `base` for buses `first..=last`, if `f`'s bus is in range. The MCFG base address
+/// is bus 0's: the window of a range that starts at bus N begins N MiB above it (as
+/// Linux's `mcfg_ioremap` maps it).
+pub fn ecam_address(base: u64, first: u8, last: u8, f: PciAddress, offset: u8) -> Option<u64> {
+    (first..=last).contains(&f.bus).then(|| {
+        base + (u64::from(f.bus) << 20)
+            + (u64::from(f.device) << 15)
+            + (u64::from(f.function) << 12)
+            + u64::from(offset & 0xfc)
+    })
+}
+
+/// The part of an MCFG window at `base` that buses `first..=last` use: `[start, end)`.
+pub fn ecam_window(base: u64, first: u8, last: u8) -> (u64, u64) {
+    (
+        base + (u64::from(first) << 20),
+        base + ((u64::from(last) + 1) << 20),
+    )
+}
+
 /// What a base address register decodes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum BarKind {
@@ -519,6 +540,28 @@ mod tests {
             "device 3 is taken and must be there"
         );
         assert!(may_start(3, &out, |_| false), "no devices");
+    }
+
+    #[test]
+    fn ecam_addresses_count_from_bus_0() {
+        let base = 0xb000_0000;
+        assert_eq!(
+            ecam_address(base, 0, 255, at(0, 3, 0), 0x10),
+            Some(0xb001_8010)
+        );
+        assert_eq!(
+            ecam_address(base, 0, 255, at(1, 31, 7), 0xff),
+            Some(0xb01f_f0fc)
+        );
+        // A window for buses 0x80-0xff: bus 0x80 is 0x80 MiB above the base, never
+        // bus 0's place (which another function's registers would be).
+        assert_eq!(
+            ecam_address(base, 0x80, 0xff, at(0x80, 0, 0), 0),
+            Some(0xb800_0000)
+        );
+        assert_eq!(ecam_address(base, 0x80, 0xff, at(0x7f, 0, 0), 0), None);
+        assert_eq!(ecam_window(base, 0, 255), (0xb000_0000, 0xc000_0000));
+        assert_eq!(ecam_window(base, 0x80, 0x81), (0xb800_0000, 0xb820_0000));
     }
 
     #[test]
