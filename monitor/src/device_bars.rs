@@ -49,7 +49,8 @@ fn registers(cs: &mut impl ConfigSpace, f: &Function) -> [u32; 6] {
     core::array::from_fn(|i| cs.read(f.address, BAR0 + 4 * i as u8))
 }
 
-/// Checks every BAR of `f` for sandbox `s` and, when all pass, records its windows;
+/// Checks every BAR of `f` for sandbox `s` (`monitor_mmio`: MMIO only the monitor may
+/// reach besides the interrupt controllers, the ECAM window) and, when all pass, records its windows;
 /// otherwise prints why and records nothing. Returns whether
 /// `f` may be given. Boot core, before any sandbox runs.
 pub fn give(
@@ -59,6 +60,7 @@ pub fn give(
     f: &Function,
     functions: &Functions,
     host_ram: &HostRam,
+    monitor_mmio: &[Range],
 ) -> bool {
     let Some(sandbox) = table.sandbox(s) else {
         return false;
@@ -85,6 +87,7 @@ pub fn give(
     let keepout = Keepout {
         ram_size: sandbox.ram_size(),
         host_ram: &host_ram.areas[..host_ram.count],
+        monitor_mmio,
         console_port: table.console_port(),
         foreign_ports: &foreign[..foreign_count],
     };

@@ -5,7 +5,8 @@
 //!
 //! A BAR is never mapped over what else the sandbox's guest-physical space holds (its
 //! RAM, the channel window, the calibration page) nor over the interrupt controllers'
-//! range, nor over host RAM (a BAR there is firmware's mistake or an attack), and a
+//! range, nor over host RAM or the ECAM window (a BAR there is firmware's mistake or an
+//! attack), and a
 //! memory BAR smaller than a page (mapped as its whole page) never shares that page with
 //! another function's BAR. I/O BARs never cover the configuration ports (0xCF8-0xCFF),
 //! the console's, another sandbox's port devices or another function's I/O BAR. A
@@ -102,6 +103,8 @@ pub enum Refusal {
     OverInterruptControllers,
     /// It overlaps host RAM in the firmware's memory map.
     OverHostRam,
+    /// It overlaps MMIO of the monitor's (the ECAM window).
+    OverMonitorMmio,
     /// Its page (or ports) holds a BAR of another function.
     Shared(PciAddress),
     /// Its ports include the configuration ports 0xCF8-0xCFF.
@@ -125,6 +128,9 @@ impl core::fmt::Display for Refusal {
                 f.write_str("it would lie over the interrupt controllers (0xfec00000-0xfeffffff)")
             }
             Self::OverHostRam => f.write_str("it lies over host RAM"),
+            Self::OverMonitorMmio => {
+                f.write_str("it lies over the monitor's MMIO (the ECAM configuration window)")
+            }
             Self::Shared(other) => write!(f, "it shares a page or ports with a BAR of {other}"),
             Self::ConfigPorts => f.write_str("its ports include 0xcf8-0xcff"),
             Self::Console => f.write_str("its ports include the console's"),
@@ -149,6 +155,9 @@ pub struct Keepout<'a> {
     pub ram_size: u64,
     /// Host RAM (usable areas of the firmware's map).
     pub host_ram: &'a [Range],
+    /// MMIO only the monitor reaches, outside [`INTERRUPT_CONTROLLERS`] (the ECAM
+    /// window: every function's configuration space).
+    pub monitor_mmio: &'a [Range],
     /// The console's first port (it has 8).
     pub console_port: u16,
     /// Other sandboxes' port devices, `[first, last]` each.
@@ -212,6 +221,13 @@ fn check_memory(
         .any(|r| overlaps(pages, (r.start, r.end)))
     {
         return Err(Refusal::OverHostRam);
+    }
+    if keepout
+        .monitor_mmio
+        .iter()
+        .any(|r| overlaps(pages, (r.start, r.end)))
+    {
+        return Err(Refusal::OverMonitorMmio);
     }
     for (f, o) in others.filter(|(f, o)| *f != owner && o.space == BarSpace::Memory) {
         // An unassigned BAR (0) decodes nothing until moved, and moves are refused.
@@ -385,6 +401,10 @@ mod tests {
                 end: 0x2_0000_0000,
             },
         ],
+        monitor_mmio: &[Range {
+            start: 0xb000_0000,
+            end: 0xc000_0000,
+        }],
         console_port: 0x3f8,
         foreign_ports: &[(0x2f8, 0x2ff)],
     };
@@ -467,6 +487,8 @@ mod tests {
                 Refusal::OverInterruptControllers,
             ),
             (mem(0, 0x7fff_f000, 0x1000), Refusal::OverHostRam),
+            (mem(0, 0xbfff_f000, 0x1000), Refusal::OverMonitorMmio),
+            (mem(0, 0xa000_0000, 0x1000_0001), Refusal::OverMonitorMmio),
             (mem(0, 0x1_8000_0000, 0x1000), Refusal::OverHostRam),
             (mem(0, GPA_LIMIT - 0x1000, 0x2000), Refusal::OutOfRange),
             (mem(0, u64::MAX - 0xfff, 0x1000), Refusal::OutOfRange),
