@@ -383,6 +383,7 @@ mod tests {
     use super::*;
     use crate::pci::enumerate;
     use crate::pci::fake::bus;
+    use crate::pci::BarKind;
     use std::vec::Vec;
 
     fn at(b: u8, d: u8, f: u8) -> PciAddress {
@@ -571,6 +572,64 @@ mod tests {
         assert_eq!(
             endpoint(fs.get(at(0, 6, 0)).unwrap()),
             Err(Refusal::NotEndpoint(2))
+        );
+    }
+
+    #[test]
+    fn a_page_shared_with_a_bridge_s_own_bar_is_refused() {
+        let mut b = bus();
+        // A PCI-PCI bridge with a 256-byte memory BAR0 (as QEMU's pci-bridge, SHPC) in
+        // the page of a small BAR of edu's, and a 64-bit BAR of another bridge that
+        // must not run into the bridge's registers after BAR1.
+        b.add(
+            (0, 5, 0),
+            0x0001_1b36,
+            1,
+            [
+                (0xffff_ff00, 0xfebf_1100),
+                (0, 0),
+                (0, 0),
+                (0, 0),
+                (0, 0),
+                (0, 0),
+            ],
+        );
+        b.add(
+            (0, 6, 0),
+            0x0001_1b36,
+            1,
+            [
+                (0, 0),
+                (0xffff_c00c, 0xfeb8_000c),
+                (0, 0),
+                (0, 0),
+                (0, 0),
+                (0, 0),
+            ],
+        );
+        b.functions[3].bar_masks[0] = 0xffff_ff00;
+        b.functions[3].regs[4] = 0xfebf_1000;
+        let fs = enumerate(&mut b, 0, 0);
+        let bridge = fs.get(at(0, 5, 0)).unwrap();
+        assert_eq!(bridge.bars[0].kind, BarKind::Memory32);
+        let other = fs.get(at(0, 6, 0)).unwrap();
+        assert_eq!(
+            other.bars[1].kind,
+            BarKind::Memory32,
+            "no upper half in 0x18"
+        );
+        assert_eq!(other.bars[2].kind, BarKind::None, "bus numbers are no BAR");
+        let regs =
+            |a: PciAddress| -> [u32; 6] { core::array::from_fn(|i| b.reg(a, 0x10 + 4 * i as u8)) };
+        let all: Vec<_> = fs
+            .iter()
+            .flat_map(|g| bar_ranges(g, regs(g.address)).map(move |r| (g.address, r)))
+            .collect();
+        let edu = at(0, 3, 0);
+        let small = mem(0, 0xfebf_1000, 0x100);
+        assert_eq!(
+            check(edu, &small, &KEEPOUT, all.iter().copied()),
+            Err(Refusal::Shared(at(0, 5, 0)))
         );
     }
 
