@@ -1,13 +1,13 @@
 //! The BARs of each sandbox's PCI functions: checked once at boot (`crate::pci::init`
 //! asks [`give`] before it gives a function) against the sandbox's guest-physical layout,
 //! host RAM, the other functions' BARs and the ports no sandbox may have
-//! (`quest_monitor_core::device_windows`), then kept per sandbox for the builders of its
+//! (`quest_monitor_core::device_windows`; bridges are never given), then kept per sandbox for the builders of its
 //! EPT/NPT (memory windows, uncached) and I/O bitmap/IOPM (I/O windows).
 
 use crate::bootinfo::BootInfo;
 use quest_abi::{DeviceKind, SandboxId, TableView, MAX_SANDBOXES};
 use quest_monitor_core::device_windows::{
-    bar_ranges, check, BarSpace, DeviceWindows, Keepout, MAX_MEMORY_WINDOWS,
+    bar_ranges, check, endpoint, BarSpace, DeviceWindows, Keepout, MAX_MEMORY_WINDOWS,
 };
 use quest_monitor_core::pci::{ConfigSpace, Function, Functions, BAR0, MAX_FUNCTIONS};
 use quest_monitor_core::placement::Range;
@@ -49,7 +49,8 @@ fn registers(cs: &mut impl ConfigSpace, f: &Function) -> [u32; 6] {
     core::array::from_fn(|i| cs.read(f.address, BAR0 + 4 * i as u8))
 }
 
-/// Checks every BAR of `f` for sandbox `s` and, when all pass, records its windows;
+/// Checks every BAR of `f` for sandbox `s` (`monitor_mmio`: MMIO only the monitor may
+/// reach besides the interrupt controllers, the ECAM window) and, when all pass, records its windows;
 /// otherwise prints why and records nothing. Returns whether
 /// `f` may be given. Boot core, before any sandbox runs.
 pub fn give(
@@ -59,11 +60,19 @@ pub fn give(
     f: &Function,
     functions: &Functions,
     host_ram: &HostRam,
+    monitor_mmio: &[Range],
 ) -> bool {
     let Some(sandbox) = table.sandbox(s) else {
         return false;
     };
     let name = sandbox.name();
+    if let Err(why) = endpoint(f) {
+        crate::println!(
+            "quest: device {} not given to sandbox '{name}': {why}",
+            f.address
+        );
+        return false;
+    }
     let mut foreign = [(0u16, 0u16); 64];
     let mut foreign_count = 0;
     for other in table.sandboxes().filter(|o| o.id() != s) {
@@ -78,6 +87,7 @@ pub fn give(
     let keepout = Keepout {
         ram_size: sandbox.ram_size(),
         host_ram: &host_ram.areas[..host_ram.count],
+        monitor_mmio,
         console_port: table.console_port(),
         foreign_ports: &foreign[..foreign_count],
     };
@@ -96,7 +106,7 @@ pub fn give(
     for b in bar_ranges(f, registers(cs, f)) {
         if b.base == 0 {
             crate::println!(
-                "quest: device {} BAR{} is not assigned by firmware: not mapped",
+                "quest: device {} BAR{} is not assigned by firmware: not mapped, its decode stays off",
                 f.address,
                 b.bar
             );

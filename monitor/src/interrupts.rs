@@ -1,7 +1,8 @@
 //! Device interrupts, set up once at boot (after `crate::pci::init`, before any vCPU
 //! runs): the I/O APICs from the ACPI MADT, every pin masked, then each sandbox's lines
 //! routed to its first core (`quest_monitor_core::ioapic`): a PCI function's INTx by the
-//! Interrupt Line firmware wrote, a port device's `irq = N`. Each function's virtual
+//! Interrupt Line firmware wrote, a port device's `irq = N`. A function whose line is not
+//! routed keeps INTx disabled (the line may be another sandbox's). Each function's virtual
 //! configuration space learns its routed line, its MSI capability (messages translated
 //! from virtual to physical APIC IDs) and hides its MSI-X (`quest_monitor_core::pci_msi`).
 //!
@@ -198,7 +199,7 @@ pub fn init(table: &TableView<'static>, acpi: Option<AcpiRoot>, apic_ids: &[u32]
                             );
                         }
                         Err(why) => crate::println!(
-                            "quest: device {f} INT{intx} (line {line}) of sandbox '{name}' is not routed: {why}"
+                            "quest: device {f} INT{intx} (line {line}) of sandbox '{name}' is not routed: {why}; its INTx stays disabled"
                         ),
                     }
                 }
@@ -212,7 +213,7 @@ pub fn init(table: &TableView<'static>, acpi: Option<AcpiRoot>, apic_ids: &[u32]
                         }
                     );
                 }
-                space.set_interrupts(f, FunctionIrq::new(caps, routed));
+                space.set_interrupts(cs, f, FunctionIrq::new(caps, routed));
             }
         });
         for d in sandbox

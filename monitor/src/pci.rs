@@ -18,6 +18,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use quest_abi::{PciAddress, SandboxId, TableView, MAX_SANDBOXES};
 use quest_monitor_core::pci::{self, Assignment, ConfigSpace, Functions};
 use quest_monitor_core::pci_virtual::{Refusal, VirtualConfig};
+use quest_monitor_core::placement::Range;
 use spin::Mutex;
 use x86_64::instructions::port::Port;
 
@@ -36,12 +37,18 @@ pub(crate) enum Access {
 impl Access {
     /// The address of function `f`'s register `offset` (ECAM), if in range.
     fn ecam(base: u64, first: u8, last: u8, f: PciAddress, offset: u8) -> Option<u64> {
-        (first..=last).contains(&f.bus).then(|| {
-            base + (u64::from(f.bus - first) << 20)
-                + (u64::from(f.device) << 15)
-                + (u64::from(f.function) << 12)
-                + u64::from(offset & 0xfc)
-        })
+        pci::ecam_address(base, first, last, f, offset)
+    }
+
+    /// The ECAM window, which no sandbox's BAR may be mapped over.
+    fn window(&self) -> Option<Range> {
+        match *self {
+            Access::Ports => None,
+            Access::Ecam { base, first, last } => {
+                let (start, end) = pci::ecam_window(base, first, last);
+                Some(Range { start, end })
+            }
+        }
     }
 }
 
@@ -214,8 +221,17 @@ pub fn init(table: &TableView<'static>, acpi: Option<AcpiRoot>, host_ram: &HostR
         // A function whose BARs cannot be mapped safely is not given (it prints why).
         if let Some(Some((_, Assignment::Found(f)))) = out.get(i) {
             let id = u32::try_from(s).map(SandboxId::new);
+            let reserved = access.window();
             let given = id.is_ok_and(|id| {
-                crate::device_bars::give(&mut *REAL.lock(), table, id, f, &functions, host_ram)
+                crate::device_bars::give(
+                    &mut *REAL.lock(),
+                    table,
+                    id,
+                    f,
+                    &functions,
+                    host_ram,
+                    reserved.as_slice(),
+                )
             });
             if !given {
                 out[i] = Some((s, Assignment::Refused));

@@ -5,7 +5,8 @@
 //!
 //! A BAR is never mapped over what else the sandbox's guest-physical space holds (its
 //! RAM, the channel window, the calibration page) nor over the interrupt controllers'
-//! range, nor over host RAM (a BAR there is firmware's mistake or an attack), and a
+//! range, nor over host RAM or the ECAM window (a BAR there is firmware's mistake or an
+//! attack), and a
 //! memory BAR smaller than a page (mapped as its whole page) never shares that page with
 //! another function's BAR. I/O BARs never cover the configuration ports (0xCF8-0xCFF),
 //! the console's, another sandbox's port devices or another function's I/O BAR. A
@@ -102,6 +103,8 @@ pub enum Refusal {
     OverInterruptControllers,
     /// It overlaps host RAM in the firmware's memory map.
     OverHostRam,
+    /// It overlaps MMIO of the monitor's (the ECAM window).
+    OverMonitorMmio,
     /// Its page (or ports) holds a BAR of another function.
     Shared(PciAddress),
     /// Its ports include the configuration ports 0xCF8-0xCFF.
@@ -110,6 +113,8 @@ pub enum Refusal {
     Console,
     /// Its ports include another sandbox's port device.
     OtherSandboxPorts,
+    /// Not an endpoint: a bridge (header type 1), a CardBus bridge (2) or unknown.
+    NotEndpoint(u8),
 }
 
 impl core::fmt::Display for Refusal {
@@ -123,10 +128,17 @@ impl core::fmt::Display for Refusal {
                 f.write_str("it would lie over the interrupt controllers (0xfec00000-0xfeffffff)")
             }
             Self::OverHostRam => f.write_str("it lies over host RAM"),
+            Self::OverMonitorMmio => {
+                f.write_str("it lies over the monitor's MMIO (the ECAM configuration window)")
+            }
             Self::Shared(other) => write!(f, "it shares a page or ports with a BAR of {other}"),
             Self::ConfigPorts => f.write_str("its ports include 0xcf8-0xcff"),
             Self::Console => f.write_str("its ports include the console's"),
             Self::OtherSandboxPorts => f.write_str("its ports include another sandbox's device"),
+            Self::NotEndpoint(t) => write!(
+                f,
+                "header type {t} is a bridge's, whose decode and bus mastering reach every device behind it"
+            ),
         }
     }
 }
@@ -143,10 +155,24 @@ pub struct Keepout<'a> {
     pub ram_size: u64,
     /// Host RAM (usable areas of the firmware's map).
     pub host_ram: &'a [Range],
+    /// MMIO only the monitor reaches, outside [`INTERRUPT_CONTROLLERS`] (the ECAM
+    /// window: every function's configuration space).
+    pub monitor_mmio: &'a [Range],
     /// The console's first port (it has 8).
     pub console_port: u16,
     /// Other sandboxes' port devices, `[first, last]` each.
     pub foreign_ports: &'a [(u16, u16)],
+}
+
+/// Whether `f` may be given to a sandbox at all: endpoints (header type 0) only. A
+/// bridge forwards its secondary side's memory and I/O windows, configuration cycles and
+/// DMA; the one command register a sandbox may write would turn decode and bus mastering
+/// off (or on) for every device behind it, other sandboxes' included.
+pub fn endpoint(f: &Function) -> Result<(), Refusal> {
+    match f.header_type {
+        0 => Ok(()),
+        t => Err(Refusal::NotEndpoint(t)),
+    }
 }
 
 /// Checks BAR `b` of function `owner` against `keepout` and against `others`: every BAR
@@ -195,6 +221,13 @@ fn check_memory(
         .any(|r| overlaps(pages, (r.start, r.end)))
     {
         return Err(Refusal::OverHostRam);
+    }
+    if keepout
+        .monitor_mmio
+        .iter()
+        .any(|r| overlaps(pages, (r.start, r.end)))
+    {
+        return Err(Refusal::OverMonitorMmio);
     }
     for (f, o) in others.filter(|(f, o)| *f != owner && o.space == BarSpace::Memory) {
         // An unassigned BAR (0) decodes nothing until moved, and moves are refused.
@@ -350,6 +383,7 @@ mod tests {
     use super::*;
     use crate::pci::enumerate;
     use crate::pci::fake::bus;
+    use crate::pci::BarKind;
     use std::vec::Vec;
 
     fn at(b: u8, d: u8, f: u8) -> PciAddress {
@@ -368,6 +402,10 @@ mod tests {
                 end: 0x2_0000_0000,
             },
         ],
+        monitor_mmio: &[Range {
+            start: 0xb000_0000,
+            end: 0xc000_0000,
+        }],
         console_port: 0x3f8,
         foreign_ports: &[(0x2f8, 0x2ff)],
     };
@@ -450,6 +488,8 @@ mod tests {
                 Refusal::OverInterruptControllers,
             ),
             (mem(0, 0x7fff_f000, 0x1000), Refusal::OverHostRam),
+            (mem(0, 0xbfff_f000, 0x1000), Refusal::OverMonitorMmio),
+            (mem(0, 0xa000_0000, 0x1000_0001), Refusal::OverMonitorMmio),
             (mem(0, 0x1_8000_0000, 0x1000), Refusal::OverHostRam),
             (mem(0, GPA_LIMIT - 0x1000, 0x2000), Refusal::OutOfRange),
             (mem(0, u64::MAX - 0xfff, 0x1000), Refusal::OutOfRange),
@@ -515,6 +555,81 @@ mod tests {
                 other.iter().copied()
             ),
             Err(Refusal::Shared(at(0, 1, 1)))
+        );
+    }
+
+    #[test]
+    fn bridges_are_never_given() {
+        let mut b = bus();
+        b.add((0, 5, 0), 0x0001_1b36, 1, [(0, 0); 6]); // a PCI-PCI bridge
+        b.add((0, 6, 0), 0x0002_1b36, 0x82, [(0, 0); 6]); // CardBus, multi-function
+        let fs = enumerate(&mut b, 0, 0);
+        assert_eq!(endpoint(fs.get(at(0, 3, 0)).unwrap()), Ok(()));
+        assert_eq!(
+            endpoint(fs.get(at(0, 5, 0)).unwrap()),
+            Err(Refusal::NotEndpoint(1))
+        );
+        assert_eq!(
+            endpoint(fs.get(at(0, 6, 0)).unwrap()),
+            Err(Refusal::NotEndpoint(2))
+        );
+    }
+
+    #[test]
+    fn a_page_shared_with_a_bridge_s_own_bar_is_refused() {
+        let mut b = bus();
+        // A PCI-PCI bridge with a 256-byte memory BAR0 (as QEMU's pci-bridge, SHPC) in
+        // the page of a small BAR of edu's, and a 64-bit BAR of another bridge that
+        // must not run into the bridge's registers after BAR1.
+        b.add(
+            (0, 5, 0),
+            0x0001_1b36,
+            1,
+            [
+                (0xffff_ff00, 0xfebf_1100),
+                (0, 0),
+                (0, 0),
+                (0, 0),
+                (0, 0),
+                (0, 0),
+            ],
+        );
+        b.add(
+            (0, 6, 0),
+            0x0001_1b36,
+            1,
+            [
+                (0, 0),
+                (0xffff_c00c, 0xfeb8_000c),
+                (0, 0),
+                (0, 0),
+                (0, 0),
+                (0, 0),
+            ],
+        );
+        b.functions[3].bar_masks[0] = 0xffff_ff00;
+        b.functions[3].regs[4] = 0xfebf_1000;
+        let fs = enumerate(&mut b, 0, 0);
+        let bridge = fs.get(at(0, 5, 0)).unwrap();
+        assert_eq!(bridge.bars[0].kind, BarKind::Memory32);
+        let other = fs.get(at(0, 6, 0)).unwrap();
+        assert_eq!(
+            other.bars[1].kind,
+            BarKind::Memory32,
+            "no upper half in 0x18"
+        );
+        assert_eq!(other.bars[2].kind, BarKind::None, "bus numbers are no BAR");
+        let regs =
+            |a: PciAddress| -> [u32; 6] { core::array::from_fn(|i| b.reg(a, 0x10 + 4 * i as u8)) };
+        let all: Vec<_> = fs
+            .iter()
+            .flat_map(|g| bar_ranges(g, regs(g.address)).map(move |r| (g.address, r)))
+            .collect();
+        let edu = at(0, 3, 0);
+        let small = mem(0, 0xfebf_1000, 0x100);
+        assert_eq!(
+            check(edu, &small, &KEEPOUT, all.iter().copied()),
+            Err(Refusal::Shared(at(0, 5, 0)))
         );
     }
 

@@ -44,6 +44,27 @@ pub trait ConfigSpace {
     fn write(&mut self, f: PciAddress, offset: u8, value: u32);
 }
 
+/// The ECAM address of function `f`'s register `offset` (its dword) in the MCFG window
+/// at `base` for buses `first..=last`, if `f`'s bus is in range. The MCFG base address
+/// is bus 0's: the window of a range that starts at bus N begins N MiB above it (as
+/// Linux's `mcfg_ioremap` maps it).
+pub fn ecam_address(base: u64, first: u8, last: u8, f: PciAddress, offset: u8) -> Option<u64> {
+    (first..=last).contains(&f.bus).then(|| {
+        base + (u64::from(f.bus) << 20)
+            + (u64::from(f.device) << 15)
+            + (u64::from(f.function) << 12)
+            + u64::from(offset & 0xfc)
+    })
+}
+
+/// The part of an MCFG window at `base` that buses `first..=last` use: `[start, end)`.
+pub fn ecam_window(base: u64, first: u8, last: u8) -> (u64, u64) {
+    (
+        base + (u64::from(first) << 20),
+        base + ((u64::from(last) + 1) << 20),
+    )
+}
+
 /// What a base address register decodes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum BarKind {
@@ -95,7 +116,7 @@ pub struct Function {
     pub header_type: u8,
     /// Whether its device has more than one function (bit 7 of function 0's header).
     pub multi: bool,
-    /// Its BARs (type 0 headers only; a bridge's are left `None`).
+    /// Its BARs (a type 0 header's six; a bridge's two, CardBus' one, the rest `None`).
     pub bars: [Bar; 6],
 }
 
@@ -143,8 +164,8 @@ impl Default for Functions {
 }
 
 /// Scans buses `first_bus..=last_bus`: every device's function 0, and functions 1-7 of a
-/// multi-function device, probing each type 0 function's BARs (decode off meanwhile,
-/// every register restored).
+/// multi-function device, probing each function's BARs (decode off meanwhile, every
+/// register restored).
 pub fn enumerate(cs: &mut impl ConfigSpace, first_bus: u8, last_bus: u8) -> Functions {
     let mut out = Functions::new();
     for bus in first_bus..=last_bus {
@@ -169,10 +190,13 @@ pub fn enumerate(cs: &mut impl ConfigSpace, first_bus: u8, last_bus: u8) -> Func
                     multi = header & MULTI_FUNCTION != 0;
                 }
                 let header_type = header & !MULTI_FUNCTION;
-                let bars = if header_type == 0 {
-                    probe_bars(cs, address)
-                } else {
-                    [Bar::default(); 6]
+                // A bridge's own BARs are probed too (never given, but a sandbox's small
+                // BAR must not share a page with them): type 1 has two, CardBus one.
+                let bars = match header_type {
+                    0 => probe_bars(cs, address, 6),
+                    1 => probe_bars(cs, address, 2),
+                    2 => probe_bars(cs, address, 1),
+                    _ => [Bar::default(); 6],
                 };
                 out.push(Function {
                     address,
@@ -187,16 +211,16 @@ pub fn enumerate(cs: &mut impl ConfigSpace, first_bus: u8, last_bus: u8) -> Func
     out
 }
 
-/// Sizes the six BARs of `f` (PCI 3.0, 6.2.5.1): decode off, all ones written to each,
-/// the mask read back, the original restored, decode back as it was.
-fn probe_bars(cs: &mut impl ConfigSpace, f: PciAddress) -> [Bar; 6] {
+/// Sizes the first `count` BARs of `f` (PCI 3.0, 6.2.5.1): decode off, all ones written
+/// to each, the mask read back, the original restored, decode back as it was.
+fn probe_bars(cs: &mut impl ConfigSpace, f: PciAddress, count: usize) -> [Bar; 6] {
     let command = cs.read(f, COMMAND);
     let decode = u32::from(COMMAND_IO | COMMAND_MEMORY);
     // Writing the status half with zeros clears nothing (its bits are write-one-to-clear).
     cs.write(f, COMMAND, command & 0xffff & !decode);
     let mut bars = [Bar::default(); 6];
     let mut i = 0;
-    while i < 6 {
+    while i < count.min(6) {
         let offset = BAR0 + 4 * i as u8;
         let original = cs.read(f, offset);
         cs.write(f, offset, u32::MAX);
@@ -211,7 +235,7 @@ fn probe_bars(cs: &mut impl ConfigSpace, f: PciAddress) -> [Bar; 6] {
                 kind: BarKind::Io,
                 mask,
             };
-        } else if (mask >> 1) & 3 == 2 && i < 5 {
+        } else if (mask >> 1) & 3 == 2 && i + 1 < count.min(6) {
             let upper = offset + 4;
             let original_high = cs.read(f, upper);
             cs.write(f, upper, u32::MAX);
@@ -519,6 +543,28 @@ mod tests {
             "device 3 is taken and must be there"
         );
         assert!(may_start(3, &out, |_| false), "no devices");
+    }
+
+    #[test]
+    fn ecam_addresses_count_from_bus_0() {
+        let base = 0xb000_0000;
+        assert_eq!(
+            ecam_address(base, 0, 255, at(0, 3, 0), 0x10),
+            Some(0xb001_8010)
+        );
+        assert_eq!(
+            ecam_address(base, 0, 255, at(1, 31, 7), 0xff),
+            Some(0xb01f_f0fc)
+        );
+        // A window for buses 0x80-0xff: bus 0x80 is 0x80 MiB above the base, never
+        // bus 0's place (which another function's registers would be).
+        assert_eq!(
+            ecam_address(base, 0x80, 0xff, at(0x80, 0, 0), 0),
+            Some(0xb800_0000)
+        );
+        assert_eq!(ecam_address(base, 0x80, 0xff, at(0x7f, 0, 0), 0), None);
+        assert_eq!(ecam_window(base, 0, 255), (0xb000_0000, 0xc000_0000));
+        assert_eq!(ecam_window(base, 0x80, 0x81), (0xb800_0000, 0xb820_0000));
     }
 
     #[test]

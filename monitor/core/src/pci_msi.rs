@@ -12,7 +12,9 @@
 //!   message the monitor accepts;
 //! - the MSI-X capability is hidden (unlinked from the capability list, its registers
 //!   read 0): its table lives in a BAR the sandbox maps directly, where the monitor could
-//!   not translate it. Drivers fall back to MSI or INTx.
+//!   not translate it. Drivers fall back to MSI or INTx. It is kept off in the device
+//!   (firmware may have left it on): with it on, the table the sandbox writes through
+//!   its BAR would send any message (NMI, INIT, another core) untranslated.
 //!
 //! Message address and data: Intel SDM Vol. 3A, 11.11.1 and 11.11.2.
 
@@ -35,6 +37,8 @@ const MSI_MME: u16 = 7 << 4;
 const MSI_64BIT: u16 = 1 << 7;
 /// Message control: per-vector masking capable.
 const MSI_MASKABLE: u16 = 1 << 8;
+/// MSI-X message control bit 15 (enable), in the capability's first dword.
+const MSIX_ENABLE: u32 = 1 << 31;
 /// Bytes of the MSI-X capability.
 const MSIX_LEN: u8 = 12;
 /// Most virtual APIC IDs (vCPUs) a sandbox has (`quest_abi::MAX_VCPUS_PER_SANDBOX`).
@@ -303,13 +307,21 @@ impl FunctionIrq {
         real
     }
 
-    /// Forgets what the sandbox wrote and turns MSI off in the device (its sandbox
-    /// stopped: nothing may target its cores until it programs MSI again).
+    /// Forgets what the sandbox wrote and turns MSI and MSI-X off in the device: the
+    /// state a sandbox starts from (at boot, firmware may have left either on) and the
+    /// one a stopped sandbox leaves (nothing may target its cores until it programs MSI
+    /// again).
     pub fn quiesce(&mut self, cs: &mut impl ConfigSpace, f: PciAddress) {
         *self = Self::new(self.caps, self.line);
         if let Some(m) = self.caps.msi {
             let head = cs.read(f, m.offset);
             cs.write(f, m.offset, head & !(u32::from(MSI_ENABLE | MSI_MME) << 16));
+        }
+        if let Some(h) = self.caps.msix {
+            let head = cs.read(f, h.offset);
+            if head & MSIX_ENABLE != 0 {
+                cs.write(f, h.offset, head & !MSIX_ENABLE);
+            }
         }
     }
 
@@ -592,6 +604,20 @@ mod tests {
             11,
             "the line stays routed"
         );
+    }
+
+    #[test]
+    fn msix_left_on_by_firmware_is_turned_off() {
+        let (mut b, mut irq) = setup();
+        b.functions[3].regs[20] |= 0xc000 << 16; // MSI-X enabled, function masked
+        b.functions[3].regs[16] |= 0x0031 << 16; // MSI enabled, 8 messages
+        irq.quiesce(&mut b, edu());
+        assert_eq!(b.reg(edu(), 0x50), 0x4003_6011, "MSI-X off, the mask kept");
+        assert_eq!(b.reg(edu(), 0x40), 0x0080_5005, "MSI off");
+        // Nothing to turn off: MSI-X's register is not written.
+        b.writes.clear();
+        irq.quiesce(&mut b, edu());
+        assert!(b.writes.iter().all(|w| w.1 != 0x50));
     }
 
     #[test]

@@ -5,8 +5,11 @@
 //!   sandbox owns another function of the same device; a BAR being sized reads its size
 //!   mask (probed at boot, so the real BAR is never touched); the expansion ROM BAR reads
 //!   0 (no ROM shown).
-//! - writes: the command register may turn I/O and memory decode and INTx-disable on or
-//!   off; bus mastering only for a function the monitor marked DMA-safe
+//! - writes: the command register may turn I/O and memory decode on or off (never on
+//!   for a space in which firmware left an implemented BAR unassigned, at 0), and
+//!   INTx-disable too when the monitor routed the function's line to the sandbox (an
+//!   unrouted function's INTx stays disabled: its line may be another sandbox's, which a
+//!   level-triggered INTx the other cannot clear would flood); bus mastering only for a function the monitor marked DMA-safe
 //!   ([`VirtualConfig::allow_dma`]: behind an active IOMMU domain, or `dma =
 //!   "unprotected"` on a machine without IOMMU), refused otherwise; every other bit kept. Writing
 //!   all ones to a BAR starts sizing it; writing back its current value ends it; any other
@@ -19,6 +22,7 @@
 //! function 0 it does not own; guests must scan all eight (Linux does so under Jailhouse,
 //! `hypervisor_isolated_pci_functions`).
 
+use crate::device_windows::{bar_ranges, BarSpace};
 use crate::pci::{
     Bar, BarKind, ConfigSpace, Function, BAR0, COMMAND, COMMAND_BUS_MASTER, COMMAND_INTX_DISABLE,
     COMMAND_IO, COMMAND_MEMORY, HEADER, MULTI_FUNCTION, ROM,
@@ -97,13 +101,25 @@ impl VirtualConfig {
         self.targets = targets;
     }
 
-    /// Sets function `a`'s interrupt registers (its routed line and capabilities);
-    /// false when the sandbox does not own `a`.
-    pub fn set_interrupts(&mut self, a: PciAddress, irq: FunctionIrq) -> bool {
+    /// Sets function `a`'s interrupt registers (its routed line and capabilities) and
+    /// puts the device in the state the sandbox starts from: MSI and MSI-X off (see
+    /// `FunctionIrq::quiesce`). False when the sandbox does not own `a`.
+    pub fn set_interrupts(
+        &mut self,
+        cs: &mut impl ConfigSpace,
+        a: PciAddress,
+        irq: FunctionIrq,
+    ) -> bool {
         let Some(o) = self.get(a).and_then(|i| self.owned[i].as_mut()) else {
             return false;
         };
         o.irq = irq;
+        o.irq.quiesce(cs, a);
+        if o.irq.line.is_none() {
+            let command = cs.read(a, COMMAND) as u16 | COMMAND_INTX_DISABLE;
+            // The status half written as 0 changes nothing (write-one-to-clear bits).
+            cs.write(a, COMMAND, u32::from(command));
+        }
         true
     }
 
@@ -197,12 +213,13 @@ impl VirtualConfig {
 
     /// Quiets every function after the sandbox stopped: bus mastering and MSI off in the
     /// device, INTx disabled unless `intx` (a restart gives the next launch the boot
-    /// state, INTx enabled), BAR sizing and the sandbox's MSI message forgotten.
+    /// state, INTx enabled where its line is routed), BAR sizing and the sandbox's MSI
+    /// message forgotten.
     pub fn quiesce(&mut self, cs: &mut impl ConfigSpace, intx: bool) {
         for o in self.owned.iter_mut().flatten() {
             let a = o.function.address;
             let command = cs.read(a, COMMAND) as u16 & !COMMAND_BUS_MASTER;
-            let command = if intx {
+            let command = if intx && o.irq.line.is_some() {
                 command & !COMMAND_INTX_DISABLE
             } else {
                 command | COMMAND_INTX_DISABLE
@@ -238,12 +255,19 @@ impl VirtualConfig {
             }
             let real = cs.read(a, COMMAND) as u16;
             let wanted = ((u32::from(real) & !lanes) | value) as u16;
-            let writable = if o.dma {
+            let mut writable = if o.dma {
                 COMMAND_WRITABLE | COMMAND_BUS_MASTER
             } else {
                 COMMAND_WRITABLE
             };
-            let command = (real & !writable) | (wanted & writable);
+            let mut forced = 0;
+            if o.irq.line.is_none() {
+                writable &= !COMMAND_INTX_DISABLE;
+                forced |= COMMAND_INTX_DISABLE;
+            }
+            // Decode may go off, but never on for a space with an unassigned BAR.
+            let never_on = unassigned_decode(cs, f) & !real;
+            let command = ((real & !writable) | (wanted & writable) | forced) & !never_on;
             cs.write(a, COMMAND, u32::from(command));
             return (wanted & COMMAND_BUS_MASTER != 0 && command & COMMAND_BUS_MASTER == 0)
                 .then_some(Refusal::BusMaster(a));
@@ -281,6 +305,22 @@ impl VirtualConfig {
             value: meant,
         })
     }
+}
+
+/// The decode bits (I/O, memory) that would make an implemented BAR of `f` that firmware
+/// left unassigned (base 0) decode: such a BAR is not mapped into the sandbox, and
+/// hardware has no "off" for it but the command bit, so with the bit on the device
+/// claims ports or addresses from 0 up (the legacy PIC, PIT and CMOS ports, low RAM).
+fn unassigned_decode(cs: &mut impl ConfigSpace, f: Function) -> u16 {
+    let regs: [u32; 6] = core::array::from_fn(|i| cs.read(f.address, BAR0 + 4 * i as u8));
+    bar_ranges(&f, regs)
+        .filter(|b| b.base == 0)
+        .fold(0, |bits, b| {
+            bits | match b.space {
+                BarSpace::Io => COMMAND_IO,
+                BarSpace::Memory => COMMAND_MEMORY,
+            }
+        })
 }
 
 /// Whether an access of `size` bytes at `offset` stays inside one dword and is naturally
@@ -323,15 +363,21 @@ mod tests {
         PciAddress::new(b, d, f).unwrap()
     }
 
-    /// The test bus, and a space owning the IDE function (00:01.1) and edu (00:03.0).
+    /// The test bus, and a space owning the IDE function (00:01.1) and edu (00:03.0),
+    /// both with their INTx routed (lines 14 and 11), MSI not set up.
     fn setup() -> (FakeBus, VirtualConfig) {
+        use crate::pci_msi::{Capabilities, FunctionIrq};
         let mut b = bus();
         let fs = enumerate(&mut b, 0, 255);
-        b.writes.clear();
         let mut v = VirtualConfig::new();
         assert!(v.add(*fs.get(at(0, 1, 1)).unwrap()));
         assert!(v.add(*fs.get(at(0, 3, 0)).unwrap()));
         assert!(!v.add(*fs.get(at(0, 3, 0)).unwrap()), "once");
+        for (f, line) in [(at(0, 1, 1), 14), (at(0, 3, 0), 11)] {
+            let irq = FunctionIrq::new(Capabilities::default(), Some(line));
+            assert!(v.set_interrupts(&mut b, f, irq));
+        }
+        b.writes.clear();
         (b, v)
     }
 
@@ -415,6 +461,35 @@ mod tests {
         );
         assert_eq!(v.write(&mut b, edu, COMMAND + 2, 2, 0xffff), None, "status");
         assert_eq!(b.reg(edu, COMMAND), 0x0010_0401);
+    }
+
+    #[test]
+    fn decode_stays_off_for_a_space_with_an_unassigned_bar() {
+        let (mut b, mut v) = setup();
+        let (edu, ide) = (at(0, 3, 0), at(0, 1, 1));
+        b.functions[2].regs[8] = 0x0000_0001; // IDE BAR4: I/O, left at 0
+        assert_eq!(v.write(&mut b, ide, COMMAND, 2, 0x0003), None);
+        assert_eq!(b.reg(ide, COMMAND) & 0xffff, 0x0002, "memory only");
+        assert_eq!(v.write(&mut b, ide, COMMAND, 1, 0x01), None);
+        assert_eq!(b.reg(ide, COMMAND) & 0xffff, 0x0000);
+        b.functions[3].regs[4] = 0x0000_0000; // edu BAR0: memory, left at 0
+        assert_eq!(v.write(&mut b, edu, COMMAND, 4, 0x0000_0003), None);
+        assert_eq!(b.reg(edu, COMMAND) & 0xffff, 0x0001, "I/O only");
+        // A 64-bit BAR whose low half is 0 but lies above 4 GiB is assigned.
+        let fs = enumerate(&mut bus(), 0, 0);
+        let mut w = VirtualConfig::new();
+        let wide = at(0, 4, 0);
+        assert!(w.add(*fs.get(wide).unwrap()));
+        let irq = crate::pci_msi::FunctionIrq::new(Default::default(), Some(10));
+        assert!(w.set_interrupts(&mut b, wide, irq));
+        b.functions[4].regs[4] = 0x0000_000c;
+        b.functions[4].regs[5] = 0x0000_0001;
+        assert_eq!(w.write(&mut b, wide, COMMAND, 2, 0x0002), None);
+        assert_eq!(b.reg(wide, COMMAND) & 0xffff, 0x0002);
+        b.functions[4].regs[5] = 0;
+        assert_eq!(w.write(&mut b, wide, COMMAND, 2, 0x0000), None);
+        assert_eq!(w.write(&mut b, wide, COMMAND, 2, 0x0002), None);
+        assert_eq!(b.reg(wide, COMMAND) & 0xffff, 0x0000, "at 0 now");
     }
 
     #[test]
@@ -523,9 +598,16 @@ mod tests {
         let caps = capabilities(&mut b, edu);
         assert!(caps.msi.is_some());
         v.set_targets(Targets::of(&[5]));
-        assert!(v.set_interrupts(edu, FunctionIrq::new(caps, Some(11))));
-        assert!(!v.set_interrupts(at(0, 4, 0), FunctionIrq::default()));
+        b.functions[3].regs[16] |= 1 << 16; // firmware left MSI on
+        assert!(v.set_interrupts(&mut b, edu, FunctionIrq::new(caps, Some(11))));
+        assert_eq!(
+            b.reg(edu, 0x40) >> 16 & 1,
+            0,
+            "off until the sandbox enables it"
+        );
+        assert!(!v.set_interrupts(&mut b, at(0, 4, 0), FunctionIrq::default()));
         assert_eq!(v.read(&mut b, edu, 0x3c, 1), 11);
+        assert!(v.set_interrupts(&mut b, at(0, 1, 1), FunctionIrq::default()));
         assert_eq!(v.read(&mut b, at(0, 1, 1), 0x3c, 1), 0xff, "no route: 0xff");
         // 32-bit MSI (the fake's): address at 0x44, data at 0x48.
         assert_eq!(v.write(&mut b, edu, 0x44, 4, 0xfee0_0000), None);
@@ -552,6 +634,36 @@ mod tests {
             11,
             "the line cannot be rewritten"
         );
+    }
+
+    #[test]
+    fn an_unrouted_function_s_intx_stays_disabled() {
+        use crate::pci_msi::{capabilities, FunctionIrq};
+        let (mut b, mut v) = setup();
+        let (edu, ide) = (at(0, 3, 0), at(0, 1, 1));
+        let caps = capabilities(&mut b, edu);
+        // The IDE's line went to another sandbox (not routed); edu's is routed.
+        assert!(v.set_interrupts(&mut b, ide, FunctionIrq::new(caps, None)));
+        assert!(v.set_interrupts(&mut b, edu, FunctionIrq::new(caps, Some(11))));
+        assert_eq!(b.reg(ide, COMMAND) & 0xffff, 0x0400, "disabled at boot");
+        assert_eq!(b.reg(edu, COMMAND) & 0xffff, 0x0000);
+        // Clearing INTx-disable: a 2-byte, a 4-byte and a byte write of the upper byte.
+        assert_eq!(v.write(&mut b, ide, COMMAND, 2, 0x0001), None);
+        assert_eq!(v.write(&mut b, ide, COMMAND, 4, 0x0000_0000), None);
+        assert_eq!(v.write(&mut b, ide, COMMAND + 1, 1, 0x00), None);
+        assert_eq!(b.reg(ide, COMMAND) & 0xffff, 0x0400, "INTx stays disabled");
+        assert_eq!(v.write(&mut b, ide, COMMAND, 2, 0x0001), None);
+        assert_eq!(b.reg(ide, COMMAND) & 0xffff, 0x0401, "decode follows");
+        assert_eq!(v.write(&mut b, edu, COMMAND, 2, 0x0000), None);
+        assert_eq!(
+            b.reg(edu, COMMAND) & 0xffff,
+            0x0000,
+            "routed: its own choice"
+        );
+        // A restart gives INTx back to the routed function only.
+        v.quiesce(&mut b, true);
+        assert_eq!(b.reg(ide, COMMAND) & 0xffff, 0x0401);
+        assert_eq!(b.reg(edu, COMMAND) & 0xffff, 0x0000);
     }
 
     #[test]
