@@ -67,6 +67,12 @@ own network namespace (its display is a VNC server) with dummy sound drivers, so
 needs no sound card or display. The configuration and logs of each boot are kept in
 images/run/NAME-PID-N/ (bochsrc, serial.log, bochs.log, emulator.out).
 
+A system that gives a sandbox a PCI device boots in QEMU on its Q35 machine with an
+IOMMU, so the monitor can confine each device's DMA to its sandbox's memory: Intel VT-d
+by default; --iommu amd gives QEMU's AMD-Vi instead, --iommu none no IOMMU (the monitor
+then refuses bus mastering unless the device's entry says dma = \"unprotected\"). Bochs
+has no IOMMU; --iommu with Bochs, or for a system without PCI devices, is an error.
+
 Before any sandbox runs, the monitor measures the platform (`quest: calibration:` lines).
 --calibrate writes those constants to images/<system>.platform.toml, a profile for
 `quest-build bounds --platform`. --check-bounds (manifests only) computes each channel's

@@ -1,8 +1,8 @@
 //! `quest-build run MANIFEST|IMAGE [--emulator bochs|qemu] [--cpu intel|amd] [--timeout SECS]
-//! [--com2 SOCKET]`.
+//! [--com2 SOCKET] [--iommu intel|amd|none]`.
 
 use crate::build::{Progress, Workspace};
-use crate::run::{self, qemu::Accel, Emulator, RunError, RunOptions};
+use crate::run::{self, qemu, qemu::Accel, Emulator, Machine, RunError, RunOptions};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -24,6 +24,41 @@ pub enum CpuArg {
     Intel,
     /// AMD with SVM and nested paging (the `ryzen` model).
     Amd,
+}
+
+/// The IOMMU QEMU gives a system with PCI devices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum IommuArg {
+    /// Intel VT-d (`-device intel-iommu`, an ACPI DMAR table; the default).
+    Intel,
+    /// AMD-Vi (`-device amd-iommu`, an ACPI IVRS table).
+    Amd,
+    /// None: DMA stays unprotected, so the monitor refuses bus mastering unless a
+    /// device says `dma = "unprotected"`.
+    None,
+}
+
+/// The IOMMU `--iommu` asks for on `chosen` for a system that names PCI devices or not
+/// (`any_pci`); an error where it cannot be given.
+fn iommu(
+    arg: Option<IommuArg>,
+    chosen: Emulator,
+    any_pci: bool,
+) -> Result<qemu::Iommu, &'static str> {
+    let Some(arg) = arg else {
+        return Ok(qemu::Iommu::default());
+    };
+    if matches!(chosen, Emulator::Bochs | Emulator::BochsAmd) {
+        return Err("--iommu chooses QEMU's IOMMU; Bochs has none (its i440FX chipset cannot have one): use --emulator qemu");
+    }
+    if !any_pci {
+        return Err("--iommu: this system gives no sandbox a PCI device, so QEMU gets neither its Q35 machine nor an IOMMU");
+    }
+    Ok(match arg {
+        IommuArg::Intel => qemu::Iommu::Intel,
+        IommuArg::Amd => qemu::Iommu::Amd,
+        IommuArg::None => qemu::Iommu::None,
+    })
 }
 
 /// `quest-build run`.
@@ -59,6 +94,10 @@ pub struct RunArgs {
     /// `images/run/<system>.com2.sock`); connect with e.g. `socat - UNIX-CONNECT:SOCKET`.
     #[arg(long, value_name = "SOCKET")]
     pub com2: Option<PathBuf>,
+    /// For a system that gives a sandbox a PCI device, booted in QEMU: the IOMMU of its
+    /// Q35 machine [default: intel].
+    #[arg(long, value_enum)]
+    pub iommu: Option<IommuArg>,
 }
 
 /// The emulator `--emulator` and `--cpu` ask for (`None`: the default); an error for a
@@ -136,6 +175,16 @@ pub fn run(args: &RunArgs) -> ExitCode {
     let chosen = opts
         .emulator
         .unwrap_or_else(|| run::default_emulator(args.check_bounds));
+    let machine = match iommu(args.iommu, chosen, machine.qemu_devices.any_pci()) {
+        Ok(i) => Machine {
+            qemu_devices: machine.qemu_devices.with_iommu(i),
+            ..machine
+        },
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     progress.step(
         "Running",
         format!(
@@ -332,6 +381,32 @@ mod tests {
     }
 
     #[test]
+    fn the_iommu_is_qemus_and_needs_pci() {
+        let qemu = Emulator::Qemu(Accel::Tcg);
+        assert_eq!(
+            iommu(None, qemu, true),
+            Ok(qemu::Iommu::Intel),
+            "the default"
+        );
+        assert_eq!(iommu(None, Emulator::Bochs, false), Ok(qemu::Iommu::Intel));
+        assert_eq!(iommu(Some(IommuArg::Amd), qemu, true), Ok(qemu::Iommu::Amd));
+        assert_eq!(
+            iommu(Some(IommuArg::None), Emulator::Qemu(Accel::Kvm), true),
+            Ok(qemu::Iommu::None)
+        );
+        assert_eq!(
+            iommu(Some(IommuArg::Intel), qemu, true),
+            Ok(qemu::Iommu::Intel)
+        );
+        for bochs in [Emulator::Bochs, Emulator::BochsAmd] {
+            let e = iommu(Some(IommuArg::Amd), bochs, true).unwrap_err();
+            assert!(e.contains("Bochs has none"), "{e}");
+        }
+        let e = iommu(Some(IommuArg::Amd), qemu, false).unwrap_err();
+        assert!(e.contains("no sandbox a PCI device"), "{e}");
+    }
+
+    #[test]
     fn the_cpu_flag_parses() {
         use clap::Parser;
         #[derive(clap::Parser)]
@@ -342,5 +417,15 @@ mod tests {
         let cli = Cli::try_parse_from(["x", "a.toml", "--cpu", "amd"]).expect("parses");
         assert_eq!(cli.run.cpu, Some(CpuArg::Amd));
         assert!(Cli::try_parse_from(["x", "a.toml", "--cpu", "arm"]).is_err());
+        let cli = Cli::try_parse_from(["x", "a.toml", "--iommu", "none"]).expect("parses");
+        assert_eq!(cli.run.iommu, Some(IommuArg::None));
+        let Err(bad) = Cli::try_parse_from(["x", "a.toml", "--iommu", "arm"]) else {
+            panic!("--iommu arm parsed");
+        };
+        assert!(
+            bad.to_string()
+                .contains("possible values: intel, amd, none"),
+            "{bad}"
+        );
     }
 }
