@@ -141,6 +141,28 @@ pub fn run(args: &RunArgs) -> ExitCode {
     } else {
         None
     };
+    let asked = match emulator(args.emulator, args.cpu, run::host::kvm_usable) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let opts = RunOptions {
+        emulator: asked,
+        timeout: Duration::from_secs(args.timeout),
+        echo: true,
+        com2: None,
+    };
+    let chosen = opts
+        .emulator
+        .unwrap_or_else(|| run::default_emulator(args.check_bounds));
+    // An IOMMU Bochs cannot have is refused before anything is built (whether the
+    // system has PCI devices is known once it is).
+    if let Err(e) = iommu(args.iommu, chosen, true) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     let (iso, elf) = match run::prepare(&ws, &args.target, &progress) {
         Ok(paths) => paths,
         Err(RunError::Image(e)) => {
@@ -159,22 +181,6 @@ pub fn run(args: &RunArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let asked = match emulator(args.emulator, args.cpu, run::host::kvm_usable) {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let opts = RunOptions {
-        emulator: asked,
-        timeout: Duration::from_secs(args.timeout),
-        echo: true,
-        com2: None,
-    };
-    let chosen = opts
-        .emulator
-        .unwrap_or_else(|| run::default_emulator(args.check_bounds));
     let machine = match iommu(args.iommu, chosen, machine.qemu_devices.any_pci()) {
         Ok(i) => Machine {
             qemu_devices: machine.qemu_devices.with_iommu(i),
