@@ -19,6 +19,10 @@
 //! explains), so the monitor finds the refusal in the IOMMU function's PCI status and
 //! names the only protected function that masters the bus, without an address.
 //!
+//! After the fault core's sandbox ended (`dma-late.toml`, VT-d): `early` owns one edu and
+//! exits at once; the IOMMU's NMI for `late`'s fault reaches `early`'s parked core, which
+//! reports it and stops `late` (before, `late` ran on: `NOT CONTAINED`).
+//!
 //! Without an IOMMU (`--iommu none`): the probe's bus-master enable is refused and
 //! logged (DMA is protected by default), it says so and exits 1; the bystander exits 0.
 
@@ -29,9 +33,9 @@ use common::{assert_failed, assert_line, boot_with_iommu, build, line};
 use quest_build::run::qemu::{Accel, Iommu};
 use quest_build::run::{Emulator, RunOutcome};
 
-/// Boots dma.toml (built once per test into its own image) behind `iommu`.
-fn boot(output: &str, iommu: Iommu) -> RunOutcome {
-    let built = build("dma", output);
+/// Boots `manifest` (built once per test into its own image `output`) behind `iommu`.
+fn boot_manifest(manifest: &str, output: &str, iommu: Iommu) -> RunOutcome {
+    let built = build(manifest, output);
     let out = boot_with_iommu(
         built.iso.as_ref().unwrap(),
         &built.elf,
@@ -40,6 +44,11 @@ fn boot(output: &str, iommu: Iommu) -> RunOutcome {
     );
     assert!(!out.timed_out, "{}", out.describe());
     out
+}
+
+/// Boots dma.toml behind `iommu`.
+fn boot(output: &str, iommu: Iommu) -> RunOutcome {
+    boot_manifest("dma", output, iommu)
 }
 
 /// edu's address, as the monitor assigned it to the probe.
@@ -158,5 +167,42 @@ fn without_an_iommu_the_probes_bus_mastering_is_refused() {
     assert!(!c.contains("quest: DMA fault"), "{c}");
     assert_line(c, "quest: sandbox 'probe' exited with status 1");
     assert_line(c, "quest: sandbox 'bystander' exited with status 0");
+    assert_failed(&out);
+}
+
+#[test]
+fn a_fault_after_the_fault_cores_sandbox_ended_is_still_handled() {
+    require_qemu!();
+    let out = boot_manifest("dma-late", "svm-dma-late", Iommu::Intel);
+    let c = &out.console;
+    assert_line(
+        c,
+        "quest: IOMMU VT-d at 0xfed90000: 2 devices in 2 domains (",
+    );
+    let edu = c
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("quest: device ")?
+                .strip_suffix(" (1234:11e8) -> sandbox 'late'")
+        })
+        .unwrap_or_else(|| panic!("an edu is late's: {c}"));
+    let ended = c
+        .find("quest: sandbox 'early' exited with status 0")
+        .expect("early exits");
+    let fault = format!(
+        "quest: DMA fault: device {edu} of sandbox 'late' wrote 0x400000 (not its memory); sandbox stopped"
+    );
+    let at_fault = c
+        .find(&fault)
+        .unwrap_or_else(|| panic!("no {fault:?}: {c}"));
+    assert!(ended < at_fault, "early ended before late's fault: {c}");
+    let halted = line(
+        c,
+        "quest: sandbox 'late' core 1: DMA fault (device write) at rip=",
+    );
+    assert!(halted.ends_with("addr=0x400000 -> halted"), "{halted}");
+    assert!(!c.contains("NOT CONTAINED"), "the DMA got through: {c}");
+    assert!(!c.contains("still running after the DMA"), "{c}");
+    assert_line(c, "quest:   'late': halted, faults 1");
     assert_failed(&out);
 }
