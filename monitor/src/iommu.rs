@@ -73,6 +73,7 @@ enum NoIommu {
     VtdDomain(&'static str, quest_monitor_core::vtd::domain::DomainError),
     AmdDomain(&'static str, quest_monitor_core::amdvi::domain::DomainError),
     OwnFunction(&'static str, PciAddress),
+    Frames,
     Timeout(u64, &'static str),
 }
 
@@ -95,6 +96,7 @@ impl fmt::Display for NoIommu {
             Self::OwnFunction(name, a) => {
                 write!(f, "sandbox '{name}' is given the IOMMU's own function {a}")
             }
+            Self::Frames => f.write_str("out of monitor frames for the IOMMU's tables"),
             Self::Timeout(b, what) => write!(f, "unit at {b:#x} did not finish {what}"),
         }
     }
@@ -141,12 +143,14 @@ impl Registers {
     }
 }
 
-/// A protected function: its address, owner, and the unit (index) that translates it.
+/// A protected function: its address, owner, the unit (index) that translates it, and
+/// the device ID its requests carry there (its own, or an alias: AMD-Vi).
 #[derive(Clone, Copy, Debug)]
 struct Function {
     address: PciAddress,
     sandbox: SandboxId,
     unit: usize,
+    requester: u16,
 }
 
 /// A DMA a unit refused, in the words the report uses.
@@ -405,8 +409,10 @@ pub fn before_entry(v: &Vcpu) -> Option<Action> {
     // first two, and a mark is rare.
     if Some(v.core) == active.fault_core {
         if !ARMED.load(Ordering::Relaxed) {
-            ARMED.store(true, Ordering::Release);
+            // Under the service lock: a poll on another core may be restarting a log.
+            let _one = SERVICE.lock();
             active.arm();
+            ARMED.store(true, Ordering::Release);
         }
         after_nmi(v.sys, active, Some(v.sandbox));
     }

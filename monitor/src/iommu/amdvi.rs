@@ -28,7 +28,7 @@ use acpi::sdt::{SdtHeader, Signature};
 use acpi::AcpiTable;
 use core::sync::atomic::{AtomicU64, Ordering};
 use quest_abi::{HostPhysAddr, PciAddress, TableView, MAX_SANDBOXES};
-use quest_monitor_core::amdvi::domain::{build_domain, DeviceTable, DomainError};
+use quest_monitor_core::amdvi::domain::{build_domain, DeviceTable};
 use quest_monitor_core::amdvi::ivrs::{Ivrs, MAX_UNITS};
 use quest_monitor_core::amdvi::regs::{self, Command, Event, Features};
 use quest_monitor_core::pci::{CAPABILITIES, COMMAND, COMMAND_BUS_MASTER};
@@ -77,8 +77,7 @@ impl Unit {
         if base >= MAPPED - regs::MMIO_SIZE {
             return Err(NoIommu::Unmapped(base));
         }
-        let frames = crate::frame_pool::alloc_zeroed(3)
-            .ok_or(NoIommu::AmdDomain("-", DomainError::OutOfFrames))?;
+        let frames = crate::frame_pool::alloc_zeroed(3).ok_or(NoIommu::Frames)?;
         let regs = Registers(base);
         Ok(Self {
             regs,
@@ -214,13 +213,17 @@ impl Unit {
         true
     }
 
-    /// Takes every event of the log (clearing it) and reports DMA faults to `each`;
-    /// then the QEMU 7.2 fallback (module documentation) for the functions `mine`.
+    /// Takes every event of the log (clearing it) and reports DMA faults to `each` (the
+    /// source: the protected function whose requests carry the event's device ID, else
+    /// that ID as an address); then the QEMU 7.2 fallback (module documentation).
+    /// `index`: this unit's, in `functions` (the protected ones).
     fn take_faults(
         &self,
-        mine: &mut dyn Iterator<Item = PciAddress>,
+        index: usize,
+        functions: &[Option<Function>],
         each: &mut dyn FnMut(DmaFault),
     ) {
+        let mine = || functions.iter().flatten().filter(move |f| f.unit == index);
         let r = self.regs;
         let mut head = r.read64(regs::EVENT_HEAD) & regs::RING_MASK;
         let tail = r.read64(regs::EVENT_TAIL) & regs::RING_MASK;
@@ -244,8 +247,12 @@ impl Unit {
             };
             if e.is_dma_fault() {
                 dma_faults += 1;
+                let id = e.device.to_u16();
+                let source = mine()
+                    .find(|f| f.requester == id)
+                    .map_or(e.device, |f| f.address);
                 each(DmaFault {
-                    source: e.device,
+                    source,
                     address: Some(e.address),
                     write: Some(e.write()),
                     why: e.reason(),
@@ -275,7 +282,8 @@ impl Unit {
         if !self.take_target_abort() || dma_faults > 0 {
             return;
         }
-        let mut masters = mine
+        let mut masters = mine()
+            .map(|f| f.address)
             .filter(|&f| crate::pci::real_read(f, COMMAND) & u32::from(COMMAND_BUS_MASTER) != 0);
         match (masters.next(), masters.count()) {
             (Some(source), 0) => each(DmaFault {
@@ -334,12 +342,7 @@ impl Units {
     ) {
         for (i, u) in self.0.iter().enumerate() {
             if let Some(u) = u {
-                let mut mine = functions
-                    .iter()
-                    .flatten()
-                    .filter(|f| f.unit == i)
-                    .map(|f| f.address);
-                u.take_faults(&mut mine, each);
+                u.take_faults(i, functions, each);
             }
         }
     }
@@ -358,7 +361,6 @@ pub(super) fn protect(
     // Which unit each function is behind (segment 0: all Quest scans), and the device
     // ID its requests carry there.
     let mut functions = [None; MAX_FUNCTIONS];
-    let mut ids = [0u16; MAX_FUNCTIONS];
     let mut n = 0;
     let mut own = None;
     crate::pci::assigned(|s, f, _| {
@@ -370,8 +372,8 @@ pub(super) fn protect(
                 address: f,
                 sandbox: s,
                 unit: u,
+                requester: id,
             });
-            ids[n] = id;
             n += 1;
         }
     });
@@ -428,27 +430,21 @@ pub(super) fn protect(
         if units[i].is_none() {
             continue;
         }
-        let mine = || {
-            functions
-                .iter()
-                .zip(ids)
-                .filter_map(|(f, id)| Some((f.as_ref()?, id)))
-                .filter(move |(f, _)| f.unit == i)
-        };
+        let mine = || functions.iter().flatten().filter(move |f| f.unit == i);
         let highest = mine()
-            .map(|(_, id)| id)
+            .map(|f| f.requester)
             .chain(u.highest_id())
             .max()
             .unwrap_or(0);
         let pages = DeviceTable::pages_for(highest);
-        let frames = crate::frame_pool::alloc_zeroed(pages as usize)
-            .ok_or(NoIommu::AmdDomain("-", DomainError::OutOfFrames))?;
+        let frames = crate::frame_pool::alloc_zeroed(pages as usize).ok_or(NoIommu::Frames)?;
         let mut mem = PoolFrames { flush: false };
         let dt = DeviceTable::new(&mut mem, HostPhysAddr::new(frames), pages);
-        for (f, id) in mine() {
+        for f in mine() {
+            let id = f.requester;
             let s = f.sandbox;
-            let i = s.index() % MAX_SANDBOXES;
-            let (Some(root), Some(domain)) = (roots[i], domain_ids[i]) else {
+            let k = s.index() % MAX_SANDBOXES;
+            let (Some(root), Some(domain)) = (roots[k], domain_ids[k]) else {
                 continue;
             };
             let dte = regs::dte_translated(root.as_u64(), levels, domain);

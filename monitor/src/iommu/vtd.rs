@@ -184,6 +184,7 @@ pub(super) fn protect(
                 address: f,
                 sandbox: s,
                 unit: u,
+                requester: f.to_u16(),
             });
             used[u] = true;
             n += 1;
