@@ -12,8 +12,8 @@
 //! bit: its page-fault path sets Signaled Target Abort in the IOMMU function's PCI status
 //! register (and only for a non-zero entry without PR: see `amdvi::domain`). So each
 //! poll also reads and clears that bit; when it was set and the event log holds no DMA
-//! fault, the DMA came from one of the protected functions that master the bus (QEMU
-//! gives every other device ID a Mode 0 entry that refuses without that path): if there
+//! fault, the DMA came from one of the protected functions that master the bus (every
+//! other device ID has a Mode 0 entry, which QEMU refuses without that path): if there
 //! is exactly one, it is reported without address or direction and its owner stopped;
 //! with several, the refusal is reported and nobody is stopped.
 
@@ -26,7 +26,6 @@ use crate::cores::Cores;
 use crate::sandboxes::record;
 use acpi::sdt::{SdtHeader, Signature};
 use acpi::AcpiTable;
-use core::sync::atomic::{AtomicU64, Ordering};
 use quest_abi::{HostPhysAddr, PciAddress, TableView, MAX_SANDBOXES};
 use quest_monitor_core::amdvi::domain::{build_domain, DeviceTable};
 use quest_monitor_core::amdvi::ivrs::{Ivrs, MAX_UNITS};
@@ -69,7 +68,7 @@ struct Unit {
     /// Command buffer tail (only the boot core issues commands, before any AP runs).
     tail: u64,
     /// The last completion number.
-    sequence: AtomicU64,
+    sequence: u64,
 }
 
 impl Unit {
@@ -87,7 +86,7 @@ impl Unit {
             log: frames + 0x1000,
             done: frames + 0x2000,
             tail: 0,
-            sequence: AtomicU64::new(0),
+            sequence: 0,
         })
     }
 
@@ -117,7 +116,8 @@ impl Unit {
 
     /// A COMPLETION_WAIT, and the wait for its store.
     fn complete(&mut self) -> Result<(), NoIommu> {
-        let n = self.sequence.fetch_add(1, Ordering::Relaxed) + 1;
+        self.sequence += 1;
+        let n = self.sequence;
         self.push(regs::completion_wait(self.done, n));
         self.regs.write64(regs::COMMAND_TAIL, self.tail);
         let done = self.done as *const u64;
@@ -162,17 +162,15 @@ impl Unit {
             regs::CONTROL,
             regs::CONTROL_IOMMU_EN | regs::CONTROL_EVENT_LOG_EN | regs::CONTROL_COMMAND_EN,
         );
-        if self.features.invalidate_all() {
-            self.run([regs::invalidate_all()].into_iter())?;
-        } else {
-            let ids = (0..dt.pages() * regs::DTES_PER_PAGE)
-                .map(|id| regs::invalidate_devtab_entry(id as u16));
-            let pages = domains
-                .iter()
-                .flatten()
-                .map(|&d| regs::invalidate_domain(d));
-            self.run(ids.chain(pages))?;
-        }
+        // Every entry of the table and every domain: what the unit may hold from an
+        // earlier table (firmware's) must not outlive this one.
+        let ids = (0..dt.pages() * regs::DTES_PER_PAGE)
+            .map(|id| regs::invalidate_devtab_entry(id as u16));
+        let pages = domains
+            .iter()
+            .flatten()
+            .map(|&d| regs::invalidate_domain(d));
+        self.run(ids.chain(pages))?;
         Ok(interrupt)
     }
 

@@ -76,10 +76,6 @@ pub const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
 pub struct Features(pub u64);
 
 impl Features {
-    /// INVALIDATE_IOMMU_ALL is supported (IASup, bit 6).
-    pub fn invalidate_all(self) -> bool {
-        self.0 & (1 << 6) != 0
-    }
     /// The most host page-table levels supported (HATS, bits 11:10: 4, 5 or 6).
     pub fn max_levels(self) -> u8 {
         match (self.0 >> 10) & 3 {
@@ -193,11 +189,6 @@ pub fn invalidate_domain(domain: u16) -> Command {
     ]
 }
 
-/// INVALIDATE_IOMMU_ALL (only with [`Features::invalidate_all`]).
-pub fn invalidate_all() -> Command {
-    [8 << OPCODE_SHIFT, 0]
-}
-
 /// The unit's event interrupt, as its MSI capability's address and data: an NMI to the
 /// local APIC with ID `apic_id` (the same compatibility-format message as VT-d's fault
 /// event, SDM Vol. 3, 11.11; delivery mode 100b, vector ignored). `None` when the ID
@@ -298,17 +289,15 @@ mod tests {
     }
 
     #[test]
-    fn qemu_features_give_three_levels_and_invalidate_all() {
+    fn qemu_features_give_three_levels() {
         // QEMU 7.2's amd-iommu: PREFETCH | PPR | IA | GT | HE | GA, HATS = 2 (6 levels),
         // GATS = 2.
         let qemu = Features(1 | 1 << 1 | 1 << 6 | 1 << 4 | 1 << 8 | 1 << 7 | 2 << 10 | 2 << 12);
-        assert!(qemu.invalidate_all());
         assert_eq!(qemu.max_levels(), 6);
         assert_eq!(choose_levels(qemu, 0x41_0000_0000), Some(Levels::Three));
         assert_eq!(choose_levels(qemu, 1 << 40), Some(Levels::Four));
         assert_eq!(choose_levels(qemu, 1 << 49), None);
         assert_eq!(Features(0).max_levels(), 4);
-        assert!(!Features(0).invalidate_all());
     }
 
     #[test]
@@ -334,7 +323,6 @@ mod tests {
             (p[0] >> 20 & 0xfff, p[0] >> 48 & 0xfff, p[1] >> 3 & 0x1ff),
             (0, 0, 0)
         );
-        assert_eq!(invalidate_all(), [0x8000_0000_0000_0000, 0]);
     }
 
     #[test]
