@@ -1,45 +1,52 @@
-//! DMA protection with Intel VT-d: at boot, the unit(s) of the ACPI DMAR table get one
-//! domain per sandbox that owns PCI functions (its RAM and channel windows, guest-physical
-//! -> host-physical, exactly as its EPT/NPT: `quest_monitor_core::vtd::domain`), a
-//! context entry for each assigned function only (every other function's DMA faults),
-//! register-based invalidation, and translation on. Only then may a sandbox turn its
-//! function's bus mastering on (`pci::set_dma`); without an IOMMU, only a function whose
-//! manifest entry says `dma = "unprotected"` may, and the boot log says so.
+//! DMA protection: at boot, the IOMMU the firmware announces (an ACPI DMAR table: Intel
+//! VT-d, [`vtd`]; else an IVRS table: AMD-Vi, [`amdvi`]) gets one domain per sandbox that
+//! owns PCI functions (its RAM and channel windows, guest-physical -> host-physical,
+//! exactly as its EPT/NPT), translation for each assigned function only (every other
+//! function's DMA is refused), its caches invalidated, and translation on. Only then may
+//! a sandbox turn its function's bus mastering on (`pci::set_dma`); without an IOMMU,
+//! only a function whose manifest entry says `dma = "unprotected"` may, and the boot log
+//! says so.
 //!
-//! Faults: the unit's fault event is an NMI (FEDATA delivery mode 100b) to one vCPU core,
-//! the first core of the first sandbox with a protected function (the "fault core"). An
-//! NMI there either exits its guest (NMI exiting / the NMI intercept, both backends) or
-//! lands on the vCPU cores' NMI gate in the monitor; either way the fault core looks at
-//! the fault status before its next entry ([`before_entry`]) when any NMI arrived since
-//! it last looked. It reads and clears the primary fault records, prints one line per
-//! fault, turns the function's bus mastering off, and marks the owner: the owner's vCPUs
-//! take the mark before their next entry as a fault (`FaultKind::Dma`), so the sandbox
-//! stops through the usual stop protocol (`vmx::lifecycle`) and its `on_fault` policy;
-//! the owner's cores get an NMI (and a doorbell, should one sleep in `WAIT`) when the
-//! owner is another sandbox. Other sandboxes go on. The fault event stays masked until
-//! the fault core runs its vCPU (an NMI before that would reach the platform IDT).
+//! Faults: the unit's fault interrupt is an NMI (VT-d: FEDATA delivery mode 100b;
+//! AMD-Vi: the same message in its PCI function's MSI capability) to one vCPU core, the
+//! first core of the first sandbox with a protected function (the "fault core"). An NMI
+//! there either exits its guest (NMI exiting / the NMI intercept, both backends) or lands
+//! on the vCPU cores' NMI gate in the monitor; either way the fault core looks at the
+//! unit's faults before its next entry ([`before_entry`]), or, once its own sandbox has
+//! ended or while it waits for a restart, right after the NMI ends its halt ([`idle`]),
+//! when any NMI arrived since it last looked. So the core that gets the NMI handles the
+//! fault in every state it can be in, and the interrupt never needs retargeting. It reads
+//! and clears the fault records, prints one line per fault, turns the function's bus
+//! mastering off, and marks the owner: the owner's vCPUs take the mark before their next
+//! entry as a fault (`FaultKind::Dma`), so the sandbox stops through the usual stop
+//! protocol (`vmx::lifecycle`) and its `on_fault` policy; the owner's cores get an NMI
+//! (and a doorbell, should one sleep in `WAIT`) when the owner is another sandbox. Other
+//! sandboxes go on. The fault interrupt stays masked until the fault core first runs its
+//! vCPU (an NMI before that would reach the platform IDT).
 //!
-//! Limits: the fault core must run (an owner whose fault core's sandbox has ended learns
-//! of its faults only when that core runs again); faults are reported per unit, in
-//! legacy (not scalable) mode; interrupt remapping is not used (QEMU runs with
-//! `intremap=off`), so the fault core's APIC ID must fit 8 bits.
+//! AMD-Vi units are also polled, at most once a millisecond, before any vCPU's entry:
+//! QEMU 7.2's amd-iommu never writes its event log nor raises its interrupt (see
+//! [`amdvi`]), so there the poll is what notices a refused DMA.
+//!
+//! Limits: faults are reported per unit, in VT-d's legacy (not scalable) mode; interrupt
+//! remapping is not used (QEMU runs with `intremap=off`), so the fault core's APIC ID
+//! must fit 8 bits.
+
+mod amdvi;
+mod vtd;
 
 use crate::arch::tsc;
 use crate::bootinfo::AcpiRoot;
 use crate::cores::{Cores, IdentityMapped};
 use crate::sandboxes::{record, state};
+use crate::system::System;
 use crate::vmx::vcpu::{Action, FaultKind, Vcpu};
-use acpi::sdt::{SdtHeader, Signature};
 use acpi::{AcpiTable, AcpiTables};
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use quest_abi::layout::{CHANNEL_WINDOW_GPA, CHANNEL_WINDOW_SIZE};
 use quest_abi::{CoreId, HostPhysAddr, PciAddress, SandboxId, TableView, MAX_SANDBOXES};
 use quest_monitor_core::ept::EptMemory;
-use quest_monitor_core::sandbox_ept::HostPlacement;
-use quest_monitor_core::vtd::dmar::{Dmar, MAX_UNITS};
-use quest_monitor_core::vtd::domain::{build_domain, DomainError, RootTable};
-use quest_monitor_core::vtd::regs::{self, Capability, ExtCapability, FaultRecord};
 
 /// Most protected functions.
 const MAX_FUNCTIONS: usize = 64;
@@ -49,24 +56,53 @@ const DOMAIN_TOP: u64 = CHANNEL_WINDOW_GPA + CHANNEL_WINDOW_SIZE;
 const MAPPED: u64 = 4 << 30;
 /// How long a unit may take to carry out a command, in microseconds.
 const COMMAND_TIMEOUT_US: u64 = 100_000;
+/// How often AMD-Vi units are polled, in microseconds (see the module documentation).
+const POLL_US: u64 = 1000;
 
-/// The DMAR table as the `acpi` crate finds it (validated header and checksum); the
-/// remapping structures follow the header.
-#[repr(C, packed)]
-struct DmarTable {
-    header: SdtHeader,
+/// Why there is no DMA protection.
+#[derive(Clone, Copy, Debug)]
+enum NoIommu {
+    NoAcpi,
+    NoTable,
+    Dmar(quest_monitor_core::vtd::dmar::DmarError),
+    Ivrs(quest_monitor_core::amdvi::ivrs::IvrsError),
+    NotCovered,
+    Unmapped(u64),
+    Levels(u64),
+    Domains(u64),
+    VtdDomain(&'static str, quest_monitor_core::vtd::domain::DomainError),
+    AmdDomain(&'static str, quest_monitor_core::amdvi::domain::DomainError),
+    OwnFunction(&'static str, PciAddress),
+    Frames,
+    Timeout(u64, &'static str),
 }
 
-// SAFETY: a packed struct that starts with the SDT header (all the crate reads), with the
-// DMAR signature.
-unsafe impl AcpiTable for DmarTable {
-    const SIGNATURE: Signature = Signature::DMAR;
-    fn header(&self) -> &SdtHeader {
-        &self.header
+impl fmt::Display for NoIommu {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::NoAcpi => f.write_str("no ACPI tables"),
+            Self::NoTable => f.write_str("no DMAR or IVRS table (no Intel VT-d, no AMD-Vi)"),
+            Self::Dmar(e) => write!(f, "{e}"),
+            Self::Ivrs(e) => write!(f, "{e}"),
+            Self::NotCovered => f.write_str("no IOMMU translates the sandboxes' functions"),
+            Self::Unmapped(b) => write!(f, "unit at {b:#x}: registers above 4 GiB"),
+            Self::Levels(b) => write!(
+                f,
+                "unit at {b:#x}: no 3- or 4-level tables for Quest's layout"
+            ),
+            Self::Domains(b) => write!(f, "unit at {b:#x}: too few domain IDs"),
+            Self::VtdDomain(name, e) => write!(f, "sandbox '{name}': {e}"),
+            Self::AmdDomain(name, e) => write!(f, "sandbox '{name}': {e}"),
+            Self::OwnFunction(name, a) => {
+                write!(f, "sandbox '{name}' is given the IOMMU's own function {a}")
+            }
+            Self::Frames => f.write_str("out of monitor frames for the IOMMU's tables"),
+            Self::Timeout(b, what) => write!(f, "unit at {b:#x} did not finish {what}"),
+        }
     }
 }
 
-/// A unit's register page(s), identity mapped.
+/// A unit's register window, identity mapped.
 #[derive(Clone, Copy, Debug)]
 struct Registers(u64);
 
@@ -75,8 +111,9 @@ impl Registers {
         self.0 + offset
     }
     fn read32(self, offset: u64) -> u32 {
-        // SAFETY: `Unit::new` checked that every offset Quest uses stays below 4 GiB,
-        // identity mapped; these are the unit's registers (firmware-described MMIO).
+        // SAFETY: the unit's constructor checked that every offset Quest uses stays
+        // below 4 GiB, identity mapped; these are the unit's registers (firmware-described
+        // MMIO).
         unsafe { core::ptr::read_volatile(self.at(offset) as *const u32) }
     }
     fn write32(self, offset: u64, value: u32) {
@@ -84,179 +121,114 @@ impl Registers {
         unsafe { core::ptr::write_volatile(self.at(offset) as *mut u32, value) }
     }
     fn read64(self, offset: u64) -> u64 {
-        // SAFETY: as in `read32`; 64-bit registers may be read whole (VT-d 10.2).
+        // SAFETY: as in `read32`; 64-bit registers may be read whole (VT-d 10.2, AMD-Vi
+        // 3.4).
         unsafe { core::ptr::read_volatile(self.at(offset) as *const u64) }
     }
     fn write64(self, offset: u64, value: u64) {
         // SAFETY: as in `read64`.
         unsafe { core::ptr::write_volatile(self.at(offset) as *mut u64, value) }
     }
-}
-
-/// One unit Quest uses.
-#[derive(Clone, Copy, Debug)]
-struct Unit {
-    regs: Registers,
-    cap: Capability,
-    ecap: ExtCapability,
-}
-
-/// Why there is no DMA protection.
-#[derive(Clone, Copy, Debug)]
-enum NoIommu {
-    NoAcpi,
-    NoDmar,
-    Dmar(quest_monitor_core::vtd::dmar::DmarError),
-    NotCovered,
-    Unmapped(u64),
-    Levels(u64),
-    Domains(u64),
-    Domain(&'static str, DomainError),
-    Timeout(u64, &'static str),
-}
-
-impl fmt::Display for NoIommu {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            Self::NoAcpi => f.write_str("no ACPI tables"),
-            Self::NoDmar => f.write_str("no DMAR table (no Intel VT-d)"),
-            Self::Dmar(e) => write!(f, "{e}"),
-            Self::NotCovered => f.write_str("no DMAR unit translates the sandboxes' functions"),
-            Self::Unmapped(b) => write!(f, "unit at {b:#x}: registers above 4 GiB"),
-            Self::Levels(b) => write!(
-                f,
-                "unit at {b:#x}: no 3- or 4-level tables for Quest's layout"
-            ),
-            Self::Domains(b) => write!(f, "unit at {b:#x}: too few domain IDs"),
-            Self::Domain(name, e) => write!(f, "sandbox '{name}': {e}"),
-            Self::Timeout(b, what) => write!(f, "unit at {b:#x} did not finish {what}"),
-        }
-    }
-}
-
-impl Unit {
-    fn new(base: u64) -> Result<Self, NoIommu> {
-        if base >= MAPPED - 0x1000 {
-            return Err(NoIommu::Unmapped(base));
-        }
-        let probe = Registers(base);
-        let (cap, ecap) = (
-            Capability(probe.read64(regs::CAP)),
-            ExtCapability(probe.read64(regs::ECAP)),
-        );
-        let records_end = cap.fault_record_offset() + 16 * u64::from(cap.fault_records());
-        let iotlb_end = ecap.iotlb_offset() + 16;
-        if base + records_end.max(iotlb_end) > MAPPED {
-            return Err(NoIommu::Unmapped(base));
-        }
-        Ok(Self {
-            regs: probe,
-            cap,
-            ecap,
-        })
-    }
 
     /// Waits until `done` holds (the unit finished `what`).
-    fn wait(&self, what: &'static str, done: impl Fn(Registers) -> bool) -> Result<(), NoIommu> {
+    fn wait(self, what: &'static str, done: impl Fn(Self) -> bool) -> Result<(), NoIommu> {
         let deadline = tsc::now() + COMMAND_TIMEOUT_US * u64::from(tsc::khz()) / 1000;
-        while !done(self.regs) {
+        while !done(self) {
             if tsc::now() > deadline {
-                return Err(NoIommu::Timeout(self.regs.0, what));
+                return Err(NoIommu::Timeout(self.0, what));
             }
             core::hint::spin_loop();
         }
         Ok(())
     }
+}
 
-    /// Sets GCMD command `bit` and waits for its status (`set`: until the status bit is
-    /// set; else until it clears).
-    fn command(&self, what: &'static str, bit: u32, set: bool) -> Result<(), NoIommu> {
-        let gsts = self.regs.read32(regs::GSTS);
-        self.regs.write32(regs::GCMD, regs::gcmd(gsts, bit));
-        self.wait(what, |r| (r.read32(regs::GSTS) & bit != 0) == set)
-    }
+/// A protected function: its address, owner, the unit (index) that translates it, and
+/// the device ID its requests carry there (its own, or an alias: AMD-Vi).
+#[derive(Clone, Copy, Debug)]
+struct Function {
+    address: PciAddress,
+    sandbox: SandboxId,
+    unit: usize,
+    requester: u16,
+}
 
-    /// Takes every primary fault record (clearing it), passing each fault to `each`.
-    fn take_faults(&self, mut each: impl FnMut(FaultRecord)) {
-        let r = self.regs;
-        let fsts = r.read32(regs::FSTS);
-        if fsts & (regs::FSTS_PPF | regs::FSTS_PFO) == 0 {
-            return;
-        }
-        let n = self.cap.fault_records();
-        let first = (fsts >> regs::FSTS_FRI_SHIFT) & 0xff;
-        for k in 0..n {
-            let at = self.cap.fault_record_offset() + 16 * u64::from((first + k) % n);
-            let high = r.read64(at + 8);
-            if high & regs::FAULT_F == 0 {
-                continue;
-            }
-            let low = r.read64(at);
-            // Bit 127 (F) is write-1-to-clear: the record's upper dword.
-            r.write32(at + 12, 1 << 31);
-            if let Some(f) = FaultRecord::decode(low, high) {
-                each(f);
-            }
-        }
-        r.write32(regs::FSTS, fsts & regs::FSTS_CLEAR);
-    }
+/// A DMA a unit refused, in the words the report uses.
+#[derive(Clone, Copy, Debug)]
+struct DmaFault {
+    /// The requester.
+    source: PciAddress,
+    /// The address it used (`None`: the unit did not say).
+    address: Option<u64>,
+    /// A write (`None`: the unit did not say).
+    write: Option<bool>,
+    /// Why it was refused.
+    why: &'static str,
+}
 
-    /// Points the unit at `root`, invalidates its caches and turns translation on, the
-    /// fault event an NMI to `fault_apic` (masked until the fault core first enters its guest:
-    /// [`before_entry`]).
-    fn enable(&self, root: HostPhysAddr, fault_apic: Option<u32>) -> Result<(), NoIommu> {
-        let r = self.regs;
-        r.write64(regs::RTADDR, root.as_u64());
-        self.command("setting the root table", regs::GCMD_SRTP, true)?;
-        if self.cap.rwbf() {
-            self.command("a write-buffer flush", regs::GCMD_WBF, false)?;
-        }
-        r.write64(regs::CCMD, regs::CCMD_ICC | regs::CCMD_GLOBAL);
-        self.wait("the context-cache invalidation", |r| {
-            r.read64(regs::CCMD) & regs::CCMD_ICC == 0
-        })?;
-        let iotlb = self.ecap.iotlb_offset() + 8;
-        r.write64(
-            iotlb,
-            regs::IOTLB_IVT | regs::IOTLB_GLOBAL | self.cap.drains(),
-        );
-        self.wait("the IOTLB invalidation", |r| {
-            r.read64(iotlb) & regs::IOTLB_IVT == 0
-        })?;
-        r.write32(regs::FECTL, regs::FECTL_IM);
-        self.take_faults(|_| {}); // the firmware's, if any
-        if let Some((data, address)) = fault_apic.and_then(regs::fault_event_nmi) {
-            r.write32(regs::FEDATA, data);
-            r.write32(regs::FEADDR, address);
-            r.write32(regs::FEUADDR, 0);
-        }
-        self.command("enabling translation", regs::GCMD_TE, true)
-    }
+/// The units in use.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // One value, in a static.
+enum Units {
+    Vtd(vtd::Units),
+    AmdVi(amdvi::Units),
 }
 
 /// What the monitor keeps once the units translate.
 #[derive(Debug)]
 struct Active {
-    units: [Option<Unit>; MAX_UNITS],
-    functions: [Option<(PciAddress, SandboxId)>; MAX_FUNCTIONS],
+    units: Units,
+    functions: [Option<Function>; MAX_FUNCTIONS],
     fault_core: Option<CoreId>,
+    fault_apic: Option<u32>,
+    /// TSC cycles between polls (0: not polled).
+    poll_cycles: u64,
+}
+
+impl Active {
+    fn functions(&self) -> impl Iterator<Item = &Function> {
+        self.functions.iter().flatten()
+    }
+
+    fn owner(&self, f: PciAddress) -> Option<SandboxId> {
+        self.functions().find(|g| g.address == f).map(|g| g.sandbox)
+    }
+
+    /// Unmasks the fault interrupt.
+    fn arm(&self) {
+        match &self.units {
+            Units::Vtd(u) => u.arm(),
+            Units::AmdVi(u) => u.arm(),
+        }
+    }
+
+    /// Takes every fault the units hold (clearing them), passing each to `each`.
+    fn take_faults(&self, each: &mut dyn FnMut(DmaFault)) {
+        match &self.units {
+            Units::Vtd(u) => u.take_faults(each),
+            Units::AmdVi(u) => u.take_faults(&self.functions, each),
+        }
+    }
 }
 
 static ACTIVE: spin::Once<Active> = spin::Once::new();
-/// The fault core unmasked the fault event.
+/// The fault core unmasked the fault interrupt.
 static ARMED: AtomicBool = AtomicBool::new(false);
 /// NMI exits of all vCPUs ([`nmi_exit`]).
 static NMI_EXITS: AtomicU64 = AtomicU64::new(0);
-/// NMIs (exits and gate) when the fault core last looked at the fault status.
+/// NMIs (exits and gate) when the fault core last looked at the faults.
 static NMIS_SEEN: AtomicU64 = AtomicU64::new(0);
-/// Per sandbox: a DMA fault to stop it for (bit 0), a write (bit 1), the page (63:12).
+/// TSC of the next poll (polled units only).
+static NEXT_POLL: AtomicU64 = AtomicU64::new(0);
+/// Per sandbox: a DMA fault to stop it for (bit 0), a write (bit 1), the direction known
+/// (bit 2), the address known (bit 3), the page (63:12).
 static PENDING: [AtomicU64; MAX_SANDBOXES] = [const { AtomicU64::new(0) }; MAX_SANDBOXES];
-/// Held while the fault records are read.
+/// Held while the faults are read.
 static SERVICE: spin::Mutex<()> = spin::Mutex::new(());
 
-/// Domain tables in identity-mapped frames of the monitor's pool; with a unit whose
-/// walks do not snoop the caches (`ExtCapability::coherent`), every written line is
-/// flushed.
+/// IOMMU tables in identity-mapped frames of the monitor's pool; with a unit whose
+/// walks do not snoop the caches (VT-d's `ExtCapability::coherent`), every written line
+/// is flushed.
 struct PoolFrames {
     flush: bool,
 }
@@ -283,12 +255,14 @@ impl EptMemory for PoolFrames {
     }
     fn read(&self, table: HostPhysAddr, index: usize) -> u64 {
         let table = table.as_u64() as *const u64;
-        // SAFETY: `table` is a frame allocated above (identity mapped), index < 512.
+        // SAFETY: `table` is a frame of the pool allocated for these tables (identity
+        // mapped), index < 512.
         unsafe { table.add(index % 512).read_volatile() }
     }
     fn write(&mut self, table: HostPhysAddr, index: usize, value: u64) {
         let entry = table.as_u64() + 8 * (index % 512) as u64;
-        // SAFETY: as in `read`; no unit walks these tables before they are complete.
+        // SAFETY: as in `read`; a unit walks these tables only once they are complete,
+        // or after the invalidation that follows a change.
         unsafe { (entry as *mut u64).write_volatile(value) };
         self.flush(entry, 8);
     }
@@ -299,8 +273,42 @@ fn name(table: &TableView<'static>, s: SandboxId) -> &'static str {
     table.sandbox(s).map_or("?", |v| v.name())
 }
 
+/// The bytes of the firmware's ACPI table `T` (`None`: there is none).
+fn acpi_table<T: AcpiTable>(root: AcpiRoot) -> Result<Option<&'static [u8]>, NoIommu> {
+    // SAFETY: the root comes from GRUB's copy of the firmware RSDP; the crate checks
+    // signatures and checksums; the tables are identity mapped.
+    let tables =
+        unsafe { AcpiTables::from_rsdt(IdentityMapped, root.revision, root.address as usize) }
+            .map_err(|_| NoIommu::NoAcpi)?;
+    let Ok(t) = tables.find_table::<T>() else {
+        return Ok(None);
+    };
+    let len = t.get().header().length as usize;
+    // SAFETY: the crate validated `length` bytes at this identity-mapped address (its
+    // checksum covers them); firmware tables are never written.
+    Ok(Some(unsafe {
+        core::slice::from_raw_parts(t.physical_start() as *const u8, len)
+    }))
+}
+
+/// The protected functions' fault core and its APIC ID: the first core of the first
+/// sandbox with a function that may start.
+fn fault_core(functions: &[Option<Function>], cores: &Cores) -> (Option<CoreId>, Option<u32>) {
+    let core = functions
+        .iter()
+        .flatten()
+        .filter(|f| crate::pci::may_start(f.sandbox))
+        .find_map(|f| record(f.sandbox).placement().cores.of_vcpu(0));
+    let apic = core.and_then(|c| cores.apic_ids().get(c.index()).copied());
+    (core, apic)
+}
+
 /// Sets up DMA protection for every PCI function given to a sandbox and prints one line
 /// (boot core, after `pci::init`, the placement and the frame pool, before any AP runs).
+/// Never inlined, nor is anything below that runs once or rarely: their locals (tables
+/// of units and functions) would otherwise stay in the frames of the boot core's
+/// long-lived callers, and its 64 KiB stack lies right above the boot page tables.
+#[inline(never)]
 pub fn init(
     table: &TableView<'static>,
     acpi: Option<AcpiRoot>,
@@ -313,17 +321,16 @@ pub fn init(
         return;
     }
     let protected = match protect(table, acpi, channel_hpas, cores) {
-        Ok(()) => true,
+        Ok(active) => {
+            ACTIVE.call_once(|| active);
+            true
+        }
         Err(why) => {
             crate::println!("quest: no IOMMU: {why}");
             false
         }
     };
-    let is_protected = |f| {
-        ACTIVE
-            .get()
-            .is_some_and(|a| a.functions.iter().flatten().any(|&(g, _)| g == f))
-    };
+    let is_protected = |f| ACTIVE.get().is_some_and(|a| a.owner(f).is_some());
     crate::pci::assigned(|s, f, unprotected_ok| {
         let safe = protected && is_protected(f);
         crate::pci::set_dma(s, f, safe || unprotected_ok);
@@ -336,146 +343,39 @@ pub fn init(
     });
 }
 
-/// Builds the domains and context entries and turns the units on.
+/// Finds the firmware's IOMMU (DMAR first, then IVRS) and turns it on.
 fn protect(
     table: &TableView<'static>,
     acpi: Option<AcpiRoot>,
     channel_hpas: &[HostPhysAddr],
     cores: &Cores,
-) -> Result<(), NoIommu> {
-    let dmar = Dmar::parse(dmar_bytes(acpi.ok_or(NoIommu::NoAcpi)?)?).map_err(NoIommu::Dmar)?;
-    // Which unit each function is behind (segment 0: all Quest scans).
-    let mut functions = [None; MAX_FUNCTIONS];
-    let mut used = [false; MAX_UNITS];
-    let mut n = 0;
-    crate::pci::assigned(|s, f, _| {
-        if let (Some(u), Some(slot)) = (
-            dmar.unit_for(0, f, crate::pci::bridge_buses),
-            functions.get_mut(n),
-        ) {
-            *slot = Some((f, s, u));
-            used[u] = true;
-            n += 1;
-        }
-    });
-    let mut units = [None; MAX_UNITS];
-    for (i, u) in dmar.units().enumerate() {
-        if used[i] {
-            units[i] = Some(Unit::new(u.register_base)?);
-        }
+) -> Result<Active, NoIommu> {
+    let root = acpi.ok_or(NoIommu::NoAcpi)?;
+    if let Some(dmar) = acpi_table::<vtd::DmarTable>(root)? {
+        return vtd::protect(table, dmar, channel_hpas, cores);
     }
-    let in_use = || units.iter().flatten();
-    // Domain ID = sandbox index + 1 (0 is reserved where the unit caches not-present
-    // entries).
-    let top_domain = functions
-        .iter()
-        .flatten()
-        .map(|&(_, s, _)| s.index() as u32 + 1)
-        .max()
-        .unwrap_or(0);
-    let first = in_use().next().ok_or(NoIommu::NotCovered)?;
-    let levels = regs::choose_levels(first.cap, DOMAIN_TOP).ok_or(NoIommu::Levels(first.regs.0))?;
-    for u in in_use() {
-        if u.cap.sagaw() & (1 << levels.aw()) == 0 {
-            return Err(NoIommu::Levels(u.regs.0));
-        }
-        if u.cap.domains() <= top_domain {
-            return Err(NoIommu::Domains(u.regs.0));
-        }
+    if let Some(ivrs) = acpi_table::<amdvi::IvrsTable>(root)? {
+        return amdvi::protect(table, ivrs, channel_hpas, cores);
     }
-    let large = in_use().all(|u| u.cap.large_pages());
-    let flush = in_use().any(|u| !u.ecap.coherent());
+    Err(NoIommu::NoTable)
+}
 
-    // One domain per sandbox with a function, one root table per unit.
-    let started = tsc::now();
-    let mut roots: [Option<RootTable<PoolFrames>>; MAX_UNITS] = [const { None }; MAX_UNITS];
-    let mut domains: [Option<HostPhysAddr>; MAX_SANDBOXES] = [None; MAX_SANDBOXES];
-    let mut domain_count = 0;
-    for &(f, s, u) in functions.iter().flatten() {
-        let i = s.index() % MAX_SANDBOXES;
-        let sl = match domains[i] {
-            Some(sl) => sl,
-            None => {
-                let placement = record(s).placement();
-                let place = HostPlacement {
-                    sandbox: &placement,
-                    channel_hpas,
-                    calibration_hpa: None,
-                    device_memory: &[],
-                };
-                let d = build_domain(
-                    table.raw(),
-                    s.index(),
-                    &place,
-                    PoolFrames { flush },
-                    levels,
-                    large,
-                )
-                .map_err(|e| NoIommu::Domain(name(table, s), e))?;
-                domain_count += 1;
-                domains[i] = Some(d.root());
-                d.root()
-            }
-        };
-        let root = match &mut roots[u] {
-            Some(r) => r,
-            slot => slot.insert(
-                RootTable::new(PoolFrames { flush })
-                    .map_err(|e| NoIommu::Domain(name(table, s), e))?,
-            ),
-        };
-        root.add(f, sl, levels, s.index() as u16 + 1)
-            .map_err(|e| NoIommu::Domain(name(table, s), e))?;
-    }
-    let cycles = tsc::now() - started;
-
-    // The fault event goes to the first core of the first sandbox with a function.
-    let fault_core = functions
-        .iter()
-        .flatten()
-        .find_map(|&(_, s, _)| record(s).placement().cores.of_vcpu(0));
-    let fault_apic = fault_core.and_then(|c| cores.apic_ids().get(c.index()).copied());
-    for (u, root) in units.iter().zip(&roots) {
-        if let (Some(u), Some(root)) = (u, root) {
-            u.enable(root.root(), fault_apic)?;
-        }
-    }
-    let devices = functions.iter().flatten().count();
-    ACTIVE.call_once(|| Active {
-        units,
-        functions: functions.map(|f| f.map(|(f, s, _)| (f, s))),
-        fault_core,
-    });
-    let base = first.regs.0;
-    let width = levels.bits();
-    let faults = match fault_apic.and_then(regs::fault_event_nmi) {
-        Some(_) => "faults by NMI",
-        None => "no fault interrupt (APIC ID above 255)",
+/// The boot line of an IOMMU that translates.
+fn announce(kind: &str, base: u64, active: &Active, domains: usize, bits: u8, cycles: u64) {
+    let devices = active.functions().count();
+    let faults = match (active.fault_apic, active.poll_cycles) {
+        (Some(_), 0) => "faults by NMI",
+        (Some(_), _) => "faults by NMI, polled every 1 ms",
+        (None, 0) => "no fault interrupt",
+        (None, _) => "no fault interrupt, polled every 1 ms",
     };
     crate::println!(
-        "quest: IOMMU VT-d at {base:#x}: {devices} devices in {domain_count} domains ({width}-bit tables built in {cycles} cycles; {faults})"
+        "quest: IOMMU {kind} at {base:#x}: {devices} devices in {domains} domains ({bits}-bit tables built in {cycles} cycles; {faults})"
     );
-    Ok(())
 }
 
-/// The DMAR table's bytes.
-fn dmar_bytes(root: AcpiRoot) -> Result<&'static [u8], NoIommu> {
-    // SAFETY: the root comes from GRUB's copy of the firmware RSDP; the crate checks
-    // signatures and checksums; the tables are identity mapped.
-    let tables =
-        unsafe { AcpiTables::from_rsdt(IdentityMapped, root.revision, root.address as usize) }
-            .map_err(|_| NoIommu::NoAcpi)?;
-    let dmar = tables
-        .find_table::<DmarTable>()
-        .map_err(|_| NoIommu::NoDmar)?;
-    let len = dmar.header.length as usize;
-    // SAFETY: the crate validated `length` bytes at this identity-mapped address (its
-    // checksum covers them); firmware tables are never written.
-    Ok(unsafe { core::slice::from_raw_parts(dmar.physical_start() as *const u8, len) })
-}
-
-/// Whether `v` runs on the fault core and an NMI came since it last looked at the fault
-/// records: then a `WAIT` it sleeps in returns, so that [`before_entry`] looks.
+/// Whether `v` runs on the fault core and an NMI came since it last looked at the
+/// faults: then a `WAIT` it sleeps in returns, so that [`before_entry`] looks.
 pub fn fault_signalled(v: &Vcpu) -> bool {
     ACTIVE.get().is_some_and(|a| {
         Some(v.core) == a.fault_core
@@ -489,24 +389,40 @@ pub fn nmi_exit() {
     NMI_EXITS.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Before each VM entry of `v`: on the fault core, unmask the fault event once and look
-/// at the fault records when an NMI came since the last look; for every vCPU, a DMA fault
-/// of its sandbox stops it.
+/// On the fault core: looks at the faults when an NMI came since the last look.
+fn after_nmi(sys: &System, active: &Active, here: Option<SandboxId>) {
+    // Plain loads first: only the fault core writes NMIS_SEEN.
+    let nmis = NMI_EXITS.load(Ordering::Relaxed) + crate::vmx::nmis_handled();
+    if NMIS_SEEN.load(Ordering::Relaxed) != nmis {
+        NMIS_SEEN.store(nmis, Ordering::Release);
+        let _one = SERVICE.lock();
+        service(sys, active, here);
+    }
+}
+
+/// Before each VM entry of `v`: on the fault core, unmask the fault interrupt once and
+/// look at the faults when an NMI came since the last look; on any core, poll units that
+/// need it when the time has come; for every vCPU, a DMA fault of its sandbox stops it.
 pub fn before_entry(v: &Vcpu) -> Option<Action> {
     let active = ACTIVE.get()?;
     // Plain loads first: this runs before every entry; only the fault core writes the
     // first two, and a mark is rare.
     if Some(v.core) == active.fault_core {
         if !ARMED.load(Ordering::Relaxed) {
-            ARMED.store(true, Ordering::Relaxed);
-            for u in active.units.iter().flatten() {
-                u.regs.write32(regs::FECTL, 0);
-            }
+            // Under the service lock: a poll on another core may be restarting a log.
+            let _one = SERVICE.lock();
+            active.arm();
+            ARMED.store(true, Ordering::Release);
         }
-        let nmis = NMI_EXITS.load(Ordering::Relaxed) + crate::vmx::nmis_handled();
-        if NMIS_SEEN.load(Ordering::Relaxed) != nmis {
-            NMIS_SEEN.store(nmis, Ordering::Release);
-            service(v, active);
+        after_nmi(v.sys, active, Some(v.sandbox));
+    }
+    if active.poll_cycles != 0 {
+        let now = tsc::now();
+        if now >= NEXT_POLL.load(Ordering::Relaxed) {
+            NEXT_POLL.store(now + active.poll_cycles, Ordering::Relaxed);
+            if let Some(_one) = SERVICE.try_lock() {
+                service(v.sys, active, Some(v.sandbox));
+            }
         }
     }
     let mark = &PENDING[v.sandbox.index() % MAX_SANDBOXES];
@@ -514,61 +430,103 @@ pub fn before_entry(v: &Vcpu) -> Option<Action> {
         return None;
     }
     let pending = mark.swap(0, Ordering::AcqRel);
-    (pending != 0).then(|| {
-        Action::fault_at(
-            FaultKind::Dma {
-                write: pending & 2 != 0,
-            },
-            pending & !0xfff,
-        )
+    if pending == 0 {
+        return None;
+    }
+    let write = (pending & 4 != 0).then_some(pending & 2 != 0);
+    let kind = FaultKind::Dma { write };
+    Some(if pending & 8 != 0 {
+        Action::fault_at(kind, pending & !0xfff)
+    } else {
+        Action::fault(kind)
     })
 }
 
-/// Reads and clears every fault; reports each, turns its function's bus mastering off
-/// and marks (and wakes) its sandbox.
-fn service(v: &Vcpu, active: &Active) {
-    let _one = SERVICE.lock();
-    for u in active.units.iter().flatten() {
-        u.take_faults(|f| {
-            let owner = active.functions.iter().flatten().find(|&&(g, _)| g == f.source).map(|&(_, s)| s);
-            crate::pci::stop_bus_master(f.source);
-            let access = if f.write { "wrote" } else { "read" };
-            let why = match f.reason {
-                4..=6 => "not its memory",
-                _ => f.reason_name(),
-            };
-            let Some(s) = owner else {
-                crate::println!(
-                    "quest: DMA fault: device {} of no sandbox {access} {:#x} ({why}); bus mastering off",
-                    f.source, f.address
-                );
-                return;
-            };
+/// A vCPU core in one of the monitor's idle loops (parked after its sandbox ended, or
+/// waiting for a restart), after an NMI ended its halt or while it spins: on the fault
+/// core, once armed (it ran its vCPU, so the vCPU NMI gate is its IDT's), looks at the
+/// faults when an NMI came since the last look.
+#[inline(never)]
+pub fn idle() {
+    let Some(active) = ACTIVE.get() else {
+        return;
+    };
+    if !ARMED.load(Ordering::Acquire)
+        || NMIS_SEEN.load(Ordering::Relaxed)
+            == NMI_EXITS.load(Ordering::Relaxed) + crate::vmx::nmis_handled()
+        || active.fault_apic != Some(crate::arch::apic::id())
+    {
+        return;
+    }
+    if let Some(sys) = crate::smp::system() {
+        after_nmi(sys, active, None);
+    }
+}
+
+/// Reads and clears every fault (the caller holds [`SERVICE`]); reports each, turns its
+/// function's bus mastering off and marks (and wakes) its sandbox. `here`: the sandbox
+/// whose vCPU runs this (it sees the mark before its next entry without a wake-up).
+#[inline(never)]
+#[cold]
+fn service(sys: &System, active: &Active, here: Option<SandboxId>) {
+    active.take_faults(&mut |f| {
+        let owner = active.owner(f.source);
+        crate::pci::stop_bus_master(f.source);
+        let Some(s) = owner else {
             crate::println!(
-                "quest: DMA fault: device {} of sandbox '{}' {access} {:#x} ({why}); sandbox stopped",
+                "quest: DMA fault: device {} of no sandbox {}; bus mastering off",
                 f.source,
-                name(&v.sys.table, s),
-                f.address
+                Access(&f)
             );
-            let mark = f.address | 1 | if f.write { 2 } else { 0 };
-            PENDING[s.index() % MAX_SANDBOXES].store(mark, Ordering::Release);
-            if s != v.sandbox {
-                wake(v, s);
+            return;
+        };
+        crate::println!(
+            "quest: DMA fault: device {} of sandbox '{}' {}; sandbox stopped",
+            f.source,
+            name(&sys.table, s),
+            Access(&f)
+        );
+        let mut mark = 1;
+        if let Some(w) = f.write {
+            mark |= 4 | if w { 2 } else { 0 };
+        }
+        if let Some(a) = f.address {
+            mark |= 8 | (a & !0xfff);
+        }
+        PENDING[s.index() % MAX_SANDBOXES].store(mark, Ordering::Release);
+        if Some(s) != here {
+            wake(sys, s);
+        }
+    });
+}
+
+/// What a fault did, for its report line: `wrote 0x400000 (not its memory)`.
+struct Access<'a>(&'a DmaFault);
+
+impl fmt::Display for Access<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.0;
+        match (d.write, d.address) {
+            (Some(w), Some(a)) => {
+                let verb = if w { "wrote" } else { "read" };
+                write!(f, "{verb} {a:#x} ({})", d.why)
             }
-        });
+            (_, Some(a)) => write!(f, "accessed {a:#x} ({})", d.why),
+            (_, None) => write!(f, "made a DMA the IOMMU refused ({})", d.why),
+        }
     }
 }
 
 /// Gets every vCPU of sandbox `s` to its next entry check: an NMI each, and a doorbell
 /// for one asleep in `WAIT` (it returns to its run loop, which stops it before the guest
 /// sees the wake-up).
-fn wake(v: &Vcpu, s: SandboxId) {
+fn wake(sys: &System, s: SandboxId) {
     let st = state(s);
     for (i, &core) in record(s).placement().cores.as_slice().iter().enumerate() {
         if let Some(p) = st.doorbell_pending.get(i) {
             p.store(1, Ordering::SeqCst);
         }
-        if let Some(apic_id) = v.sys.apic_id(core) {
+        if let Some(apic_id) = sys.apic_id(core) {
             // SAFETY: a vCPU core of sandbox `s`: in its guest the NMI exits, in the
             // monitor the vCPU NMI gate ends a sleep or just returns.
             unsafe { crate::arch::apic::send_nmi(apic_id) };

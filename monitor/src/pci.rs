@@ -358,6 +358,19 @@ pub fn stop_bus_master(f: PciAddress) {
     }
 }
 
+/// Dword register `offset` of function `f`'s real configuration space, for the
+/// monitor's own use (an IOMMU's own function, a protected function's command register);
+/// never what a sandbox asks.
+pub fn real_read(f: PciAddress, offset: u8) -> u32 {
+    REAL.lock().read(f, offset)
+}
+
+/// Writes dword register `offset` of function `f`'s real configuration space (see
+/// [`real_read`]).
+pub fn real_write(f: PciAddress, offset: u8, value: u32) {
+    REAL.lock().write(f, offset, value);
+}
+
 /// The secondary and subordinate bus of function `f` if it is a PCI-PCI bridge (header
 /// type 1), for DMAR device scopes behind bridges.
 pub fn bridge_buses(f: PciAddress) -> Option<quest_monitor_core::vtd::dmar::BridgeBuses> {

@@ -154,6 +154,11 @@ extern "C" fn ap_main(core: u64) -> ! {
     enter(core, system)
 }
 
+/// The published `System` (`None` before [`release`]).
+pub fn system() -> Option<&'static System> {
+    SYSTEM.get()
+}
+
 /// Publishes the finished `System` (boot core, once); waiting APs proceed.
 pub fn release(system: System) -> &'static System {
     SYSTEM.call_once(|| system)

@@ -54,7 +54,10 @@ fn devices_in_bochs_show_each_sandbox_its_own_functions() {
     assert_line(c, "quest: device 00:01.1 (8086:7010) -> sandbox 'owner'");
     // Its I/O BAR's ports are passed through (the address is firmware's).
     assert_line(c, "quest: device 00:01.1 BAR4 ports 0x");
-    assert_line(c, "quest: no IOMMU: no DMAR table (no Intel VT-d)");
+    assert_line(
+        c,
+        "quest: no IOMMU: no DMAR or IVRS table (no Intel VT-d, no AMD-Vi)",
+    );
     assert_line(c, "[owner] function 00:01.1 id 8086:7010 class 010180");
     assert_line(c, "[owner] bar 00:01.1 #4: io size 0x10 (value 0x");
     assert_line(c, "[owner] bus master 00:01.1: refused");

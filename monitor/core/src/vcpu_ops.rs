@@ -190,8 +190,8 @@ pub enum FaultKind {
     /// One of the sandbox's PCI functions made a DMA request the IOMMU refused (its
     /// domain does not map the address, or not for that access).
     Dma {
-        /// A write (else a read).
-        write: bool,
+        /// A write (else a read; `None`: the IOMMU did not say).
+        write: Option<bool>,
     },
 }
 
@@ -227,7 +227,11 @@ impl fmt::Display for FaultKind {
             Self::Dma { write } => write!(
                 f,
                 "DMA fault (device {})",
-                if write { "write" } else { "read" }
+                match write {
+                    Some(true) => "write",
+                    Some(false) => "read",
+                    None => "access",
+                }
             ),
         }
     }
@@ -313,8 +317,12 @@ mod tests {
         );
         assert_eq!(line(FaultKind::Unexpected(13)), "unexpected VM exit (invd)");
         assert_eq!(
-            line(FaultKind::Dma { write: true }),
+            line(FaultKind::Dma { write: Some(true) }),
             "DMA fault (device write)"
+        );
+        assert_eq!(
+            line(FaultKind::Dma { write: None }),
+            "DMA fault (device access)"
         );
         assert_eq!(
             line(FaultKind::ControlRegister(4)),

@@ -145,7 +145,7 @@ boot_pdpt:
 boot_pd:
     .skip 4096 * 4
 boot_stack:
-    .skip 65536
+    .skip 131072
 boot_stack_top:
     "#,
     pd_entries = const BOOT_PD_ENTRIES,

@@ -88,6 +88,8 @@ fn wait_for_launch(st: &SandboxState, current: u32) -> u32 {
         if st.status.load(Ordering::Acquire) != STATUS_RUNNING {
             park_forever();
         }
+        // The IOMMU's fault NMI may come here (this core is its fault core).
+        crate::iommu::idle();
         core::hint::spin_loop();
     }
 }
@@ -465,9 +467,11 @@ fn patch_launch_values(v: &Vcpu, launch: u32) {
     }
 }
 
-/// Halts this core for good (NMIs return to the halt).
+/// Halts this core for good (NMIs return to the halt; the IOMMU's fault NMI is looked
+/// at, should this be its fault core).
 pub fn park_forever() -> ! {
     loop {
         x86_64::instructions::hlt();
+        crate::iommu::idle();
     }
 }

@@ -75,6 +75,12 @@ GUEST; it needs QEMU and such a card:
   quest-build run partition-manifests/web.toml --forward 8080:80
   curl http://127.0.0.1:8080/
 
+A system that gives a sandbox a PCI device boots in QEMU on its Q35 machine with an
+IOMMU, so the monitor can confine each device's DMA to its sandbox's memory: Intel VT-d
+by default; --iommu amd gives QEMU's AMD-Vi instead, --iommu none no IOMMU (the monitor
+then refuses bus mastering unless the device's entry says dma = \"unprotected\"). Bochs
+has no IOMMU; --iommu with Bochs, or for a system without PCI devices, is an error.
+
 Before any sandbox runs, the monitor measures the platform (`quest: calibration:` lines).
 --calibrate writes those constants to images/<system>.platform.toml, a profile for
 `quest-build bounds --platform`. --check-bounds (manifests only) computes each channel's

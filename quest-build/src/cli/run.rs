@@ -1,8 +1,8 @@
 //! `quest-build run MANIFEST|IMAGE [--emulator bochs|qemu] [--cpu intel|amd] [--timeout SECS]
-//! [--com2 SOCKET] [--forward HOST_PORT:GUEST_PORT]...`.
+//! [--com2 SOCKET] [--forward HOST_PORT:GUEST_PORT]... [--iommu intel|amd|none]`.
 
 use crate::build::{Progress, Workspace};
-use crate::run::{self, network, qemu::Accel, Emulator, RunError, RunOptions};
+use crate::run::{self, network, qemu, qemu::Accel, Emulator, Machine, RunError, RunOptions};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -24,6 +24,41 @@ pub enum CpuArg {
     Intel,
     /// AMD with SVM and nested paging (the `ryzen` model).
     Amd,
+}
+
+/// The IOMMU QEMU gives a system with PCI devices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum IommuArg {
+    /// Intel VT-d (`-device intel-iommu`, an ACPI DMAR table; the default).
+    Intel,
+    /// AMD-Vi (`-device amd-iommu`, an ACPI IVRS table).
+    Amd,
+    /// None: DMA stays unprotected, so the monitor refuses bus mastering unless a
+    /// device says `dma = "unprotected"`.
+    None,
+}
+
+/// The IOMMU `--iommu` asks for on `chosen` for a system that names PCI devices or not
+/// (`any_pci`); an error where it cannot be given.
+fn iommu(
+    arg: Option<IommuArg>,
+    chosen: Emulator,
+    any_pci: bool,
+) -> Result<qemu::Iommu, &'static str> {
+    let Some(arg) = arg else {
+        return Ok(qemu::Iommu::default());
+    };
+    if matches!(chosen, Emulator::Bochs | Emulator::BochsAmd) {
+        return Err("--iommu chooses QEMU's IOMMU; Bochs has none (its i440FX chipset cannot have one): use --emulator qemu");
+    }
+    if !any_pci {
+        return Err("--iommu: this system gives no sandbox a PCI device, so QEMU gets neither its Q35 machine nor an IOMMU");
+    }
+    Ok(match arg {
+        IommuArg::Intel => qemu::Iommu::Intel,
+        IommuArg::Amd => qemu::Iommu::Amd,
+        IommuArg::None => qemu::Iommu::None,
+    })
 }
 
 /// `quest-build run`.
@@ -63,6 +98,10 @@ pub struct RunArgs {
     /// the network card (`{ pci = "10ec:8139" }`; QEMU only). Repeatable.
     #[arg(long = "forward", value_name = "HOST_PORT:GUEST_PORT")]
     pub forwards: Vec<network::Forward>,
+    /// For a system that gives a sandbox a PCI device, booted in QEMU: the IOMMU of its
+    /// Q35 machine [default: intel].
+    #[arg(long, value_enum)]
+    pub iommu: Option<IommuArg>,
 }
 
 /// The emulator `--emulator` and `--cpu` ask for (`None`: the default); an error for a
@@ -106,6 +145,20 @@ pub fn run(args: &RunArgs) -> ExitCode {
     } else {
         None
     };
+    let asked = match emulator(args.emulator, args.cpu, run::host::kvm_usable) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let chosen = asked.unwrap_or_else(|| run::default_emulator(args.check_bounds));
+    // An IOMMU Bochs cannot have is refused before anything is built (whether the
+    // system has PCI devices is known once it is).
+    if let Err(e) = iommu(args.iommu, chosen, true) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     let (iso, elf) = match run::prepare(&ws, &args.target, &progress) {
         Ok(paths) => paths,
         Err(RunError::Image(e)) => {
@@ -124,14 +177,16 @@ pub fn run(args: &RunArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let asked = match emulator(args.emulator, args.cpu, run::host::kvm_usable) {
-        Ok(e) => e,
+    let machine = match iommu(args.iommu, chosen, machine.qemu_devices.any_pci()) {
+        Ok(i) => Machine {
+            qemu_devices: machine.qemu_devices.with_iommu(i),
+            ..machine
+        },
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
-    let chosen = asked.unwrap_or_else(|| run::default_emulator(args.check_bounds));
     let bochs = matches!(chosen, Emulator::Bochs | Emulator::BochsAmd);
     if let Err(e) = network::check(machine.nics, bochs, &args.forwards) {
         eprintln!("error: {e}");
@@ -347,6 +402,32 @@ mod tests {
     }
 
     #[test]
+    fn the_iommu_is_qemus_and_needs_pci() {
+        let qemu = Emulator::Qemu(Accel::Tcg);
+        assert_eq!(
+            iommu(None, qemu, true),
+            Ok(qemu::Iommu::Intel),
+            "the default"
+        );
+        assert_eq!(iommu(None, Emulator::Bochs, false), Ok(qemu::Iommu::Intel));
+        assert_eq!(iommu(Some(IommuArg::Amd), qemu, true), Ok(qemu::Iommu::Amd));
+        assert_eq!(
+            iommu(Some(IommuArg::None), Emulator::Qemu(Accel::Kvm), true),
+            Ok(qemu::Iommu::None)
+        );
+        assert_eq!(
+            iommu(Some(IommuArg::Intel), qemu, true),
+            Ok(qemu::Iommu::Intel)
+        );
+        for bochs in [Emulator::Bochs, Emulator::BochsAmd] {
+            let e = iommu(Some(IommuArg::Amd), bochs, true).unwrap_err();
+            assert!(e.contains("Bochs has none"), "{e}");
+        }
+        let e = iommu(Some(IommuArg::Amd), qemu, false).unwrap_err();
+        assert!(e.contains("no sandbox a PCI device"), "{e}");
+    }
+
+    #[test]
     fn the_cpu_flag_parses() {
         use clap::Parser;
         #[derive(clap::Parser)]
@@ -357,6 +438,16 @@ mod tests {
         let cli = Cli::try_parse_from(["x", "a.toml", "--cpu", "amd"]).expect("parses");
         assert_eq!(cli.run.cpu, Some(CpuArg::Amd));
         assert!(Cli::try_parse_from(["x", "a.toml", "--cpu", "arm"]).is_err());
+        let cli = Cli::try_parse_from(["x", "a.toml", "--iommu", "none"]).expect("parses");
+        assert_eq!(cli.run.iommu, Some(IommuArg::None));
+        let Err(bad) = Cli::try_parse_from(["x", "a.toml", "--iommu", "arm"]) else {
+            panic!("--iommu arm parsed");
+        };
+        assert!(
+            bad.to_string()
+                .contains("possible values: intel, amd, none"),
+            "{bad}"
+        );
     }
 
     #[test]

@@ -85,12 +85,47 @@ pub const EMULATED: [(PciId, &str); 1] = [(
 /// its DMA around it.
 pub const PCI_PLATFORM: [&str; 4] = ["-machine", "q35", "-device", "intel-iommu,intremap=off"];
 
-/// What QEMU adds for the PCI devices a table names: [`PCI_PLATFORM`] when it names any,
-/// and how many of each [`EMULATED`] device it names by ID.
+/// The IOMMU QEMU's Q35 gets for a table that names PCI devices (`quest-build run
+/// --iommu`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Iommu {
+    /// Intel VT-d, announced by an ACPI DMAR table ([`PCI_PLATFORM`]).
+    #[default]
+    Intel,
+    /// AMD-Vi, announced by an ACPI IVRS table ([`AMD_PLATFORM`]).
+    Amd,
+    /// None: Q35 alone ([`NO_IOMMU_PLATFORM`]), so the monitor runs without DMA
+    /// protection and refuses bus mastering unless a device says `dma = "unprotected"`.
+    None,
+}
+
+/// [`PCI_PLATFORM`] with AMD-Vi: `-device amd-iommu` (QEMU's AMD IOMMU, Q35 only) with
+/// `intremap=off` for the same reason as intel-iommu's. QEMU 7.2's amd-iommu translates
+/// and refuses DMA but never writes its event log (the monitor's `iommu::amdvi` says
+/// what it does instead).
+pub const AMD_PLATFORM: [&str; 4] = ["-machine", "q35", "-device", "amd-iommu,intremap=off"];
+
+/// [`PCI_PLATFORM`] without an IOMMU.
+pub const NO_IOMMU_PLATFORM: [&str; 2] = ["-machine", "q35"];
+
+impl Iommu {
+    /// The machine and IOMMU arguments.
+    pub fn platform(self) -> &'static [&'static str] {
+        match self {
+            Self::Intel => &PCI_PLATFORM,
+            Self::Amd => &AMD_PLATFORM,
+            Self::None => &NO_IOMMU_PLATFORM,
+        }
+    }
+}
+
+/// What QEMU adds for the PCI devices a table names: the platform of its [`Iommu`] when
+/// it names any, and how many of each [`EMULATED`] device it names by ID.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EmulatedDevices {
     counts: [u8; EMULATED.len()],
     any_pci: bool,
+    iommu: Iommu,
 }
 
 impl EmulatedDevices {
@@ -111,12 +146,30 @@ impl EmulatedDevices {
                 counts[i] = counts[i].saturating_add(1);
             }
         }
-        Self { counts, any_pci }
+        Self {
+            counts,
+            any_pci,
+            iommu: Iommu::default(),
+        }
     }
 
-    /// [`PCI_PLATFORM`] if needed, then `-device NAME` for each emulated device.
+    /// The same devices behind `iommu` instead.
+    pub fn with_iommu(self, iommu: Iommu) -> Self {
+        Self { iommu, ..self }
+    }
+
+    /// Whether the table names a PCI device (then QEMU gets Q35 and the IOMMU).
+    pub fn any_pci(self) -> bool {
+        self.any_pci
+    }
+
+    /// The IOMMU's platform if needed, then `-device NAME` for each emulated device.
     pub fn args(self) -> Vec<String> {
-        let platform = if self.any_pci { &PCI_PLATFORM[..] } else { &[] };
+        let platform = if self.any_pci {
+            self.iommu.platform()
+        } else {
+            &[]
+        };
         platform
             .iter()
             .map(|s| (*s).to_owned())
@@ -267,6 +320,7 @@ mod tests {
         let two = EmulatedDevices {
             counts: [2],
             any_pci: true,
+            iommu: Iommu::Intel,
         };
         assert_eq!(
             two.args().join(" "),
@@ -275,10 +329,32 @@ mod tests {
         let by_address = EmulatedDevices {
             counts: [0],
             any_pci: true,
+            iommu: Iommu::default(),
         };
         assert_eq!(
             by_address.args().join(" "),
             "-machine q35 -device intel-iommu,intremap=off"
         );
+    }
+
+    #[test]
+    fn the_iommu_is_chosen_and_only_for_tables_naming_pci() {
+        let edu = EmulatedDevices {
+            counts: [1],
+            any_pci: true,
+            iommu: Iommu::Intel,
+        };
+        assert_eq!(
+            edu.with_iommu(Iommu::Amd).args().join(" "),
+            "-machine q35 -device amd-iommu,intremap=off -device edu"
+        );
+        assert_eq!(
+            edu.with_iommu(Iommu::None).args().join(" "),
+            "-machine q35 -device edu"
+        );
+        assert!(edu.any_pci());
+        let none = EmulatedDevices::default().with_iommu(Iommu::Amd);
+        assert!(!none.any_pci());
+        assert_eq!(none.args(), Vec::<String>::new());
     }
 }

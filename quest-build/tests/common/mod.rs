@@ -108,6 +108,29 @@ static SLOTS: BootSlots = BootSlots {
 /// Boots `iso` (whose ELF is `elf`) in `emulator`, and prints its console (shown on
 /// failure; the test harness captures it otherwise).
 pub fn boot_with(iso: &Path, elf: &Path, emulator: Emulator) -> RunOutcome {
+    let machine = run::machine_of(elf).expect("the image has a readable table");
+    boot_machine(iso, machine, emulator)
+}
+
+/// [`boot_with`] in QEMU with `iommu` on the Q35 machine of a table naming PCI devices
+/// (`quest-build run --iommu`).
+pub fn boot_with_iommu(
+    iso: &Path,
+    elf: &Path,
+    emulator: Emulator,
+    iommu: quest_build::run::qemu::Iommu,
+) -> RunOutcome {
+    let machine = run::machine_of(elf).expect("the image has a readable table");
+    assert!(machine.qemu_devices.any_pci(), "no PCI device: no IOMMU");
+    let machine = run::Machine {
+        qemu_devices: machine.qemu_devices.with_iommu(iommu),
+        ..machine
+    };
+    boot_machine(iso, machine, emulator)
+}
+
+/// Boots `iso` on `machine` in `emulator` (see [`boot_with`]).
+fn boot_machine(iso: &Path, machine: run::Machine, emulator: Emulator) -> RunOutcome {
     {
         let mut used = SLOTS.used.lock().unwrap_or_else(|e| e.into_inner());
         while *used >= PARALLEL_BOOTS {
@@ -115,7 +138,6 @@ pub fn boot_with(iso: &Path, elf: &Path, emulator: Emulator) -> RunOutcome {
         }
         *used += 1;
     }
-    let machine = run::machine_of(elf).expect("the image has a readable table");
     let opts = RunOptions::new(Some(emulator), BOOT_TIMEOUT);
     let result = run::boot(
         &Workspace::locate(),
