@@ -141,10 +141,14 @@ fn rtc_checks(out: &quest_build::run::RunOutcome) -> (u64, u64) {
         "quest: IRQ 8 (ports 0x70-0x71, edge, active high) -> sandbox 'clock' core 0 (APIC ID 0) vector 40",
     );
     let (ticks, exits) = rtc_exits(c).expect("the clock's RTC line");
-    assert_eq!(ticks, 64, "{c}");
+    // At least the 64 it waits for; one more may land between its count reaching 64 and
+    // its turning interrupts off (QEMU's RTC follows host time).
+    assert!((64..=65).contains(&ticks), "{c}");
     assert_line(
         c,
-        "[clock] irq-probe: RTC: 64 of 64 periodic interrupts on vCPU 0 (vector 40), 0 stray;",
+        &format!(
+            "[clock] irq-probe: RTC: {ticks} of 64 periodic interrupts on vCPU 0 (vector 40), 0 stray;"
+        ),
     );
     assert_line(
         c,
