@@ -76,14 +76,19 @@ pub const EMULATED: [(PciId, &str); 1] = [(
 /// - `-device intel-iommu`: a VT-d unit announced by an ACPI DMAR table, which the
 ///   monitor programs so that each sandbox's devices reach only its memory (its default
 ///   39-bit address width gives 3-level tables; caching mode stays off).
-/// - `intremap=off`: no interrupt remapping, which the monitor does not program: device
-///   MSIs and the unit's own fault event (an NMI) keep the compatibility format the
-///   monitor writes (with it on, QEMU would announce remapping in the DMAR flags and
-///   expect it to be set up).
+/// - `intremap=on`: interrupt remapping (ECAP.IR, with queued invalidation, and the DMAR's
+///   INTR_REMAP flag and I/O APIC scope): the monitor turns it on and makes every device
+///   MSI and I/O APIC line remappable, so that a device cannot send an interrupt the
+///   monitor did not set up. With software emulation no `kernel-irqchip=split` is needed:
+///   that is for KVM's in-kernel I/O APIC, which QEMU refuses to combine with remapping;
+///   under TCG the I/O APIC is QEMU's own and its messages go through the IOMMU's
+///   remapping like a device's. Extended interrupt mode (`eim`) stays off by default
+///   under TCG (xAPIC destinations, 8 bits, which the monitor uses). QEMU 7.2 does not
+///   enforce all of it (the monitor's `iommu::vtd` and `boot_iommu.rs` say what it does).
 ///
 /// It goes before the emulated devices: a PCI device created before the IOMMU would do
 /// its DMA around it.
-pub const PCI_PLATFORM: [&str; 4] = ["-machine", "q35", "-device", "intel-iommu,intremap=off"];
+pub const PCI_PLATFORM: [&str; 4] = ["-machine", "q35", "-device", "intel-iommu,intremap=on"];
 
 /// The IOMMU QEMU's Q35 gets for a table that names PCI devices (`quest-build run
 /// --iommu`).
@@ -100,7 +105,8 @@ pub enum Iommu {
 }
 
 /// [`PCI_PLATFORM`] with AMD-Vi: `-device amd-iommu` (QEMU's AMD IOMMU, Q35 only) with
-/// `intremap=off` for the same reason as intel-iommu's. QEMU 7.2's amd-iommu translates
+/// `intremap=off`: the monitor does not program AMD-Vi's interrupt remapping (with it
+/// on, QEMU would expect its tables), so device MSIs keep the compatibility format. QEMU 7.2's amd-iommu translates
 /// and refuses DMA but never writes its event log (the monitor's `iommu::amdvi` says
 /// what it does instead).
 pub const AMD_PLATFORM: [&str; 4] = ["-machine", "q35", "-device", "amd-iommu,intremap=off"];
@@ -324,7 +330,7 @@ mod tests {
         };
         assert_eq!(
             two.args().join(" "),
-            "-machine q35 -device intel-iommu,intremap=off -device edu -device edu"
+            "-machine q35 -device intel-iommu,intremap=on -device edu -device edu"
         );
         let by_address = EmulatedDevices {
             counts: [0],
@@ -333,7 +339,7 @@ mod tests {
         };
         assert_eq!(
             by_address.args().join(" "),
-            "-machine q35 -device intel-iommu,intremap=off"
+            "-machine q35 -device intel-iommu,intremap=on"
         );
     }
 

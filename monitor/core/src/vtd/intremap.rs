@@ -198,7 +198,7 @@ mod tests {
     #[test]
     fn table_and_queue_addresses() {
         assert_eq!(irta(0x12_3000), 0x12_3007);
-        assert_eq!(1 << (irta(0) & 0xf) + 1, IRT_ENTRIES);
+        assert_eq!(1 << ((irta(0) & 0xf) + 1), IRT_ENTRIES);
         assert_eq!(irta(0x12_3abc) & 1 << 11, 0, "xAPIC mode, EIME clear");
         assert_eq!(iqa(0x45_6000), 0x45_6000, "QS 0, DW 0");
         assert_eq!(iqt(0), 0);
