@@ -59,14 +59,17 @@ pub const EXIT_SUCCESS: i32 = 33;
 
 /// The PCI functions QEMU emulates that a partition table may name by ID, and QEMU's
 /// name for each: a table that gives a sandbox `{ pci = "1234:11e8" }` boots in QEMU with
-/// `-device edu` (once per such entry), so the device the manifest names is there.
-/// Bochs has none of them (its chipset's own functions are always there).
+/// `-device edu,dma_mask=0xffffffff` (once per such entry), so the device the manifest
+/// names is there. Bochs has none of them (its chipset's own functions are always
+/// there). edu's DMA mask is widened from QEMU's default 28 bits to the 32 bits a real
+/// device's DMA engine reaches: with 28, edu clamps every DMA address to 256 MiB, so
+/// it could not write the interrupt range 0xFEExxxxx (the attack `dma-intr.toml` makes).
 pub const EMULATED: [(PciId, &str); 1] = [(
     PciId {
         vendor: 0x1234,
         device: 0x11e8,
     },
-    "edu",
+    "edu,dma_mask=0xffffffff",
 )];
 
 /// The machine and IOMMU of a table that names any PCI device (see [`EmulatedDevices`]):
@@ -330,7 +333,7 @@ mod tests {
         };
         assert_eq!(
             two.args().join(" "),
-            "-machine q35 -device intel-iommu,intremap=on -device edu -device edu"
+            "-machine q35 -device intel-iommu,intremap=on -device edu,dma_mask=0xffffffff -device edu,dma_mask=0xffffffff"
         );
         let by_address = EmulatedDevices {
             counts: [0],
@@ -352,11 +355,11 @@ mod tests {
         };
         assert_eq!(
             edu.with_iommu(Iommu::Amd).args().join(" "),
-            "-machine q35 -device amd-iommu,intremap=off -device edu"
+            "-machine q35 -device amd-iommu,intremap=off -device edu,dma_mask=0xffffffff"
         );
         assert_eq!(
             edu.with_iommu(Iommu::None).args().join(" "),
-            "-machine q35 -device edu"
+            "-machine q35 -device edu,dma_mask=0xffffffff"
         );
         assert!(edu.any_pci());
         let none = EmulatedDevices::default().with_iommu(Iommu::Amd);
