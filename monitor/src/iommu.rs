@@ -35,7 +35,9 @@
 //!
 //! Limits: faults are reported per unit, in VT-d's legacy (not scalable) mode; the unit's
 //! fault event is never remapped, so the fault core's APIC ID must fit 8 bits; AMD-Vi
-//! does not remap interrupts yet.
+//! does not remap interrupts yet: it blocks every interrupt of a protected function
+//! (device table entry IV = 1, IntCtl = 00b) and the monitor refuses their MSI, so they
+//! use INTx.
 
 mod amdvi;
 mod vtd;
@@ -392,6 +394,14 @@ pub fn remap_msi(f: PciAddress, apic_id: u32, vector: u8) -> Remapped {
             functions,
             ..
         }) => u.remap_msi(functions, f, apic_id, vector),
+        // AMD-Vi: a protected function's interrupts are all blocked in its device table
+        // entry (`amdvi::regs::DTE_INTERRUPTS_BLOCKED`); its sandbox uses INTx.
+        Some(
+            a @ Active {
+                units: Units::AmdVi(_),
+                ..
+            },
+        ) if a.owner(f).is_some() => Remapped::Refused,
         _ => Remapped::Compatibility,
     }
 }

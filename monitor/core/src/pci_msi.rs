@@ -214,7 +214,9 @@ impl core::fmt::Display for MsiRefusal {
             Self::WideApicId(id) => write!(f, "MSI to physical APIC ID {id} (above 255)"),
             Self::DeliveryMode(m) => write!(f, "MSI with delivery mode {}", mode_name(m)),
             Self::Vector(v) => write!(f, "MSI with illegal vector {v}"),
-            Self::NotRemapped => f.write_str("MSI the IOMMU cannot remap for this device"),
+            Self::NotRemapped => {
+                f.write_str("MSI the IOMMU does not remap for this device (INTx works)")
+            }
         }
     }
 }
