@@ -31,6 +31,9 @@
 //! although GCMD.CFI is clear, skips the source-ID check for a DMA write (it carries no
 //! requester ID there), and records no remapping fault.
 //!
+//! Behind AMD-Vi a protected function's interrupts are all blocked (`irq.toml`): its
+//! INTx arrives, its MSI enables are refused.
+//!
 //! Without an IOMMU (`--iommu none`): the probe's bus-master enable is refused and
 //! logged (DMA is protected by default), it says so and exits 1; the bystander exits 0.
 
@@ -189,6 +192,38 @@ fn behind_amd_vi_a_dma_outside_its_memory_stops_the_probe_and_the_bystander_goes
         halted.ends_with("-> halted") && !halted.contains("addr="),
         "{halted}"
     );
+}
+
+#[test]
+fn behind_amd_vi_a_devices_msi_is_refused_and_its_intx_arrives() {
+    require_qemu!();
+    // irq.toml's probe raises edu's INTx, then MSIs: AMD-Vi blocks every interrupt of a
+    // protected function in its device table entry, so the monitor refuses the MSI
+    // enables (the probe then reports its MSIs lost and exits 1).
+    let out = boot_manifest("irq", "svm-irq-amd", Iommu::Amd);
+    let c = &out.console;
+    assert_line(
+        c,
+        "quest: IOMMU AMD-Vi at 0xfed80000: 1 devices in 1 domains (",
+    );
+    assert_line(c, "[probe] irq-probe: INTx: 64 of 64 arrived (vector ");
+    let edu = line(c, "[probe] irq-probe: edu at ")
+        .split("edu at ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .expect("edu's address")
+        .to_owned();
+    assert_line(
+        c,
+        &format!("quest: sandbox 'probe' core 0: PCI {edu}: MSI (no interrupt remapping for this device; INTx works) refused"),
+    );
+    assert_line(c, "[probe] irq-probe: MSI: 0 of 64 arrived (vector ");
+    assert_line(
+        c,
+        "[bystander] irq-probe: bystander got 0 interrupts while the probe ran",
+    );
+    assert_line(c, "quest: sandbox 'probe' exited with status 1");
+    assert_failed(&out);
 }
 
 #[test]

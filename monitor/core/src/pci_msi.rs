@@ -215,7 +215,7 @@ impl core::fmt::Display for MsiRefusal {
             Self::DeliveryMode(m) => write!(f, "MSI with delivery mode {}", mode_name(m)),
             Self::Vector(v) => write!(f, "MSI with illegal vector {v}"),
             Self::NotRemapped => {
-                f.write_str("MSI the IOMMU does not remap for this device (INTx works)")
+                f.write_str("MSI (no interrupt remapping for this device; INTx works)")
             }
         }
     }
