@@ -5,6 +5,9 @@
 //! routed keeps INTx disabled (the line may be another sandbox's). Each function's virtual
 //! configuration space learns its routed line, its MSI capability (messages translated
 //! from virtual to physical APIC IDs) and hides its MSI-X (`quest_monitor_core::pci_msi`).
+//! With VT-d interrupt remapping (`crate::iommu`, which runs after this), the lines are
+//! masked, given remapping entries and reprogrammed in remappable format ([`remapped`]),
+//! and each accepted MSI becomes a remappable message (`crate::iommu::remap_msi`).
 //!
 //! The Interrupt Line is the ISA IRQ the firmware routed the function's INTx pin to. On
 //! QEMU (SeaBIOS, i440FX and q35) that ISA IRQ is also wired to the I/O APIC pin of the
