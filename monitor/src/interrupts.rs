@@ -5,6 +5,9 @@
 //! routed keeps INTx disabled (the line may be another sandbox's). Each function's virtual
 //! configuration space learns its routed line, its MSI capability (messages translated
 //! from virtual to physical APIC IDs) and hides its MSI-X (`quest_monitor_core::pci_msi`).
+//! With VT-d interrupt remapping (`crate::iommu`, which runs after this), the lines are
+//! masked, given remapping entries and reprogrammed in remappable format ([`remapped`]),
+//! and each accepted MSI becomes a remappable message (`crate::iommu::remap_msi`).
 //!
 //! The Interrupt Line is the ISA IRQ the firmware routed the function's INTx pin to. On
 //! QEMU (SeaBIOS, i440FX and q35) that ISA IRQ is also wired to the I/O APIC pin of the
@@ -26,7 +29,7 @@ use acpi::AcpiTables;
 use quest_abi::{console_irq, DeviceKind, SandboxId, TableView};
 use quest_monitor_core::ioapic::{
     mask_all, pin_of, pins, program, redirection, IoApic, IoApicRegisters, Override, Polarity,
-    Routes, Source, Trigger, IOREGSEL, IOWIN, MASKED,
+    Route, Routes, Source, Trigger, IOREGSEL, IOWIN, MASKED, MAX_ROUTES,
 };
 use quest_monitor_core::pci::ConfigSpace;
 use quest_monitor_core::pci_msi::{capabilities, FunctionIrq, Targets, INTERRUPT};
@@ -176,7 +179,7 @@ pub fn init(table: &TableView<'static>, acpi: Option<AcpiRoot>, apic_ids: &[u32]
         let first_core = sandbox.vcpus().next().map(|v| v.core().index());
         let apic_id = ids[0];
         crate::pci::with_space(s, |space, cs| {
-            space.set_targets(Targets::of(&ids[..count]));
+            space.set_targets(Targets::of(&ids[..count]).with_remap(crate::iommu::remap_msi));
             let mut functions = [None; MAX_FUNCTIONS_PER_SANDBOX];
             for (slot, f) in functions.iter_mut().zip(space.functions()) {
                 *slot = Some(f.address);
@@ -249,27 +252,100 @@ pub fn init(table: &TableView<'static>, acpi: Option<AcpiRoot>, apic_ids: &[u32]
             );
         }
     }
-    *ROUTED.lock() = Some((routes, m));
+    *ROUTED.lock() = Some(Routed {
+        routes,
+        madt: m,
+        remapped: None,
+    });
 }
 
-/// The routes programmed at boot and the I/O APICs they use; the lock also orders every
-/// later IOREGSEL/IOWIN pair.
-static ROUTED: Mutex<Option<(Routes, MadtInterrupts)>> = Mutex::new(None);
+/// The routes programmed at boot and the I/O APICs they use.
+struct Routed {
+    routes: Routes,
+    madt: MadtInterrupts,
+    /// With interrupt remapping: each route's remappable entry (`None`: masked for good,
+    /// it could not be remapped), by route index.
+    remapped: Option<[Option<u64>; MAX_ROUTES]>,
+}
+
+impl Routed {
+    /// Writes `entry(k, route)` into each route's pin (`None`: leaves it).
+    fn program_each(&self, mut entry: impl FnMut(usize, &Route) -> Option<u64>) {
+        let ioapics = &self.madt.ioapics[..self.madt.ioapic_count];
+        for (k, r) in self.routes.iter().enumerate() {
+            if let (Some((i, pin)), Some(e)) = (pin_of(ioapics, r.wiring.gsi), entry(k, r)) {
+                program(&mut Mmio(ioapics[i].address), pin, e);
+            }
+        }
+    }
+
+    /// Route `k`'s entry, unmasked (remappable with remapping on).
+    fn entry(&self, k: usize, r: &Route) -> Option<u64> {
+        match &self.remapped {
+            Some(remapped) => remapped.get(k).copied().flatten(),
+            // `Routes::add` refused APIC IDs above 255.
+            None => Some(redirection(r.vector(), r.apic_id as u8, &r.wiring)),
+        }
+    }
+}
+
+/// The routes; the lock also orders every later IOREGSEL/IOWIN pair.
+static ROUTED: Mutex<Option<Routed>> = Mutex::new(None);
+
+/// Passes each routed line (its index below `MAX_ROUTES`, its route) to `each`.
+pub fn each_route(mut each: impl FnMut(usize, &Route)) {
+    if let Some(routed) = ROUTED.lock().as_ref() {
+        for (k, r) in routed.routes.iter().enumerate() {
+            each(k, r);
+        }
+    }
+}
+
+/// Interrupt remapping (`crate::iommu`): before it is enabled, masks every routed line
+/// (a compatibility-format message would be refused once it is on).
+pub fn mask_routed() {
+    if let Some(routed) = ROUTED.lock().as_ref() {
+        routed.program_each(|k, r| routed.entry(k, r).map(|e| e | MASKED));
+    }
+}
+
+/// Interrupt remapping is on: route `k` now uses the remappable redirection entry
+/// `entry(k, route)` (`None`: it cannot be remapped and stays masked).
+pub fn remapped(mut entry: impl FnMut(usize, &Route) -> Option<u64>) {
+    let mut routed = ROUTED.lock();
+    let Some(routed) = routed.as_mut() else {
+        return;
+    };
+    let mut remapped = [None; MAX_ROUTES];
+    for (k, r) in routed.routes.iter().enumerate() {
+        if let Some(slot) = remapped.get_mut(k) {
+            *slot = entry(k, r);
+            if slot.is_none() {
+                crate::println!(
+                    "quest: IRQ {} of sandbox {} cannot be remapped: masked",
+                    r.line,
+                    r.sandbox
+                );
+            }
+        }
+    }
+    routed.remapped = Some(remapped);
+    routed.program_each(|k, r| routed.entry(k, r));
+}
 
 /// Masks the lines routed to sandbox `s`, which stopped for good (exited or halted):
 /// its devices no longer interrupt the core it leaves. A restarting sandbox keeps them.
 pub fn quiesce(s: SandboxId) {
     let routed = ROUTED.lock();
-    let Some((routes, m)) = routed.as_ref() else {
+    let Some(routed) = routed.as_ref() else {
         return;
     };
-    let ioapics = &m.ioapics[..m.ioapic_count];
-    for r in routes.iter().filter(|r| r.sandbox == s.index()) {
-        if let Some((i, pin)) = pin_of(ioapics, r.wiring.gsi) {
-            let entry = redirection(r.vector(), r.apic_id as u8, &r.wiring) | MASKED;
-            program(&mut Mmio(ioapics[i].address), pin, entry);
-        }
-    }
+    routed.program_each(|k, r| {
+        (r.sandbox == s.index())
+            .then(|| routed.entry(k, r))
+            .flatten()
+            .map(|e| e | MASKED)
+    });
 }
 
 /// "level, active high" and the like.

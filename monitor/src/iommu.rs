@@ -28,9 +28,16 @@
 //! QEMU 7.2's amd-iommu never writes its event log nor raises its interrupt (see
 //! [`amdvi`]), so there the poll is what notices a refused DMA.
 //!
-//! Limits: faults are reported per unit, in VT-d's legacy (not scalable) mode; interrupt
-//! remapping is not used (QEMU runs with `intremap=off`), so the fault core's APIC ID
-//! must fit 8 bits.
+//! Interrupts: with VT-d units that remap interrupts, every device and I/O APIC interrupt
+//! goes through the units' remapping table and compatibility-format messages are blocked
+//! (see [`vtd`]); a refused interrupt is reported like a refused DMA ("interrupt fault")
+//! and stops the device's owner the same way.
+//!
+//! Limits: faults are reported per unit, in VT-d's legacy (not scalable) mode; the unit's
+//! fault event is never remapped, so the fault core's APIC ID must fit 8 bits; AMD-Vi
+//! does not remap interrupts yet: it blocks every interrupt of a protected function
+//! (device table entry IV = 1, IntCtl = 00b) and the monitor refuses their MSI, so they
+//! use INTx.
 
 mod amdvi;
 mod vtd;
@@ -47,6 +54,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use quest_abi::layout::{CHANNEL_WINDOW_GPA, CHANNEL_WINDOW_SIZE};
 use quest_abi::{CoreId, HostPhysAddr, PciAddress, SandboxId, TableView, MAX_SANDBOXES};
 use quest_monitor_core::ept::EptMemory;
+use quest_monitor_core::pci_msi::Remapped;
 
 /// Most protected functions.
 const MAX_FUNCTIONS: usize = 64;
@@ -164,6 +172,8 @@ struct DmaFault {
     write: Option<bool>,
     /// Why it was refused.
     why: &'static str,
+    /// An interrupt the unit refused (interrupt remapping), not a memory access.
+    interrupt: bool,
 }
 
 /// The units in use.
@@ -374,6 +384,28 @@ fn announce(kind: &str, base: u64, active: &Active, domains: usize, bits: u8, cy
     );
 }
 
+/// The message protected function `f` sends for an interrupt to physical APIC ID
+/// `apic_id` with `vector` (`quest_monitor_core::pci_msi::Remap`): the compatibility
+/// format without interrupt remapping, else a remappable one (see [`vtd`]).
+pub fn remap_msi(f: PciAddress, apic_id: u32, vector: u8) -> Remapped {
+    match ACTIVE.get() {
+        Some(Active {
+            units: Units::Vtd(u),
+            functions,
+            ..
+        }) => u.remap_msi(functions, f, apic_id, vector),
+        // AMD-Vi: a protected function's interrupts are all blocked in its device table
+        // entry (`amdvi::regs::DTE_INTERRUPTS_BLOCKED`); its sandbox uses INTx.
+        Some(
+            a @ Active {
+                units: Units::AmdVi(_),
+                ..
+            },
+        ) if a.owner(f).is_some() => Remapped::Refused,
+        _ => Remapped::Compatibility,
+    }
+}
+
 /// Whether `v` runs on the fault core and an NMI came since it last looked at the
 /// faults: then a `WAIT` it sleeps in returns, so that [`before_entry`] looks.
 pub fn fault_signalled(v: &Vcpu) -> bool {
@@ -474,14 +506,16 @@ fn service(sys: &System, active: &Active, here: Option<SandboxId>) {
         crate::pci::stop_bus_master(f.source);
         let Some(s) = owner else {
             crate::println!(
-                "quest: DMA fault: device {} of no sandbox {}; bus mastering off",
+                "quest: {}: device {} of no sandbox {}; bus mastering off",
+                f.kind(),
                 f.source,
                 Access(&f)
             );
             return;
         };
         crate::println!(
-            "quest: DMA fault: device {} of sandbox '{}' {}; sandbox stopped",
+            "quest: {}: device {} of sandbox '{}' {}; sandbox stopped",
+            f.kind(),
             f.source,
             name(&sys.table, s),
             Access(&f)
@@ -503,9 +537,23 @@ fn service(sys: &System, active: &Active, here: Option<SandboxId>) {
 /// What a fault did, for its report line: `wrote 0x400000 (not its memory)`.
 struct Access<'a>(&'a DmaFault);
 
+impl DmaFault {
+    /// The report's first words.
+    fn kind(&self) -> &'static str {
+        if self.interrupt {
+            "interrupt fault"
+        } else {
+            "DMA fault"
+        }
+    }
+}
+
 impl fmt::Display for Access<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = self.0;
+        if d.interrupt {
+            return write!(f, "sent an interrupt it may not ({})", d.why);
+        }
         match (d.write, d.address) {
             (Some(w), Some(a)) => {
                 let verb = if w { "wrote" } else { "read" };

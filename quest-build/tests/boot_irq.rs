@@ -55,6 +55,12 @@ fn irq_in_qemu_svm_reaches_the_owners_cores_by_intx_and_msi() {
     assert!(
         line(c, &format!("quest: device {at} BAR0 ")).ends_with("-> sandbox 'probe' (uncached)")
     );
+    // Both paths go through VT-d's interrupt remapping (remappable MSI and I/O APIC
+    // entries; a wrong entry would lose the interrupts counted below).
+    assert_line(
+        c,
+        "quest: VT-d interrupt remapping on: 1 units, compatibility format blocked",
+    );
     assert_line(
         c,
         "quest: I/O APIC at 0xfec00000: 24 pins (GSI 0-23), all masked",

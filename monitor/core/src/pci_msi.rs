@@ -126,11 +126,31 @@ pub fn capabilities(cs: &mut impl ConfigSpace, f: PciAddress) -> Capabilities {
     out
 }
 
-/// The physical APIC ID of each of a sandbox's vCPUs (virtual APIC ID = index).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// What the IOMMU makes of a translated message (physical APIC ID, vector) that
+/// function `f` is to send ([`Targets::with_remap`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Remapped {
+    /// No interrupt remapping: the device sends the compatibility-format message.
+    Compatibility,
+    /// Remapping: the device sends this remappable-format (address, data), which names
+    /// an entry the monitor wrote with that destination and vector, accepted from `f`
+    /// only.
+    Message(u32, u32),
+    /// Remapping is on but this function's message cannot be remapped.
+    Refused,
+}
+
+/// The IOMMU's remapping of function `f`'s message to physical APIC ID `apic_id` with
+/// `vector` (the monitor's; no guest value reaches it untranslated).
+pub type Remap = fn(f: PciAddress, apic_id: u32, vector: u8) -> Remapped;
+
+/// The physical APIC ID of each of a sandbox's vCPUs (virtual APIC ID = index), and the
+/// IOMMU's interrupt remapping, if any.
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Targets {
     ids: [u32; MAX_TARGETS],
     count: usize,
+    remap: Option<Remap>,
 }
 
 impl Targets {
@@ -139,6 +159,14 @@ impl Targets {
         Self {
             ids: [0; MAX_TARGETS],
             count: 0,
+            remap: None,
+        }
+    }
+    /// The same targets, each accepted message remapped by `remap`.
+    pub fn with_remap(self, remap: Remap) -> Self {
+        Self {
+            remap: Some(remap),
+            ..self
         }
     }
     /// The physical APIC IDs of vCPUs 0, 1, ... (at most [`MAX_TARGETS`]).
@@ -173,6 +201,8 @@ pub enum MsiRefusal {
     DeliveryMode(u8),
     /// A vector below 16.
     Vector(u8),
+    /// Interrupt remapping is on and the IOMMU has no entry for the function.
+    NotRemapped,
 }
 
 impl core::fmt::Display for MsiRefusal {
@@ -184,6 +214,9 @@ impl core::fmt::Display for MsiRefusal {
             Self::WideApicId(id) => write!(f, "MSI to physical APIC ID {id} (above 255)"),
             Self::DeliveryMode(m) => write!(f, "MSI with delivery mode {}", mode_name(m)),
             Self::Vector(v) => write!(f, "MSI with illegal vector {v}"),
+            Self::NotRemapped => {
+                f.write_str("MSI (no interrupt remapping for this device; INTx works)")
+            }
         }
     }
 }
@@ -225,6 +258,24 @@ pub fn translate(address: u64, data: u32, targets: &Targets) -> Result<(u32, u32
     }
     // One physical destination: lowest priority among one core is that core (fixed).
     Ok((0xfee0_0000 | physical << 12, u32::from(vector)))
+}
+
+/// The message function `f` sends for the translated (`address`, `data`): the same
+/// without interrupt remapping, else the remappable one the IOMMU gives.
+fn remap(
+    f: PciAddress,
+    address: u32,
+    data: u32,
+    targets: &Targets,
+) -> Result<(u32, u32), MsiRefusal> {
+    let Some(remap) = targets.remap else {
+        return Ok((address, data));
+    };
+    match remap(f, (address >> 12) & 0xff, data as u8) {
+        Remapped::Compatibility => Ok((address, data)),
+        Remapped::Message(a, d) => Ok((a, d)),
+        Remapped::Refused => Err(MsiRefusal::NotRemapped),
+    }
 }
 
 /// The sandbox's side of one function's interrupt registers.
@@ -382,7 +433,8 @@ impl FunctionIrq {
         let wanted = self.control & MSI_ENABLE != 0;
         // Never more messages than the device can send (MME <= MMC, bits 3:1).
         let mme = ((self.control & MSI_MME) >> 4).min((control >> 1) & 7) << 4;
-        let translated = translate(self.address, self.data, targets);
+        let translated = translate(self.address, self.data, targets)
+            .and_then(|(address, data)| remap(f, address, data, targets));
         match translated {
             Ok((address, data)) => {
                 // Disabled while the message changes, so it never sends half of one.
@@ -540,6 +592,50 @@ mod tests {
         assert_eq!(
             translate(0xfee0_0000, 0x51, &Targets::of(&[300])),
             Err(MsiRefusal::WideApicId(300))
+        );
+    }
+
+    /// An IOMMU that remaps edu's messages to IRTE 32 + vector (a made-up handle that
+    /// shows what it was given) and has no entry for any other function.
+    fn remap_edu(f: PciAddress, apic_id: u32, vector: u8) -> Remapped {
+        if f != edu() {
+            return Remapped::Refused;
+        }
+        assert_eq!(apic_id, 6, "the physical APIC ID, never the sandbox's");
+        Remapped::Message(0xfee0_0010 | u32::from(vector) << 5, apic_id)
+    }
+
+    #[test]
+    fn with_remapping_the_device_gets_the_remappable_message() {
+        let (mut b, mut irq) = setup();
+        let t = targets().with_remap(remap_edu);
+        let all = u32::MAX;
+        irq.write(&mut b, edu(), 0x44, all, 0xfee0_1000, &t);
+        irq.write(&mut b, edu(), 0x48, all, 0, &t);
+        irq.write(&mut b, edu(), 0x4c, 0xffff, 0x51, &t);
+        assert_eq!(
+            irq.write(&mut b, edu(), 0x40, 0xffff_0000, 1 << 16, &t),
+            Written::Done
+        );
+        assert_eq!(b.reg(edu(), 0x44), 0xfee0_0a30, "handle of vector 0x51");
+        assert_eq!(b.reg(edu(), 0x4c) & 0xffff, 6, "the remapper's data");
+        assert_eq!(b.reg(edu(), 0x40) >> 16 & 1, 1, "enabled");
+        assert_eq!(read(&irq, &mut b, 0x44), 0xfee0_1000, "the sandbox's own");
+        // Hostile messages are refused before the remapper sees them.
+        assert_eq!(
+            irq.write(&mut b, edu(), 0x4c, 0xffff, 0x400, &t),
+            Written::Refused(MsiRefusal::DeliveryMode(4))
+        );
+        assert_eq!(b.reg(edu(), 0x40) >> 16 & 1, 0, "MSI off");
+        // A function the IOMMU has no entry for: refused, MSI stays off.
+        let other = PciAddress::new(0, 1, 1).unwrap();
+        assert_eq!(
+            remap(other, 0xfee0_4000, 0x40, &t),
+            Err(MsiRefusal::NotRemapped)
+        );
+        assert_eq!(
+            remap(other, 0xfee0_4000, 0x40, &targets()),
+            Ok((0xfee0_4000, 0x40))
         );
     }
 

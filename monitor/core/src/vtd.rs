@@ -7,7 +7,11 @@
 //! functions, equal to its EPT/NPT without the monitor's calibration page; a context
 //! entry only for the functions given to a sandbox (every other function's requests
 //! fault: no context entry); register-based invalidation; faults reported by an NMI.
+//! Interrupt remapping ([`intremap`]), where every unit supports it: queued invalidation,
+//! one remapping table, every device and I/O APIC interrupt remappable, compatibility
+//! format blocked.
 
 pub mod dmar;
 pub mod domain;
+pub mod intremap;
 pub mod regs;

@@ -254,6 +254,7 @@ impl Unit {
                     address: Some(e.address),
                     write: Some(e.write()),
                     why: e.reason(),
+                    interrupt: false,
                 });
             } else {
                 crate::println!(
@@ -289,6 +290,7 @@ impl Unit {
                 address: None,
                 write: None,
                 why: "the IOMMU logged no event: address unknown",
+                interrupt: false,
             }),
             (Some(_), others) => crate::println!(
                 "quest: DMA fault: the IOMMU refused a DMA of one of {} devices but logged no event; no sandbox stopped",

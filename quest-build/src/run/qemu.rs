@@ -65,14 +65,17 @@ pub const EXIT_SUCCESS: i32 = 33;
 
 /// The PCI functions QEMU emulates that a partition table may name by ID, and QEMU's
 /// name for each: a table that gives a sandbox `{ pci = "1234:11e8" }` boots in QEMU with
-/// `-device edu` (once per such entry), so the device the manifest names is there.
-/// Bochs has none of them (its chipset's own functions are always there).
+/// `-device edu,dma_mask=0xffffffff` (once per such entry), so the device the manifest
+/// names is there. Bochs has none of them (its chipset's own functions are always
+/// there). edu's DMA mask is widened from QEMU's default 28 bits to the 32 bits a real
+/// device's DMA engine reaches: with 28, edu clamps every DMA address to 256 MiB, so
+/// it could not write the interrupt range 0xFEExxxxx (the attack `dma-intr.toml` makes).
 pub const EMULATED: [(PciId, &str); 1] = [(
     PciId {
         vendor: 0x1234,
         device: 0x11e8,
     },
-    "edu",
+    "edu,dma_mask=0xffffffff",
 )];
 
 /// The machine and IOMMU of a table that names any PCI device (see [`EmulatedDevices`]):
@@ -82,14 +85,19 @@ pub const EMULATED: [(PciId, &str); 1] = [(
 /// - `-device intel-iommu`: a VT-d unit announced by an ACPI DMAR table, which the
 ///   monitor programs so that each sandbox's devices reach only its memory (its default
 ///   39-bit address width gives 3-level tables; caching mode stays off).
-/// - `intremap=off`: no interrupt remapping, which the monitor does not program: device
-///   MSIs and the unit's own fault event (an NMI) keep the compatibility format the
-///   monitor writes (with it on, QEMU would announce remapping in the DMAR flags and
-///   expect it to be set up).
+/// - `intremap=on`: interrupt remapping (ECAP.IR, with queued invalidation, and the DMAR's
+///   INTR_REMAP flag and I/O APIC scope): the monitor turns it on and makes every device
+///   MSI and I/O APIC line remappable, so that a device cannot send an interrupt the
+///   monitor did not set up. With software emulation no `kernel-irqchip=split` is needed:
+///   that is for KVM's in-kernel I/O APIC, which QEMU refuses to combine with remapping;
+///   under TCG the I/O APIC is QEMU's own and its messages go through the IOMMU's
+///   remapping like a device's. Extended interrupt mode (`eim`) stays off by default
+///   under TCG (xAPIC destinations, 8 bits, which the monitor uses). QEMU 7.2 does not
+///   enforce all of it (the monitor's `iommu::vtd` and `boot_iommu.rs` say what it does).
 ///
 /// It goes before the emulated devices: a PCI device created before the IOMMU would do
 /// its DMA around it.
-pub const PCI_PLATFORM: [&str; 4] = ["-machine", "q35", "-device", "intel-iommu,intremap=off"];
+pub const PCI_PLATFORM: [&str; 4] = ["-machine", "q35", "-device", "intel-iommu,intremap=on"];
 
 /// The IOMMU QEMU's Q35 gets for a table that names PCI devices (`quest-build run
 /// --iommu`).
@@ -106,7 +114,8 @@ pub enum Iommu {
 }
 
 /// [`PCI_PLATFORM`] with AMD-Vi: `-device amd-iommu` (QEMU's AMD IOMMU, Q35 only) with
-/// `intremap=off` for the same reason as intel-iommu's. QEMU 7.2's amd-iommu translates
+/// `intremap=off`: the monitor does not program AMD-Vi's interrupt remapping (with it
+/// on, QEMU would expect its tables), so device MSIs keep the compatibility format. QEMU 7.2's amd-iommu translates
 /// and refuses DMA but never writes its event log (the monitor's `iommu::amdvi` says
 /// what it does instead).
 pub const AMD_PLATFORM: [&str; 4] = ["-machine", "q35", "-device", "amd-iommu,intremap=off"];
@@ -332,7 +341,7 @@ mod tests {
         };
         assert_eq!(
             two.args().join(" "),
-            "-machine q35 -device intel-iommu,intremap=off -device edu -device edu"
+            "-machine q35 -device intel-iommu,intremap=on -device edu,dma_mask=0xffffffff -device edu,dma_mask=0xffffffff"
         );
         let by_address = EmulatedDevices {
             counts: [0],
@@ -341,7 +350,7 @@ mod tests {
         };
         assert_eq!(
             by_address.args().join(" "),
-            "-machine q35 -device intel-iommu,intremap=off"
+            "-machine q35 -device intel-iommu,intremap=on"
         );
     }
 
@@ -354,11 +363,11 @@ mod tests {
         };
         assert_eq!(
             edu.with_iommu(Iommu::Amd).args().join(" "),
-            "-machine q35 -device amd-iommu,intremap=off -device edu"
+            "-machine q35 -device amd-iommu,intremap=off -device edu,dma_mask=0xffffffff"
         );
         assert_eq!(
             edu.with_iommu(Iommu::None).args().join(" "),
-            "-machine q35 -device edu"
+            "-machine q35 -device edu,dma_mask=0xffffffff"
         );
         assert!(edu.any_pci());
         let none = EmulatedDevices::default().with_iommu(Iommu::Amd);

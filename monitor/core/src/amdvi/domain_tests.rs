@@ -82,7 +82,11 @@ fn walk(mem: &VecMemory, dt: &DeviceTable, id: u16, iova: u64, write: bool) -> R
         "DTE word 0 reserved bits"
     );
     assert_eq!(dte[1] & !0xffff, 0, "only the domain ID in word 1");
-    assert_eq!(dte[2..], [0, 0]);
+    assert!(
+        dte[2] == 0 || dte[2] == super::super::regs::DTE_INTERRUPTS_BLOCKED,
+        "interrupts: IV = 0, or every one refused"
+    );
+    assert_eq!(dte[3], 0);
     let need = if write { DTE_IW } else { DTE_IR };
     let mode = (dte[0] >> 9) & 7;
     if dte[0] & need == 0 {

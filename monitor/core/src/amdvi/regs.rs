@@ -149,14 +149,25 @@ pub type Dte = [u64; 4];
 /// MSIs through untranslated, as intremap=off does for VT-d.
 pub const DTE_BLOCKED: Dte = [DTE_V | DTE_TV, 0, 0, 0];
 
+/// A DTE's third word for a device whose interrupts are all refused (AMD IOMMU spec 2.2.2
+/// "Device Table Entry Format" and 2.2.5 "Interrupt Remapping Tables"): IV = 1 (the
+/// interrupt fields are valid), IntCtl = 00b (fixed and arbitrated interrupts target
+/// aborted, no table read: IntTabLen and IntTableRootPtr 0), and no pass bit (INIT,
+/// ExtInt, NMI, LINT0, LINT1 blocked). So a device of a sandbox cannot send any MSI,
+/// its own DMA write to 0xFEExxxxx included; its INTx (through the I/O APIC, whose own
+/// entry keeps IV = 0) still arrives. QEMU 7.2's amd-iommu with `intremap=off` ignores
+/// the interrupt fields (it remaps nothing); the monitor refuses the sandbox's MSI
+/// enables anyway (`iommu::remap_msi`).
+pub const DTE_INTERRUPTS_BLOCKED: u64 = 1;
+
 /// The entry of a device ID given to a sandbox: translated through the page tables at
 /// `root` with `levels`, reads and writes allowed where they allow them, in domain
-/// `domain` (the IOTLB's tag).
+/// `domain` (the IOTLB's tag), its interrupts blocked ([`DTE_INTERRUPTS_BLOCKED`]).
 pub fn dte_translated(root: u64, levels: Levels, domain: u16) -> Dte {
     [
         DTE_V | DTE_TV | levels.mode() << DTE_MODE_SHIFT | (root & ADDR_MASK) | DTE_IR | DTE_IW,
         u64::from(domain),
-        0,
+        DTE_INTERRUPTS_BLOCKED,
         0,
     ]
 }
@@ -305,7 +316,7 @@ mod tests {
         assert_eq!(DTE_BLOCKED, [3, 0, 0, 0]);
         let e = dte_translated(0x1234_5000, Levels::Three, 2);
         assert_eq!(e[0], 0x6000_0000_1234_5603);
-        assert_eq!(e[1..], [2, 0, 0]);
+        assert_eq!(e[1..], [2, 1, 0], "IV = 1, IntCtl = 00b, no pass bits");
         assert_eq!(dte_translated(0x7000, Levels::Four, 1)[0] & 0xe00, 4 << 9);
     }
 

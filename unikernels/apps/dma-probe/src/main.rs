@@ -16,13 +16,25 @@
 //! bit 1 direction: 0 = RAM to edu, 1 = edu to RAM); its buffer is at device address
 //! 0x40000, 4 KiB; a DMA runs 100 ms (QEMU's virtual clock) after the start.
 //!
-//! With the argument `bystander` it is the other sandbox instead: it prints a tick every
-//! 100 ms for 3 s and exits 0, to show that the rest of the system goes on. With `idle`
-//! it exits 0 at once (`dma-late.toml`: a device owner that ends before another's fault).
+//! With the argument `attack` (`dma-intr.toml`), between steps 2 and 3 it also makes edu
+//! DMA 4 bytes into the interrupt range: data 0x40 to 0xFEE01010, which without interrupt
+//! remapping is an MSI (vector 0x40, fixed, to APIC ID 1: the bystander's core; bit 4 is
+//! ignored in compatibility format), one the monitor never set up. With VT-d interrupt
+//! remapping it is a remappable-format message naming remapping table entry 128, which
+//! the monitor never fills: the unit refuses it. `attack-compat` sends 0xFEE01000 (bit 4
+//! clear), the plain compatibility-format message, which remapping blocks too (GCMD.CFI
+//! clear) on hardware; QEMU 7.2 delivers it (see `dma-intr.toml`).
+//!
+//! With the argument `bystander` it is the other sandbox instead: it takes every vector
+//! 32-255, prints a tick every 100 ms for 3 s and exits 0 if no interrupt arrived, to show
+//! that the rest of the system goes on (and gets no interrupt from the probe's device);
+//! an interrupt makes it say `NOT CONTAINED`. With `idle` it exits 0 at once
+//! (`dma-late.toml`: a device owner that ends before another's fault).
 #![no_std]
 #![no_main]
 
 use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicU32, Ordering};
 use quest_rt::console::not_contained;
 use quest_rt::time::{delay_micros, Instant};
 use quest_rt::{println, Ctx};
@@ -133,9 +145,14 @@ impl Edu {
 
     /// Runs one DMA of `LEN` bytes and waits for it; false if it never finished.
     fn dma(&self, source: u64, destination: u64, to_ram: bool) -> bool {
+        self.dma_len(source, destination, LEN, to_ram)
+    }
+
+    /// Runs one DMA of `len` bytes and waits for it; false if it never finished.
+    fn dma_len(&self, source: u64, destination: u64, len: usize, to_ram: bool) -> bool {
         self.write64(DMA_SOURCE, source);
         self.write64(DMA_DESTINATION, destination);
-        self.write64(DMA_COUNT, LEN as u64);
+        self.write64(DMA_COUNT, len as u64);
         let direction = if to_ram { DMA_TO_RAM } else { 0 };
         self.write64(DMA_COMMAND, DMA_START | direction);
         let start = Instant::now();
@@ -160,7 +177,12 @@ fn main(ctx: &Ctx) -> i32 {
         println!("dma-probe: idle, exiting");
         return 0;
     }
-    match probe(ctx.boot_info().ram_size.get()) {
+    let attack = ctx.args().args().find_map(|a| match a {
+        "attack" => Some(ATTACK_HANDLE),
+        "attack-compat" => Some(ATTACK_COMPAT),
+        _ => None,
+    });
+    match probe(ctx.boot_info().ram_size.get(), attack) {
         Ok(outside) => not_contained(
             "dma-probe",
             format_args!("edu wrote {outside:#x}, outside its RAM"),
@@ -172,8 +194,38 @@ fn main(ctx: &Ctx) -> i32 {
     }
 }
 
-/// Steps 1-3; returns the address of the DMA outside RAM if the sandbox lives on.
-fn probe(ram_size: u64) -> Result<u64, &'static str> {
+/// The interrupt-range addresses of the attack (see the module documentation): with bit
+/// 4 (remappable format) set, and the plain compatibility-format one.
+const ATTACK_HANDLE: u64 = 0xfee0_1010;
+const ATTACK_COMPAT: u64 = 0xfee0_1000;
+/// The message data of the attack: vector 0x40, fixed delivery, edge.
+const ATTACK_DATA: u32 = 0x40;
+/// Where in edu's buffer the attack's data is staged (after what step 2 moved).
+const ATTACK_STAGE: u64 = EDU_BUFFER + 0x800;
+
+/// Makes edu write `ATTACK_DATA` to `address` in the interrupt range: the data goes from
+/// this sandbox's RAM into edu's buffer, then from there to `address`.
+fn interrupt_attack(edu: &Edu, address: u64) -> Result<(), &'static str> {
+    // SAFETY: vCPU 0 is the only one here; edu reads the page only while `dma` waits.
+    let source = unsafe { &mut *SOURCE.0.get() };
+    source[..4].copy_from_slice(&ATTACK_DATA.to_le_bytes());
+    if !edu.dma_len(SOURCE.gpa(), ATTACK_STAGE, 4, false) {
+        return Err("staging the interrupt message did not finish");
+    }
+    println!("dma-probe: edu writes {ATTACK_DATA:#x} to {address:#x} (an interrupt)");
+    let done = edu.dma_len(ATTACK_STAGE, address, 4, true);
+    // Time for it to arrive (the bystander counts what does) or for the fault to stop us.
+    delay_micros(200_000);
+    println!(
+        "dma-probe: interrupt message {}; going on",
+        if done { "written" } else { "never finished" }
+    );
+    Ok(())
+}
+
+/// Steps 1-3 (and the interrupt `attack` at that address); returns the address of the
+/// DMA outside RAM if the sandbox lives on.
+fn probe(ram_size: u64, attack: Option<u64>) -> Result<u64, &'static str> {
     let f = find_edu().ok_or("no edu device on the bus")?;
     let (b, d, fun) = f;
     let command = config(f, 0x04) as u16;
@@ -222,6 +274,10 @@ fn probe(ram_size: u64) -> Result<u64, &'static str> {
         DESTINATION.gpa()
     );
 
+    if let Some(address) = attack {
+        interrupt_attack(&edu, address)?;
+    }
+
     // The page right above its RAM: no domain maps it.
     println!("dma-probe: DMA to {ram_size:#x}, outside its RAM");
     let done = edu.dma(EDU_BUFFER, ram_size, true);
@@ -234,12 +290,40 @@ fn probe(ram_size: u64) -> Result<u64, &'static str> {
     Ok(ram_size)
 }
 
-/// The other sandbox: ticks for 3 s, then exits 0.
+/// Interrupts the bystander took, and the last vector.
+static INTERRUPTS: AtomicU32 = AtomicU32::new(0);
+static LAST_VECTOR: AtomicU32 = AtomicU32::new(0);
+
+/// The bystander's handler of every vector: counts it.
+fn count(vector: u8) {
+    INTERRUPTS.fetch_add(1, Ordering::Relaxed);
+    LAST_VECTOR.store(u32::from(vector), Ordering::Relaxed);
+    quest_rt::interrupts::eoi();
+}
+
+/// The other sandbox: takes every vector, ticks for 3 s, then exits 0 if none came.
 fn bystander() -> i32 {
+    for v in quest_rt::interrupts::FIRST_VECTOR..=255 {
+        quest_rt::interrupts::set_handler(v, count);
+    }
+    quest_rt::interrupts::load();
+    quest_rt::interrupts::enable();
     for tick in 1..=30 {
         delay_micros(100_000);
         println!("bystander: tick {tick}");
     }
+    quest_rt::interrupts::disable();
+    let n = INTERRUPTS.load(Ordering::Relaxed);
+    if n != 0 {
+        return not_contained(
+            "bystander",
+            format_args!(
+                "{n} interrupts arrived (last vector {:#x})",
+                LAST_VECTOR.load(Ordering::Relaxed)
+            ),
+        );
+    }
+    println!("bystander: no interrupt arrived");
     println!("bystander: done");
     0
 }
