@@ -1,6 +1,7 @@
 //! Pure monitor logic, host-tested.
 #![cfg_attr(not(test), no_std)]
 
+pub mod acpi_walk;
 pub mod amdvi;
 pub mod backend;
 pub mod boot_cost;
