@@ -17,6 +17,7 @@ pub mod guest_memory;
 pub mod handlers;
 pub mod io_bitmap;
 pub mod ioapic;
+pub mod iommu_tables;
 pub mod migration;
 pub mod msr_policy;
 pub mod npt;
