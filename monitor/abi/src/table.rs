@@ -405,12 +405,6 @@ impl PciAddress {
             function: (v & 7) as u8,
         }
     }
-    /// What a driver writes to port 0xCF8 (configuration mechanism #1, PCI Local Bus
-    /// Specification 3.0, 3.2.2.3.2) to reach the dword of register `offset`: bit 31
-    /// enable, bits 23:8 [`PciAddress::to_u16`], bits 7:2 the dword (`offset & 0xfc`).
-    pub fn config_address(self, offset: u8) -> u32 {
-        1 << 31 | u32::from(self.to_u16()) << 8 | u32::from(offset & 0xfc)
-    }
 }
 
 /// Written as `bb:dd.f` in hexadecimal (`00:03.0`), as `lspci` does.
@@ -444,15 +438,6 @@ impl PciId {
             vendor: (v >> 16) as u16,
             device: v as u16,
         }
-    }
-    /// The ID of configuration register 0 as it reads (device ID in the high half, vendor
-    /// in the low); `None` where no function answers (vendor 0xffff).
-    pub fn from_register(v: u32) -> Option<Self> {
-        let id = Self {
-            vendor: v as u16,
-            device: (v >> 16) as u16,
-        };
-        (id.vendor != 0xffff).then_some(id)
     }
 }
 

@@ -366,23 +366,3 @@ fn pci_addresses_and_ids_encode_as_the_hardware_does() {
         (4, 3, 4, 3)
     );
 }
-
-#[test]
-fn pci_config_address_and_id_register_decode() {
-    let f = PciAddress::new(0x12, 0x1f, 7).unwrap();
-    // Enable bit, bus 0x12, device 31, function 7, dword 0x3c (offset rounded down).
-    assert_eq!(f.config_address(0x3e), 0x8012_ff3c);
-    assert_eq!(
-        PciAddress::new(0, 0, 0).unwrap().config_address(4),
-        0x8000_0004
-    );
-    assert_eq!(
-        PciId::from_register(0x11e8_1234),
-        Some(PciId {
-            vendor: 0x1234,
-            device: 0x11e8
-        })
-    );
-    assert_eq!(PciId::from_register(0xffff_ffff), None);
-    assert_eq!(PciId::from_register(0x0000_ffff), None);
-}

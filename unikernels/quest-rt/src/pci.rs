@@ -4,51 +4,20 @@
 //!
 //! The monitor owns these ports and answers them from the sandbox's virtual configuration
 //! space, so a sandbox sees its own functions only, and an access to anything else reads
-//! all ones and writes nothing. The address encoding and the ID register's decode are
-//! pure and live (tested on the host) in `quest_abi` next to [`PciAddress`] and
-//! [`PciId`]; this module does the port accesses, the bus scan and a few registers.
-//!
-//! Register offsets and bits: the same specification, 6.1 (the type 0 header) and 6.7
-//! (capabilities).
+//! all ones and writes nothing. The register offsets and bits, the address encoding and
+//! the ID register's decode are pure and live (tested on the host) in `quest_abi::pci`,
+//! re-exported here; this module does the port accesses, the bus scan and the
+//! capability walk.
 
 use x86_64::instructions::port::Port;
 
+pub use quest_abi::pci::*;
 pub use quest_abi::{PciAddress, PciId};
 
-/// The configuration address port.
-pub const CONFIG_ADDRESS: u16 = 0xcf8;
-/// The configuration data port (its four bytes are 0xCFC-0xCFF).
-pub const CONFIG_DATA: u16 = 0xcfc;
-
-/// Vendor ID (16 bits) and device ID (16 bits).
-pub const ID: u8 = 0x00;
-/// Command (16 bits) and status (16 bits).
-pub const COMMAND: u8 = 0x04;
-/// Revision (8 bits) and class code (24 bits).
-pub const CLASS: u8 = 0x08;
-/// Cache line size, latency timer, header type (bits 23:16), BIST.
-pub const HEADER: u8 = 0x0c;
-/// The first base address register; type 0 headers have six, 4 bytes apart.
-pub const BAR0: u8 = 0x10;
-/// Capabilities pointer (8 bits).
-pub const CAPABILITIES: u8 = 0x34;
-/// Interrupt Line (8 bits) and Interrupt Pin (8 bits, 1 = INTA).
-pub const INTERRUPT: u8 = 0x3c;
-
-/// Command: I/O space decode.
-pub const COMMAND_IO: u16 = 1 << 0;
-/// Command: memory space decode.
-pub const COMMAND_MEMORY: u16 = 1 << 1;
-/// Command: bus master (the function may start DMA).
-pub const COMMAND_BUS_MASTER: u16 = 1 << 2;
-/// Command: INTx emulation disable.
-pub const COMMAND_INTX_DISABLE: u16 = 1 << 10;
-/// Status (bits 31:16 of the [`COMMAND`] dword): a capabilities list is present.
-pub const STATUS_CAPABILITIES: u32 = 1 << 20;
-/// Header type bit 7: a multi-function device.
-pub const MULTI_FUNCTION: u8 = 0x80;
-/// The MSI capability's ID.
-pub const CAP_MSI: u8 = 0x05;
+/// The configuration address port (0xCF8).
+pub const CONFIG_ADDRESS: u16 = quest_abi::PCI_CONFIG_PORTS.0;
+/// The configuration data port (0xCFC; its four bytes are 0xCFC-0xCFF).
+pub const CONFIG_DATA: u16 = CONFIG_ADDRESS + 4;
 
 /// Most capabilities [`capability`] follows (a 256-byte space holds at most 48 past the
 /// header; a longer chain loops).
