@@ -59,7 +59,7 @@ impl ConfigSpace for Access {
                 // SAFETY: mechanism #1 ports, used by the monitor only (never passed
                 // through), under REAL's lock.
                 unsafe {
-                    Port::<u32>::new(0xcf8).write(address(f, offset));
+                    Port::<u32>::new(0xcf8).write(f.config_address(offset));
                     Port::<u32>::new(0xcfc).read()
                 }
             }
@@ -77,7 +77,7 @@ impl ConfigSpace for Access {
             Access::Ports => {
                 // SAFETY: as in `read`.
                 unsafe {
-                    Port::<u32>::new(0xcf8).write(address(f, offset));
+                    Port::<u32>::new(0xcf8).write(f.config_address(offset));
                     Port::<u32>::new(0xcfc).write(value);
                 }
             }
@@ -89,11 +89,6 @@ impl ConfigSpace for Access {
             }
         }
     }
-}
-
-/// Mechanism #1's address of `f`'s register `offset`, enable bit set.
-fn address(f: PciAddress, offset: u8) -> u32 {
-    1 << 31 | u32::from(f.to_u16()) << 8 | u32::from(offset & 0xfc)
 }
 
 /// The real configuration space (set once at boot, before any sandbox runs).

@@ -15,6 +15,7 @@
 //! - [`layout`]: every fixed guest-physical address, one doc line each.
 //! - [`gdt`]: the launch GDT (descriptors, selectors, access rights).
 //! - [`memory`]: the host memory a system needs (2 MiB granules, the first MiB).
+//! - [`pci`]: PCI configuration space registers and mechanism #1's address.
 //! - [`hypercall`]: hypercall numbers and their register conventions.
 //! - [`bootinfo`]: the boot information block a `bare` sandbox receives.
 //! - [`args`]: the argument block (`args`, `env`) a `bare` sandbox receives.
@@ -37,6 +38,7 @@ pub mod hypercall;
 pub mod latency;
 pub mod layout;
 pub mod memory;
+pub mod pci;
 pub mod table;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -1,6 +1,7 @@
 //! Pure monitor logic, host-tested.
 #![cfg_attr(not(test), no_std)]
 
+pub mod acpi_walk;
 pub mod amdvi;
 pub mod backend;
 pub mod boot_cost;
@@ -16,6 +17,7 @@ pub mod guest_memory;
 pub mod handlers;
 pub mod io_bitmap;
 pub mod ioapic;
+pub mod iommu_tables;
 pub mod migration;
 pub mod msr_policy;
 pub mod npt;

@@ -9,30 +9,11 @@
 
 use quest_abi::{PciAddress, PciId, PciSelector};
 
-/// Vendor ID (16 bits) and device ID (16 bits).
-pub const ID: u8 = 0x00;
-/// Command (16 bits) and status (16 bits).
-pub const COMMAND: u8 = 0x04;
-/// Revision (8 bits) and class code (24 bits).
-pub const CLASS: u8 = 0x08;
-/// Cache line size, latency timer, header type (bits 23:16), BIST.
-pub const HEADER: u8 = 0x0c;
-/// The first base address register; type 0 headers have six, 4 bytes apart.
-pub const BAR0: u8 = 0x10;
-/// The expansion ROM base address (type 0 header).
-pub const ROM: u8 = 0x30;
-/// Capabilities pointer (8 bits).
-pub const CAPABILITIES: u8 = 0x34;
-/// Command: I/O space decode.
-pub const COMMAND_IO: u16 = 1 << 0;
-/// Command: memory space decode.
-pub const COMMAND_MEMORY: u16 = 1 << 1;
-/// Command: bus master (the function may start DMA).
-pub const COMMAND_BUS_MASTER: u16 = 1 << 2;
-/// Command: INTx emulation disable.
-pub const COMMAND_INTX_DISABLE: u16 = 1 << 10;
-/// Header type bit 7: a multi-function device.
-pub const MULTI_FUNCTION: u8 = 0x80;
+pub use quest_abi::pci::{
+    BAR0, CAPABILITIES, CLASS, COMMAND, COMMAND_BUS_MASTER, COMMAND_INTX_DISABLE, COMMAND_IO,
+    COMMAND_MEMORY, HEADER, ID, MULTI_FUNCTION, ROM,
+};
+
 /// Most functions the monitor keeps track of (the scan stops recording beyond them).
 pub const MAX_FUNCTIONS: usize = 128;
 

@@ -31,6 +31,7 @@ pub mod hypercall;
 pub mod interrupts;
 pub mod paging;
 mod panic;
+pub mod pci;
 mod start;
 pub mod time;
 

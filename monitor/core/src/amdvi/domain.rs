@@ -5,8 +5,8 @@
 //! A domain's tables map exactly what its sandbox's EPT maps of memory (RAM, the channel
 //! directory and channel areas, with their access; not the monitor's calibration page,
 //! not its functions' BARs): [`build_domain`] runs the EPT's own region walk
-//! ([`build_sandbox_ept`]) over an [`EptMemory`] adapter that re-encodes each entry, as
-//! `vtd::domain` does for VT-d. Entries: bit 0 PR (present), bits 11:9 Next Level (the
+//! ([`build_sandbox_ept`](crate::sandbox_ept::build_sandbox_ept)) over an [`EptMemory`] adapter that re-encodes each entry, as
+//! `vtd::domain` does for VT-d (what the two share is in `crate::iommu_tables`). Entries: bit 0 PR (present), bits 11:9 Next Level (the
 //! level of the table a directory entry points to; 0 in a leaf, which in a level-2 table
 //! is a 2 MiB page), bits 51:12 the address, bit 61 IR and bit 62 IW (read/write
 //! allowed; the unit ANDs them over every level, so directory entries allow both and the
@@ -24,9 +24,10 @@
 //! keeps the walk going.
 
 use super::regs::{Dte, Levels, ADDR_MASK, DTES_PER_PAGE, DTE_BLOCKED, DTE_SIZE};
-use crate::ept::{EptError, EptMemory, LARGE, RWX};
-use crate::sandbox_ept::{build_sandbox_ept, HostPlacement, SandboxEptError};
-use quest_abi::{GuestPhysAddr, HostPhysAddr, Table, ACCESS_READ, ACCESS_WRITE};
+use crate::ept::EptMemory;
+use crate::iommu_tables::{build_dma_tables, BuildError, IoEntryFormat, Reencoded};
+use crate::sandbox_ept::HostPlacement;
+use quest_abi::{GuestPhysAddr, HostPhysAddr, Table};
 
 /// Page table entry bit 0: present.
 pub const PR: u64 = 1;
@@ -44,19 +45,12 @@ pub const NOT_PRESENT: u64 = 1 << NEXT_LEVEL_SHIFT;
 const BUILD_LARGE: u64 = 1 << 1;
 /// The Next Level directory entries carry until the final walk sets it.
 const BUILD_DIRECTORY: u64 = 1 << NEXT_LEVEL_SHIFT;
-/// EPT leaf memory type and ignore-PAT (bits 6:3): non-zero in leaves only.
-const EPT_LEAF_TYPE: u64 = 0xf << 3;
-const EPT_WB: u64 = 6 << 3;
 
 /// Why a domain or a device table entry could not be made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DomainError {
-    /// The sandbox's regions could not be mapped.
-    Map(SandboxEptError),
-    /// No frame left for a table.
-    OutOfFrames,
-    /// A mapping lies at or above 2^39 and the domain walks only 3 levels.
-    AboveWidth,
+    /// Its tables could not be built.
+    Tables(BuildError),
     /// The device ID already translates through a domain.
     Twice(u16),
     /// The device ID is beyond the device table.
@@ -66,78 +60,30 @@ pub enum DomainError {
 impl core::fmt::Display for DomainError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            Self::Map(e) => write!(f, "its DMA tables: {e}"),
-            Self::OutOfFrames => f.write_str("out of frames for IOMMU tables"),
-            Self::AboveWidth => f.write_str("its memory lies above the IOMMU's 39-bit width"),
+            Self::Tables(e) => e.fmt(f),
             Self::Twice(id) => write!(f, "device ID {id:#06x} is given twice"),
             Self::OutsideTable(id) => write!(f, "device ID {id:#06x} is beyond the device table"),
         }
     }
 }
 
-/// The page table entry for the EPT entry `ept`, as the builder's adapter writes it.
-fn io_entry(ept: u64) -> u64 {
-    if ept & RWX == 0 {
-        return 0;
-    }
-    let addr = ept & ADDR_MASK;
-    if ept & EPT_LEAF_TYPE == 0 {
-        // A directory entry: the leaf decides the access.
-        return addr | PR | BUILD_DIRECTORY | IR | IW;
-    }
-    let mut e = addr | PR;
-    if ept & u64::from(ACCESS_READ) != 0 {
-        e |= IR;
-    }
-    if ept & u64::from(ACCESS_WRITE) != 0 {
-        e |= IW;
-    }
-    if ept & LARGE != 0 {
-        e |= BUILD_LARGE;
-    }
-    // Execute-only (no read, no write) leaves stay not present: devices do not execute.
-    if e & (IR | IW) == 0 {
-        0
-    } else {
-        e
-    }
-}
-
-/// The EPT entry the builder wrote for `io` (inverse of [`io_entry`]).
-fn ept_entry(io: u64) -> u64 {
-    if io & PR == 0 {
-        return 0;
-    }
-    let addr = io & ADDR_MASK;
-    if io & NEXT_LEVEL_MASK != 0 {
-        return addr | RWX;
-    }
-    let mut e = addr | EPT_WB;
-    if io & IR != 0 {
-        e |= u64::from(ACCESS_READ);
-    }
-    if io & IW != 0 {
-        e |= u64::from(ACCESS_WRITE);
-    }
-    if io & BUILD_LARGE != 0 {
-        e |= LARGE;
-    }
-    e
-}
-
-/// I/O page table frames seen as EPT frames while the builder runs.
+/// Page table entries as the builder's adapter writes them (see the module
+/// documentation): directory entries allow both accesses (the leaf decides) and carry a
+/// provisional Next Level; 2 MiB leaves carry [`BUILD_LARGE`].
 #[derive(Debug)]
-struct IoMemory<M>(M);
+struct Build;
 
-impl<M: EptMemory> EptMemory for IoMemory<M> {
-    fn alloc_table(&mut self) -> Option<HostPhysAddr> {
-        self.0.alloc_table()
+impl IoEntryFormat for Build {
+    const READ: u64 = IR;
+    const WRITE: u64 = IW;
+    const LARGE: u64 = BUILD_LARGE;
+    const DIRECTORY: u64 = PR | BUILD_DIRECTORY | IR | IW;
+    const LEAF: u64 = PR;
+    fn present(io: u64) -> bool {
+        io & PR != 0
     }
-    fn read(&self, table: HostPhysAddr, index: usize) -> u64 {
-        ept_entry(self.0.read(table, index))
-    }
-    fn write(&mut self, table: HostPhysAddr, index: usize, value: u64) {
-        self.0.write(table, index, io_entry(value));
+    fn is_directory(io: u64) -> bool {
+        io & NEXT_LEVEL_MASK != 0
     }
 }
 
@@ -242,20 +188,10 @@ pub fn build_domain<M: EptMemory>(
     mem: M,
     levels: Levels,
 ) -> Result<Domain<M>, DomainError> {
-    let place = HostPlacement {
-        calibration_hpa: None,
-        device_memory: &[],
-        ..*place
-    };
-    let tables = build_sandbox_ept(table, sandbox, &place, IoMemory(mem)).map_err(|e| match e {
-        SandboxEptError::Map {
-            error: EptError::OutOfFrames,
-            ..
-        } => DomainError::OutOfFrames,
-        other => DomainError::Map(other),
-    })?;
+    let tables = build_dma_tables(table, sandbox, place, Reencoded::<Build, M>::new(mem))
+        .map_err(DomainError::Tables)?;
     let pml4 = tables.root();
-    let mut mem = tables.into_memory().0;
+    let mut mem = tables.into_memory().inner;
     let root = root_for(&mut mem, pml4, levels)?;
     finish(&mut mem, root, levels.mode());
     Ok(Domain { mem, levels, root })
@@ -271,12 +207,13 @@ fn root_for<M: EptMemory>(
         Levels::Four => Ok(pml4),
         Levels::Three => {
             if (1..512).any(|i| mem.read(pml4, i) & PR != 0) {
-                return Err(DomainError::AboveWidth);
+                return Err(DomainError::Tables(BuildError::AboveWidth));
             }
             let e = mem.read(pml4, 0);
             if e & PR == 0 {
                 // Nothing mapped at all: an empty level-3 table.
-                mem.alloc_table().ok_or(DomainError::OutOfFrames)
+                mem.alloc_table()
+                    .ok_or(DomainError::Tables(BuildError::OutOfFrames))
             } else {
                 Ok(HostPhysAddr::new(e & ADDR_MASK))
             }

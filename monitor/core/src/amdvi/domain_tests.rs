@@ -6,11 +6,14 @@ use super::super::regs::{dte_translated, DTE_IR, DTE_IW};
 use super::*;
 use crate::device_windows::MemoryWindow;
 use crate::ept::test_memory::VecMemory;
+use crate::ept::{LARGE, RWX};
+use crate::iommu_tables::EPT_WB;
+use crate::sandbox_ept::build_sandbox_ept;
 use crate::sandbox_place::SandboxPlacement;
 use proptest::prelude::*;
 use quest_abi::layout::{CALIBRATION_GPA, DIRECTORY_GPA, DIRECTORY_SIZE};
 use quest_abi::testing::{sample_table, DATA_SIZE, MIB};
-use quest_abi::validate;
+use quest_abi::{validate, ACCESS_READ, ACCESS_WRITE};
 
 const RAM_HPA: u64 = 0x4000_0000;
 const DIR_HPA: u64 = 0x8000_0000;
@@ -64,7 +67,9 @@ fn setup(
     assert_eq!(domain.levels(), levels);
     let root = domain.root();
     let mut mem = domain.into_memory();
-    let base = mem.alloc_table().ok_or(DomainError::OutOfFrames)?;
+    let base = mem
+        .alloc_table()
+        .ok_or(DomainError::Tables(BuildError::OutOfFrames))?;
     let dt = DeviceTable::new(&mut mem, base, 1);
     dt.assign(&mut mem, EDU, dte_translated(root.as_u64(), levels, 1))?;
     Ok((mem, dt))
@@ -289,7 +294,7 @@ fn running_out_of_frames_is_an_error_at_every_step() {
     for frames in 0..16 {
         match setup(1, Levels::Three, frames) {
             Ok(_) => {}
-            Err(DomainError::OutOfFrames) => failed += 1,
+            Err(DomainError::Tables(BuildError::OutOfFrames)) => failed += 1,
             Err(e) => panic!("{e}"),
         }
     }
@@ -351,8 +356,16 @@ fn three_levels_refuse_mappings_above_512_gib() {
     mem.write(pml4, 1, pdpt.as_u64() | PR | BUILD_DIRECTORY);
     assert_eq!(
         root_for(&mut mem, pml4, Levels::Three),
-        Err(DomainError::AboveWidth)
+        Err(DomainError::Tables(BuildError::AboveWidth))
     );
+}
+
+fn io_entry(ept: u64) -> u64 {
+    crate::iommu_tables::io_entry::<Build>(ept)
+}
+
+fn ept_entry(io: u64) -> u64 {
+    crate::iommu_tables::ept_entry::<Build>(io)
 }
 
 #[test]

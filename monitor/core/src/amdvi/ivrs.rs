@@ -13,6 +13,7 @@
 //! holds more than this parser keeps, is an error, never a panic or a read out of
 //! bounds.
 
+use crate::acpi_walk::{checked_table, structures, u16_at, u32_at, u64_at, HeaderError};
 use quest_abi::PciAddress;
 
 /// Bytes before the first block.
@@ -152,55 +153,24 @@ pub struct Ivrs {
     units: [Option<Unit>; MAX_UNITS],
 }
 
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
-}
-
 impl Ivrs {
     /// Parses a whole IVRS table (header included). Bytes after the header's length are
     /// ignored.
     pub fn parse(bytes: &[u8]) -> Result<Self, IvrsError> {
-        let truncated = IvrsError::Truncated { len: bytes.len() };
-        if bytes.get(..4) != Some(b"IVRS".as_slice()) {
-            return Err(if bytes.len() < 4 {
-                truncated
-            } else {
-                IvrsError::BadSignature
-            });
-        }
-        let len = u32_at(bytes, 4).ok_or(truncated)? as usize;
-        if len < HEADER_LEN {
-            return Err(truncated);
-        }
-        let table = bytes.get(..len).ok_or(truncated)?;
-        if table.iter().fold(0u8, |s, &b| s.wrapping_add(b)) != 0 {
-            return Err(IvrsError::BadChecksum);
-        }
+        let table = checked_table(bytes, b"IVRS", HEADER_LEN).map_err(|e| match e {
+            HeaderError::Truncated => IvrsError::Truncated { len: bytes.len() },
+            HeaderError::BadSignature => IvrsError::BadSignature,
+            HeaderError::BadChecksum => IvrsError::BadChecksum,
+        })?;
         let mut ivrs = Self {
-            info: u32_at(table, 36).ok_or(truncated)?,
+            info: u32_at(table, 36).ok_or(IvrsError::Truncated { len: bytes.len() })?,
             units: [None; MAX_UNITS],
         };
-        let mut at = HEADER_LEN;
-        while at < table.len() {
-            let bad = IvrsError::BadBlock { at };
-            let kind = *table.get(at).ok_or(bad)?;
-            let length = usize::from(u16_at(table, at + 2).ok_or(bad)?);
-            let block = table
-                .get(at..at + length)
-                .filter(|_| length >= 4)
-                .ok_or(bad)?;
-            if IVHD_TYPES.contains(&kind) {
+        for block in structures(table, HEADER_LEN) {
+            let (at, block) = block.map_err(|at| IvrsError::BadBlock { at })?;
+            if IVHD_TYPES.contains(&block[0]) {
                 ivrs.keep(parse_unit(block, at)?)?;
             }
-            at += length;
         }
         if ivrs.units().next().is_none() {
             return Err(IvrsError::NoUnit);

@@ -26,21 +26,9 @@ fn hex(s: &str) -> Vec<u8> {
 
 /// An IVRS table with `blocks` after the header, its length and checksum right.
 fn table(blocks: &[Vec<u8>]) -> Vec<u8> {
-    let mut t = Vec::from(*b"IVRS");
-    t.extend_from_slice(&[0; 4]); // length, below
-    t.extend_from_slice(&[2, 0]); // revision, checksum (below)
-    t.extend_from_slice(b"QUEST QUESTTBL\0\0\0\0\0\0\0\0\0\0\0\0\0\0");
-    t.truncate(36);
-    t.extend_from_slice(&0x0000_2800u32.to_le_bytes()); // 40-bit physical addresses
-    t.resize(HEADER_LEN, 0);
-    for b in blocks {
-        t.extend_from_slice(b);
-    }
-    let len = t.len() as u32;
-    t[4..8].copy_from_slice(&len.to_le_bytes());
-    let sum = t.iter().fold(0u8, |s, &b| s.wrapping_add(b));
-    t[9] = 0u8.wrapping_sub(sum);
-    t
+    // IVinfo: 40-bit physical addresses.
+    let info = 0x0000_2800u32.to_le_bytes();
+    crate::acpi_walk::test_table(b"IVRS", 2, &info, HEADER_LEN, blocks)
 }
 
 /// An IVHD of `kind` for the unit at `base` (itself 00:02.0) with `entries`.

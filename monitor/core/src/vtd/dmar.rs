@@ -10,6 +10,7 @@
 //! a table that is short, whose structures overrun it or each other, or that holds more
 //! than this parser keeps, is an error, never a panic or a read out of bounds.
 
+use crate::acpi_walk::{checked_table, structures, u16_at, u64_at, HeaderError};
 use quest_abi::PciAddress;
 
 /// Bytes before the first remapping structure.
@@ -204,59 +205,28 @@ pub struct Dmar {
     units: [Option<Unit>; MAX_UNITS],
 }
 
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
-}
-
 impl Dmar {
     /// Parses a whole DMAR table (header included). Bytes after the header's length are
     /// ignored.
     pub fn parse(bytes: &[u8]) -> Result<Self, DmarError> {
-        let truncated = DmarError::Truncated { len: bytes.len() };
-        if bytes.get(..4) != Some(b"DMAR".as_slice()) {
-            return Err(if bytes.len() < 4 {
-                truncated
-            } else {
-                DmarError::BadSignature
-            });
-        }
-        let len = u32_at(bytes, 4).ok_or(truncated)? as usize;
-        if len < HEADER_LEN {
-            return Err(truncated);
-        }
-        let table = bytes.get(..len).ok_or(truncated)?;
-        if table.iter().fold(0u8, |s, &b| s.wrapping_add(b)) != 0 {
-            return Err(DmarError::BadChecksum);
-        }
+        let table = checked_table(bytes, b"DMAR", HEADER_LEN).map_err(|e| match e {
+            HeaderError::Truncated => DmarError::Truncated { len: bytes.len() },
+            HeaderError::BadSignature => DmarError::BadSignature,
+            HeaderError::BadChecksum => DmarError::BadChecksum,
+        })?;
         let mut dmar = Self {
             host_address_width: table[36].saturating_add(1),
             flags: table[37],
             units: [None; MAX_UNITS],
         };
-        let mut at = HEADER_LEN;
         let mut count = 0;
-        while at < table.len() {
-            let bad = DmarError::BadStructure { at };
-            let kind = u16_at(table, at).ok_or(bad)?;
-            let length = usize::from(u16_at(table, at + 2).ok_or(bad)?);
-            let structure = table
-                .get(at..at + length)
-                .filter(|_| length >= 4)
-                .ok_or(bad)?;
-            if kind == TYPE_DRHD {
+        for structure in structures(table, HEADER_LEN) {
+            let (at, structure) = structure.map_err(|at| DmarError::BadStructure { at })?;
+            if u16_at(structure, 0) == Some(TYPE_DRHD) {
                 let slot = dmar.units.get_mut(count).ok_or(DmarError::TooMany)?;
                 *slot = Some(parse_unit(structure, at)?);
                 count += 1;
             }
-            at += length;
         }
         if count == 0 {
             return Err(DmarError::NoUnit);
@@ -347,22 +317,8 @@ pub(crate) mod tests {
 
     /// A DMAR table with `structures` after the header, its length and checksum right.
     pub(crate) fn table(structures: &[Vec<u8>]) -> Vec<u8> {
-        let mut t = Vec::from(*b"DMAR");
-        t.extend_from_slice(&[0; 4]); // length, below
-        t.extend_from_slice(&[1, 0]); // revision, checksum (below)
-        t.extend_from_slice(b"QUEST QUESTTBL\0\0\0\0\0\0\0\0\0\0\0\0\0\0");
-        t.truncate(36);
-        t.push(38); // host address width 39
-        t.push(0); // flags
-        t.resize(HEADER_LEN, 0);
-        for s in structures {
-            t.extend_from_slice(s);
-        }
-        let len = t.len() as u32;
-        t[4..8].copy_from_slice(&len.to_le_bytes());
-        let sum = t.iter().fold(0u8, |s, &b| s.wrapping_add(b));
-        t[9] = 0u8.wrapping_sub(sum);
-        t
+        // Host address width 39, flags 0.
+        crate::acpi_walk::test_table(b"DMAR", 1, &[38, 0], HEADER_LEN, structures)
     }
 
     /// A DRHD with `flags`, `base` and `scopes`.

@@ -7,8 +7,9 @@
 //! A domain's second-level tables map exactly what its sandbox's EPT maps of memory
 //! (RAM, the channel directory and channel areas, with their access; not the monitor's
 //! calibration page, not its functions' BARs): [`build_domain`] runs the EPT's own region walk
-//! ([`build_sandbox_ept`]) over an [`EptMemory`] adapter that re-encodes each entry, as
-//! the NPT does (`crate::npt`). Second-level entries (9.8): bit 0 read, bit 1 write, bit
+//! ([`build_sandbox_ept`](crate::sandbox_ept::build_sandbox_ept)) over an [`EptMemory`] adapter that re-encodes each entry, as
+//! the NPT does (`crate::npt`; what VT-d and AMD-Vi domains share is in
+//! `crate::iommu_tables`). Second-level entries (9.8): bit 0 read, bit 1 write, bit
 //! 7 a 2 MiB leaf in a PD, bits 51:12 the address; bits 11 (snoop) and 2-6 stay 0; bit
 //! 52, ignored by the unit, marks leaves so the adapter can read its entries back. A
 //! unit without 2 MiB pages gets each large leaf split into a table of 4 KiB leaves.
@@ -16,9 +17,10 @@
 //! needs every mapping below 512 GiB (Quest's layout puts all of it there).
 
 use super::regs::Levels;
-use crate::ept::{EptBuilder, EptError, EptMemory, Translation, ADDR_MASK, LARGE, RWX};
-use crate::sandbox_ept::{build_sandbox_ept, HostPlacement, SandboxEptError};
-use quest_abi::{GuestPhysAddr, HostPhysAddr, PciAddress, Table, ACCESS_READ, ACCESS_WRITE};
+use crate::ept::{EptBuilder, EptMemory, Translation, ADDR_MASK};
+use crate::iommu_tables::{build_dma_tables, ept_entry, io_entry, BuildError, IoEntryFormat};
+use crate::sandbox_ept::HostPlacement;
+use quest_abi::{GuestPhysAddr, HostPhysAddr, PciAddress, Table};
 
 /// Second-level entry: read.
 pub const SL_R: u64 = 1;
@@ -28,20 +30,12 @@ pub const SL_W: u64 = 1 << 1;
 pub const SL_PS: u64 = 1 << 7;
 /// An ignored bit (61:52 are ignored at every level) marking leaves for read-back.
 const SL_LEAF: u64 = 1 << 52;
-/// EPT leaf memory type and ignore-PAT (bits 6:3): non-zero in leaves only (write-back
-/// memory 6 << 3, uncached device registers 1 << 6), zero in pointers to tables.
-const EPT_LEAF_TYPE: u64 = 0xf << 3;
-const EPT_WB: u64 = 6 << 3;
 
 /// Why a domain or a context entry could not be made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DomainError {
-    /// The sandbox's regions could not be mapped.
-    Map(SandboxEptError),
-    /// No frame left for a table.
-    OutOfFrames,
-    /// A mapping lies at or above 2^39 and the unit walks only 3 levels.
-    AboveWidth,
+    /// Its tables, or the root or context table, could not be built.
+    Tables(BuildError),
     /// The function already has a context entry.
     Twice(PciAddress),
 }
@@ -49,62 +43,29 @@ pub enum DomainError {
 impl core::fmt::Display for DomainError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            Self::Map(e) => write!(f, "its DMA tables: {e}"),
-            Self::OutOfFrames => f.write_str("out of frames for IOMMU tables"),
-            Self::AboveWidth => f.write_str("its memory lies above the IOMMU's 39-bit width"),
+            Self::Tables(e) => e.fmt(f),
             Self::Twice(a) => write!(f, "function {a} is given twice"),
         }
     }
 }
 
-/// The second-level entry for the EPT entry `ept` (0 for not present).
-fn sl_entry(ept: u64) -> u64 {
-    if ept & RWX == 0 {
-        return 0;
-    }
-    let addr = ept & ADDR_MASK;
-    if ept & EPT_LEAF_TYPE == 0 {
-        // A pointer to the next table: the leaf decides.
-        return addr | SL_R | SL_W;
-    }
-    let mut e = addr | SL_LEAF;
-    if ept & u64::from(ACCESS_READ) != 0 {
-        e |= SL_R;
-    }
-    if ept & u64::from(ACCESS_WRITE) != 0 {
-        e |= SL_W;
-    }
-    if ept & LARGE != 0 {
-        e |= SL_PS;
-    }
-    // Execute-only (no read, no write) leaves stay not present: devices do not execute.
-    if e & (SL_R | SL_W) == 0 {
-        0
-    } else {
-        e
-    }
-}
+/// Second-level entries as the builder's adapter writes them: pointers to tables allow
+/// both accesses (the leaf decides), leaves carry [`SL_LEAF`].
+#[derive(Debug)]
+struct SecondLevel;
 
-/// The EPT entry the builder wrote for second-level entry `sl` (inverse of [`sl_entry`]).
-fn ept_entry(sl: u64) -> u64 {
-    if sl & (SL_R | SL_W) == 0 {
-        return 0;
+impl IoEntryFormat for SecondLevel {
+    const READ: u64 = SL_R;
+    const WRITE: u64 = SL_W;
+    const LARGE: u64 = SL_PS;
+    const DIRECTORY: u64 = SL_R | SL_W;
+    const LEAF: u64 = SL_LEAF;
+    fn present(sl: u64) -> bool {
+        sl & (SL_R | SL_W) != 0
     }
-    let addr = sl & ADDR_MASK;
-    if sl & SL_LEAF == 0 {
-        return addr | RWX;
+    fn is_directory(sl: u64) -> bool {
+        sl & SL_LEAF == 0
     }
-    let mut e = addr | EPT_WB;
-    if sl & SL_R != 0 {
-        e |= u64::from(ACCESS_READ);
-    }
-    if sl & SL_W != 0 {
-        e |= u64::from(ACCESS_WRITE);
-    }
-    if sl & SL_PS != 0 {
-        e |= LARGE;
-    }
-    e
 }
 
 /// Second-level frames seen as EPT frames.
@@ -121,10 +82,10 @@ impl<M: EptMemory> EptMemory for SlMemory<M> {
         self.inner.alloc_table()
     }
     fn read(&self, table: HostPhysAddr, index: usize) -> u64 {
-        ept_entry(self.inner.read(table, index))
+        ept_entry::<SecondLevel>(self.inner.read(table, index))
     }
     fn write(&mut self, table: HostPhysAddr, index: usize, value: u64) {
-        let entry = sl_entry(value);
+        let entry = io_entry::<SecondLevel>(value);
         if entry & SL_PS == 0 || self.large_pages {
             return self.inner.write(table, index, entry);
         }
@@ -185,28 +146,15 @@ pub fn build_domain<M: EptMemory>(
     levels: Levels,
     large_pages: bool,
 ) -> Result<Domain<M>, DomainError> {
-    // Not the calibration page, and not the functions' BARs (no DMA from one device
-    // to another's registers).
-    let place = HostPlacement {
-        calibration_hpa: None,
-        device_memory: &[],
-        ..*place
-    };
     let sl = SlMemory {
         inner: mem,
         large_pages,
         out_of_frames: false,
     };
-    let tables = build_sandbox_ept(table, sandbox, &place, sl).map_err(|e| match e {
-        SandboxEptError::Map {
-            error: EptError::OutOfFrames,
-            ..
-        } => DomainError::OutOfFrames,
-        other => DomainError::Map(other),
-    })?;
+    let tables = build_dma_tables(table, sandbox, place, sl).map_err(DomainError::Tables)?;
     let mem = tables.memory();
     if mem.out_of_frames {
-        return Err(DomainError::OutOfFrames);
+        return Err(DomainError::Tables(BuildError::OutOfFrames));
     }
     let root = root_for(&mem.inner, tables.root(), levels)?;
     Ok(Domain {
@@ -226,7 +174,7 @@ fn root_for<M: EptMemory>(
         Levels::Four => Ok(pml4),
         Levels::Three => {
             if (1..512).any(|i| mem.read(pml4, i) != 0) {
-                return Err(DomainError::AboveWidth);
+                return Err(DomainError::Tables(BuildError::AboveWidth));
             }
             Ok(HostPhysAddr::new(mem.read(pml4, 0) & ADDR_MASK))
         }
@@ -245,7 +193,9 @@ impl<M: EptMemory> RootTable<M> {
     /// An empty root table: every request of every function faults (root entry not
     /// present) once translation is on.
     pub fn new(mut mem: M) -> Result<Self, DomainError> {
-        let root = mem.alloc_table().ok_or(DomainError::OutOfFrames)?;
+        let root = mem
+            .alloc_table()
+            .ok_or(DomainError::Tables(BuildError::OutOfFrames))?;
         Ok(Self { mem, root })
     }
 
@@ -268,7 +218,10 @@ impl<M: EptMemory> RootTable<M> {
         let context = if root_low & 1 != 0 {
             HostPhysAddr::new(root_low & ADDR_MASK)
         } else {
-            let t = self.mem.alloc_table().ok_or(DomainError::OutOfFrames)?;
+            let t = self
+                .mem
+                .alloc_table()
+                .ok_or(DomainError::Tables(BuildError::OutOfFrames))?;
             self.mem.write(self.root, bus + 1, 0);
             self.mem.write(self.root, bus, t.as_u64() | 1);
             t

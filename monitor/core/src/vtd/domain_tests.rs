@@ -5,11 +5,14 @@
 use super::*;
 use crate::device_windows::MemoryWindow;
 use crate::ept::test_memory::VecMemory;
+use crate::ept::{LARGE, RWX};
+use crate::iommu_tables::EPT_WB;
+use crate::sandbox_ept::build_sandbox_ept;
 use crate::sandbox_place::SandboxPlacement;
 use proptest::prelude::*;
 use quest_abi::layout::{CALIBRATION_GPA, DIRECTORY_GPA, DIRECTORY_SIZE};
 use quest_abi::testing::{sample_table, DATA_SIZE, MIB};
-use quest_abi::validate;
+use quest_abi::{validate, ACCESS_READ, ACCESS_WRITE};
 
 const RAM_HPA: u64 = 0x4000_0000;
 const DIR_HPA: u64 = 0x8000_0000;
@@ -222,7 +225,7 @@ fn running_out_of_frames_is_an_error_at_every_step() {
         for frames in 0..16 {
             match setup(1, Levels::Three, large, frames) {
                 Ok(_) => {}
-                Err(DomainError::OutOfFrames) => failed += 1,
+                Err(DomainError::Tables(BuildError::OutOfFrames)) => failed += 1,
                 Err(e) => panic!("{e}"),
             }
         }
@@ -259,8 +262,16 @@ fn three_levels_refuse_mappings_above_512_gib() {
     mem.write(pml4, 1, pdpt.as_u64() | SL_R);
     assert_eq!(
         root_for(&mem, pml4, Levels::Three),
-        Err(DomainError::AboveWidth)
+        Err(DomainError::Tables(BuildError::AboveWidth))
     );
+}
+
+fn sl_entry(ept: u64) -> u64 {
+    io_entry::<SecondLevel>(ept)
+}
+
+fn ept_entry(sl: u64) -> u64 {
+    crate::iommu_tables::ept_entry::<SecondLevel>(sl)
 }
 
 #[test]

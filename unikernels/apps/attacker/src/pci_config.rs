@@ -11,65 +11,22 @@
 
 use alloc::format;
 use alloc::string::String;
+use quest_rt::pci::{self, PciAddress, PciId};
 use quest_rt::println;
 
-const CONFIG_ADDRESS: u16 = 0xcf8;
-const CONFIG_DATA: u16 = 0xcfc;
-
-fn outl(port: u16, value: u32) {
-    // SAFETY: a port write to 0xCF8/0xCFC, which the monitor owns and emulates.
-    unsafe { core::arch::asm!("out dx, eax", in("dx") port, in("eax") value, options(nostack)) };
-}
-
-fn inl(port: u16) -> u32 {
-    let value: u32;
-    // SAFETY: as in `outl`.
-    unsafe { core::arch::asm!("in eax, dx", in("dx") port, out("eax") value, options(nostack)) };
-    value
-}
-
-fn address(bus: u8, dev: u8, func: u8, offset: u8) -> u32 {
-    1 << 31
-        | u32::from(bus) << 16
-        | u32::from(dev) << 11
-        | u32::from(func) << 8
-        | u32::from(offset & 0xfc)
-}
-
-fn read(bus: u8, dev: u8, func: u8, offset: u8) -> u32 {
-    outl(CONFIG_ADDRESS, address(bus, dev, func, offset));
-    inl(CONFIG_DATA)
-}
-
-fn write(bus: u8, dev: u8, func: u8, offset: u8, value: u32) {
-    outl(CONFIG_ADDRESS, address(bus, dev, func, offset));
-    outl(CONFIG_DATA, value);
-}
-
 /// Every function visible on any bus: (count, whether `id` was among them).
-fn scan(id: u32) -> (u32, bool) {
-    let mut found = 0;
-    let mut target = false;
-    for bus in 0..=255u8 {
-        for dev in 0..32u8 {
-            for func in 0..8u8 {
-                let v = read(bus, dev, func, 0);
-                if v & 0xffff != 0xffff {
-                    found += 1;
-                    target |= v == id;
-                }
-            }
-        }
-    }
-    (found, target)
+fn scan(id: PciId) -> (u32, bool) {
+    pci::functions().fold((0, false), |(found, target), (_, seen)| {
+        (found + 1, target || seen == id)
+    })
 }
 
 /// The writes: (offset, value) for every function slot of bus 0.
 const WRITES: [(u8, u32); 4] = [
-    (0x04, 0x0000_0007), // command: I/O, memory, bus master
-    (0x10, 0x0000_1001), // BAR0 (an I/O BAR) to port 0x1000
-    (0x14, 0xfe00_0000), // BAR1 (a memory BAR) elsewhere
-    (0x3c, 0x0000_0105), // Interrupt Line 5, pin A
+    (pci::COMMAND, 0x0000_0007),   // I/O, memory, bus master
+    (pci::BAR0, 0x0000_1001),      // BAR0 (an I/O BAR) to port 0x1000
+    (pci::BAR0 + 4, 0xfe00_0000),  // BAR1 (a memory BAR) elsewhere
+    (pci::INTERRUPT, 0x0000_0105), // Interrupt Line 5, pin A
 ];
 
 /// Runs the check; `Err(what got through)` if any of it reached a function.
@@ -78,12 +35,11 @@ pub fn run(value: Option<&str>) -> Result<(), String> {
         None => (0x10ec, 0x8139),
         Some(v) => {
             let (vd, dd) = v.split_once(':').ok_or("pci-config:VVVV:DDDD")?;
-            let hex = |s: &str| u32::from_str_radix(s, 16).map_err(|_| "pci-config:VVVV:DDDD");
+            let hex = |s: &str| u16::from_str_radix(s, 16).map_err(|_| "pci-config:VVVV:DDDD");
             (hex(vd)?, hex(dd)?)
         }
     };
-    let id = device << 16 | vendor;
-    let (before, seen) = scan(id);
+    let (before, seen) = scan(PciId { vendor, device });
     if before != 0 || seen {
         return Err(format!(
             "{before} PCI functions visible before writing (the target {})",
@@ -92,20 +48,25 @@ pub fn run(value: Option<&str>) -> Result<(), String> {
     }
     let mut writes = 0u32;
     for dev in 0..32u8 {
-        for func in 0..8u8 {
+        for function in 0..8u8 {
+            let f = PciAddress {
+                bus: 0,
+                device: dev,
+                function,
+            };
             for (offset, value) in WRITES {
-                write(0, dev, func, offset, value);
+                pci::write32(f, offset, value);
                 writes += 1;
-                let back = read(0, dev, func, offset);
+                let back = pci::read32(f, offset);
                 if back != u32::MAX {
                     return Err(format!(
-                        "00:{dev:02x}.{func} offset {offset:#x} reads {back:#x} after writing {value:#x}"
+                        "{f} offset {offset:#x} reads {back:#x} after writing {value:#x}"
                     ));
                 }
             }
         }
     }
-    let (after, seen) = scan(id);
+    let (after, seen) = scan(PciId { vendor, device });
     if after != 0 || seen {
         return Err(format!("{after} PCI functions visible after writing"));
     }

@@ -28,10 +28,9 @@
 #![no_std]
 #![no_main]
 
-mod config;
-
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use quest_rt::interrupts;
+use quest_rt::pci::{self, PciId};
 use quest_rt::quest_abi::hypercall::{Hypercall, MigrateRefusal, MIGRATE_SELF};
 use quest_rt::quest_abi::layout::BARE_STACK_SIZE;
 use quest_rt::time::rdtsc;
@@ -39,8 +38,11 @@ use quest_rt::{println, Ctx};
 
 quest_rt::entry!(main);
 
-/// edu's vendor and device ID as the ID register reads them.
-const EDU_ID: u32 = 0x11e8_1234;
+/// edu's vendor and device ID.
+const EDU_ID: PciId = PciId {
+    vendor: 0x1234,
+    device: 0x11e8,
+};
 /// What edu's register 0x00 reads.
 const EDU_IDENT: u32 = 0x0100_00ed;
 /// The vector the probe's MSI messages carry.
@@ -262,11 +264,11 @@ fn report(name: &str, vector: u8, rounds: u64, p: &Phase) {
 
 /// The probe proper (vCPU 0); whether every check passed.
 fn probe(rounds: u64) -> bool {
-    let Some((f, _)) = config::functions().find(|&(_, id)| id == EDU_ID) else {
+    let Some(f) = pci::find(EDU_ID, 0) else {
         println!("irq-probe: no edu device (1234:11e8) in this sandbox");
         return false;
     };
-    let bar0 = u64::from(config::read(f, 0x10) & !0xf);
+    let bar0 = u64::from(pci::read32(f, pci::BAR0) & !0xf);
     let p = match quest_rt::paging::map_device(bar0) {
         Ok(p) => p,
         Err(e) => {
@@ -275,12 +277,16 @@ fn probe(rounds: u64) -> bool {
         }
     };
     EDU.store(p as u64, Ordering::Relaxed);
-    let command = config::command(f);
-    config::write16(f, 0x04, command | config::MEMORY | config::BUS_MASTER);
+    let command = pci::command(f);
+    pci::write16(
+        f,
+        pci::COMMAND,
+        command | pci::COMMAND_MEMORY | pci::COMMAND_BUS_MASTER,
+    );
     let ident = edu_read(0);
-    let interrupt = config::read(f, 0x3c);
+    let interrupt = pci::read32(f, pci::INTERRUPT);
     let (line, pin) = (interrupt as u8, (interrupt >> 8) as u8);
-    let bus_master = config::command(f) & config::BUS_MASTER != 0;
+    let bus_master = pci::command(f) & pci::COMMAND_BUS_MASTER != 0;
     println!(
         "irq-probe: edu at {f}, BAR0 {bar0:#x} reads {ident:#010x}, INT{} line {line}, bus master {}",
         (b'A' + pin.saturating_sub(1)) as char,
@@ -306,26 +312,26 @@ fn probe(rounds: u64) -> bool {
     }
 
     // MSI to virtual APIC ID 0, then 1.
-    let Some(cap) = config::msi(f) else {
+    let Some(cap) = pci::capability(f, pci::CAP_MSI) else {
         println!("irq-probe: MSI: no capability");
         return false;
     };
-    let control = (config::read(f, cap) >> 16) as u16;
+    let control = (pci::read32(f, cap) >> 16) as u16;
     let data_at = if control & (1 << 7) != 0 {
         cap + 12
     } else {
         cap + 8
     };
-    config::write16(f, 0x04, config::command(f) | config::INTX_DISABLE);
+    pci::write16(f, pci::COMMAND, pci::command(f) | pci::COMMAND_INTX_DISABLE);
     let program = |apic_id: u32, data: u32| {
-        config::write(f, cap + 4, 0xfee0_0000 | apic_id << 12);
+        pci::write32(f, cap + 4, 0xfee0_0000 | apic_id << 12);
         if data_at == cap + 12 {
-            config::write(f, cap + 8, 0);
+            pci::write32(f, cap + 8, 0);
         }
-        config::write16(f, data_at, data as u16);
+        pci::write16(f, data_at, data as u16);
     };
     program(0, u32::from(MSI_VECTOR));
-    config::write16(f, cap + 2, control | 1);
+    pci::write16(f, cap + 2, control | 1);
     interrupts::set_handler(MSI_VECTOR, on_interrupt);
     let p = phase(rounds, MSI_VECTOR);
     report("MSI", MSI_VECTOR, rounds, &p);
@@ -463,7 +469,7 @@ fn rtc(rounds: u64) -> bool {
 
 /// The bystander: counts every interrupt it gets until the probe says it is done.
 fn bystander() -> i32 {
-    let functions = config::functions().count();
+    let functions = pci::functions().count();
     println!("irq-probe: bystander sees {functions} PCI functions");
     let Ok(mut rx) = quest_rt::quest_channel::Receiver::open("done") else {
         println!("irq-probe: bystander: no channel done");
