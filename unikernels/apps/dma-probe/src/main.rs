@@ -36,18 +36,17 @@
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU32, Ordering};
 use quest_rt::console::not_contained;
+use quest_rt::pci::{self, PciId, COMMAND, COMMAND_BUS_MASTER, COMMAND_MEMORY};
 use quest_rt::time::{delay_micros, Instant};
 use quest_rt::{println, Ctx};
 
 quest_rt::entry!(main);
 
-const CONFIG_ADDRESS: u16 = 0xcf8;
-const CONFIG_DATA: u16 = 0xcfc;
-/// Command register: memory decode and bus master enable.
-const MEMORY: u16 = 1 << 1;
-const BUS_MASTER: u16 = 1 << 2;
-/// edu's vendor:device, as the ID register reads it.
-const EDU: u32 = 0x11e8_1234;
+/// edu's vendor:device.
+const EDU: PciId = PciId {
+    vendor: 0x1234,
+    device: 0x11e8,
+};
 /// edu register offsets in BAR 0.
 const ID: usize = 0x00;
 const LIVENESS: usize = 0x04;
@@ -68,43 +67,6 @@ const PAGE: usize = 4096;
 const LEN: usize = 2048;
 /// How long a DMA may take (edu starts it 100 ms after the command).
 const DMA_TIMEOUT_US: u64 = 2_000_000;
-
-fn outl(port: u16, value: u32) {
-    // SAFETY: a port write; the monitor decides what it does (it owns 0xCF8-0xCFF).
-    unsafe { core::arch::asm!("out dx, eax", in("dx") port, in("eax") value, options(nostack)) };
-}
-
-fn inl(port: u16) -> u32 {
-    let value: u32;
-    // SAFETY: as in `outl`.
-    unsafe { core::arch::asm!("in eax, dx", in("dx") port, out("eax") value, options(nostack)) };
-    value
-}
-
-/// Configuration register `offset` of bus/device/function `f`.
-fn config(f: (u8, u8, u8), offset: u8) -> u32 {
-    outl(
-        CONFIG_ADDRESS,
-        1 << 31
-            | u32::from(f.0) << 16
-            | u32::from(f.1) << 11
-            | u32::from(f.2) << 8
-            | u32::from(offset & 0xfc),
-    );
-    inl(CONFIG_DATA)
-}
-
-fn set_config(f: (u8, u8, u8), offset: u8, value: u32) {
-    config(f, offset); // sets the address
-    outl(CONFIG_DATA, value);
-}
-
-/// The first edu function on the bus.
-fn find_edu() -> Option<(u8, u8, u8)> {
-    (0..=255u8)
-        .flat_map(|b| (0..32u8).flat_map(move |d| (0..8u8).map(move |f| (b, d, f))))
-        .find(|&f| config(f, 0) == EDU)
-}
 
 /// One page of RAM, page aligned.
 #[repr(C, align(4096))]
@@ -226,19 +188,21 @@ fn interrupt_attack(edu: &Edu, address: u64) -> Result<(), &'static str> {
 /// Steps 1-3 (and the interrupt `attack` at that address); returns the address of the
 /// DMA outside RAM if the sandbox lives on.
 fn probe(ram_size: u64, attack: Option<u64>) -> Result<u64, &'static str> {
-    let f = find_edu().ok_or("no edu device on the bus")?;
-    let (b, d, fun) = f;
-    let command = config(f, 0x04) as u16;
-    set_config(f, 0x04, u32::from(command | MEMORY | BUS_MASTER));
-    let enabled = config(f, 0x04) as u16 & BUS_MASTER != 0;
+    let f = pci::find(EDU, 0).ok_or("no edu device on the bus")?;
+    let command = pci::command(f);
+    pci::write16(f, COMMAND, command | COMMAND_MEMORY | COMMAND_BUS_MASTER);
+    let enabled = pci::command(f) & COMMAND_BUS_MASTER != 0;
     println!(
-        "dma-probe: edu at {b:02x}:{d:02x}.{fun}, bus master {}",
+        "dma-probe: edu at {:02x}:{:02x}.{}, bus master {}",
+        f.bus,
+        f.device,
+        f.function,
         if enabled { "enabled" } else { "refused" }
     );
     if !enabled {
         return Err("bus mastering refused");
     }
-    let bar = u64::from(config(f, 0x10) & !0xf);
+    let bar = u64::from(pci::read32(f, pci::BAR0) & !0xf);
     let regs = quest_rt::paging::map_device(bar).map_err(|e| e.as_str())?;
     let edu = Edu(regs.cast::<u8>());
     let id = edu.read32(ID);
