@@ -97,6 +97,9 @@ fn qemu_7_2s_table_parses() {
     assert_eq!(i.unit_for(1, at(0, 3, 0)), None, "other segment");
     assert_eq!(u.highest_id(), Some(0xfb));
     assert_eq!(u.requester_id(at(0, 0x14, 0)), Some(0xa0), "the I/O APIC");
+    // Its special device entry: variety 1 (I/O APIC), handle 0 (I/O APIC ID 0).
+    assert_eq!(u.ioapics().collect::<Vec<_>>(), [(0, 0xa0)]);
+    assert_eq!(i.ioapic(), Some((0, 0xa0)));
 }
 
 #[test]
@@ -138,6 +141,9 @@ fn every_entry_kind_names_its_devices() {
     assert_eq!(id(3, 0x1f, 7), Some(0x300), "aliased range");
     assert_eq!(id(4, 0, 0), Some(0x400));
     assert_eq!(id(5, 0, 7), Some(0x507));
+    // The special device of variety 0 is no I/O APIC.
+    assert_eq!(u.ioapics().count(), 0);
+    assert_eq!(i.ioapic(), None);
     assert_eq!(id(5, 1, 0), None);
     assert_eq!(id(0, 0x14, 0), Some(0xa0));
     assert_eq!(id(0, 0x14, 5), Some(0xa5), "ACPI device");

@@ -162,14 +162,22 @@ pub const DTE_INTERRUPTS_BLOCKED: u64 = 1;
 
 /// The entry of a device ID given to a sandbox: translated through the page tables at
 /// `root` with `levels`, reads and writes allowed where they allow them, in domain
-/// `domain` (the IOTLB's tag), its interrupts blocked ([`DTE_INTERRUPTS_BLOCKED`]).
-pub fn dte_translated(root: u64, levels: Levels, domain: u16) -> Dte {
+/// `domain` (the IOTLB's tag); `interrupts` its third word (its interrupts blocked,
+/// [`DTE_INTERRUPTS_BLOCKED`], or remapped through a table,
+/// [`dte_interrupts`](super::intremap::dte_interrupts)).
+pub fn dte_translated(root: u64, levels: Levels, domain: u16, interrupts: u64) -> Dte {
     [
         DTE_V | DTE_TV | levels.mode() << DTE_MODE_SHIFT | (root & ADDR_MASK) | DTE_IR | DTE_IW,
         u64::from(domain),
-        DTE_INTERRUPTS_BLOCKED,
+        interrupts,
         0,
     ]
+}
+
+/// The entry of a device ID that makes no DMA but sends interrupts through a table (the
+/// I/O APIC's): [`DTE_BLOCKED`] with `interrupts` as its third word.
+pub fn dte_interrupts_only(interrupts: u64) -> Dte {
+    [DTE_BLOCKED[0], 0, interrupts, 0]
 }
 
 /// A command (two 64-bit words; the opcode is in bits 63:60 of the first).
@@ -314,10 +322,14 @@ mod tests {
     #[test]
     fn device_table_entries() {
         assert_eq!(DTE_BLOCKED, [3, 0, 0, 0]);
-        let e = dte_translated(0x1234_5000, Levels::Three, 2);
+        let e = dte_translated(0x1234_5000, Levels::Three, 2, DTE_INTERRUPTS_BLOCKED);
         assert_eq!(e[0], 0x6000_0000_1234_5603);
         assert_eq!(e[1..], [2, 1, 0], "IV = 1, IntCtl = 00b, no pass bits");
-        assert_eq!(dte_translated(0x7000, Levels::Four, 1)[0] & 0xe00, 4 << 9);
+        assert_eq!(
+            dte_translated(0x7000, Levels::Four, 1, 1)[0] & 0xe00,
+            4 << 9
+        );
+        assert_eq!(dte_interrupts_only(0x17), [3, 0, 0x17, 0]);
     }
 
     #[test]
