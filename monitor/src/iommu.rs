@@ -394,14 +394,13 @@ pub fn remap_msi(f: PciAddress, apic_id: u32, vector: u8) -> Remapped {
             functions,
             ..
         }) => u.remap_msi(functions, f, apic_id, vector),
-        // AMD-Vi: a protected function's interrupts are all blocked in its device table
-        // entry (`amdvi::regs::DTE_INTERRUPTS_BLOCKED`); its sandbox uses INTx.
         Some(
             a @ Active {
-                units: Units::AmdVi(_),
+                units: Units::AmdVi(u),
+                functions,
                 ..
             },
-        ) if a.owner(f).is_some() => Remapped::Refused,
+        ) if a.owner(f).is_some() => u.remap_msi(functions, f, apic_id, vector),
         _ => Remapped::Compatibility,
     }
 }

@@ -28,9 +28,11 @@ use acpi::sdt::{SdtHeader, Signature};
 use acpi::AcpiTable;
 use quest_abi::{HostPhysAddr, PciAddress, TableView, MAX_SANDBOXES};
 use quest_monitor_core::amdvi::domain::{build_domain, DeviceTable};
+use quest_monitor_core::amdvi::intremap::{self, Irte};
 use quest_monitor_core::amdvi::ivrs::{Ivrs, MAX_UNITS};
 use quest_monitor_core::amdvi::regs::{self, Command, Event, Features};
 use quest_monitor_core::pci::{CAPABILITIES, COMMAND, COMMAND_BUS_MASTER};
+use quest_monitor_core::pci_msi::Remapped;
 
 /// The IVRS table as the `acpi` crate finds it (validated header and checksum); the
 /// blocks follow the header.
@@ -65,9 +67,15 @@ struct Unit {
     commands: u64,
     log: u64,
     done: u64,
-    /// Command buffer tail (only the boot core issues commands, before any AP runs).
+    /// The command buffer's tail and the last completion number (the boot core issues
+    /// commands at boot, vCPU cores later when they remap an MSI).
+    ring: spin::Mutex<Ring>,
+}
+
+/// Where the monitor is in a unit's command buffer.
+#[derive(Debug)]
+struct Ring {
     tail: u64,
-    /// The last completion number.
     sequence: u64,
 }
 
@@ -85,41 +93,44 @@ impl Unit {
             commands: frames,
             log: frames + 0x1000,
             done: frames + 0x2000,
-            tail: 0,
-            sequence: 0,
+            ring: spin::Mutex::new(Ring {
+                tail: 0,
+                sequence: 0,
+            }),
         })
     }
 
     /// Puts `command` into the command buffer (the caller tells the unit).
-    fn push(&mut self, command: Command) {
-        let slot = (self.commands + self.tail) as *mut Command;
+    fn push(&self, ring: &mut Ring, command: Command) {
+        let slot = (self.commands + ring.tail) as *mut Command;
         // SAFETY: a 16-byte slot of this unit's command buffer frame (tail is masked to
         // the ring); the unit reads it only once the tail register moves past it.
         unsafe { slot.write_volatile(command) };
-        self.tail = (self.tail + regs::ENTRY_SIZE) & regs::RING_MASK;
+        ring.tail = (ring.tail + regs::ENTRY_SIZE) & regs::RING_MASK;
     }
 
     /// Runs `commands` and waits until the unit has carried out all of them (a
     /// COMPLETION_WAIT after every 128, so the 256-entry ring never fills).
-    fn run(&mut self, commands: impl Iterator<Item = Command>) -> Result<(), NoIommu> {
+    fn run(&self, commands: impl Iterator<Item = Command>) -> Result<(), NoIommu> {
+        let mut ring = self.ring.lock();
         let mut pending = 0;
         for c in commands {
-            self.push(c);
+            self.push(&mut ring, c);
             pending += 1;
             if pending == 128 {
-                self.complete()?;
+                self.complete(&mut ring)?;
                 pending = 0;
             }
         }
-        self.complete()
+        self.complete(&mut ring)
     }
 
     /// A COMPLETION_WAIT, and the wait for its store.
-    fn complete(&mut self) -> Result<(), NoIommu> {
-        self.sequence += 1;
-        let n = self.sequence;
-        self.push(regs::completion_wait(self.done, n));
-        self.regs.write64(regs::COMMAND_TAIL, self.tail);
+    fn complete(&self, ring: &mut Ring) -> Result<(), NoIommu> {
+        ring.sequence += 1;
+        let n = ring.sequence;
+        self.push(ring, regs::completion_wait(self.done, n));
+        self.regs.write64(regs::COMMAND_TAIL, ring.tail);
         let done = self.done as *const u64;
         self.regs.wait("its commands", |_| {
             // SAFETY: this unit's completion frame (identity mapped), written by the unit.
@@ -132,7 +143,7 @@ impl Unit {
     /// NMI to `fault_apic` (not enabled until the fault core first enters its guest:
     /// [`Units::arm`]). Whether the interrupt is set up.
     fn enable(
-        &mut self,
+        &self,
         dt: &DeviceTable,
         domains: &[Option<u16>],
         fault_apic: Option<u32>,
@@ -146,7 +157,7 @@ impl Unit {
         r.write64(regs::COMMAND_BASE, regs::ring_base(self.commands));
         r.write64(regs::COMMAND_HEAD, 0);
         r.write64(regs::COMMAND_TAIL, 0);
-        self.tail = 0;
+        self.ring.lock().tail = 0;
         r.write64(regs::EVENT_LOG_BASE, regs::ring_base(self.log));
         r.write64(regs::EVENT_HEAD, 0);
         r.write64(regs::EVENT_TAIL, 0);
@@ -162,10 +173,14 @@ impl Unit {
             regs::CONTROL,
             regs::CONTROL_IOMMU_EN | regs::CONTROL_EVENT_LOG_EN | regs::CONTROL_COMMAND_EN,
         );
-        // Every entry of the table and every domain: what the unit may hold from an
-        // earlier table (firmware's) must not outlive this one.
-        let ids = (0..dt.pages() * regs::DTES_PER_PAGE)
-            .map(|id| regs::invalidate_devtab_entry(id as u16));
+        // Every entry of the table, its interrupt table and every domain: what the unit
+        // may hold from an earlier table (firmware's) must not outlive this one.
+        let ids = (0..dt.pages() * regs::DTES_PER_PAGE).flat_map(|id| {
+            [
+                regs::invalidate_devtab_entry(id as u16),
+                intremap::invalidate_interrupt_table(id as u16),
+            ]
+        });
         let pages = domains
             .iter()
             .flatten()
@@ -320,14 +335,91 @@ fn capability(f: PciAddress, id: u32) -> Option<u8> {
     None
 }
 
-/// The units that translate.
+/// The units that translate, and interrupt remapping when it is on.
 #[derive(Debug)]
-pub(super) struct Units([Option<Unit>; MAX_UNITS]);
+pub(super) struct Units {
+    units: [Option<Unit>; MAX_UNITS],
+    remapping: Option<Remapping>,
+}
+
+/// Interrupt remapping: each protected function's table (by its index among the
+/// protected functions; 0: none, its MSI is refused) and the I/O APIC's.
+#[derive(Debug)]
+struct Remapping {
+    tables: [u64; MAX_FUNCTIONS],
+    ioapic: IoApicTable,
+}
+
+/// The I/O APIC's device ID, the unit that sees its messages and its table.
+#[derive(Clone, Copy, Debug)]
+struct IoApicTable {
+    unit: usize,
+    id: u16,
+    table: u64,
+}
+
+/// Writes entry `index` of the interrupt remapping table at `table` (the caller
+/// invalidates it).
+fn write_irte(table: u64, index: u16, irte: Irte) {
+    let at = table + intremap::IRTE_SIZE * u64::from(index % intremap::IRT_ENTRIES as u16);
+    // SAFETY: an entry of a table the monitor allocated (IRT_PAGES identity-mapped frames
+    // of its pool), one aligned 32-bit store: the unit sees the old entry or the new one.
+    unsafe { core::ptr::write_volatile(at as *mut u32, irte.encode()) };
+}
 
 impl Units {
+    /// The message protected function `f` (at `functions[k]`) sends for an interrupt
+    /// to physical APIC ID `apic_id` with `vector`: its table's MSI entries rewritten
+    /// and invalidated, the message naming entry 0. Refused without remapping (its
+    /// interrupts are blocked), for a function that shares its device ID with another
+    /// (their tables are one), or an APIC ID above 255.
+    pub(super) fn remap_msi(
+        &self,
+        functions: &[Option<Function>],
+        f: PciAddress,
+        apic_id: u32,
+        vector: u8,
+    ) -> Remapped {
+        let Some(r) = &self.remapping else {
+            return Remapped::Refused;
+        };
+        let found = functions
+            .iter()
+            .enumerate()
+            .find_map(|(k, g)| g.filter(|g| g.address == f).map(|g| (k, g)));
+        let (Some((k, g)), Ok(apic_id)) = (found, u8::try_from(apic_id)) else {
+            return Remapped::Refused;
+        };
+        let shared = functions
+            .iter()
+            .flatten()
+            .filter(|h| h.unit == g.unit && h.requester == g.requester)
+            .count()
+            > 1;
+        let (Some(&table), Some(Some(unit))) = (r.tables.get(k), self.units.get(g.unit)) else {
+            return Remapped::Refused;
+        };
+        if table == 0 || shared {
+            return Remapped::Refused;
+        }
+        let irte = Irte { vector, apic_id };
+        for index in 0..intremap::MSI_ENTRIES {
+            write_irte(table, index, irte);
+        }
+        match unit.run(core::iter::once(intremap::invalidate_interrupt_table(
+            g.requester,
+        ))) {
+            Ok(()) => {
+                let (address, data) = intremap::msi(0);
+                Remapped::Message(address, data)
+            }
+            Err(_) => Remapped::Refused,
+        }
+    }
+
     /// Enables every unit's event interrupt.
     pub(super) fn arm(&self) {
-        for u in self.0.iter().flatten() {
+        for u in self.units.iter().flatten() {
             let control = u.regs.read64(regs::CONTROL);
             u.regs
                 .write64(regs::CONTROL, control | regs::CONTROL_EVENT_INT_EN);
@@ -340,7 +432,7 @@ impl Units {
         functions: &[Option<Function>],
         each: &mut dyn FnMut(DmaFault),
     ) {
-        for (i, u) in self.0.iter().enumerate() {
+        for (i, u) in self.units.iter().enumerate() {
             if let Some(u) = u {
                 u.take_faults(i, functions, each);
             }
@@ -425,6 +517,7 @@ pub(super) fn protect(
         roots[i] = Some(d.root());
         domain_ids[i] = Some(s.index() as u16 + 1);
     }
+    let remapping = remapping_tables(&ivrs, &units, &functions)?;
     let mut tables = [None; MAX_UNITS];
     for (i, u) in ivrs.units().enumerate() {
         if units[i].is_none() {
@@ -440,14 +533,22 @@ pub(super) fn protect(
         let frames = crate::frame_pool::alloc_zeroed(pages as usize).ok_or(NoIommu::Frames)?;
         let mut mem = PoolFrames { flush: false };
         let dt = DeviceTable::new(&mut mem, HostPhysAddr::new(frames), pages);
-        for f in mine() {
+        let indexed = functions
+            .iter()
+            .enumerate()
+            .filter_map(|(j, f)| f.as_ref().filter(|f| f.unit == i).map(|f| (j, f)));
+        for (j, f) in indexed {
             let id = f.requester;
             let s = f.sandbox;
             let k = s.index() % MAX_SANDBOXES;
             let (Some(root), Some(domain)) = (roots[k], domain_ids[k]) else {
                 continue;
             };
-            let dte = regs::dte_translated(root.as_u64(), levels, domain);
+            let interrupts = match remapping.as_ref().map(|r| r.tables[j]) {
+                Some(table) if table != 0 => intremap::dte_interrupts(table),
+                _ => regs::DTE_INTERRUPTS_BLOCKED,
+            };
+            let dte = regs::dte_translated(root.as_u64(), levels, domain, interrupts);
             // Two functions behind one alias share its entry: fine within a sandbox.
             if dt.entry(&mem, id) == Some(dte) {
                 continue;
@@ -455,25 +556,100 @@ pub(super) fn protect(
             dt.assign(&mut mem, id, dte)
                 .map_err(|e| NoIommu::AmdDomain(name(table, s), e))?;
         }
+        if let Some(io) = remapping
+            .as_ref()
+            .map(|r| r.ioapic)
+            .filter(|io| io.unit == i)
+        {
+            let dte = regs::dte_interrupts_only(intremap::dte_interrupts(io.table));
+            dt.assign(&mut mem, io.id, dte)
+                .map_err(|e| NoIommu::AmdDomain("(the I/O APIC)", e))?;
+        }
         tables[i] = Some(dt);
     }
     let cycles = tsc::now() - started;
 
     let (fault_core, fault_apic) = fault_core(&functions, cores);
     let mut interrupt = true;
-    for (u, dt) in units.iter_mut().zip(&tables) {
+    for (u, dt) in units.iter().zip(&tables) {
         if let (Some(u), Some(dt)) = (u, dt) {
             interrupt &= u.enable(dt, &domain_ids, fault_apic)?;
         }
     }
     let active = Active {
-        units: AnyUnits::AmdVi(Units(units)),
+        units: AnyUnits::AmdVi(Units { units, remapping }),
         functions,
         fault_core,
         fault_apic: fault_apic.filter(|_| interrupt),
         poll_cycles: POLL_US * u64::from(tsc::khz()) / 1000,
     };
     let domains = domain_ids.iter().flatten().count();
+    if let AnyUnits::AmdVi(Units {
+        remapping: Some(r), ..
+    }) = &active.units
+    {
+        let mut lines = 0;
+        crate::interrupts::each_route(|_, _| lines += 1);
+        crate::println!(
+            "quest: AMD-Vi interrupt remapping on: {} devices and the I/O APIC (device {}, {lines} lines), every other device's interrupts blocked",
+            r.tables.iter().filter(|&&t| t != 0).count(),
+            PciAddress::from_u16(r.ioapic.id)
+        );
+    } else {
+        crate::println!(
+            "quest: AMD-Vi without interrupt remapping (the IVRS names no I/O APIC of a unit in use): protected devices' interrupts blocked, their MSI refused"
+        );
+    }
     announce("AMD-Vi", base, &active, domains, levels.bits(), cycles);
     Ok(active)
+}
+
+/// Interrupt remapping's tables when the IVRS names one I/O APIC behind a unit in use
+/// (else `Ok(None)`: the protected functions' interrupts stay blocked): one table per
+/// protected function (functions that share a device ID share its table) and the I/O
+/// APIC's, whose entry `vector` sends each routed line's vector to its core. The I/O
+/// APIC's redirection entries stay as `crate::interrupts` programmed them: fixed
+/// delivery and vector `32 + line`, so their message data (vector, delivery mode in bits
+/// 10:8 = 0) names exactly that entry. QEMU's I/O APIC sends through the IOMMU with the
+/// IVRS's device ID (00:14.0), as hardware does with its own.
+#[inline(never)]
+fn remapping_tables(
+    ivrs: &Ivrs,
+    units: &[Option<Unit>; MAX_UNITS],
+    functions: &[Option<Function>; MAX_FUNCTIONS],
+) -> Result<Option<Remapping>, NoIommu> {
+    let Some((unit, id)) = ivrs.ioapic() else {
+        return Ok(None);
+    };
+    if units.get(unit).is_none_or(|u| u.is_none()) {
+        return Ok(None);
+    }
+    let table = || crate::frame_pool::alloc_zeroed(intremap::IRT_PAGES).ok_or(NoIommu::Frames);
+    let mut tables = [0; MAX_FUNCTIONS];
+    for k in 0..MAX_FUNCTIONS {
+        let Some(f) = functions[k] else { continue };
+        let earlier = functions[..k]
+            .iter()
+            .position(|g| g.is_some_and(|g| g.unit == f.unit && g.requester == f.requester));
+        tables[k] = match earlier {
+            Some(j) => tables[j],
+            None => table()?,
+        };
+    }
+    let ioapic = IoApicTable {
+        unit,
+        id,
+        table: table()?,
+    };
+    crate::interrupts::each_route(|_, route| {
+        if let Ok(apic_id) = u8::try_from(route.apic_id) {
+            let irte = Irte {
+                vector: route.vector(),
+                apic_id,
+            };
+            write_irte(ioapic.table, u16::from(route.vector()), irte);
+        }
+    });
+    crate::interrupts::level_lines_untagged();
+    Ok(Some(Remapping { tables, ioapic }))
 }
