@@ -565,6 +565,9 @@ pub(super) fn protect(
             dt.assign(&mut mem, io.id, dte)
                 .map_err(|e| NoIommu::AmdDomain("(the I/O APIC)", e))?;
         }
+        if remapping.is_some() {
+            dt.block_interrupts(&mut mem);
+        }
         tables[i] = Some(dt);
     }
     let cycles = tsc::now() - started;

@@ -337,6 +337,17 @@ fn a_device_id_gets_one_entry() {
         e[0]
     );
     assert_eq!(dt.entry(&mem, 0xfe), Some(DTE_BLOCKED));
+    // With remapping on, the untouched IDs' interrupts are blocked too; the given
+    // entries stay as they are.
+    dt.block_interrupts(&mut mem);
+    assert_eq!(
+        dt.entry(&mem, 0xfe),
+        Some([3, 0, 1, 0]),
+        "IV = 1, IntCtl = 00b"
+    );
+    assert_eq!(dt.entry(&mem, 0), Some([3, 0, 1, 0]));
+    assert_eq!(dt.entry(&mem, 0xff), Some(e));
+    assert_eq!(dt.entry(&mem, 0x18), Some(e));
     assert_eq!(DeviceTable::pages_for(0xfb), 2);
     assert_eq!(DeviceTable::pages_for(0x7f), 1);
     assert_eq!(DeviceTable::pages_for(u16::MAX), 512);
