@@ -7,7 +7,10 @@
 //! from virtual to physical APIC IDs) and hides its MSI-X (`quest_monitor_core::pci_msi`).
 //! With VT-d interrupt remapping (`crate::iommu`, which runs after this), the lines are
 //! masked, given remapping entries and reprogrammed in remappable format ([`remapped`]),
-//! and each accepted MSI becomes a remappable message (`crate::iommu::remap_msi`).
+//! and each accepted MSI becomes a remappable message (`crate::iommu::remap_msi`). With
+//! AMD-Vi interrupt remapping the lines keep their entries (their vector names the I/O
+//! APIC's remapping entry) and an accepted MSI names the function's entry
+//! ([`level_lines_untagged`] says what QEMU needs for level lines).
 //!
 //! The Interrupt Line is the ISA IRQ the firmware routed the function's INTx pin to. On
 //! QEMU (SeaBIOS, i440FX and q35) that ISA IRQ is also wired to the I/O APIC pin of the

@@ -16,6 +16,28 @@
 //! other device ID has a Mode 0 entry, which QEMU refuses without that path): if there
 //! is exactly one, it is reported without address or direction and its owner stopped;
 //! with several, the refusal is reported and nobody is stopped.
+//!
+//! Interrupt remapping, when the IVRS names one I/O APIC (a special device entry,
+//! variety 1; QEMU lists it with `intremap=on`) behind a unit in use: each protected
+//! function's device table entry points at its own 2048-entry table (IntCtl = 10b, no
+//! pass bit: INIT, ExtINT, NMI and LINT messages refused), whose entries 0-31 the
+//! monitor writes when the sandbox's MSI is accepted (`crate::pci_msi` via
+//! [`Units::remap_msi`]; the device sends data = 0, address 0xFEE00000), then
+//! INVALIDATE_INTERRUPT_TABLE and a COMPLETION_WAIT. The I/O APIC's device ID gets a
+//! table whose entry `32 + line` sends each routed line to its core: the redirection
+//! entries keep their fixed delivery and vector `32 + line`, which is the data that
+//! names the entry. Every other device ID's interrupts are blocked. A message that names
+//! an entry the monitor did not write (RemapEn = 0) is refused.
+//!
+//! QEMU 7.2 (`intremap=on`, measured with `irq.toml` and `dma-intr.toml`): remaps the
+//! MSI and the I/O APIC's lines through these tables and refuses a message naming an
+//! empty entry, but logs no event for it (`amdvi_mem_ir_write`: "TODO"); it takes a
+//! device's DMA write to 0xFEExxxxx, which carries no requester ID there, for the I/O
+//! APIC's (so `dma-intr.toml`'s message meets the I/O APIC's table, where entry 0x40 is
+//! empty; hardware uses the device's own table, where it is empty too); and its remapped
+//! message drops the trigger mode, so level lines arrive edge triggered and the guest's
+//! EOI no longer reaches the I/O APIC: `crate::interrupts::level_lines_untagged` makes
+//! the monitor send it.
 
 use super::{
     announce, fault_core, name, Active, DmaFault, Function, NoIommu, PoolFrames, Registers,

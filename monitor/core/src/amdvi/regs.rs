@@ -146,18 +146,18 @@ pub type Dte = [u64; 4];
 /// "addresses untranslated, access controlled by IR and IW"; QEMU 7.2's amd-iommu does
 /// the same (`amdvi_page_walk`: TV set and Mode 0 go to `no_remap`, whose permissions
 /// are the DTE's IR/IW, here none) and logs nothing for it. Interrupts: IV = 0 passes
-/// MSIs through untranslated, as intremap=off does for VT-d.
+/// MSIs through untranslated (with interrupt remapping, `DeviceTable::block_interrupts`
+/// blocks them).
 pub const DTE_BLOCKED: Dte = [DTE_V | DTE_TV, 0, 0, 0];
 
 /// A DTE's third word for a device whose interrupts are all refused (AMD IOMMU spec 2.2.2
 /// "Device Table Entry Format" and 2.2.5 "Interrupt Remapping Tables"): IV = 1 (the
 /// interrupt fields are valid), IntCtl = 00b (fixed and arbitrated interrupts target
 /// aborted, no table read: IntTabLen and IntTableRootPtr 0), and no pass bit (INIT,
-/// ExtInt, NMI, LINT0, LINT1 blocked). So a device of a sandbox cannot send any MSI,
-/// its own DMA write to 0xFEExxxxx included; its INTx (through the I/O APIC, whose own
-/// entry keeps IV = 0) still arrives. QEMU 7.2's amd-iommu with `intremap=off` ignores
-/// the interrupt fields (it remaps nothing); the monitor refuses the sandbox's MSI
-/// enables anyway (`iommu::remap_msi`).
+/// ExtInt, NMI, LINT0, LINT1 blocked). Without interrupt remapping a protected function
+/// gets it (its own DMA write to 0xFEExxxxx included; its INTx still arrives through the
+/// I/O APIC, and the monitor refuses its MSI enables); with remapping every device ID
+/// the monitor gives no table (`DeviceTable::block_interrupts`).
 pub const DTE_INTERRUPTS_BLOCKED: u64 = 1;
 
 /// The entry of a device ID given to a sandbox: translated through the page tables at
