@@ -304,3 +304,38 @@ fn arbitrary_bytes_never_panic() {
         }
     }
 }
+
+#[test]
+fn the_io_apic_is_known_only_when_the_table_names_exactly_one() {
+    // Special device entries: bytes 5-6 the device ID, byte 4 the handle, byte 7 the
+    // variety (1: I/O APIC, 2: HPET).
+    let special = |handle: u8, id: u16, variety: u8| {
+        let mut e = e8(0x48, 0, id);
+        e[4] = handle;
+        e[7] = variety;
+        e
+    };
+    let one = table(&[ivhd(
+        0x10,
+        0,
+        0xfeb8_0000,
+        &[special(9, 0x00a0, 1), special(0, 0x00a1, 2)],
+    )]);
+    let i = Ivrs::parse(&one).unwrap();
+    assert_eq!(
+        i.units().next().unwrap().ioapics().collect::<Vec<_>>(),
+        [(9, 0xa0)]
+    );
+    assert_eq!(i.ioapic(), Some((0, 0xa0)), "the HPET is not an I/O APIC");
+    let two = table(&[ivhd(
+        0x10,
+        0,
+        0xfeb8_0000,
+        &[special(9, 0x00a0, 1), special(10, 0x00a2, 1)],
+    )]);
+    assert_eq!(
+        Ivrs::parse(&two).unwrap().ioapic(),
+        None,
+        "which is which: unknown"
+    );
+}
