@@ -293,6 +293,19 @@ impl Unit {
                     why: e.reason(),
                     interrupt: false,
                 });
+            } else if e.is_interrupt_fault() {
+                // A refused interrupt (remapping): its owner is stopped like for a DMA.
+                let id = e.device.to_u16();
+                let source = mine()
+                    .find(|f| f.requester == id)
+                    .map_or(e.device, |f| f.address);
+                each(DmaFault {
+                    source,
+                    address: None,
+                    write: None,
+                    why: e.reason(),
+                    interrupt: true,
+                });
             } else {
                 crate::println!(
                     "quest: IOMMU AMD-Vi event: {} (device {}, {:#x})",

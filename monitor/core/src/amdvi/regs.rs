@@ -265,6 +265,12 @@ impl Event {
         self.code == IO_PAGE_FAULT && self.flags & FLAG_INTERRUPT == 0
     }
 
+    /// An IO_PAGE_FAULT for an interrupt request the unit refused (interrupt
+    /// remapping: an entry without RemapEn, IntCtl = 00b, a refused delivery mode).
+    pub fn is_interrupt_fault(&self) -> bool {
+        self.code == IO_PAGE_FAULT && self.flags & FLAG_INTERRUPT != 0
+    }
+
     /// Whether the access was a write.
     pub fn write(&self) -> bool {
         self.flags & FLAG_WRITE != 0
@@ -372,7 +378,8 @@ mod tests {
             Event::decode([2 << 60 | ((FLAG_PRESENT | FLAG_WRITE) as u64) << 48, 0]).unwrap();
         assert_eq!(write_present.reason(), "write not allowed");
         let irq = Event::decode([2 << 60 | (FLAG_INTERRUPT as u64) << 48, 0xfee0_0000]).unwrap();
-        assert!(!irq.is_dma_fault());
+        assert!(!irq.is_dma_fault() && irq.is_interrupt_fault());
+        assert!(!e.is_interrupt_fault());
         let rsv = Event::decode([2 << 60 | (FLAG_RESERVED as u64) << 48, 0]).unwrap();
         assert_eq!(rsv.reason(), "reserved bit in an entry");
         let other = Event::decode([5 << 60, 0x7000]).unwrap();
