@@ -7,7 +7,10 @@
 //! from virtual to physical APIC IDs) and hides its MSI-X (`quest_monitor_core::pci_msi`).
 //! With VT-d interrupt remapping (`crate::iommu`, which runs after this), the lines are
 //! masked, given remapping entries and reprogrammed in remappable format ([`remapped`]),
-//! and each accepted MSI becomes a remappable message (`crate::iommu::remap_msi`).
+//! and each accepted MSI becomes a remappable message (`crate::iommu::remap_msi`). With
+//! AMD-Vi interrupt remapping the lines keep their entries (their vector names the I/O
+//! APIC's remapping entry) and an accepted MSI names the function's entry
+//! ([`level_lines_untagged`] says what QEMU needs for level lines).
 //!
 //! The Interrupt Line is the ISA IRQ the firmware routed the function's INTx pin to. On
 //! QEMU (SeaBIOS, i440FX and q35) that ISA IRQ is also wired to the I/O APIC pin of the
@@ -26,6 +29,7 @@ use crate::bootinfo::AcpiRoot;
 use crate::cores::IdentityMapped;
 use acpi::madt::{Madt, MadtEntry};
 use acpi::AcpiTables;
+use core::sync::atomic::{AtomicBool, Ordering};
 use quest_abi::{console_irq, DeviceKind, SandboxId, TableView};
 use quest_monitor_core::ioapic::{
     mask_all, pin_of, pins, program, redirection, IoApic, IoApicRegisters, Override, Polarity,
@@ -332,6 +336,55 @@ pub fn remapped(mut entry: impl FnMut(usize, &Route) -> Option<u64>) {
     routed.remapped = Some(remapped);
     routed.program_each(|k, r| routed.entry(k, r));
 }
+
+/// Set when interrupt remapping delivers the I/O APIC's level-triggered lines as edge
+/// interrupts ([`level_lines_untagged`]).
+static UNTAGGED: AtomicBool = AtomicBool::new(false);
+
+/// Interrupt remapping (`crate::iommu`'s AMD-Vi) may deliver a level-triggered line's
+/// message as an edge interrupt: QEMU 7.2's amd-iommu builds the remapped message
+/// without the trigger mode (its `amdvi_int_remap_legacy` leaves it 0; the 32-bit entry
+/// has no such field). The local APIC then does not set the vector's TMR bit, so the
+/// guest's EOI is not broadcast to the I/O APIC and the line's Remote IRR stays set: one
+/// interrupt, then no more. From now on an EOI the monitor performs for a guest
+/// (`arch::apic::guest_write`, xAPIC hosts) of a vector without its TMR bit also goes to
+/// the I/O APIC's EOI register when the vector is a routed level line's, as Linux's
+/// `ioapic_ack_level` does. Where the remapped message keeps its trigger mode the TMR
+/// bit is set and nothing changes.
+pub fn level_lines_untagged() {
+    UNTAGGED.store(true, Ordering::Release);
+}
+
+/// Whether a guest's EOI must say which vector it ends ([`eoi_untagged`]).
+pub fn eoi_needs_vector() -> bool {
+    UNTAGGED.load(Ordering::Relaxed)
+}
+
+/// A guest's EOI ended `vector`, which the local APIC took as edge triggered: a routed
+/// level line with that vector gets the EOI at its I/O APIC (register 0x40, I/O APIC
+/// version 0x20 and later), which clears its Remote IRR.
+pub fn eoi_untagged(vector: u8) {
+    let routed = ROUTED.lock();
+    let Some(routed) = routed.as_ref() else {
+        return;
+    };
+    let ioapics = &routed.madt.ioapics[..routed.madt.ioapic_count];
+    for r in routed.routes.iter() {
+        if r.vector() != vector || r.wiring.trigger != Trigger::Level {
+            continue;
+        }
+        if let Some((i, _)) = pin_of(ioapics, r.wiring.gsi) {
+            let eoi = (ioapics[i].address + IOAPIC_EOI) as *mut u32;
+            // SAFETY: the EOI register of an I/O APIC from the MADT (identity mapped),
+            // under ROUTED's lock like every other access to it; it only clears the
+            // Remote IRR of the entries with this vector.
+            unsafe { core::ptr::write_volatile(eoi, u32::from(vector)) };
+        }
+    }
+}
+
+/// The I/O APIC's EOI register (version 0x20 and later).
+const IOAPIC_EOI: u64 = 0x40;
 
 /// Masks the lines routed to sandbox `s`, which stopped for good (exited or halted):
 /// its devices no longer interrupt the core it leaves. A restarting sandbox keeps them.

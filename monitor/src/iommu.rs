@@ -31,13 +31,16 @@
 //! Interrupts: with VT-d units that remap interrupts, every device and I/O APIC interrupt
 //! goes through the units' remapping table and compatibility-format messages are blocked
 //! (see [`vtd`]); a refused interrupt is reported like a refused DMA ("interrupt fault")
-//! and stops the device's owner the same way.
+//! and stops the device's owner the same way. With AMD-Vi, when the IVRS names the I/O
+//! APIC, each protected function and the I/O APIC get a remapping table, every other
+//! device ID's interrupts are blocked (see [`amdvi`]); QEMU 7.2 reports no refused
+//! interrupt, so there they are dropped without a report.
 //!
 //! Limits: faults are reported per unit, in VT-d's legacy (not scalable) mode; the unit's
 //! fault event is never remapped, so the fault core's APIC ID must fit 8 bits; AMD-Vi
-//! does not remap interrupts yet: it blocks every interrupt of a protected function
-//! (device table entry IV = 1, IntCtl = 00b) and the monitor refuses their MSI, so they
-//! use INTx.
+//! without the I/O APIC in its IVRS does not remap: it blocks every interrupt of a
+//! protected function (device table entry IV = 1, IntCtl = 00b) and the monitor refuses
+//! their MSI, so they use INTx.
 
 mod amdvi;
 mod vtd;
@@ -394,14 +397,13 @@ pub fn remap_msi(f: PciAddress, apic_id: u32, vector: u8) -> Remapped {
             functions,
             ..
         }) => u.remap_msi(functions, f, apic_id, vector),
-        // AMD-Vi: a protected function's interrupts are all blocked in its device table
-        // entry (`amdvi::regs::DTE_INTERRUPTS_BLOCKED`); its sandbox uses INTx.
         Some(
             a @ Active {
-                units: Units::AmdVi(_),
+                units: Units::AmdVi(u),
+                functions,
                 ..
             },
-        ) if a.owner(f).is_some() => Remapped::Refused,
+        ) if a.owner(f).is_some() => u.remap_msi(functions, f, apic_id, vector),
         _ => Remapped::Compatibility,
     }
 }

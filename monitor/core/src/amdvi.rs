@@ -11,5 +11,6 @@
 //! faults from the event log, signalled by an NMI (the unit's MSI).
 
 pub mod domain;
+pub mod intremap;
 pub mod ivrs;
 pub mod regs;

@@ -25,6 +25,8 @@ const ID: u64 = xapic_offset(X2APIC_ID);
 const SVR: u64 = xapic_offset(X2APIC_SVR);
 const ICR_LOW: u64 = xapic_offset(x2apic::ICR);
 const ICR_HIGH: u64 = ICR_LOW + 0x10;
+/// The xAPIC's EOI register.
+const EOI: u64 = 0xb0;
 
 /// ICR low halves the monitor sends: delivery mode, level assert.
 #[repr(u32)]
@@ -206,6 +208,22 @@ pub fn guest_read(msr: u32) -> Option<u64> {
 pub unsafe fn guest_write(msr: u32, value: u64) -> bool {
     use quest_monitor_core::x2apic_emulation::{access, Access};
     match access(msr, value) {
+        Access::Register(EOI) if crate::interrupts::eoi_needs_vector() => {
+            // The vector this EOI ends: the highest in service (ISR, 8 registers of 32
+            // bits, 0x10 apart), and whether it was taken level triggered (TMR).
+            let vector = (0..8u64).rev().find_map(|i| {
+                let isr = xapic_read(0x100 + 0x10 * i);
+                (isr != 0).then(|| (32 * i + 31 - u64::from(isr.leading_zeros())) as u8)
+            });
+            // SAFETY: per the contract.
+            unsafe { xapic_write(EOI, value as u32) };
+            if let Some(v) = vector {
+                let tmr = xapic_read(0x180 + 0x10 * u64::from(v / 32));
+                if tmr & 1 << (v % 32) == 0 {
+                    crate::interrupts::eoi_untagged(v);
+                }
+            }
+        }
         // SAFETY: per the contract.
         Access::Register(offset) => unsafe { xapic_write(offset, value as u32) },
         // SAFETY: a fixed IPI to this core only (self shorthand).

@@ -16,6 +16,30 @@
 //! other device ID has a Mode 0 entry, which QEMU refuses without that path): if there
 //! is exactly one, it is reported without address or direction and its owner stopped;
 //! with several, the refusal is reported and nobody is stopped.
+//!
+//! Interrupt remapping, when the IVRS names one I/O APIC (a special device entry,
+//! variety 1; QEMU lists it with `intremap=on`) behind a unit in use: each protected
+//! function's device table entry points at its own 2048-entry table (IntCtl = 10b, no
+//! pass bit: INIT, ExtINT, NMI and LINT messages refused), whose entries 0-31 the
+//! monitor writes when the sandbox's MSI is accepted (`crate::pci_msi` via
+//! [`Units::remap_msi`]; the device sends data = 0, address 0xFEE00000), then
+//! INVALIDATE_INTERRUPT_TABLE and a COMPLETION_WAIT. The I/O APIC's device ID gets a
+//! table whose entry `32 + line` sends each routed line to its core: the redirection
+//! entries keep their fixed delivery and vector `32 + line`, which is the data that
+//! names the entry. Every other device ID's interrupts are blocked. A message that names
+//! an entry the monitor did not write (RemapEn = 0) is refused.
+//!
+//! QEMU 7.2 (`intremap=on`, measured with `irq.toml` and `dma-intr.toml`): remaps the
+//! MSI and the I/O APIC's lines through these tables and refuses a message naming an
+//! empty entry, but logs no event for it (`amdvi_mem_ir_write`: "TODO"); it takes a
+//! device's DMA write to 0xFEExxxxx, which carries no requester ID there, for the I/O
+//! APIC's (so `dma-intr.toml`'s message meets the I/O APIC's table, where entry 0x40 is
+//! empty; hardware uses the device's own table, where it is empty too); and its remapped
+//! message drops the trigger mode, so level lines arrive edge triggered and the guest's
+//! EOI no longer reaches the I/O APIC: `crate::interrupts::level_lines_untagged` makes
+//! the monitor send it.
+
+mod remap;
 
 use super::{
     announce, fault_core, name, Active, DmaFault, Function, NoIommu, PoolFrames, Registers,
@@ -28,9 +52,11 @@ use acpi::sdt::{SdtHeader, Signature};
 use acpi::AcpiTable;
 use quest_abi::{HostPhysAddr, PciAddress, TableView, MAX_SANDBOXES};
 use quest_monitor_core::amdvi::domain::{build_domain, DeviceTable};
+use quest_monitor_core::amdvi::intremap;
 use quest_monitor_core::amdvi::ivrs::{Ivrs, MAX_UNITS};
 use quest_monitor_core::amdvi::regs::{self, Command, Event, Features};
 use quest_monitor_core::pci::{CAPABILITIES, COMMAND, COMMAND_BUS_MASTER};
+use remap::{remapping_tables, Remapping};
 
 /// The IVRS table as the `acpi` crate finds it (validated header and checksum); the
 /// blocks follow the header.
@@ -65,9 +91,15 @@ struct Unit {
     commands: u64,
     log: u64,
     done: u64,
-    /// Command buffer tail (only the boot core issues commands, before any AP runs).
+    /// The command buffer's tail and the last completion number (the boot core issues
+    /// commands at boot, vCPU cores later when they remap an MSI).
+    ring: spin::Mutex<Ring>,
+}
+
+/// Where the monitor is in a unit's command buffer.
+#[derive(Debug)]
+struct Ring {
     tail: u64,
-    /// The last completion number.
     sequence: u64,
 }
 
@@ -85,41 +117,44 @@ impl Unit {
             commands: frames,
             log: frames + 0x1000,
             done: frames + 0x2000,
-            tail: 0,
-            sequence: 0,
+            ring: spin::Mutex::new(Ring {
+                tail: 0,
+                sequence: 0,
+            }),
         })
     }
 
     /// Puts `command` into the command buffer (the caller tells the unit).
-    fn push(&mut self, command: Command) {
-        let slot = (self.commands + self.tail) as *mut Command;
+    fn push(&self, ring: &mut Ring, command: Command) {
+        let slot = (self.commands + ring.tail) as *mut Command;
         // SAFETY: a 16-byte slot of this unit's command buffer frame (tail is masked to
         // the ring); the unit reads it only once the tail register moves past it.
         unsafe { slot.write_volatile(command) };
-        self.tail = (self.tail + regs::ENTRY_SIZE) & regs::RING_MASK;
+        ring.tail = (ring.tail + regs::ENTRY_SIZE) & regs::RING_MASK;
     }
 
     /// Runs `commands` and waits until the unit has carried out all of them (a
     /// COMPLETION_WAIT after every 128, so the 256-entry ring never fills).
-    fn run(&mut self, commands: impl Iterator<Item = Command>) -> Result<(), NoIommu> {
+    fn run(&self, commands: impl Iterator<Item = Command>) -> Result<(), NoIommu> {
+        let mut ring = self.ring.lock();
         let mut pending = 0;
         for c in commands {
-            self.push(c);
+            self.push(&mut ring, c);
             pending += 1;
             if pending == 128 {
-                self.complete()?;
+                self.complete(&mut ring)?;
                 pending = 0;
             }
         }
-        self.complete()
+        self.complete(&mut ring)
     }
 
     /// A COMPLETION_WAIT, and the wait for its store.
-    fn complete(&mut self) -> Result<(), NoIommu> {
-        self.sequence += 1;
-        let n = self.sequence;
-        self.push(regs::completion_wait(self.done, n));
-        self.regs.write64(regs::COMMAND_TAIL, self.tail);
+    fn complete(&self, ring: &mut Ring) -> Result<(), NoIommu> {
+        ring.sequence += 1;
+        let n = ring.sequence;
+        self.push(ring, regs::completion_wait(self.done, n));
+        self.regs.write64(regs::COMMAND_TAIL, ring.tail);
         let done = self.done as *const u64;
         self.regs.wait("its commands", |_| {
             // SAFETY: this unit's completion frame (identity mapped), written by the unit.
@@ -132,7 +167,7 @@ impl Unit {
     /// NMI to `fault_apic` (not enabled until the fault core first enters its guest:
     /// [`Units::arm`]). Whether the interrupt is set up.
     fn enable(
-        &mut self,
+        &self,
         dt: &DeviceTable,
         domains: &[Option<u16>],
         fault_apic: Option<u32>,
@@ -146,7 +181,7 @@ impl Unit {
         r.write64(regs::COMMAND_BASE, regs::ring_base(self.commands));
         r.write64(regs::COMMAND_HEAD, 0);
         r.write64(regs::COMMAND_TAIL, 0);
-        self.tail = 0;
+        self.ring.lock().tail = 0;
         r.write64(regs::EVENT_LOG_BASE, regs::ring_base(self.log));
         r.write64(regs::EVENT_HEAD, 0);
         r.write64(regs::EVENT_TAIL, 0);
@@ -162,10 +197,14 @@ impl Unit {
             regs::CONTROL,
             regs::CONTROL_IOMMU_EN | regs::CONTROL_EVENT_LOG_EN | regs::CONTROL_COMMAND_EN,
         );
-        // Every entry of the table and every domain: what the unit may hold from an
-        // earlier table (firmware's) must not outlive this one.
-        let ids = (0..dt.pages() * regs::DTES_PER_PAGE)
-            .map(|id| regs::invalidate_devtab_entry(id as u16));
+        // Every entry of the table, its interrupt table and every domain: what the unit
+        // may hold from an earlier table (firmware's) must not outlive this one.
+        let ids = (0..dt.pages() * regs::DTES_PER_PAGE).flat_map(|id| {
+            [
+                regs::invalidate_devtab_entry(id as u16),
+                intremap::invalidate_interrupt_table(id as u16),
+            ]
+        });
         let pages = domains
             .iter()
             .flatten()
@@ -256,6 +295,19 @@ impl Unit {
                     why: e.reason(),
                     interrupt: false,
                 });
+            } else if e.is_interrupt_fault() {
+                // A refused interrupt (remapping): its owner is stopped like for a DMA.
+                let id = e.device.to_u16();
+                let source = mine()
+                    .find(|f| f.requester == id)
+                    .map_or(e.device, |f| f.address);
+                each(DmaFault {
+                    source,
+                    address: None,
+                    write: None,
+                    why: e.reason(),
+                    interrupt: true,
+                });
             } else {
                 crate::println!(
                     "quest: IOMMU AMD-Vi event: {} (device {}, {:#x})",
@@ -320,14 +372,17 @@ fn capability(f: PciAddress, id: u32) -> Option<u8> {
     None
 }
 
-/// The units that translate.
+/// The units that translate, and interrupt remapping when it is on.
 #[derive(Debug)]
-pub(super) struct Units([Option<Unit>; MAX_UNITS]);
+pub(super) struct Units {
+    units: [Option<Unit>; MAX_UNITS],
+    remapping: Option<Remapping>,
+}
 
 impl Units {
     /// Enables every unit's event interrupt.
     pub(super) fn arm(&self) {
-        for u in self.0.iter().flatten() {
+        for u in self.units.iter().flatten() {
             let control = u.regs.read64(regs::CONTROL);
             u.regs
                 .write64(regs::CONTROL, control | regs::CONTROL_EVENT_INT_EN);
@@ -340,7 +395,7 @@ impl Units {
         functions: &[Option<Function>],
         each: &mut dyn FnMut(DmaFault),
     ) {
-        for (i, u) in self.0.iter().enumerate() {
+        for (i, u) in self.units.iter().enumerate() {
             if let Some(u) = u {
                 u.take_faults(i, functions, each);
             }
@@ -425,6 +480,7 @@ pub(super) fn protect(
         roots[i] = Some(d.root());
         domain_ids[i] = Some(s.index() as u16 + 1);
     }
+    let remapping = remapping_tables(&ivrs, &units, &functions)?;
     let mut tables = [None; MAX_UNITS];
     for (i, u) in ivrs.units().enumerate() {
         if units[i].is_none() {
@@ -440,14 +496,22 @@ pub(super) fn protect(
         let frames = crate::frame_pool::alloc_zeroed(pages as usize).ok_or(NoIommu::Frames)?;
         let mut mem = PoolFrames { flush: false };
         let dt = DeviceTable::new(&mut mem, HostPhysAddr::new(frames), pages);
-        for f in mine() {
+        let indexed = functions
+            .iter()
+            .enumerate()
+            .filter_map(|(j, f)| f.as_ref().filter(|f| f.unit == i).map(|f| (j, f)));
+        for (j, f) in indexed {
             let id = f.requester;
             let s = f.sandbox;
             let k = s.index() % MAX_SANDBOXES;
             let (Some(root), Some(domain)) = (roots[k], domain_ids[k]) else {
                 continue;
             };
-            let dte = regs::dte_translated(root.as_u64(), levels, domain);
+            let interrupts = match remapping.as_ref().map(|r| r.tables[j]) {
+                Some(table) if table != 0 => intremap::dte_interrupts(table),
+                _ => regs::DTE_INTERRUPTS_BLOCKED,
+            };
+            let dte = regs::dte_translated(root.as_u64(), levels, domain, interrupts);
             // Two functions behind one alias share its entry: fine within a sandbox.
             if dt.entry(&mem, id) == Some(dte) {
                 continue;
@@ -455,25 +519,53 @@ pub(super) fn protect(
             dt.assign(&mut mem, id, dte)
                 .map_err(|e| NoIommu::AmdDomain(name(table, s), e))?;
         }
+        if let Some(io) = remapping
+            .as_ref()
+            .map(|r| r.ioapic)
+            .filter(|io| io.unit == i)
+        {
+            let dte = regs::dte_interrupts_only(intremap::dte_interrupts(io.table));
+            dt.assign(&mut mem, io.id, dte)
+                .map_err(|e| NoIommu::AmdDomain("(the I/O APIC)", e))?;
+        }
+        if remapping.is_some() {
+            dt.block_interrupts(&mut mem);
+        }
         tables[i] = Some(dt);
     }
     let cycles = tsc::now() - started;
 
     let (fault_core, fault_apic) = fault_core(&functions, cores);
     let mut interrupt = true;
-    for (u, dt) in units.iter_mut().zip(&tables) {
+    for (u, dt) in units.iter().zip(&tables) {
         if let (Some(u), Some(dt)) = (u, dt) {
             interrupt &= u.enable(dt, &domain_ids, fault_apic)?;
         }
     }
     let active = Active {
-        units: AnyUnits::AmdVi(Units(units)),
+        units: AnyUnits::AmdVi(Units { units, remapping }),
         functions,
         fault_core,
         fault_apic: fault_apic.filter(|_| interrupt),
         poll_cycles: POLL_US * u64::from(tsc::khz()) / 1000,
     };
     let domains = domain_ids.iter().flatten().count();
+    if let AnyUnits::AmdVi(Units {
+        remapping: Some(r), ..
+    }) = &active.units
+    {
+        let mut lines = 0;
+        crate::interrupts::each_route(|_, _| lines += 1);
+        crate::println!(
+            "quest: AMD-Vi interrupt remapping on: {} devices and the I/O APIC (device {}, {lines} lines), every other device's interrupts blocked",
+            r.tables.iter().filter(|&&t| t != 0).count(),
+            PciAddress::from_u16(r.ioapic.id)
+        );
+    } else {
+        crate::println!(
+            "quest: AMD-Vi without interrupt remapping (the IVRS names no I/O APIC of a unit in use): protected devices' interrupts blocked, their MSI refused"
+        );
+    }
     announce("AMD-Vi", base, &active, domains, levels.bits(), cycles);
     Ok(active)
 }

@@ -114,11 +114,15 @@ pub enum Iommu {
 }
 
 /// [`PCI_PLATFORM`] with AMD-Vi: `-device amd-iommu` (QEMU's AMD IOMMU, Q35 only) with
-/// `intremap=off`: the monitor does not program AMD-Vi's interrupt remapping (with it
-/// on, QEMU would expect its tables), so device MSIs keep the compatibility format. QEMU 7.2's amd-iommu translates
-/// and refuses DMA but never writes its event log (the monitor's `iommu::amdvi` says
-/// what it does instead).
-pub const AMD_PLATFORM: [&str; 4] = ["-machine", "q35", "-device", "amd-iommu,intremap=off"];
+/// `intremap=on`: interrupt remapping (the IVRS then names the I/O APIC as a special
+/// device, 00:14.0, and QEMU's I/O APIC sends its messages through the IOMMU with that
+/// device ID), which the monitor turns on: each protected device's MSI and each routed
+/// I/O APIC line goes through a table entry it wrote. As for VT-d, software emulation
+/// needs no `kernel-irqchip=split` (that is KVM's in-kernel I/O APIC, which QEMU does
+/// not combine with remapping); the 32-bit entry format (no `xtsup`) gives 8-bit
+/// destinations. QEMU 7.2's amd-iommu translates and refuses DMA but never writes its
+/// event log (the monitor's `iommu::amdvi` says what it does instead).
+pub const AMD_PLATFORM: [&str; 4] = ["-machine", "q35", "-device", "amd-iommu,intremap=on"];
 
 /// [`PCI_PLATFORM`] without an IOMMU.
 pub const NO_IOMMU_PLATFORM: [&str; 2] = ["-machine", "q35"];
@@ -363,7 +367,7 @@ mod tests {
         };
         assert_eq!(
             edu.with_iommu(Iommu::Amd).args().join(" "),
-            "-machine q35 -device amd-iommu,intremap=off -device edu,dma_mask=0xffffffff"
+            "-machine q35 -device amd-iommu,intremap=on -device edu,dma_mask=0xffffffff"
         );
         assert_eq!(
             edu.with_iommu(Iommu::None).args().join(" "),

@@ -23,7 +23,9 @@
 //! and takes its page-fault path only for a non-zero entry without PR whose Next Level
 //! keeps the walk going.
 
-use super::regs::{Dte, Levels, ADDR_MASK, DTES_PER_PAGE, DTE_BLOCKED, DTE_SIZE};
+use super::regs::{
+    Dte, Levels, ADDR_MASK, DTES_PER_PAGE, DTE_BLOCKED, DTE_INTERRUPTS_BLOCKED, DTE_SIZE,
+};
 use crate::ept::EptMemory;
 use crate::iommu_tables::{build_dma_tables, BuildError, IoEntryFormat, Reencoded};
 use crate::sandbox_ept::HostPlacement;
@@ -282,6 +284,20 @@ impl DeviceTable {
                 mem.read(frame, index)
             })
         })
+    }
+
+    /// Blocks the interrupts of every device ID that is still blocked for DMA
+    /// ([`DTE_BLOCKED`]): IV = 1, IntCtl = 00b, no pass bit
+    /// ([`DTE_INTERRUPTS_BLOCKED`](super::regs::DTE_INTERRUPTS_BLOCKED)). With
+    /// interrupt remapping on, only the entries the monitor wrote let an interrupt
+    /// through. Call it after the last [`DeviceTable::assign`].
+    pub fn block_interrupts<M: EptMemory>(&self, mem: &mut M) {
+        let blocked = [DTE_BLOCKED[0], 0, DTE_INTERRUPTS_BLOCKED, 0];
+        for id in 0..self.entries {
+            if self.entry(mem, id as u16) == Some(DTE_BLOCKED) {
+                self.write(mem, id as u16, blocked);
+            }
+        }
     }
 
     /// Makes device ID `id`'s requests go through `dte` (one entry per ID: a second is

@@ -71,7 +71,16 @@ fn setup(
         .alloc_table()
         .ok_or(DomainError::Tables(BuildError::OutOfFrames))?;
     let dt = DeviceTable::new(&mut mem, base, 1);
-    dt.assign(&mut mem, EDU, dte_translated(root.as_u64(), levels, 1))?;
+    dt.assign(
+        &mut mem,
+        EDU,
+        dte_translated(
+            root.as_u64(),
+            levels,
+            1,
+            super::super::regs::DTE_INTERRUPTS_BLOCKED,
+        ),
+    )?;
     Ok((mem, dt))
 }
 
@@ -308,7 +317,12 @@ fn a_device_id_gets_one_entry() {
     mem.alloc_table().unwrap(); // contiguous: the second page
     let dt = DeviceTable::new(&mut mem, base, 2);
     assert_eq!((dt.pages(), dt.base()), (2, base));
-    let e = dte_translated(0x5000, Levels::Three, 1);
+    let e = dte_translated(
+        0x5000,
+        Levels::Three,
+        1,
+        super::super::regs::DTE_INTERRUPTS_BLOCKED,
+    );
     dt.assign(&mut mem, 0x18, e).unwrap();
     dt.assign(&mut mem, 0xff, e).unwrap();
     assert_eq!(dt.assign(&mut mem, 0x18, e), Err(DomainError::Twice(0x18)));
@@ -323,6 +337,17 @@ fn a_device_id_gets_one_entry() {
         e[0]
     );
     assert_eq!(dt.entry(&mem, 0xfe), Some(DTE_BLOCKED));
+    // With remapping on, the untouched IDs' interrupts are blocked too; the given
+    // entries stay as they are.
+    dt.block_interrupts(&mut mem);
+    assert_eq!(
+        dt.entry(&mem, 0xfe),
+        Some([3, 0, 1, 0]),
+        "IV = 1, IntCtl = 00b"
+    );
+    assert_eq!(dt.entry(&mem, 0), Some([3, 0, 1, 0]));
+    assert_eq!(dt.entry(&mem, 0xff), Some(e));
+    assert_eq!(dt.entry(&mem, 0x18), Some(e));
     assert_eq!(DeviceTable::pages_for(0xfb), 2);
     assert_eq!(DeviceTable::pages_for(0x7f), 1);
     assert_eq!(DeviceTable::pages_for(u16::MAX), 512);

@@ -30,6 +30,10 @@ const IVHD_10_LEN: usize = 24;
 const IVHD_11_LEN: usize = 40;
 /// Bytes of an ACPI-device (F0h) entry before its UID.
 const ACPI_ENTRY_LEN: usize = 22;
+/// Most special devices (I/O APICs, HPETs) kept per unit.
+pub const MAX_SPECIALS: usize = 8;
+/// A special device entry's variety (byte 7) for an I/O APIC.
+const VARIETY_IOAPIC: u8 = 1;
 
 /// Why an IVRS table was not accepted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,6 +114,9 @@ pub struct Unit {
     /// The extended feature register's image (types 11h and 40h).
     pub features: Option<u64>,
     ranges: [Option<Range>; MAX_RANGES],
+    /// Its special devices (entry 48h): variety (1: I/O APIC, 2: HPET), handle (the
+    /// I/O APIC ID or HPET number) and device ID.
+    specials: [Option<(u8, u8, u16)>; MAX_SPECIALS],
 }
 
 impl Unit {
@@ -124,6 +131,16 @@ impl Unit {
         self.ranges()
             .find(|r| (r.first..=r.last).contains(&id))
             .map(|r| r.alias.unwrap_or(id))
+    }
+
+    /// The device IDs of its I/O APICs (special device entries of variety 1) with
+    /// their I/O APIC IDs.
+    pub fn ioapics(&self) -> impl Iterator<Item = (u8, u16)> + '_ {
+        self.specials
+            .iter()
+            .flatten()
+            .filter(|s| s.0 == VARIETY_IOAPIC)
+            .map(|&(_, handle, id)| (handle, id))
     }
 
     /// The highest device ID any of its ranges names (own or alias).
@@ -202,6 +219,19 @@ impl Ivrs {
         self.units.iter().flatten()
     }
 
+    /// The unit (index) and device ID of the one I/O APIC the table names; `None` when
+    /// it names none or several.
+    pub fn ioapic(&self) -> Option<(usize, u16)> {
+        let mut all = self
+            .units()
+            .enumerate()
+            .flat_map(|(i, u)| u.ioapics().map(move |(_, id)| (i, id)));
+        match (all.next(), all.next()) {
+            (Some(one), None) => Some(one),
+            _ => None,
+        }
+    }
+
     /// The index (in [`Ivrs::units`] order) of the unit that translates function `f`
     /// of `segment`, and the device ID its requests carry there.
     pub fn unit_for(&self, segment: u16, f: PciAddress) -> Option<(usize, u16)> {
@@ -236,6 +266,7 @@ fn parse_unit(s: &[u8], at: usize) -> Result<Unit, IvrsError> {
         segment: u16_at(s, 16).ok_or(bad)?,
         features: (block_type != 0x10).then(|| u64_at(s, 24)).flatten(),
         ranges: [None; MAX_RANGES],
+        specials: [None; MAX_SPECIALS],
     };
     // An open range: its first ID, alias and offset.
     let mut open: Option<(u16, Option<u16>, usize)> = None;
@@ -282,7 +313,16 @@ fn parse_unit(s: &[u8], at: usize) -> Result<Unit, IvrsError> {
             // Alias select.
             0x42 => unit.push(one(id, Some(u16_at(e, 5).ok_or(bad)?)))?,
             // Special device (an I/O APIC or HPET): its ID is in bytes 5-6.
-            0x48 => unit.push(one(u16_at(e, 5).ok_or(bad)?, None))?,
+            0x48 => {
+                let id = u16_at(e, 5).ok_or(bad)?;
+                unit.push(one(id, None))?;
+                let slot = unit
+                    .specials
+                    .iter_mut()
+                    .find(|s| s.is_none())
+                    .ok_or(IvrsError::TooMany)?;
+                *slot = Some((e[7], e[4], id));
+            }
             // Padding and reserved types of a known length.
             _ => {}
         }

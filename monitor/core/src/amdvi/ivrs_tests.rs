@@ -97,6 +97,9 @@ fn qemu_7_2s_table_parses() {
     assert_eq!(i.unit_for(1, at(0, 3, 0)), None, "other segment");
     assert_eq!(u.highest_id(), Some(0xfb));
     assert_eq!(u.requester_id(at(0, 0x14, 0)), Some(0xa0), "the I/O APIC");
+    // Its special device entry: variety 1 (I/O APIC), handle 0 (I/O APIC ID 0).
+    assert_eq!(u.ioapics().collect::<Vec<_>>(), [(0, 0xa0)]);
+    assert_eq!(i.ioapic(), Some((0, 0xa0)));
 }
 
 #[test]
@@ -138,6 +141,9 @@ fn every_entry_kind_names_its_devices() {
     assert_eq!(id(3, 0x1f, 7), Some(0x300), "aliased range");
     assert_eq!(id(4, 0, 0), Some(0x400));
     assert_eq!(id(5, 0, 7), Some(0x507));
+    // The special device of variety 0 is no I/O APIC.
+    assert_eq!(u.ioapics().count(), 0);
+    assert_eq!(i.ioapic(), None);
     assert_eq!(id(5, 1, 0), None);
     assert_eq!(id(0, 0x14, 0), Some(0xa0));
     assert_eq!(id(0, 0x14, 5), Some(0xa5), "ACPI device");
@@ -297,4 +303,39 @@ fn arbitrary_bytes_never_panic() {
             }
         }
     }
+}
+
+#[test]
+fn the_io_apic_is_known_only_when_the_table_names_exactly_one() {
+    // Special device entries: bytes 5-6 the device ID, byte 4 the handle, byte 7 the
+    // variety (1: I/O APIC, 2: HPET).
+    let special = |handle: u8, id: u16, variety: u8| {
+        let mut e = e8(0x48, 0, id);
+        e[4] = handle;
+        e[7] = variety;
+        e
+    };
+    let one = table(&[ivhd(
+        0x10,
+        0,
+        0xfeb8_0000,
+        &[special(9, 0x00a0, 1), special(0, 0x00a1, 2)],
+    )]);
+    let i = Ivrs::parse(&one).unwrap();
+    assert_eq!(
+        i.units().next().unwrap().ioapics().collect::<Vec<_>>(),
+        [(9, 0xa0)]
+    );
+    assert_eq!(i.ioapic(), Some((0, 0xa0)), "the HPET is not an I/O APIC");
+    let two = table(&[ivhd(
+        0x10,
+        0,
+        0xfeb8_0000,
+        &[special(9, 0x00a0, 1), special(10, 0x00a2, 1)],
+    )]);
+    assert_eq!(
+        Ivrs::parse(&two).unwrap().ioapic(),
+        None,
+        "which is which: unknown"
+    );
 }

@@ -146,30 +146,38 @@ pub type Dte = [u64; 4];
 /// "addresses untranslated, access controlled by IR and IW"; QEMU 7.2's amd-iommu does
 /// the same (`amdvi_page_walk`: TV set and Mode 0 go to `no_remap`, whose permissions
 /// are the DTE's IR/IW, here none) and logs nothing for it. Interrupts: IV = 0 passes
-/// MSIs through untranslated, as intremap=off does for VT-d.
+/// MSIs through untranslated (with interrupt remapping, `DeviceTable::block_interrupts`
+/// blocks them).
 pub const DTE_BLOCKED: Dte = [DTE_V | DTE_TV, 0, 0, 0];
 
 /// A DTE's third word for a device whose interrupts are all refused (AMD IOMMU spec 2.2.2
 /// "Device Table Entry Format" and 2.2.5 "Interrupt Remapping Tables"): IV = 1 (the
 /// interrupt fields are valid), IntCtl = 00b (fixed and arbitrated interrupts target
 /// aborted, no table read: IntTabLen and IntTableRootPtr 0), and no pass bit (INIT,
-/// ExtInt, NMI, LINT0, LINT1 blocked). So a device of a sandbox cannot send any MSI,
-/// its own DMA write to 0xFEExxxxx included; its INTx (through the I/O APIC, whose own
-/// entry keeps IV = 0) still arrives. QEMU 7.2's amd-iommu with `intremap=off` ignores
-/// the interrupt fields (it remaps nothing); the monitor refuses the sandbox's MSI
-/// enables anyway (`iommu::remap_msi`).
+/// ExtInt, NMI, LINT0, LINT1 blocked). Without interrupt remapping a protected function
+/// gets it (its own DMA write to 0xFEExxxxx included; its INTx still arrives through the
+/// I/O APIC, and the monitor refuses its MSI enables); with remapping every device ID
+/// the monitor gives no table (`DeviceTable::block_interrupts`).
 pub const DTE_INTERRUPTS_BLOCKED: u64 = 1;
 
 /// The entry of a device ID given to a sandbox: translated through the page tables at
 /// `root` with `levels`, reads and writes allowed where they allow them, in domain
-/// `domain` (the IOTLB's tag), its interrupts blocked ([`DTE_INTERRUPTS_BLOCKED`]).
-pub fn dte_translated(root: u64, levels: Levels, domain: u16) -> Dte {
+/// `domain` (the IOTLB's tag); `interrupts` its third word (its interrupts blocked,
+/// [`DTE_INTERRUPTS_BLOCKED`], or remapped through a table,
+/// [`dte_interrupts`](super::intremap::dte_interrupts)).
+pub fn dte_translated(root: u64, levels: Levels, domain: u16, interrupts: u64) -> Dte {
     [
         DTE_V | DTE_TV | levels.mode() << DTE_MODE_SHIFT | (root & ADDR_MASK) | DTE_IR | DTE_IW,
         u64::from(domain),
-        DTE_INTERRUPTS_BLOCKED,
+        interrupts,
         0,
     ]
+}
+
+/// The entry of a device ID that makes no DMA but sends interrupts through a table (the
+/// I/O APIC's): [`DTE_BLOCKED`] with `interrupts` as its third word.
+pub fn dte_interrupts_only(interrupts: u64) -> Dte {
+    [DTE_BLOCKED[0], 0, interrupts, 0]
 }
 
 /// A command (two 64-bit words; the opcode is in bits 63:60 of the first).
@@ -257,6 +265,12 @@ impl Event {
         self.code == IO_PAGE_FAULT && self.flags & FLAG_INTERRUPT == 0
     }
 
+    /// An IO_PAGE_FAULT for an interrupt request the unit refused (interrupt
+    /// remapping: an entry without RemapEn, IntCtl = 00b, a refused delivery mode).
+    pub fn is_interrupt_fault(&self) -> bool {
+        self.code == IO_PAGE_FAULT && self.flags & FLAG_INTERRUPT != 0
+    }
+
     /// Whether the access was a write.
     pub fn write(&self) -> bool {
         self.flags & FLAG_WRITE != 0
@@ -314,10 +328,14 @@ mod tests {
     #[test]
     fn device_table_entries() {
         assert_eq!(DTE_BLOCKED, [3, 0, 0, 0]);
-        let e = dte_translated(0x1234_5000, Levels::Three, 2);
+        let e = dte_translated(0x1234_5000, Levels::Three, 2, DTE_INTERRUPTS_BLOCKED);
         assert_eq!(e[0], 0x6000_0000_1234_5603);
         assert_eq!(e[1..], [2, 1, 0], "IV = 1, IntCtl = 00b, no pass bits");
-        assert_eq!(dte_translated(0x7000, Levels::Four, 1)[0] & 0xe00, 4 << 9);
+        assert_eq!(
+            dte_translated(0x7000, Levels::Four, 1, 1)[0] & 0xe00,
+            4 << 9
+        );
+        assert_eq!(dte_interrupts_only(0x17), [3, 0, 0x17, 0]);
     }
 
     #[test]
@@ -360,7 +378,8 @@ mod tests {
             Event::decode([2 << 60 | ((FLAG_PRESENT | FLAG_WRITE) as u64) << 48, 0]).unwrap();
         assert_eq!(write_present.reason(), "write not allowed");
         let irq = Event::decode([2 << 60 | (FLAG_INTERRUPT as u64) << 48, 0xfee0_0000]).unwrap();
-        assert!(!irq.is_dma_fault());
+        assert!(!irq.is_dma_fault() && irq.is_interrupt_fault());
+        assert!(!e.is_interrupt_fault());
         let rsv = Event::decode([2 << 60 | (FLAG_RESERVED as u64) << 48, 0]).unwrap();
         assert_eq!(rsv.reason(), "reserved bit in an entry");
         let other = Event::decode([5 << 60, 0x7000]).unwrap();
