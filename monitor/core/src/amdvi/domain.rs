@@ -287,9 +287,8 @@ impl DeviceTable {
     }
 
     /// Blocks the interrupts of every device ID that is still blocked for DMA
-    /// ([`DTE_BLOCKED`]): IV = 1, IntCtl = 00b, no pass bit
-    /// ([`DTE_INTERRUPTS_BLOCKED`](super::regs::DTE_INTERRUPTS_BLOCKED)). With
-    /// interrupt remapping on, only the entries the monitor wrote let an interrupt
+    /// ([`DTE_BLOCKED`]): IV = 1, IntCtl = 00b, no pass bit ([`DTE_INTERRUPTS_BLOCKED`]).
+    /// With interrupt remapping on, only the entries the monitor wrote let an interrupt
     /// through. Call it after the last [`DeviceTable::assign`].
     pub fn block_interrupts<M: EptMemory>(&self, mem: &mut M) {
         let blocked = [DTE_BLOCKED[0], 0, DTE_INTERRUPTS_BLOCKED, 0];
