@@ -164,6 +164,15 @@ struct Function {
     requester: u16,
 }
 
+/// The protected function at `f` and its index in `functions` (the index picks its
+/// interrupt remapping entries), if `f` is one.
+fn find_function(functions: &[Option<Function>], f: PciAddress) -> Option<(usize, Function)> {
+    functions
+        .iter()
+        .enumerate()
+        .find_map(|(k, g)| g.filter(|g| g.address == f).map(|g| (k, g)))
+}
+
 /// A DMA a unit refused, in the words the report uses.
 #[derive(Clone, Copy, Debug)]
 struct DmaFault {

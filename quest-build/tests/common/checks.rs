@@ -721,3 +721,29 @@ pub fn channels_local(out: &RunOutcome) {
     );
     line(c, "quest:   'local': exited 0, faults 0");
 }
+
+/// irq.toml's hostile MSIs (to a core outside the sandbox, with NMI delivery): each
+/// refused and logged once for the probe's edu at `edu`, nothing delivered, and a valid
+/// MSI arrives again afterwards. The same on every backend and IOMMU.
+pub fn hostile_msis_refused(c: &str, edu: &str) {
+    for refusal in [
+        "MSI to APIC ID 2 outside the sandbox refused",
+        "MSI with delivery mode NMI refused",
+    ] {
+        let wanted = format!("quest: sandbox 'probe' core 0: PCI {edu}: {refusal}");
+        assert_eq!(
+            c.lines().filter(|l| *l == wanted).count(),
+            1,
+            "{wanted}: {c}"
+        );
+    }
+    assert_line(
+        c,
+        "[probe] irq-probe: MSI to APIC ID 2 (outside the sandbox): nothing arrived (interrupts 0, stray 0)",
+    );
+    assert_line(
+        c,
+        "[probe] irq-probe: MSI with NMI delivery: nothing arrived (interrupts 0, stray 0)",
+    );
+    assert_line(c, "[probe] irq-probe: MSI valid again: arrived");
+}

@@ -48,10 +48,7 @@ impl Units {
         let Some(r) = &self.remapping else {
             return Remapped::Refused;
         };
-        let found = functions
-            .iter()
-            .enumerate()
-            .find_map(|(k, g)| g.filter(|g| g.address == f).map(|g| (k, g)));
+        let found = crate::iommu::find_function(functions, f);
         let (Some((k, g)), Ok(apic_id)) = (found, u8::try_from(apic_id)) else {
             return Remapped::Refused;
         };
